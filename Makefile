@@ -1,0 +1,31 @@
+# Two commands that work on a fresh machine with only Python >= 3.11 and make.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,dev]'
+	touch $(STAMP)
+
+## make run: set up and start the ACS (embedded PostgreSQL unless ACS_DATABASE_URL is set)
+run: $(STAMP)
+	$(BIN)/acs serve
+
+## make test: set up and run the whole suite
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check acs cpe_simulator tests schemas bench
+	$(BIN)/mypy --strict acs/cwmp
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.fleet
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

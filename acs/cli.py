@@ -1,0 +1,108 @@
+"""The `acs` command."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import click
+
+from acs import logs
+from acs.config import Settings
+
+T = TypeVar("T")
+
+
+def _with_database(settings: Settings, work: Callable[[str], Awaitable[T]]) -> T:
+    """Run ``work(dsn)`` against the configured or the embedded database."""
+    from acs.store.db import EmbeddedPostgres
+
+    async def main() -> T:
+        if settings.database_url:
+            return await work(settings.database_url)
+        embedded = EmbeddedPostgres()
+        try:
+            return await work(embedded.start(settings.pgdata_dir.resolve()))
+        finally:
+            embedded.stop()
+
+    return asyncio.run(main())
+
+
+@click.group()
+@click.option("--log-level", default="INFO", envvar="ACS_LOG_LEVEL", show_default=True)
+def main(log_level: str) -> None:
+    """TR-069 (CWMP) auto-configuration server."""
+    logs.setup(log_level)
+
+
+@main.command()
+def serve() -> None:
+    """Migrate the database and serve CWMP, the API and files (settings: ACS_* variables)."""
+    from acs.web.server import serve as run
+
+    asyncio.run(run(Settings()))
+
+
+@main.command()
+def migrate() -> None:
+    """Apply the database migrations that are not applied yet."""
+    from acs.store.db import connect
+    from acs.store.db import migrate as apply
+
+    async def work(dsn: str) -> list[str]:
+        conn = await connect(dsn)
+        try:
+            return await apply(conn)
+        finally:
+            await conn.close()
+
+    applied = _with_database(Settings(), work)
+    click.echo("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+
+
+@main.group(name="cpe-credential")
+def cpe_credential() -> None:
+    """Per-device CPE credentials (HTTP Basic/Digest towards the ACS)."""
+
+
+@cpe_credential.command(name="set")
+@click.argument("username")
+@click.option("--password", prompt=True, hide_input=True)
+@click.option("--device-id", default=None, help="only this device may use the credential")
+def credential_set(username: str, password: str, device_id: str | None) -> None:
+    from acs.store import credentials
+    from acs.store.db import connect
+
+    settings = Settings()
+
+    async def work(dsn: str) -> None:
+        conn = await connect(dsn)
+        try:
+            await credentials.set_credential(
+                conn, username, password, settings.cpe_auth_realm, device_id
+            )
+        finally:
+            await conn.close()
+
+    _with_database(settings, work)
+    click.echo(f"credential {username!r} stored")
+
+
+@cpe_credential.command(name="delete")
+@click.argument("username")
+def credential_delete(username: str) -> None:
+    from acs.store import credentials
+    from acs.store.db import connect
+
+    async def work(dsn: str) -> bool:
+        conn = await connect(dsn)
+        try:
+            return await credentials.delete_credential(conn, username)
+        finally:
+            await conn.close()
+
+    found = _with_database(Settings(), work)
+    click.echo("deleted" if found else f"no credential {username!r}")
+    raise SystemExit(0 if found else 1)

@@ -1,0 +1,66 @@
+"""Settings, read from ACS_* environment variables (pydantic-settings).
+
+Every setting has a default that is safe to expose: CPE authentication is on
+unless an operator writes ``ACS_CPE_AUTH=none`` on purpose.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ACS_", extra="ignore")
+
+    # --- storage
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL DSN; when unset an embedded server is started with data under data_dir",
+    )
+    data_dir: Path = Path("var")
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+
+    # --- listeners
+    host: str = "0.0.0.0"
+    cwmp_port: int = Field(default=7547, ge=0, le=65535)
+    api_port: int = Field(default=7557, ge=0, le=65535)
+    files_port: int = Field(default=7567, ge=0, le=65535)
+    public_host: str | None = Field(
+        default=None, description="host name CPEs and operators use to reach us, for printed URLs"
+    )
+
+    # --- CPE authentication (TR-069 3.4.4: the CPE must authenticate to the ACS)
+    cpe_auth: Literal["digest", "basic", "any", "none"] = Field(
+        default="digest",
+        description="digest, basic, any (either), or none (only when chosen explicitly)",
+    )
+    cpe_auth_realm: str = "acs"
+    cpe_username: str | None = Field(default=None, description="shared CPE credential")
+    cpe_password: str | None = None
+
+    # --- CWMP sessions
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    session_timeout_s: float = Field(
+        default=30.0, gt=0, description="a session idle longer than this is abandoned"
+    )
+    gpv_batch_size: int = Field(default=100, ge=1, le=10_000)
+    discovery_on_bootstrap: bool = True
+    max_task_attempts: int = Field(default=3, ge=1)
+
+    @model_validator(mode="after")
+    def _shared_credential_is_whole(self) -> Settings:
+        if (self.cpe_username is None) != (self.cpe_password is None):
+            raise ValueError("set both ACS_CPE_USERNAME and ACS_CPE_PASSWORD, or neither")
+        return self
+
+    @property
+    def pgdata_dir(self) -> Path:
+        return self.data_dir / "pgdata"
+
+    @property
+    def files_dir(self) -> Path:
+        return self.data_dir / "files"

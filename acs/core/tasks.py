@@ -1,0 +1,335 @@
+"""Jobs (tasks) queued per CPE, and the RPC plan each one runs.
+
+Task names and argument shapes are GenieACS NBI's, so operators' scripts carry
+over: getParameterValues {parameterNames}, setParameterValues
+{parameterValues: [[path, value, type?]]}, refreshObject {objectName},
+addObject {objectName, parameterValues?}, deleteObject {objectName}, reboot,
+factoryReset, download {...}; and beyond them upload, scheduleInform,
+getParameterAttributes, setParameterAttributes, getParameterNames,
+getRPCMethods. Arguments are validated by pydantic models, so a bad job is
+refused with the path of the bad field before it is queued.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from acs.cwmp import messages as m
+from acs.core.plans import Plan, PlanFault, discover, expect, read_values
+
+# xsd types a setParameterValues may name; anything else is refused up front
+XSD_TYPES = {
+    "xsd:string", "xsd:int", "xsd:unsignedInt", "xsd:long", "xsd:unsignedLong",
+    "xsd:boolean", "xsd:dateTime", "xsd:base64", "xsd:hexBinary", "xsd:decimal",
+}
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+ParameterPath = Annotated[str, Field(min_length=1, max_length=1024)]
+ObjectPath = Annotated[str, Field(min_length=1, max_length=1024, pattern=r"\.$")]
+
+
+class GetParameterValuesArgs(_Args):
+    parameterNames: list[ParameterPath] = Field(min_length=1)
+
+
+class GetParameterNamesArgs(_Args):
+    parameterPath: str = ""
+    nextLevel: bool = False
+
+
+ValueTriple = tuple[ParameterPath, Any] | tuple[ParameterPath, Any, str]
+
+
+class SetParameterValuesArgs(_Args):
+    parameterValues: list[ValueTriple] = Field(min_length=1)
+    parameterKey: str = ""
+
+
+class RefreshObjectArgs(_Args):
+    objectName: str = ""
+
+
+class AddObjectArgs(_Args):
+    objectName: ObjectPath
+    parameterValues: list[ValueTriple] = Field(default_factory=list)
+    parameterKey: str = ""
+
+
+class DeleteObjectArgs(_Args):
+    objectName: ObjectPath
+    parameterKey: str = ""
+
+
+class CommandKeyArgs(_Args):
+    commandKey: str | None = None
+
+
+class DownloadArgs(_Args):
+    fileType: str = "1 Firmware Upgrade Image"
+    url: str = Field(min_length=1)
+    username: str = ""
+    password: str = ""
+    fileSize: int = Field(default=0, ge=0)
+    targetFileName: str = ""
+    delaySeconds: int = Field(default=0, ge=0)
+    commandKey: str | None = None
+
+
+class UploadArgs(_Args):
+    fileType: str = "1 Vendor Configuration File"
+    url: str = Field(min_length=1)
+    username: str = ""
+    password: str = ""
+    delaySeconds: int = Field(default=0, ge=0)
+    commandKey: str | None = None
+
+
+class ScheduleInformArgs(_Args):
+    delaySeconds: int = Field(ge=1)
+    commandKey: str = ""
+
+
+class AttributeChange(_Args):
+    name: ParameterPath
+    notification: Literal[0, 1, 2, 3, 4, 5, 6] | None = None
+    accessList: list[str] | None = None
+
+
+class SetParameterAttributesArgs(_Args):
+    parameterAttributes: list[AttributeChange] = Field(min_length=1)
+
+
+class NoArgs(_Args):
+    pass
+
+
+TASK_ARGS: dict[str, type[_Args]] = {
+    "getParameterValues": GetParameterValuesArgs,
+    "getParameterNames": GetParameterNamesArgs,
+    "setParameterValues": SetParameterValuesArgs,
+    "refreshObject": RefreshObjectArgs,
+    "addObject": AddObjectArgs,
+    "deleteObject": DeleteObjectArgs,
+    "reboot": CommandKeyArgs,
+    "factoryReset": NoArgs,
+    "download": DownloadArgs,
+    "upload": UploadArgs,
+    "scheduleInform": ScheduleInformArgs,
+    "getParameterAttributes": GetParameterValuesArgs,
+    "setParameterAttributes": SetParameterAttributesArgs,
+    "getRPCMethods": NoArgs,
+}
+
+
+class InvalidTask(ValueError):
+    def __init__(self, reason: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.errors = errors or []
+
+
+def validate_task(name: str, args: dict[str, Any]) -> _Args:
+    model = TASK_ARGS.get(name)
+    if model is None:
+        raise InvalidTask(f"unknown task {name!r}; known: {', '.join(sorted(TASK_ARGS))}")
+    try:
+        parsed = model.model_validate(args)
+    except ValidationError as exc:
+        errors = [
+            {"path": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
+        ]
+        raise InvalidTask(f"invalid arguments for {name}", errors) from None
+    for triple in getattr(parsed, "parameterValues", []):
+        if len(triple) == 3 and triple[2] not in XSD_TYPES:
+            raise InvalidTask(
+                f"invalid arguments for {name}",
+                [{"path": "parameterValues", "message": f"unknown xsd type {triple[2]!r}"}],
+            )
+    return parsed
+
+
+def _wire_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _value_structs(
+    triples: list[Any], prefix: str, type_of: Callable[[str], str | None]
+) -> list[m.ParameterValueStruct]:
+    """[[path, value, type?]] as ParameterValueStructs; a missing type comes from the stored tree."""
+    out = []
+    for triple in triples:
+        path = prefix + triple[0]
+        xsd_type = triple[2] if len(triple) == 3 else None
+        if xsd_type is None:
+            xsd_type = type_of(path)
+        if xsd_type is None:
+            xsd_type = "xsd:boolean" if isinstance(triple[1], bool) else "xsd:string"
+        out.append(m.ParameterValueStruct(path, _wire_value(triple[1]), xsd_type))
+    return out
+
+
+def plan_for(
+    task_id: int,
+    name: str,
+    args: dict[str, Any],
+    *,
+    type_of: Callable[[str], str | None],
+    batch_size: int,
+    root: str,
+) -> Plan:
+    """The RPC plan of one task. ``type_of`` gives a stored parameter's xsd type."""
+    parsed = validate_task(name, args)
+    command_key = getattr(parsed, "commandKey", None) or f"task-{task_id}"
+    return _PLANS[name](parsed, command_key, type_of, batch_size, root)
+
+
+def _get_values(a: Any, _ck: str, _t: Any, _b: int, _r: str) -> Plan:
+    resp = yield m.GetParameterValues(parameter_names=list(a.parameterNames))
+    got = expect(resp, m.GetParameterValuesResponse)
+    return {"values": [[p.name, p.value, p.xsd_type] for p in got.parameter_list]}
+
+
+def _get_names(a: Any, _ck: str, _t: Any, _b: int, _r: str) -> Plan:
+    resp = yield m.GetParameterNames(parameter_path=a.parameterPath, next_level=a.nextLevel)
+    got = expect(resp, m.GetParameterNamesResponse)
+    return {"names": [[i.name, i.writable] for i in got.parameter_list]}
+
+
+def _set_values(a: Any, _ck: str, type_of: Any, _b: int, _r: str) -> Plan:
+    structs = _value_structs(a.parameterValues, "", type_of)
+    resp = yield m.SetParameterValues(parameter_list=structs, parameter_key=a.parameterKey)
+    return {"status": expect(resp, m.SetParameterValuesResponse).status}
+
+
+def _refresh(a: Any, _ck: str, _t: Any, batch: int, root: str) -> Plan:
+    return (yield from discover(a.objectName or root, batch))
+
+
+def _add_object(a: Any, _ck: str, type_of: Any, batch: int, _r: str) -> Plan:
+    resp = yield m.AddObject(object_name=a.objectName, parameter_key=a.parameterKey)
+    added = expect(resp, m.AddObjectResponse)
+    instance = f"{a.objectName}{added.instance_number}."
+    result: dict[str, Any] = {"instanceNumber": added.instance_number, "status": added.status}
+    # learn the new instance first, so values set below get their real types
+    refreshed = yield from discover(instance, batch)
+    if a.parameterValues:
+        structs = _value_structs(a.parameterValues, instance, type_of)
+        resp = yield m.SetParameterValues(parameter_list=structs, parameter_key=a.parameterKey)
+        result["setStatus"] = expect(resp, m.SetParameterValuesResponse).status
+    result["parameters"] = refreshed["parameters"]
+    return result
+
+
+def _delete_object(a: Any, _ck: str, _t: Any, _b: int, _r: str) -> Plan:
+    resp = yield m.DeleteObject(object_name=a.objectName, parameter_key=a.parameterKey)
+    return {"status": expect(resp, m.DeleteObjectResponse).status}
+
+
+def _reboot(_a: Any, ck: str, _t: Any, _b: int, _r: str) -> Plan:
+    expect((yield m.Reboot(command_key=ck)), m.RebootResponse)
+    return {"commandKey": ck}
+
+
+def _factory_reset(_a: Any, _ck: str, _t: Any, _b: int, _r: str) -> Plan:
+    expect((yield m.FactoryReset()), m.FactoryResetResponse)
+    return {}
+
+
+def _download(a: Any, ck: str, _t: Any, _b: int, _r: str) -> Plan:
+    resp = yield m.Download(
+        command_key=ck, file_type=a.fileType, url=a.url, username=a.username,
+        password=a.password, file_size=a.fileSize, target_file_name=a.targetFileName,
+        delay_seconds=a.delaySeconds,
+    )
+    got = expect(resp, m.DownloadResponse)
+    return _transfer_result(ck, got.status, got.start_time, got.complete_time)
+
+
+def _upload(a: Any, ck: str, _t: Any, _b: int, _r: str) -> Plan:
+    resp = yield m.Upload(
+        command_key=ck, file_type=a.fileType, url=a.url, username=a.username,
+        password=a.password, delay_seconds=a.delaySeconds,
+    )
+    got = expect(resp, m.UploadResponse)
+    return _transfer_result(ck, got.status, got.start_time, got.complete_time)
+
+
+def _transfer_result(ck: str, status: int, start: Any, complete: Any) -> dict[str, Any]:
+    # status 1: the transfer goes on after the session; TransferComplete with
+    # this CommandKey closes it later
+    return {
+        "commandKey": ck,
+        "status": status,
+        "startTime": start.isoformat() if start else None,
+        "completeTime": complete.isoformat() if complete else None,
+    }
+
+
+def _schedule_inform(a: Any, _ck: str, _t: Any, _b: int, _r: str) -> Plan:
+    resp = yield m.ScheduleInform(delay_seconds=a.delaySeconds, command_key=a.commandKey)
+    expect(resp, m.ScheduleInformResponse)
+    return {}
+
+
+def _get_attributes(a: Any, _ck: str, _t: Any, _b: int, _r: str) -> Plan:
+    resp = yield m.GetParameterAttributes(parameter_names=list(a.parameterNames))
+    got = expect(resp, m.GetParameterAttributesResponse)
+    return {
+        "attributes": [
+            {"name": p.name, "notification": p.notification, "accessList": p.access_list}
+            for p in got.parameter_list
+        ]
+    }
+
+
+def _set_attributes(a: Any, _ck: str, _t: Any, _b: int, _r: str) -> Plan:
+    structs = [
+        m.SetParameterAttributesStruct(
+            name=c.name,
+            notification_change=c.notification is not None,
+            notification=c.notification or 0,
+            access_list_change=c.accessList is not None,
+            access_list=list(c.accessList or []),
+        )
+        for c in a.parameterAttributes
+    ]
+    expect((yield m.SetParameterAttributes(parameter_list=structs)), m.SetParameterAttributesResponse)
+    return {}
+
+
+def _get_rpc_methods(_a: Any, _ck: str, _t: Any, _b: int, _r: str) -> Plan:
+    resp = yield m.GetRPCMethods()
+    return {"methods": list(expect(resp, m.GetRPCMethodsResponse).method_list)}
+
+
+_PLANS: dict[str, Callable[[Any, str, Any, int, str], Plan]] = {
+    "getParameterValues": _get_values,
+    "getParameterNames": _get_names,
+    "setParameterValues": _set_values,
+    "refreshObject": _refresh,
+    "addObject": _add_object,
+    "deleteObject": _delete_object,
+    "reboot": _reboot,
+    "factoryReset": _factory_reset,
+    "download": _download,
+    "upload": _upload,
+    "scheduleInform": _schedule_inform,
+    "getParameterAttributes": _get_attributes,
+    "setParameterAttributes": _set_attributes,
+    "getRPCMethods": _get_rpc_methods,
+}
+
+# Faults worth another attempt in a later session (TR-069: 9002 internal
+# error, 9004 resources exceeded; 8005-style retries)
+TRANSIENT_CPE_FAULTS = frozenset({9002, 9004})
+
+__all__ = ["InvalidTask", "PlanFault", "TASK_ARGS", "plan_for", "read_values", "validate_task"]

@@ -1,0 +1,710 @@
+"""SOAP envelope codec for CWMP: bytes <-> ``Envelope`` holding one typed message.
+
+CWMP is hostile input from the internet and real CPEs are quirky, so parsing
+is strict about safety and lenient about style:
+
+- a hardened lxml parser (no network, no entities, no DTD) and any DOCTYPE is
+  refused outright;
+- elements are matched by local name, so any prefix, any urn:dslforum-org:
+  cwmp-1-N namespace, a default namespace or none at all are all accepted;
+- scalar fields may come in any order; unknown fields are ignored; array
+  wrappers' soap-enc:arrayType is ignored on input.
+
+Emitting is strict: elements in the schema's order, arrayType on every array,
+so every message validates against the official XSD of its namespace.
+
+Field layouts are declared once per message class (``FIELDS``) and drive both
+directions.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from lxml import etree
+
+from acs.cwmp import messages as m
+
+SOAP_ENV_NS = "http://schemas.xmlsoap.org/soap/envelope/"
+SOAP_ENC_NS = "http://schemas.xmlsoap.org/soap/encoding/"
+XSD_NS = "http://www.w3.org/2001/XMLSchema"
+XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
+CWMP_NS_1_0 = "urn:dslforum-org:cwmp-1-0"
+CWMP_NS_1_1 = "urn:dslforum-org:cwmp-1-1"
+CWMP_NS_1_2 = "urn:dslforum-org:cwmp-1-2"  # also CWMP 1.3 and 1.4
+CWMP_NS_PREFIX = "urn:dslforum-org:cwmp-"
+
+UNKNOWN_TIME = "0001-01-01T00:00:00Z"
+MAX_DEPTH = 32  # CWMP messages nest 6 deep; deeper is an attack or garbage
+
+_XSI_TYPE = f"{{{XSI_NS}}}type"
+_ARRAY_TYPE = f"{{{SOAP_ENC_NS}}}arrayType"
+
+
+class CwmpParseError(ValueError):
+    """A message we cannot accept, with the fault to answer and a reason."""
+
+    def __init__(
+        self,
+        reason: str,
+        fault_code: int = 8003,
+        cwmp_id: str | None = None,
+        cwmp_ns: str | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.fault_code = fault_code
+        self.cwmp_id = cwmp_id
+        self.cwmp_ns = cwmp_ns
+
+
+@dataclass(slots=True)
+class Envelope:
+    body: m.Message
+    cwmp_id: str | None = None
+    cwmp_ns: str = CWMP_NS_1_0
+    hold_requests: bool = False
+    no_more_requests: bool = False
+    session_timeout: int | None = None
+    supported_cwmp_versions: str | None = None
+    use_cwmp_version: str | None = None
+
+
+# ------------------------------------------------------------------ scalar codecs
+
+
+def _local(tag: Any) -> str:
+    if not isinstance(tag, str):
+        return ""
+    return tag.rpartition("}")[2]
+
+
+def _text(el: etree._Element) -> str:
+    return el.text or ""
+
+
+def _to_int(text: str) -> int:
+    return int(text.strip())
+
+
+def _to_bool(text: str) -> bool:
+    t = text.strip().lower()
+    if t in ("1", "true"):
+        return True
+    if t in ("0", "false"):
+        return False
+    raise ValueError(f"boolean expected, got {text!r}")
+
+
+_TIME = re.compile(
+    r"^\s*(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(\.\d+)?(Z|[+-]\d\d:?\d\d)?\s*$"
+)
+
+
+def _to_time(text: str) -> datetime | None:
+    if not text.strip():
+        return None
+    match = _TIME.match(text)
+    if match is None:
+        raise ValueError(f"dateTime expected, got {text!r}")
+    year, month, day, hour, minute, second, frac, zone = match.groups()
+    if year == "0001":
+        return None  # TR-069's Unknown Time
+    tz: timezone = UTC
+    if zone and zone != "Z":
+        sign = 1 if zone[0] == "+" else -1
+        digits = zone[1:].replace(":", "")
+        tz = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
+    micro = int((frac or ".0")[1:7].ljust(6, "0"))
+    return datetime(
+        int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tzinfo=tz
+    )
+
+
+def format_time(value: datetime | None) -> str:
+    if value is None:
+        return UNKNOWN_TIME
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _from_bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+# ------------------------------------------------------------------ field kinds
+
+
+class Kind:
+    """How one field is read from and written to XML."""
+
+    def decode(self, el: etree._Element) -> Any:
+        raise NotImplementedError
+
+    def encode(self, parent: etree._Element, name: str, value: Any) -> None:
+        raise NotImplementedError
+
+
+class Scalar(Kind):
+    def __init__(self, read: Callable[[str], Any], write: Callable[[Any], str]) -> None:
+        self.read = read
+        self.write = write
+
+    def decode(self, el: etree._Element) -> Any:
+        return self.read(_text(el))
+
+    def encode(self, parent: etree._Element, name: str, value: Any) -> None:
+        etree.SubElement(parent, name).text = self.write(value)
+
+
+STR = Scalar(str, str)
+INT = Scalar(_to_int, str)
+BOOL = Scalar(_to_bool, _from_bool)
+TIME = Scalar(_to_time, format_time)
+
+
+class ParameterValue(Kind):
+    """ParameterValueStruct: the Value keeps its xsi:type as sent."""
+
+    def decode(self, el: etree._Element) -> m.ParameterValueStruct:
+        name: str | None = None
+        value = ""
+        xsd_type = "xsd:string"
+        for child in el:
+            tag = _local(child.tag)
+            if tag == "Name":
+                name = _text(child)
+            elif tag == "Value":
+                value = _text(child)
+                declared = child.get(_XSI_TYPE)
+                if declared:
+                    xsd_type = "xsd:" + declared.rpartition(":")[2]
+        if name is None:
+            raise ValueError("ParameterValueStruct without Name")
+        return m.ParameterValueStruct(name, value, xsd_type)
+
+    def encode(self, parent: etree._Element, name: str, value: Any) -> None:
+        el = etree.SubElement(parent, name)
+        etree.SubElement(el, "Name").text = value.name
+        v = etree.SubElement(el, "Value")
+        v.set(_XSI_TYPE, value.xsd_type)
+        v.text = value.value
+
+
+class Struct(Kind):
+    """A struct (or message body) laid out by its FIELDS entry."""
+
+    def __init__(self, cls: type, xsi_type: str | None = None) -> None:
+        self.cls = cls
+        self.xsi_type = xsi_type  # for polymorphic items (ChangeDUState operations)
+
+    def decode(self, el: etree._Element) -> Any:
+        return decode_fields(self.cls, el)
+
+    def encode(self, parent: etree._Element, name: str, value: Any) -> None:
+        el = etree.SubElement(parent, name)
+        if self.xsi_type:
+            el.set(_XSI_TYPE, self.xsi_type)
+        encode_fields(el, value)
+
+
+class Array(Kind):
+    """A SOAP-encoded array: a wrapper element whose children are the items."""
+
+    def __init__(self, item_name: str, item: Kind, array_type: str) -> None:
+        self.item_name = item_name
+        self.item = item
+        self.array_type = array_type  # e.g. "cwmp:ParameterValueStruct", "xsd:string"
+
+    def decode(self, el: etree._Element) -> list[Any]:
+        return [self.item.decode(child) for child in el if isinstance(child.tag, str)]
+
+    def encode(self, parent: etree._Element, name: str, value: Any) -> None:
+        el = etree.SubElement(parent, name)
+        el.set(_ARRAY_TYPE, f"{self.array_type}[{len(value)}]")
+        for item in value:
+            self.item.encode(el, self.item_name, item)
+
+
+class Repeated(Kind):
+    """An element repeated in place (no wrapper), e.g. SetParameterValuesFault."""
+
+    def __init__(self, item: Kind) -> None:
+        self.item = item
+
+    def decode(self, el: etree._Element) -> Any:  # called per occurrence
+        return self.item.decode(el)
+
+    def encode(self, parent: etree._Element, name: str, value: Any) -> None:
+        for item in value:
+            self.item.encode(parent, name, item)
+
+
+class Operation(Kind):
+    """ChangeDUState Operations: the concrete type is named by xsi:type."""
+
+    TYPES: dict[str, type] = {
+        "InstallOpStruct": m.InstallOpStruct,
+        "UpdateOpStruct": m.UpdateOpStruct,
+        "UninstallOpStruct": m.UninstallOpStruct,
+    }
+
+    def decode(self, el: etree._Element) -> Any:
+        declared = (el.get(_XSI_TYPE) or "").rpartition(":")[2]
+        cls = self.TYPES.get(declared)
+        if cls is None:
+            raise ValueError(f"unknown operation type {declared!r}")
+        return decode_fields(cls, el)
+
+    def encode(self, parent: etree._Element, name: str, value: Any) -> None:
+        Struct(type(value), "cwmp:" + type(value).__name__).encode(parent, name, value)
+
+
+Field = tuple[str, str, Kind, bool]  # attribute, element, kind, required
+
+
+def f(attr: str, element: str, kind: Kind, required: bool = True) -> Field:
+    return (attr, element, kind, required)
+
+
+PVS = ParameterValue()
+FAULT_STRUCT = Struct(m.FaultStruct)
+STRINGS = Array("string", STR, "xsd:string")
+
+FIELDS: dict[type, tuple[Field, ...]] = {
+    m.DeviceIdStruct: (
+        f("manufacturer", "Manufacturer", STR), f("oui", "OUI", STR),
+        f("product_class", "ProductClass", STR, False), f("serial_number", "SerialNumber", STR),
+    ),
+    m.EventStruct: (f("event_code", "EventCode", STR), f("command_key", "CommandKey", STR, False)),
+    m.ParameterInfoStruct: (f("name", "Name", STR), f("writable", "Writable", BOOL)),
+    m.ParameterAttributeStruct: (
+        f("name", "Name", STR), f("notification", "Notification", INT),
+        f("access_list", "AccessList", STRINGS, False),
+    ),
+    m.SetParameterAttributesStruct: (
+        f("name", "Name", STR), f("notification_change", "NotificationChange", BOOL),
+        f("notification", "Notification", INT),
+        f("access_list_change", "AccessListChange", BOOL),
+        f("access_list", "AccessList", STRINGS, False),
+    ),
+    m.FaultStruct: (f("fault_code", "FaultCode", INT), f("fault_string", "FaultString", STR, False)),
+    m.SetParameterValuesFault: (
+        f("parameter_name", "ParameterName", STR), f("fault_code", "FaultCode", INT),
+        f("fault_string", "FaultString", STR, False),
+    ),
+    m.QueuedTransferStruct: (f("command_key", "CommandKey", STR), f("state", "State", INT)),
+    m.AllQueuedTransferStruct: (
+        f("command_key", "CommandKey", STR), f("state", "State", INT),
+        f("is_download", "IsDownload", BOOL), f("file_type", "FileType", STR),
+        f("file_size", "FileSize", INT), f("target_file_name", "TargetFileName", STR),
+    ),
+    m.TimeWindowStruct: (
+        f("window_start", "WindowStart", INT), f("window_end", "WindowEnd", INT),
+        f("window_mode", "WindowMode", STR), f("user_message", "UserMessage", STR, False),
+        f("max_retries", "MaxRetries", INT, False),
+    ),
+    m.ArgStruct: (f("name", "Name", STR), f("value", "Value", STR)),
+    m.InstallOpStruct: (
+        f("url", "URL", STR), f("uuid", "UUID", STR, False), f("username", "Username", STR, False),
+        f("password", "Password", STR, False),
+        f("execution_env_ref", "ExecutionEnvRef", STR, False),
+    ),
+    m.UpdateOpStruct: (
+        f("uuid", "UUID", STR, False), f("version", "Version", STR, False),
+        f("url", "URL", STR, False), f("username", "Username", STR, False),
+        f("password", "Password", STR, False),
+    ),
+    m.UninstallOpStruct: (
+        f("uuid", "UUID", STR), f("version", "Version", STR, False),
+        f("execution_env_ref", "ExecutionEnvRef", STR, False),
+    ),
+    m.OpResultStruct: (
+        f("uuid", "UUID", STR), f("deployment_unit_ref", "DeploymentUnitRef", STR),
+        f("version", "Version", STR), f("current_state", "CurrentState", STR),
+        f("resolved", "Resolved", BOOL), f("execution_unit_ref_list", "ExecutionUnitRefList", STR),
+        f("start_time", "StartTime", TIME), f("complete_time", "CompleteTime", TIME),
+        f("fault", "Fault", FAULT_STRUCT),
+    ),
+    m.AutonOpResultStruct: (
+        f("uuid", "UUID", STR), f("deployment_unit_ref", "DeploymentUnitRef", STR),
+        f("version", "Version", STR), f("current_state", "CurrentState", STR),
+        f("resolved", "Resolved", BOOL), f("execution_unit_ref_list", "ExecutionUnitRefList", STR),
+        f("start_time", "StartTime", TIME), f("complete_time", "CompleteTime", TIME),
+        f("fault", "Fault", FAULT_STRUCT), f("operation_performed", "OperationPerformed", STR),
+    ),
+    # ---- methods the CPE calls
+    m.Inform: (
+        f("device_id", "DeviceId", Struct(m.DeviceIdStruct)),
+        f("events", "Event", Array("EventStruct", Struct(m.EventStruct), "cwmp:EventStruct")),
+        f("max_envelopes", "MaxEnvelopes", INT, False),
+        f("current_time", "CurrentTime", TIME, False),
+        f("retry_count", "RetryCount", INT, False),
+        f("parameter_list", "ParameterList",
+          Array("ParameterValueStruct", PVS, "cwmp:ParameterValueStruct"), False),
+    ),
+    m.InformResponse: (f("max_envelopes", "MaxEnvelopes", INT, False),),
+    m.TransferComplete: (
+        f("command_key", "CommandKey", STR, False), f("fault", "FaultStruct", FAULT_STRUCT, False),
+        f("start_time", "StartTime", TIME, False), f("complete_time", "CompleteTime", TIME, False),
+    ),
+    m.TransferCompleteResponse: (),
+    m.AutonomousTransferComplete: (
+        f("announce_url", "AnnounceURL", STR, False), f("transfer_url", "TransferURL", STR, False),
+        f("is_download", "IsDownload", BOOL), f("file_type", "FileType", STR),
+        f("file_size", "FileSize", INT, False),
+        f("target_file_name", "TargetFileName", STR, False),
+        f("fault", "FaultStruct", FAULT_STRUCT, False), f("start_time", "StartTime", TIME, False),
+        f("complete_time", "CompleteTime", TIME, False),
+    ),
+    m.AutonomousTransferCompleteResponse: (),
+    m.RequestDownload: (
+        f("file_type", "FileType", STR),
+        f("file_type_arg", "FileTypeArg", Array("ArgStruct", Struct(m.ArgStruct), "cwmp:ArgStruct"),
+          False),
+    ),
+    m.RequestDownloadResponse: (),
+    m.Kicked: (
+        f("command", "Command", STR), f("referer", "Referer", STR, False),
+        f("arg", "Arg", STR, False), f("next", "Next", STR, False),
+    ),
+    m.KickedResponse: (f("next_url", "NextURL", STR, False),),
+    m.DUStateChangeComplete: (
+        f("results", "Results", Repeated(Struct(m.OpResultStruct))),
+        f("command_key", "CommandKey", STR, False),
+    ),
+    m.DUStateChangeCompleteResponse: (),
+    m.AutonomousDUStateChangeComplete: (
+        f("results", "Results", Repeated(Struct(m.AutonOpResultStruct))),
+    ),
+    m.AutonomousDUStateChangeCompleteResponse: (),
+    m.GetRPCMethods: (),
+    m.GetRPCMethodsResponse: (f("method_list", "MethodList", STRINGS, False),),
+    # ---- methods the ACS calls
+    m.GetParameterNames: (
+        f("parameter_path", "ParameterPath", STR, False), f("next_level", "NextLevel", BOOL),
+    ),
+    m.GetParameterNamesResponse: (
+        f("parameter_list", "ParameterList",
+          Array("ParameterInfoStruct", Struct(m.ParameterInfoStruct), "cwmp:ParameterInfoStruct"),
+          False),
+    ),
+    m.GetParameterValues: (f("parameter_names", "ParameterNames", STRINGS),),
+    m.GetParameterValuesResponse: (
+        f("parameter_list", "ParameterList",
+          Array("ParameterValueStruct", PVS, "cwmp:ParameterValueStruct"), False),
+    ),
+    m.SetParameterValues: (
+        f("parameter_list", "ParameterList",
+          Array("ParameterValueStruct", PVS, "cwmp:ParameterValueStruct")),
+        f("parameter_key", "ParameterKey", STR, False),
+    ),
+    m.SetParameterValuesResponse: (f("status", "Status", INT),),
+    m.GetParameterAttributes: (f("parameter_names", "ParameterNames", STRINGS),),
+    m.GetParameterAttributesResponse: (
+        f("parameter_list", "ParameterList",
+          Array("ParameterAttributeStruct", Struct(m.ParameterAttributeStruct),
+                "cwmp:ParameterAttributeStruct"), False),
+    ),
+    m.SetParameterAttributes: (
+        f("parameter_list", "ParameterList",
+          Array("SetParameterAttributesStruct", Struct(m.SetParameterAttributesStruct),
+                "cwmp:SetParameterAttributesStruct")),
+    ),
+    m.SetParameterAttributesResponse: (),
+    m.AddObject: (
+        f("object_name", "ObjectName", STR), f("parameter_key", "ParameterKey", STR, False),
+    ),
+    m.AddObjectResponse: (
+        f("instance_number", "InstanceNumber", INT), f("status", "Status", INT),
+    ),
+    m.DeleteObject: (
+        f("object_name", "ObjectName", STR), f("parameter_key", "ParameterKey", STR, False),
+    ),
+    m.DeleteObjectResponse: (f("status", "Status", INT),),
+    m.Reboot: (f("command_key", "CommandKey", STR, False),),
+    m.RebootResponse: (),
+    m.FactoryReset: (),
+    m.FactoryResetResponse: (),
+    m.Download: (
+        f("command_key", "CommandKey", STR, False), f("file_type", "FileType", STR),
+        f("url", "URL", STR), f("username", "Username", STR, False),
+        f("password", "Password", STR, False), f("file_size", "FileSize", INT, False),
+        f("target_file_name", "TargetFileName", STR, False),
+        f("delay_seconds", "DelaySeconds", INT, False), f("success_url", "SuccessURL", STR, False),
+        f("failure_url", "FailureURL", STR, False),
+    ),
+    m.DownloadResponse: (
+        f("status", "Status", INT), f("start_time", "StartTime", TIME, False),
+        f("complete_time", "CompleteTime", TIME, False),
+    ),
+    m.Upload: (
+        f("command_key", "CommandKey", STR, False), f("file_type", "FileType", STR),
+        f("url", "URL", STR), f("username", "Username", STR, False),
+        f("password", "Password", STR, False), f("delay_seconds", "DelaySeconds", INT, False),
+    ),
+    m.UploadResponse: (
+        f("status", "Status", INT), f("start_time", "StartTime", TIME, False),
+        f("complete_time", "CompleteTime", TIME, False),
+    ),
+    m.ScheduleInform: (
+        f("delay_seconds", "DelaySeconds", INT), f("command_key", "CommandKey", STR, False),
+    ),
+    m.ScheduleInformResponse: (),
+    m.ScheduleDownload: (
+        f("command_key", "CommandKey", STR, False), f("file_type", "FileType", STR),
+        f("url", "URL", STR), f("username", "Username", STR, False),
+        f("password", "Password", STR, False), f("file_size", "FileSize", INT, False),
+        f("target_file_name", "TargetFileName", STR, False),
+        f("time_window_list", "TimeWindowList",
+          Array("TimeWindowStruct", Struct(m.TimeWindowStruct), "cwmp:TimeWindowStruct"), False),
+    ),
+    m.ScheduleDownloadResponse: (),
+    m.CancelTransfer: (f("command_key", "CommandKey", STR, False),),
+    m.CancelTransferResponse: (),
+    m.GetQueuedTransfers: (),
+    m.GetQueuedTransfersResponse: (
+        f("transfer_list", "TransferList",
+          Array("QueuedTransferStruct", Struct(m.QueuedTransferStruct),
+                "cwmp:QueuedTransferStruct"), False),
+    ),
+    m.GetAllQueuedTransfers: (),
+    m.GetAllQueuedTransfersResponse: (
+        f("transfer_list", "TransferList",
+          Array("AllQueuedTransferStruct", Struct(m.AllQueuedTransferStruct),
+                "cwmp:AllQueuedTransferStruct"), False),
+    ),
+    m.ChangeDUState: (
+        f("operations", "Operations", Repeated(Operation())),
+        f("command_key", "CommandKey", STR, False),
+    ),
+    m.ChangeDUStateResponse: (),
+    m.Fault: (
+        f("fault_code", "FaultCode", INT), f("fault_string", "FaultString", STR, False),
+        f("set_parameter_values_faults", "SetParameterValuesFault",
+          Repeated(Struct(m.SetParameterValuesFault)), False),
+    ),
+}
+
+# Defaults for optional fields the dataclass itself requires, so a CPE that
+# omits them still parses (e.g. an Inform without CurrentTime or RetryCount).
+_MISSING_DEFAULTS: dict[Kind, Any] = {STR: "", INT: 0, BOOL: False, TIME: None}
+
+
+def decode_fields(cls: type, el: etree._Element) -> Any:
+    fields = FIELDS[cls]
+    by_element = {element: (attr, kind) for attr, element, kind, _ in fields}
+    values: dict[str, Any] = {}
+    for child in el:
+        tag = _local(child.tag)
+        spec = by_element.get(tag)
+        if spec is None:
+            continue  # unknown extra field: ignored, as real CPEs add vendor ones
+        attr, kind = spec
+        try:
+            if isinstance(kind, Repeated):
+                values.setdefault(attr, []).append(kind.decode(child))
+            else:
+                values[attr] = kind.decode(child)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{tag}: {exc}") from None
+    for attr, element, kind, required in fields:
+        if attr in values:
+            continue
+        if required:
+            raise ValueError(f"missing {element}")
+        if isinstance(kind, Array | Repeated):
+            values[attr] = []
+        elif isinstance(kind, Struct):
+            values[attr] = kind.cls()
+        elif kind in _MISSING_DEFAULTS:
+            values[attr] = _MISSING_DEFAULTS[kind]
+    return cls(**values)
+
+
+def encode_fields(parent: etree._Element, value: Any) -> None:
+    for attr, element, kind, _required in FIELDS[type(value)]:
+        kind.encode(parent, element, getattr(value, attr))
+
+
+# ------------------------------------------------------------------ parsing
+
+_PARSER = etree.XMLParser(
+    resolve_entities=False,
+    no_network=True,
+    load_dtd=False,
+    dtd_validation=False,
+    huge_tree=False,
+    remove_comments=True,
+    remove_pis=True,
+    collect_ids=False,
+)
+
+
+def _cwmp_ns_of(tag: Any) -> str | None:
+    if isinstance(tag, str) and tag.startswith("{" + CWMP_NS_PREFIX):
+        return tag[1 : tag.index("}")]
+    return None
+
+
+def parse_envelope(data: bytes) -> Envelope | None:
+    """Parse one CWMP message; None for an empty POST (or an empty soap:Body)."""
+    if not data.strip():
+        return None
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+        raise CwmpParseError("DOCTYPE and entity declarations are not allowed")
+    try:
+        root = etree.fromstring(data, _PARSER)
+    except etree.XMLSyntaxError as exc:
+        raise CwmpParseError(f"malformed XML: {exc}") from None
+    if root.getroottree().docinfo.doctype:
+        raise CwmpParseError("DOCTYPE and entity declarations are not allowed")
+    if _local(root.tag) != "Envelope":
+        raise CwmpParseError(f"not a SOAP envelope (root element {_local(root.tag)!r})")
+    _check_depth(root)
+
+    header = body = None
+    for child in root:
+        tag = _local(child.tag)
+        if tag == "Header":
+            header = child
+        elif tag == "Body":
+            body = child
+    cwmp_id, cwmp_ns, extras = _parse_header(header)
+    if body is None:
+        raise CwmpParseError("SOAP envelope without Body", cwmp_id=cwmp_id, cwmp_ns=cwmp_ns)
+    items = [c for c in body if isinstance(c.tag, str)]
+    if not items:
+        return None
+    if len(items) > 1:
+        raise CwmpParseError(
+            f"SOAP Body holds {len(items)} elements; one message per envelope",
+            cwmp_id=cwmp_id, cwmp_ns=cwmp_ns,
+        )
+    item = items[0]
+    cwmp_ns = _cwmp_ns_of(item.tag) or cwmp_ns or CWMP_NS_1_0
+    try:
+        message = _parse_body(item)
+    except ValueError as exc:
+        raise CwmpParseError(
+            f"{_local(item.tag)}: {exc}", cwmp_id=cwmp_id, cwmp_ns=cwmp_ns
+        ) from None
+    return Envelope(body=message, cwmp_id=cwmp_id, cwmp_ns=cwmp_ns, **extras)
+
+
+def _check_depth(root: etree._Element) -> None:
+    depth = 0
+    for action, _el in etree.iterwalk(root, events=("start", "end")):
+        depth += 1 if action == "start" else -1
+        if depth > MAX_DEPTH:
+            raise CwmpParseError(f"XML nested deeper than {MAX_DEPTH} levels")
+
+
+def _parse_header(header: etree._Element | None) -> tuple[str | None, str | None, dict[str, Any]]:
+    cwmp_id: str | None = None
+    cwmp_ns: str | None = None
+    extras: dict[str, Any] = {}
+    if header is None:
+        return cwmp_id, cwmp_ns, extras
+    seen_id = False
+    for child in header:
+        tag = _local(child.tag)
+        text = _text(child).strip()
+        if tag == "ID":
+            if seen_id:
+                raise CwmpParseError("duplicate cwmp:ID header", cwmp_id=cwmp_id,
+                                     cwmp_ns=_cwmp_ns_of(child.tag))
+            seen_id = True
+            cwmp_id = _text(child)
+            cwmp_ns = _cwmp_ns_of(child.tag)
+        elif tag == "HoldRequests":
+            extras["hold_requests"] = text in ("1", "true")
+        elif tag == "NoMoreRequests":
+            extras["no_more_requests"] = text in ("1", "true")
+        elif tag == "SessionTimeout" and text.isdigit():
+            extras["session_timeout"] = int(text)
+        elif tag == "SupportedCWMPVersions":
+            extras["supported_cwmp_versions"] = text
+        elif tag == "UseCWMPVersion":
+            extras["use_cwmp_version"] = text
+    return cwmp_id, cwmp_ns, extras
+
+
+def _parse_body(item: etree._Element) -> m.Message:
+    name = _local(item.tag)
+    if name == "Fault":
+        return _parse_soap_fault(item)
+    cls = m.MESSAGE_TYPES.get(name)
+    if cls is None:
+        return m.UnknownMethod(name=name)
+    result: m.Message = decode_fields(cls, item)
+    return result
+
+
+def _parse_soap_fault(item: etree._Element) -> m.Fault:
+    for el in item.iter():
+        if _local(el.tag) == "Fault" and el is not item:
+            fault: m.Fault = decode_fields(m.Fault, el)
+            return fault
+    # a bare SOAP fault without cwmp:Fault detail: keep what it says
+    text = next((_text(el) for el in item.iter() if _local(el.tag) == "faultstring"), "")
+    return m.Fault(fault_code=0, fault_string=text or "SOAP fault without cwmp:Fault detail")
+
+
+# ------------------------------------------------------------------ emitting
+
+
+def _nsmap(cwmp_ns: str) -> dict[str | None, str]:
+    return {
+        "soap-env": SOAP_ENV_NS, "soap-enc": SOAP_ENC_NS, "xsd": XSD_NS, "xsi": XSI_NS,
+        "cwmp": cwmp_ns,
+    }
+
+
+def serialize_envelope(envelope: Envelope) -> bytes:
+    ns = envelope.cwmp_ns
+    root = etree.Element(f"{{{SOAP_ENV_NS}}}Envelope", nsmap=_nsmap(ns))
+    header = etree.SubElement(root, f"{{{SOAP_ENV_NS}}}Header")
+    if envelope.cwmp_id is not None:
+        el = etree.SubElement(header, f"{{{ns}}}ID")
+        el.set(f"{{{SOAP_ENV_NS}}}mustUnderstand", "1")
+        el.text = envelope.cwmp_id
+    if envelope.session_timeout is not None:
+        etree.SubElement(header, f"{{{ns}}}SessionTimeout").text = str(envelope.session_timeout)
+    if envelope.supported_cwmp_versions is not None:
+        etree.SubElement(header, f"{{{ns}}}SupportedCWMPVersions").text = (
+            envelope.supported_cwmp_versions
+        )
+    if envelope.use_cwmp_version is not None:
+        el = etree.SubElement(header, f"{{{ns}}}UseCWMPVersion")
+        el.set(f"{{{SOAP_ENV_NS}}}mustUnderstand", "1")
+        el.text = envelope.use_cwmp_version
+    if len(header) == 0:
+        root.remove(header)
+    body = etree.SubElement(root, f"{{{SOAP_ENV_NS}}}Body")
+    message = envelope.body
+    if isinstance(message, m.Fault):
+        fault = etree.SubElement(body, f"{{{SOAP_ENV_NS}}}Fault")
+        # TR-069 A.2.1: "Client" for faults caused by the request, else "Server"
+        client = message.fault_code in _CLIENT_FAULTS
+        etree.SubElement(fault, "faultcode").text = "Client" if client else "Server"
+        etree.SubElement(fault, "faultstring").text = "CWMP fault"
+        detail = etree.SubElement(fault, "detail")
+        encode_fields(etree.SubElement(detail, f"{{{ns}}}Fault"), message)
+    else:
+        if isinstance(message, m.UnknownMethod):
+            raise ValueError("an UnknownMethod cannot be sent")
+        encode_fields(etree.SubElement(body, f"{{{ns}}}{message.element_name}"), message)
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+
+
+# Faults caused by the sender's request (TR-069 Tables A.5/A.6: "Client" type)
+_CLIENT_FAULTS = frozenset(
+    {8001, 8003, 8005, 8006, 9001, 9003, 9005, 9006, 9007, 9008, 9009, 9012, 9013, 9015, 9016,
+     9019, 9021, 9022, 9023, 9024, 9025, 9026, 9028, 9029, 9030, 9031, 9032}
+)

@@ -1,0 +1,30 @@
+"""Structured logs: one event per line, ``event=name key=value ...``.
+
+Every line of a CWMP session carries ``device=`` so one grep follows a device.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+
+def _fmt(value: Any) -> str:
+    text = str(value)
+    if text == "" or any(c in text for c in ' ="\n'):
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    return text
+
+
+def log(logger: logging.Logger, level: int, event: str, **fields: Any) -> None:
+    if logger.isEnabledFor(level):
+        parts = [f"event={event}"]
+        parts.extend(f"{k}={_fmt(v)}" for k, v in fields.items() if v is not None)
+        logger.log(level, " ".join(parts))
+
+
+def setup(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )

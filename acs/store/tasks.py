@@ -1,0 +1,232 @@
+"""The per-device task queue (GenieACS NBI task names and arguments).
+
+A task is ``pending`` until a session of its device picks it, ``running``
+while that session works on it, then ``done``, ``fault``, ``expired`` or
+``cancelled``. The queue is a plain table read with FOR UPDATE SKIP LOCKED.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+STATUSES = ("pending", "running", "done", "fault", "expired", "cancelled")
+
+_COLUMNS = (
+    "id, device_id, name, args, status, created_at, not_before, expires_at, unique_key,"
+    " attempts, session_id, started_at, finished_at, result, fault_code, fault_string,"
+    " command_key"
+)
+
+
+@dataclass(slots=True)
+class Task:
+    id: int
+    device_id: str
+    name: str
+    args: dict[str, Any]
+    status: str
+    created_at: datetime
+    not_before: datetime | None
+    expires_at: datetime | None
+    unique_key: str | None
+    attempts: int
+    session_id: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    result: dict[str, Any] | None
+    fault_code: int | None
+    fault_string: str | None
+    command_key: str | None
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> Task:
+        return cls(**{f.name: row[f.name] for f in fields(cls)})
+
+
+async def enqueue(
+    conn: asyncpg.Connection,
+    device_id: str,
+    name: str,
+    args: dict[str, Any],
+    *,
+    not_before: datetime | None = None,
+    expires_at: datetime | None = None,
+    unique_key: str | None = None,
+    command_key: str | None = None,
+) -> Task:
+    """Queue a task. A pending task of the same device with the same
+    ``unique_key`` is cancelled in the same transaction, so at most one stays pending.
+    """
+    # The cancel and the insert are two statements: within one statement the
+    # unique index still sees the row being cancelled. Concurrent enqueues with
+    # one key queue up on an advisory lock so each cancels its predecessor;
+    # the retry only covers callers whose transaction snapshot predates it
+    # (REPEATABLE READ).
+    for attempt in range(3):
+        try:
+            async with conn.transaction():
+                if unique_key is not None:
+                    await conn.execute(
+                        "SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))",
+                        device_id,
+                        unique_key,
+                    )
+                    await conn.execute(
+                        "UPDATE tasks SET status = 'cancelled', finished_at = now()"
+                        " WHERE device_id = $1 AND unique_key = $2 AND status = 'pending'",
+                        device_id,
+                        unique_key,
+                    )
+                row = await conn.fetchrow(
+                    f"""
+                    INSERT INTO tasks (device_id, name, args, not_before, expires_at, unique_key,
+                                       command_key)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7)
+                    RETURNING {_COLUMNS}
+                    """,
+                    device_id,
+                    name,
+                    args,
+                    not_before,
+                    expires_at,
+                    unique_key,
+                    command_key,
+                )
+            assert row is not None
+            return Task.from_row(row)
+        except asyncpg.UniqueViolationError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def has_pending(conn: asyncpg.Connection, device_id: str) -> bool:
+    """Whether a task is due now; one index probe, for every periodic session."""
+    found = await conn.fetchval(
+        """
+        SELECT EXISTS (
+            SELECT 1 FROM tasks
+            WHERE device_id = $1 AND status = 'pending'
+              AND (not_before IS NULL OR not_before <= now())
+              AND (expires_at IS NULL OR expires_at > now()))
+        """,
+        device_id,
+    )
+    return bool(found)
+
+
+async def next_pending(conn: asyncpg.Connection, device_id: str) -> Task | None:
+    """The oldest due pending task, row-locked (SKIP LOCKED); expires overdue ones on the way.
+
+    Call inside a transaction to keep the row lock until mark_running().
+    """
+    row = await conn.fetchrow(
+        f"""
+        WITH expired AS (
+            UPDATE tasks SET status = 'expired', finished_at = now()
+            WHERE id IN (
+                SELECT id FROM tasks
+                WHERE device_id = $1 AND status = 'pending' AND expires_at <= now()
+                FOR UPDATE SKIP LOCKED)
+            RETURNING id
+        )
+        SELECT {_COLUMNS} FROM tasks
+        WHERE device_id = $1 AND status = 'pending'
+          AND (not_before IS NULL OR not_before <= now())
+          AND (expires_at IS NULL OR expires_at > now())
+        ORDER BY id
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED
+        """,
+        device_id,
+    )
+    return None if row is None else Task.from_row(row)
+
+
+async def mark_running(conn: asyncpg.Connection, task_id: int, session_id: str) -> None:
+    await conn.execute(
+        "UPDATE tasks SET status = 'running', session_id = $2, attempts = attempts + 1,"
+        " started_at = now() WHERE id = $1",
+        task_id,
+        session_id,
+    )
+
+
+async def mark_done(conn: asyncpg.Connection, task_id: int, result: dict[str, Any] | None) -> None:
+    await conn.execute(
+        "UPDATE tasks SET status = 'done', result = $2, finished_at = now() WHERE id = $1",
+        task_id,
+        result,
+    )
+
+
+async def mark_fault(
+    conn: asyncpg.Connection,
+    task_id: int,
+    code: int,
+    string: str,
+    result: dict[str, Any] | None = None,
+) -> None:
+    await conn.execute(
+        "UPDATE tasks SET status = 'fault', fault_code = $2, fault_string = $3, result = $4,"
+        " finished_at = now() WHERE id = $1",
+        task_id,
+        code,
+        string,
+        result,
+    )
+
+
+async def requeue_running(conn: asyncpg.Connection, device_id: str) -> int:
+    """Put tasks a dead session left 'running' back to pending; return how many.
+
+    Call while holding the device's session lock: any running task then
+    belongs to a session that is gone. A task whose unique_key has meanwhile
+    been queued again is cancelled instead (the newer one replaces it).
+    """
+    requeued: int = await conn.fetchval(
+        """
+        WITH moved AS (
+            UPDATE tasks t
+            SET status = CASE
+                    WHEN t.unique_key IS NOT NULL AND EXISTS (
+                        SELECT 1 FROM tasks p
+                        WHERE p.device_id = t.device_id AND p.unique_key = t.unique_key
+                          AND p.status = 'pending')
+                    THEN 'cancelled' ELSE 'pending' END,
+                session_id = NULL,
+                started_at = NULL
+            WHERE t.device_id = $1 AND t.status = 'running'
+            RETURNING t.status
+        )
+        SELECT count(*) FILTER (WHERE status = 'pending')::int FROM moved
+        """,
+        device_id,
+    )
+    return requeued
+
+
+async def cancel(conn: asyncpg.Connection, task_id: int) -> bool:
+    """Cancel a task that has not started; False if it was not pending."""
+    done = await conn.fetchval(
+        "UPDATE tasks SET status = 'cancelled', finished_at = now()"
+        " WHERE id = $1 AND status = 'pending' RETURNING 1",
+        task_id,
+    )
+    return done is not None
+
+
+async def get_task(conn: asyncpg.Connection, task_id: int) -> Task | None:
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM tasks WHERE id = $1", task_id)
+    return None if row is None else Task.from_row(row)
+
+
+async def list_tasks(conn: asyncpg.Connection, device_id: str) -> list[Task]:
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM tasks WHERE device_id = $1 ORDER BY id", device_id
+    )
+    return [Task.from_row(row) for row in rows]

@@ -1,0 +1,287 @@
+"""The CWMP endpoint: HTTP in, session machine and driver, HTTP out.
+
+Rules that live here because they are about HTTP, not CWMP:
+- a session is found by its cookie, else by the TCP connection (CPEs that
+  ignore cookies keep the connection alive), else by the CPE's address when it
+  has exactly one live session; a new Inform always opens a new session;
+- a CPE authenticates when it opens a session; later POSTs of that session
+  are recognised by the session cookie/connection;
+- bad input gets a 4xx with a reason and a cwmp:Fault body, a busy device or
+  database gets 8005/503 with Retry-After: never a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from acs.config import Settings
+from acs.cwmp import messages as m
+from acs.cwmp.session import (
+    AcsSession,
+    CpeRequestsDone,
+    InformReceived,
+    ProtocolError,
+    RequestReceived,
+    ResponseReceived,
+    cwmp_version_of,
+)
+from acs.cwmp.soap import CwmpParseError, Envelope, parse_envelope, serialize_envelope
+from acs.logs import log
+from acs.store import devices, sessions
+from acs.store import tasks as task_store
+from acs.store.ids import device_id as make_device_id
+from acs.web.cpe_auth import CpeAuthenticator
+from acs.web.session_driver import LiveSession, SessionDriver, now, root_for
+
+logger = logging.getLogger("acs.cwmp")
+
+COOKIE = "acs_session"
+XML = "text/xml; charset=utf-8"
+RETRY_AFTER_S = "10"
+DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
+
+
+class CwmpEndpoint:
+    def __init__(
+        self, settings: Settings, pool: asyncpg.Pool, authenticator: CpeAuthenticator
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.auth = authenticator
+        self.driver = SessionDriver(settings, pool)
+        self.by_id: dict[str, LiveSession] = {}
+        self.by_transport: dict[Any, str] = {}
+        self._reaper: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------ app wiring
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.settings.max_body_bytes)
+        app.router.add_post("/", self.handle)
+        app.router.add_post("/{tail:.*}", self.handle)
+        app.on_startup.append(self._start_reaper)
+        app.on_cleanup.append(self._stop)
+        return app
+
+    async def _start_reaper(self, _app: web.Application) -> None:
+        self._reaper = asyncio.create_task(self._reap_forever())
+
+    async def _stop(self, _app: web.Application) -> None:
+        if self._reaper:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        for live in list(self.by_id.values()):
+            await self._drop(live, "ACS shutting down")
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(min(5.0, self.settings.session_timeout_s / 3))
+            await self.reap()
+
+    async def reap(self) -> None:
+        """Abandon sessions idle past the session timeout (a CPE that went away)."""
+        limit = time.monotonic() - self.settings.session_timeout_s
+        for live in [s for s in self.by_id.values() if s.last_activity < limit]:
+            try:
+                await self._drop(live, "session timeout")
+            except DB_ERRORS as exc:
+                log(logger, logging.WARNING, "reap_failed", device=live.device_id, error=exc)
+
+    # ------------------------------------------------------------ request handling
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        remote = request.remote
+        length = request.content_length
+        if length is not None and length > self.settings.max_body_bytes:
+            return self._reject(413, "body exceeds the limit", remote)
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return self._reject(413, "body exceeds the limit", remote)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return self._reject(400, "connection dropped while reading the body", remote)
+
+        live = self._find_session(request)
+        try:
+            envelope = parse_envelope(body)
+        except CwmpParseError as bad:
+            if live is not None:
+                await self._drop(live, f"unparseable message: {bad.reason}")
+            return self._fault_reply(
+                400, bad.fault_code, bad.reason, bad.cwmp_ns, bad.cwmp_id, remote, live
+            )
+
+        try:
+            if envelope is not None and isinstance(envelope.body, m.Inform):
+                if live is not None:
+                    await self._drop(live, "new Inform opened a new session")
+                return await self._inform(request, envelope)
+            if live is None:
+                return self._fault_reply(
+                    400, 8003, "no session: a CWMP session must start with Inform",
+                    envelope.cwmp_ns if envelope else None,
+                    envelope.cwmp_id if envelope else None, remote, None,
+                )
+            return await self._continue(live, envelope)
+        except DB_ERRORS as exc:
+            log(logger, logging.ERROR, "database_unavailable", remote=remote, error=repr(exc),
+                device=live.device_id if live else None)
+            if live is not None:
+                self._forget(live)
+            return web.Response(status=503, text="database unavailable, retry later\n",
+                                headers={"Retry-After": RETRY_AFTER_S})
+
+    async def _inform(self, request: web.Request, envelope: Envelope) -> web.StreamResponse:
+        inform = envelope.body
+        assert isinstance(inform, m.Inform)
+        remote = request.remote
+        ident = inform.device_id
+        if not ident.oui.strip() or not ident.serial_number.strip():
+            return self._fault_reply(400, 8003, "DeviceId needs an OUI and a SerialNumber",
+                                     envelope.cwmp_ns, envelope.cwmp_id, remote, None)
+        dev_id = make_device_id(ident.oui, ident.product_class, ident.serial_number)
+
+        verdict = await self.auth.check(request.method, request.headers.get("Authorization"))
+        if not verdict.ok:
+            if not verdict.first_leg:
+                log(logger, logging.WARNING, "cpe_auth_failed", device=dev_id, remote=remote,
+                    username=verdict.username, reason=verdict.reason)
+            resp = web.Response(status=401, text=f"authentication required: {verdict.reason}\n")
+            for challenge in verdict.challenge:
+                resp.headers.add("WWW-Authenticate", challenge)
+            return resp
+        if verdict.device_id is not None and verdict.device_id != dev_id:
+            log(logger, logging.WARNING, "cpe_auth_failed", device=dev_id, remote=remote,
+                username=verdict.username, reason=f"credential belongs to {verdict.device_id}")
+            return self._fault_reply(403, 8001, "this credential belongs to another device",
+                                     envelope.cwmp_ns, envelope.cwmp_id, remote, None)
+
+        acs = AcsSession(id_prefix=secrets.token_hex(4))
+        event = acs.receive(envelope)
+        assert isinstance(event, InformReceived)
+        session_id = secrets.token_urlsafe(18)
+        events = [e.event_code for e in inform.events]
+        record = devices.InformRecord(
+            device_id=dev_id, manufacturer=ident.manufacturer, oui=ident.oui,
+            product_class=ident.product_class, serial_number=ident.serial_number,
+            events=events, remote_address=remote,
+            cwmp_version=cwmp_version_of(envelope, acs.use_cwmp_version),
+            parameters=inform.parameter_list, at=now(),
+        )
+        ttl = self.settings.session_timeout_s
+        async with self.pool.acquire() as conn, conn.transaction():
+            try:
+                locked = await sessions.acquire_session(conn, dev_id, session_id, ttl)
+            except LookupError:  # first contact: create the device, then lock it
+                await devices.upsert_from_inform(conn, record)
+                locked = await sessions.acquire_session(conn, dev_id, session_id, ttl)
+            if not locked:
+                log(logger, logging.WARNING, "session_refused", device=dev_id, remote=remote,
+                    reason="another session of this device is in progress")
+                return self._reply(acs, m.Fault(8005, "Retry request: another session of this "
+                                                "device is in progress"), None)
+            await devices.upsert_from_inform(conn, record)
+            await task_store.requeue_running(conn, dev_id)
+            may_have_tasks = await task_store.has_pending(conn, dev_id)
+            tree_unknown = await devices.tree_is_empty(conn, dev_id)
+
+        bootstrap = "0 BOOTSTRAP" in events
+        live = LiveSession(
+            session_id=session_id, device_id=dev_id, remote=remote, acs=acs,
+            root=root_for(inform),
+            needs_discovery=tree_unknown or (bootstrap and self.settings.discovery_on_bootstrap),
+            may_have_tasks=may_have_tasks,
+        )
+        self.by_id[session_id] = live
+        if request.transport is not None:
+            self.by_transport[request.transport] = session_id
+        log(logger, logging.INFO, "inform", device=dev_id, session=session_id, remote=remote,
+            events=",".join(events), cwmp=record.cwmp_version, retry=inform.retry_count or None)
+        resp = self._reply(acs, m.InformResponse(max_envelopes=1), live)
+        resp.set_cookie(COOKIE, session_id, httponly=True, path="/")
+        return resp
+
+    async def _continue(self, live: LiveSession, envelope: Envelope | None) -> web.StreamResponse:
+        try:
+            event = live.acs.receive(envelope)
+        except ProtocolError as broken:
+            await self._drop(live, broken.reason)
+            return self._fault_reply(400, 8003, broken.reason, live.acs.cwmp_ns,
+                                     envelope.cwmp_id if envelope else None, live.remote, live)
+        if not await self.driver.keep_lock(live):
+            await self._drop(live, "device lock lost (session timed out)")
+            return self._reply(live.acs, None, None, end=True)
+
+        if isinstance(event, RequestReceived):
+            answer = await self.driver.answer_cpe_request(live, event.request)
+            return self._reply(live.acs, answer, live)
+        if isinstance(event, CpeRequestsDone):
+            following = await self.driver.next_request(live, None)
+        else:
+            assert isinstance(event, ResponseReceived)
+            following = await self.driver.next_request(live, event.response)
+        if following is None:
+            live.acs.send(None)  # the empty response that ends the session
+            await self.driver.close(live, abandoned=False)
+            self._forget(live)
+            return self._reply(live.acs, None, None, end=True)
+        return self._reply(live.acs, following, live)
+
+    # ------------------------------------------------------------ helpers
+
+    def _find_session(self, request: web.Request) -> LiveSession | None:
+        sid = request.cookies.get(COOKIE)
+        if sid and sid in self.by_id:
+            return self.by_id[sid]
+        sid = self.by_transport.get(request.transport)
+        if sid and sid in self.by_id:
+            return self.by_id[sid]
+        same_host = [s for s in self.by_id.values() if s.remote == request.remote]
+        return same_host[0] if len(same_host) == 1 else None
+
+    def _forget(self, live: LiveSession) -> None:
+        self.by_id.pop(live.session_id, None)
+        for transport, sid in list(self.by_transport.items()):
+            if sid == live.session_id:
+                del self.by_transport[transport]
+
+    async def _drop(self, live: LiveSession, reason: str) -> None:
+        self._forget(live)
+        await self.driver.close(live, abandoned=True, reason=reason)
+
+    def _reply(
+        self, acs: AcsSession, message: m.Message | None, live: LiveSession | None,
+        *, end: bool = False,
+    ) -> web.Response:
+        if end or message is None:
+            return web.Response(status=204)
+        envelope = acs.send(message)
+        assert envelope is not None
+        return web.Response(body=serialize_envelope(envelope), content_type="text/xml",
+                            charset="utf-8")
+
+    def _fault_reply(
+        self, status: int, code: int, reason: str, ns: str | None, cwmp_id: str | None,
+        remote: str | None, live: LiveSession | None,
+    ) -> web.Response:
+        log(logger, logging.WARNING, "cwmp_rejected", device=live.device_id if live else None,
+            remote=remote, status=status, fault=code, reason=reason)
+        envelope = Envelope(body=m.Fault(code, reason), cwmp_id=cwmp_id)
+        if ns:
+            envelope.cwmp_ns = ns
+        return web.Response(status=status, body=serialize_envelope(envelope),
+                            content_type="text/xml", charset="utf-8")
+
+    @staticmethod
+    def _reject(status: int, reason: str, remote: str | None) -> web.Response:
+        log(logger, logging.WARNING, "cwmp_rejected", remote=remote, status=status, reason=reason)
+        return web.Response(status=status, text=reason + "\n")

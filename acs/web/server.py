@@ -1,0 +1,161 @@
+"""Starting the ACS: database, migrations, and the three listeners.
+
+CWMP (CPEs), the operator API and the file server run as separate aiohttp
+applications on their own ports, so each can get its own TLS, limits and
+firewall rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+from aiohttp import web
+
+from acs.config import Settings
+from acs.logs import log
+from acs.store import credentials
+from acs.store.db import EmbeddedPostgres, create_pool, migrate
+from acs.web.cpe_auth import Credential, CpeAuthenticator, ha1_of
+from acs.web.cwmp import CwmpEndpoint
+from acs.web.files import files_app
+
+logger = logging.getLogger("acs.server")
+
+
+@dataclass(slots=True)
+class Running:
+    settings: Settings
+    pool: asyncpg.Pool
+    cwmp: CwmpEndpoint
+    runners: list[web.AppRunner]
+    ports: dict[str, int]
+
+
+def make_authenticator(settings: Settings, pool: asyncpg.Pool) -> CpeAuthenticator:
+    """Shared credential from the settings, else per-device ones from the database."""
+    shared: Credential | None = None
+    if settings.cpe_username is not None and settings.cpe_password is not None:
+        shared = Credential(
+            settings.cpe_username,
+            ha1_of(settings.cpe_username, settings.cpe_auth_realm, settings.cpe_password),
+        )
+
+    async def lookup(username: str) -> Credential | None:
+        if shared is not None and username == shared.username:
+            return shared
+        async with pool.acquire() as conn:
+            row = await credentials.get_credential(conn, username)
+        if row is None:
+            return None
+        ha1, realm, device_id = row
+        if realm != settings.cpe_auth_realm:
+            return None
+        return Credential(username, ha1, device_id)
+
+    return CpeAuthenticator(settings.cpe_auth, settings.cpe_auth_realm, lookup)
+
+
+def api_app(pool: asyncpg.Pool) -> web.Application:
+    """Health endpoints; the /api/v1 routes join this app."""
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_request: web.Request) -> web.Response:
+        try:
+            async with pool.acquire(timeout=2) as conn:
+                await conn.fetchval("SELECT 1")
+        except (asyncpg.PostgresError, OSError, asyncio.TimeoutError) as exc:
+            return web.json_response({"status": "database unavailable", "error": str(exc)},
+                                     status=503)
+        return web.json_response({"status": "ready"})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
+async def _listen(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    sock = site._server.sockets[0]  # type: ignore[union-attr]  # the bound port when port=0
+    return runner, sock.getsockname()[1]
+
+
+@asynccontextmanager
+async def running_acs(settings: Settings, dsn: str) -> AsyncIterator[Running]:
+    """Migrate, then serve CWMP, API and files until the context exits."""
+    pool = await create_pool(dsn, max_size=settings.database_pool_size)
+    runners: list[web.AppRunner] = []
+    try:
+        async with pool.acquire() as conn:
+            applied = await migrate(conn)
+        if applied:
+            log(logger, logging.INFO, "migrated", applied=",".join(applied))
+        cwmp = CwmpEndpoint(settings, pool, make_authenticator(settings, pool))
+        ports = {}
+        for name, app, port in (
+            ("cwmp", cwmp.app(), settings.cwmp_port),
+            ("api", api_app(pool), settings.api_port),
+            ("files", files_app(settings.files_dir), settings.files_port),
+        ):
+            runner, ports[name] = await _listen(app, settings.host, port)
+            runners.append(runner)
+        yield Running(settings, pool, cwmp, runners, ports)
+    finally:
+        for runner in reversed(runners):
+            await runner.cleanup()
+        await pool.close()
+
+
+def ensure_shared_credential(settings: Settings) -> Settings:
+    """Secure by default: with CPE auth on and no credential set, make one and keep it."""
+    if settings.cpe_auth == "none" or settings.cpe_username is not None:
+        return settings
+    path = Path(settings.data_dir) / "cpe-credential"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"cpe:{secrets.token_urlsafe(12)}\n")
+        path.chmod(0o600)
+    username, _, password = path.read_text().strip().partition(":")
+    return settings.model_copy(update={"cpe_username": username, "cpe_password": password})
+
+
+async def serve(settings: Settings) -> None:
+    settings = ensure_shared_credential(settings)
+    embedded: EmbeddedPostgres | None = None
+    dsn = settings.database_url
+    if dsn is None:
+        embedded = EmbeddedPostgres()
+        dsn = embedded.start(settings.pgdata_dir.resolve())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with running_acs(settings, dsn) as acs:
+            host = settings.public_host or "127.0.0.1"
+            print(f"CWMP (give CPEs this ACS URL): http://{host}:{acs.ports['cwmp']}/")
+            if settings.cpe_auth != "none":
+                print(f"  CPE credential ({settings.cpe_auth}): {settings.cpe_username} / "
+                      f"{settings.cpe_password}")
+            else:
+                print("  CPE authentication is OFF (ACS_CPE_AUTH=none)")
+            print(f"API (operators):              http://{host}:{acs.ports['api']}/")
+            print(f"Files (firmware, configs):    http://{host}:{acs.ports['files']}/")
+            print(f"Database: {'embedded, data in ' + str(settings.pgdata_dir) if embedded else dsn}")
+            await stop.wait()
+    finally:
+        if embedded is not None:
+            embedded.stop()

@@ -1,0 +1,296 @@
+"""One live CWMP session on the ACS: the pure session machine plus the device's work.
+
+The driver owns what the ACS does between HTTP exchanges: record what the CPE
+said, then pick the next request from the device's work — discovery first
+when the tree is unknown, then its queued tasks in order. Each piece of work
+is an RPC plan (acs.core.plans); every CPE response is written to the store
+before the plan sees it, so a crash mid-session loses at most the exchange
+in flight, and the task it belonged to goes back to pending.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from acs.config import Settings
+from acs.core import tasks as task_rules
+from acs.core.plans import Plan, PlanFault, discover, root_of
+from acs.cwmp import messages as m
+from acs.cwmp.session import AcsSession
+from acs.logs import log
+from acs.store import devices, sessions
+from acs.store import tasks as task_store
+
+logger = logging.getLogger("acs.cwmp")
+
+# What we answer to a CPE's GetRPCMethods: the ACS methods we implement.
+ACS_RPC_METHODS = [
+    "Inform", "GetRPCMethods", "TransferComplete", "AutonomousTransferComplete",
+    "RequestDownload", "Kicked", "DUStateChangeComplete", "AutonomousDUStateChangeComplete",
+]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class Work:
+    """The plan in progress and what it belongs to (a task, or discovery)."""
+
+    plan: Plan
+    task: task_store.Task | None = None
+    label: str = ""
+    outstanding: m.Message | None = None
+
+
+@dataclass(slots=True)
+class LiveSession:
+    session_id: str
+    device_id: str
+    remote: str | None
+    acs: AcsSession
+    root: str
+    needs_discovery: bool
+    may_have_tasks: bool
+    last_activity: float = field(default_factory=time.monotonic)
+    last_renewal: float = field(default_factory=time.monotonic)
+    work: Work | None = None
+    rpcs_sent: int = 0
+    tasks_done: int = 0
+
+
+class SessionDriver:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool) -> None:
+        self.settings = settings
+        self.pool = pool
+
+    # ------------------------------------------------------------ CPE requests
+
+    async def answer_cpe_request(self, live: LiveSession, request: m.Message) -> m.Message:
+        """The ACS's answer to one of the CPE's own requests."""
+        if isinstance(request, m.TransferComplete):
+            await self._transfer_complete(live, request)
+            return m.TransferCompleteResponse()
+        if isinstance(request, m.AutonomousTransferComplete):
+            log(logger, logging.INFO, "autonomous_transfer_complete", device=live.device_id,
+                url=request.transfer_url, fault=request.fault.fault_code or None)
+            return m.AutonomousTransferCompleteResponse()
+        if isinstance(request, m.GetRPCMethods):
+            return m.GetRPCMethodsResponse(method_list=list(ACS_RPC_METHODS))
+        if isinstance(request, m.RequestDownload):
+            log(logger, logging.INFO, "request_download", device=live.device_id,
+                file_type=request.file_type)
+            return m.RequestDownloadResponse()
+        if isinstance(request, m.Kicked):
+            return m.KickedResponse(next_url=request.next)
+        if isinstance(request, m.DUStateChangeComplete):
+            return m.DUStateChangeCompleteResponse()
+        if isinstance(request, m.AutonomousDUStateChangeComplete):
+            return m.AutonomousDUStateChangeCompleteResponse()
+        log(logger, logging.WARNING, "cpe_request_refused", device=live.device_id,
+            method=request.element_name, reason="not an ACS method")
+        return m.Fault(8000, f"Method not supported: {request.element_name}")
+
+    async def _transfer_complete(self, live: LiveSession, tc: m.TransferComplete) -> None:
+        """Close the Download/Upload job this CommandKey belongs to, if it is ours."""
+        outcome: dict[str, Any] = {
+            "commandKey": tc.command_key,
+            "faultCode": tc.fault.fault_code,
+            "faultString": tc.fault.fault_string,
+            "startTime": tc.start_time.isoformat() if tc.start_time else None,
+            "completeTime": tc.complete_time.isoformat() if tc.complete_time else None,
+        }
+        log(logger, logging.INFO, "transfer_complete", device=live.device_id,
+            command_key=tc.command_key, fault=tc.fault.fault_code or None)
+        task_id = _task_id_of(tc.command_key)
+        if task_id is None:
+            return
+        async with self.pool.acquire() as conn, conn.transaction():
+            task = await task_store.get_task(conn, task_id)
+            if task is None or task.device_id != live.device_id:
+                return
+            result = dict(task.result or {})
+            result["transferComplete"] = outcome
+            if tc.fault.fault_code:
+                await task_store.mark_fault(
+                    conn, task_id, tc.fault.fault_code, tc.fault.fault_string, result
+                )
+            else:
+                await task_store.mark_done(conn, task_id, result)
+
+    # ------------------------------------------------------------ ACS requests
+
+    async def next_request(self, live: LiveSession, response: m.Message | None) -> m.Message | None:
+        """Record ``response`` (to our last request), then choose what to send next.
+
+        None means there is nothing more to do: end the session.
+        """
+        if response is not None and live.work is not None:
+            request = live.work.outstanding
+            assert request is not None
+            await self._record(live, request, response)
+            return await self._advance(live, response)
+        return await self._advance(live, None)
+
+    async def _advance(self, live: LiveSession, response: m.Message | None) -> m.Message | None:
+        while True:
+            if live.work is None:
+                live.work = await self._next_work(live)
+                if live.work is None:
+                    return None
+                response = None
+            work = live.work
+            try:
+                request = next(work.plan) if response is None else work.plan.send(response)
+            except StopIteration as done:
+                await self._finish(live, work, done.value or {}, None)
+                live.work, response = None, None
+                continue
+            except PlanFault as fault:
+                await self._finish(live, work, None, fault)
+                live.work, response = None, None
+                continue
+            work.outstanding = request
+            live.rpcs_sent += 1
+            return request
+
+    async def _next_work(self, live: LiveSession) -> Work | None:
+        if live.needs_discovery:
+            live.needs_discovery = False
+            log(logger, logging.INFO, "discovery_started", device=live.device_id, root=live.root)
+            return Work(discover(live.root, self.settings.gpv_batch_size), label="discovery")
+        if not live.may_have_tasks:
+            return None
+        async with self.pool.acquire() as conn, conn.transaction():
+            task = await task_store.next_pending(conn, live.device_id)
+            if task is None:
+                live.may_have_tasks = False
+                return None
+            await task_store.mark_running(conn, task.id, live.session_id)
+            types: dict[str, str] = {}
+            if task.name in ("setParameterValues", "addObject"):
+                params = await devices.get_parameters(conn, live.device_id)
+                types = {k: v.xsd_type for k, v in params.items() if v.xsd_type}
+        try:
+            plan = task_rules.plan_for(
+                task.id, task.name, task.args, type_of=types.get,
+                batch_size=self.settings.gpv_batch_size, root=live.root,
+            )
+        except task_rules.InvalidTask as bad:
+            reason = bad.reason + "".join(f"; {e['path']}: {e['message']}" for e in bad.errors)
+            async with self.pool.acquire() as conn:
+                await task_store.mark_fault(conn, task.id, 8003, reason)
+            return await self._next_work(live)
+        log(logger, logging.INFO, "task_started", device=live.device_id, task=task.id,
+            name=task.name)
+        return Work(plan, task=task, label=task.name)
+
+    async def _finish(
+        self, live: LiveSession, work: Work, result: dict[str, Any] | None, fault: PlanFault | None
+    ) -> None:
+        task = work.task
+        if task is None:
+            log(logger, logging.INFO, "discovery_finished", device=live.device_id,
+                **({"fault": fault.code} if fault else (result or {}) | {"values": None}))
+            return
+        async with self.pool.acquire() as conn:
+            if fault is None:
+                await task_store.mark_done(conn, task.id, result)
+                live.tasks_done += 1
+                log(logger, logging.INFO, "task_done", device=live.device_id, task=task.id,
+                    name=task.name)
+            elif (fault.code in task_rules.TRANSIENT_CPE_FAULTS
+                  and task.attempts + 1 < self.settings.max_task_attempts):
+                # a busy CPE: leave the job for a later session rather than fail it
+                await task_store.requeue_running(conn, live.device_id)
+                log(logger, logging.INFO, "task_deferred", device=live.device_id, task=task.id,
+                    fault=fault.code)
+            else:
+                await task_store.mark_fault(conn, task.id, fault.code, fault.string,
+                                            fault.detail or None)
+                log(logger, logging.INFO, "task_fault", device=live.device_id, task=task.id,
+                    name=task.name, fault=fault.code, reason=fault.string)
+
+    async def _record(self, live: LiveSession, request: m.Message, response: m.Message) -> None:
+        """Write what a response teaches us about the device into its stored tree."""
+        if isinstance(response, m.Fault):
+            log(logger, logging.INFO, "cpe_fault", device=live.device_id,
+                method=request.rpc, fault=response.fault_code, reason=response.fault_string)
+            return
+        at = now()
+        dev = live.device_id
+        async with self.pool.acquire() as conn, conn.transaction():
+            if isinstance(response, m.GetParameterNamesResponse):
+                assert isinstance(request, m.GetParameterNames)
+                await devices.merge_parameter_names(
+                    conn, dev, request.parameter_path, request.next_level,
+                    response.parameter_list, at,
+                )
+            elif isinstance(response, m.GetParameterValuesResponse):
+                await devices.merge_parameter_values(conn, dev, response.parameter_list, at)
+            elif isinstance(response, m.GetParameterAttributesResponse):
+                await devices.merge_parameter_attributes(conn, dev, response.parameter_list, at)
+            elif isinstance(response, m.SetParameterValuesResponse):
+                assert isinstance(request, m.SetParameterValues)
+                await devices.merge_parameter_values(conn, dev, request.parameter_list, at)
+            elif isinstance(response, m.AddObjectResponse):
+                assert isinstance(request, m.AddObject)
+                await devices.add_object_instance(
+                    conn, dev, request.object_name, response.instance_number, at
+                )
+            elif isinstance(response, m.DeleteObjectResponse):
+                assert isinstance(request, m.DeleteObject)
+                await devices.delete_object(conn, dev, request.object_name)
+            elif isinstance(response, m.SetParameterAttributesResponse):
+                assert isinstance(request, m.SetParameterAttributes)
+                changed = [
+                    m.ParameterAttributeStruct(s.name, s.notification, s.access_list)
+                    for s in request.parameter_list
+                    if s.notification_change
+                ]
+                if changed:
+                    await devices.merge_parameter_attributes(conn, dev, changed, at)
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def keep_lock(self, live: LiveSession) -> bool:
+        """Renew the device lock when a third of its lease is gone; False if we lost it."""
+        t = time.monotonic()
+        live.last_activity = t
+        if t - live.last_renewal < self.settings.session_timeout_s / 3:
+            return True
+        live.last_renewal = t
+        async with self.pool.acquire() as conn:
+            return await sessions.renew_session(
+                conn, live.device_id, live.session_id, self.settings.session_timeout_s
+            )
+
+    async def close(self, live: LiveSession, *, abandoned: bool, reason: str = "") -> None:
+        """End a session: give the device lock back; an abandoned one requeues its job."""
+        if abandoned:
+            live.acs.abandon()
+        async with self.pool.acquire() as conn, conn.transaction():
+            if abandoned and live.work is not None and live.work.task is not None:
+                await task_store.requeue_running(conn, live.device_id)
+            await sessions.release_session(conn, live.device_id, live.session_id)
+        log(logger, logging.INFO if not abandoned else logging.WARNING,
+            "session_abandoned" if abandoned else "session_ended",
+            device=live.device_id, session=live.session_id, rpcs=live.rpcs_sent,
+            tasks=live.tasks_done, reason=reason or None)
+
+
+def _task_id_of(command_key: str) -> int | None:
+    if command_key.startswith("task-") and command_key[5:].isdigit():
+        return int(command_key[5:])
+    return None
+
+
+def root_for(inform: m.Inform) -> str:
+    return root_of([p.name for p in inform.parameter_list])
