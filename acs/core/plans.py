@@ -83,13 +83,14 @@ def root_of(parameter_names: list[str]) -> str:
     return "Device."
 
 
-def discover(path: str, batch_size: int) -> Plan:
+def discover(path: str, batch_size: int, types: dict[str, str] | None = None) -> Plan:
     """Learn the names under ``path`` (whole tree when it is a root), then their values.
 
     First one GetParameterNames(path, NextLevel=false). CPEs that refuse that
     (too big, or plain unsupported) are walked object by object: NextLevel=true
     on ``path``, then NextLevel=false on each child object, descending one
-    more level wherever a child refuses too.
+    more level wherever a child refuses too. ``types``, when given, is filled
+    with the xsd type of each value read.
     """
     names: list[str] = []
     objects = 0
@@ -120,7 +121,7 @@ def discover(path: str, batch_size: int) -> Plan:
                 names.append(info.name)
 
     yield from walk(path, allow_seed=True)
-    values, skipped, value_rpcs = yield from read_values(names, batch_size)
+    values, skipped, value_rpcs = yield from read_values(names, batch_size, types)
     return {
         "path": path,
         "parameters": len(names),
@@ -131,7 +132,9 @@ def discover(path: str, batch_size: int) -> Plan:
     }
 
 
-def read_values(names: list[str], batch_size: int) -> Generator[m.Message, m.Message, tuple[int, list[str], int]]:
+def read_values(
+    names: list[str], batch_size: int, types: dict[str, str] | None = None
+) -> Generator[m.Message, m.Message, tuple[int, list[str], int]]:
     """GetParameterValues in batches; a refused batch is split until the bad names are found.
 
     One unreadable parameter must not cost the whole tree: CPEs fault a batch
@@ -152,5 +155,8 @@ def read_values(names: list[str], batch_size: int) -> Generator[m.Message, m.Mes
                 half = len(batch) // 2
                 pending[:0] = [batch[:half], batch[half:]]
             continue
-        read += len(expect(resp, m.GetParameterValuesResponse).parameter_list)
+        values = expect(resp, m.GetParameterValuesResponse).parameter_list
+        read += len(values)
+        if types is not None:
+            types.update((v.name, v.xsd_type) for v in values)
     return read, skipped, rpcs

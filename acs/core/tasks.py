@@ -220,9 +220,12 @@ def _add_object(a: Any, _ck: str, type_of: Any, batch: int, _r: str) -> Plan:
     instance = f"{a.objectName}{added.instance_number}."
     result: dict[str, Any] = {"instanceNumber": added.instance_number, "status": added.status}
     # learn the new instance first, so values set below get their real types
-    refreshed = yield from discover(instance, batch)
+    learned: dict[str, str] = {}
+    refreshed = yield from discover(instance, batch, learned)
     if a.parameterValues:
-        structs = _value_structs(a.parameterValues, instance, type_of)
+        structs = _value_structs(
+            a.parameterValues, instance, lambda p: learned.get(p) or type_of(p)
+        )
         resp = yield m.SetParameterValues(parameter_list=structs, parameter_key=a.parameterKey)
         result["setStatus"] = expect(resp, m.SetParameterValuesResponse).status
     result["parameters"] = refreshed["parameters"]

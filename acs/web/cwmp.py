@@ -110,18 +110,24 @@ class CwmpEndpoint:
         except (ConnectionError, asyncio.IncompleteReadError):
             return self._reject(400, "connection dropped while reading the body", remote)
 
-        live = self._find_session(request)
         try:
             envelope = parse_envelope(body)
         except CwmpParseError as bad:
+            live = self._find_session(request, by_address=True)
             if live is not None:
                 await self._drop(live, f"unparseable message: {bad.reason}")
             return self._fault_reply(
                 400, bad.fault_code, bad.reason, bad.cwmp_ns, bad.cwmp_id, remote, live
             )
 
+        is_inform = envelope is not None and isinstance(envelope.body, m.Inform)
+        # An Inform always opens a new session; it ends the old one only when it
+        # comes from the same client (cookie or connection), never a mere
+        # neighbour behind the same address.
+        live = self._find_session(request, by_address=not is_inform)
         try:
-            if envelope is not None and isinstance(envelope.body, m.Inform):
+            if is_inform:
+                assert envelope is not None
                 if live is not None:
                     await self._drop(live, "new Inform opened a new session")
                 return await self._inform(request, envelope)
@@ -238,13 +244,15 @@ class CwmpEndpoint:
 
     # ------------------------------------------------------------ helpers
 
-    def _find_session(self, request: web.Request) -> LiveSession | None:
+    def _find_session(self, request: web.Request, *, by_address: bool) -> LiveSession | None:
         sid = request.cookies.get(COOKIE)
         if sid and sid in self.by_id:
             return self.by_id[sid]
         sid = self.by_transport.get(request.transport)
         if sid and sid in self.by_id:
             return self.by_id[sid]
+        if not by_address:
+            return None
         same_host = [s for s in self.by_id.values() if s.remote == request.remote]
         return same_host[0] if len(same_host) == 1 else None
 
