@@ -40,6 +40,7 @@ class CpeDouble:
         model: str = "tr181-gateway",
         cwmp_ns: str = CWMP_NS_1_0,
         auth: aiohttp.BasicAuth | None = None,
+        digest: tuple[str, str] | None = None,
         oui: str = "ACDE48",
         product_class: str = "HGW",
     ) -> None:
@@ -50,8 +51,9 @@ class CpeDouble:
             load_template(model), self.identity, acs_url=url,
             connection_request_url=f"http://127.0.0.1:1/cr/{serial}",
         )
+        middlewares = (aiohttp.DigestAuthMiddleware(*digest),) if digest else ()
         self.http = aiohttp.ClientSession(
-            cookie_jar=aiohttp.CookieJar(unsafe=True), auth=auth,
+            cookie_jar=aiohttp.CookieJar(unsafe=True), auth=auth, middlewares=middlewares,
         )
         self._ids = 0
         self.requests_seen: list[m.Message] = []
