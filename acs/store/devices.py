@@ -178,7 +178,7 @@ def _object_path(name: str) -> str:
 # The value merge, shared by the Inform hot path and GetParameterValues: only
 # entries whose value or type differ are rewritten (with a new "vt"), and when
 # none differ no row is touched at all. $1 device id, $2 patch, $3 epoch, $4 at.
-_MERGE_VALUES_CTES = """
+_MERGE_VALUES_CTES_TEMPLATE = """
 cur AS (
     SELECT tree FROM device_parameters WHERE device_id = $1 FOR UPDATE
 ),
@@ -187,7 +187,8 @@ patch AS (
            COALESCE((SELECT tree FROM cur) -> p.key, '{}'::jsonb) || p.value
                || jsonb_build_object('vt', $3::bigint) AS entry
     FROM jsonb_each($2::jsonb) AS p
-    WHERE ((SELECT tree FROM cur) -> p.key -> 'v') IS DISTINCT FROM (p.value -> 'v')
+    WHERE {touch}
+       OR ((SELECT tree FROM cur) -> p.key -> 'v') IS DISTINCT FROM (p.value -> 'v')
        OR ((SELECT tree FROM cur) -> p.key -> 't') IS DISTINCT FROM (p.value -> 't')
 ),
 merged AS (
@@ -208,7 +209,7 @@ written AS (
 """
 
 _UPSERT_FROM_INFORM = f"""
-WITH {_MERGE_VALUES_CTES}
+WITH {_MERGE_VALUES_CTES_TEMPLATE.replace("{touch}", "false")}
 INSERT INTO devices AS d (
     id, oui, product_class, serial_number, manufacturer, created_at, last_inform, last_boot,
     last_bootstrap, last_events, remote_address, connection_request_url, software_version,
@@ -235,7 +236,7 @@ RETURNING {_DEVICE_COLUMNS}, (xmax = 0) AS created
 """
 
 _MERGE_VALUES = f"""
-WITH {_MERGE_VALUES_CTES},
+WITH {_MERGE_VALUES_CTES_TEMPLATE.replace("{touch}", "$5::bool")},
 counted AS (
     UPDATE devices SET parameter_count = (SELECT n FROM cnt)
     WHERE id = $1 AND EXISTS (SELECT 1 FROM cnt) AND parameter_count <> (SELECT n FROM cnt)
@@ -330,13 +331,25 @@ async def tree_is_empty(conn: asyncpg.Connection, device_id: str) -> bool:
 
 
 async def merge_parameter_values(
-    conn: asyncpg.Connection, device_id: str, values: list[ParameterValueStruct], at: datetime
+    conn: asyncpg.Connection,
+    device_id: str,
+    values: list[ParameterValueStruct],
+    at: datetime,
+    *,
+    read: bool = False,
 ) -> int:
-    """Store values read from the CPE; return how many entries changed."""
+    """Store values from the CPE; return how many entries were written.
+
+    ``read=True`` marks an explicit read (a GetParameterValues answer): every
+    value's read time moves to ``at`` even when the value is unchanged, so
+    freshness rules can tell how old a value is. Without it (Inform values,
+    values we set) only changed entries are written, which keeps periodic
+    Informs from rewriting the tree.
+    """
     if not values:
         return 0
     changed: int = await conn.fetchval(
-        _MERGE_VALUES, device_id, _value_patch(values), _epoch(at), at
+        _MERGE_VALUES, device_id, _value_patch(values), _epoch(at), at, read
     )
     return changed
 

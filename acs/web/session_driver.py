@@ -234,7 +234,9 @@ class SessionDriver:
                     response.parameter_list, at,
                 )
             elif isinstance(response, m.GetParameterValuesResponse):
-                await devices.merge_parameter_values(conn, dev, response.parameter_list, at)
+                await devices.merge_parameter_values(
+                    conn, dev, response.parameter_list, at, read=True
+                )
             elif isinstance(response, m.GetParameterAttributesResponse):
                 await devices.merge_parameter_attributes(conn, dev, response.parameter_list, at)
             elif isinstance(response, m.SetParameterValuesResponse):

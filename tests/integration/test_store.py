@@ -176,6 +176,22 @@ async def test_unchanged_inform_does_not_rewrite_tree(
     assert tree["Device.DeviceInfo.HardwareVersion"].value_at == T0
 
 
+async def test_explicit_read_moves_the_read_time_of_unchanged_values(
+    conn: asyncpg.Connection, unique_serial: Callable[..., str]
+) -> None:
+    serial = unique_serial()
+    dev, _ = await devices.upsert_from_inform(conn, inform(serial))
+    later = T0 + timedelta(hours=2)
+    written = await devices.merge_parameter_values(
+        conn, dev.id, [PV("Device.DeviceInfo.SoftwareVersion", "1.0")], later, read=True
+    )
+    assert written == 1
+    tree = await devices.get_parameters(conn, dev.id)
+    assert tree["Device.DeviceInfo.SoftwareVersion"].value == "1.0"
+    assert tree["Device.DeviceInfo.SoftwareVersion"].value_at == later
+    assert tree["Device.DeviceInfo.HardwareVersion"].value_at == T0
+
+
 async def test_type_change_alone_is_a_change(
     conn: asyncpg.Connection, unique_serial: Callable[..., str]
 ) -> None:
