@@ -106,3 +106,69 @@ def credential_delete(username: str) -> None:
     found = _with_database(Settings(), work)
     click.echo("deleted" if found else f"no credential {username!r}")
     raise SystemExit(0 if found else 1)
+
+
+@main.group()
+def token() -> None:
+    """Operator API tokens (admin, operator, viewer)."""
+
+
+@token.command(name="create")
+@click.option("--name", required=True)
+@click.option("--role", type=click.Choice(["admin", "operator", "viewer"]), required=True)
+def token_create(name: str, role: str) -> None:
+    """Create a token and print it once (only its hash is stored)."""
+    from acs.store import tokens
+    from acs.store.db import connect, migrate
+
+    async def work(dsn: str) -> str:
+        conn = await connect(dsn)
+        try:
+            await migrate(conn)
+            return await tokens.create_token(conn, name, role)
+        finally:
+            await conn.close()
+
+    try:
+        secret = _with_database(Settings(), work)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(secret)
+
+
+@token.command(name="list")
+def token_list() -> None:
+    """List tokens: name, role, created, last used, revoked."""
+    from acs.store import tokens
+    from acs.store.db import connect
+
+    async def work(dsn: str) -> list[tokens.ApiToken]:
+        conn = await connect(dsn)
+        try:
+            return await tokens.list_tokens(conn)
+        finally:
+            await conn.close()
+
+    for t in _with_database(Settings(), work):
+        state = f"revoked {t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "active"
+        used = f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "never"
+        click.echo(f"{t.name}\t{t.role}\tcreated {t.created_at:%Y-%m-%d %H:%M}\tused {used}\t{state}")
+
+
+@token.command(name="revoke")
+@click.argument("name")
+def token_revoke(name: str) -> None:
+    """Revoke a token by name."""
+    from acs.store import tokens
+    from acs.store.db import connect
+
+    async def work(dsn: str) -> bool:
+        conn = await connect(dsn)
+        try:
+            return await tokens.revoke_token(conn, name)
+        finally:
+            await conn.close()
+
+    if not _with_database(Settings(), work):
+        raise click.ClickException(f"no active token named {name!r}")
+    click.echo(f"revoked {name}")

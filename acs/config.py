@@ -50,6 +50,29 @@ class Settings(BaseSettings):
     gpv_batch_size: int = Field(default=100, ge=1, le=10_000)
     discovery_on_bootstrap: bool = True
     max_task_attempts: int = Field(default=3, ge=1)
+    task_retry_base_s: float = Field(
+        default=60.0, ge=0, description="first back-off after a transient CPE fault; doubles"
+    )
+    transfer_complete_timeout_s: float = Field(
+        default=3600.0, gt=0, description="a Download/Upload without TransferComplete by then faults"
+    )
+
+    # --- connection requests (ACS -> CPE)
+    connection_request_timeout_s: float = Field(default=5.0, gt=0)
+    connection_request_concurrency: int = Field(default=50, ge=1)
+    connection_request_allow_basic: bool = False
+    connection_request_username: str | None = Field(
+        default=None, description="used when a device has none of its own"
+    )
+    connection_request_password: str | None = None
+
+    # --- API and files
+    api_max_upload_bytes: int = Field(default=1024 * 1024 * 1024, ge=1)
+    files_public_url: str | None = Field(
+        default=None, description="base URL CPEs download files from; default http://<public_host>:<files_port>/"
+    )
+    files_username: str | None = None
+    files_password: str | None = None
 
     @model_validator(mode="after")
     def _shared_credential_is_whole(self) -> Settings:
@@ -64,3 +87,10 @@ class Settings(BaseSettings):
     @property
     def files_dir(self) -> Path:
         return self.data_dir / "files"
+
+    @property
+    def files_base_url(self) -> str:
+        """Where CPEs fetch files from: the URL put in Download RPCs."""
+        if self.files_public_url:
+            return self.files_public_url.rstrip("/") + "/"
+        return f"http://{self.public_host or '127.0.0.1'}:{self.files_port}/"

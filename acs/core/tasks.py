@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from acs.cwmp import messages as m
 from acs.core.plans import Plan, PlanFault, discover, expect, read_values
@@ -72,14 +72,25 @@ class CommandKeyArgs(_Args):
 
 
 class DownloadArgs(_Args):
+    """Either a ``url``, or a ``fileName`` (GenieACS also says ``file``) of our file server,
+    whose URL, size and credentials the ACS fills in when the job runs."""
+
     fileType: str = "1 Firmware Upgrade Image"
-    url: str = Field(min_length=1)
+    url: str | None = Field(default=None, min_length=1)
+    fileName: str | None = Field(default=None, min_length=1, alias="file")
     username: str = ""
     password: str = ""
     fileSize: int = Field(default=0, ge=0)
     targetFileName: str = ""
     delaySeconds: int = Field(default=0, ge=0)
     commandKey: str | None = None
+
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DownloadArgs:
+        if (self.url is None) == (self.fileName is None):
+            raise ValueError("give exactly one of url or fileName")
+        return self
 
 
 class UploadArgs(_Args):

@@ -42,6 +42,11 @@ UNKNOWN_TIME = "0001-01-01T00:00:00Z"
 MAX_DEPTH = 32  # CWMP messages nest 6 deep; deeper is an attack or garbage
 
 _XSI_TYPE = f"{{{XSI_NS}}}type"
+# Old SOAP toolkits still bind xsi to the 1999/2000 drafts' namespaces.
+_OLD_XSI_TYPES = (
+    "{http://www.w3.org/1999/XMLSchema-instance}type",
+    "{http://www.w3.org/2000/10/XMLSchema-instance}type",
+)
 _ARRAY_TYPE = f"{{{SOAP_ENC_NS}}}arrayType"
 
 
@@ -87,8 +92,15 @@ def _text(el: etree._Element) -> str:
     return el.text or ""
 
 
+_INT = re.compile(r"\s*[+-]?[0-9]+\s*")
+
+
 def _to_int(text: str) -> int:
-    return int(text.strip())
+    # xsd:int lexical space only: int() alone would also take "1_000" and
+    # non-ASCII digits such as "\uff11"
+    if _INT.fullmatch(text) is None:
+        raise ValueError(f"integer expected, got {text!r}")
+    return int(text)
 
 
 def _to_bool(text: str) -> bool:
@@ -101,7 +113,8 @@ def _to_bool(text: str) -> bool:
 
 
 _TIME = re.compile(
-    r"^\s*(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(\.\d+)?(Z|[+-]\d\d:?\d\d)?\s*$"
+    r"^\s*([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?"
+    r"(Z|[+-][0-9]{2}:?[0-9]{2})?\s*$"
 )
 
 
@@ -182,6 +195,8 @@ class ParameterValue(Kind):
             elif tag == "Value":
                 value = _text(child)
                 declared = child.get(_XSI_TYPE)
+                if declared is None and len(child.attrib):
+                    declared = next(filter(None, map(child.get, _OLD_XSI_TYPES)), None)
                 if declared:
                     xsd_type = "xsd:" + declared.rpartition(":")[2]
         if name is None:
@@ -293,7 +308,9 @@ FIELDS: dict[type, tuple[Field, ...]] = {
         f("access_list_change", "AccessListChange", BOOL),
         f("access_list", "AccessList", STRINGS, False),
     ),
-    m.FaultStruct: (f("fault_code", "FaultCode", INT), f("fault_string", "FaultString", STR, False)),
+    m.FaultStruct: (
+        f("fault_code", "FaultCode", INT), f("fault_string", "FaultString", STR, False),
+    ),
     m.SetParameterValuesFault: (
         f("parameter_name", "ParameterName", STR), f("fault_code", "FaultCode", INT),
         f("fault_string", "FaultString", STR, False),
@@ -562,7 +579,8 @@ def parse_envelope(data: bytes) -> Envelope | None:
         root = etree.fromstring(data, _PARSER)
     except etree.XMLSyntaxError as exc:
         raise CwmpParseError(f"malformed XML: {exc}") from None
-    if root.getroottree().docinfo.doctype:
+    docinfo: Any = root.getroottree().docinfo  # lxml-stubs: DocInfo lacks doctype
+    if docinfo.doctype:
         raise CwmpParseError("DOCTYPE and entity declarations are not allowed")
     if _local(root.tag) != "Envelope":
         raise CwmpParseError(f"not a SOAP envelope (root element {_local(root.tag)!r})")
@@ -572,8 +590,12 @@ def parse_envelope(data: bytes) -> Envelope | None:
     for child in root:
         tag = _local(child.tag)
         if tag == "Header":
+            if header is not None:
+                raise CwmpParseError("SOAP envelope with two Header elements")
             header = child
         elif tag == "Body":
+            if body is not None:
+                raise CwmpParseError("SOAP envelope with two Body elements")
             body = child
     cwmp_id, cwmp_ns, extras = _parse_header(header)
     if body is None:
@@ -587,7 +609,10 @@ def parse_envelope(data: bytes) -> Envelope | None:
             cwmp_id=cwmp_id, cwmp_ns=cwmp_ns,
         )
     item = items[0]
-    cwmp_ns = _cwmp_ns_of(item.tag) or cwmp_ns or CWMP_NS_1_0
+    body_ns = _cwmp_ns_of(item.tag)
+    if body_ns is None and _local(item.tag) == "Fault":  # SOAP fault: detail/cwmp:Fault
+        body_ns = next(filter(None, (_cwmp_ns_of(el.tag) for el in item.iter())), None)
+    cwmp_ns = body_ns or cwmp_ns or CWMP_NS_1_0
     try:
         message = _parse_body(item)
     except ValueError as exc:
@@ -623,10 +648,10 @@ def _parse_header(header: etree._Element | None) -> tuple[str | None, str | None
             cwmp_id = _text(child)
             cwmp_ns = _cwmp_ns_of(child.tag)
         elif tag == "HoldRequests":
-            extras["hold_requests"] = text in ("1", "true")
+            extras["hold_requests"] = text.lower() in ("1", "true")
         elif tag == "NoMoreRequests":
-            extras["no_more_requests"] = text in ("1", "true")
-        elif tag == "SessionTimeout" and text.isdigit():
+            extras["no_more_requests"] = text.lower() in ("1", "true")
+        elif tag == "SessionTimeout" and text.isascii() and text.isdigit():  # not "²"
             extras["session_timeout"] = int(text)
         elif tag == "SupportedCWMPVersions":
             extras["supported_cwmp_versions"] = text
@@ -659,7 +684,7 @@ def _parse_soap_fault(item: etree._Element) -> m.Fault:
 # ------------------------------------------------------------------ emitting
 
 
-def _nsmap(cwmp_ns: str) -> dict[str | None, str]:
+def _nsmap(cwmp_ns: str) -> dict[str, str]:
     return {
         "soap-env": SOAP_ENV_NS, "soap-enc": SOAP_ENC_NS, "xsd": XSD_NS, "xsi": XSI_NS,
         "cwmp": cwmp_ns,
@@ -674,6 +699,11 @@ def serialize_envelope(envelope: Envelope) -> bytes:
         el = etree.SubElement(header, f"{{{ns}}}ID")
         el.set(f"{{{SOAP_ENV_NS}}}mustUnderstand", "1")
         el.text = envelope.cwmp_id
+    if envelope.hold_requests:
+        el = etree.SubElement(header, f"{{{ns}}}HoldRequests")
+        el.set(f"{{{SOAP_ENV_NS}}}mustUnderstand", "1")
+        el.text = "1"
+    # NoMoreRequests is deprecated and in no CWMP schema: parsed, never sent
     if envelope.session_timeout is not None:
         etree.SubElement(header, f"{{{ns}}}SessionTimeout").text = str(envelope.session_timeout)
     if envelope.supported_cwmp_versions is not None:

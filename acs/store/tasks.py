@@ -200,7 +200,7 @@ async def requeue_running(conn: asyncpg.Connection, device_id: str) -> int:
                     THEN 'cancelled' ELSE 'pending' END,
                 session_id = NULL,
                 started_at = NULL
-            WHERE t.device_id = $1 AND t.status = 'running'
+            WHERE t.device_id = $1 AND t.status = 'running' AND t.session_id IS NOT NULL
             RETURNING t.status
         )
         SELECT count(*) FILTER (WHERE status = 'pending')::int FROM moved
@@ -230,3 +230,72 @@ async def list_tasks(conn: asyncpg.Connection, device_id: str) -> list[Task]:
         f"SELECT {_COLUMNS} FROM tasks WHERE device_id = $1 ORDER BY id", device_id
     )
     return [Task.from_row(row) for row in rows]
+
+
+async def await_transfer(
+    conn: asyncpg.Connection, task_id: int, command_key: str, result: dict[str, Any]
+) -> None:
+    """The CPE accepted a Download/Upload that finishes later: keep the job open.
+
+    It stays 'running' without a session (so no session requeues it) until a
+    TransferComplete with its CommandKey closes it, or the timeout does.
+    """
+    await conn.execute(
+        "UPDATE tasks SET session_id = NULL, command_key = $2, result = $3 WHERE id = $1",
+        task_id,
+        command_key,
+        result,
+    )
+
+
+async def find_awaiting_transfer(
+    conn: asyncpg.Connection, device_id: str, command_key: str
+) -> Task | None:
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM tasks WHERE device_id = $1 AND command_key = $2"
+        " AND status = 'running' AND session_id IS NULL ORDER BY id DESC LIMIT 1 FOR UPDATE",
+        device_id,
+        command_key,
+    )
+    return None if row is None else Task.from_row(row)
+
+
+async def expire_transfers(conn: asyncpg.Connection, timeout_s: float) -> list[Task]:
+    """Fault transfers whose TransferComplete did not come within ``timeout_s``."""
+    rows = await conn.fetch(
+        f"""
+        UPDATE tasks SET status = 'fault', fault_code = NULL, finished_at = now(),
+            fault_string = 'timeout: no TransferComplete within ' || $1::text || ' s'
+        WHERE status = 'running' AND session_id IS NULL
+          AND started_at < now() - make_interval(secs => $1)
+        RETURNING {_COLUMNS}
+        """,
+        timeout_s,
+    )
+    return [Task.from_row(r) for r in rows]
+
+
+async def defer(conn: asyncpg.Connection, task_id: int, delay_s: float, reason: str) -> None:
+    """Back to pending, not before ``delay_s`` from now (transient CPE faults)."""
+    await conn.execute(
+        "UPDATE tasks SET status = 'pending', session_id = NULL, started_at = NULL,"
+        " not_before = now() + make_interval(secs => $2), fault_string = $3 WHERE id = $1",
+        task_id,
+        delay_s,
+        reason,
+    )
+
+
+async def retry(conn: asyncpg.Connection, task_id: int) -> Task | None:
+    """An operator retries a faulted or expired job: pending again, fault cleared."""
+    row = await conn.fetchrow(
+        f"""
+        UPDATE tasks SET status = 'pending', fault_code = NULL, fault_string = NULL,
+            finished_at = NULL, started_at = NULL, session_id = NULL, not_before = NULL,
+            expires_at = CASE WHEN expires_at < now() THEN NULL ELSE expires_at END
+        WHERE id = $1 AND status IN ('fault', 'expired')
+        RETURNING {_COLUMNS}
+        """,
+        task_id,
+    )
+    return None if row is None else Task.from_row(row)

@@ -11,19 +11,23 @@ import asyncio
 import logging
 import secrets
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from acs.config import Settings
 from acs.logs import log
+from acs.connreq.http import ConnectionRequester
 from acs.store import credentials
+from acs.store import tasks as task_store
 from acs.store.db import EmbeddedPostgres, create_pool, migrate
 from acs.web.cpe_auth import Credential, CpeAuthenticator, ha1_of
+from acs.web.api.app import Services, build_api_app
 from acs.web.cwmp import CwmpEndpoint
 from acs.web.files import files_app
 
@@ -35,6 +39,7 @@ class Running:
     settings: Settings
     pool: asyncpg.Pool
     cwmp: CwmpEndpoint
+    api_app: web.Application
     runners: list[web.AppRunner]
     ports: dict[str, int]
 
@@ -63,8 +68,9 @@ def make_authenticator(settings: Settings, pool: asyncpg.Pool) -> CpeAuthenticat
     return CpeAuthenticator(settings.cpe_auth, settings.cpe_auth_realm, lookup)
 
 
-def api_app(pool: asyncpg.Pool) -> web.Application:
-    """Health endpoints; the /api/v1 routes join this app."""
+def health_routes(pool: asyncpg.Pool) -> Callable[[web.Application], None]:
+    """/healthz (the process answers) and /readyz (the database answers), without a token:
+    they are for load balancers and orchestrators."""
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -78,10 +84,23 @@ def api_app(pool: asyncpg.Pool) -> web.Application:
                                      status=503)
         return web.json_response({"status": "ready"})
 
-    app = web.Application()
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    return app
+    def add(app: web.Application) -> None:
+        app.router.add_get("/healthz", healthz)
+        app.router.add_get("/readyz", readyz)
+
+    return add
+
+
+async def expire_transfers(pool: asyncpg.Pool, timeout_s: float) -> None:
+    """Fault Download/Upload jobs whose TransferComplete never came."""
+    try:
+        async with pool.acquire() as conn:
+            expired = await task_store.expire_transfers(conn, timeout_s)
+    except (asyncpg.PostgresError, OSError) as exc:
+        log(logger, logging.WARNING, "tick_failed", tick="expire_transfers", error=exc)
+        return
+    for task in expired:
+        log(logger, logging.INFO, "transfer_timeout", device=task.device_id, task=task.id)
 
 
 async def _listen(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
@@ -98,25 +117,46 @@ async def running_acs(settings: Settings, dsn: str) -> AsyncIterator[Running]:
     """Migrate, then serve CWMP, API and files until the context exits."""
     pool = await create_pool(dsn, max_size=settings.database_pool_size)
     runners: list[web.AppRunner] = []
+    closers: list[Callable[[], Awaitable[None]]] = []
     try:
         async with pool.acquire() as conn:
             applied = await migrate(conn)
         if applied:
             log(logger, logging.INFO, "migrated", applied=",".join(applied))
         cwmp = CwmpEndpoint(settings, pool, make_authenticator(settings, pool))
+        requester = ConnectionRequester(
+            timeout_s=settings.connection_request_timeout_s,
+            max_concurrent=settings.connection_request_concurrency,
+            allow_basic=settings.connection_request_allow_basic,
+        )
+        closers.append(requester.close)
+        api = build_api_app(Services(settings, pool, requester), health_routes(pool))
         ports = {}
         for name, app, port in (
             ("cwmp", cwmp.app(), settings.cwmp_port),
-            ("api", api_app(pool), settings.api_port),
+            ("api", api, settings.api_port),
             ("files", files_app(settings.files_dir), settings.files_port),
         ):
             runner, ports[name] = await _listen(app, settings.host, port)
             runners.append(runner)
-        yield Running(settings, pool, cwmp, runners, ports)
+        # periodic ticks; their state lives in PostgreSQL, so a restart loses nothing
+        scheduler = AsyncIOScheduler(timezone="UTC")
+        scheduler.add_job(expire_transfers, "interval", seconds=60,
+                          args=[pool, settings.transfer_complete_timeout_s],
+                          max_instances=1, coalesce=True)
+        scheduler.start()
+        closers.append(lambda: _shutdown(scheduler))
+        yield Running(settings, pool, cwmp, api, runners, ports)
     finally:
         for runner in reversed(runners):
             await runner.cleanup()
+        for close in reversed(closers):
+            await close()
         await pool.close()
+
+
+async def _shutdown(scheduler: AsyncIOScheduler) -> None:
+    scheduler.shutdown(wait=False)
 
 
 def ensure_shared_credential(settings: Settings) -> Settings:
@@ -152,7 +192,8 @@ async def serve(settings: Settings) -> None:
                       f"{settings.cpe_password}")
             else:
                 print("  CPE authentication is OFF (ACS_CPE_AUTH=none)")
-            print(f"API (operators):              http://{host}:{acs.ports['api']}/")
+            print(f"API (operators):              http://{host}:{acs.ports['api']}/api/v1/")
+            print("  create a token: .venv/bin/acs token create --name me --role admin")
             print(f"Files (firmware, configs):    http://{host}:{acs.ports['files']}/")
             print(f"Database: {'embedded, data in ' + str(settings.pgdata_dir) if embedded else dsn}")
             await stop.wait()

@@ -24,7 +24,7 @@ from acs.core.plans import Plan, PlanFault, discover, root_of
 from acs.cwmp import messages as m
 from acs.cwmp.session import AcsSession
 from acs.logs import log
-from acs.store import devices, sessions
+from acs.store import devices, files, sessions
 from acs.store import tasks as task_store
 
 logger = logging.getLogger("acs.cwmp")
@@ -109,21 +109,19 @@ class SessionDriver:
         }
         log(logger, logging.INFO, "transfer_complete", device=live.device_id,
             command_key=tc.command_key, fault=tc.fault.fault_code or None)
-        task_id = _task_id_of(tc.command_key)
-        if task_id is None:
-            return
         async with self.pool.acquire() as conn, conn.transaction():
-            task = await task_store.get_task(conn, task_id)
-            if task is None or task.device_id != live.device_id:
+            task = await task_store.find_awaiting_transfer(conn, live.device_id, tc.command_key)
+            if task is None:
                 return
             result = dict(task.result or {})
+            result.pop("awaitingTransferComplete", None)
             result["transferComplete"] = outcome
             if tc.fault.fault_code:
                 await task_store.mark_fault(
-                    conn, task_id, tc.fault.fault_code, tc.fault.fault_string, result
+                    conn, task.id, tc.fault.fault_code, tc.fault.fault_string, result
                 )
             else:
-                await task_store.mark_done(conn, task_id, result)
+                await task_store.mark_done(conn, task.id, result)
 
     # ------------------------------------------------------------ ACS requests
 
@@ -178,9 +176,15 @@ class SessionDriver:
             if task.name in ("setParameterValues", "addObject"):
                 params = await devices.get_parameters(conn, live.device_id)
                 types = {k: v.xsd_type for k, v in params.items() if v.xsd_type}
+            args = task.args
+            if task.name == "download" and not args.get("url"):
+                args = await self._resolve_file(conn, args)
         try:
+            if args is None:
+                raise task_rules.InvalidTask(
+                    f"unknown file {task.args.get('fileName') or task.args.get('file')!r}")
             plan = task_rules.plan_for(
-                task.id, task.name, task.args, type_of=types.get,
+                task.id, task.name, args, type_of=types.get,
                 batch_size=self.settings.gpv_batch_size, root=live.root,
             )
         except task_rules.InvalidTask as bad:
@@ -192,6 +196,26 @@ class SessionDriver:
             name=task.name)
         return Work(plan, task=task, label=task.name)
 
+    async def _resolve_file(
+        self, conn: asyncpg.Connection, args: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """A download by file name: our file server's URL, the file's size, its credentials.
+
+        Resolved when the job runs, so the job row never holds the password.
+        """
+        name = args.get("fileName") or args.get("file")
+        record = await files.get_file(conn, str(name)) if name else None
+        if record is None:
+            return None
+        resolved = {k: v for k, v in args.items() if k not in ("fileName", "file")}
+        resolved["url"] = self.settings.files_base_url + record.name
+        resolved["fileSize"] = record.size
+        resolved.setdefault("fileType", record.file_type)
+        if self.settings.files_username and self.settings.files_password:
+            resolved["username"] = self.settings.files_username
+            resolved["password"] = self.settings.files_password
+        return resolved
+
     async def _finish(
         self, live: LiveSession, work: Work, result: dict[str, Any] | None, fault: PlanFault | None
     ) -> None:
@@ -201,17 +225,25 @@ class SessionDriver:
                 **({"fault": fault.code} if fault else (result or {}) | {"values": None}))
             return
         async with self.pool.acquire() as conn:
-            if fault is None:
+            if fault is None and result and result.get("status") == 1 and "commandKey" in result:
+                # accepted, finishes later: TransferComplete (or the timeout) closes it
+                await task_store.await_transfer(
+                    conn, task.id, result["commandKey"], result | {"awaitingTransferComplete": True}
+                )
+                log(logger, logging.INFO, "task_awaiting_transfer", device=live.device_id,
+                    task=task.id, command_key=result["commandKey"])
+            elif fault is None:
                 await task_store.mark_done(conn, task.id, result)
                 live.tasks_done += 1
                 log(logger, logging.INFO, "task_done", device=live.device_id, task=task.id,
                     name=task.name)
             elif (fault.code in task_rules.TRANSIENT_CPE_FAULTS
                   and task.attempts + 1 < self.settings.max_task_attempts):
-                # a busy CPE: leave the job for a later session rather than fail it
-                await task_store.requeue_running(conn, live.device_id)
+                # a busy CPE: try again in a later session, backing off
+                delay = min(3600.0, self.settings.task_retry_base_s * 2 ** task.attempts)
+                await task_store.defer(conn, task.id, delay, f"{fault.code} {fault.string}")
                 log(logger, logging.INFO, "task_deferred", device=live.device_id, task=task.id,
-                    fault=fault.code)
+                    fault=fault.code, retry_in_s=delay)
             else:
                 await task_store.mark_fault(conn, task.id, fault.code, fault.string,
                                             fault.detail or None)
@@ -286,12 +318,6 @@ class SessionDriver:
             "session_abandoned" if abandoned else "session_ended",
             device=live.device_id, session=live.session_id, rpcs=live.rpcs_sent,
             tasks=live.tasks_done, reason=reason or None)
-
-
-def _task_id_of(command_key: str) -> int | None:
-    if command_key.startswith("task-") and command_key[5:].isdigit():
-        return int(command_key[5:])
-    return None
 
 
 def root_for(inform: m.Inform) -> str:

@@ -7,10 +7,13 @@ out-of-order or quirky messages that a well-behaved simulated CPE never would.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import aiohttp
+from aiohttp import web
 
 from acs.cwmp import messages as m
 from acs.cwmp.soap import CWMP_NS_1_0, Envelope, parse_envelope, serialize_envelope
@@ -43,13 +46,17 @@ class CpeDouble:
         digest: tuple[str, str] | None = None,
         oui: str = "ACDE48",
         product_class: str = "HGW",
+        cr_url: str | None = None,
+        cr_credentials: tuple[str, str] = ("", ""),
     ) -> None:
         self.url = url
         self.cwmp_ns = cwmp_ns
         self.identity = Identity.from_serial(serial, oui=oui, product_class=product_class)
         self.tree = ParameterTree(
             load_template(model), self.identity, acs_url=url,
-            connection_request_url=f"http://127.0.0.1:1/cr/{serial}",
+            connection_request_url=cr_url or f"http://127.0.0.1:1/cr/{serial}",
+            connection_request_username=cr_credentials[0],
+            connection_request_password=cr_credentials[1],
         )
         middlewares = (aiohttp.DigestAuthMiddleware(*digest),) if digest else ()
         self.http = aiohttp.ClientSession(
@@ -143,3 +150,56 @@ class CpeDouble:
                                     cwmp_id=reply.envelope.cwmp_id if reply.envelope else None)
         assert reply.status == 204, (reply.status, reply.body[:300])
         return seen
+
+
+class ConnectionRequestListener:
+    """A CPE's connection-request server: Digest-checked GET, then a session.
+
+    It checks credentials with the ACS's own Digest implementation (the same
+    RFC 7616 rules hold on both ends), and runs ``on_request`` in the background
+    after answering, as a CPE opens its session after the 200.
+    """
+
+    def __init__(self, username: str, password: str,
+                 on_request: Callable[[], Any]) -> None:
+        from acs.web.cpe_auth import Credential, CpeAuthenticator, ha1_of
+
+        cred = Credential(username, ha1_of(username, "cpe", password))
+
+        async def lookup(name: str) -> Credential | None:
+            return cred if name == username else None
+
+        self.auth = CpeAuthenticator("digest", "cpe", lookup)
+        self.on_request = on_request
+        self.knocks = 0
+        self.sessions: list[asyncio.Task[Any]] = []
+        self.runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_get("/cr", self._handle)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}/cr"
+        return self.url
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        verdict = await self.auth.check("GET", request.headers.get("Authorization"))
+        if not verdict.ok:
+            resp = web.Response(status=401)
+            for challenge in verdict.challenge:
+                resp.headers.add("WWW-Authenticate", challenge)
+            return resp
+        self.knocks += 1
+        self.sessions.append(asyncio.ensure_future(self.on_request()))
+        return web.Response(status=200)
+
+    async def stop(self) -> None:
+        for task in self.sessions:
+            await task
+        if self.runner is not None:
+            await self.runner.cleanup()

@@ -1,0 +1,144 @@
+"""Routes declared once, with their models: the aiohttp router and the OpenAPI
+3.1 document are both generated from the same declarations, so the document
+cannot drift from what the server accepts."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from acs.web.api.errors import ErrorResponse
+
+Handler = Callable[..., Awaitable[web.StreamResponse]]
+
+
+@dataclass(slots=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    role: str
+    summary: str
+    body: type[BaseModel] | None = None
+    raw_body: str | None = None  # media type of a streamed, non-JSON body
+    query: type[BaseModel] | None = None
+    responses: dict[int, tuple[type[BaseModel] | None, str]] = field(default_factory=dict)
+    tag: str = ""
+
+
+class Api:
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.routes: list[Route] = []
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        role: str,
+        summary: str,
+        tag: str,
+        body: type[BaseModel] | None = None,
+        raw_body: str | None = None,
+        query: type[BaseModel] | None = None,
+        responses: dict[int, tuple[type[BaseModel] | None, str]] | None = None,
+    ) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            self.routes.append(Route(method, self.prefix + path, handler, role, summary, body,
+                                     raw_body, query, responses or {}, tag))
+            return handler
+
+        return register
+
+    def add_to(self, app: web.Application) -> None:
+        for r in self.routes:
+            app.router.add_route(r.method, r.path, r.handler)
+
+    def find(self, method: str, resource: web.AbstractResource | None) -> Route | None:
+        canonical = resource.canonical if resource is not None else None
+        for r in self.routes:
+            if r.path == canonical and r.method == method:
+                return r
+        return None
+
+    # ------------------------------------------------------------ OpenAPI
+
+    def openapi(self, title: str, version: str) -> dict[str, Any]:
+        schemas: dict[str, Any] = {}
+
+        def ref(model: type[BaseModel]) -> dict[str, Any]:
+            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, sub in schema.pop("$defs", {}).items():
+                schemas[name] = sub
+            schemas[model.__name__] = schema
+            return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+        paths: dict[str, Any] = {}
+        for r in self.routes:
+            op: dict[str, Any] = {
+                "summary": r.summary,
+                "operationId": r.handler.__name__,
+                "tags": [r.tag],
+                "description": (inspect.getdoc(r.handler) or "")
+                + f"\n\nRequires role: {r.role}.",
+                "security": [{"bearerAuth": []}],
+                "parameters": [],
+                "responses": {},
+            }
+            for name in _path_params(r.path):
+                op["parameters"].append(
+                    {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                )
+            if r.query is not None:
+                for name, info in r.query.model_fields.items():
+                    alias = info.alias or name
+                    schema = r.query.model_json_schema()["properties"][alias]
+                    op["parameters"].append({
+                        "name": alias, "in": "query", "required": info.is_required(),
+                        "description": info.description or "", "schema": schema,
+                    })
+            if r.body is not None:
+                op["requestBody"] = {
+                    "required": True,
+                    "content": {"application/json": {"schema": ref(r.body)}},
+                }
+            elif r.raw_body is not None:
+                op["requestBody"] = {
+                    "required": True,
+                    "content": {r.raw_body: {"schema": {"type": "string", "format": "binary"}}},
+                }
+            for status, (model, description) in sorted(r.responses.items()):
+                resp: dict[str, Any] = {"description": description}
+                if model is not None:
+                    resp["content"] = {"application/json": {"schema": ref(model)}}
+                op["responses"][str(status)] = resp
+            for status, description in ((400, "invalid request"), (401, "no or bad token"),
+                                        (403, "role not allowed")):
+                op["responses"].setdefault(str(status), {
+                    "description": description,
+                    "content": {"application/json": {"schema": ref(ErrorResponse)}},
+                })
+            paths.setdefault(r.path, {})[r.method.lower()] = op
+        return {
+            "openapi": "3.1.0",
+            "info": {"title": title, "version": version},
+            "paths": paths,
+            "components": {
+                "schemas": schemas,
+                "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+            },
+        }
+
+
+def _path_params(path: str) -> list[str]:
+    out = []
+    for part in path.split("/"):
+        if part.startswith("{") and part.endswith("}"):
+            out.append(part[1:-1].split(":")[0])
+    return out

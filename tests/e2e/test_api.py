@@ -1,0 +1,374 @@
+"""The operator API end to end: real HTTP, real PostgreSQL, a CPE over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from openapi_spec_validator import validate as validate_openapi
+
+from acs.cwmp import messages as m
+from acs.store import tokens
+from acs.store.ids import device_id
+from acs.web.server import Running
+from tests.e2e.conftest import StartAcs, cwmp_url
+from tests.e2e.cpe_double import ConnectionRequestListener, CpeDouble
+
+pytestmark = pytest.mark.db
+
+
+class Client:
+    def __init__(self, running: Running, token: str) -> None:
+        self.base = f"http://127.0.0.1:{running.ports['api']}/api/v1"
+        self.http = aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"})
+
+    async def call(self, method: str, path: str, **kw: Any) -> tuple[int, Any]:
+        async with self.http.request(method, self.base + path, **kw) as resp:
+            body = await resp.read()
+            if resp.content_type == "application/json":
+                import json
+
+                return resp.status, json.loads(body)
+            return resp.status, body
+
+    async def close(self) -> None:
+        await self.http.close()
+
+
+async def token(pool: asyncpg.Pool, role: str, unique_serial) -> str:
+    async with pool.acquire() as conn:
+        return await tokens.create_token(conn, unique_serial(f"{role}-"), role)
+
+
+@pytest.fixture
+async def api(acs: Running, db_pool: asyncpg.Pool, unique_serial):
+    clients: dict[str, Client] = {}
+    for role in ("admin", "operator", "viewer"):
+        clients[role] = Client(acs, await token(db_pool, role, unique_serial))
+    yield clients
+    for c in clients.values():
+        await c.close()
+
+
+async def registered(acs: Running, serial: str, **kw: Any) -> CpeDouble:
+    cpe = CpeDouble(cwmp_url(acs), serial, **kw)
+    await cpe.session(["0 BOOTSTRAP", "1 BOOT"])
+    return cpe
+
+
+def dev_id_of(cpe: CpeDouble) -> str:
+    i = cpe.identity
+    return device_id(i.oui, i.product_class, i.serial_number)
+
+
+async def test_every_route_needs_a_token(acs: Running, api: dict[str, Client]) -> None:
+    doc_status, doc = await api["viewer"].call("GET", "/openapi.json")
+    assert doc_status == 200
+    async with aiohttp.ClientSession() as anon:
+        for path, ops in doc["paths"].items():
+            for method in ops:
+                url = f"http://127.0.0.1:{acs.ports['api']}" + path.replace("{", "x").replace("}", "")
+                async with anon.request(method.upper(), url) as resp:
+                    assert resp.status == 401, (method, path)
+                    assert (await resp.json())["error"]["code"] == "unauthenticated"
+        async with anon.get(f"http://127.0.0.1:{acs.ports['api']}/api/v1/devices",
+                            headers={"Authorization": "Bearer acs_wrong"}) as resp:
+            assert resp.status == 401
+
+
+async def test_openapi_document_is_valid_and_covers_every_route(
+    acs: Running, api: dict[str, Client]
+) -> None:
+    status, doc = await api["viewer"].call("GET", "/openapi.json")
+    assert status == 200
+    validate_openapi(doc)
+    from acs.web.api.app import api as declared
+
+    documented = {(p, meth.upper()) for p, ops in doc["paths"].items() for meth in ops}
+    routed = {(r.path, r.method) for r in declared.routes}
+    assert documented == routed
+    # and the router serves exactly those
+    app_routes = {
+        (r.resource.canonical, r.method)
+        for r in acs.api_app.router.routes()
+        if r.resource is not None and r.resource.canonical.startswith("/api/v1")
+    }
+    assert app_routes == routed
+
+
+async def test_viewer_reads_but_may_not_queue_jobs(
+    acs: Running, api: dict[str, Client], unique_serial
+) -> None:
+    cpe = await registered(acs, unique_serial())
+    try:
+        dev = dev_id_of(cpe)
+        status, body = await api["viewer"].call("GET", f"/devices/{dev}")
+        assert status == 200 and body["id"] == dev
+        status, body = await api["viewer"].call(
+            "POST", f"/devices/{dev}/tasks", json={"name": "reboot"})
+        assert status == 403 and body["error"]["code"] == "forbidden"
+        status, body = await api["operator"].call("POST", "/tokens",
+                                                  json={"name": "x", "role": "admin"})
+        assert status == 403
+        status, _ = await api["viewer"].call("GET", f"/devices/{dev}/tasks")
+        assert status == 200
+    finally:
+        await cpe.close()
+
+
+async def test_device_listing_filter_paging_projection_and_tags(
+    acs: Running, api: dict[str, Client], unique_serial
+) -> None:
+    product = unique_serial("PC")
+    cpes = [await registered(acs, unique_serial(), product_class=product) for _ in range(5)]
+    try:
+        ids = sorted(dev_id_of(c) for c in cpes)
+        op = api["operator"]
+        status, _ = await op.call("POST", f"/devices/{ids[0]}/tags", json={"tags": ["lab"]})
+        assert status == 200
+        seen: list[str] = []
+        cursor = None
+        while True:
+            params = {"filter": f'DeviceID.ProductClass = "{product}"', "limit": "2",
+                      "projection": "Device.DeviceInfo.SoftwareVersion"}
+            if cursor:
+                params["cursor"] = cursor
+            status, page = await api["viewer"].call("GET", "/devices", params=params)
+            assert status == 200 and page["total"] == 5
+            seen += [d["id"] for d in page["items"]]
+            for d in page["items"]:
+                assert d["parameters"]["Device.DeviceInfo.SoftwareVersion"]["value"] == "1.0.0"
+            cursor = page["nextCursor"]
+            if not cursor:
+                break
+        assert seen == ids
+        status, page = await api["viewer"].call(
+            "GET", "/devices", params={"filter": f'DeviceID.ProductClass = "{product}" AND tag = "lab"'})
+        assert [d["id"] for d in page["items"]] == [ids[0]]
+        status, _ = await op.call("DELETE", f"/devices/{ids[0]}/tags/lab")
+        status, page = await api["viewer"].call(
+            "GET", "/devices", params={"filter": f'DeviceID.ProductClass = "{product}" AND tag = "lab"'})
+        assert page["total"] == 0
+        # subtree of one device
+        status, one = await api["viewer"].call("GET", f"/devices/{ids[1]}",
+                                               params={"prefix": "Device.WiFi.SSID.1."})
+        assert status == 200
+        assert set(one["parameters"]) >= {"Device.WiFi.SSID.1.SSID"}
+        assert all(k.startswith("Device.WiFi.SSID.1.") for k in one["parameters"])
+    finally:
+        for c in cpes:
+            await c.close()
+
+
+async def test_invalid_input_gets_a_reason(
+    acs: Running, api: dict[str, Client], unique_serial
+) -> None:
+    cpe = await registered(acs, unique_serial())
+    try:
+        dev = dev_id_of(cpe)
+        op = api["operator"]
+        status, body = await api["viewer"].call(
+            "GET", "/devices", params={"filter": 'DeviceID.ProductClass = "x" AND ('})
+        assert status == 400 and body["error"]["code"] == "invalid_filter"
+        assert "position" in body["error"]["errors"][0]["message"]
+        status, body = await op.call("POST", f"/devices/{dev}/tasks",
+                                     json={"name": "setParameterValues",
+                                           "parameterValues": [["Device.X", 1, "xsd:nope"]]})
+        assert status == 400 and body["error"]["code"] == "invalid_task"
+        status, body = await op.call("POST", f"/devices/{dev}/tasks",
+                                     json={"name": "addObject", "objectName": 5})
+        assert status == 400
+        assert any(e["path"] == "objectName" for e in body["error"]["errors"])
+        status, body = await op.call("POST", f"/devices/{dev}/tasks", json={"name": "explode"})
+        assert status == 400 and body["error"]["errors"][0]["path"] == "name"
+        status, body = await op.call("POST", f"/devices/{dev}/tasks", data=b"{not json")
+        assert status == 400 and body["error"]["code"] == "invalid_json"
+        status, body = await op.call("POST", "/devices/nope%2Fodd%20id/tasks",
+                                     json={"name": "reboot"})
+        assert status == 404
+        status, body = await api["viewer"].call("GET", "/tasks/999999999")
+        assert status == 404
+        status, body = await api["viewer"].call("GET", "/tasks/abc")
+        assert status == 400
+        status, body = await api["viewer"].call("GET", "/devices/UNKNOWN-DEVICE-1")
+        assert status == 404 and body["error"]["code"] == "not_found"
+        # nothing was queued by any of that
+        status, body = await api["viewer"].call("GET", f"/devices/{dev}/tasks")
+        assert body["items"] == []
+    finally:
+        await cpe.close()
+
+
+async def test_set_parameter_values_with_connection_request_returns_the_result(
+    start_acs: StartAcs, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    acs = await start_acs(connection_request_username="cr-user",
+                          connection_request_password="cr-pass")
+    client = Client(acs, await token(db_pool, "operator", unique_serial))
+    holder: dict[str, CpeDouble] = {}
+
+    async def session() -> None:
+        await holder["cpe"].session(["6 CONNECTION REQUEST"])
+
+    listener = ConnectionRequestListener("cr-user", "cr-pass", session)
+    cr_url = await listener.start()
+    cpe = CpeDouble(cwmp_url(acs), unique_serial(), cr_url=cr_url,
+                    cr_credentials=("cr-user", "cr-pass"))
+    holder["cpe"] = cpe
+    try:
+        await cpe.session(["0 BOOTSTRAP"])
+        dev = dev_id_of(cpe)
+        status, body = await client.call(
+            "POST", f"/devices/{dev}/tasks",
+            params={"connection_request": "true", "timeout": "20"},
+            json={"name": "setParameterValues",
+                  "parameterValues": [["Device.WiFi.SSID.1.SSID", "from-the-api"]]})
+        assert status == 200, body
+        assert body["status"] == "done" and body["result"] == {"status": 0}
+        assert body["connectionRequest"]["ok"] is True
+        assert cpe.tree.value("Device.WiFi.SSID.1.SSID") == "from-the-api"
+        status, dev_body = await client.call("GET", f"/devices/{dev}",
+                                             params={"prefix": "Device.WiFi.SSID.1.SSID"})
+        assert dev_body["parameters"]["Device.WiFi.SSID.1.SSID"]["value"] == "from-the-api"
+        assert listener.knocks == 1
+    finally:
+        await listener.stop()
+        await cpe.close()
+        await client.close()
+
+
+async def test_connection_request_failures(
+    start_acs: StartAcs, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    acs = await start_acs(connection_request_username="cr-user",
+                          connection_request_password="wrong",
+                          connection_request_timeout_s=2.0)
+    client = Client(acs, await token(db_pool, "operator", unique_serial))
+    listener = ConnectionRequestListener("cr-user", "cr-pass", lambda: asyncio.sleep(0))
+    cr_url = await listener.start()
+    cpe = await registered(acs, unique_serial(), cr_url=cr_url)
+    dead = await registered(acs, unique_serial(), cr_url="http://127.0.0.1:9/cr")
+    try:
+        status, body = await client.call(
+            "POST", f"/devices/{dev_id_of(cpe)}/tasks",
+            params={"connection_request": "true", "timeout": "5"}, json={"name": "reboot"})
+        assert status == 504 and body["status"] == "pending"
+        assert "401" in body["connectionRequest"]["reason"] or "credential" in body[
+            "connectionRequest"]["reason"]
+        status, body = await client.call("POST", f"/devices/{dev_id_of(dead)}/connection-request")
+        assert status == 200 and body["ok"] is False and body["reason"]
+        assert listener.knocks == 0
+    finally:
+        await listener.stop()
+        await cpe.close()
+        await dead.close()
+        await client.close()
+
+
+async def test_job_that_does_not_come_back_in_time_is_202(
+    start_acs: StartAcs, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    acs = await start_acs(connection_request_username="u", connection_request_password="p")
+    client = Client(acs, await token(db_pool, "operator", unique_serial))
+    listener = ConnectionRequestListener("u", "p", lambda: asyncio.sleep(0))  # never calls in
+    cpe = await registered(acs, unique_serial(), cr_url=await listener.start())
+    try:
+        status, body = await client.call(
+            "POST", f"/devices/{dev_id_of(cpe)}/tasks",
+            params={"connection_request": "true", "timeout": "0.5"}, json={"name": "reboot"})
+        assert status == 202 and body["status"] == "pending"
+        # it runs at the next contact
+        requests = await cpe.session(["2 PERIODIC"])
+        assert [r.rpc for r in requests] == ["Reboot"]
+    finally:
+        await listener.stop()
+        await cpe.close()
+        await client.close()
+
+
+async def test_download_job_from_the_file_server_ends_with_transfer_complete(
+    acs: Running, api: dict[str, Client], unique_serial
+) -> None:
+    image = b"CPE-SIM-FIRMWARE version=2.0.0\n" + bytes(range(256)) * 400
+    name = f"fw-{unique_serial()}.bin"
+    status, body = await api["admin"].call(
+        "PUT", f"/files/{name}", data=image,
+        params={"fileType": "1 Firmware Upgrade Image", "oui": "ACDE48",
+                "productClass": "HGW", "version": "2.0.0"})
+    assert status == 201, body
+    assert body["sha256"] == hashlib.sha256(image).hexdigest() and body["size"] == len(image)
+    status, body = await api["admin"].call("PUT", f"/files/{name}", data=b"x")
+    assert status == 409
+    status, body = await api["operator"].call("PUT", f"/files/{name}x", data=b"x")
+    assert status == 403
+
+    cpe = await registered(acs, unique_serial())
+    downloaded: list[bytes] = []
+
+    async def fetch(url: str) -> None:
+        async with aiohttp.ClientSession() as http, http.get(url) as resp:
+            assert resp.status == 200
+            downloaded.append(await resp.read())
+
+    def answer(request: m.Message) -> m.Message:
+        if isinstance(request, m.Download):
+            pending.append(request)
+            return m.DownloadResponse(status=1)
+        return cpe.answer(request)
+
+    pending: list[m.Download] = []
+    try:
+        dev = dev_id_of(cpe)
+        status, job = await api["operator"].call(
+            "POST", f"/devices/{dev}/tasks", json={"name": "download", "fileName": name})
+        assert status == 201, job
+        await cpe.session(["2 PERIODIC"], answer=answer)
+        download = pending[0]
+        assert download.file_size == len(image) and download.url.endswith("/" + name)
+        await fetch(download.url)
+        assert downloaded[0] == image
+        status, body = await api["viewer"].call("GET", f"/tasks/{job['id']}")
+        assert body["status"] == "running" and body["result"]["awaitingTransferComplete"]
+        tc = m.TransferComplete(download.command_key, m.FaultStruct(), None, None)
+        await cpe.session(["7 TRANSFER COMPLETE", "M Download", "1 BOOT"], before_empty=[tc])
+        status, body = await api["viewer"].call("GET", f"/tasks/{job['id']}")
+        assert body["status"] == "done"
+        assert body["result"]["transferComplete"]["faultCode"] == 0
+        # a job for a file that does not exist faults with the reason
+        status, job = await api["operator"].call(
+            "POST", f"/devices/{dev}/tasks", json={"name": "download", "fileName": "nope.bin"})
+        await cpe.session(["2 PERIODIC"])
+        status, body = await api["viewer"].call("GET", f"/tasks/{job['id']}")
+        assert body["status"] == "fault" and "unknown file" in body["fault"]["message"]
+        status, _ = await api["admin"].call("DELETE", f"/files/{name}")
+        assert status == 204
+    finally:
+        await cpe.close()
+
+
+async def test_cancel_and_retry(acs: Running, api: dict[str, Client], unique_serial) -> None:
+    cpe = await registered(acs, unique_serial())
+    try:
+        dev = dev_id_of(cpe)
+        op = api["operator"]
+        _, doomed = await op.call("POST", f"/devices/{dev}/tasks", json={"name": "reboot"})
+        status, body = await op.call("DELETE", f"/tasks/{doomed['id']}")
+        assert status == 200 and body["status"] == "cancelled"
+        status, body = await op.call("DELETE", f"/tasks/{doomed['id']}")
+        assert status == 409
+        _, bad = await op.call("POST", f"/devices/{dev}/tasks",
+                               json={"name": "getParameterValues",
+                                     "parameterNames": ["Device.Nope."]})
+        await cpe.session(["2 PERIODIC"])
+        _, body = await op.call("GET", f"/tasks/{bad['id']}")
+        assert body["status"] == "fault" and body["fault"]["code"] == 9005
+        status, body = await op.call("POST", f"/tasks/{bad['id']}/retry")
+        assert status == 200 and body["status"] == "pending" and body["fault"] is None
+        status, body = await op.call("POST", f"/tasks/{bad['id']}/retry")
+        assert status == 409
+    finally:
+        await cpe.close()
