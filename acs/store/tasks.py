@@ -119,7 +119,9 @@ async def has_pending(conn: asyncpg.Connection, device_id: str) -> bool:
     return bool(found)
 
 
-async def next_pending(conn: asyncpg.Connection, device_id: str) -> Task | None:
+async def next_pending(
+    conn: asyncpg.Connection, device_id: str, exclude: list[int] | tuple[int, ...] = ()
+) -> Task | None:
     """The oldest due pending task, row-locked (SKIP LOCKED); expires overdue ones on the way.
 
     Call inside a transaction to keep the row lock until mark_running().
@@ -138,11 +140,13 @@ async def next_pending(conn: asyncpg.Connection, device_id: str) -> Task | None:
         WHERE device_id = $1 AND status = 'pending'
           AND (not_before IS NULL OR not_before <= now())
           AND (expires_at IS NULL OR expires_at > now())
+          AND id <> ALL($2::bigint[])
         ORDER BY id
         LIMIT 1
         FOR UPDATE SKIP LOCKED
         """,
         device_id,
+        list(exclude),
     )
     return None if row is None else Task.from_row(row)
 

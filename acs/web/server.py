@@ -135,10 +135,13 @@ async def running_acs(settings: Settings, dsn: str) -> AsyncIterator[Running]:
         for name, app, port in (
             ("cwmp", cwmp.app(), settings.cwmp_port),
             ("api", api, settings.api_port),
-            ("files", files_app(settings.files_dir), settings.files_port),
+            ("files", files_app(settings, pool), settings.files_port),
         ):
             runner, ports[name] = await _listen(app, settings.host, port)
             runners.append(runner)
+        # port 0 asks for any free port; the URLs we hand out need the real ones
+        settings.cwmp_port, settings.api_port, settings.files_port = (
+            ports["cwmp"], ports["api"], ports["files"])
         # periodic ticks; their state lives in PostgreSQL, so a restart loses nothing
         scheduler = AsyncIOScheduler(timezone="UTC")
         scheduler.add_job(expire_transfers, "interval", seconds=60,

@@ -64,6 +64,8 @@ class LiveSession:
     work: Work | None = None
     rpcs_sent: int = 0
     tasks_done: int = 0
+    # jobs put off in this session (transient CPE fault): not again before it ends
+    deferred: list[int] = field(default_factory=list)
 
 
 class SessionDriver:
@@ -167,7 +169,7 @@ class SessionDriver:
         if not live.may_have_tasks:
             return None
         async with self.pool.acquire() as conn, conn.transaction():
-            task = await task_store.next_pending(conn, live.device_id)
+            task = await task_store.next_pending(conn, live.device_id, live.deferred)
             if task is None:
                 live.may_have_tasks = False
                 return None
@@ -242,6 +244,7 @@ class SessionDriver:
                 # a busy CPE: try again in a later session, backing off
                 delay = min(3600.0, self.settings.task_retry_base_s * 2 ** task.attempts)
                 await task_store.defer(conn, task.id, delay, f"{fault.code} {fault.string}")
+                live.deferred.append(task.id)
                 log(logger, logging.INFO, "task_deferred", device=live.device_id, task=task.id,
                     fault=fault.code, retry_in_s=delay)
             else:
