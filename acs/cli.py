@@ -152,7 +152,9 @@ def token_list() -> None:
     for t in _with_database(Settings(), work):
         state = f"revoked {t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "active"
         used = f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "never"
-        click.echo(f"{t.name}\t{t.role}\tcreated {t.created_at:%Y-%m-%d %H:%M}\tused {used}\t{state}")
+        click.echo(
+            f"{t.name}\t{t.role}\tcreated {t.created_at:%Y-%m-%d %H:%M}\tused {used}\t{state}"
+        )
 
 
 @token.command(name="revoke")

@@ -19,7 +19,7 @@ class Settings(BaseSettings):
     # --- storage
     database_url: str | None = Field(
         default=None,
-        description="PostgreSQL DSN; when unset an embedded server is started with data under data_dir",
+        description="PostgreSQL DSN; unset: an embedded server with its data under data_dir",
     )
     data_dir: Path = Path("var")
     database_pool_size: int = Field(default=10, ge=1, le=200)
@@ -54,7 +54,9 @@ class Settings(BaseSettings):
         default=60.0, ge=0, description="first back-off after a transient CPE fault; doubles"
     )
     transfer_complete_timeout_s: float = Field(
-        default=3600.0, gt=0, description="a Download/Upload without TransferComplete by then faults"
+        default=3600.0,
+        gt=0,
+        description="a Download/Upload without TransferComplete by then faults",
     )
 
     # --- connection requests (ACS -> CPE)
@@ -69,7 +71,8 @@ class Settings(BaseSettings):
     # --- API and files
     api_max_upload_bytes: int = Field(default=1024 * 1024 * 1024, ge=1)
     files_public_url: str | None = Field(
-        default=None, description="base URL CPEs download files from; default http://<public_host>:<files_port>/"
+        default=None,
+        description="base URL CPEs download files from; default http://<public_host>:<files_port>/",
     )
     files_username: str | None = None
     files_password: str | None = None

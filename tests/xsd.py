@@ -234,6 +234,8 @@ def validate_envelope(xml_bytes: bytes) -> None:
         _check_element(item, "Body", problems)
     if problems:
         raise AssertionError(
-            "envelope does not validate:\n  " + "\n  ".join(problems)
-            + "\n--- document ---\n" + xml_bytes.decode("utf-8", "replace")[:3000]
+            "envelope does not validate:\n  "
+            + "\n  ".join(problems)
+            + "\n--- document ---\n"
+            + xml_bytes.decode("utf-8", "replace")[:3000]
         )

@@ -67,22 +67,34 @@ class ConnectionRequester:
         if self._connector is None or self._connector.closed:
             self._connector = aiohttp.TCPConnector(limit=0, force_close=True)
         middlewares = (aiohttp.DigestAuthMiddleware(username, password),) if username else ()
-        async with aiohttp.ClientSession(
-            connector=self._connector, connector_owner=False, timeout=self.timeout,
-            middlewares=middlewares,
-        ) as http, http.get(url, allow_redirects=False) as resp:
+        async with (
+            aiohttp.ClientSession(
+                connector=self._connector,
+                connector_owner=False,
+                timeout=self.timeout,
+                middlewares=middlewares,
+            ) as http,
+            http.get(url, allow_redirects=False) as resp,
+        ):
             status = resp.status
             challenge = resp.headers.get("WWW-Authenticate", "")
         if status == 401 and challenge.lower().startswith("basic"):
             if not self.allow_basic:
-                return result(False, status,
-                              "the CPE offered only Basic auth, which is not allowed")
-            async with aiohttp.ClientSession(
-                connector=self._connector, connector_owner=False, timeout=self.timeout,
-            ) as http, http.get(
-                url, allow_redirects=False,
-                headers={"Authorization": aiohttp.helpers.BasicAuth(username, password).encode()},
-            ) as resp:
+                return result(
+                    False, status, "the CPE offered only Basic auth, which is not allowed"
+                )
+            async with (
+                aiohttp.ClientSession(
+                    connector=self._connector,
+                    connector_owner=False,
+                    timeout=self.timeout,
+                ) as http,
+                http.get(
+                    url,
+                    allow_redirects=False,
+                    headers={"Authorization": aiohttp.encode_basic_auth(username, password)},
+                ) as resp,
+            ):
                 status = resp.status
         if status in (200, 204):
             return result(True, status, "accepted")

@@ -18,11 +18,23 @@ MAX_LENGTH = 4096
 MAX_TERMS = 100
 
 # Fields that are device columns; the rest are parameter paths.
-DEVICE_FIELDS = frozenset({
-    "DeviceID.ID", "DeviceID.OUI", "DeviceID.ProductClass", "DeviceID.SerialNumber",
-    "DeviceID.Manufacturer", "tag", "LastInform", "LastBoot", "LastBootstrap", "Registered",
-    "SoftwareVersion", "HardwareVersion", "ProvisioningCode",
-})
+DEVICE_FIELDS = frozenset(
+    {
+        "DeviceID.ID",
+        "DeviceID.OUI",
+        "DeviceID.ProductClass",
+        "DeviceID.SerialNumber",
+        "DeviceID.Manufacturer",
+        "tag",
+        "LastInform",
+        "LastBoot",
+        "LastBootstrap",
+        "Registered",
+        "SoftwareVersion",
+        "HardwareVersion",
+        "ProvisioningCode",
+    }
+)
 PARAMETER_ROOTS = ("Device.", "InternetGatewayDevice.")
 COMPARISONS = ("=", "!=", "<", "<=", ">", ">=")
 
@@ -199,7 +211,7 @@ class _Parser:
         if self.keyword("LIKE"):
             value = self.take()
             if value.kind != "string":
-                raise FilterError("LIKE needs a \"quoted\" pattern", value.pos)
+                raise FilterError('LIKE needs a "quoted" pattern', value.pos)
             return Like(field, _unquote(value.text), negated)
         if negated:
             raise FilterError("expected LIKE after NOT", self.peek().pos)

@@ -17,13 +17,21 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from acs.cwmp import messages as m
 from acs.core.plans import Plan, PlanFault, discover, expect, read_values
+from acs.cwmp import messages as m
 
 # xsd types a setParameterValues may name; anything else is refused up front
 XSD_TYPES = {
-    "xsd:string", "xsd:int", "xsd:unsignedInt", "xsd:long", "xsd:unsignedLong",
-    "xsd:boolean", "xsd:dateTime", "xsd:base64", "xsd:hexBinary", "xsd:decimal",
+    "xsd:string",
+    "xsd:int",
+    "xsd:unsignedInt",
+    "xsd:long",
+    "xsd:unsignedLong",
+    "xsd:boolean",
+    "xsd:dateTime",
+    "xsd:base64",
+    "xsd:hexBinary",
+    "xsd:decimal",
 }
 
 
@@ -84,7 +92,6 @@ class DownloadArgs(_Args):
     targetFileName: str = ""
     delaySeconds: int = Field(default=0, ge=0)
     commandKey: str | None = None
-
 
     @model_validator(mode="after")
     def _one_source(self) -> DownloadArgs:
@@ -175,7 +182,7 @@ def _wire_value(value: Any) -> str:
 def _value_structs(
     triples: list[Any], prefix: str, type_of: Callable[[str], str | None]
 ) -> list[m.ParameterValueStruct]:
-    """[[path, value, type?]] as ParameterValueStructs; a missing type comes from the stored tree."""
+    """[[path, value, type?]] as ParameterValueStructs; a missing type comes from the tree."""
     out = []
     for triple in triples:
         path = prefix + triple[0]
@@ -260,8 +267,13 @@ def _factory_reset(_a: Any, _ck: str, _t: Any, _b: int, _r: str) -> Plan:
 
 def _download(a: Any, ck: str, _t: Any, _b: int, _r: str) -> Plan:
     resp = yield m.Download(
-        command_key=ck, file_type=a.fileType, url=a.url, username=a.username,
-        password=a.password, file_size=a.fileSize, target_file_name=a.targetFileName,
+        command_key=ck,
+        file_type=a.fileType,
+        url=a.url,
+        username=a.username,
+        password=a.password,
+        file_size=a.fileSize,
+        target_file_name=a.targetFileName,
         delay_seconds=a.delaySeconds,
     )
     got = expect(resp, m.DownloadResponse)
@@ -270,8 +282,12 @@ def _download(a: Any, ck: str, _t: Any, _b: int, _r: str) -> Plan:
 
 def _upload(a: Any, ck: str, _t: Any, _b: int, _r: str) -> Plan:
     resp = yield m.Upload(
-        command_key=ck, file_type=a.fileType, url=a.url, username=a.username,
-        password=a.password, delay_seconds=a.delaySeconds,
+        command_key=ck,
+        file_type=a.fileType,
+        url=a.url,
+        username=a.username,
+        password=a.password,
+        delay_seconds=a.delaySeconds,
     )
     got = expect(resp, m.UploadResponse)
     return _transfer_result(ck, got.status, got.start_time, got.complete_time)
@@ -316,7 +332,9 @@ def _set_attributes(a: Any, _ck: str, _t: Any, _b: int, _r: str) -> Plan:
         )
         for c in a.parameterAttributes
     ]
-    expect((yield m.SetParameterAttributes(parameter_list=structs)), m.SetParameterAttributesResponse)
+    expect(
+        (yield m.SetParameterAttributes(parameter_list=structs)), m.SetParameterAttributesResponse
+    )
     return {}
 
 

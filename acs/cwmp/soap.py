@@ -293,67 +293,92 @@ STRINGS = Array("string", STR, "xsd:string")
 
 FIELDS: dict[type, tuple[Field, ...]] = {
     m.DeviceIdStruct: (
-        f("manufacturer", "Manufacturer", STR), f("oui", "OUI", STR),
-        f("product_class", "ProductClass", STR, False), f("serial_number", "SerialNumber", STR),
+        f("manufacturer", "Manufacturer", STR),
+        f("oui", "OUI", STR),
+        f("product_class", "ProductClass", STR, False),
+        f("serial_number", "SerialNumber", STR),
     ),
     m.EventStruct: (f("event_code", "EventCode", STR), f("command_key", "CommandKey", STR, False)),
     m.ParameterInfoStruct: (f("name", "Name", STR), f("writable", "Writable", BOOL)),
     m.ParameterAttributeStruct: (
-        f("name", "Name", STR), f("notification", "Notification", INT),
+        f("name", "Name", STR),
+        f("notification", "Notification", INT),
         f("access_list", "AccessList", STRINGS, False),
     ),
     m.SetParameterAttributesStruct: (
-        f("name", "Name", STR), f("notification_change", "NotificationChange", BOOL),
+        f("name", "Name", STR),
+        f("notification_change", "NotificationChange", BOOL),
         f("notification", "Notification", INT),
         f("access_list_change", "AccessListChange", BOOL),
         f("access_list", "AccessList", STRINGS, False),
     ),
     m.FaultStruct: (
-        f("fault_code", "FaultCode", INT), f("fault_string", "FaultString", STR, False),
+        f("fault_code", "FaultCode", INT),
+        f("fault_string", "FaultString", STR, False),
     ),
     m.SetParameterValuesFault: (
-        f("parameter_name", "ParameterName", STR), f("fault_code", "FaultCode", INT),
+        f("parameter_name", "ParameterName", STR),
+        f("fault_code", "FaultCode", INT),
         f("fault_string", "FaultString", STR, False),
     ),
     m.QueuedTransferStruct: (f("command_key", "CommandKey", STR), f("state", "State", INT)),
     m.AllQueuedTransferStruct: (
-        f("command_key", "CommandKey", STR), f("state", "State", INT),
-        f("is_download", "IsDownload", BOOL), f("file_type", "FileType", STR),
-        f("file_size", "FileSize", INT), f("target_file_name", "TargetFileName", STR),
+        f("command_key", "CommandKey", STR),
+        f("state", "State", INT),
+        f("is_download", "IsDownload", BOOL),
+        f("file_type", "FileType", STR),
+        f("file_size", "FileSize", INT),
+        f("target_file_name", "TargetFileName", STR),
     ),
     m.TimeWindowStruct: (
-        f("window_start", "WindowStart", INT), f("window_end", "WindowEnd", INT),
-        f("window_mode", "WindowMode", STR), f("user_message", "UserMessage", STR, False),
+        f("window_start", "WindowStart", INT),
+        f("window_end", "WindowEnd", INT),
+        f("window_mode", "WindowMode", STR),
+        f("user_message", "UserMessage", STR, False),
         f("max_retries", "MaxRetries", INT, False),
     ),
     m.ArgStruct: (f("name", "Name", STR), f("value", "Value", STR)),
     m.InstallOpStruct: (
-        f("url", "URL", STR), f("uuid", "UUID", STR, False), f("username", "Username", STR, False),
+        f("url", "URL", STR),
+        f("uuid", "UUID", STR, False),
+        f("username", "Username", STR, False),
         f("password", "Password", STR, False),
         f("execution_env_ref", "ExecutionEnvRef", STR, False),
     ),
     m.UpdateOpStruct: (
-        f("uuid", "UUID", STR, False), f("version", "Version", STR, False),
-        f("url", "URL", STR, False), f("username", "Username", STR, False),
+        f("uuid", "UUID", STR, False),
+        f("version", "Version", STR, False),
+        f("url", "URL", STR, False),
+        f("username", "Username", STR, False),
         f("password", "Password", STR, False),
     ),
     m.UninstallOpStruct: (
-        f("uuid", "UUID", STR), f("version", "Version", STR, False),
+        f("uuid", "UUID", STR),
+        f("version", "Version", STR, False),
         f("execution_env_ref", "ExecutionEnvRef", STR, False),
     ),
     m.OpResultStruct: (
-        f("uuid", "UUID", STR), f("deployment_unit_ref", "DeploymentUnitRef", STR),
-        f("version", "Version", STR), f("current_state", "CurrentState", STR),
-        f("resolved", "Resolved", BOOL), f("execution_unit_ref_list", "ExecutionUnitRefList", STR),
-        f("start_time", "StartTime", TIME), f("complete_time", "CompleteTime", TIME),
+        f("uuid", "UUID", STR),
+        f("deployment_unit_ref", "DeploymentUnitRef", STR),
+        f("version", "Version", STR),
+        f("current_state", "CurrentState", STR),
+        f("resolved", "Resolved", BOOL),
+        f("execution_unit_ref_list", "ExecutionUnitRefList", STR),
+        f("start_time", "StartTime", TIME),
+        f("complete_time", "CompleteTime", TIME),
         f("fault", "Fault", FAULT_STRUCT),
     ),
     m.AutonOpResultStruct: (
-        f("uuid", "UUID", STR), f("deployment_unit_ref", "DeploymentUnitRef", STR),
-        f("version", "Version", STR), f("current_state", "CurrentState", STR),
-        f("resolved", "Resolved", BOOL), f("execution_unit_ref_list", "ExecutionUnitRefList", STR),
-        f("start_time", "StartTime", TIME), f("complete_time", "CompleteTime", TIME),
-        f("fault", "Fault", FAULT_STRUCT), f("operation_performed", "OperationPerformed", STR),
+        f("uuid", "UUID", STR),
+        f("deployment_unit_ref", "DeploymentUnitRef", STR),
+        f("version", "Version", STR),
+        f("current_state", "CurrentState", STR),
+        f("resolved", "Resolved", BOOL),
+        f("execution_unit_ref_list", "ExecutionUnitRefList", STR),
+        f("start_time", "StartTime", TIME),
+        f("complete_time", "CompleteTime", TIME),
+        f("fault", "Fault", FAULT_STRUCT),
+        f("operation_performed", "OperationPerformed", STR),
     ),
     # ---- methods the CPE calls
     m.Inform: (
@@ -362,33 +387,48 @@ FIELDS: dict[type, tuple[Field, ...]] = {
         f("max_envelopes", "MaxEnvelopes", INT, False),
         f("current_time", "CurrentTime", TIME, False),
         f("retry_count", "RetryCount", INT, False),
-        f("parameter_list", "ParameterList",
-          Array("ParameterValueStruct", PVS, "cwmp:ParameterValueStruct"), False),
+        f(
+            "parameter_list",
+            "ParameterList",
+            Array("ParameterValueStruct", PVS, "cwmp:ParameterValueStruct"),
+            False,
+        ),
     ),
     m.InformResponse: (f("max_envelopes", "MaxEnvelopes", INT, False),),
     m.TransferComplete: (
-        f("command_key", "CommandKey", STR, False), f("fault", "FaultStruct", FAULT_STRUCT, False),
-        f("start_time", "StartTime", TIME, False), f("complete_time", "CompleteTime", TIME, False),
+        f("command_key", "CommandKey", STR, False),
+        f("fault", "FaultStruct", FAULT_STRUCT, False),
+        f("start_time", "StartTime", TIME, False),
+        f("complete_time", "CompleteTime", TIME, False),
     ),
     m.TransferCompleteResponse: (),
     m.AutonomousTransferComplete: (
-        f("announce_url", "AnnounceURL", STR, False), f("transfer_url", "TransferURL", STR, False),
-        f("is_download", "IsDownload", BOOL), f("file_type", "FileType", STR),
+        f("announce_url", "AnnounceURL", STR, False),
+        f("transfer_url", "TransferURL", STR, False),
+        f("is_download", "IsDownload", BOOL),
+        f("file_type", "FileType", STR),
         f("file_size", "FileSize", INT, False),
         f("target_file_name", "TargetFileName", STR, False),
-        f("fault", "FaultStruct", FAULT_STRUCT, False), f("start_time", "StartTime", TIME, False),
+        f("fault", "FaultStruct", FAULT_STRUCT, False),
+        f("start_time", "StartTime", TIME, False),
         f("complete_time", "CompleteTime", TIME, False),
     ),
     m.AutonomousTransferCompleteResponse: (),
     m.RequestDownload: (
         f("file_type", "FileType", STR),
-        f("file_type_arg", "FileTypeArg", Array("ArgStruct", Struct(m.ArgStruct), "cwmp:ArgStruct"),
-          False),
+        f(
+            "file_type_arg",
+            "FileTypeArg",
+            Array("ArgStruct", Struct(m.ArgStruct), "cwmp:ArgStruct"),
+            False,
+        ),
     ),
     m.RequestDownloadResponse: (),
     m.Kicked: (
-        f("command", "Command", STR), f("referer", "Referer", STR, False),
-        f("arg", "Arg", STR, False), f("next", "Next", STR, False),
+        f("command", "Command", STR),
+        f("referer", "Referer", STR, False),
+        f("arg", "Arg", STR, False),
+        f("next", "Next", STR, False),
     ),
     m.KickedResponse: (f("next_url", "NextURL", STR, False),),
     m.DUStateChangeComplete: (
@@ -404,44 +444,71 @@ FIELDS: dict[type, tuple[Field, ...]] = {
     m.GetRPCMethodsResponse: (f("method_list", "MethodList", STRINGS, False),),
     # ---- methods the ACS calls
     m.GetParameterNames: (
-        f("parameter_path", "ParameterPath", STR, False), f("next_level", "NextLevel", BOOL),
+        f("parameter_path", "ParameterPath", STR, False),
+        f("next_level", "NextLevel", BOOL),
     ),
     m.GetParameterNamesResponse: (
-        f("parameter_list", "ParameterList",
-          Array("ParameterInfoStruct", Struct(m.ParameterInfoStruct), "cwmp:ParameterInfoStruct"),
-          False),
+        f(
+            "parameter_list",
+            "ParameterList",
+            Array("ParameterInfoStruct", Struct(m.ParameterInfoStruct), "cwmp:ParameterInfoStruct"),
+            False,
+        ),
     ),
     m.GetParameterValues: (f("parameter_names", "ParameterNames", STRINGS),),
     m.GetParameterValuesResponse: (
-        f("parameter_list", "ParameterList",
-          Array("ParameterValueStruct", PVS, "cwmp:ParameterValueStruct"), False),
+        f(
+            "parameter_list",
+            "ParameterList",
+            Array("ParameterValueStruct", PVS, "cwmp:ParameterValueStruct"),
+            False,
+        ),
     ),
     m.SetParameterValues: (
-        f("parameter_list", "ParameterList",
-          Array("ParameterValueStruct", PVS, "cwmp:ParameterValueStruct")),
+        f(
+            "parameter_list",
+            "ParameterList",
+            Array("ParameterValueStruct", PVS, "cwmp:ParameterValueStruct"),
+        ),
         f("parameter_key", "ParameterKey", STR, False),
     ),
     m.SetParameterValuesResponse: (f("status", "Status", INT),),
     m.GetParameterAttributes: (f("parameter_names", "ParameterNames", STRINGS),),
     m.GetParameterAttributesResponse: (
-        f("parameter_list", "ParameterList",
-          Array("ParameterAttributeStruct", Struct(m.ParameterAttributeStruct),
-                "cwmp:ParameterAttributeStruct"), False),
+        f(
+            "parameter_list",
+            "ParameterList",
+            Array(
+                "ParameterAttributeStruct",
+                Struct(m.ParameterAttributeStruct),
+                "cwmp:ParameterAttributeStruct",
+            ),
+            False,
+        ),
     ),
     m.SetParameterAttributes: (
-        f("parameter_list", "ParameterList",
-          Array("SetParameterAttributesStruct", Struct(m.SetParameterAttributesStruct),
-                "cwmp:SetParameterAttributesStruct")),
+        f(
+            "parameter_list",
+            "ParameterList",
+            Array(
+                "SetParameterAttributesStruct",
+                Struct(m.SetParameterAttributesStruct),
+                "cwmp:SetParameterAttributesStruct",
+            ),
+        ),
     ),
     m.SetParameterAttributesResponse: (),
     m.AddObject: (
-        f("object_name", "ObjectName", STR), f("parameter_key", "ParameterKey", STR, False),
+        f("object_name", "ObjectName", STR),
+        f("parameter_key", "ParameterKey", STR, False),
     ),
     m.AddObjectResponse: (
-        f("instance_number", "InstanceNumber", INT), f("status", "Status", INT),
+        f("instance_number", "InstanceNumber", INT),
+        f("status", "Status", INT),
     ),
     m.DeleteObject: (
-        f("object_name", "ObjectName", STR), f("parameter_key", "ParameterKey", STR, False),
+        f("object_name", "ObjectName", STR),
+        f("parameter_key", "ParameterKey", STR, False),
     ),
     m.DeleteObjectResponse: (f("status", "Status", INT),),
     m.Reboot: (f("command_key", "CommandKey", STR, False),),
@@ -449,52 +516,81 @@ FIELDS: dict[type, tuple[Field, ...]] = {
     m.FactoryReset: (),
     m.FactoryResetResponse: (),
     m.Download: (
-        f("command_key", "CommandKey", STR, False), f("file_type", "FileType", STR),
-        f("url", "URL", STR), f("username", "Username", STR, False),
-        f("password", "Password", STR, False), f("file_size", "FileSize", INT, False),
+        f("command_key", "CommandKey", STR, False),
+        f("file_type", "FileType", STR),
+        f("url", "URL", STR),
+        f("username", "Username", STR, False),
+        f("password", "Password", STR, False),
+        f("file_size", "FileSize", INT, False),
         f("target_file_name", "TargetFileName", STR, False),
-        f("delay_seconds", "DelaySeconds", INT, False), f("success_url", "SuccessURL", STR, False),
+        f("delay_seconds", "DelaySeconds", INT, False),
+        f("success_url", "SuccessURL", STR, False),
         f("failure_url", "FailureURL", STR, False),
     ),
     m.DownloadResponse: (
-        f("status", "Status", INT), f("start_time", "StartTime", TIME, False),
+        f("status", "Status", INT),
+        f("start_time", "StartTime", TIME, False),
         f("complete_time", "CompleteTime", TIME, False),
     ),
     m.Upload: (
-        f("command_key", "CommandKey", STR, False), f("file_type", "FileType", STR),
-        f("url", "URL", STR), f("username", "Username", STR, False),
-        f("password", "Password", STR, False), f("delay_seconds", "DelaySeconds", INT, False),
+        f("command_key", "CommandKey", STR, False),
+        f("file_type", "FileType", STR),
+        f("url", "URL", STR),
+        f("username", "Username", STR, False),
+        f("password", "Password", STR, False),
+        f("delay_seconds", "DelaySeconds", INT, False),
     ),
     m.UploadResponse: (
-        f("status", "Status", INT), f("start_time", "StartTime", TIME, False),
+        f("status", "Status", INT),
+        f("start_time", "StartTime", TIME, False),
         f("complete_time", "CompleteTime", TIME, False),
     ),
     m.ScheduleInform: (
-        f("delay_seconds", "DelaySeconds", INT), f("command_key", "CommandKey", STR, False),
+        f("delay_seconds", "DelaySeconds", INT),
+        f("command_key", "CommandKey", STR, False),
     ),
     m.ScheduleInformResponse: (),
     m.ScheduleDownload: (
-        f("command_key", "CommandKey", STR, False), f("file_type", "FileType", STR),
-        f("url", "URL", STR), f("username", "Username", STR, False),
-        f("password", "Password", STR, False), f("file_size", "FileSize", INT, False),
+        f("command_key", "CommandKey", STR, False),
+        f("file_type", "FileType", STR),
+        f("url", "URL", STR),
+        f("username", "Username", STR, False),
+        f("password", "Password", STR, False),
+        f("file_size", "FileSize", INT, False),
         f("target_file_name", "TargetFileName", STR, False),
-        f("time_window_list", "TimeWindowList",
-          Array("TimeWindowStruct", Struct(m.TimeWindowStruct), "cwmp:TimeWindowStruct"), False),
+        f(
+            "time_window_list",
+            "TimeWindowList",
+            Array("TimeWindowStruct", Struct(m.TimeWindowStruct), "cwmp:TimeWindowStruct"),
+            False,
+        ),
     ),
     m.ScheduleDownloadResponse: (),
     m.CancelTransfer: (f("command_key", "CommandKey", STR, False),),
     m.CancelTransferResponse: (),
     m.GetQueuedTransfers: (),
     m.GetQueuedTransfersResponse: (
-        f("transfer_list", "TransferList",
-          Array("QueuedTransferStruct", Struct(m.QueuedTransferStruct),
-                "cwmp:QueuedTransferStruct"), False),
+        f(
+            "transfer_list",
+            "TransferList",
+            Array(
+                "QueuedTransferStruct", Struct(m.QueuedTransferStruct), "cwmp:QueuedTransferStruct"
+            ),
+            False,
+        ),
     ),
     m.GetAllQueuedTransfers: (),
     m.GetAllQueuedTransfersResponse: (
-        f("transfer_list", "TransferList",
-          Array("AllQueuedTransferStruct", Struct(m.AllQueuedTransferStruct),
-                "cwmp:AllQueuedTransferStruct"), False),
+        f(
+            "transfer_list",
+            "TransferList",
+            Array(
+                "AllQueuedTransferStruct",
+                Struct(m.AllQueuedTransferStruct),
+                "cwmp:AllQueuedTransferStruct",
+            ),
+            False,
+        ),
     ),
     m.ChangeDUState: (
         f("operations", "Operations", Repeated(Operation())),
@@ -502,9 +598,14 @@ FIELDS: dict[type, tuple[Field, ...]] = {
     ),
     m.ChangeDUStateResponse: (),
     m.Fault: (
-        f("fault_code", "FaultCode", INT), f("fault_string", "FaultString", STR, False),
-        f("set_parameter_values_faults", "SetParameterValuesFault",
-          Repeated(Struct(m.SetParameterValuesFault)), False),
+        f("fault_code", "FaultCode", INT),
+        f("fault_string", "FaultString", STR, False),
+        f(
+            "set_parameter_values_faults",
+            "SetParameterValuesFault",
+            Repeated(Struct(m.SetParameterValuesFault)),
+            False,
+        ),
     ),
 }
 
@@ -606,7 +707,8 @@ def parse_envelope(data: bytes) -> Envelope | None:
     if len(items) > 1:
         raise CwmpParseError(
             f"SOAP Body holds {len(items)} elements; one message per envelope",
-            cwmp_id=cwmp_id, cwmp_ns=cwmp_ns,
+            cwmp_id=cwmp_id,
+            cwmp_ns=cwmp_ns,
         )
     item = items[0]
     body_ns = _cwmp_ns_of(item.tag)
@@ -642,8 +744,9 @@ def _parse_header(header: etree._Element | None) -> tuple[str | None, str | None
         text = _text(child).strip()
         if tag == "ID":
             if seen_id:
-                raise CwmpParseError("duplicate cwmp:ID header", cwmp_id=cwmp_id,
-                                     cwmp_ns=_cwmp_ns_of(child.tag))
+                raise CwmpParseError(
+                    "duplicate cwmp:ID header", cwmp_id=cwmp_id, cwmp_ns=_cwmp_ns_of(child.tag)
+                )
             seen_id = True
             cwmp_id = _text(child)
             cwmp_ns = _cwmp_ns_of(child.tag)
@@ -686,7 +789,10 @@ def _parse_soap_fault(item: etree._Element) -> m.Fault:
 
 def _nsmap(cwmp_ns: str) -> dict[str, str]:
     return {
-        "soap-env": SOAP_ENV_NS, "soap-enc": SOAP_ENC_NS, "xsd": XSD_NS, "xsi": XSI_NS,
+        "soap-env": SOAP_ENV_NS,
+        "soap-enc": SOAP_ENC_NS,
+        "xsd": XSD_NS,
+        "xsi": XSI_NS,
         "cwmp": cwmp_ns,
     }
 
@@ -707,9 +813,9 @@ def serialize_envelope(envelope: Envelope) -> bytes:
     if envelope.session_timeout is not None:
         etree.SubElement(header, f"{{{ns}}}SessionTimeout").text = str(envelope.session_timeout)
     if envelope.supported_cwmp_versions is not None:
-        etree.SubElement(header, f"{{{ns}}}SupportedCWMPVersions").text = (
-            envelope.supported_cwmp_versions
-        )
+        etree.SubElement(
+            header, f"{{{ns}}}SupportedCWMPVersions"
+        ).text = envelope.supported_cwmp_versions
     if envelope.use_cwmp_version is not None:
         el = etree.SubElement(header, f"{{{ns}}}UseCWMPVersion")
         el.set(f"{{{SOAP_ENV_NS}}}mustUnderstand", "1")
@@ -735,6 +841,33 @@ def serialize_envelope(envelope: Envelope) -> bytes:
 
 # Faults caused by the sender's request (TR-069 Tables A.5/A.6: "Client" type)
 _CLIENT_FAULTS = frozenset(
-    {8001, 8003, 8005, 8006, 9001, 9003, 9005, 9006, 9007, 9008, 9009, 9012, 9013, 9015, 9016,
-     9019, 9021, 9022, 9023, 9024, 9025, 9026, 9028, 9029, 9030, 9031, 9032}
+    {
+        8001,
+        8003,
+        8005,
+        8006,
+        9001,
+        9003,
+        9005,
+        9006,
+        9007,
+        9008,
+        9009,
+        9012,
+        9013,
+        9015,
+        9016,
+        9019,
+        9021,
+        9022,
+        9023,
+        9024,
+        9025,
+        9026,
+        9028,
+        9029,
+        9030,
+        9031,
+        9032,
+    }
 )

@@ -19,7 +19,7 @@ import base64
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -71,8 +71,10 @@ class _Compiler:
         if isinstance(expr, IsNull):
             return f"({self.value_of(expr.field)} IS {'NOT ' if expr.negated else ''}NULL)"
         if isinstance(expr, Like):
-            return f"({self.value_of(expr.field)} {'NOT ' if expr.negated else ''}LIKE " \
-                   f"{self.add(expr.pattern)})"
+            return (
+                f"({self.value_of(expr.field)} {'NOT ' if expr.negated else ''}LIKE "
+                f"{self.add(expr.pattern)})"
+            )
         return self.comparison(expr)
 
     def value_of(self, field: str) -> str:
@@ -90,7 +92,8 @@ class _Compiler:
             return has if c.op == "=" else f"(NOT {has})"
         if c.field in _TIME_COLUMNS:
             column = _TIME_COLUMNS[c.field]
-            return f"({column} {c.op} {self.add(str(c.value))}::timestamptz)"
+            op = "IS DISTINCT FROM" if c.op == "!=" else c.op
+            return f"({column} {op} {self.add(_timestamp(c.field, c.value))}::timestamptz)"
         if c.field in _TEXT_COLUMNS:
             column = _TEXT_COLUMNS[c.field]
             op = "IS DISTINCT FROM" if c.op == "!=" else c.op
@@ -98,7 +101,7 @@ class _Compiler:
         # a parameter of the tree
         if c.op == "=" and isinstance(c.value, str):
             doc = {c.field: {"v": c.value}}
-            return f"(dp.tree @> {self.add(json.dumps(doc))}::jsonb)"
+            return f"(dp.tree @> {self.add(doc)}::jsonb)"
         value = f"(dp.tree -> {self.add(c.field)} ->> 'v')"
         if isinstance(c.value, int | float):
             number = f"(CASE WHEN {value} ~ {_NUMERIC} THEN {value}::numeric END)"
@@ -107,6 +110,16 @@ class _Compiler:
             return f"({number} {c.op} {self.add(c.value)}::numeric)"
         op = "IS DISTINCT FROM" if c.op == "!=" else c.op
         return f"({value} {op} {self.add(c.value)})"
+
+
+def _timestamp(field: str, value: object) -> datetime:
+    try:
+        when = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise ValueError(
+            f'{field} needs an ISO 8601 time such as "2026-01-31T08:00:00Z", got {value!r}'
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def compile_filter(expr: Expr | None, first_param: int = 1) -> tuple[str, list[object]]:
@@ -143,8 +156,9 @@ def _decode_cursor(cursor: str, kind: str) -> tuple[Any, str]:
             raise ValueError
         return key, device_id
     except (ValueError, TypeError, json.JSONDecodeError):
-        raise ValueError("invalid cursor: pass next_cursor of the previous page unchanged") \
-            from None
+        raise ValueError(
+            "invalid cursor: pass next_cursor of the previous page unchanged"
+        ) from None
 
 
 async def list_devices(
@@ -173,8 +187,11 @@ async def list_devices(
     project_sql = "NULL::jsonb"
     if projection:
         exact = [p for p in projection if not p.endswith(".")]
-        prefixes = [p.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_") + "%"
-                    for p in projection if p.endswith(".")]
+        prefixes = [
+            p.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_") + "%"
+            for p in projection
+            if p.endswith(".")
+        ]
         params += [exact, prefixes]
         project_sql = (
             "(SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(dp.tree) e"
@@ -187,7 +204,7 @@ async def list_devices(
         f"""
         SELECT d.*, {key_sql} AS sort_key, {project_sql} AS projected
         FROM devices d LEFT JOIN device_parameters dp ON dp.device_id = d.id
-        WHERE {' AND '.join(conditions)}
+        WHERE {" AND ".join(conditions)}
         ORDER BY {key_sql} {order}, d.id {order}
         LIMIT ${len(params)}
         """,
@@ -212,13 +229,20 @@ async def count_devices(conn: asyncpg.Connection, expr: Expr | None) -> int:
 
 def _item(r: asyncpg.Record, projected: bool) -> dict[str, Any]:
     item: dict[str, Any] = {
-        "id": r["id"], "oui": r["oui"], "productClass": r["product_class"],
-        "serialNumber": r["serial_number"], "manufacturer": r["manufacturer"],
-        "registered": _iso(r["created_at"]), "lastInform": _iso(r["last_inform"]),
-        "lastBoot": _iso(r["last_boot"]), "lastBootstrap": _iso(r["last_bootstrap"]),
-        "softwareVersion": r["software_version"], "hardwareVersion": r["hardware_version"],
+        "id": r["id"],
+        "oui": r["oui"],
+        "productClass": r["product_class"],
+        "serialNumber": r["serial_number"],
+        "manufacturer": r["manufacturer"],
+        "registered": _iso(r["created_at"]),
+        "lastInform": _iso(r["last_inform"]),
+        "lastBoot": _iso(r["last_boot"]),
+        "lastBootstrap": _iso(r["last_bootstrap"]),
+        "softwareVersion": r["software_version"],
+        "hardwareVersion": r["hardware_version"],
         "provisioningCode": r["provisioning_code"],
-        "connectionRequestUrl": r["connection_request_url"], "cwmpVersion": r["cwmp_version"],
+        "connectionRequestUrl": r["connection_request_url"],
+        "cwmpVersion": r["cwmp_version"],
         "tags": list(r["tags"]),
     }
     if projected:
@@ -226,8 +250,12 @@ def _item(r: asyncpg.Record, projected: bool) -> dict[str, Any]:
         if isinstance(raw, str):
             raw = json.loads(raw)
         item["parameters"] = {
-            path: {"value": e.get("v"), "type": f"xsd:{e['t']}" if e.get("t") else None,
-                   "writable": e.get("w"), "valueAt": e.get("vt")}
+            path: {
+                "value": e.get("v"),
+                "type": f"xsd:{e['t']}" if e.get("t") else None,
+                "writable": e.get("w"),
+                "valueAt": e.get("vt"),
+            }
             for path, e in sorted(raw.items())
         }
     return item
@@ -244,7 +272,8 @@ async def add_tags(conn: asyncpg.Connection, device_id: str, tags: list[str]) ->
     done = await conn.fetchval(
         "UPDATE devices SET tags = ARRAY(SELECT DISTINCT t FROM unnest(tags || $2::text[]) t"
         " ORDER BY t) WHERE id = $1 RETURNING 1",
-        device_id, _check_tags(tags),
+        device_id,
+        _check_tags(tags),
     )
     return done is not None
 
@@ -253,6 +282,7 @@ async def remove_tags(conn: asyncpg.Connection, device_id: str, tags: list[str])
     done = await conn.fetchval(
         "UPDATE devices SET tags = ARRAY(SELECT t FROM unnest(tags) t WHERE t <> ALL($2::text[])"
         " ORDER BY t) WHERE id = $1 RETURNING 1",
-        device_id, _check_tags(tags),
+        device_id,
+        _check_tags(tags),
     )
     return done is not None

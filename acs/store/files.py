@@ -11,6 +11,7 @@ served) and no row.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import os
@@ -20,7 +21,7 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import asyncpg
 
@@ -69,6 +70,16 @@ def validate_name(name: str) -> str:
     return name
 
 
+def _temp_file(root: Path) -> tuple[int, str]:
+    root.mkdir(parents=True, exist_ok=True)
+    return tempfile.mkstemp(prefix=".upload-", dir=root)
+
+
+def _flush(out: BinaryIO) -> None:
+    out.flush()
+    os.fsync(out.fileno())
+
+
 def path_of(root: Path, name: str) -> Path:
     return root / validate_name(name)
 
@@ -91,8 +102,8 @@ async def store_file(
     target = path_of(root, name)
     if not replace and await get_file(conn, name) is not None:
         raise FileExists(name)
-    root.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".upload-", dir=root)
+    # file I/O runs in a thread: a slow disk or fsync must not stall sessions
+    fd, tmp_name = await asyncio.to_thread(_temp_file, root)
     tmp = Path(tmp_name)
     try:
         digest = hashlib.sha256()
@@ -103,16 +114,19 @@ async def store_file(
                 if size > max_bytes:
                     raise FileTooLarge(f"over {max_bytes} bytes")
                 digest.update(chunk)
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
+                await asyncio.to_thread(out.write, chunk)
+            await asyncio.to_thread(_flush, out)
         async with conn.transaction():
-            conflict = "DO NOTHING" if not replace else (
-                "DO UPDATE SET size = EXCLUDED.size, sha256 = EXCLUDED.sha256,"
-                " file_type = EXCLUDED.file_type, oui = EXCLUDED.oui,"
-                " product_class = EXCLUDED.product_class, version = EXCLUDED.version,"
-                " hardware_versions = EXCLUDED.hardware_versions,"
-                " metadata = EXCLUDED.metadata, updated_at = now()"
+            conflict = (
+                "DO NOTHING"
+                if not replace
+                else (
+                    "DO UPDATE SET size = EXCLUDED.size, sha256 = EXCLUDED.sha256,"
+                    " file_type = EXCLUDED.file_type, oui = EXCLUDED.oui,"
+                    " product_class = EXCLUDED.product_class, version = EXCLUDED.version,"
+                    " hardware_versions = EXCLUDED.hardware_versions,"
+                    " metadata = EXCLUDED.metadata, updated_at = now()"
+                )
             )
             row = await conn.fetchrow(
                 f"""
@@ -122,8 +136,15 @@ async def store_file(
                 ON CONFLICT (name) {conflict}
                 RETURNING {_COLUMNS}
                 """,
-                name, size, digest.hexdigest(), file_type, oui, product_class, version,
-                list(hardware_versions), metadata or {},
+                name,
+                size,
+                digest.hexdigest(),
+                file_type,
+                oui,
+                product_class,
+                version,
+                list(hardware_versions),
+                metadata or {},
             )
             if row is None:  # lost a race with another upload of the same name
                 raise FileExists(name)
@@ -131,7 +152,7 @@ async def store_file(
         return FileRecord.from_row(row)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+            os.unlink(tmp_name)
         raise
 
 

@@ -36,7 +36,9 @@ async def create_token(conn: asyncpg.Connection, name: str, role: str) -> str:
     try:
         await conn.execute(
             "INSERT INTO api_tokens (name, token_sha256, role) VALUES ($1, $2, $3)",
-            name, _digest(token), role,
+            name,
+            _digest(token),
+            role,
         )
     except asyncpg.UniqueViolationError:
         raise ValueError(f"a token named {name!r} exists already") from None

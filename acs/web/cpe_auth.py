@@ -127,13 +127,15 @@ class CpeAuthenticator:
         return self._refuse(f"authentication scheme {scheme!r} is not accepted here")
 
     def _refuse(self, reason: str, username: str | None = None, stale: bool = False) -> AuthResult:
-        return AuthResult(ok=False, username=username, reason=reason, challenge=self.challenge(stale))
+        return AuthResult(
+            ok=False, username=username, reason=reason, challenge=self.challenge(stale)
+        )
 
     async def _check_basic(self, token: str) -> AuthResult:
         try:
-            username, _, password = base64.b64decode(token.strip(), validate=True).decode(
-                "utf-8"
-            ).partition(":")
+            username, _, password = (
+                base64.b64decode(token.strip(), validate=True).decode("utf-8").partition(":")
+            )
         except (ValueError, binascii.Error, UnicodeDecodeError):
             return self._refuse("malformed Basic credentials")
         cred = await self._lookup(username)
@@ -145,7 +147,9 @@ class CpeAuthenticator:
 
     async def _check_digest(self, method: str, text: str) -> AuthResult:
         p = parse_auth_params(text)
-        username, nonce, uri, response = (p.get(k) for k in ("username", "nonce", "uri", "response"))
+        username, nonce, uri, response = (
+            p.get(k) for k in ("username", "nonce", "uri", "response")
+        )
         if not (username and nonce and uri and response):
             return self._refuse("incomplete Digest credentials", username)
         if p.get("realm", self.realm) != self.realm:

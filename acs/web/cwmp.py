@@ -133,18 +133,31 @@ class CwmpEndpoint:
                 return await self._inform(request, envelope)
             if live is None:
                 return self._fault_reply(
-                    400, 8003, "no session: a CWMP session must start with Inform",
+                    400,
+                    8003,
+                    "no session: a CWMP session must start with Inform",
                     envelope.cwmp_ns if envelope else None,
-                    envelope.cwmp_id if envelope else None, remote, None,
+                    envelope.cwmp_id if envelope else None,
+                    remote,
+                    None,
                 )
             return await self._continue(live, envelope)
         except DB_ERRORS as exc:
-            log(logger, logging.ERROR, "database_unavailable", remote=remote, error=repr(exc),
-                device=live.device_id if live else None)
+            log(
+                logger,
+                logging.ERROR,
+                "database_unavailable",
+                remote=remote,
+                error=repr(exc),
+                device=live.device_id if live else None,
+            )
             if live is not None:
                 self._forget(live)
-            return web.Response(status=503, text="database unavailable, retry later\n",
-                                headers={"Retry-After": RETRY_AFTER_S})
+            return web.Response(
+                status=503,
+                text="database unavailable, retry later\n",
+                headers={"Retry-After": RETRY_AFTER_S},
+            )
 
     async def _inform(self, request: web.Request, envelope: Envelope) -> web.StreamResponse:
         inform = envelope.body
@@ -152,24 +165,52 @@ class CwmpEndpoint:
         remote = request.remote
         ident = inform.device_id
         if not ident.oui.strip() or not ident.serial_number.strip():
-            return self._fault_reply(400, 8003, "DeviceId needs an OUI and a SerialNumber",
-                                     envelope.cwmp_ns, envelope.cwmp_id, remote, None)
+            return self._fault_reply(
+                400,
+                8003,
+                "DeviceId needs an OUI and a SerialNumber",
+                envelope.cwmp_ns,
+                envelope.cwmp_id,
+                remote,
+                None,
+            )
         dev_id = make_device_id(ident.oui, ident.product_class, ident.serial_number)
 
         verdict = await self.auth.check(request.method, request.headers.get("Authorization"))
         if not verdict.ok:
             if not verdict.first_leg:
-                log(logger, logging.WARNING, "cpe_auth_failed", device=dev_id, remote=remote,
-                    username=verdict.username, reason=verdict.reason)
+                log(
+                    logger,
+                    logging.WARNING,
+                    "cpe_auth_failed",
+                    device=dev_id,
+                    remote=remote,
+                    username=verdict.username,
+                    reason=verdict.reason,
+                )
             resp = web.Response(status=401, text=f"authentication required: {verdict.reason}\n")
             for challenge in verdict.challenge:
                 resp.headers.add("WWW-Authenticate", challenge)
             return resp
         if verdict.device_id is not None and verdict.device_id != dev_id:
-            log(logger, logging.WARNING, "cpe_auth_failed", device=dev_id, remote=remote,
-                username=verdict.username, reason=f"credential belongs to {verdict.device_id}")
-            return self._fault_reply(403, 8001, "this credential belongs to another device",
-                                     envelope.cwmp_ns, envelope.cwmp_id, remote, None)
+            log(
+                logger,
+                logging.WARNING,
+                "cpe_auth_failed",
+                device=dev_id,
+                remote=remote,
+                username=verdict.username,
+                reason=f"credential belongs to {verdict.device_id}",
+            )
+            return self._fault_reply(
+                403,
+                8001,
+                "this credential belongs to another device",
+                envelope.cwmp_ns,
+                envelope.cwmp_id,
+                remote,
+                None,
+            )
 
         acs = AcsSession(id_prefix=secrets.token_hex(4))
         event = acs.receive(envelope)
@@ -177,11 +218,16 @@ class CwmpEndpoint:
         session_id = secrets.token_urlsafe(18)
         events = [e.event_code for e in inform.events]
         record = devices.InformRecord(
-            device_id=dev_id, manufacturer=ident.manufacturer, oui=ident.oui,
-            product_class=ident.product_class, serial_number=ident.serial_number,
-            events=events, remote_address=remote,
+            device_id=dev_id,
+            manufacturer=ident.manufacturer,
+            oui=ident.oui,
+            product_class=ident.product_class,
+            serial_number=ident.serial_number,
+            events=events,
+            remote_address=remote,
             cwmp_version=cwmp_version_of(envelope, acs.use_cwmp_version),
-            parameters=inform.parameter_list, at=now(),
+            parameters=inform.parameter_list,
+            at=now(),
         )
         ttl = self.settings.session_timeout_s
         async with self.pool.acquire() as conn, conn.transaction():
@@ -191,10 +237,19 @@ class CwmpEndpoint:
                 await devices.upsert_from_inform(conn, record)
                 locked = await sessions.acquire_session(conn, dev_id, session_id, ttl)
             if not locked:
-                log(logger, logging.WARNING, "session_refused", device=dev_id, remote=remote,
-                    reason="another session of this device is in progress")
-                return self._reply(acs, m.Fault(8005, "Retry request: another session of this "
-                                                "device is in progress"), None)
+                log(
+                    logger,
+                    logging.WARNING,
+                    "session_refused",
+                    device=dev_id,
+                    remote=remote,
+                    reason="another session of this device is in progress",
+                )
+                return self._reply(
+                    acs,
+                    m.Fault(8005, "Retry request: another session of this device is in progress"),
+                    None,
+                )
             await devices.upsert_from_inform(conn, record)
             await task_store.requeue_running(conn, dev_id)
             may_have_tasks = await task_store.has_pending(conn, dev_id)
@@ -202,7 +257,10 @@ class CwmpEndpoint:
 
         bootstrap = "0 BOOTSTRAP" in events
         live = LiveSession(
-            session_id=session_id, device_id=dev_id, remote=remote, acs=acs,
+            session_id=session_id,
+            device_id=dev_id,
+            remote=remote,
+            acs=acs,
             root=root_for(inform),
             needs_discovery=tree_unknown or (bootstrap and self.settings.discovery_on_bootstrap),
             may_have_tasks=may_have_tasks,
@@ -210,8 +268,17 @@ class CwmpEndpoint:
         self.by_id[session_id] = live
         if request.transport is not None:
             self.by_transport[request.transport] = session_id
-        log(logger, logging.INFO, "inform", device=dev_id, session=session_id, remote=remote,
-            events=",".join(events), cwmp=record.cwmp_version, retry=inform.retry_count or None)
+        log(
+            logger,
+            logging.INFO,
+            "inform",
+            device=dev_id,
+            session=session_id,
+            remote=remote,
+            events=",".join(events),
+            cwmp=record.cwmp_version,
+            retry=inform.retry_count or None,
+        )
         resp = self._reply(acs, m.InformResponse(max_envelopes=1), live)
         resp.set_cookie(COOKIE, session_id, httponly=True, path="/")
         return resp
@@ -221,8 +288,15 @@ class CwmpEndpoint:
             event = live.acs.receive(envelope)
         except ProtocolError as broken:
             await self._drop(live, broken.reason)
-            return self._fault_reply(400, 8003, broken.reason, live.acs.cwmp_ns,
-                                     envelope.cwmp_id if envelope else None, live.remote, live)
+            return self._fault_reply(
+                400,
+                8003,
+                broken.reason,
+                live.acs.cwmp_ns,
+                envelope.cwmp_id if envelope else None,
+                live.remote,
+                live,
+            )
         if not await self.driver.keep_lock(live):
             await self._drop(live, "device lock lost (session timed out)")
             return self._reply(live.acs, None, None, end=True)
@@ -267,27 +341,50 @@ class CwmpEndpoint:
         await self.driver.close(live, abandoned=True, reason=reason)
 
     def _reply(
-        self, acs: AcsSession, message: m.Message | None, live: LiveSession | None,
-        *, end: bool = False,
+        self,
+        acs: AcsSession,
+        message: m.Message | None,
+        live: LiveSession | None,
+        *,
+        end: bool = False,
     ) -> web.Response:
         if end or message is None:
             return web.Response(status=204)
         envelope = acs.send(message)
         assert envelope is not None
-        return web.Response(body=serialize_envelope(envelope), content_type="text/xml",
-                            charset="utf-8")
+        return web.Response(
+            body=serialize_envelope(envelope), content_type="text/xml", charset="utf-8"
+        )
 
     def _fault_reply(
-        self, status: int, code: int, reason: str, ns: str | None, cwmp_id: str | None,
-        remote: str | None, live: LiveSession | None,
+        self,
+        status: int,
+        code: int,
+        reason: str,
+        ns: str | None,
+        cwmp_id: str | None,
+        remote: str | None,
+        live: LiveSession | None,
     ) -> web.Response:
-        log(logger, logging.WARNING, "cwmp_rejected", device=live.device_id if live else None,
-            remote=remote, status=status, fault=code, reason=reason)
+        log(
+            logger,
+            logging.WARNING,
+            "cwmp_rejected",
+            device=live.device_id if live else None,
+            remote=remote,
+            status=status,
+            fault=code,
+            reason=reason,
+        )
         envelope = Envelope(body=m.Fault(code, reason), cwmp_id=cwmp_id)
         if ns:
             envelope.cwmp_ns = ns
-        return web.Response(status=status, body=serialize_envelope(envelope),
-                            content_type="text/xml", charset="utf-8")
+        return web.Response(
+            status=status,
+            body=serialize_envelope(envelope),
+            content_type="text/xml",
+            charset="utf-8",
+        )
 
     @staticmethod
     def _reject(status: int, reason: str, remote: str | None) -> web.Response:

@@ -15,15 +15,17 @@ from aiohttp import web
 
 from acs.config import Settings
 from acs.store import files
-from acs.web.cpe_auth import Credential, CpeAuthenticator, ha1_of
+from acs.web.cpe_auth import CpeAuthenticator, Credential, ha1_of
 
 
 def files_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
     root = settings.files_dir.resolve()
     auth: CpeAuthenticator | None = None
     if settings.files_username and settings.files_password:
-        cred = Credential(settings.files_username,
-                          ha1_of(settings.files_username, "files", settings.files_password))
+        cred = Credential(
+            settings.files_username,
+            ha1_of(settings.files_username, "files", settings.files_password),
+        )
 
         async def lookup(name: str) -> Credential | None:
             return cred if name == cred.username else None

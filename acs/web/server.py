@@ -21,13 +21,13 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from acs.config import Settings
-from acs.logs import log
 from acs.connreq.http import ConnectionRequester
+from acs.logs import log
 from acs.store import credentials
 from acs.store import tasks as task_store
 from acs.store.db import EmbeddedPostgres, create_pool, migrate
-from acs.web.cpe_auth import Credential, CpeAuthenticator, ha1_of
 from acs.web.api.app import Services, build_api_app
+from acs.web.cpe_auth import CpeAuthenticator, Credential, ha1_of
 from acs.web.cwmp import CwmpEndpoint
 from acs.web.files import files_app
 
@@ -79,9 +79,10 @@ def health_routes(pool: asyncpg.Pool) -> Callable[[web.Application], None]:
         try:
             async with pool.acquire(timeout=2) as conn:
                 await conn.fetchval("SELECT 1")
-        except (asyncpg.PostgresError, OSError, asyncio.TimeoutError) as exc:
-            return web.json_response({"status": "database unavailable", "error": str(exc)},
-                                     status=503)
+        except (TimeoutError, asyncpg.PostgresError, OSError) as exc:
+            return web.json_response(
+                {"status": "database unavailable", "error": str(exc)}, status=503
+            )
         return web.json_response({"status": "ready"})
 
     def add(app: web.Application) -> None:
@@ -141,12 +142,20 @@ async def running_acs(settings: Settings, dsn: str) -> AsyncIterator[Running]:
             runners.append(runner)
         # port 0 asks for any free port; the URLs we hand out need the real ones
         settings.cwmp_port, settings.api_port, settings.files_port = (
-            ports["cwmp"], ports["api"], ports["files"])
+            ports["cwmp"],
+            ports["api"],
+            ports["files"],
+        )
         # periodic ticks; their state lives in PostgreSQL, so a restart loses nothing
         scheduler = AsyncIOScheduler(timezone="UTC")
-        scheduler.add_job(expire_transfers, "interval", seconds=60,
-                          args=[pool, settings.transfer_complete_timeout_s],
-                          max_instances=1, coalesce=True)
+        scheduler.add_job(
+            expire_transfers,
+            "interval",
+            seconds=60,
+            args=[pool, settings.transfer_complete_timeout_s],
+            max_instances=1,
+            coalesce=True,
+        )
         scheduler.start()
         closers.append(lambda: _shutdown(scheduler))
         yield Running(settings, pool, cwmp, api, runners, ports)
@@ -191,14 +200,18 @@ async def serve(settings: Settings) -> None:
             host = settings.public_host or "127.0.0.1"
             print(f"CWMP (give CPEs this ACS URL): http://{host}:{acs.ports['cwmp']}/")
             if settings.cpe_auth != "none":
-                print(f"  CPE credential ({settings.cpe_auth}): {settings.cpe_username} / "
-                      f"{settings.cpe_password}")
+                print(
+                    f"  CPE credential ({settings.cpe_auth}): {settings.cpe_username} / "
+                    f"{settings.cpe_password}"
+                )
             else:
                 print("  CPE authentication is OFF (ACS_CPE_AUTH=none)")
             print(f"API (operators):              http://{host}:{acs.ports['api']}/api/v1/")
             print("  create a token: .venv/bin/acs token create --name me --role admin")
             print(f"Files (firmware, configs):    http://{host}:{acs.ports['files']}/")
-            print(f"Database: {'embedded, data in ' + str(settings.pgdata_dir) if embedded else dsn}")
+            print(
+                f"Database: {'embedded, data in ' + str(settings.pgdata_dir) if embedded else dsn}"
+            )
             await stop.wait()
     finally:
         if embedded is not None:

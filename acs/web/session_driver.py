@@ -31,8 +31,14 @@ logger = logging.getLogger("acs.cwmp")
 
 # What we answer to a CPE's GetRPCMethods: the ACS methods we implement.
 ACS_RPC_METHODS = [
-    "Inform", "GetRPCMethods", "TransferComplete", "AutonomousTransferComplete",
-    "RequestDownload", "Kicked", "DUStateChangeComplete", "AutonomousDUStateChangeComplete",
+    "Inform",
+    "GetRPCMethods",
+    "TransferComplete",
+    "AutonomousTransferComplete",
+    "RequestDownload",
+    "Kicked",
+    "DUStateChangeComplete",
+    "AutonomousDUStateChangeComplete",
 ]
 
 
@@ -81,14 +87,25 @@ class SessionDriver:
             await self._transfer_complete(live, request)
             return m.TransferCompleteResponse()
         if isinstance(request, m.AutonomousTransferComplete):
-            log(logger, logging.INFO, "autonomous_transfer_complete", device=live.device_id,
-                url=request.transfer_url, fault=request.fault.fault_code or None)
+            log(
+                logger,
+                logging.INFO,
+                "autonomous_transfer_complete",
+                device=live.device_id,
+                url=request.transfer_url,
+                fault=request.fault.fault_code or None,
+            )
             return m.AutonomousTransferCompleteResponse()
         if isinstance(request, m.GetRPCMethods):
             return m.GetRPCMethodsResponse(method_list=list(ACS_RPC_METHODS))
         if isinstance(request, m.RequestDownload):
-            log(logger, logging.INFO, "request_download", device=live.device_id,
-                file_type=request.file_type)
+            log(
+                logger,
+                logging.INFO,
+                "request_download",
+                device=live.device_id,
+                file_type=request.file_type,
+            )
             return m.RequestDownloadResponse()
         if isinstance(request, m.Kicked):
             return m.KickedResponse(next_url=request.next)
@@ -96,8 +113,14 @@ class SessionDriver:
             return m.DUStateChangeCompleteResponse()
         if isinstance(request, m.AutonomousDUStateChangeComplete):
             return m.AutonomousDUStateChangeCompleteResponse()
-        log(logger, logging.WARNING, "cpe_request_refused", device=live.device_id,
-            method=request.element_name, reason="not an ACS method")
+        log(
+            logger,
+            logging.WARNING,
+            "cpe_request_refused",
+            device=live.device_id,
+            method=request.element_name,
+            reason="not an ACS method",
+        )
         return m.Fault(8000, f"Method not supported: {request.element_name}")
 
     async def _transfer_complete(self, live: LiveSession, tc: m.TransferComplete) -> None:
@@ -109,8 +132,14 @@ class SessionDriver:
             "startTime": tc.start_time.isoformat() if tc.start_time else None,
             "completeTime": tc.complete_time.isoformat() if tc.complete_time else None,
         }
-        log(logger, logging.INFO, "transfer_complete", device=live.device_id,
-            command_key=tc.command_key, fault=tc.fault.fault_code or None)
+        log(
+            logger,
+            logging.INFO,
+            "transfer_complete",
+            device=live.device_id,
+            command_key=tc.command_key,
+            fault=tc.fault.fault_code or None,
+        )
         async with self.pool.acquire() as conn, conn.transaction():
             task = await task_store.find_awaiting_transfer(conn, live.device_id, tc.command_key)
             if task is None:
@@ -184,18 +213,29 @@ class SessionDriver:
         try:
             if args is None:
                 raise task_rules.InvalidTask(
-                    f"unknown file {task.args.get('fileName') or task.args.get('file')!r}")
+                    f"unknown file {task.args.get('fileName') or task.args.get('file')!r}"
+                )
             plan = task_rules.plan_for(
-                task.id, task.name, args, type_of=types.get,
-                batch_size=self.settings.gpv_batch_size, root=live.root,
+                task.id,
+                task.name,
+                args,
+                type_of=types.get,
+                batch_size=self.settings.gpv_batch_size,
+                root=live.root,
             )
         except task_rules.InvalidTask as bad:
             reason = bad.reason + "".join(f"; {e['path']}: {e['message']}" for e in bad.errors)
             async with self.pool.acquire() as conn:
                 await task_store.mark_fault(conn, task.id, 8003, reason)
             return await self._next_work(live)
-        log(logger, logging.INFO, "task_started", device=live.device_id, task=task.id,
-            name=task.name)
+        log(
+            logger,
+            logging.INFO,
+            "task_started",
+            device=live.device_id,
+            task=task.id,
+            name=task.name,
+        )
         return Work(plan, task=task, label=task.name)
 
     async def _resolve_file(
@@ -223,8 +263,13 @@ class SessionDriver:
     ) -> None:
         task = work.task
         if task is None:
-            log(logger, logging.INFO, "discovery_finished", device=live.device_id,
-                **({"fault": fault.code} if fault else (result or {}) | {"values": None}))
+            log(
+                logger,
+                logging.INFO,
+                "discovery_finished",
+                device=live.device_id,
+                **({"fault": fault.code} if fault else (result or {}) | {"values": None}),
+            )
             return
         async with self.pool.acquire() as conn:
             if fault is None and result and result.get("status") == 1 and "commandKey" in result:
@@ -232,32 +277,69 @@ class SessionDriver:
                 await task_store.await_transfer(
                     conn, task.id, result["commandKey"], result | {"awaitingTransferComplete": True}
                 )
-                log(logger, logging.INFO, "task_awaiting_transfer", device=live.device_id,
-                    task=task.id, command_key=result["commandKey"])
+                log(
+                    logger,
+                    logging.INFO,
+                    "task_awaiting_transfer",
+                    device=live.device_id,
+                    task=task.id,
+                    command_key=result["commandKey"],
+                )
             elif fault is None:
                 await task_store.mark_done(conn, task.id, result)
                 live.tasks_done += 1
-                log(logger, logging.INFO, "task_done", device=live.device_id, task=task.id,
-                    name=task.name)
-            elif (fault.code in task_rules.TRANSIENT_CPE_FAULTS
-                  and task.attempts + 1 < self.settings.max_task_attempts):
+                log(
+                    logger,
+                    logging.INFO,
+                    "task_done",
+                    device=live.device_id,
+                    task=task.id,
+                    name=task.name,
+                )
+            elif (
+                fault.code in task_rules.TRANSIENT_CPE_FAULTS
+                and task.attempts + 1 < self.settings.max_task_attempts
+            ):
                 # a busy CPE: try again in a later session, backing off
-                delay = min(3600.0, self.settings.task_retry_base_s * 2 ** task.attempts)
+                delay = min(3600.0, self.settings.task_retry_base_s * 2**task.attempts)
                 await task_store.defer(conn, task.id, delay, f"{fault.code} {fault.string}")
                 live.deferred.append(task.id)
-                log(logger, logging.INFO, "task_deferred", device=live.device_id, task=task.id,
-                    fault=fault.code, retry_in_s=delay)
+                log(
+                    logger,
+                    logging.INFO,
+                    "task_deferred",
+                    device=live.device_id,
+                    task=task.id,
+                    fault=fault.code,
+                    retry_in_s=delay,
+                )
             else:
-                await task_store.mark_fault(conn, task.id, fault.code, fault.string,
-                                            fault.detail or None)
-                log(logger, logging.INFO, "task_fault", device=live.device_id, task=task.id,
-                    name=task.name, fault=fault.code, reason=fault.string)
+                await task_store.mark_fault(
+                    conn, task.id, fault.code, fault.string, fault.detail or None
+                )
+                log(
+                    logger,
+                    logging.INFO,
+                    "task_fault",
+                    device=live.device_id,
+                    task=task.id,
+                    name=task.name,
+                    fault=fault.code,
+                    reason=fault.string,
+                )
 
     async def _record(self, live: LiveSession, request: m.Message, response: m.Message) -> None:
         """Write what a response teaches us about the device into its stored tree."""
         if isinstance(response, m.Fault):
-            log(logger, logging.INFO, "cpe_fault", device=live.device_id,
-                method=request.rpc, fault=response.fault_code, reason=response.fault_string)
+            log(
+                logger,
+                logging.INFO,
+                "cpe_fault",
+                device=live.device_id,
+                method=request.rpc,
+                fault=response.fault_code,
+                reason=response.fault_string,
+            )
             return
         at = now()
         dev = live.device_id
@@ -265,8 +347,12 @@ class SessionDriver:
             if isinstance(response, m.GetParameterNamesResponse):
                 assert isinstance(request, m.GetParameterNames)
                 await devices.merge_parameter_names(
-                    conn, dev, request.parameter_path, request.next_level,
-                    response.parameter_list, at,
+                    conn,
+                    dev,
+                    request.parameter_path,
+                    request.next_level,
+                    response.parameter_list,
+                    at,
                 )
             elif isinstance(response, m.GetParameterValuesResponse):
                 await devices.merge_parameter_values(
@@ -317,10 +403,16 @@ class SessionDriver:
             if abandoned and live.work is not None and live.work.task is not None:
                 await task_store.requeue_running(conn, live.device_id)
             await sessions.release_session(conn, live.device_id, live.session_id)
-        log(logger, logging.INFO if not abandoned else logging.WARNING,
+        log(
+            logger,
+            logging.INFO if not abandoned else logging.WARNING,
             "session_abandoned" if abandoned else "session_ended",
-            device=live.device_id, session=live.session_id, rpcs=live.rpcs_sent,
-            tasks=live.tasks_done, reason=reason or None)
+            device=live.device_id,
+            session=live.session_id,
+            rpcs=live.rpcs_sent,
+            tasks=live.tasks_done,
+            reason=reason or None,
+        )
 
 
 def root_for(inform: m.Inform) -> str:

@@ -14,8 +14,13 @@ from acs.web.server import Running, running_acs
 
 def make_settings(**overrides: Any) -> Settings:
     base: dict[str, Any] = {
-        "host": "127.0.0.1", "cwmp_port": 0, "api_port": 0, "files_port": 0,
-        "cpe_auth": "none", "session_timeout_s": 30.0, "gpv_batch_size": 100,
+        "host": "127.0.0.1",
+        "cwmp_port": 0,
+        "api_port": 0,
+        "files_port": 0,
+        "cpe_auth": "none",
+        "session_timeout_s": 30.0,
+        "gpv_batch_size": 100,
     }
     base.update(overrides)
     return Settings(**base)

@@ -53,14 +53,18 @@ class CpeDouble:
         self.cwmp_ns = cwmp_ns
         self.identity = Identity.from_serial(serial, oui=oui, product_class=product_class)
         self.tree = ParameterTree(
-            load_template(model), self.identity, acs_url=url,
+            load_template(model),
+            self.identity,
+            acs_url=url,
             connection_request_url=cr_url or f"http://127.0.0.1:1/cr/{serial}",
             connection_request_username=cr_credentials[0],
             connection_request_password=cr_credentials[1],
         )
         middlewares = (aiohttp.DigestAuthMiddleware(*digest),) if digest else ()
         self.http = aiohttp.ClientSession(
-            cookie_jar=aiohttp.CookieJar(unsafe=True), auth=auth, middlewares=middlewares,
+            cookie_jar=aiohttp.CookieJar(unsafe=True),
+            auth=auth,
+            middlewares=middlewares,
         )
         self._ids = 0
         self.requests_seen: list[m.Message] = []
@@ -71,8 +75,9 @@ class CpeDouble:
     def inform_message(self, events: list[str]) -> m.Inform:
         ident = self.identity
         return m.Inform(
-            device_id=m.DeviceIdStruct(ident.manufacturer, ident.oui, ident.product_class,
-                                       ident.serial_number),
+            device_id=m.DeviceIdStruct(
+                ident.manufacturer, ident.oui, ident.product_class, ident.serial_number
+            ),
             events=[m.EventStruct(e) for e in events],
             max_envelopes=1,
             current_time=datetime.now(UTC),
@@ -88,8 +93,12 @@ class CpeDouble:
         if message is None:
             return await self.post_raw(b"")
         self._ids += 1
-        env = Envelope(body=message, cwmp_id=str(header.pop("cwmp_id", self._ids)),
-                       cwmp_ns=self.cwmp_ns, **header)  # type: ignore[arg-type]
+        env = Envelope(
+            body=message,
+            cwmp_id=str(header.pop("cwmp_id", self._ids)),
+            cwmp_ns=self.cwmp_ns,
+            **header,
+        )  # type: ignore[arg-type]
         return await self.post_raw(serialize_envelope(env))
 
     def answer(self, request: m.Message) -> m.Message:
@@ -98,22 +107,27 @@ class CpeDouble:
         try:
             if isinstance(request, m.GetParameterNames):
                 return m.GetParameterNamesResponse(
-                    tree.get_parameter_names(request.parameter_path, request.next_level))
+                    tree.get_parameter_names(request.parameter_path, request.next_level)
+                )
             if isinstance(request, m.GetParameterValues):
                 return m.GetParameterValuesResponse(
-                    tree.get_parameter_values(request.parameter_names))
+                    tree.get_parameter_values(request.parameter_names)
+                )
             if isinstance(request, m.SetParameterValues):
                 return m.SetParameterValuesResponse(
-                    tree.set_parameter_values(request.parameter_list, request.parameter_key))
+                    tree.set_parameter_values(request.parameter_list, request.parameter_key)
+                )
             if isinstance(request, m.GetParameterAttributes):
                 return m.GetParameterAttributesResponse(
-                    tree.get_parameter_attributes(request.parameter_names))
+                    tree.get_parameter_attributes(request.parameter_names)
+                )
             if isinstance(request, m.SetParameterAttributes):
                 tree.set_parameter_attributes(request.parameter_list)
                 return m.SetParameterAttributesResponse()
             if isinstance(request, m.AddObject):
                 return m.AddObjectResponse(
-                    tree.add_object(request.object_name, request.parameter_key), 0)
+                    tree.add_object(request.object_name, request.parameter_key), 0
+                )
             if isinstance(request, m.DeleteObject):
                 tree.delete_object(request.object_name, request.parameter_key)
                 return m.DeleteObjectResponse(0)
@@ -146,8 +160,10 @@ class CpeDouble:
             assert request is not None and not request.is_response, reply.body[:300]
             seen.append(request)
             self.requests_seen.append(request)
-            reply = await self.post((answer or self.answer)(request),
-                                    cwmp_id=reply.envelope.cwmp_id if reply.envelope else None)
+            reply = await self.post(
+                (answer or self.answer)(request),
+                cwmp_id=reply.envelope.cwmp_id if reply.envelope else None,
+            )
         assert reply.status == 204, (reply.status, reply.body[:300])
         return seen
 
@@ -160,9 +176,8 @@ class ConnectionRequestListener:
     after answering, as a CPE opens its session after the 200.
     """
 
-    def __init__(self, username: str, password: str,
-                 on_request: Callable[[], Any]) -> None:
-        from acs.web.cpe_auth import Credential, CpeAuthenticator, ha1_of
+    def __init__(self, username: str, password: str, on_request: Callable[[], Any]) -> None:
+        from acs.web.cpe_auth import CpeAuthenticator, Credential, ha1_of
 
         cred = Credential(username, ha1_of(username, "cpe", password))
 

@@ -71,12 +71,16 @@ async def test_every_route_needs_a_token(acs: Running, api: dict[str, Client]) -
     async with aiohttp.ClientSession() as anon:
         for path, ops in doc["paths"].items():
             for method in ops:
-                url = f"http://127.0.0.1:{acs.ports['api']}" + path.replace("{", "x").replace("}", "")
+                url = f"http://127.0.0.1:{acs.ports['api']}" + path.replace("{", "x").replace(
+                    "}", ""
+                )
                 async with anon.request(method.upper(), url) as resp:
                     assert resp.status == 401, (method, path)
                     assert (await resp.json())["error"]["code"] == "unauthenticated"
-        async with anon.get(f"http://127.0.0.1:{acs.ports['api']}/api/v1/devices",
-                            headers={"Authorization": "Bearer acs_wrong"}) as resp:
+        async with anon.get(
+            f"http://127.0.0.1:{acs.ports['api']}/api/v1/devices",
+            headers={"Authorization": "Bearer acs_wrong"},
+        ) as resp:
             assert resp.status == 401
 
 
@@ -109,10 +113,12 @@ async def test_viewer_reads_but_may_not_queue_jobs(
         status, body = await api["viewer"].call("GET", f"/devices/{dev}")
         assert status == 200 and body["id"] == dev
         status, body = await api["viewer"].call(
-            "POST", f"/devices/{dev}/tasks", json={"name": "reboot"})
+            "POST", f"/devices/{dev}/tasks", json={"name": "reboot"}
+        )
         assert status == 403 and body["error"]["code"] == "forbidden"
-        status, body = await api["operator"].call("POST", "/tokens",
-                                                  json={"name": "x", "role": "admin"})
+        status, body = await api["operator"].call(
+            "POST", "/tokens", json={"name": "x", "role": "admin"}
+        )
         assert status == 403
         status, _ = await api["viewer"].call("GET", f"/devices/{dev}/tasks")
         assert status == 200
@@ -133,8 +139,11 @@ async def test_device_listing_filter_paging_projection_and_tags(
         seen: list[str] = []
         cursor = None
         while True:
-            params = {"filter": f'DeviceID.ProductClass = "{product}"', "limit": "2",
-                      "projection": "Device.DeviceInfo.SoftwareVersion"}
+            params = {
+                "filter": f'DeviceID.ProductClass = "{product}"',
+                "limit": "2",
+                "projection": "Device.DeviceInfo.SoftwareVersion",
+            }
             if cursor:
                 params["cursor"] = cursor
             status, page = await api["viewer"].call("GET", "/devices", params=params)
@@ -147,15 +156,22 @@ async def test_device_listing_filter_paging_projection_and_tags(
                 break
         assert seen == ids
         status, page = await api["viewer"].call(
-            "GET", "/devices", params={"filter": f'DeviceID.ProductClass = "{product}" AND tag = "lab"'})
+            "GET",
+            "/devices",
+            params={"filter": f'DeviceID.ProductClass = "{product}" AND tag = "lab"'},
+        )
         assert [d["id"] for d in page["items"]] == [ids[0]]
         status, _ = await op.call("DELETE", f"/devices/{ids[0]}/tags/lab")
         status, page = await api["viewer"].call(
-            "GET", "/devices", params={"filter": f'DeviceID.ProductClass = "{product}" AND tag = "lab"'})
+            "GET",
+            "/devices",
+            params={"filter": f'DeviceID.ProductClass = "{product}" AND tag = "lab"'},
+        )
         assert page["total"] == 0
         # subtree of one device
-        status, one = await api["viewer"].call("GET", f"/devices/{ids[1]}",
-                                               params={"prefix": "Device.WiFi.SSID.1."})
+        status, one = await api["viewer"].call(
+            "GET", f"/devices/{ids[1]}", params={"prefix": "Device.WiFi.SSID.1."}
+        )
         assert status == 200
         assert set(one["parameters"]) >= {"Device.WiFi.SSID.1.SSID"}
         assert all(k.startswith("Device.WiFi.SSID.1.") for k in one["parameters"])
@@ -172,23 +188,28 @@ async def test_invalid_input_gets_a_reason(
         dev = dev_id_of(cpe)
         op = api["operator"]
         status, body = await api["viewer"].call(
-            "GET", "/devices", params={"filter": 'DeviceID.ProductClass = "x" AND ('})
+            "GET", "/devices", params={"filter": 'DeviceID.ProductClass = "x" AND ('}
+        )
         assert status == 400 and body["error"]["code"] == "invalid_filter"
         assert "position" in body["error"]["errors"][0]["message"]
-        status, body = await op.call("POST", f"/devices/{dev}/tasks",
-                                     json={"name": "setParameterValues",
-                                           "parameterValues": [["Device.X", 1, "xsd:nope"]]})
+        status, body = await op.call(
+            "POST",
+            f"/devices/{dev}/tasks",
+            json={"name": "setParameterValues", "parameterValues": [["Device.X", 1, "xsd:nope"]]},
+        )
         assert status == 400 and body["error"]["code"] == "invalid_task"
-        status, body = await op.call("POST", f"/devices/{dev}/tasks",
-                                     json={"name": "addObject", "objectName": 5})
+        status, body = await op.call(
+            "POST", f"/devices/{dev}/tasks", json={"name": "addObject", "objectName": 5}
+        )
         assert status == 400
         assert any(e["path"] == "objectName" for e in body["error"]["errors"])
         status, body = await op.call("POST", f"/devices/{dev}/tasks", json={"name": "explode"})
         assert status == 400 and body["error"]["errors"][0]["path"] == "name"
         status, body = await op.call("POST", f"/devices/{dev}/tasks", data=b"{not json")
         assert status == 400 and body["error"]["code"] == "invalid_json"
-        status, body = await op.call("POST", "/devices/nope%2Fodd%20id/tasks",
-                                     json={"name": "reboot"})
+        status, body = await op.call(
+            "POST", "/devices/nope%2Fodd%20id/tasks", json={"name": "reboot"}
+        )
         assert status == 404
         status, body = await api["viewer"].call("GET", "/tasks/999999999")
         assert status == 404
@@ -206,8 +227,9 @@ async def test_invalid_input_gets_a_reason(
 async def test_set_parameter_values_with_connection_request_returns_the_result(
     start_acs: StartAcs, db_pool: asyncpg.Pool, unique_serial
 ) -> None:
-    acs = await start_acs(connection_request_username="cr-user",
-                          connection_request_password="cr-pass")
+    acs = await start_acs(
+        connection_request_username="cr-user", connection_request_password="cr-pass"
+    )
     client = Client(acs, await token(db_pool, "operator", unique_serial))
     holder: dict[str, CpeDouble] = {}
 
@@ -216,23 +238,29 @@ async def test_set_parameter_values_with_connection_request_returns_the_result(
 
     listener = ConnectionRequestListener("cr-user", "cr-pass", session)
     cr_url = await listener.start()
-    cpe = CpeDouble(cwmp_url(acs), unique_serial(), cr_url=cr_url,
-                    cr_credentials=("cr-user", "cr-pass"))
+    cpe = CpeDouble(
+        cwmp_url(acs), unique_serial(), cr_url=cr_url, cr_credentials=("cr-user", "cr-pass")
+    )
     holder["cpe"] = cpe
     try:
         await cpe.session(["0 BOOTSTRAP"])
         dev = dev_id_of(cpe)
         status, body = await client.call(
-            "POST", f"/devices/{dev}/tasks",
+            "POST",
+            f"/devices/{dev}/tasks",
             params={"connection_request": "true", "timeout": "20"},
-            json={"name": "setParameterValues",
-                  "parameterValues": [["Device.WiFi.SSID.1.SSID", "from-the-api"]]})
+            json={
+                "name": "setParameterValues",
+                "parameterValues": [["Device.WiFi.SSID.1.SSID", "from-the-api"]],
+            },
+        )
         assert status == 200, body
         assert body["status"] == "done" and body["result"] == {"status": 0}
         assert body["connectionRequest"]["ok"] is True
         assert cpe.tree.value("Device.WiFi.SSID.1.SSID") == "from-the-api"
-        status, dev_body = await client.call("GET", f"/devices/{dev}",
-                                             params={"prefix": "Device.WiFi.SSID.1.SSID"})
+        status, dev_body = await client.call(
+            "GET", f"/devices/{dev}", params={"prefix": "Device.WiFi.SSID.1.SSID"}
+        )
         assert dev_body["parameters"]["Device.WiFi.SSID.1.SSID"]["value"] == "from-the-api"
         assert listener.knocks == 1
     finally:
@@ -244,9 +272,11 @@ async def test_set_parameter_values_with_connection_request_returns_the_result(
 async def test_connection_request_failures(
     start_acs: StartAcs, db_pool: asyncpg.Pool, unique_serial
 ) -> None:
-    acs = await start_acs(connection_request_username="cr-user",
-                          connection_request_password="wrong",
-                          connection_request_timeout_s=2.0)
+    acs = await start_acs(
+        connection_request_username="cr-user",
+        connection_request_password="wrong",
+        connection_request_timeout_s=2.0,
+    )
     client = Client(acs, await token(db_pool, "operator", unique_serial))
     listener = ConnectionRequestListener("cr-user", "cr-pass", lambda: asyncio.sleep(0))
     cr_url = await listener.start()
@@ -254,11 +284,16 @@ async def test_connection_request_failures(
     dead = await registered(acs, unique_serial(), cr_url="http://127.0.0.1:9/cr")
     try:
         status, body = await client.call(
-            "POST", f"/devices/{dev_id_of(cpe)}/tasks",
-            params={"connection_request": "true", "timeout": "5"}, json={"name": "reboot"})
+            "POST",
+            f"/devices/{dev_id_of(cpe)}/tasks",
+            params={"connection_request": "true", "timeout": "5"},
+            json={"name": "reboot"},
+        )
         assert status == 504 and body["status"] == "pending"
-        assert "401" in body["connectionRequest"]["reason"] or "credential" in body[
-            "connectionRequest"]["reason"]
+        assert (
+            "401" in body["connectionRequest"]["reason"]
+            or "credential" in body["connectionRequest"]["reason"]
+        )
         status, body = await client.call("POST", f"/devices/{dev_id_of(dead)}/connection-request")
         assert status == 200 and body["ok"] is False and body["reason"]
         assert listener.knocks == 0
@@ -278,8 +313,11 @@ async def test_job_that_does_not_come_back_in_time_is_202(
     cpe = await registered(acs, unique_serial(), cr_url=await listener.start())
     try:
         status, body = await client.call(
-            "POST", f"/devices/{dev_id_of(cpe)}/tasks",
-            params={"connection_request": "true", "timeout": "0.5"}, json={"name": "reboot"})
+            "POST",
+            f"/devices/{dev_id_of(cpe)}/tasks",
+            params={"connection_request": "true", "timeout": "0.5"},
+            json={"name": "reboot"},
+        )
         assert status == 202 and body["status"] == "pending"
         # it runs at the next contact
         requests = await cpe.session(["2 PERIODIC"])
@@ -296,9 +334,16 @@ async def test_download_job_from_the_file_server_ends_with_transfer_complete(
     image = b"CPE-SIM-FIRMWARE version=2.0.0\n" + bytes(range(256)) * 400
     name = f"fw-{unique_serial()}.bin"
     status, body = await api["admin"].call(
-        "PUT", f"/files/{name}", data=image,
-        params={"fileType": "1 Firmware Upgrade Image", "oui": "ACDE48",
-                "productClass": "HGW", "version": "2.0.0"})
+        "PUT",
+        f"/files/{name}",
+        data=image,
+        params={
+            "fileType": "1 Firmware Upgrade Image",
+            "oui": "ACDE48",
+            "productClass": "HGW",
+            "version": "2.0.0",
+        },
+    )
     assert status == 201, body
     assert body["sha256"] == hashlib.sha256(image).hexdigest() and body["size"] == len(image)
     status, body = await api["admin"].call("PUT", f"/files/{name}", data=b"x")
@@ -324,7 +369,8 @@ async def test_download_job_from_the_file_server_ends_with_transfer_complete(
     try:
         dev = dev_id_of(cpe)
         status, job = await api["operator"].call(
-            "POST", f"/devices/{dev}/tasks", json={"name": "download", "fileName": name})
+            "POST", f"/devices/{dev}/tasks", json={"name": "download", "fileName": name}
+        )
         assert status == 201, job
         await cpe.session(["2 PERIODIC"], answer=answer)
         download = pending[0]
@@ -340,7 +386,8 @@ async def test_download_job_from_the_file_server_ends_with_transfer_complete(
         assert body["result"]["transferComplete"]["faultCode"] == 0
         # a job for a file that does not exist faults with the reason
         status, job = await api["operator"].call(
-            "POST", f"/devices/{dev}/tasks", json={"name": "download", "fileName": "nope.bin"})
+            "POST", f"/devices/{dev}/tasks", json={"name": "download", "fileName": "nope.bin"}
+        )
         await cpe.session(["2 PERIODIC"])
         status, body = await api["viewer"].call("GET", f"/tasks/{job['id']}")
         assert body["status"] == "fault" and "unknown file" in body["fault"]["message"]
@@ -360,9 +407,11 @@ async def test_cancel_and_retry(acs: Running, api: dict[str, Client], unique_ser
         assert status == 200 and body["status"] == "cancelled"
         status, body = await op.call("DELETE", f"/tasks/{doomed['id']}")
         assert status == 409
-        _, bad = await op.call("POST", f"/devices/{dev}/tasks",
-                               json={"name": "getParameterValues",
-                                     "parameterNames": ["Device.Nope."]})
+        _, bad = await op.call(
+            "POST",
+            f"/devices/{dev}/tasks",
+            json={"name": "getParameterValues", "parameterNames": ["Device.Nope."]},
+        )
         await cpe.session(["2 PERIODIC"])
         _, body = await op.call("GET", f"/tasks/{bad['id']}")
         assert body["status"] == "fault" and body["fault"]["code"] == 9005

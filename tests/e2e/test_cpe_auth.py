@@ -82,13 +82,15 @@ async def test_per_device_credentials_are_bound_to_their_device(
     acs = await start_acs(cpe_auth="any")
     mine, other = unique_serial(), unique_serial()
     async with db_pool.acquire() as conn:
-        await credentials.set_credential(conn, mine, "pw-" + mine, "acs",
-                                         device_id("ACDE48", "HGW", mine))
+        await credentials.set_credential(
+            conn, mine, "pw-" + mine, "acs", device_id("ACDE48", "HGW", mine)
+        )
     good = CpeDouble(cwmp_url(acs), mine, auth=aiohttp.BasicAuth(mine, "pw-" + mine))
     thief = CpeDouble(cwmp_url(acs), other, digest=(mine, "pw-" + mine))
     try:
-        assert isinstance((await good.post(good.inform_message(["1 BOOT"]))).message,
-                          m.InformResponse)
+        assert isinstance(
+            (await good.post(good.inform_message(["1 BOOT"]))).message, m.InformResponse
+        )
         reply = await thief.post(thief.inform_message(["1 BOOT"]))
         assert reply.status == 403
         assert isinstance(reply.message, m.Fault) and reply.message.fault_code == 8001

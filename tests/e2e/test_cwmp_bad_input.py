@@ -43,7 +43,7 @@ async def device_count(pool: asyncpg.Pool) -> int:
         ),
         (
             b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
-            b'<x>&xxe;</x>',
+            b"<x>&xxe;</x>",
             "DOCTYPE",
         ),
     ],
@@ -71,10 +71,12 @@ async def test_body_over_the_limit_gets_413(start_acs: StartAcs, unique_serial) 
     try:
         big = INFORM_1_0.format(serial="X" * 100).encode() + b" " * (70 * 1024)
         assert (await cpe.post_raw(big)).status == 413
+
         # chunked, so the server cannot judge by Content-Length alone
         async def chunks():
             for _ in range(80):
                 yield b" " * 1024
+
         async with cpe.http.post(cwmp_url(acs), data=chunks()) as resp:
             assert resp.status == 413
     finally:
@@ -112,8 +114,9 @@ async def test_inform_without_serial_is_refused(acs: Running, db_pool: asyncpg.P
 async def test_unknown_and_misplaced_cpe_requests_get_8000(acs: Running, unique_serial) -> None:
     cpe = CpeDouble(cwmp_url(acs), unique_serial())
     try:
-        assert isinstance((await cpe.post(cpe.inform_message(["2 PERIODIC"]))).message,
-                          m.InformResponse)
+        assert isinstance(
+            (await cpe.post(cpe.inform_message(["2 PERIODIC"]))).message, m.InformResponse
+        )
         unknown = (
             b'<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" '
             b'xmlns:cwmp="urn:dslforum-org:cwmp-1-0"><soap:Header><cwmp:ID>9</cwmp:ID>'
@@ -146,8 +149,9 @@ async def test_response_to_a_request_never_sent_ends_the_session(
     try:
         await cpe.session(["0 BOOTSTRAP"])
         async with db_pool.acquire() as conn:
-            job = await tasks.enqueue(conn, dev_id, "getParameterValues",
-                                      {"parameterNames": ["Device.DeviceInfo.UpTime"]})
+            job = await tasks.enqueue(
+                conn, dev_id, "getParameterValues", {"parameterNames": ["Device.DeviceInfo.UpTime"]}
+            )
         await cpe.post(cpe.inform_message(["2 PERIODIC"]))
         # a response before the ACS asked anything
         reply = await cpe.post(m.SetParameterValuesResponse(0))
@@ -177,7 +181,8 @@ async def test_missing_cwmp_id_is_accepted_duplicate_is_refused(
     try:
         serial = cpe.identity.serial_number
         no_id = INFORM_1_0.format(serial=serial).replace(
-            '<SOAP-ENV:Header><cwmp:ID SOAP-ENV:mustUnderstand="1">4711</cwmp:ID></SOAP-ENV:Header>',
+            '<SOAP-ENV:Header><cwmp:ID SOAP-ENV:mustUnderstand="1">4711</cwmp:ID>'
+            "</SOAP-ENV:Header>",
             "",
         )
         reply = await cpe.post_raw(no_id.encode())
@@ -204,8 +209,9 @@ async def test_cpe_fault_is_recorded_against_the_job(
     try:
         await cpe.session(["0 BOOTSTRAP"])
         async with db_pool.acquire() as conn:
-            job = await tasks.enqueue(conn, dev_id, "getParameterValues",
-                                      {"parameterNames": ["Device.NoSuchThing."]})
+            job = await tasks.enqueue(
+                conn, dev_id, "getParameterValues", {"parameterNames": ["Device.NoSuchThing."]}
+            )
             bad_args = await tasks.enqueue(conn, dev_id, "addObject", {"objectName": "no-dot"})
         await cpe.session(["2 PERIODIC"])
         async with db_pool.acquire() as conn:

@@ -109,8 +109,11 @@ async def test_discovery_falls_back_to_object_by_object(
 
     def picky(request: m.Message) -> m.Message:
         # like CPEs that cannot list their whole tree at once (or refuse the root at all)
-        if (isinstance(request, m.GetParameterNames) and request.parameter_path in ("", root)
-                and (refuse_next_level or not request.next_level)):
+        if (
+            isinstance(request, m.GetParameterNames)
+            and request.parameter_path in ("", root)
+            and (refuse_next_level or not request.next_level)
+        ):
             return m.Fault(9005, "Invalid parameter name")
         return cpe.answer(request)
 
@@ -125,7 +128,7 @@ async def test_discovery_falls_back_to_object_by_object(
         # parameters directly under the root can only be listed by the root
         # itself; the ACS knows those the Inform carries
         informed = {p.name for p in cpe.tree.inform_parameters()}
-        expected = {k: v for k, v in expected.items() if "." in k[len(root):] or k in informed}
+        expected = {k: v for k, v in expected.items() if "." in k[len(root) :] or k in informed}
     dev_id = device_id(cpe.identity.oui, cpe.identity.product_class, cpe.identity.serial_number)
     async with db_pool.acquire() as conn:
         stored = await devices.get_parameters(conn, dev_id)
@@ -140,16 +143,38 @@ async def test_queued_jobs_run_in_order_and_results_are_kept(
     try:
         await cpe.session(["0 BOOTSTRAP"])
         async with db_pool.acquire() as conn:
-            get = await tasks.enqueue(conn, dev_id, "getParameterValues",
-                                      {"parameterNames": ["Device.DeviceInfo.SoftwareVersion"]})
-            put = await tasks.enqueue(conn, dev_id, "setParameterValues", {
-                "parameterValues": [["Device.ManagementServer.PeriodicInformInterval", 600],
-                                    ["Device.WiFi.SSID.1.SSID", "lab-net", "xsd:string"]]})
-            add = await tasks.enqueue(conn, dev_id, "addObject", {
-                "objectName": "Device.NAT.PortMapping.",
-                "parameterValues": [["ExternalPort", 8080], ["Description", "web"]]})
-            bad = await tasks.enqueue(conn, dev_id, "setParameterValues", {
-                "parameterValues": [["Device.DeviceInfo.SoftwareVersion", "9.9"]]})
+            get = await tasks.enqueue(
+                conn,
+                dev_id,
+                "getParameterValues",
+                {"parameterNames": ["Device.DeviceInfo.SoftwareVersion"]},
+            )
+            put = await tasks.enqueue(
+                conn,
+                dev_id,
+                "setParameterValues",
+                {
+                    "parameterValues": [
+                        ["Device.ManagementServer.PeriodicInformInterval", 600],
+                        ["Device.WiFi.SSID.1.SSID", "lab-net", "xsd:string"],
+                    ]
+                },
+            )
+            add = await tasks.enqueue(
+                conn,
+                dev_id,
+                "addObject",
+                {
+                    "objectName": "Device.NAT.PortMapping.",
+                    "parameterValues": [["ExternalPort", 8080], ["Description", "web"]],
+                },
+            )
+            bad = await tasks.enqueue(
+                conn,
+                dev_id,
+                "setParameterValues",
+                {"parameterValues": [["Device.DeviceInfo.SoftwareVersion", "9.9"]]},
+            )
             boot = await tasks.enqueue(conn, dev_id, "reboot", {})
         requests = await cpe.session(["2 PERIODIC"])
         async with db_pool.acquire() as conn:
@@ -160,14 +185,19 @@ async def test_queued_jobs_run_in_order_and_results_are_kept(
     names = [r.rpc for r in requests]
     assert names[0] == "GetParameterValues" and names[-1] == "Reboot"
     assert done[get.id].status == "done"
-    assert done[get.id].result == {"values": [["Device.DeviceInfo.SoftwareVersion", "1.0.0",
-                                               "xsd:string"]]}
+    assert done[get.id].result == {
+        "values": [["Device.DeviceInfo.SoftwareVersion", "1.0.0", "xsd:string"]]
+    }
     assert done[put.id].status == "done" and done[put.id].result == {"status": 0}
     assert cpe.tree.periodic_inform_interval == 600
     assert stored["Device.ManagementServer.PeriodicInformInterval"].value == "600"
     assert stored["Device.ManagementServer.PeriodicInformInterval"].xsd_type == "xsd:unsignedInt"
     assert stored["Device.WiFi.SSID.1.SSID"].value == "lab-net"
-    assert done[add.id].status == "done", (done[add.id].fault_code, done[add.id].fault_string, done[add.id].result)
+    assert done[add.id].status == "done", (
+        done[add.id].fault_code,
+        done[add.id].fault_string,
+        done[add.id].result,
+    )
     instance = done[add.id].result["instanceNumber"]
     assert done[add.id].status == "done"
     assert stored[f"Device.NAT.PortMapping.{instance}.ExternalPort"].value == "8080"
@@ -189,16 +219,18 @@ async def test_delete_object_and_refresh_update_the_tree(
     try:
         await cpe.session(["0 BOOTSTRAP"])
         async with db_pool.acquire() as conn:
-            add = await tasks.enqueue(conn, dev_id, "addObject",
-                                      {"objectName": "Device.NAT.PortMapping."})
+            add = await tasks.enqueue(
+                conn, dev_id, "addObject", {"objectName": "Device.NAT.PortMapping."}
+            )
         await cpe.session(["2 PERIODIC"])
         async with db_pool.acquire() as conn:
             instance = (await tasks.get_task(conn, add.id)).result["instanceNumber"]
             mapping = f"Device.NAT.PortMapping.{instance}."
             assert f"{mapping}ExternalPort" in await devices.get_parameters(conn, dev_id, mapping)
             delete = await tasks.enqueue(conn, dev_id, "deleteObject", {"objectName": mapping})
-            refused = await tasks.enqueue(conn, dev_id, "deleteObject",
-                                          {"objectName": "Device.Hosts.Host.2."})
+            refused = await tasks.enqueue(
+                conn, dev_id, "deleteObject", {"objectName": "Device.Hosts.Host.2."}
+            )
         await cpe.session(["2 PERIODIC"])
         # the device changes behind the ACS's back; refreshObject catches up
         cpe.tree.set_value_internal("Device.WiFi.SSID.2.SSID", "changed-locally")
@@ -232,8 +264,9 @@ async def test_transfer_complete_closes_the_download_job(
     try:
         await cpe.session(["0 BOOTSTRAP"])
         async with db_pool.acquire() as conn:
-            job = await tasks.enqueue(conn, dev_id, "download", {
-                "url": "http://127.0.0.1:7567/fw.bin", "fileSize": 1234})
+            job = await tasks.enqueue(
+                conn, dev_id, "download", {"url": "http://127.0.0.1:7567/fw.bin", "fileSize": 1234}
+            )
         requests = await cpe.session(["2 PERIODIC"], answer=accept_download)
         download = requests[0]
         assert isinstance(download, m.Download) and download.command_key == f"task-{job.id}"
@@ -258,8 +291,9 @@ async def test_second_concurrent_session_is_refused_with_8005(
     try:
         await first.session(["0 BOOTSTRAP"])
         async with db_pool.acquire() as conn:
-            job = await tasks.enqueue(conn, dev_id, "getParameterValues",
-                                      {"parameterNames": ["Device.DeviceInfo.UpTime"]})
+            job = await tasks.enqueue(
+                conn, dev_id, "getParameterValues", {"parameterNames": ["Device.DeviceInfo.UpTime"]}
+            )
         reply = await first.post(first.inform_message(["2 PERIODIC"]))
         assert isinstance(reply.message, m.InformResponse)
         refused = await twin.post(twin.inform_message(["2 PERIODIC"]))
@@ -288,8 +322,9 @@ async def test_new_inform_starts_a_new_session_and_requeues_the_job_in_flight(
     try:
         await cpe.session(["0 BOOTSTRAP"])
         async with db_pool.acquire() as conn:
-            job = await tasks.enqueue(conn, dev_id, "getParameterValues",
-                                      {"parameterNames": ["Device.DeviceInfo.UpTime"]})
+            job = await tasks.enqueue(
+                conn, dev_id, "getParameterValues", {"parameterNames": ["Device.DeviceInfo.UpTime"]}
+            )
         await cpe.post(cpe.inform_message(["2 PERIODIC"]))
         assert isinstance((await cpe.post(None)).message, m.GetParameterValues)
         async with db_pool.acquire() as conn:

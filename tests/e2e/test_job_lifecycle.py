@@ -53,8 +53,11 @@ async def test_backoff_keeps_a_deferred_job_out_of_the_next_session(
     dev = device_id(cpe.identity.oui, cpe.identity.product_class, cpe.identity.serial_number)
 
     def busy(request: m.Message) -> m.Message:
-        return m.Fault(9004, "Resources exceeded") if isinstance(request, m.Reboot) else (
-            cpe.answer(request))
+        return (
+            m.Fault(9004, "Resources exceeded")
+            if isinstance(request, m.Reboot)
+            else (cpe.answer(request))
+        )
 
     try:
         await cpe.session(["0 BOOTSTRAP"])
@@ -73,8 +76,11 @@ async def test_transfer_without_transfer_complete_times_out(
     dev = device_id(cpe.identity.oui, cpe.identity.product_class, cpe.identity.serial_number)
 
     def accept(request: m.Message) -> m.Message:
-        return m.DownloadResponse(status=1) if isinstance(request, m.Download) else (
-            cpe.answer(request))
+        return (
+            m.DownloadResponse(status=1)
+            if isinstance(request, m.Download)
+            else (cpe.answer(request))
+        )
 
     try:
         await cpe.session(["0 BOOTSTRAP"])

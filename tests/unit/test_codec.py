@@ -54,10 +54,14 @@ def test_faults_round_trip(ns: str) -> None:
     for fault in [
         m.Fault(8005, "Retry request"),
         m.Fault(9002, ""),
-        m.Fault(9003, "Invalid arguments", [
-            m.SetParameterValuesFault("Device.WiFi.SSID.1.SSID", 9007, "too long"),
-            m.SetParameterValuesFault("Device.DeviceInfo.Manufacturer", 9008, ""),
-        ]),
+        m.Fault(
+            9003,
+            "Invalid arguments",
+            [
+                m.SetParameterValuesFault("Device.WiFi.SSID.1.SSID", 9007, "too long"),
+                m.SetParameterValuesFault("Device.DeviceInfo.Manufacturer", 9008, ""),
+            ],
+        ),
         m.Fault(9899, "vendor: flash busy"),
     ]:
         envelope = Envelope(body=fault, cwmp_id="7", cwmp_ns=ns)
@@ -66,8 +70,12 @@ def test_faults_round_trip(ns: str) -> None:
 
 def test_headers_round_trip() -> None:
     envelope = Envelope(
-        body=m.InformResponse(1), cwmp_id="\n abc-1 \n", cwmp_ns=CWMP_NS_1_2,
-        hold_requests=True, session_timeout=45, supported_cwmp_versions="1.0,1.4",
+        body=m.InformResponse(1),
+        cwmp_id="\n abc-1 \n",
+        cwmp_ns=CWMP_NS_1_2,
+        hold_requests=True,
+        session_timeout=45,
+        supported_cwmp_versions="1.0,1.4",
         use_cwmp_version="1.4",
     )
     assert roundtrip(envelope) == envelope
@@ -189,7 +197,8 @@ def test_cwmp_1_0_tr098_inform() -> None:
     assert len(inform.parameter_list) == 5
     assert inform.parameter_list[3] == m.ParameterValueStruct(
         "InternetGatewayDevice.ManagementServer.ConnectionRequestURL",
-        "http://192.0.2.10:51005/", "xsd:string",
+        "http://192.0.2.10:51005/",
+        "xsd:string",
     )
     # and it goes back out as valid CWMP 1.0
     xsd.validate_envelope(serialize_envelope(env))
@@ -224,7 +233,7 @@ TR181_INFORM_1_4 = """<?xml version="1.0" encoding="UTF-8"?>
 <ParameterValueStruct><Name>Device.DeviceInfo.UpTime</Name>
 <Value xsi:type="xsd:unsignedInt">3600</Value></ParameterValueStruct>
 <ParameterValueStruct><Name>Device.WiFi.SSID.1.SSID</Name>
-<Value xsi:type="xsd:string">Caf\u00e9 &amp; &lt;B\u00e4r&gt; \U0001F600</Value>
+<Value xsi:type="xsd:string">Caf\u00e9 &amp; &lt;B\u00e4r&gt; \U0001f600</Value>
 </ParameterValueStruct>
 <ParameterValueStruct><Name>Device.ManagementServer.PeriodicInformEnable</Name>
 <Value xsi:type="xsd:boolean">1</Value></ParameterValueStruct>
@@ -250,7 +259,7 @@ def test_cwmp_1_4_tr181_inform() -> None:
     assert inform.current_time == datetime(2024, 3, 9, 23, 59, 59, 123456, tzinfo=UTC)
     values = {p.name: (p.value, p.xsd_type) for p in inform.parameter_list}
     assert values["Device.DeviceInfo.UpTime"] == ("3600", "xsd:unsignedInt")
-    assert values["Device.WiFi.SSID.1.SSID"] == ("Caf\u00e9 & <B\u00e4r> \U0001F600", "xsd:string")
+    assert values["Device.WiFi.SSID.1.SSID"] == ("Caf\u00e9 & <B\u00e4r> \U0001f600", "xsd:string")
     assert values["Device.ManagementServer.PeriodicInformEnable"] == ("1", "xsd:boolean")
 
 
@@ -288,11 +297,13 @@ def test_odd_prefixes_everywhere() -> None:
 
 
 def test_rpc_element_without_prefix_takes_namespace_from_id() -> None:
-    env = parse_envelope(_doc(
-        "<GetRPCMethodsResponse><MethodList><string>Inform</string>"
-        "<string>GetRPCMethods</string></MethodList></GetRPCMethodsResponse>",
-        header='<cwmp:ID s:mustUnderstand="1">n1</cwmp:ID>',
-    ))
+    env = parse_envelope(
+        _doc(
+            "<GetRPCMethodsResponse><MethodList><string>Inform</string>"
+            "<string>GetRPCMethods</string></MethodList></GetRPCMethodsResponse>",
+            header='<cwmp:ID s:mustUnderstand="1">n1</cwmp:ID>',
+        )
+    )
     assert env is not None and env.cwmp_ns == CWMP_NS_1_1 and env.cwmp_id == "n1"
     assert env.body == m.GetRPCMethodsResponse(["Inform", "GetRPCMethods"])
 
@@ -304,31 +315,35 @@ def test_rpc_element_without_any_namespace_defaults_to_1_0() -> None:
 
 
 def test_default_namespace_on_rpc() -> None:
-    env = parse_envelope(_doc(
-        '<AddObjectResponse xmlns="urn:dslforum-org:cwmp-1-2">'
-        "<InstanceNumber>4</InstanceNumber><Status>1</Status></AddObjectResponse>",
-        header='<cwmp:ID s:mustUnderstand="1">d</cwmp:ID>',
-    ))
+    env = parse_envelope(
+        _doc(
+            '<AddObjectResponse xmlns="urn:dslforum-org:cwmp-1-2">'
+            "<InstanceNumber>4</InstanceNumber><Status>1</Status></AddObjectResponse>",
+            header='<cwmp:ID s:mustUnderstand="1">d</cwmp:ID>',
+        )
+    )
     assert env is not None
     assert env.cwmp_ns == CWMP_NS_1_2  # the body's namespace wins over the header's
     assert env.body == m.AddObjectResponse(instance_number=4, status=1)
 
 
 def test_xsi_type_with_other_prefixes_and_missing_xsi_type() -> None:
-    env = parse_envelope(_doc(
-        "<cwmp:GetParameterValuesResponse><ParameterList>"
-        '<ParameterValueStruct><Name>A</Name><Value xsi:type="xs:int">-3</Value>'
-        "</ParameterValueStruct>"
-        "<ParameterValueStruct><Name>B</Name><Value>plain</Value></ParameterValueStruct>"
-        "<ParameterValueStruct><Name>C</Name><Value/></ParameterValueStruct>"
-        '<ParameterValueStruct><Name>D</Name><Value xsi:type="dateTime">'
-        "2024-01-01T00:00:00Z</Value></ParameterValueStruct>"
-        '<ParameterValueStruct><Value old:type="xsd:boolean">true</Value><Name>E</Name>'
-        "</ParameterValueStruct>"
-        "</ParameterList></cwmp:GetParameterValuesResponse>",
-        extra_ns='xmlns:xs="http://www.w3.org/2001/XMLSchema" '
-                 'xmlns:old="http://www.w3.org/1999/XMLSchema-instance"',
-    ))
+    env = parse_envelope(
+        _doc(
+            "<cwmp:GetParameterValuesResponse><ParameterList>"
+            '<ParameterValueStruct><Name>A</Name><Value xsi:type="xs:int">-3</Value>'
+            "</ParameterValueStruct>"
+            "<ParameterValueStruct><Name>B</Name><Value>plain</Value></ParameterValueStruct>"
+            "<ParameterValueStruct><Name>C</Name><Value/></ParameterValueStruct>"
+            '<ParameterValueStruct><Name>D</Name><Value xsi:type="dateTime">'
+            "2024-01-01T00:00:00Z</Value></ParameterValueStruct>"
+            '<ParameterValueStruct><Value old:type="xsd:boolean">true</Value><Name>E</Name>'
+            "</ParameterValueStruct>"
+            "</ParameterList></cwmp:GetParameterValuesResponse>",
+            extra_ns='xmlns:xs="http://www.w3.org/2001/XMLSchema" '
+            'xmlns:old="http://www.w3.org/1999/XMLSchema-instance"',
+        )
+    )
     assert env is not None and isinstance(env.body, m.GetParameterValuesResponse)
     assert env.body.parameter_list == [
         m.ParameterValueStruct("A", "-3", "xsd:int"),
@@ -341,15 +356,24 @@ def test_xsi_type_with_other_prefixes_and_missing_xsi_type() -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("1", True), ("0", False), ("true", True), ("false", False), ("FALSE", False),
-     ("True", True), (" true\n", True)],
+    [
+        ("1", True),
+        ("0", False),
+        ("true", True),
+        ("false", False),
+        ("FALSE", False),
+        ("True", True),
+        (" true\n", True),
+    ],
 )
 def test_booleans(text: str, expected: bool) -> None:
-    env = parse_envelope(_doc(
-        "<cwmp:GetParameterNamesResponse><ParameterList><ParameterInfoStruct>"
-        f"<Name>Device.X</Name><Writable>{text}</Writable>"
-        "</ParameterInfoStruct></ParameterList></cwmp:GetParameterNamesResponse>"
-    ))
+    env = parse_envelope(
+        _doc(
+            "<cwmp:GetParameterNamesResponse><ParameterList><ParameterInfoStruct>"
+            f"<Name>Device.X</Name><Writable>{text}</Writable>"
+            "</ParameterInfoStruct></ParameterList></cwmp:GetParameterNamesResponse>"
+        )
+    )
     assert env is not None
     assert env.body == m.GetParameterNamesResponse([m.ParameterInfoStruct("Device.X", expected)])
 
@@ -357,11 +381,13 @@ def test_booleans(text: str, expected: bool) -> None:
 @pytest.mark.parametrize("text", ["yes", "2", "", "t"])
 def test_bad_booleans_are_rejected(text: str) -> None:
     with pytest.raises(CwmpParseError, match="Writable"):
-        parse_envelope(_doc(
-            "<cwmp:GetParameterNamesResponse><ParameterList><ParameterInfoStruct>"
-            f"<Name>Device.X</Name><Writable>{text}</Writable>"
-            "</ParameterInfoStruct></ParameterList></cwmp:GetParameterNamesResponse>"
-        ))
+        parse_envelope(
+            _doc(
+                "<cwmp:GetParameterNamesResponse><ParameterList><ParameterInfoStruct>"
+                f"<Name>Device.X</Name><Writable>{text}</Writable>"
+                "</ParameterInfoStruct></ParameterList></cwmp:GetParameterNamesResponse>"
+            )
+        )
 
 
 @pytest.mark.parametrize(
@@ -369,13 +395,19 @@ def test_bad_booleans_are_rejected(text: str) -> None:
     [
         ("2024-02-29T12:34:56Z", datetime(2024, 2, 29, 12, 34, 56, tzinfo=UTC)),
         ("2024-02-29T12:34:56", datetime(2024, 2, 29, 12, 34, 56, tzinfo=UTC)),  # no zone: UTC
-        ("2024-02-29T12:34:56+05:30",
-         datetime(2024, 2, 29, 12, 34, 56, tzinfo=timezone(timedelta(hours=5, minutes=30)))),
-        ("2024-02-29T12:34:56-0800",
-         datetime(2024, 2, 29, 12, 34, 56, tzinfo=timezone(timedelta(hours=-8)))),
+        (
+            "2024-02-29T12:34:56+05:30",
+            datetime(2024, 2, 29, 12, 34, 56, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+        ),
+        (
+            "2024-02-29T12:34:56-0800",
+            datetime(2024, 2, 29, 12, 34, 56, tzinfo=timezone(timedelta(hours=-8))),
+        ),
         ("2024-02-29T12:34:56.5Z", datetime(2024, 2, 29, 12, 34, 56, 500000, tzinfo=UTC)),
-        ("2024-02-29T12:34:56.123456789+00:00",
-         datetime(2024, 2, 29, 12, 34, 56, 123456, tzinfo=UTC)),
+        (
+            "2024-02-29T12:34:56.123456789+00:00",
+            datetime(2024, 2, 29, 12, 34, 56, 123456, tzinfo=UTC),
+        ),
         (" 2024-02-29T12:34:56Z\n", datetime(2024, 2, 29, 12, 34, 56, tzinfo=UTC)),
         ("0001-01-01T00:00:00Z", None),
         ("0001-01-01T00:00:00", None),
@@ -383,10 +415,12 @@ def test_bad_booleans_are_rejected(text: str) -> None:
     ],
 )
 def test_times(text: str, expected: datetime | None) -> None:
-    env = parse_envelope(_doc(
-        "<cwmp:DownloadResponse><Status>0</Status>"
-        f"<StartTime>{text}</StartTime><CompleteTime>{text}</CompleteTime></cwmp:DownloadResponse>"
-    ))
+    env = parse_envelope(
+        _doc(
+            "<cwmp:DownloadResponse><Status>0</Status>"
+            f"<StartTime>{text}</StartTime><CompleteTime>{text}</CompleteTime></cwmp:DownloadResponse>"
+        )
+    )
     assert env is not None and isinstance(env.body, m.DownloadResponse)
     assert env.body.start_time == expected and env.body.complete_time == expected
     if expected is not None:
@@ -396,27 +430,44 @@ def test_times(text: str, expected: datetime | None) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["yesterday", "2024-13-01T00:00:00Z", "2024-02-30T00:00:00Z", "2024-01-01T24:00:00Z",
-     "2024-01-01 00:00:00Z", "2024-01-01T00:00:00+25:00", "\uff12024-01-01T00:00:00Z"],
+    [
+        "yesterday",
+        "2024-13-01T00:00:00Z",
+        "2024-02-30T00:00:00Z",
+        "2024-01-01T24:00:00Z",
+        "2024-01-01 00:00:00Z",
+        "2024-01-01T00:00:00+25:00",
+        "\uff12024-01-01T00:00:00Z",
+    ],
 )
 def test_bad_times_are_rejected(text: str) -> None:
     with pytest.raises(CwmpParseError, match="StartTime"):
-        parse_envelope(_doc(
-            f"<cwmp:DownloadResponse><Status>0</Status><StartTime>{text}</StartTime>"
-            "</cwmp:DownloadResponse>"
-        ))
+        parse_envelope(
+            _doc(
+                f"<cwmp:DownloadResponse><Status>0</Status><StartTime>{text}</StartTime>"
+                "</cwmp:DownloadResponse>"
+            )
+        )
 
 
 @pytest.mark.parametrize("text", ["1_0", "\uff11", "0x10", "1.0", "", " ", "+-1"])
 def test_bad_integers_are_rejected(text: str) -> None:
     with pytest.raises(CwmpParseError, match="Status"):
-        parse_envelope(_doc(f"<cwmp:SetParameterValuesResponse><Status>{text}</Status>"
-                            "</cwmp:SetParameterValuesResponse>"))
+        parse_envelope(
+            _doc(
+                f"<cwmp:SetParameterValuesResponse><Status>{text}</Status>"
+                "</cwmp:SetParameterValuesResponse>"
+            )
+        )
 
 
 def test_integers_tolerate_whitespace_and_sign() -> None:
-    env = parse_envelope(_doc("<cwmp:AddObjectResponse><InstanceNumber>\n +12 </InstanceNumber>"
-                              "<Status>0</Status></cwmp:AddObjectResponse>"))
+    env = parse_envelope(
+        _doc(
+            "<cwmp:AddObjectResponse><InstanceNumber>\n +12 </InstanceNumber>"
+            "<Status>0</Status></cwmp:AddObjectResponse>"
+        )
+    )
     assert env is not None and env.body == m.AddObjectResponse(12, 0)
 
 
@@ -431,33 +482,43 @@ def test_empty_soap_body_is_none() -> None:
 
 
 def test_unknown_rpc_gives_unknown_method() -> None:
-    env = parse_envelope(_doc("<cwmp:X_ACME_Frobnicate><Level>11</Level></cwmp:X_ACME_Frobnicate>",
-                              header='<cwmp:ID s:mustUnderstand="1">u-9</cwmp:ID>'))
+    env = parse_envelope(
+        _doc(
+            "<cwmp:X_ACME_Frobnicate><Level>11</Level></cwmp:X_ACME_Frobnicate>",
+            header='<cwmp:ID s:mustUnderstand="1">u-9</cwmp:ID>',
+        )
+    )
     assert env is not None
     assert env.body == m.UnknownMethod(name="X_ACME_Frobnicate")
     assert env.cwmp_id == "u-9" and env.cwmp_ns == CWMP_NS_1_1
 
 
 def test_fields_in_any_order_and_vendor_extras_are_ignored() -> None:
-    env = parse_envelope(_doc(
-        "<cwmp:TransferComplete><X_ACME_Slot>2</X_ACME_Slot>"
-        "<CompleteTime>2024-01-01T00:01:00Z</CompleteTime>"
-        "<FaultStruct><FaultString></FaultString><FaultCode>0</FaultCode></FaultStruct>"
-        "<StartTime>2024-01-01T00:00:00Z</StartTime><CommandKey>k1</CommandKey>"
-        "</cwmp:TransferComplete>"
-    ))
+    env = parse_envelope(
+        _doc(
+            "<cwmp:TransferComplete><X_ACME_Slot>2</X_ACME_Slot>"
+            "<CompleteTime>2024-01-01T00:01:00Z</CompleteTime>"
+            "<FaultStruct><FaultString></FaultString><FaultCode>0</FaultCode></FaultStruct>"
+            "<StartTime>2024-01-01T00:00:00Z</StartTime><CommandKey>k1</CommandKey>"
+            "</cwmp:TransferComplete>"
+        )
+    )
     assert env is not None
     assert env.body == m.TransferComplete(
-        "k1", m.FaultStruct(0, ""), datetime(2024, 1, 1, tzinfo=UTC),
+        "k1",
+        m.FaultStruct(0, ""),
+        datetime(2024, 1, 1, tzinfo=UTC),
         datetime(2024, 1, 1, 0, 1, tzinfo=UTC),
     )
 
 
 def test_inform_with_only_required_fields_gets_defaults() -> None:
-    env = parse_envelope(_doc(
-        "<cwmp:Inform><DeviceId><Manufacturer>M</Manufacturer><OUI>000000</OUI>"
-        "<SerialNumber>S</SerialNumber></DeviceId><Event/></cwmp:Inform>"
-    ))
+    env = parse_envelope(
+        _doc(
+            "<cwmp:Inform><DeviceId><Manufacturer>M</Manufacturer><OUI>000000</OUI>"
+            "<SerialNumber>S</SerialNumber></DeviceId><Event/></cwmp:Inform>"
+        )
+    )
     assert env is not None
     assert env.body == m.Inform(m.DeviceIdStruct("M", "000000", "", "S"), [], 0, None, 0, [])
 
@@ -493,10 +554,14 @@ def test_soap_fault_with_cwmp_fault_detail() -> None:
     xsd.validate_envelope(SOAP_FAULT)
     env = parse_envelope(SOAP_FAULT)
     assert env is not None and env.cwmp_id == "acs-55" and env.cwmp_ns == CWMP_NS_1_2
-    assert env.body == m.Fault(9003, "Invalid arguments", [
-        m.SetParameterValuesFault("Device.WiFi.SSID.1.SSID", 9007, "Value too long"),
-        m.SetParameterValuesFault("Device.DeviceInfo.Manufacturer", 9008, ""),
-    ])
+    assert env.body == m.Fault(
+        9003,
+        "Invalid arguments",
+        [
+            m.SetParameterValuesFault("Device.WiFi.SSID.1.SSID", 9007, "Value too long"),
+            m.SetParameterValuesFault("Device.DeviceInfo.Manufacturer", 9008, ""),
+        ],
+    )
 
 
 def test_soap_fault_namespace_comes_from_the_detail() -> None:
@@ -509,26 +574,34 @@ def test_soap_fault_namespace_comes_from_the_detail() -> None:
 
 
 def test_bare_soap_fault_keeps_its_faultstring() -> None:
-    env = parse_envelope(_doc(
-        "<s:Fault><faultcode>s:Server</faultcode><faultstring>out of memory</faultstring>"
-        "</s:Fault>"
-    ))
+    env = parse_envelope(
+        _doc(
+            "<s:Fault><faultcode>s:Server</faultcode><faultstring>out of memory</faultstring>"
+            "</s:Fault>"
+        )
+    )
     assert env is not None and env.body == m.Fault(0, "out of memory")
 
 
 def test_cwmp_fault_without_fault_code_is_rejected() -> None:
     with pytest.raises(CwmpParseError, match="FaultCode"):
-        parse_envelope(_doc("<s:Fault><faultcode>Client</faultcode><faultstring>x</faultstring>"
-                            "<detail><cwmp:Fault><FaultString>?</FaultString></cwmp:Fault>"
-                            "</detail></s:Fault>"))
+        parse_envelope(
+            _doc(
+                "<s:Fault><faultcode>Client</faultcode><faultstring>x</faultstring>"
+                "<detail><cwmp:Fault><FaultString>?</FaultString></cwmp:Fault>"
+                "</detail></s:Fault>"
+            )
+        )
 
 
 def test_hold_requests_header() -> None:
     for text, expected in [("1", True), ("true", True), ("TRUE", True), ("0", False)]:
-        env = parse_envelope(_doc(
-            "<cwmp:InformResponse><MaxEnvelopes>1</MaxEnvelopes></cwmp:InformResponse>",
-            header=f'<cwmp:HoldRequests s:mustUnderstand="1">{text}</cwmp:HoldRequests>',
-        ))
+        env = parse_envelope(
+            _doc(
+                "<cwmp:InformResponse><MaxEnvelopes>1</MaxEnvelopes></cwmp:InformResponse>",
+                header=f'<cwmp:HoldRequests s:mustUnderstand="1">{text}</cwmp:HoldRequests>',
+            )
+        )
         assert env is not None and env.hold_requests is expected
     data = serialize_envelope(Envelope(body=m.InformResponse(), hold_requests=True))
     assert b'<cwmp:HoldRequests soap-env:mustUnderstand="1">1</cwmp:HoldRequests>' in data
@@ -537,22 +610,27 @@ def test_hold_requests_header() -> None:
 
 
 def test_session_timeout_and_use_cwmp_version_headers() -> None:
-    env = parse_envelope(_doc(
-        "<cwmp:GetRPCMethods/>",
-        header="<cwmp:SessionTimeout>120</cwmp:SessionTimeout>"
-               '<cwmp:UseCWMPVersion s:mustUnderstand="1"> 1.4 </cwmp:UseCWMPVersion>',
-    ))
+    env = parse_envelope(
+        _doc(
+            "<cwmp:GetRPCMethods/>",
+            header="<cwmp:SessionTimeout>120</cwmp:SessionTimeout>"
+            '<cwmp:UseCWMPVersion s:mustUnderstand="1"> 1.4 </cwmp:UseCWMPVersion>',
+        )
+    )
     assert env is not None
     assert env.session_timeout == 120 and env.use_cwmp_version == "1.4"
 
 
 # ---------------------------------------------------------------- property-based
 
+
 # XML 1.0 Char: #x9 | #xA | #xD | [#x20-#xD7FF] | [#xE000-#xFFFD] | [#x10000-#x10FFFF]
 def _xml_char_ok(c: str) -> bool:
     o = ord(c)
     return (
-        o in (0x9, 0xA, 0xD) or 0x20 <= o <= 0xD7FF or 0xE000 <= o <= 0xFFFD
+        o in (0x9, 0xA, 0xD)
+        or 0x20 <= o <= 0xD7FF
+        or 0xE000 <= o <= 0xFFFD
         or 0x10000 <= o <= 0x10FFFF
     )
 
@@ -563,8 +641,17 @@ xml_text = st.text(
     max_size=40,
 )
 xsd_types = st.sampled_from(
-    ["xsd:string", "xsd:int", "xsd:unsignedInt", "xsd:boolean", "xsd:dateTime", "xsd:long",
-     "xsd:unsignedLong", "xsd:base64", "xsd:hexBinary"]
+    [
+        "xsd:string",
+        "xsd:int",
+        "xsd:unsignedInt",
+        "xsd:boolean",
+        "xsd:dateTime",
+        "xsd:long",
+        "xsd:unsignedLong",
+        "xsd:base64",
+        "xsd:hexBinary",
+    ]
 )
 pvs = st.builds(m.ParameterValueStruct, xml_text, xml_text, xsd_types)
 

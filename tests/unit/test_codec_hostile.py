@@ -71,8 +71,9 @@ def test_doctype_is_refused() -> None:
 
 
 def test_internal_entity_is_refused() -> None:
-    data = (b'<!DOCTYPE s:Envelope [<!ENTITY k "boom">]>'
-            + doc("<cwmp:Reboot><CommandKey>&k;</CommandKey></cwmp:Reboot>"))
+    data = b'<!DOCTYPE s:Envelope [<!ENTITY k "boom">]>' + doc(
+        "<cwmp:Reboot><CommandKey>&k;</CommandKey></cwmp:Reboot>"
+    )
     refused(data, "DOCTYPE")
 
 
@@ -82,7 +83,9 @@ BILLION_LAUGHS = (
         f' <!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">\n'
         for i in range(1, 10)
     )
-    + "]>\n" + ENV_OPEN + "<s:Body><cwmp:Reboot><CommandKey>&lol9;</CommandKey>"
+    + "]>\n"
+    + ENV_OPEN
+    + "<s:Body><cwmp:Reboot><CommandKey>&lol9;</CommandKey>"
     "</cwmp:Reboot></s:Body></s:Envelope>"
 )
 
@@ -91,8 +94,9 @@ BILLION_LAUGHS = (
 def test_billion_laughs_is_refused_fast(encoding: str) -> None:
     data = BILLION_LAUGHS.encode(encoding)
     if encoding == "utf-16-be":
-        data = BILLION_LAUGHS.replace('version="1.0"?>', 'version="1.0" encoding="UTF-16BE"?>',
-                                      1).encode(encoding)
+        data = BILLION_LAUGHS.replace(
+            'version="1.0"?>', 'version="1.0" encoding="UTF-16BE"?>', 1
+        ).encode(encoding)
     start = time.perf_counter()
     # UTF-8: our byte check; UTF-16: libxml2's amplification limit, then our
     # DOCTYPE check if it ever got that far.  Either way: refused, quickly.
@@ -112,7 +116,8 @@ def secret_file(tmp_path: Path) -> tuple[Path, str]:
 def _xxe(path: Path) -> str:
     return (
         f'<?xml version="1.0"?>\n<!DOCTYPE s:Envelope [<!ENTITY xxe SYSTEM "{path.as_uri()}">]>\n'
-        + ENV_OPEN + "<s:Body><cwmp:Reboot><CommandKey>&xxe;</CommandKey></cwmp:Reboot>"
+        + ENV_OPEN
+        + "<s:Body><cwmp:Reboot><CommandKey>&xxe;</CommandKey></cwmp:Reboot>"
         "</s:Body></s:Envelope>"
     )
 
@@ -126,9 +131,7 @@ def _assert_secret_absent(secret: str, err: BaseException) -> None:
 
 
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-16"])
-def test_external_entity_never_reads_the_file(
-    secret_file: tuple[Path, str], encoding: str
-) -> None:
+def test_external_entity_never_reads_the_file(secret_file: tuple[Path, str], encoding: str) -> None:
     path, secret = secret_file
     data = _xxe(path).encode(encoding)
     err = refused(data, "DOCTYPE")
@@ -139,41 +142,47 @@ def test_external_entity_never_reads_the_file(
     assert all(secret not in (el.text or "") for el in tree.iter())
 
 
-def test_external_dtd_and_parameter_entities_are_not_loaded(
-    secret_file: tuple[Path, str]
-) -> None:
+def test_external_dtd_and_parameter_entities_are_not_loaded(secret_file: tuple[Path, str]) -> None:
     path, secret = secret_file
     dtd = path.with_suffix(".dtd")
     dtd.write_text(f'<!ENTITY leak "{secret}">')
     for data in [
-        (f'<!DOCTYPE s:Envelope SYSTEM "{dtd.as_uri()}">' + doc("<cwmp:GetRPCMethods/>").decode()
-         ).encode("utf-16"),
+        (
+            f'<!DOCTYPE s:Envelope SYSTEM "{dtd.as_uri()}">' + doc("<cwmp:GetRPCMethods/>").decode()
+        ).encode("utf-16"),
         f'<!DOCTYPE s:Envelope SYSTEM "{dtd.as_uri()}">'.encode() + doc("<cwmp:GetRPCMethods/>"),
-        (f'<!DOCTYPE s:Envelope [<!ENTITY % p SYSTEM "{dtd.as_uri()}"> %p;]>'.encode()
-         + doc("<cwmp:Reboot><CommandKey>&leak;</CommandKey></cwmp:Reboot>")),
+        (
+            f'<!DOCTYPE s:Envelope [<!ENTITY % p SYSTEM "{dtd.as_uri()}"> %p;]>'.encode()
+            + doc("<cwmp:Reboot><CommandKey>&leak;</CommandKey></cwmp:Reboot>")
+        ),
     ]:
         _assert_secret_absent(secret, refused(data))
 
 
 def test_utf16_document_with_doctype_is_refused() -> None:
-    data = ('<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE x>'
-            + doc("<cwmp:GetRPCMethods/>").decode()).encode("utf-16")
+    data = (
+        '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE x>'
+        + doc("<cwmp:GetRPCMethods/>").decode()
+    ).encode("utf-16")
     assert b"<!DOCTYPE" not in data  # the cheap byte check cannot see it
     refused(data, "DOCTYPE")
 
 
 def test_utf16_document_without_doctype_parses() -> None:
-    data = ('<?xml version="1.0" encoding="UTF-16"?>'
-            + doc("<cwmp:Reboot><CommandKey>\u00fcber</CommandKey></cwmp:Reboot>").decode()
-            ).encode("utf-16")
+    data = (
+        '<?xml version="1.0" encoding="UTF-16"?>'
+        + doc("<cwmp:Reboot><CommandKey>\u00fcber</CommandKey></cwmp:Reboot>").decode()
+    ).encode("utf-16")
     env = parse_envelope(data)
     assert env is not None and env.body == m.Reboot("\u00fcber") and env.cwmp_id == "h-1"
 
 
 def test_xinclude_is_not_processed(secret_file: tuple[Path, str]) -> None:
     path, secret = secret_file
-    xi = (f'<xi:include xmlns:xi="http://www.w3.org/2001/XInclude" href="{path.as_uri()}"'
-          ' parse="text"/>')
+    xi = (
+        f'<xi:include xmlns:xi="http://www.w3.org/2001/XInclude" href="{path.as_uri()}"'
+        ' parse="text"/>'
+    )
     data = doc(
         "<cwmp:GetParameterValuesResponse><ParameterList><ParameterValueStruct>"
         f"<Name>Device.X{xi}</Name><Value>{xi}</Value>"
@@ -187,13 +196,14 @@ def test_xinclude_is_not_processed(secret_file: tuple[Path, str]) -> None:
         assert env is not None
         assert secret not in repr(env)
         assert isinstance(env.body, m.GetParameterValuesResponse)
-        assert all(secret not in p.value and secret not in p.name
-                   for p in env.body.parameter_list)
+        assert all(secret not in p.value and secret not in p.name for p in env.body.parameter_list)
 
 
 def test_processing_instructions_and_comments_are_dropped() -> None:
-    data = doc("<cwmp:Reboot><?php system('id') ?><!-- c --><CommandKey>a<!--x-->b</CommandKey>"
-               "</cwmp:Reboot>")
+    data = doc(
+        "<cwmp:Reboot><?php system('id') ?><!-- c --><CommandKey>a<!--x-->b</CommandKey>"
+        "</cwmp:Reboot>"
+    )
     env = parse_envelope(data)
     assert env is not None and env.body == m.Reboot("ab")
 
@@ -217,21 +227,25 @@ def test_very_deep_nesting_is_refused_fast() -> None:
 
 def test_message_at_the_depth_limit_parses() -> None:
     # Envelope > Body > ChangeDUState ... real messages stay far below MAX_DEPTH
-    env = parse_envelope(doc(
-        "<cwmp:DUStateChangeComplete><Results><UUID>u</UUID><DeploymentUnitRef/><Version/>"
-        "<CurrentState>Installed</CurrentState><Resolved>1</Resolved><ExecutionUnitRefList/>"
-        "<StartTime/><CompleteTime/><Fault><FaultCode>0</FaultCode><FaultString/></Fault>"
-        "</Results></cwmp:DUStateChangeComplete>"
-    ))
+    env = parse_envelope(
+        doc(
+            "<cwmp:DUStateChangeComplete><Results><UUID>u</UUID><DeploymentUnitRef/><Version/>"
+            "<CurrentState>Installed</CurrentState><Resolved>1</Resolved><ExecutionUnitRefList/>"
+            "<StartTime/><CompleteTime/><Fault><FaultCode>0</FaultCode><FaultString/></Fault>"
+            "</Results></cwmp:DUStateChangeComplete>"
+        )
+    )
     assert env is not None and isinstance(env.body, m.DUStateChangeComplete)
     assert env.body.results[0].resolved is True
 
 
 @pytest.mark.parametrize(
     "data",
-    [b"<html><body>hi</body></html>",
-     b'<Envelope xmlns="urn:other"/>'.replace(b"Envelope", b"Envelop"),
-     b"<soap:Body xmlns:soap='http://schemas.xmlsoap.org/soap/envelope/'/>"],
+    [
+        b"<html><body>hi</body></html>",
+        b'<Envelope xmlns="urn:other"/>'.replace(b"Envelope", b"Envelop"),
+        b"<soap:Body xmlns:soap='http://schemas.xmlsoap.org/soap/envelope/'/>",
+    ],
 )
 def test_non_soap_root(data: bytes) -> None:
     refused(data, "not a SOAP envelope")
@@ -266,26 +280,38 @@ def test_two_soap_headers() -> None:
 
 @pytest.mark.parametrize("text", ["\u00b2", "\u0663", "-1", "1e3", "", "99999999999999999999x"])
 def test_bad_session_timeout_header_is_ignored(text: str) -> None:
-    env = parse_envelope(doc("<cwmp:GetRPCMethods/>",
-                             header=f"<cwmp:SessionTimeout>{text}</cwmp:SessionTimeout>"))
+    env = parse_envelope(
+        doc("<cwmp:GetRPCMethods/>", header=f"<cwmp:SessionTimeout>{text}</cwmp:SessionTimeout>")
+    )
     assert env is not None and env.session_timeout is None
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.text(alphabet=st.characters(codec="utf-8", exclude_characters="<&\x00"), max_size=12),
-       st.sampled_from(["ID", "HoldRequests", "NoMoreRequests", "SessionTimeout",
-                        "SupportedCWMPVersions", "UseCWMPVersion"]))
+@given(
+    st.text(alphabet=st.characters(codec="utf-8", exclude_characters="<&\x00"), max_size=12),
+    st.sampled_from(
+        [
+            "ID",
+            "HoldRequests",
+            "NoMoreRequests",
+            "SessionTimeout",
+            "SupportedCWMPVersions",
+            "UseCWMPVersion",
+        ]
+    ),
+)
 def test_random_header_values(text: str, header: str) -> None:
-    _parse_or_refuse(
-        doc("<cwmp:GetRPCMethods/>", header=f"<cwmp:{header}>{text}</cwmp:{header}>")
-    )
+    _parse_or_refuse(doc("<cwmp:GetRPCMethods/>", header=f"<cwmp:{header}>{text}</cwmp:{header}>"))
 
 
 def test_inform_without_device_id_names_it() -> None:
-    err = refused(doc(
-        "<cwmp:Inform><Event/><MaxEnvelopes>1</MaxEnvelopes><RetryCount>0</RetryCount>"
-        "</cwmp:Inform>"
-    ), "DeviceId")
+    err = refused(
+        doc(
+            "<cwmp:Inform><Event/><MaxEnvelopes>1</MaxEnvelopes><RetryCount>0</RetryCount>"
+            "</cwmp:Inform>"
+        ),
+        "DeviceId",
+    )
     assert err.reason.startswith("Inform:")
     assert err.cwmp_id == "h-1" and err.cwmp_ns == CWMP_NS_1_2
 
@@ -293,21 +319,39 @@ def test_inform_without_device_id_names_it() -> None:
 @pytest.mark.parametrize(
     ("body", "names"),
     [
-        ("<cwmp:Inform><DeviceId><OUI>1</OUI><SerialNumber>s</SerialNumber></DeviceId>"
-         "<Event/></cwmp:Inform>", "Manufacturer"),
-        ("<cwmp:Inform><DeviceId><Manufacturer>m</Manufacturer><OUI>1</OUI>"
-         "<SerialNumber>s</SerialNumber></DeviceId></cwmp:Inform>", "Event"),
+        (
+            "<cwmp:Inform><DeviceId><OUI>1</OUI><SerialNumber>s</SerialNumber></DeviceId>"
+            "<Event/></cwmp:Inform>",
+            "Manufacturer",
+        ),
+        (
+            "<cwmp:Inform><DeviceId><Manufacturer>m</Manufacturer><OUI>1</OUI>"
+            "<SerialNumber>s</SerialNumber></DeviceId></cwmp:Inform>",
+            "Event",
+        ),
         ("<cwmp:GetParameterValues/>", "ParameterNames"),
-        ("<cwmp:SetParameterValues><ParameterList><ParameterValueStruct><Value>1</Value>"
-         "</ParameterValueStruct></ParameterList></cwmp:SetParameterValues>", "Name"),
-        ("<cwmp:GetParameterNames><ParameterPath>Device.</ParameterPath>"
-         "</cwmp:GetParameterNames>", "NextLevel"),
+        (
+            "<cwmp:SetParameterValues><ParameterList><ParameterValueStruct><Value>1</Value>"
+            "</ParameterValueStruct></ParameterList></cwmp:SetParameterValues>",
+            "Name",
+        ),
+        (
+            "<cwmp:GetParameterNames><ParameterPath>Device.</ParameterPath>"
+            "</cwmp:GetParameterNames>",
+            "NextLevel",
+        ),
         ("<cwmp:Download><FileType>1 Firmware Upgrade Image</FileType></cwmp:Download>", "URL"),
-        ("<cwmp:ChangeDUState><Operations xsi:type='cwmp:RebootOpStruct'><URL>u</URL>"
-         "</Operations></cwmp:ChangeDUState>", "RebootOpStruct"),
+        (
+            "<cwmp:ChangeDUState><Operations xsi:type='cwmp:RebootOpStruct'><URL>u</URL>"
+            "</Operations></cwmp:ChangeDUState>",
+            "RebootOpStruct",
+        ),
         ("<cwmp:DUStateChangeComplete><CommandKey/></cwmp:DUStateChangeComplete>", "Results"),
-        ("<cwmp:AddObjectResponse><InstanceNumber>-</InstanceNumber><Status>0</Status>"
-         "</cwmp:AddObjectResponse>", "InstanceNumber"),
+        (
+            "<cwmp:AddObjectResponse><InstanceNumber>-</InstanceNumber><Status>0</Status>"
+            "</cwmp:AddObjectResponse>",
+            "InstanceNumber",
+        ),
     ],
 )
 def test_missing_or_bad_required_fields_name_the_field(body: str, names: str) -> None:
@@ -350,10 +394,26 @@ def mutated_inform(draw: st.DrawFn) -> bytes:
         elif op == "delete":
             del data[i : i + draw(st.integers(1, 20))]
         elif op == "insert":
-            data[i:i] = draw(st.sampled_from(
-                [b"<", b">", b"&", b"&amp;", b"<x>", b"</Value>", b"<!--", b"]]>", b"\x00",
-                 b"<Name>", b"<!DOCTYPE a>", b"\xc3", b"xsi:type='q:r'", b"<Value/>"]
-            ))
+            data[i:i] = draw(
+                st.sampled_from(
+                    [
+                        b"<",
+                        b">",
+                        b"&",
+                        b"&amp;",
+                        b"<x>",
+                        b"</Value>",
+                        b"<!--",
+                        b"]]>",
+                        b"\x00",
+                        b"<Name>",
+                        b"<!DOCTYPE a>",
+                        b"\xc3",
+                        b"xsi:type='q:r'",
+                        b"<Value/>",
+                    ]
+                )
+            )
         elif op == "truncate":
             del data[i:]
         else:

@@ -42,12 +42,14 @@ TR181_PARAMS = [
         "Device.ManagementServer.ConnectionRequestURL", "http://203.0.113.7:7547/cr/9f2c"
     ),
     m.ParameterValueStruct("Device.ManagementServer.PeriodicInformEnable", "true", "xsd:boolean"),
-    m.ParameterValueStruct("Device.ManagementServer.PeriodicInformTime", "2024-01-01T00:00:00Z",
-                           "xsd:dateTime"),
+    m.ParameterValueStruct(
+        "Device.ManagementServer.PeriodicInformTime", "2024-01-01T00:00:00Z", "xsd:dateTime"
+    ),
     m.ParameterValueStruct("Device.IP.Interface.1.IPv4Address.1.IPAddress", "203.0.113.7"),
     m.ParameterValueStruct("Device.X_ACME_Note", "a < b & \"c\" > 'd' — ünïcødé"),
-    m.ParameterValueStruct("Device.Ethernet.Interface.1.Stats.BytesSent", "18446744073709551615",
-                           "xsd:unsignedLong"),
+    m.ParameterValueStruct(
+        "Device.Ethernet.Interface.1.Stats.BytesSent", "18446744073709551615", "xsd:unsignedLong"
+    ),
     m.ParameterValueStruct("Device.X_ACME_Offset", "-5", "xsd:int"),
     m.ParameterValueStruct("Device.X_ACME_Blob", "AAECAwQ=", "xsd:base64Binary"),
 ]
@@ -70,8 +72,11 @@ OP_RESULT = m.OpResultStruct(
 SAMPLES: dict[str, m.Message] = {
     "Inform": m.Inform(
         device_id=DEVICE_ID,
-        events=[m.EventStruct("1 BOOT"), m.EventStruct("M Reboot", "reboot-77"),
-                m.EventStruct("4 VALUE CHANGE")],
+        events=[
+            m.EventStruct("1 BOOT"),
+            m.EventStruct("M Reboot", "reboot-77"),
+            m.EventStruct("4 VALUE CHANGE"),
+        ],
         max_envelopes=1,
         current_time=T0,
         retry_count=2,
@@ -79,14 +84,22 @@ SAMPLES: dict[str, m.Message] = {
     ),
     "InformResponse": m.InformResponse(max_envelopes=1),
     "TransferComplete": m.TransferComplete(
-        command_key="fw-4.2.1", fault=m.FaultStruct(9010, "Download failed: HTTP 404"),
-        start_time=T0, complete_time=T2,
+        command_key="fw-4.2.1",
+        fault=m.FaultStruct(9010, "Download failed: HTTP 404"),
+        start_time=T0,
+        complete_time=T2,
     ),
     "TransferCompleteResponse": m.TransferCompleteResponse(),
     "AutonomousTransferComplete": m.AutonomousTransferComplete(
-        announce_url="http://announce.example.net/", transfer_url="http://fw.example.net/img.bin",
-        is_download=True, file_type="1 Firmware Upgrade Image", file_size=31457280,
-        target_file_name="img.bin", fault=m.FaultStruct(0, ""), start_time=T0, complete_time=T2,
+        announce_url="http://announce.example.net/",
+        transfer_url="http://fw.example.net/img.bin",
+        is_download=True,
+        file_type="1 Firmware Upgrade Image",
+        file_size=31457280,
+        target_file_name="img.bin",
+        fault=m.FaultStruct(0, ""),
+        start_time=T0,
+        complete_time=T2,
     ),
     "AutonomousTransferCompleteResponse": m.AutonomousTransferCompleteResponse(),
     "RequestDownload": m.RequestDownload(
@@ -94,124 +107,192 @@ SAMPLES: dict[str, m.Message] = {
         file_type_arg=[m.ArgStruct("Version", "4.2.1"), m.ArgStruct("Lang", "de")],
     ),
     "RequestDownloadResponse": m.RequestDownloadResponse(),
-    "Kicked": m.Kicked(command="reboot", referer="http://portal.example.net/self-care",
-                       arg="now", next="http://portal.example.net/done"),
+    "Kicked": m.Kicked(
+        command="reboot",
+        referer="http://portal.example.net/self-care",
+        arg="now",
+        next="http://portal.example.net/done",
+    ),
     "KickedResponse": m.KickedResponse(next_url="http://portal.example.net/done?ok=1"),
     "DUStateChangeComplete": m.DUStateChangeComplete(
-        results=[OP_RESULT, m.OpResultStruct(
-            uuid="6ba7b811-9dad-11d1-80b4-00c04fd430c8", deployment_unit_ref="",
-            version="", current_state="Failed", resolved=False, execution_unit_ref_list="",
-            start_time=None, complete_time=None, fault=m.FaultStruct(9026, "Duplicate DU"),
-        )],
+        results=[
+            OP_RESULT,
+            m.OpResultStruct(
+                uuid="6ba7b811-9dad-11d1-80b4-00c04fd430c8",
+                deployment_unit_ref="",
+                version="",
+                current_state="Failed",
+                resolved=False,
+                execution_unit_ref_list="",
+                start_time=None,
+                complete_time=None,
+                fault=m.FaultStruct(9026, "Duplicate DU"),
+            ),
+        ],
         command_key="du-42",
     ),
     "DUStateChangeCompleteResponse": m.DUStateChangeCompleteResponse(),
     "AutonomousDUStateChangeComplete": m.AutonomousDUStateChangeComplete(
-        results=[m.AutonOpResultStruct(
-            uuid=OP_RESULT.uuid, deployment_unit_ref=OP_RESULT.deployment_unit_ref,
-            version="1.0.4", current_state="Installed", resolved=True,
-            execution_unit_ref_list="Device.SoftwareModules.ExecutionUnit.4",
-            start_time=T0, complete_time=T2, fault=m.FaultStruct(0, ""),
-            operation_performed="Update",
-        )],
+        results=[
+            m.AutonOpResultStruct(
+                uuid=OP_RESULT.uuid,
+                deployment_unit_ref=OP_RESULT.deployment_unit_ref,
+                version="1.0.4",
+                current_state="Installed",
+                resolved=True,
+                execution_unit_ref_list="Device.SoftwareModules.ExecutionUnit.4",
+                start_time=T0,
+                complete_time=T2,
+                fault=m.FaultStruct(0, ""),
+                operation_performed="Update",
+            )
+        ],
     ),
     "AutonomousDUStateChangeCompleteResponse": m.AutonomousDUStateChangeCompleteResponse(),
     "GetRPCMethods": m.GetRPCMethods(),
     "GetRPCMethodsResponse": m.GetRPCMethodsResponse(
-        method_list=["GetRPCMethods", "SetParameterValues", "GetParameterValues",
-                     "GetParameterNames", "Reboot", "Download", "X_ACME_Ping"],
+        method_list=[
+            "GetRPCMethods",
+            "SetParameterValues",
+            "GetParameterValues",
+            "GetParameterNames",
+            "Reboot",
+            "Download",
+            "X_ACME_Ping",
+        ],
     ),
-    "GetParameterNames": m.GetParameterNames(parameter_path="Device.DeviceInfo.",
-                                             next_level=True),
-    "GetParameterNamesResponse": m.GetParameterNamesResponse(parameter_list=[
-        m.ParameterInfoStruct("Device.DeviceInfo.Manufacturer", False),
-        m.ParameterInfoStruct("Device.DeviceInfo.ProvisioningCode", True),
-        m.ParameterInfoStruct("Device.DeviceInfo.VendorLogFile.", False),
-    ]),
-    "GetParameterValues": m.GetParameterValues(parameter_names=[
-        "Device.DeviceInfo.", "Device.ManagementServer.PeriodicInformInterval",
-    ]),
+    "GetParameterNames": m.GetParameterNames(parameter_path="Device.DeviceInfo.", next_level=True),
+    "GetParameterNamesResponse": m.GetParameterNamesResponse(
+        parameter_list=[
+            m.ParameterInfoStruct("Device.DeviceInfo.Manufacturer", False),
+            m.ParameterInfoStruct("Device.DeviceInfo.ProvisioningCode", True),
+            m.ParameterInfoStruct("Device.DeviceInfo.VendorLogFile.", False),
+        ]
+    ),
+    "GetParameterValues": m.GetParameterValues(
+        parameter_names=[
+            "Device.DeviceInfo.",
+            "Device.ManagementServer.PeriodicInformInterval",
+        ]
+    ),
     "GetParameterValuesResponse": m.GetParameterValuesResponse(parameter_list=TR181_PARAMS),
     "SetParameterValues": m.SetParameterValues(
         parameter_list=[
-            m.ParameterValueStruct("Device.ManagementServer.PeriodicInformInterval", "3600",
-                                   "xsd:unsignedInt"),
+            m.ParameterValueStruct(
+                "Device.ManagementServer.PeriodicInformInterval", "3600", "xsd:unsignedInt"
+            ),
             m.ParameterValueStruct("Device.WiFi.SSID.1.SSID", "Home & <Garden>"),
             m.ParameterValueStruct("Device.WiFi.Radio.1.Enable", "false", "xsd:boolean"),
         ],
         parameter_key="cfg-0043",
     ),
     "SetParameterValuesResponse": m.SetParameterValuesResponse(status=1),
-    "GetParameterAttributes": m.GetParameterAttributes(parameter_names=[
-        "Device.DeviceInfo.SoftwareVersion", "Device.ManagementServer.",
-    ]),
-    "GetParameterAttributesResponse": m.GetParameterAttributesResponse(parameter_list=[
-        m.ParameterAttributeStruct("Device.DeviceInfo.SoftwareVersion", 2, []),
-        m.ParameterAttributeStruct("Device.ManagementServer.URL", 0, ["Subscriber"]),
-    ]),
-    "SetParameterAttributes": m.SetParameterAttributes(parameter_list=[
-        m.SetParameterAttributesStruct("Device.DeviceInfo.SoftwareVersion", True, 2, False, []),
-        m.SetParameterAttributesStruct("Device.WiFi.SSID.1.SSID", False, 0, True,
-                                       ["Subscriber"]),
-    ]),
+    "GetParameterAttributes": m.GetParameterAttributes(
+        parameter_names=[
+            "Device.DeviceInfo.SoftwareVersion",
+            "Device.ManagementServer.",
+        ]
+    ),
+    "GetParameterAttributesResponse": m.GetParameterAttributesResponse(
+        parameter_list=[
+            m.ParameterAttributeStruct("Device.DeviceInfo.SoftwareVersion", 2, []),
+            m.ParameterAttributeStruct("Device.ManagementServer.URL", 0, ["Subscriber"]),
+        ]
+    ),
+    "SetParameterAttributes": m.SetParameterAttributes(
+        parameter_list=[
+            m.SetParameterAttributesStruct("Device.DeviceInfo.SoftwareVersion", True, 2, False, []),
+            m.SetParameterAttributesStruct(
+                "Device.WiFi.SSID.1.SSID", False, 0, True, ["Subscriber"]
+            ),
+        ]
+    ),
     "SetParameterAttributesResponse": m.SetParameterAttributesResponse(),
     "AddObject": m.AddObject(object_name="Device.IP.Interface.", parameter_key="cfg-0044"),
     "AddObjectResponse": m.AddObjectResponse(instance_number=3, status=0),
-    "DeleteObject": m.DeleteObject(object_name="Device.IP.Interface.3.",
-                                   parameter_key="cfg-0045"),
+    "DeleteObject": m.DeleteObject(object_name="Device.IP.Interface.3.", parameter_key="cfg-0045"),
     "DeleteObjectResponse": m.DeleteObjectResponse(status=0),
     "Reboot": m.Reboot(command_key="reboot-77"),
     "RebootResponse": m.RebootResponse(),
     "FactoryReset": m.FactoryReset(),
     "FactoryResetResponse": m.FactoryResetResponse(),
     "Download": m.Download(
-        command_key="fw-4.2.1", file_type="1 Firmware Upgrade Image",
-        url="https://fw.example.net/hgw4000/4.2.1.bin", username="cpe", password="s3cr3t",
-        file_size=31457280, target_file_name="4.2.1.bin", delay_seconds=0,
-        success_url="", failure_url="",
+        command_key="fw-4.2.1",
+        file_type="1 Firmware Upgrade Image",
+        url="https://fw.example.net/hgw4000/4.2.1.bin",
+        username="cpe",
+        password="s3cr3t",
+        file_size=31457280,
+        target_file_name="4.2.1.bin",
+        delay_seconds=0,
+        success_url="",
+        failure_url="",
     ),
     "DownloadResponse": m.DownloadResponse(status=1, start_time=None, complete_time=None),
     "Upload": m.Upload(
-        command_key="log-1", file_type="2 Vendor Log File",
-        url="https://upload.example.net/logs/AC4000-19B7X2", username="", password="",
+        command_key="log-1",
+        file_type="2 Vendor Log File",
+        url="https://upload.example.net/logs/AC4000-19B7X2",
+        username="",
+        password="",
         delay_seconds=5,
     ),
     "UploadResponse": m.UploadResponse(status=0, start_time=T0, complete_time=T2),
     "ScheduleInform": m.ScheduleInform(delay_seconds=300, command_key="si-1"),
     "ScheduleInformResponse": m.ScheduleInformResponse(),
     "ScheduleDownload": m.ScheduleDownload(
-        command_key="fw-night", file_type="1 Firmware Upgrade Image",
-        url="https://fw.example.net/hgw4000/4.2.2.bin", username="", password="",
-        file_size=31457300, target_file_name="",
+        command_key="fw-night",
+        file_type="1 Firmware Upgrade Image",
+        url="https://fw.example.net/hgw4000/4.2.2.bin",
+        username="",
+        password="",
+        file_size=31457300,
+        target_file_name="",
         time_window_list=[
             m.TimeWindowStruct(3600, 7200, "3 When Idle", "", -1),
-            m.TimeWindowStruct(86400, 90000, "4 Confirmation Needed",
-                               "A firmware update is ready. Install now?", 3),
+            m.TimeWindowStruct(
+                86400, 90000, "4 Confirmation Needed", "A firmware update is ready. Install now?", 3
+            ),
         ],
     ),
     "ScheduleDownloadResponse": m.ScheduleDownloadResponse(),
     "CancelTransfer": m.CancelTransfer(command_key="fw-night"),
     "CancelTransferResponse": m.CancelTransferResponse(),
     "GetQueuedTransfers": m.GetQueuedTransfers(),
-    "GetQueuedTransfersResponse": m.GetQueuedTransfersResponse(transfer_list=[
-        m.QueuedTransferStruct("fw-4.2.1", 2), m.QueuedTransferStruct("log-1", 1),
-    ]),
+    "GetQueuedTransfersResponse": m.GetQueuedTransfersResponse(
+        transfer_list=[
+            m.QueuedTransferStruct("fw-4.2.1", 2),
+            m.QueuedTransferStruct("log-1", 1),
+        ]
+    ),
     "GetAllQueuedTransfers": m.GetAllQueuedTransfers(),
-    "GetAllQueuedTransfersResponse": m.GetAllQueuedTransfersResponse(transfer_list=[
-        m.AllQueuedTransferStruct("fw-4.2.1", 2, True, "1 Firmware Upgrade Image", 31457280,
-                                  "4.2.1.bin"),
-        m.AllQueuedTransferStruct("cfg-1", 1, False, "3 Vendor Configuration File", 0, ""),
-    ]),
+    "GetAllQueuedTransfersResponse": m.GetAllQueuedTransfersResponse(
+        transfer_list=[
+            m.AllQueuedTransferStruct(
+                "fw-4.2.1", 2, True, "1 Firmware Upgrade Image", 31457280, "4.2.1.bin"
+            ),
+            m.AllQueuedTransferStruct("cfg-1", 1, False, "3 Vendor Configuration File", 0, ""),
+        ]
+    ),
     "ChangeDUState": m.ChangeDUState(
         operations=[
-            m.InstallOpStruct(url="https://apps.example.net/speedtest-1.0.3.ipk",
-                              uuid="6ba7b810-9dad-11d1-80b4-00c04fd430c8",
-                              username="", password="",
-                              execution_env_ref="Device.SoftwareModules.ExecEnv.1"),
-            m.UpdateOpStruct(uuid="6ba7b812-9dad-11d1-80b4-00c04fd430c8", version="2.0",
-                             url="https://apps.example.net/vpn-2.1.ipk"),
-            m.UninstallOpStruct(uuid="6ba7b813-9dad-11d1-80b4-00c04fd430c8", version="0.9",
-                                execution_env_ref="Device.SoftwareModules.ExecEnv.1"),
+            m.InstallOpStruct(
+                url="https://apps.example.net/speedtest-1.0.3.ipk",
+                uuid="6ba7b810-9dad-11d1-80b4-00c04fd430c8",
+                username="",
+                password="",
+                execution_env_ref="Device.SoftwareModules.ExecEnv.1",
+            ),
+            m.UpdateOpStruct(
+                uuid="6ba7b812-9dad-11d1-80b4-00c04fd430c8",
+                version="2.0",
+                url="https://apps.example.net/vpn-2.1.ipk",
+            ),
+            m.UninstallOpStruct(
+                uuid="6ba7b813-9dad-11d1-80b4-00c04fd430c8",
+                version="0.9",
+                execution_env_ref="Device.SoftwareModules.ExecEnv.1",
+            ),
         ],
         command_key="du-42",
     ),
@@ -241,11 +322,17 @@ def _envelope(
     supported_cwmp_versions: str | None = None,
     use_cwmp_version: str | None = None,
 ) -> bytes:
-    return serialize_envelope(Envelope(
-        body=body, cwmp_id="cwmp-4711", cwmp_ns=ns, hold_requests=hold_requests,
-        session_timeout=session_timeout, supported_cwmp_versions=supported_cwmp_versions,
-        use_cwmp_version=use_cwmp_version,
-    ))
+    return serialize_envelope(
+        Envelope(
+            body=body,
+            cwmp_id="cwmp-4711",
+            cwmp_ns=ns,
+            hold_requests=hold_requests,
+            session_timeout=session_timeout,
+            supported_cwmp_versions=supported_cwmp_versions,
+            use_cwmp_version=use_cwmp_version,
+        )
+    )
 
 
 def test_samples_cover_every_message_class() -> None:
@@ -282,8 +369,13 @@ def test_cwmp_1_4_headers_validate() -> None:
     data = _envelope(inform, CWMP_NS_1_2, supported_cwmp_versions="1.0,1.1,1.2,1.3,1.4")
     xsd.validate_envelope(data)
     assert b"SupportedCWMPVersions>1.0,1.1,1.2,1.3,1.4<" in data
-    data = _envelope(m.InformResponse(), CWMP_NS_1_2, use_cwmp_version="1.4",
-                     session_timeout=60, hold_requests=False)
+    data = _envelope(
+        m.InformResponse(),
+        CWMP_NS_1_2,
+        use_cwmp_version="1.4",
+        session_timeout=60,
+        hold_requests=False,
+    )
     xsd.validate_envelope(data)
     assert b'UseCWMPVersion soap-env:mustUnderstand="1">1.4<' in data
     assert b"SessionTimeout>60<" in data
@@ -328,12 +420,17 @@ def test_every_fault_code_validates(version: str) -> None:
 
 @pytest.mark.parametrize("version", list(VERSIONS))
 def test_spv_fault_validates(version: str) -> None:
-    fault = m.Fault(9003, "Invalid arguments", [
-        m.SetParameterValuesFault("Device.WiFi.SSID.1.SSID", 9007, "Invalid parameter value"),
-        m.SetParameterValuesFault("Device.DeviceInfo.Manufacturer", 9008,
-                                  "Attempt to set a non-writable parameter"),
-        m.SetParameterValuesFault("Device.X_ACME_Nope", 9005, ""),
-    ])
+    fault = m.Fault(
+        9003,
+        "Invalid arguments",
+        [
+            m.SetParameterValuesFault("Device.WiFi.SSID.1.SSID", 9007, "Invalid parameter value"),
+            m.SetParameterValuesFault(
+                "Device.DeviceInfo.Manufacturer", 9008, "Attempt to set a non-writable parameter"
+            ),
+            m.SetParameterValuesFault("Device.X_ACME_Nope", 9005, ""),
+        ],
+    )
     data = _envelope(fault, VERSIONS[version])
     xsd.validate_envelope(data)
     assert data.count(b"<SetParameterValuesFault>") == 3
@@ -392,8 +489,9 @@ def test_validator_rejects_1_4_header_in_older_namespace() -> None:
 
 def test_validator_rejects_use_cwmp_version_without_must_understand() -> None:
     good = _envelope(m.InformResponse(), CWMP_NS_1_2, use_cwmp_version="1.4")
-    bad = good.replace(b'<cwmp:UseCWMPVersion soap-env:mustUnderstand="1">',
-                       b"<cwmp:UseCWMPVersion>")
+    bad = good.replace(
+        b'<cwmp:UseCWMPVersion soap-env:mustUnderstand="1">', b"<cwmp:UseCWMPVersion>"
+    )
     assert bad != good
     with pytest.raises(AssertionError, match="UseCWMPVersion.*cwmp-1-4"):
         xsd.validate_envelope(bad)

@@ -57,10 +57,16 @@ PATHS: dict[State, list[Event]] = {
     State.CPE_REQUEST_SENT: [Event.INFORM, Event.INFORM_RESPONSE, Event.CPE_REQUEST],
     State.ACS_TURN: [Event.INFORM, Event.INFORM_RESPONSE, Event.EMPTY_POST],
     State.ACS_REQUEST_SENT: [
-        Event.INFORM, Event.INFORM_RESPONSE, Event.EMPTY_POST, Event.ACS_REQUEST,
+        Event.INFORM,
+        Event.INFORM_RESPONSE,
+        Event.EMPTY_POST,
+        Event.ACS_REQUEST,
     ],
     State.CLOSED: [
-        Event.INFORM, Event.INFORM_RESPONSE, Event.EMPTY_POST, Event.EMPTY_RESPONSE,
+        Event.INFORM,
+        Event.INFORM_RESPONSE,
+        Event.EMPTY_POST,
+        Event.EMPTY_RESPONSE,
     ],
 }
 
@@ -82,7 +88,8 @@ SENDABLE = [e for e in Event if e is not Event.ABANDON]
 
 
 @pytest.mark.parametrize(
-    ("state", "event"), list(itertools.product(list(PATHS), SENDABLE)),
+    ("state", "event"),
+    list(itertools.product(list(PATHS), SENDABLE)),
     ids=lambda v: v.name,
 )
 def test_every_state_event_pair_follows_the_table(state: State, event: Event) -> None:

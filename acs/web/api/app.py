@@ -30,6 +30,7 @@ logger = logging.getLogger("acs.api")
 api = Api("/api/v1")
 
 SERVICES = web.AppKey("services", "Services")
+TOKEN = web.RequestKey("token", tokens.ApiToken)
 TOKEN_CACHE_S = 5.0  # a revoked token stops working within this many seconds
 
 
@@ -51,8 +52,9 @@ def query_of(request: web.Request, model: type[BaseModel]) -> Any:
     try:
         return model.model_validate(dict(request.query))
     except ValidationError as exc:
-        raise ApiError(400, "invalid_query", "invalid query parameters",
-                       from_validation(exc).errors) from None
+        raise ApiError(
+            400, "invalid_query", "invalid query parameters", from_validation(exc).errors
+        ) from None
 
 
 async def body_of(request: web.Request, model: type[BaseModel]) -> Any:
@@ -69,8 +71,9 @@ async def body_of(request: web.Request, model: type[BaseModel]) -> Any:
 
 
 def json_out(model: BaseModel, status: int = 200) -> web.Response:
-    return web.Response(text=model.model_dump_json(), status=status,
-                        content_type="application/json")
+    return web.Response(
+        text=model.model_dump_json(), status=status, content_type="application/json"
+    )
 
 
 @web.middleware
@@ -82,7 +85,7 @@ async def api_middleware(
     try:
         route = api.find(request.method, request.match_info.route.resource)
         if route is not None:
-            request["token"] = await authenticate(request, route.role)
+            request[TOKEN] = await authenticate(request, route.role)
         return await handler(request)
     except ApiError as err:
         headers = {"WWW-Authenticate": 'Bearer realm="acs"'} if err.status == 401 else None
@@ -90,7 +93,8 @@ async def api_middleware(
     except web.HTTPException as exc:
         if exc.status >= 400:
             code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
-                exc.status, "http_error")
+                exc.status, "http_error"
+            )
             return ApiError(exc.status, code, exc.reason).response()
         raise
 
@@ -116,14 +120,18 @@ async def authenticate(request: web.Request, needed: str) -> tokens.ApiToken:
         _token_cache[token] = (time.monotonic(), found)
     assert found is not None
     if not tokens.role_allows(found.role, needed):
-        raise ApiError(403, "forbidden",
-                       f"role {found.role!r} may not do this; it needs {needed!r} or above")
+        raise ApiError(
+            403, "forbidden", f"role {found.role!r} may not do this; it needs {needed!r} or above"
+        )
     return found
 
 
-def build_api_app(svc: Services, extra: Callable[[web.Application], None] | None = None) -> web.Application:
-    app = web.Application(middlewares=[api_middleware],
-                          client_max_size=svc.settings.api_max_upload_bytes)
+def build_api_app(
+    svc: Services, extra: Callable[[web.Application], None] | None = None
+) -> web.Application:
+    app = web.Application(
+        middlewares=[api_middleware], client_max_size=svc.settings.api_max_upload_bytes
+    )
     app[SERVICES] = svc
     api.add_to(app)
     if extra is not None:
@@ -138,52 +146,94 @@ def openapi_document() -> dict[str, Any]:
 # --------------------------------------------------------------------------- devices
 
 
-def device_out(dev: devices.DeviceRecord, params: dict[str, devices.ParameterRecord] | None = None
-               ) -> M.DeviceOut:
+def device_out(
+    dev: devices.DeviceRecord, params: dict[str, devices.ParameterRecord] | None = None
+) -> M.DeviceOut:
     return M.DeviceOut(
-        id=dev.id, oui=dev.oui, productClass=dev.product_class, serialNumber=dev.serial_number,
-        manufacturer=dev.manufacturer, registered=dev.created_at, lastInform=dev.last_inform,
-        lastBoot=dev.last_boot, lastBootstrap=dev.last_bootstrap, lastEvents=dev.last_events,
-        remoteAddress=dev.remote_address, connectionRequestUrl=dev.connection_request_url,
-        softwareVersion=dev.software_version, hardwareVersion=dev.hardware_version,
-        provisioningCode=dev.provisioning_code, cwmpVersion=dev.cwmp_version, tags=dev.tags,
+        id=dev.id,
+        oui=dev.oui,
+        productClass=dev.product_class,
+        serialNumber=dev.serial_number,
+        manufacturer=dev.manufacturer,
+        registered=dev.created_at,
+        lastInform=dev.last_inform,
+        lastBoot=dev.last_boot,
+        lastBootstrap=dev.last_bootstrap,
+        lastEvents=dev.last_events,
+        remoteAddress=dev.remote_address,
+        connectionRequestUrl=dev.connection_request_url,
+        softwareVersion=dev.software_version,
+        hardwareVersion=dev.hardware_version,
+        provisioningCode=dev.provisioning_code,
+        cwmpVersion=dev.cwmp_version,
+        tags=dev.tags,
         parameterCount=dev.parameter_count,
-        parameters=None if params is None else {
+        parameters=None
+        if params is None
+        else {
             path: M.ParameterOut(
-                value=p.value, type=p.xsd_type, writable=p.writable, notification=p.notification,
-                accessList=p.access_list, valueAt=p.value_at, object=p.object,
+                value=p.value,
+                type=p.xsd_type,
+                writable=p.writable,
+                notification=p.notification,
+                accessList=p.access_list,
+                valueAt=p.value_at,
+                object=p.object,
             )
             for path, p in sorted(params.items())
         },
     )
 
 
-@api.route("GET", "/devices", role="viewer", tag="devices", summary="Find devices",
-           query=M.DeviceListQuery, responses={200: (M.DevicePageOut, "a page of devices")})
+@api.route(
+    "GET",
+    "/devices",
+    role="viewer",
+    tag="devices",
+    summary="Find devices",
+    query=M.DeviceListQuery,
+    responses={200: (M.DevicePageOut, "a page of devices")},
+)
 async def list_devices(request: web.Request) -> web.Response:
     """Filter with the filter language, sort, page with cursors, project parameters."""
     q: M.DeviceListQuery = query_of(request, M.DeviceListQuery)
     try:
         expr = filters.parse_filter(q.filter)
     except filters.FilterError as err:
-        raise ApiError(400, "invalid_filter", str(err),
-                       [{"path": "filter", "message": f"position {err.position}: {err.message}"}]
-                       ) from None
+        raise ApiError(
+            400,
+            "invalid_filter",
+            str(err),
+            [{"path": "filter", "message": f"position {err.position}: {err.message}"}],
+        ) from None
     projection = [p.strip() for p in q.projection.split(",") if p.strip()]
     try:
         async with services(request).pool.acquire() as conn:
             page = await device_query.list_devices(
-                conn, expr, sort=q.sort, descending=q.order == "desc", limit=q.limit,
-                cursor=q.cursor, projection=projection or None,
+                conn,
+                expr,
+                sort=q.sort,
+                descending=q.order == "desc",
+                limit=q.limit,
+                cursor=q.cursor,
+                projection=projection or None,
             )
     except ValueError as err:
         raise ApiError(400, "invalid_query", str(err)) from None
-    return json_out(M.DevicePageOut(items=page.items, total=page.total, nextCursor=page.next_cursor))
+    return json_out(
+        M.DevicePageOut(items=page.items, total=page.total, nextCursor=page.next_cursor)
+    )
 
 
-@api.route("GET", "/devices/{device_id}", role="viewer", tag="devices",
-           summary="One device with its parameter tree", query=M.DeviceQuery,
-           responses={200: (M.DeviceOut, "the device"), 404: (None, "unknown device")})
+@api.route(
+    "GET",
+    "/devices/{device_id}",
+    role="viewer",
+    tag="devices",
+    summary="One device with its parameter tree",
+    query=M.DeviceQuery,
+    responses={200: (M.DeviceOut, "the device"), 404: (None, "unknown device")},
+)
 async def get_device(request: web.Request) -> web.Response:
     """The whole tree, or the subtree under ``prefix`` (e.g. ``Device.WiFi.``)."""
     q: M.DeviceQuery = query_of(request, M.DeviceQuery)
@@ -196,30 +246,46 @@ async def get_device(request: web.Request) -> web.Response:
     return json_out(device_out(dev, params))
 
 
-@api.route("DELETE", "/devices/{device_id}", role="operator", tag="devices",
-           summary="Delete a device (it registers again at its next Inform)",
-           responses={204: (None, "deleted"), 404: (None, "unknown device")})
+@api.route(
+    "DELETE",
+    "/devices/{device_id}",
+    role="operator",
+    tag="devices",
+    summary="Delete a device (it registers again at its next Inform)",
+    responses={204: (None, "deleted"), 404: (None, "unknown device")},
+)
 async def delete_device(request: web.Request) -> web.Response:
     """Removes the device, its tree and its jobs."""
     dev_id = request.match_info["device_id"]
     async with services(request).pool.acquire() as conn:
         if not await devices.delete_device(conn, dev_id):
             raise not_found(f"device {dev_id!r}")
-    log(logger, logging.INFO, "device_deleted", device=dev_id, token=request["token"].name)
+    log(logger, logging.INFO, "device_deleted", device=dev_id, token=request[TOKEN].name)
     return web.Response(status=204)
 
 
-@api.route("POST", "/devices/{device_id}/tags", role="operator", tag="devices",
-           summary="Add tags", body=M.TagsIn,
-           responses={200: (M.DeviceOut, "the device"), 404: (None, "unknown device")})
+@api.route(
+    "POST",
+    "/devices/{device_id}/tags",
+    role="operator",
+    tag="devices",
+    summary="Add tags",
+    body=M.TagsIn,
+    responses={200: (M.DeviceOut, "the device"), 404: (None, "unknown device")},
+)
 async def add_tags(request: web.Request) -> web.Response:
     """Tags are 1-64 characters of letters, digits and ``_.:-``."""
     return await _change_tags(request, add=True)
 
 
-@api.route("DELETE", "/devices/{device_id}/tags/{tag}", role="operator", tag="devices",
-           summary="Remove a tag",
-           responses={200: (M.DeviceOut, "the device"), 404: (None, "unknown device")})
+@api.route(
+    "DELETE",
+    "/devices/{device_id}/tags/{tag}",
+    role="operator",
+    tag="devices",
+    summary="Remove a tag",
+    responses={200: (M.DeviceOut, "the device"), 404: (None, "unknown device")},
+)
 async def remove_tag(request: web.Request) -> web.Response:
     """Removing a tag the device does not have is not an error."""
     return await _change_tags(request, add=False)
@@ -238,8 +304,9 @@ async def _change_tags(request: web.Request, *, add: bool) -> web.Response:
             if not await change(conn, dev_id, tags):
                 raise not_found(f"device {dev_id!r}")
         except ValueError as err:
-            raise ApiError(400, "invalid_tag", str(err), [{"path": "tags", "message": str(err)}]
-                           ) from None
+            raise ApiError(
+                400, "invalid_tag", str(err), [{"path": "tags", "message": str(err)}]
+            ) from None
         dev = await devices.get_device(conn, dev_id)
     assert dev is not None
     return json_out(device_out(dev))
@@ -257,25 +324,45 @@ def task_out(t: task_store.Task, cr: ConnectionRequestResult | None = None) -> M
         if args.get(secret):
             args[secret] = "********"
     return M.TaskOut(
-        id=t.id, device=t.device_id, name=t.name, args=args, status=t.status,  # type: ignore[arg-type]
-        created=t.created_at, notBefore=t.not_before, expires=t.expires_at,
-        uniqueKey=t.unique_key, attempts=t.attempts, started=t.started_at,
-        finished=t.finished_at, result=t.result, fault=fault,
-        connectionRequest=None if cr is None else {
-            "ok": cr.ok, "status": cr.status, "reason": cr.reason, "elapsedS": cr.elapsed_s},
+        id=t.id,
+        device=t.device_id,
+        name=t.name,
+        args=args,
+        status=t.status,  # type: ignore[arg-type]
+        created=t.created_at,
+        notBefore=t.not_before,
+        expires=t.expires_at,
+        uniqueKey=t.unique_key,
+        attempts=t.attempts,
+        started=t.started_at,
+        finished=t.finished_at,
+        result=t.result,
+        fault=fault,
+        connectionRequest=None
+        if cr is None
+        else {"ok": cr.ok, "status": cr.status, "reason": cr.reason, "elapsedS": cr.elapsed_s},
     )
 
 
-@api.route("POST", "/devices/{device_id}/tasks", role="operator", tag="jobs",
-           summary="Queue a job for a device (optionally knock and wait)",
-           body=M.TaskIn, query=M.TaskQuery,
-           responses={200: (M.TaskOut, "the job ran (connection_request=true)"),
-                      201: (M.TaskOut, "queued"),
-                      202: (M.TaskOut, "queued; the device did not come in time"),
-                      404: (None, "unknown device"),
-                      504: (M.TaskOut, "the connection request failed; the job stays queued")})
+@api.route(
+    "POST",
+    "/devices/{device_id}/tasks",
+    role="operator",
+    tag="jobs",
+    summary="Queue a job for a device (optionally knock and wait)",
+    body=M.TaskIn,
+    query=M.TaskQuery,
+    responses={
+        200: (M.TaskOut, "the job ran (connection_request=true)"),
+        201: (M.TaskOut, "queued"),
+        202: (M.TaskOut, "queued; the device did not come in time"),
+        404: (None, "unknown device"),
+        504: (M.TaskOut, "the connection request failed; the job stays queued"),
+    },
+)
 async def create_task(request: web.Request) -> web.Response:
-    """GenieACS NBI shapes: ``{"name": "setParameterValues", "parameterValues": [[path, value, type?]]}``."""
+    """GenieACS NBI shapes, e.g.
+    ``{"name": "setParameterValues", "parameterValues": [[path, value, type?]]}``."""
     q: M.TaskQuery = query_of(request, M.TaskQuery)
     body: M.TaskIn = await body_of(request, M.TaskIn)
     args = dict(body.model_extra or {})
@@ -289,10 +376,24 @@ async def create_task(request: web.Request) -> web.Response:
     async with svc.pool.acquire() as conn:
         if await devices.get_device(conn, dev_id) is None:
             raise not_found(f"device {dev_id!r}")
-        task = await task_store.enqueue(conn, dev_id, body.name, args, not_before=body.timestamp,
-                                        expires_at=expires, unique_key=body.uniqueKey)
-    log(logger, logging.INFO, "task_queued", device=dev_id, task=task.id, name=task.name,
-        token=request["token"].name)
+        task = await task_store.enqueue(
+            conn,
+            dev_id,
+            body.name,
+            args,
+            not_before=body.timestamp,
+            expires_at=expires,
+            unique_key=body.uniqueKey,
+        )
+    log(
+        logger,
+        logging.INFO,
+        "task_queued",
+        device=dev_id,
+        task=task.id,
+        name=task.name,
+        token=request[TOKEN].name,
+    )
     if not q.connection_request:
         return json_out(task_out(task), 201)
     cr = await knock(svc, dev_id)
@@ -316,21 +417,32 @@ async def knock(svc: Services, dev_id: str) -> ConnectionRequestResult:
         dev = await devices.get_device(conn, dev_id)
         creds = await conn.fetchrow(
             "SELECT username, password FROM connection_request_credentials WHERE device_id = $1",
-            dev_id)
+            dev_id,
+        )
         tree = await devices.get_parameters(conn, dev_id, "") if creds is None else {}
     if dev is None or not dev.connection_request_url:
-        return ConnectionRequestResult(False, None, "the device has sent no ConnectionRequestURL",
-                                       0.0)
+        return ConnectionRequestResult(
+            False, None, "the device has sent no ConnectionRequestURL", 0.0
+        )
     if creds is not None:
         username, password = creds["username"], creds["password"]
     else:
         username = _tree_value(tree, "ManagementServer.ConnectionRequestUsername") or (
-            svc.settings.connection_request_username or "")
+            svc.settings.connection_request_username or ""
+        )
         password = _tree_value(tree, "ManagementServer.ConnectionRequestPassword") or (
-            svc.settings.connection_request_password or "")
+            svc.settings.connection_request_password or ""
+        )
     result = await svc.connreq.send(dev.connection_request_url, username, password)
-    log(logger, logging.INFO if result.ok else logging.WARNING, "connection_request",
-        device=dev_id, ok=result.ok, status=result.status, reason=result.reason)
+    log(
+        logger,
+        logging.INFO if result.ok else logging.WARNING,
+        "connection_request",
+        device=dev_id,
+        ok=result.ok,
+        status=result.status,
+        reason=result.reason,
+    )
     return result
 
 
@@ -342,10 +454,17 @@ def _tree_value(tree: dict[str, devices.ParameterRecord], suffix: str) -> str | 
     return None
 
 
-@api.route("POST", "/devices/{device_id}/connection-request", role="operator", tag="jobs",
-           summary="Ask the device to open a session now",
-           responses={200: (M.ConnectionRequestOut, "outcome of the request"),
-                      404: (None, "unknown device")})
+@api.route(
+    "POST",
+    "/devices/{device_id}/connection-request",
+    role="operator",
+    tag="jobs",
+    summary="Ask the device to open a session now",
+    responses={
+        200: (M.ConnectionRequestOut, "outcome of the request"),
+        404: (None, "unknown device"),
+    },
+)
 async def connection_request(request: web.Request) -> web.Response:
     """The outcome says why a request failed (timeout, refused, wrong credentials...)."""
     dev_id = request.match_info["device_id"]
@@ -354,13 +473,19 @@ async def connection_request(request: web.Request) -> web.Response:
         if await devices.get_device(conn, dev_id) is None:
             raise not_found(f"device {dev_id!r}")
     r = await knock(svc, dev_id)
-    return json_out(M.ConnectionRequestOut(ok=r.ok, status=r.status, reason=r.reason,
-                                           elapsedS=r.elapsed_s))
+    return json_out(
+        M.ConnectionRequestOut(ok=r.ok, status=r.status, reason=r.reason, elapsedS=r.elapsed_s)
+    )
 
 
-@api.route("GET", "/devices/{device_id}/tasks", role="viewer", tag="jobs",
-           summary="A device's jobs, oldest first",
-           responses={200: (M.TaskListOut, "jobs"), 404: (None, "unknown device")})
+@api.route(
+    "GET",
+    "/devices/{device_id}/tasks",
+    role="viewer",
+    tag="jobs",
+    summary="A device's jobs, oldest first",
+    responses={200: (M.TaskListOut, "jobs"), 404: (None, "unknown device")},
+)
 async def list_tasks(request: web.Request) -> web.Response:
     """Every job of the device with its state, result and fault."""
     dev_id = request.match_info["device_id"]
@@ -378,8 +503,14 @@ def _task_id(request: web.Request) -> int:
     return int(raw)
 
 
-@api.route("GET", "/tasks/{task_id}", role="viewer", tag="jobs", summary="One job",
-           responses={200: (M.TaskOut, "the job"), 404: (None, "unknown job")})
+@api.route(
+    "GET",
+    "/tasks/{task_id}",
+    role="viewer",
+    tag="jobs",
+    summary="One job",
+    responses={200: (M.TaskOut, "the job"), 404: (None, "unknown job")},
+)
 async def get_task(request: web.Request) -> web.Response:
     """State, result, CPE fault code and string."""
     async with services(request).pool.acquire() as conn:
@@ -389,10 +520,18 @@ async def get_task(request: web.Request) -> web.Response:
     return json_out(task_out(task))
 
 
-@api.route("DELETE", "/tasks/{task_id}", role="operator", tag="jobs",
-           summary="Cancel a pending job",
-           responses={200: (M.TaskOut, "cancelled"), 404: (None, "unknown job"),
-                      409: (None, "the job is not pending")})
+@api.route(
+    "DELETE",
+    "/tasks/{task_id}",
+    role="operator",
+    tag="jobs",
+    summary="Cancel a pending job",
+    responses={
+        200: (M.TaskOut, "cancelled"),
+        404: (None, "unknown job"),
+        409: (None, "the job is not pending"),
+    },
+)
 async def cancel_task(request: web.Request) -> web.Response:
     """Only a job that has not started can be cancelled."""
     task_id = _task_id(request)
@@ -401,17 +540,26 @@ async def cancel_task(request: web.Request) -> web.Response:
             task = await task_store.get_task(conn, task_id)
             if task is None:
                 raise not_found("such job")
-            raise ApiError(409, "not_pending", f"the job is {task.status}; only pending jobs "
-                           "can be cancelled")
+            raise ApiError(
+                409, "not_pending", f"the job is {task.status}; only pending jobs can be cancelled"
+            )
         task = await task_store.get_task(conn, task_id)
     assert task is not None
     return json_out(task_out(task))
 
 
-@api.route("POST", "/tasks/{task_id}/retry", role="operator", tag="jobs",
-           summary="Retry a faulted or expired job",
-           responses={200: (M.TaskOut, "pending again"), 404: (None, "unknown job"),
-                      409: (None, "the job did not fault")})
+@api.route(
+    "POST",
+    "/tasks/{task_id}/retry",
+    role="operator",
+    tag="jobs",
+    summary="Retry a faulted or expired job",
+    responses={
+        200: (M.TaskOut, "pending again"),
+        404: (None, "unknown job"),
+        409: (None, "the job did not fault"),
+    },
+)
 async def retry_task(request: web.Request) -> web.Response:
     """The job goes back to pending and runs at the device's next session."""
     task_id = _task_id(request)
@@ -421,8 +569,11 @@ async def retry_task(request: web.Request) -> web.Response:
             existing = await task_store.get_task(conn, task_id)
             if existing is None:
                 raise not_found("such job")
-            raise ApiError(409, "not_faulted", f"the job is {existing.status}; only faulted or "
-                           "expired jobs can be retried")
+            raise ApiError(
+                409,
+                "not_faulted",
+                f"the job is {existing.status}; only faulted or expired jobs can be retried",
+            )
     return json_out(task_out(task))
 
 
@@ -431,17 +582,34 @@ async def retry_task(request: web.Request) -> web.Response:
 
 def file_out(svc: Services, f: files.FileRecord) -> M.FileOut:
     return M.FileOut(
-        name=f.name, size=f.size, sha256=f.sha256, fileType=f.file_type, oui=f.oui,
-        productClass=f.product_class, version=f.version, hardwareVersions=f.hardware_versions,
-        metadata=f.metadata, created=f.created_at, url=svc.settings.files_base_url + f.name,
+        name=f.name,
+        size=f.size,
+        sha256=f.sha256,
+        fileType=f.file_type,
+        oui=f.oui,
+        productClass=f.product_class,
+        version=f.version,
+        hardwareVersions=f.hardware_versions,
+        metadata=f.metadata,
+        created=f.created_at,
+        url=svc.settings.files_base_url + f.name,
     )
 
 
-@api.route("PUT", "/files/{name}", role="admin", tag="files",
-           summary="Upload a file (streamed) with its metadata", query=M.FileQuery,
-           raw_body="application/octet-stream",
-           responses={201: (M.FileOut, "stored"), 409: (None, "name taken (use replace=true)"),
-                      413: (None, "over the size limit")})
+@api.route(
+    "PUT",
+    "/files/{name}",
+    role="admin",
+    tag="files",
+    summary="Upload a file (streamed) with its metadata",
+    query=M.FileQuery,
+    raw_body="application/octet-stream",
+    responses={
+        201: (M.FileOut, "stored"),
+        409: (None, "name taken (use replace=true)"),
+        413: (None, "over the size limit"),
+    },
+)
 async def upload_file(request: web.Request) -> web.Response:
     """The body is the file itself; metadata come as query parameters."""
     q: M.FileQuery = query_of(request, M.FileQuery)
@@ -458,9 +626,17 @@ async def upload_file(request: web.Request) -> web.Response:
     try:
         async with svc.pool.acquire() as conn:
             record = await files.store_file(
-                conn, svc.settings.files_dir, name, request.content.iter_chunked(256 * 1024),
-                max_bytes=limit, file_type=q.fileType, oui=q.oui, product_class=q.productClass,
-                version=q.version, hardware_versions=hw, replace=q.replace,
+                conn,
+                svc.settings.files_dir,
+                name,
+                request.content.iter_chunked(256 * 1024),
+                max_bytes=limit,
+                file_type=q.fileType,
+                oui=q.oui,
+                product_class=q.productClass,
+                version=q.version,
+                hardware_versions=hw,
+                replace=q.replace,
             )
     except files.FileExists:
         raise ApiError(409, "exists", f"a file named {name!r} exists; add replace=true") from None
@@ -468,13 +644,18 @@ async def upload_file(request: web.Request) -> web.Response:
         raise ApiError(413, "too_large", f"the file exceeds the limit of {limit} bytes") from None
     except OSError as err:
         raise ApiError(507, "storage_error", f"the file could not be stored: {err}") from None
-    log(logger, logging.INFO, "file_stored", file=name, size=record.size,
-        token=request["token"].name)
+    log(logger, logging.INFO, "file_stored", file=name, size=record.size, token=request[TOKEN].name)
     return json_out(file_out(svc, record), 201)
 
 
-@api.route("GET", "/files", role="viewer", tag="files", summary="List files",
-           responses={200: (M.FileListOut, "files")})
+@api.route(
+    "GET",
+    "/files",
+    role="viewer",
+    tag="files",
+    summary="List files",
+    responses={200: (M.FileListOut, "files")},
+)
 async def list_files(request: web.Request) -> web.Response:
     """Every stored file with its metadata and download URL."""
     svc = services(request)
@@ -483,8 +664,14 @@ async def list_files(request: web.Request) -> web.Response:
     return json_out(M.FileListOut(items=[file_out(svc, f) for f in items]))
 
 
-@api.route("GET", "/files/{name}", role="viewer", tag="files", summary="One file's metadata",
-           responses={200: (M.FileOut, "the file"), 404: (None, "unknown file")})
+@api.route(
+    "GET",
+    "/files/{name}",
+    role="viewer",
+    tag="files",
+    summary="One file's metadata",
+    responses={200: (M.FileOut, "the file"), 404: (None, "unknown file")},
+)
 async def get_file(request: web.Request) -> web.Response:
     """Metadata only; the bytes are on the file server."""
     svc = services(request)
@@ -495,8 +682,14 @@ async def get_file(request: web.Request) -> web.Response:
     return json_out(file_out(svc, record))
 
 
-@api.route("DELETE", "/files/{name}", role="admin", tag="files", summary="Delete a file",
-           responses={204: (None, "deleted"), 404: (None, "unknown file")})
+@api.route(
+    "DELETE",
+    "/files/{name}",
+    role="admin",
+    tag="files",
+    summary="Delete a file",
+    responses={204: (None, "deleted"), 404: (None, "unknown file")},
+)
 async def delete_file(request: web.Request) -> web.Response:
     """Removes the row and the bytes."""
     svc = services(request)
@@ -510,12 +703,23 @@ async def delete_file(request: web.Request) -> web.Response:
 
 
 def token_out(t: tokens.ApiToken) -> M.TokenOut:
-    return M.TokenOut(name=t.name, role=t.role, created=t.created_at, lastUsed=t.last_used_at,
-                      revoked=t.revoked_at)
+    return M.TokenOut(
+        name=t.name,
+        role=t.role,
+        created=t.created_at,
+        lastUsed=t.last_used_at,
+        revoked=t.revoked_at,
+    )
 
 
-@api.route("GET", "/tokens", role="admin", tag="admin", summary="List API tokens",
-           responses={200: (M.TokenListOut, "tokens (never their secret)")})
+@api.route(
+    "GET",
+    "/tokens",
+    role="admin",
+    tag="admin",
+    summary="List API tokens",
+    responses={200: (M.TokenListOut, "tokens (never their secret)")},
+)
 async def list_api_tokens(request: web.Request) -> web.Response:
     """Names, roles and use; the secrets themselves are not kept."""
     async with services(request).pool.acquire() as conn:
@@ -523,9 +727,15 @@ async def list_api_tokens(request: web.Request) -> web.Response:
     return json_out(M.TokenListOut(items=[token_out(t) for t in items]))
 
 
-@api.route("POST", "/tokens", role="admin", tag="admin", summary="Create an API token",
-           body=M.TokenIn, responses={201: (M.TokenCreatedOut, "the token, shown once"),
-                                      409: (None, "name taken")})
+@api.route(
+    "POST",
+    "/tokens",
+    role="admin",
+    tag="admin",
+    summary="Create an API token",
+    body=M.TokenIn,
+    responses={201: (M.TokenCreatedOut, "the token, shown once"), 409: (None, "name taken")},
+)
 async def create_api_token(request: web.Request) -> web.Response:
     """The response is the only time the token is shown."""
     body: M.TokenIn = await body_of(request, M.TokenIn)
@@ -538,8 +748,14 @@ async def create_api_token(request: web.Request) -> web.Response:
     return json_out(M.TokenCreatedOut(**token_out(created).model_dump(), token=secret), 201)
 
 
-@api.route("DELETE", "/tokens/{name}", role="admin", tag="admin", summary="Revoke an API token",
-           responses={204: (None, "revoked"), 404: (None, "unknown or already revoked")})
+@api.route(
+    "DELETE",
+    "/tokens/{name}",
+    role="admin",
+    tag="admin",
+    summary="Revoke an API token",
+    responses={204: (None, "revoked"), 404: (None, "unknown or already revoked")},
+)
 async def revoke_api_token(request: web.Request) -> web.Response:
     """Takes effect within a few seconds on every worker."""
     async with services(request).pool.acquire() as conn:
@@ -549,8 +765,14 @@ async def revoke_api_token(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-@api.route("GET", "/openapi.json", role="viewer", tag="meta", summary="This API's OpenAPI document",
-           responses={200: (None, "OpenAPI 3.1")})
+@api.route(
+    "GET",
+    "/openapi.json",
+    role="viewer",
+    tag="meta",
+    summary="This API's OpenAPI document",
+    responses={200: (None, "OpenAPI 3.1")},
+)
 async def openapi_json(request: web.Request) -> web.Response:
     """Generated from the route declarations and their pydantic models."""
     return web.json_response(openapi_document())

@@ -41,7 +41,10 @@ class ApiError(Exception):
 
 def from_validation(exc: ValidationError, prefix: str = "") -> ApiError:
     errors = [
-        {"path": ".".join([prefix] * bool(prefix) + [str(p) for p in e["loc"]]), "message": e["msg"]}
+        {
+            "path": ".".join([prefix] * bool(prefix) + [str(p) for p in e["loc"]]),
+            "message": e["msg"],
+        }
         for e in exc.errors()
     ]
     return ApiError(400, "invalid_body", "the request body is invalid", errors)

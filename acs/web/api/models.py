@@ -50,12 +50,18 @@ class DeviceOut(BaseModel):
 
 class DeviceListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    filter: str = Field(default="", max_length=4096, description='e.g. DeviceID.ProductClass = "HG8245" AND tag = "lab"')
+    filter: str = Field(
+        default="",
+        max_length=4096,
+        description='e.g. DeviceID.ProductClass = "HG8245" AND tag = "lab"',
+    )
     sort: Literal["id", "last_inform", "product_class", "software_version", "serial_number"] = "id"
     order: Literal["asc", "desc"] = "asc"
     limit: int = Field(default=50, ge=1, le=1000)
     cursor: str | None = Field(default=None, description="next_cursor of the previous page")
-    projection: str = Field(default="", description="comma-separated parameter paths or prefixes (ending with '.')")
+    projection: str = Field(
+        default="", description="comma-separated parameter paths or prefixes (ending with '.')"
+    )
 
 
 class DevicePageOut(BaseModel):
@@ -79,9 +85,14 @@ class TaskIn(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     name: TaskName
-    expiry: int | None = Field(default=None, ge=1, description="seconds until a pending job expires")
-    uniqueKey: str | None = Field(default=None, max_length=200,
-                                  description="replaces a pending job of the device with this key")
+    expiry: int | None = Field(
+        default=None, ge=1, description="seconds until a pending job expires"
+    )
+    uniqueKey: str | None = Field(
+        default=None,
+        max_length=200,
+        description="replaces a pending job of the device with this key",
+    )
     timestamp: datetime | None = Field(default=None, description="do not run before this time")
 
 

@@ -50,8 +50,20 @@ class Api:
         responses: dict[int, tuple[type[BaseModel] | None, str]] | None = None,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
-            self.routes.append(Route(method, self.prefix + path, handler, role, summary, body,
-                                     raw_body, query, responses or {}, tag))
+            self.routes.append(
+                Route(
+                    method,
+                    self.prefix + path,
+                    handler,
+                    role,
+                    summary,
+                    body,
+                    raw_body,
+                    query,
+                    responses or {},
+                    tag,
+                )
+            )
             return handler
 
         return register
@@ -85,8 +97,7 @@ class Api:
                 "summary": r.summary,
                 "operationId": r.handler.__name__,
                 "tags": [r.tag],
-                "description": (inspect.getdoc(r.handler) or "")
-                + f"\n\nRequires role: {r.role}.",
+                "description": (inspect.getdoc(r.handler) or "") + f"\n\nRequires role: {r.role}.",
                 "security": [{"bearerAuth": []}],
                 "parameters": [],
                 "responses": {},
@@ -99,10 +110,15 @@ class Api:
                 for name, info in r.query.model_fields.items():
                     alias = info.alias or name
                     schema = r.query.model_json_schema()["properties"][alias]
-                    op["parameters"].append({
-                        "name": alias, "in": "query", "required": info.is_required(),
-                        "description": info.description or "", "schema": schema,
-                    })
+                    op["parameters"].append(
+                        {
+                            "name": alias,
+                            "in": "query",
+                            "required": info.is_required(),
+                            "description": info.description or "",
+                            "schema": schema,
+                        }
+                    )
             if r.body is not None:
                 op["requestBody"] = {
                     "required": True,
@@ -118,12 +134,18 @@ class Api:
                 if model is not None:
                     resp["content"] = {"application/json": {"schema": ref(model)}}
                 op["responses"][str(status)] = resp
-            for status, description in ((400, "invalid request"), (401, "no or bad token"),
-                                        (403, "role not allowed")):
-                op["responses"].setdefault(str(status), {
-                    "description": description,
-                    "content": {"application/json": {"schema": ref(ErrorResponse)}},
-                })
+            for status, description in (
+                (400, "invalid request"),
+                (401, "no or bad token"),
+                (403, "role not allowed"),
+            ):
+                op["responses"].setdefault(
+                    str(status),
+                    {
+                        "description": description,
+                        "content": {"application/json": {"schema": ref(ErrorResponse)}},
+                    },
+                )
             paths.setdefault(r.path, {})[r.method.lower()] = op
         return {
             "openapi": "3.1.0",
