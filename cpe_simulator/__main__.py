@@ -1,0 +1,3 @@
+from cpe_simulator.cli import main
+
+main()

@@ -1,0 +1,145 @@
+"""`cpe-sim`: run a fleet of simulated CPEs against an ACS."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import time
+
+import click
+
+from cpe_simulator.fleet import Fleet, FleetConfig
+from cpe_simulator.profiles import PROFILES, ProfileError, Timing, parse_profiles
+
+
+def rss_mb() -> float:
+    with open(f"/proc/{os.getpid()}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--acs-url", required=True, help="the ACS's CWMP URL")
+@click.option("--devices", default=1, type=click.IntRange(1, 1_000_000))
+@click.option(
+    "--model", type=click.Choice(["tr181-gateway", "tr098-gateway"]), default="tr181-gateway"
+)
+@click.option("--serial-prefix", default="SIM")
+@click.option("--oui", default="ACDE48")
+@click.option("--product-class", default="HGW")
+@click.option("--software-version", default="1.0.0")
+@click.option(
+    "--periodic-interval",
+    type=click.IntRange(1),
+    default=None,
+    help="seconds; default: the data model's PeriodicInformInterval",
+)
+@click.option("--ramp", type=float, default=0.0, help="spread the first sessions over SECONDS")
+@click.option("--faults", default="", help=f"e.g. drop:0.1,slow:0.2; known: {', '.join(PROFILES)}")
+@click.option("--username", default=None, help="CPE credential towards the ACS")
+@click.option("--password", default=None)
+@click.option("--cwmp-version", type=click.Choice(["1.0", "1.4"]), default="1.0")
+@click.option("--cr-host", default="127.0.0.1", help="connection-request listener address")
+@click.option("--cr-port", type=int, default=7548)
+@click.option(
+    "--max-concurrent", type=click.IntRange(1), default=200, help="sessions in flight at once"
+)
+@click.option("--retry-min-wait", type=float, default=5.0, help="TR-069 3.2.1.1 m, seconds")
+@click.option("--duration", type=float, default=None, help="stop after SECONDS")
+@click.option("--summary-every", type=float, default=5.0)
+@click.option("--json-summary", is_flag=True, help="print the final tally as JSON")
+def main(
+    acs_url: str,
+    devices: int,
+    model: str,
+    serial_prefix: str,
+    oui: str,
+    product_class: str,
+    software_version: str,
+    periodic_interval: int | None,
+    ramp: float,
+    faults: str,
+    username: str | None,
+    password: str | None,
+    cwmp_version: str,
+    cr_host: str,
+    cr_port: int,
+    max_concurrent: int,
+    retry_min_wait: float,
+    duration: float | None,
+    summary_every: float,
+    json_summary: bool,
+) -> None:
+    """Simulate DEVICES CPEs against the ACS at ACS_URL."""
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        parse_profiles(faults)
+    except ProfileError as err:
+        raise click.BadParameter(str(err), param_hint="--faults") from None
+    config = FleetConfig(
+        acs_url=acs_url,
+        devices=devices,
+        model=model,
+        serial_prefix=serial_prefix,
+        oui=oui,
+        product_class=product_class,
+        software_version=software_version,
+        periodic_interval=periodic_interval,
+        ramp_s=ramp,
+        faults=faults,
+        username=username,
+        password=password,
+        cr_host=cr_host,
+        cr_port=cr_port,
+        cwmp_version=cwmp_version,
+        max_concurrent=max_concurrent,
+        timing=Timing(retry_min_wait_s=retry_min_wait),
+    )
+    asyncio.run(_run(config, duration, summary_every, json_summary))
+
+
+async def _run(config: FleetConfig, duration: float | None, every: float, as_json: bool) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    fleet = Fleet(config)
+    started = time.monotonic()
+    await fleet.start()
+    click.echo(
+        f"{config.devices} CPEs ({config.model}) -> {config.acs_url}; connection requests "
+        f"on {config.cr_host}:{fleet.cr_server.port}"
+    )
+    try:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=every)
+            except TimeoutError:
+                pass
+            s = fleet.summary()
+            click.echo(
+                f"[{time.monotonic() - started:7.1f}s] online {s['online']}/{s['devices']}"
+                f"  sessions ok {s['sessions_ok']} failed {s['sessions_failed']}"
+                f"  in flight {s['in_session']}  rss {rss_mb():.0f} MB"
+            )
+            if duration is not None and time.monotonic() - started >= duration:
+                break
+    finally:
+        await fleet.stop()
+    s = fleet.summary()
+    s["elapsed_s"] = round(time.monotonic() - started, 1)
+    s["rss_mb"] = round(rss_mb(), 1)
+    if as_json:
+        click.echo(json.dumps(s))
+    else:
+        click.echo(
+            f"final: {s['sessions_ok']} sessions ok, {s['sessions_failed']} failed, "
+            f"{s['online']}/{s['devices']} online, rss {s['rss_mb']} MB"
+        )
+        for name, n in s["faults"].items():
+            click.echo(f"  {name}: {n}")

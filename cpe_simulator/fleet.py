@@ -1,0 +1,271 @@
+"""Many simulated CPEs in one asyncio process.
+
+Density comes from sharing: one template for every tree, one HTTP client
+(connection pool) for the fleet, one connection-request server, and one
+scheduler task with a heap of wake-up times instead of a sleeping task per
+device. Sessions run in at most ``max_concurrent`` tasks at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import random
+import time
+from collections import Counter
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from acs.cwmp.soap import CWMP_NS_1_0, CWMP_NS_1_2
+from cpe_simulator.connreq import ConnectionRequestServer
+from cpe_simulator.cpe import SimulatedCpe
+from cpe_simulator.datamodel import Identity, load_template
+from cpe_simulator.profiles import Timing, parse_profiles, profiles_for, retry_wait_range
+from cpe_simulator.tree import ParameterTree
+
+
+@dataclass(slots=True)
+class FleetConfig:
+    acs_url: str
+    devices: int = 1
+    model: str = "tr181-gateway"
+    serial_prefix: str = "SIM"
+    oui: str = "ACDE48"
+    product_class: str = "HGW"
+    software_version: str = "1.0.0"
+    hardware_version: str = "HW1.0"
+    periodic_interval: int | None = None  # None: the template's PeriodicInformInterval
+    ramp_s: float = 0.0
+    faults: str = ""
+    username: str | None = None
+    password: str | None = None
+    cr_host: str = "127.0.0.1"
+    cr_port: int = 0
+    cr_username: str = "cr"
+    cr_password: str = "cr-secret"
+    cwmp_version: str = "1.0"  # "1.0" speaks urn:dslforum-org:cwmp-1-0, else cwmp-1-2
+    max_concurrent: int = 200
+    jitter: float = 0.1
+    timing: Timing = field(default_factory=Timing)
+    first_serial: int = 1
+
+
+class Fleet:
+    def __init__(self, config: FleetConfig) -> None:
+        self.config = config
+        self.acs_url = config.acs_url
+        self.timing = config.timing
+        self.cwmp_ns = CWMP_NS_1_0 if config.cwmp_version == "1.0" else CWMP_NS_1_2
+        self.shares = parse_profiles(config.faults)
+        self.devices: dict[str, SimulatedCpe] = {}
+        self.counters: Counter[tuple[str, str]] = Counter()
+        self.http: aiohttp.ClientSession = None  # type: ignore[assignment]  # set by start()
+        self.cr_server = ConnectionRequestServer(self)
+        self._heap: list[tuple[float, int, str]] = []
+        self._seq = itertools.count()
+        self._wakeup = asyncio.Event()
+        self._gate = asyncio.Semaphore(config.max_concurrent)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._scheduler: asyncio.Task[None] | None = None
+        self._auth: tuple[aiohttp.ClientMiddlewareType, ...] = ()
+        self._rng = random.Random(config.serial_prefix)
+        self.started_at = 0.0
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        c = self.config
+        connector = aiohttp.TCPConnector(
+            limit=c.max_concurrent + 20, limit_per_host=0, keepalive_timeout=30
+        )
+        self.http = aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            timeout=aiohttp.ClientTimeout(total=120, sock_connect=10),
+        )
+        if c.username is not None and c.password is not None:
+            # one Digest state for the fleet: CPEs share the credential
+            self._auth = (aiohttp.DigestAuthMiddleware(c.username, c.password, preemptive=False),)
+        port = await self.cr_server.start(c.cr_host, c.cr_port)
+        template = load_template(c.model)
+        self.started_at = time.monotonic()
+        for i in range(c.first_serial, c.first_serial + c.devices):
+            serial = f"{c.serial_prefix}{i:08d}"
+            identity = Identity.from_serial(
+                serial,
+                oui=c.oui,
+                product_class=c.product_class,
+                software_version=c.software_version,
+                hardware_version=c.hardware_version,
+            )
+            tree = ParameterTree(
+                template,
+                identity,
+                acs_url=c.acs_url,
+                connection_request_url=f"http://{c.cr_host}:{port}/cr/{serial}",
+                connection_request_username=c.cr_username,
+                connection_request_password=c.cr_password,
+            )
+            if c.periodic_interval is not None:
+                tree.set_value_internal(
+                    f"{tree.root}ManagementServer.PeriodicInformInterval", str(c.periodic_interval)
+                )
+                tree.set_value_internal(
+                    f"{tree.root}ManagementServer.PeriodicInformEnable",
+                    "true" if tree.root == "Device." else "1",
+                )
+                tree.take_value_changes()
+            cpe = SimulatedCpe(self, tree, profiles_for(serial, self.shares))
+            self.devices[serial] = cpe
+            cpe.power_on()
+            delay = self._rng.uniform(0, c.ramp_s) if c.ramp_s > 0 else 0.0
+            self._push(cpe, delay)
+        self._scheduler = asyncio.create_task(self._run_scheduler())
+
+    async def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.cancel()
+            await asyncio.gather(self._scheduler, return_exceptions=True)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.cr_server.stop()
+        if self.http is not None:
+            await self.http.close()
+
+    async def __aenter__(self) -> Fleet:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------ scheduling
+
+    def _push(self, cpe: SimulatedCpe, delay: float) -> None:
+        due = time.monotonic() + max(delay, 0.0)
+        cpe.next_wakeup = due
+        heapq.heappush(self._heap, (due, next(self._seq), cpe.serial))
+        self._wakeup.set()
+
+    def wake(self, cpe: SimulatedCpe, delay: float = 0.0) -> None:
+        """Start a session soon (pending events, connection request, reboot)."""
+        if cpe.in_session:
+            return  # the running session reschedules when it ends
+        due = time.monotonic() + delay
+        if cpe.next_wakeup > due or cpe.next_wakeup <= time.monotonic() - 1e-3:
+            self._push(cpe, delay)
+
+    def schedule(self, cpe: SimulatedCpe, delay: float, *events: tuple[str, str]) -> None:
+        """A session in ``delay`` seconds carrying ``events`` (ScheduleInform)."""
+
+        async def later() -> None:
+            await asyncio.sleep(delay)
+            for code, key in events:
+                cpe.add_event(code, key)
+            self.wake(cpe)
+
+        self.spawn(later())
+
+    def later(self, delay: float, coro: Coroutine[Any, Any, None]) -> None:
+        async def run() -> None:
+            await asyncio.sleep(delay)
+            await coro
+
+        self.spawn(run())
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_scheduler(self) -> None:
+        while True:
+            now = time.monotonic()
+            while self._heap and self._heap[0][0] <= now:
+                due, _, serial = heapq.heappop(self._heap)
+                cpe = self.devices[serial]
+                if due != cpe.next_wakeup or cpe.in_session or cpe.state != "up":
+                    continue  # superseded, busy, or offline
+                cpe.next_wakeup = float("inf")
+                cpe.in_session = True
+                self.spawn(self._session(cpe))
+            self._wakeup.clear()
+            timeout = self._heap[0][0] - time.monotonic() if self._heap else 3600.0
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout=max(timeout, 0.0))
+            except TimeoutError:
+                pass
+
+    async def _session(self, cpe: SimulatedCpe) -> None:
+        async with self._gate:
+            if not cpe.events:
+                cpe.add_event("2 PERIODIC")
+            try:
+                ok = await cpe.run_session()
+            except Exception as exc:  # noqa: BLE001 - a device must never take the fleet down
+                self.count("session_crashed", type(exc).__name__)
+                cpe.in_session = False
+                ok = False
+        if cpe.state != "up":
+            return  # rebooting or bricked: power_on() wakes it
+        if not ok:
+            low, high = retry_wait_range(cpe.retry_count, self.timing)
+            self._push(cpe, cpe.rng.uniform(low, high))
+        elif cpe.events or cpe.transfer_results:
+            self._push(cpe, 0.0)
+        elif "reboot-loop" in cpe.profiles:
+            self.spawn(cpe.reboot())
+        else:
+            self._schedule_periodic(cpe)
+
+    def _schedule_periodic(self, cpe: SimulatedCpe) -> None:
+        if not cpe.tree.periodic_inform_enable:
+            return
+        interval = max(cpe.tree.periodic_inform_interval, 1)
+        jitter = interval * self.config.jitter
+        self._push(cpe, interval + cpe.rng.uniform(-jitter, jitter))
+
+    # ------------------------------------------------------------ helpers for callers
+
+    def auth_for(self, cpe: SimulatedCpe) -> tuple[aiohttp.ClientMiddlewareType, ...]:
+        return self._auth
+
+    def count(self, kind: str, detail: str = "") -> None:
+        self.counters[(kind, detail)] += 1
+
+    async def trigger(self, serial: str, event: str = "6 CONNECTION REQUEST") -> None:
+        """Start a session of one device now, with an event, and wait for it to end."""
+        cpe = self.devices[serial]
+        waiter = asyncio.get_running_loop().create_future()
+        cpe.session_waiters.append(waiter)
+        cpe.add_event(event)
+        self.wake(cpe)
+        await waiter
+
+    async def wait_for(self, predicate: Any, within_s: float = 30.0, poll: float = 0.05) -> None:
+        """Wait until ``predicate()`` is true (tests)."""
+        deadline = time.monotonic() + within_s
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise TimeoutError("condition not reached in time")
+            await asyncio.sleep(poll)
+
+    def summary(self) -> dict[str, Any]:
+        ok = sum(c.sessions_ok for c in self.devices.values())
+        failed = sum(c.sessions_failed for c in self.devices.values())
+        up = sum(1 for c in self.devices.values() if c.state == "up")
+        return {
+            "devices": len(self.devices),
+            "online": up,
+            "sessions_ok": ok,
+            "sessions_failed": failed,
+            "in_session": sum(1 for c in self.devices.values() if c.in_session),
+            "faults": {
+                f"{k}:{d}": n for (k, d), n in sorted(self.counters.items()) if k not in ("http",)
+            },
+        }

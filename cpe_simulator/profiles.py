@@ -1,0 +1,81 @@
+"""Fault-injection profiles and CPE quirks, chosen per device from its serial.
+
+``--faults drop:0.1,slow:0.2,no-bootstrap:0.05`` gives each named behaviour to
+that share of the fleet. The choice hashes the serial with the profile name,
+so a rerun with the same serials picks the same devices, and the shares are
+independent of each other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+# What each profile does (the runtime acts on these names).
+PROFILES: dict[str, str] = {
+    "drop": "closes the connection in the middle of some sessions",
+    "slow": "answers each ACS request after a delay",
+    "http-error": "sends a garbage body instead of some answers",
+    "corrupt-download": "downloads arrive corrupted (TransferComplete fault 9018)",
+    "truncated-download": "downloads stop short of their size (fault 9017)",
+    "power-loss": "loses power while flashing: back on the old version, no TransferComplete",
+    "brick": "never comes back after a firmware download or a reboot",
+    "reboot-loop": "reboots after every session",
+    "no-bootstrap": "never sends 0 BOOTSTRAP",
+    "odd-prefixes": "uses unusual namespace prefixes and no prefix on the RPC element",
+    "ignore-cookies": "never sends the session cookie back",
+    "reject-root-gpn": "refuses GetParameterNames on the root object (9005)",
+    "tc-without-event": "sends TransferComplete without the 7 TRANSFER COMPLETE event",
+    "slow-9005": "answers unknown parameter names with 9005 only after a delay",
+}
+
+
+class ProfileError(ValueError):
+    pass
+
+
+def parse_profiles(text: str | None) -> dict[str, float]:
+    """``"drop:0.1,slow"`` -> {"drop": 0.1, "slow": 1.0}."""
+    shares: dict[str, float] = {}
+    for item in (text or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, _, share_text = item.partition(":")
+        if name not in PROFILES:
+            raise ProfileError(f"unknown fault profile {name!r}; known: {', '.join(PROFILES)}")
+        try:
+            share = float(share_text) if share_text else 1.0
+        except ValueError:
+            raise ProfileError(f"{name}: share must be a number from 0 to 1") from None
+        if not 0.0 <= share <= 1.0:
+            raise ProfileError(f"{name}: share {share} is outside 0..1")
+        shares[name] = share
+    return shares
+
+
+def _unit(serial: str, name: str) -> float:
+    digest = hashlib.blake2s(f"{name}/{serial}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def profiles_for(serial: str, shares: dict[str, float]) -> frozenset[str]:
+    return frozenset(name for name, share in shares.items() if _unit(serial, name) < share)
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Delays of the slow behaviours, and TR-069 3.2.1.1 retry back-off."""
+
+    slow_s: float = 1.0
+    reboot_s: float = 2.0
+    retry_min_wait_s: float = 5.0  # m in TR-069 3.2.1.1
+    retry_multiplier: float = 2.0  # k/1000 in TR-069 3.2.1.1
+
+
+def retry_wait_range(retry_count: int, timing: Timing) -> tuple[float, float]:
+    """TR-069 3.2.1.1: after the n-th failed session wait between m*k^(n-1) and m*k^n
+    seconds (k as a multiplier), with n capped at 10."""
+    n = max(1, min(retry_count, 10))
+    m, k = timing.retry_min_wait_s, timing.retry_multiplier
+    return m * k ** (n - 1), m * k**n
