@@ -253,6 +253,8 @@ class SimulatedCpe:
             if cwmp_id is None:
                 cwmp_id = f"{self.serial}-{self.rng.getrandbits(32):x}"
             envelope = Envelope(body=message, cwmp_id=cwmp_id, cwmp_ns=self.fleet.cwmp_ns)
+            if isinstance(message, m.Inform) and self.fleet.config.cwmp_version == "1.4":
+                envelope.supported_cwmp_versions = "1.0,1.1,1.2,1.3,1.4"
             body = serialize_envelope(envelope)
             if self.has("odd-prefixes"):
                 body = odd_prefixes(body)
