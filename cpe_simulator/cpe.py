@@ -212,7 +212,9 @@ class SimulatedCpe:
         conv.cpe_sends(None)
         env = await self._exchange(None, None)
         self.last_requests = []
-        drop_at = self.rng.randint(0, 3) if self.has("drop") and self.rng.random() < 0.5 else -1
+        # a faulty device breaks about half of its sessions, at one of the first answers
+        drop_at = self._fails_at("drop")
+        garble_at = self._fails_at("http-error")
         while env is not None:
             request = env.body
             self._acs_sends(conv, request)
@@ -222,8 +224,14 @@ class SimulatedCpe:
                 raise SessionFailed("drop: connection closed mid-session")
             answer = await self.answer(request)
             conv.cpe_sends(answer)
-            env = await self._exchange(answer, env.cwmp_id)
+            garbled = len(log.requests) - 1 == garble_at
+            env = await self._exchange(answer, env.cwmp_id, garbled=garbled)
         self._acs_sends(conv, None)
+
+    def _fails_at(self, profile: str) -> int:
+        if self.has(profile) and self.rng.random() < 0.5:
+            return self.rng.randint(0, 3)
+        return -1
 
     def _acs_sends(self, conv: Conversation, message: m.Message | None) -> None:
         try:
@@ -245,7 +253,9 @@ class SimulatedCpe:
             parameter_list=self.tree.inform_parameters(),
         )
 
-    async def _exchange(self, message: m.Message | None, cwmp_id: str | None) -> Envelope | None:
+    async def _exchange(
+        self, message: m.Message | None, cwmp_id: str | None, *, garbled: bool = False
+    ) -> Envelope | None:
         """POST one message (None: empty POST); the ACS's answer (None: empty, session over)."""
         if message is None:
             body = b""
@@ -258,14 +268,14 @@ class SimulatedCpe:
             body = serialize_envelope(envelope)
             if self.has("odd-prefixes"):
                 body = odd_prefixes(body)
-            if self.has("http-error") and message.is_response and self.rng.random() < 0.3:
+            if garbled:
                 body = b"<garbage"
         if self.has("slow"):
             await asyncio.sleep(self.fleet.timing.slow_s)
         headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": ""}
         if self.cookie and not self.has("ignore-cookies"):
             headers["Cookie"] = self.cookie
-        async with self.fleet.http.post(
+        async with self.fleet.http_for(self).post(
             self.fleet.acs_url,
             data=body,
             headers=headers,

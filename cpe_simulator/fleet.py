@@ -72,8 +72,10 @@ class Fleet:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._scheduler: asyncio.Task[None] | None = None
         self._auth: tuple[aiohttp.ClientMiddlewareType, ...] = ()
+        self._own_http: dict[str, aiohttp.ClientSession] = {}
         self._rng = random.Random(config.serial_prefix)
         self.started_at = 0.0
+        self.closing = False
 
     # ------------------------------------------------------------ lifecycle
 
@@ -127,15 +129,24 @@ class Fleet:
         self._scheduler = asyncio.create_task(self._run_scheduler())
 
     async def stop(self) -> None:
+        """Stop everything within seconds, whatever the devices are doing."""
+        self.closing = True
         if self._scheduler is not None:
             self._scheduler.cancel()
             await asyncio.gather(self._scheduler, return_exceptions=True)
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.cr_server.stop()
+        # closing the client first aborts requests in flight, so no task waits on the ACS
+        for own in self._own_http.values():
+            await own.close()
         if self.http is not None:
             await self.http.close()
+        for _round in range(5):  # cancelled tasks may spawn follow-ups (after-session actions)
+            pending = [t for t in self._tasks if not t.done()]
+            if not pending:
+                break
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=5)
+        await self.cr_server.stop()
 
     async def __aenter__(self) -> Fleet:
         await self.start()
@@ -179,6 +190,9 @@ class Fleet:
         self.spawn(run())
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        if self.closing:
+            coro.close()
+            return
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -234,6 +248,21 @@ class Fleet:
 
     def auth_for(self, cpe: SimulatedCpe) -> tuple[aiohttp.ClientMiddlewareType, ...]:
         return self._auth
+
+    def http_for(self, cpe: SimulatedCpe) -> aiohttp.ClientSession:
+        """The fleet's shared client; a CPE that ignores cookies gets a connection of its
+        own, as a real one has: the ACS can then only know it by that connection."""
+        if "ignore-cookies" not in cpe.profiles:
+            return self.http
+        own = self._own_http.get(cpe.serial)
+        if own is None:
+            own = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=1),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                timeout=self.http.timeout,
+            )
+            self._own_http[cpe.serial] = own
+        return own
 
     def count(self, kind: str, detail: str = "") -> None:
         self.counters[(kind, detail)] += 1

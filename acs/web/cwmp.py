@@ -128,9 +128,7 @@ class CwmpEndpoint:
         try:
             if is_inform:
                 assert envelope is not None
-                if live is not None:
-                    await self._drop(live, "new Inform opened a new session")
-                return await self._inform(request, envelope)
+                return await self._inform(request, envelope, live)
             if live is None:
                 return self._fault_reply(
                     400,
@@ -159,7 +157,9 @@ class CwmpEndpoint:
                 headers={"Retry-After": RETRY_AFTER_S},
             )
 
-    async def _inform(self, request: web.Request, envelope: Envelope) -> web.StreamResponse:
+    async def _inform(
+        self, request: web.Request, envelope: Envelope, previous: LiveSession | None
+    ) -> web.StreamResponse:
         inform = envelope.body
         assert isinstance(inform, m.Inform)
         remote = request.remote
@@ -175,6 +175,11 @@ class CwmpEndpoint:
                 None,
             )
         dev_id = make_device_id(ident.oui, ident.product_class, ident.serial_number)
+        if previous is not None and previous.device_id == dev_id:
+            # the same CPE starting over (it rebooted, or gave up on the old one);
+            # a proxy or pooled connection may carry other CPEs' sessions too,
+            # and those go on untouched
+            await self._drop(previous, "new Inform opened a new session")
 
         verdict = await self.auth.check(request.method, request.headers.get("Authorization"))
         if not verdict.ok:
@@ -321,6 +326,8 @@ class CwmpEndpoint:
     def _find_session(self, request: web.Request, *, by_address: bool) -> LiveSession | None:
         sid = request.cookies.get(COOKIE)
         if sid and sid in self.by_id:
+            if request.transport is not None:  # follow the session onto this connection
+                self.by_transport[request.transport] = sid
             return self.by_id[sid]
         sid = self.by_transport.get(request.transport)
         if sid and sid in self.by_id:
@@ -337,8 +344,10 @@ class CwmpEndpoint:
                 del self.by_transport[transport]
 
     async def _drop(self, live: LiveSession, reason: str) -> None:
-        self._forget(live)
-        await self.driver.close(live, abandoned=True, reason=reason)
+        try:
+            await self.driver.close(live, abandoned=True, reason=reason)
+        finally:
+            self._forget(live)
 
     def _reply(
         self,

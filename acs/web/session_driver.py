@@ -29,6 +29,8 @@ from acs.store import tasks as task_store
 
 logger = logging.getLogger("acs.cwmp")
 
+READ_BUFFER_LIMIT = 20_000  # values held before an early write, bounding memory per session
+
 # What we answer to a CPE's GetRPCMethods: the ACS methods we implement.
 ACS_RPC_METHODS = [
     "Inform",
@@ -54,6 +56,13 @@ class Work:
     task: task_store.Task | None = None
     label: str = ""
     outstanding: m.Message | None = None
+    # GetParameterNames/Values answers not yet written: a discovery reads a tree
+    # in a dozen batches, and writing the document once instead of per batch
+    # divides the database work by about that much
+    names_read: list[tuple[m.GetParameterNames, m.GetParameterNamesResponse]] = field(
+        default_factory=list
+    )
+    values_read: dict[str, m.ParameterValueStruct] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -261,6 +270,7 @@ class SessionDriver:
     async def _finish(
         self, live: LiveSession, work: Work, result: dict[str, Any] | None, fault: PlanFault | None
     ) -> None:
+        await self.flush_reads(live, work)
         task = work.task
         if task is None:
             log(
@@ -341,24 +351,22 @@ class SessionDriver:
                 reason=response.fault_string,
             )
             return
+        work = live.work
+        assert work is not None
+        if isinstance(response, m.GetParameterNamesResponse):
+            assert isinstance(request, m.GetParameterNames)
+            work.names_read.append((request, response))
+            return
+        if isinstance(response, m.GetParameterValuesResponse):
+            work.values_read.update((v.name, v) for v in response.parameter_list)
+            if len(work.values_read) >= READ_BUFFER_LIMIT:
+                await self.flush_reads(live, work)
+            return
+        await self.flush_reads(live, work)  # keep reads and writes in the CPE's order
         at = now()
         dev = live.device_id
         async with self.pool.acquire() as conn, conn.transaction():
-            if isinstance(response, m.GetParameterNamesResponse):
-                assert isinstance(request, m.GetParameterNames)
-                await devices.merge_parameter_names(
-                    conn,
-                    dev,
-                    request.parameter_path,
-                    request.next_level,
-                    response.parameter_list,
-                    at,
-                )
-            elif isinstance(response, m.GetParameterValuesResponse):
-                await devices.merge_parameter_values(
-                    conn, dev, response.parameter_list, at, read=True
-                )
-            elif isinstance(response, m.GetParameterAttributesResponse):
+            if isinstance(response, m.GetParameterAttributesResponse):
                 await devices.merge_parameter_attributes(conn, dev, response.parameter_list, at)
             elif isinstance(response, m.SetParameterValuesResponse):
                 assert isinstance(request, m.SetParameterValues)
@@ -380,6 +388,26 @@ class SessionDriver:
                 ]
                 if changed:
                     await devices.merge_parameter_attributes(conn, dev, changed, at)
+
+    async def flush_reads(self, live: LiveSession, work: Work) -> None:
+        """Write buffered names, then values, in one transaction."""
+        if not work.names_read and not work.values_read:
+            return
+        names, values = work.names_read, list(work.values_read.values())
+        work.names_read, work.values_read = [], {}
+        at = now()
+        async with self.pool.acquire() as conn, conn.transaction():
+            for request, response in names:
+                await devices.merge_parameter_names(
+                    conn,
+                    live.device_id,
+                    request.parameter_path,
+                    request.next_level,
+                    response.parameter_list,
+                    at,
+                )
+            if values:
+                await devices.merge_parameter_values(conn, live.device_id, values, at, read=True)
 
     # ------------------------------------------------------------ lifecycle
 

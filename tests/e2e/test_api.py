@@ -421,3 +421,29 @@ async def test_cancel_and_retry(acs: Running, api: dict[str, Client], unique_ser
         assert status == 409
     finally:
         await cpe.close()
+
+
+async def test_file_over_the_limit_is_refused_and_nothing_is_stored(
+    start_acs: StartAcs, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    acs = await start_acs(api_max_upload_bytes=100_000)
+    admin = Client(acs, await token(db_pool, "admin", unique_serial))
+    try:
+        name = f"big-{unique_serial()}.bin"
+        status, body = await admin.call("PUT", f"/files/{name}", data=b"x" * 150_000)
+        assert status == 413 and body["error"]["code"] == "too_large"
+
+        async def chunked():  # no Content-Length: the limit holds while streaming
+            for _ in range(30):
+                yield b"y" * 10_000
+
+        status, body = await admin.call("PUT", f"/files/{name}", data=chunked())
+        assert status == 413
+        status, _ = await admin.call("GET", f"/files/{name}")
+        assert status == 404
+        assert not (acs.settings.files_dir / name).exists()
+        assert [p for p in acs.settings.files_dir.glob(".upload-*")] == []
+        status, body = await admin.call("PUT", "/files/..secret", data=b"x")
+        assert status == 400 and body["error"]["code"] == "invalid_name"
+    finally:
+        await admin.close()

@@ -548,3 +548,38 @@ async def test_simulator_survives_a_broken_acs(unique_serial) -> None:
         await fleet.stop()
         await runner.cleanup()
     await asyncio.sleep(0)
+
+
+async def test_stop_is_prompt_with_sessions_in_flight(unique_serial) -> None:
+    """A fleet stops in seconds even while every device waits on a hung ACS."""
+    import time
+
+    async def hang(request: web.Request) -> web.Response:
+        await asyncio.sleep(60)
+        return web.Response(status=500)
+
+    app = web.Application()
+    app.router.add_post("/", hang)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    fleet = Fleet(
+        FleetConfig(
+            acs_url=f"http://127.0.0.1:{port}/",
+            devices=300,
+            max_concurrent=50,
+            serial_prefix=unique_serial("H"),
+            timing=FAST,
+        )
+    )
+    await fleet.start()
+    try:
+        await fleet.wait_for(lambda: fleet.summary()["in_session"] >= 50)
+        started = time.monotonic()
+        await fleet.stop()
+        assert time.monotonic() - started < 5
+        assert all(t.done() for t in fleet._tasks)
+    finally:
+        await runner.cleanup()

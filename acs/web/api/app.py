@@ -31,7 +31,8 @@ api = Api("/api/v1")
 
 SERVICES = web.AppKey("services", "Services")
 TOKEN = web.RequestKey("token", tokens.ApiToken)
-TOKEN_CACHE_S = 5.0  # a revoked token stops working within this many seconds
+TOKEN_CACHE_S = 5.0
+JSON_BODY_LIMIT = 1024 * 1024  # a revoked token stops working within this many seconds
 
 
 @dataclass(slots=True)
@@ -129,9 +130,8 @@ async def authenticate(request: web.Request, needed: str) -> tokens.ApiToken:
 def build_api_app(
     svc: Services, extra: Callable[[web.Application], None] | None = None
 ) -> web.Application:
-    app = web.Application(
-        middlewares=[api_middleware], client_max_size=svc.settings.api_max_upload_bytes
-    )
+    # JSON bodies are small; file uploads stream past this limit to their own
+    app = web.Application(middlewares=[api_middleware], client_max_size=JSON_BODY_LIMIT)
     app[SERVICES] = svc
     api.add_to(app)
     if extra is not None:
