@@ -25,7 +25,7 @@ lint: $(STAMP)
 	$(BIN)/mypy --strict acs/cwmp
 
 bench: $(STAMP)
-	$(BIN)/python -m bench.fleet
+	$(BIN)/python -m bench.density --devices $${DEVICES:-10000} --duration $${DURATION:-600}
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -29,6 +29,7 @@ from acs.cwmp.session import Conversation, ProtocolError
 from acs.cwmp.soap import CwmpParseError, Envelope, parse_envelope, serialize_envelope
 from cpe_simulator.faults import CpeFault
 from cpe_simulator.firmware import BadImage, verify_image
+from cpe_simulator.transfers import Transfer, check_url, config_file_parameters, download, upload
 from cpe_simulator.tree import ParameterTree
 
 if TYPE_CHECKING:
@@ -58,21 +59,6 @@ CPE_RPCS = (
 
 class SessionFailed(Exception):
     """The session could not complete; the CPE retries with back-off."""
-
-
-@dataclass(slots=True)
-class Transfer:
-    """A Download or Upload the CPE accepted and carries out after the session."""
-
-    command_key: str
-    is_download: bool
-    file_type: str
-    url: str
-    username: str
-    password: str
-    file_size: int
-    target_file_name: str
-    state: int = 1  # 1 not yet started, 2 in progress, 3 completed
 
 
 @dataclass(slots=True)
@@ -113,8 +99,8 @@ class SimulatedCpe:
         self.tree = tree
         self.profiles = profiles
         self.rng = random.Random(tree.identity.serial_number)
-        # pending events, in order: code -> CommandKey
-        self.events: dict[str, str] = {}
+        # pending events in order, as (EventCode, CommandKey); an ordered set
+        self.events: dict[tuple[str, str], None] = {}
         self.retry_count = 0
         self.cookie: str | None = None
         self.state = "down"  # down | up | bricked
@@ -142,7 +128,10 @@ class SimulatedCpe:
     # ------------------------------------------------------------ events
 
     def add_event(self, code: str, command_key: str = "") -> None:
-        self.events.setdefault(code, command_key)
+        # TR-069 3.7.1.5: a numbered event appears once, with no CommandKey; an "M"
+        # event once per CommandKey (two Downloads finishing -> two "M Download")
+        key = command_key if code.startswith("M ") else ""
+        self.events.setdefault((code, key), None)
 
     def power_on(self) -> None:
         """Boot: 0 BOOTSTRAP the first time (and after a factory reset), 1 BOOT always."""
@@ -171,7 +160,7 @@ class SimulatedCpe:
         if log.ok:
             self.sessions_ok += 1
             self.retry_count = 0
-        else:
+        elif not self.fleet.closing:  # sessions cut by the fleet's own stop are no failures
             self.sessions_failed += 1
             self.retry_count += 1
             self.fleet.count("session_failed", log.reason.split(":")[0])
@@ -190,15 +179,19 @@ class SimulatedCpe:
         conv = Conversation()
         self.cookie = None
         inform = self._inform()
+        sent = dict(self.events)
         conv.cpe_sends(inform)
         env = await self._exchange(inform, None)
         if env is None or not isinstance(env.body, m.InformResponse):
             raise SessionFailed(f"Inform answered with {_describe(env)}")
         self._acs_sends(conv, env.body)
-        # the ACS has the events now (TR-069 3.2.1): they are delivered
-        if "0 BOOTSTRAP" in self.events:
+        # the ACS has the events now (TR-069 3.2.1): they are delivered. Only those
+        # the Inform carried: one raised meanwhile (a connection request arriving
+        # during the exchange) waits for the next session.
+        if ("0 BOOTSTRAP", "") in sent:
             self.bootstrapped = True
-        self.events.clear()
+        for event in sent:
+            self.events.pop(event, None)
         self.tree.take_value_changes()
 
         for tc in list(self.transfer_results):
@@ -209,12 +202,14 @@ class SimulatedCpe:
             self._acs_sends(conv, env.body)
             self.transfer_results.remove(tc)
 
-        conv.cpe_sends(None)
-        env = await self._exchange(None, None)
-        self.last_requests = []
         # a faulty device breaks about half of its sessions, at one of the first answers
         drop_at = self._fails_at("drop")
         garble_at = self._fails_at("http-error")
+        conv.cpe_sends(None)
+        # the POST whose response brings the request we drop at asks for the TCP
+        # connection to close, so the ACS sees the connection die mid-session
+        env = await self._exchange(None, None, close=drop_at == 0)
+        self.last_requests = []
         while env is not None:
             request = env.body
             self._acs_sends(conv, request)
@@ -225,7 +220,8 @@ class SimulatedCpe:
             answer = await self.answer(request)
             conv.cpe_sends(answer)
             garbled = len(log.requests) - 1 == garble_at
-            env = await self._exchange(answer, env.cwmp_id, garbled=garbled)
+            close = len(log.requests) == drop_at
+            env = await self._exchange(answer, env.cwmp_id, garbled=garbled, close=close)
         self._acs_sends(conv, None)
 
     def _fails_at(self, profile: str) -> int:
@@ -241,12 +237,14 @@ class SimulatedCpe:
             raise SessionFailed(f"ACS broke the session rules: {broken.reason}") from None
 
     def _inform(self) -> m.Inform:
+        if self.tree.has_value_changes():
+            self.add_event("4 VALUE CHANGE")
         ident = self.tree.identity
         return m.Inform(
             device_id=m.DeviceIdStruct(
                 ident.manufacturer, ident.oui, ident.product_class, ident.serial_number
             ),
-            events=[m.EventStruct(code, key) for code, key in self.events.items()],
+            events=[m.EventStruct(code, key) for code, key in self.events],
             max_envelopes=1,
             current_time=datetime.now(UTC),
             retry_count=self.retry_count,
@@ -254,7 +252,12 @@ class SimulatedCpe:
         )
 
     async def _exchange(
-        self, message: m.Message | None, cwmp_id: str | None, *, garbled: bool = False
+        self,
+        message: m.Message | None,
+        cwmp_id: str | None,
+        *,
+        garbled: bool = False,
+        close: bool = False,
     ) -> Envelope | None:
         """POST one message (None: empty POST); the ACS's answer (None: empty, session over)."""
         if message is None:
@@ -275,6 +278,8 @@ class SimulatedCpe:
         headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": ""}
         if self.cookie and not self.has("ignore-cookies"):
             headers["Cookie"] = self.cookie
+        if close:
+            headers["Connection"] = "close"
         async with self.fleet.http_for(self).post(
             self.fleet.acs_url,
             data=body,
@@ -410,8 +415,7 @@ class SimulatedCpe:
         target: str,
         delay: int,
     ) -> m.Message:
-        if not url.startswith(("http://", "https://")):
-            raise CpeFault(9013)
+        check_url(url)
         transfer = Transfer(
             command_key, is_download, file_type, url, username, password, size, target
         )
@@ -500,72 +504,28 @@ class SimulatedCpe:
         self.fleet.wake(self)
 
     async def _download(self, t: Transfer) -> bytes:
-        """HTTP GET with the given credentials, resuming with Range after a cut."""
-        received = b""
-        auth = (
-            (aiohttp.DigestAuthMiddleware(t.username, t.password, preemptive=False),)
-            if t.username
-            else ()
+        return await download(
+            self.fleet.http,
+            t,
+            truncate=self.has("truncated-download"),
+            corrupt=self.has("corrupt-download"),
         )
-        for _attempt in range(3):
-            headers = {"Range": f"bytes={len(received)}-"} if received else {}
-            try:
-                async with self.fleet.http.get(t.url, headers=headers, middlewares=auth) as resp:
-                    if resp.status == 401:
-                        raise CpeFault(9012)
-                    if resp.status == 404:
-                        raise CpeFault(9016)
-                    if resp.status not in (200, 206):
-                        raise CpeFault(9010, f"File transfer failure: HTTP {resp.status}")
-                    chunk = await resp.read()
-                    received = received + chunk if resp.status == 206 else chunk
-            except aiohttp.ClientConnectorError:
-                raise CpeFault(9015) from None
-            except aiohttp.ClientPayloadError:
-                continue  # cut mid-way: resume from what we have
-            break
-        if self.has("truncated-download"):
-            raise CpeFault(9017)
-        if t.file_size and len(received) != t.file_size:
-            raise CpeFault(
-                9017, f"File transfer failure: got {len(received)} of {t.file_size} bytes"
-            )
-        if self.has("corrupt-download") and received:
-            received = received[:-1] + bytes([received[-1] ^ 0xFF])
-        return received
 
     async def _upload(self, t: Transfer) -> None:
+        """A vendor configuration file (or log) of the device's own making."""
         body = "\n".join(
             f"{p.name}={p.value}"
             for p in self.tree.get_parameter_values([f"{self.tree.root}ManagementServer."])
         ).encode()
-        auth = (
-            (aiohttp.DigestAuthMiddleware(t.username, t.password, preemptive=False),)
-            if t.username
-            else ()
-        )
-        try:
-            async with self.fleet.http.put(t.url, data=body, middlewares=auth) as resp:
-                if resp.status == 401:
-                    raise CpeFault(9012)
-                if resp.status >= 300:
-                    raise CpeFault(9011, f"Upload failure: HTTP {resp.status}")
-        except aiohttp.ClientConnectorError:
-            raise CpeFault(9015) from None
+        await upload(self.fleet.http, t, body)
 
     def _apply_config(self, data: bytes) -> None:
-        """A vendor configuration file: ``path=value`` lines, applied all or nothing."""
+        """A vendor configuration file, applied all or nothing."""
         try:
-            lines = [ln for ln in data.decode().splitlines() if ln.strip() and "=" in ln]
-        except UnicodeDecodeError:
-            raise CpeFault(9018) from None
-        params = []
-        for line in lines:
-            path, _, value = line.partition("=")
-            params.append(m.ParameterValueStruct(path.strip(), value.strip(), ""))
-        try:
-            self.tree.set_parameter_values(params, "")
+            self.tree.set_parameter_values(config_file_parameters(data), "")
         except CpeFault as err:
+            if err.code == 9018:
+                raise
             raise CpeFault(
                 9018, f"File transfer failure: configuration rejected ({err.string})"
             ) from None

@@ -43,6 +43,7 @@ class FleetConfig:
     faults: str = ""
     username: str | None = None
     password: str | None = None
+    auth: str = "digest"  # how the CPEs authenticate to the ACS: digest or basic
     cr_host: str = "127.0.0.1"
     cr_port: int = 0
     cr_username: str = "cr"
@@ -90,8 +91,21 @@ class Fleet:
             timeout=aiohttp.ClientTimeout(total=120, sock_connect=10),
         )
         if c.username is not None and c.password is not None:
-            # one Digest state for the fleet: CPEs share the credential
-            self._auth = (aiohttp.DigestAuthMiddleware(c.username, c.password, preemptive=False),)
+            if c.auth == "basic":
+                basic = aiohttp.encode_basic_auth(c.username, c.password)
+
+                async def add_basic(
+                    request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+                ) -> aiohttp.ClientResponse:
+                    request.headers["Authorization"] = basic
+                    return await handler(request)
+
+                self._auth = (add_basic,)
+            else:
+                # one Digest state for the fleet: the CPEs share the credential
+                self._auth = (
+                    aiohttp.DigestAuthMiddleware(c.username, c.password, preemptive=False),
+                )
         port = await self.cr_server.start(c.cr_host, c.cr_port)
         template = load_template(c.model)
         self.started_at = time.monotonic()
@@ -184,7 +198,11 @@ class Fleet:
 
     def later(self, delay: float, coro: Coroutine[Any, Any, None]) -> None:
         async def run() -> None:
-            await asyncio.sleep(delay)
+            try:
+                await asyncio.sleep(delay)
+            except asyncio.CancelledError:
+                coro.close()  # never started: close it, or Python warns it was never awaited
+                raise
             await coro
 
         self.spawn(run())
@@ -222,7 +240,8 @@ class Fleet:
             try:
                 ok = await cpe.run_session()
             except Exception as exc:  # noqa: BLE001 - a device must never take the fleet down
-                self.count("session_crashed", type(exc).__name__)
+                if not self.closing:  # the client closed under a session: not a device fault
+                    self.count("session_crashed", type(exc).__name__)
                 cpe.in_session = False
                 ok = False
         if cpe.state != "up":
@@ -266,6 +285,17 @@ class Fleet:
 
     def count(self, kind: str, detail: str = "") -> None:
         self.counters[(kind, detail)] += 1
+
+    def change_value(self, serial: str, path: str, value: str) -> None:
+        """The device itself changes a value (a user on its web page, a link going down).
+
+        With active notification on that parameter it opens a session at once
+        (TR-069 3.2.1: 4 VALUE CHANGE); with passive, the next session carries it.
+        """
+        cpe = self.devices[serial]
+        cpe.tree.set_value_internal(path, value)
+        if cpe.tree.has_active_notification_change():
+            self.wake(cpe)
 
     async def trigger(self, serial: str, event: str = "6 CONNECTION REQUEST") -> None:
         """Start a session of one device now, with an event, and wait for it to end."""

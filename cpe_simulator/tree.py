@@ -510,6 +510,10 @@ class ParameterTree:
         self._active_change = False
         return changes
 
+    def has_value_changes(self) -> bool:
+        """True when a parameter with notification on changed since the last Inform."""
+        return bool(self._changes)
+
     def has_active_notification_change(self) -> bool:
         """True when a parameter with active notification changed: start a session."""
         return self._active_change

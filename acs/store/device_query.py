@@ -1,30 +1,60 @@
 """Device search: the filter AST compiled to SQL, keyset paging, projections, tags.
 
-Which indexes serve which filters:
-- DeviceID.ID: the primary key; ProductClass, SoftwareVersion, LastInform:
-  btree indexes on their columns; tag: the GIN index on devices.tags;
-- parameter equality (Device.X = "v"): containment on the tree,
-  ``tree @> {"Device.X": {"v": "v"}}``, served by the GIN jsonb_path_ops index;
-- ranges, LIKE and IS NULL on parameters read the value from the tree and
-  are not indexed: combine them with an indexed term on large fleets.
+Every value travels as a $n parameter; only column names from fixed tables
+below and operators from the parser's closed set are written into the SQL.
 
-Comparisons with a number literal on a parameter compare numerically where the
-stored value is a number (devices whose value is not a number do not match);
-with a string literal they compare text.
+Which index serves which term:
+- ``DeviceID.ID``: the primary key; ``DeviceID.ProductClass``,
+  ``DeviceID.SerialNumber``, ``SoftwareVersion``, ``LastInform``: btree
+  indexes whose leading column is that column (0002_device_query.sql);
+- ``tag = "x"``: ``d.tags @> ARRAY[$n]``, the GIN index on devices.tags;
+- parameter ``=`` (and the ``!=`` that negates it):
+  ``dp.tree @> jsonb_build_object($path, jsonb_build_object('v', $value))``,
+  the GIN jsonb_path_ops index on the tree;
+- parameter ranges, LIKE and IS [NOT] NULL read ``dp.tree -> $path ->> 'v'``
+  and are not indexed: on a large fleet combine them with an indexed term.
+
+Value rules (documented for operators in the API description too):
+- hot text columns compare as plain text (collation order; firmware version
+  ordering is another module's job);
+- parameter ``=`` / ``!=`` compare the stored text exactly. A number literal
+  is written in its canonical form (``5``, ``2.5``), which is how CPEs report
+  xsd:int/unsignedInt values, so ``Device.X = 300`` matches "300";
+- parameter ``<`` ``<=`` ``>`` ``>=`` with a number literal compare
+  numerically when the stored value is a decimal number (``-?digits[.digits]``);
+  a device whose value is not a number (or is missing) does not match. With a
+  string literal they compare text;
+- ``!=`` is "not equal", so a device without the value (NULL column, missing
+  parameter) matches it; add ``X IS NOT NULL`` to exclude those. NOT is
+  two-valued the same way: NOT of a term that cannot be evaluated is true.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
-from acs.core.filters import And, Comparison, Expr, IsNull, Like, Not, Or
+from acs.core.filters import (
+    COMPARISONS,
+    PARAMETER_ROOTS,
+    TAG_FIELD,
+    And,
+    Comparison,
+    Expr,
+    IsNull,
+    Like,
+    Not,
+    Or,
+    parse_time,
+)
 
 _TEXT_COLUMNS = {
     "DeviceID.ID": "d.id",
@@ -42,24 +72,40 @@ _TIME_COLUMNS = {
     "LastBootstrap": "d.last_bootstrap",
     "Registered": "d.created_at",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class _Sort:
+    column: str
+    pg_type: str
+    nullable: bool
+
+
+#: the sort whitelist: each is served by an index whose leading column it is
 SORTS = {
-    "id": ("d.id", "text"),
-    "last_inform": ("COALESCE(d.last_inform, '-infinity'::timestamptz)", "timestamptz"),
-    "product_class": ("d.product_class", "text"),
-    "software_version": ("COALESCE(d.software_version, '')", "text"),
-    "serial_number": ("d.serial_number", "text"),
+    "id": _Sort("d.id", "text", False),
+    "last_inform": _Sort("d.last_inform", "timestamptz", True),
+    "product_class": _Sort("d.product_class", "text", False),
+    "software_version": _Sort("d.software_version", "text", True),
+    "serial_number": _Sort("d.serial_number", "text", False),
 }
+MAX_LIMIT = 1000
+MAX_PROJECTION = 100
 _TAG = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
-_NUMERIC = r"'^-?[0-9]+(\.[0-9]+)?$'"
+_NUMBER = r"'^-?[0-9]+(\.[0-9]+)?$'"
+
+
+# --------------------------------------------------------------------------- compiling
 
 
 class _Compiler:
-    def __init__(self) -> None:
+    def __init__(self, first_param: int) -> None:
+        self.first = first_param
         self.params: list[object] = []
 
     def add(self, value: object) -> str:
         self.params.append(value)
-        return f"${len(self.params)}"
+        return f"${self.first + len(self.params) - 1}"
 
     def compile(self, expr: Expr) -> str:
         if isinstance(expr, And):
@@ -67,67 +113,95 @@ class _Compiler:
         if isinstance(expr, Or):
             return "(" + " OR ".join(self.compile(e) for e in expr.items) + ")"
         if isinstance(expr, Not):
+            # a term over a missing value is NULL; NOT NULL would drop the row
+            # from both "X" and "NOT X", so NOT treats unknown as false first
             return f"(NOT COALESCE({self.compile(expr.item)}, false))"
         if isinstance(expr, IsNull):
-            return f"({self.value_of(expr.field)} IS {'NOT ' if expr.negated else ''}NULL)"
+            return f"({self.scalar(expr.field, 'IS NULL')} IS {'NOT ' if expr.negated else ''}NULL)"
         if isinstance(expr, Like):
-            return (
-                f"({self.value_of(expr.field)} {'NOT ' if expr.negated else ''}LIKE "
-                f"{self.add(expr.pattern)})"
-            )
+            if expr.field in _TIME_COLUMNS:
+                raise ValueError(f"{expr.field} is a time: compare it with < or >, not LIKE")
+            not_ = "NOT " if expr.negated else ""
+            return f"({self.scalar(expr.field, 'LIKE')} {not_}LIKE {self.add(expr.pattern)})"
         return self.comparison(expr)
 
-    def value_of(self, field: str) -> str:
+    def scalar(self, field: str, what: str) -> str:
+        """SQL for a field's single value (not for tag, which is a set)."""
         if field in _TEXT_COLUMNS:
             return _TEXT_COLUMNS[field]
         if field in _TIME_COLUMNS:
             return _TIME_COLUMNS[field]
-        if field == "tag":
-            return "d.tags"
-        return f"(dp.tree -> {self.add(field)} ->> 'v')"
+        if field == TAG_FIELD:
+            raise ValueError(f"tag supports only = and !=, not {what}")
+        if field.startswith(PARAMETER_ROOTS):
+            return f"(dp.tree -> {self.add(field)}::text ->> 'v')"
+        raise ValueError(f"unknown field {field!r}")
 
     def comparison(self, c: Comparison) -> str:
-        if c.field == "tag":
-            has = f"(d.tags @> ARRAY[{self.add(str(c.value))}]::text[])"
+        if c.op not in COMPARISONS:
+            raise ValueError(f"unknown operator {c.op!r}")
+        if not (
+            c.field in _TEXT_COLUMNS
+            or c.field in _TIME_COLUMNS
+            or c.field == TAG_FIELD
+            or c.field.startswith(PARAMETER_ROOTS)
+        ):
+            raise ValueError(f"unknown field {c.field!r}")
+        if c.value is None:
+            if c.op not in ("=", "!="):
+                raise ValueError(f"{c.field} {c.op} NULL compares with nothing; use IS NULL")
+            return self.compile(IsNull(c.field, c.op == "!="))
+        # SQL's <> is NULL for a NULL column; != means "not equal", so a
+        # device without the value matches it
+        op = "IS DISTINCT FROM" if c.op == "!=" else c.op
+        if c.field == TAG_FIELD:
+            if c.op not in ("=", "!="):
+                raise ValueError("tag supports only = and !=")
+            has = f"(d.tags @> ARRAY[{self.add(str(c.value))}::text])"
             return has if c.op == "=" else f"(NOT {has})"
         if c.field in _TIME_COLUMNS:
-            column = _TIME_COLUMNS[c.field]
-            op = "IS DISTINCT FROM" if c.op == "!=" else c.op
-            return f"({column} {op} {self.add(_timestamp(c.field, c.value))}::timestamptz)"
+            when = parse_time(c.value)
+            return f"({_TIME_COLUMNS[c.field]} {op} {self.add(when)}::timestamptz)"
         if c.field in _TEXT_COLUMNS:
-            column = _TEXT_COLUMNS[c.field]
-            op = "IS DISTINCT FROM" if c.op == "!=" else c.op
-            return f"({column} {op} {self.add(str(c.value))})"
-        # a parameter of the tree
-        if c.op == "=" and isinstance(c.value, str):
-            doc = {c.field: {"v": c.value}}
-            return f"(dp.tree @> {self.add(doc)}::jsonb)"
-        value = f"(dp.tree -> {self.add(c.field)} ->> 'v')"
+            return f"({_TEXT_COLUMNS[c.field]} {op} {self.add(str(c.value))}::text)"
+        if c.op in ("=", "!="):
+            # the containment form is the one the GIN jsonb_path_ops index serves
+            contains = (
+                f"(dp.tree @> jsonb_build_object({self.params_text(c.field)},"
+                f" jsonb_build_object('v', {self.params_text(_canonical(c.value))})))"
+            )
+            return contains if c.op == "=" else f"(NOT COALESCE({contains}, false))"
+        value = self.scalar(c.field, c.op)
         if isinstance(c.value, int | float):
-            number = f"(CASE WHEN {value} ~ {_NUMERIC} THEN {value}::numeric END)"
-            if c.op == "!=":
-                return f"({number} IS DISTINCT FROM {self.add(c.value)}::numeric)"
+            # CASE guards the cast: a value that is not a number never reaches it
+            number = f"(CASE WHEN {value} ~ {_NUMBER} THEN ({value})::numeric END)"
             return f"({number} {c.op} {self.add(c.value)}::numeric)"
-        op = "IS DISTINCT FROM" if c.op == "!=" else c.op
-        return f"({value} {op} {self.add(c.value)})"
+        return f"({value} {c.op} {self.add(c.value)}::text)"
+
+    def params_text(self, value: str) -> str:
+        return f"{self.add(value)}::text"
 
 
-def _timestamp(field: str, value: object) -> datetime:
-    try:
-        when = datetime.fromisoformat(str(value))
-    except ValueError:
-        raise ValueError(
-            f'{field} needs an ISO 8601 time such as "2026-01-31T08:00:00Z", got {value!r}'
-        ) from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+def _canonical(value: str | int | float) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value)) if abs(value) < 1e15 else repr(value)
+    return str(value)
 
 
 def compile_filter(expr: Expr | None, first_param: int = 1) -> tuple[str, list[object]]:
-    """A WHERE fragment over ``d`` (devices) and ``dp`` (device_parameters)."""
-    compiler = _Compiler()
-    compiler.params = [None] * (first_param - 1)
-    sql = "TRUE" if expr is None else compiler.compile(expr)
-    return sql, compiler.params[first_param - 1 :]
+    """A WHERE fragment over ``d`` (devices) and ``dp`` (device_parameters).
+
+    Placeholders start at ``$first_param`` so the fragment can be embedded in
+    a statement with parameters of its own. Raises ValueError for an AST the
+    parser would not have produced (unknown field, LIKE on a time, ...).
+    """
+    if expr is None:
+        return "TRUE", []
+    compiler = _Compiler(first_param)
+    return compiler.compile(expr), compiler.params
+
+
+# --------------------------------------------------------------------------- listing
 
 
 @dataclass(slots=True)
@@ -141,24 +215,66 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def _encode_cursor(key: Any, device_id: str) -> str:
+def _encode_cursor(sort: str, descending: bool, key: Any, device_id: str) -> str:
     if isinstance(key, datetime):
         key = key.isoformat()
-    return base64.urlsafe_b64encode(json.dumps([key, device_id]).encode()).decode()
+    raw = json.dumps([sort, "d" if descending else "a", key, device_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str, kind: str) -> tuple[Any, str]:
+def _decode_cursor(cursor: str, sort: str, descending: bool) -> tuple[Any, str]:
+    bad = "invalid cursor: pass next_cursor of the previous page unchanged"
     try:
-        key, device_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        if kind == "timestamptz":
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        c_sort, c_dir, key, device_id = json.loads(raw)
+        if not isinstance(device_id, str) or not (key is None or isinstance(key, str)):
+            raise ValueError(bad)
+        if SORTS[sort].pg_type == "timestamptz" and key is not None:
             key = datetime.fromisoformat(key)
-        if not isinstance(device_id, str):
-            raise ValueError
-        return key, device_id
-    except (ValueError, TypeError, json.JSONDecodeError):
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise ValueError(bad) from None
+    if (c_sort, c_dir) != (sort, "d" if descending else "a"):
         raise ValueError(
-            "invalid cursor: pass next_cursor of the previous page unchanged"
-        ) from None
+            "cursor belongs to another sort order: keep sort and order unchanged while paging"
+        )
+    return key, device_id
+
+
+def _keyset_branches(
+    s: _Sort, descending: bool, key: Any, after_id: str, add: Callable[[object], str]
+) -> list[str]:
+    """Conditions, one per UNION ALL branch, selecting the rows after the cursor.
+
+    Rows are ordered (column, id) with PostgreSQL's default NULL placement
+    (last ascending, first descending), which is the order a btree index
+    scans in either direction. The rows after a cursor are a row-comparison
+    range plus, for a nullable column, the NULL block; each is its own branch
+    so each stays an index range scan instead of an OR the planner cannot use.
+    Parameters are added only where used: PostgreSQL cannot type an unused one.
+    """
+    col = s.column
+    lt = "<" if descending else ">"
+    i = f"{add(after_id)}::text"
+    if col == "d.id":
+        return [f"d.id {lt} {i}"]
+    if key is None:  # the cursor is in the NULL block
+        rest = [f"{col} IS NOT NULL"] if descending else []
+        return [f"{col} IS NULL AND d.id {lt} {i}", *rest]
+    after = f"({col}, d.id) {lt} ({add(key)}::{s.pg_type}, {i})"
+    return [after, f"{col} IS NULL"] if s.nullable and not descending else [after]
+
+
+def _projection_params(projection: list[str]) -> tuple[list[str], list[str]]:
+    if len(projection) > MAX_PROJECTION:
+        raise ValueError(f"projection names {len(projection)} paths; the limit is {MAX_PROJECTION}")
+    for path in projection:
+        if not path.startswith(PARAMETER_ROOTS):
+            raise ValueError(
+                f"projection path {path!r} must start with Device. or InternetGatewayDevice."
+            )
+    exact = [p for p in projection if not p.endswith(".")]
+    prefixes = [p for p in projection if p.endswith(".")]
+    return exact, prefixes
 
 
 async def list_devices(
@@ -171,53 +287,74 @@ async def list_devices(
     cursor: str | None = None,
     projection: list[str] | None = None,
 ) -> DevicePage:
+    """One page of the devices matching ``expr``, after ``cursor`` in (sort, id) order.
+
+    The cursor is the last row's sort key and id, so a page is the same rows
+    whatever was inserted or deleted before it (keyset paging, no OFFSET).
+    ``projection`` selects parameters to return: exact paths, or prefixes
+    ending with ".". Raises ValueError for a bad sort, limit, cursor or
+    projection.
+    """
     if sort not in SORTS:
         raise ValueError(f"cannot sort by {sort!r}; use one of {', '.join(SORTS)}")
-    key_sql, kind = SORTS[sort]
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
+    s = SORTS[sort]
     where, params = compile_filter(expr)
     total = await count_devices(conn, expr)
-    conditions = [where]
+
+    def add(value: object) -> str:
+        params.append(value)
+        return f"${len(params)}"
+
     if cursor:
-        key, after_id = _decode_cursor(cursor, kind)
-        params += [key, after_id]
-        cmp = "<" if descending else ">"
-        conditions.append(
-            f"(({key_sql}, d.id) {cmp} (${len(params) - 1}::{kind}, ${len(params)}::text))"
-        )
-    project_sql = "NULL::jsonb"
-    if projection:
-        exact = [p for p in projection if not p.endswith(".")]
-        prefixes = [
-            p.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_") + "%"
-            for p in projection
-            if p.endswith(".")
-        ]
-        params += [exact, prefixes]
-        project_sql = (
-            "(SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(dp.tree) e"
-            f" WHERE e.key = ANY(${len(params) - 1}::text[])"
-            f" OR e.key LIKE ANY(${len(params)}::text[]))"
-        )
-    params.append(limit + 1)
+        key, after_id = _decode_cursor(cursor, sort, descending)
+        branches = _keyset_branches(s, descending, key, after_id, add)
+    else:
+        branches = ["TRUE"]
     order = "DESC" if descending else "ASC"
+    limit_ref = add(limit + 1)  # one more than asked tells whether a next page exists
+    ids_sql = " UNION ALL ".join(
+        f"(SELECT d.id FROM devices d LEFT JOIN device_parameters dp ON dp.device_id = d.id"
+        f" WHERE {where} AND {branch}"
+        f" ORDER BY {s.column} {order}, d.id {order} LIMIT {limit_ref})"
+        for branch in branches
+    )
+    projected = "NULL::jsonb"
+    if projection:
+        exact, prefixes = _projection_params(projection)
+        e_ref, p_ref = add(exact), add(prefixes)
+        # object entries (keys ending with ".") carry no value: not parameters
+        projected = (
+            "(SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(dp.tree) e"
+            " WHERE right(e.key, 1) <> '.'"
+            f" AND (e.key = ANY({e_ref}::text[])"
+            f" OR EXISTS (SELECT 1 FROM unnest({p_ref}::text[]) p WHERE starts_with(e.key, p))))"
+        )
     rows = await conn.fetch(
         f"""
-        SELECT d.*, {key_sql} AS sort_key, {project_sql} AS projected
-        FROM devices d LEFT JOIN device_parameters dp ON dp.device_id = d.id
-        WHERE {" AND ".join(conditions)}
-        ORDER BY {key_sql} {order}, d.id {order}
-        LIMIT ${len(params)}
+        SELECT d.*, {s.column} AS sort_key, {projected} AS projected
+        FROM ({ids_sql}) page
+        JOIN devices d ON d.id = page.id
+        LEFT JOIN device_parameters dp ON dp.device_id = d.id
+        ORDER BY {s.column} {order}, d.id {order}
+        LIMIT {limit_ref}
         """,
         *params,
     )
     more = len(rows) > limit
     rows = rows[:limit]
-    items = [_item(r, projection is not None and bool(projection)) for r in rows]
-    next_cursor = _encode_cursor(rows[-1]["sort_key"], rows[-1]["id"]) if more and rows else None
+    items = [_item(r) for r in rows]
+    next_cursor = (
+        _encode_cursor(sort, descending, rows[-1]["sort_key"], rows[-1]["id"])
+        if more and rows
+        else None
+    )
     return DevicePage(items, total, next_cursor)
 
 
 async def count_devices(conn: asyncpg.Connection, expr: Expr | None) -> int:
+    """How many devices match ``expr`` (all devices for None)."""
     where, params = compile_filter(expr)
     total: int = await conn.fetchval(
         "SELECT count(*) FROM devices d LEFT JOIN device_parameters dp ON dp.device_id = d.id"
@@ -227,8 +364,11 @@ async def count_devices(conn: asyncpg.Connection, expr: Expr | None) -> int:
     return total
 
 
-def _item(r: asyncpg.Record, projected: bool) -> dict[str, Any]:
-    item: dict[str, Any] = {
+def _item(r: asyncpg.Record) -> dict[str, Any]:
+    raw = r["projected"] or {}
+    if isinstance(raw, str):  # a connection without the pool's jsonb codec
+        raw = json.loads(raw)
+    return {
         "id": r["id"],
         "oui": r["oui"],
         "productClass": r["product_class"],
@@ -244,31 +384,34 @@ def _item(r: asyncpg.Record, projected: bool) -> dict[str, Any]:
         "connectionRequestUrl": r["connection_request_url"],
         "cwmpVersion": r["cwmp_version"],
         "tags": list(r["tags"]),
-    }
-    if projected:
-        raw = r["projected"] or {}
-        if isinstance(raw, str):
-            raw = json.loads(raw)
-        item["parameters"] = {
+        "parameters": {
             path: {
                 "value": e.get("v"),
                 "type": f"xsd:{e['t']}" if e.get("t") else None,
                 "writable": e.get("w"),
-                "valueAt": e.get("vt"),
+                "valueAt": _iso(
+                    datetime.fromtimestamp(e["vt"], UTC) if e.get("vt") is not None else None
+                ),
             }
             for path, e in sorted(raw.items())
-        }
-    return item
+        },
+    }
+
+
+# --------------------------------------------------------------------------- tags
 
 
 def _check_tags(tags: list[str]) -> list[str]:
+    if isinstance(tags, str):  # a bare string would be taken letter by letter
+        raise ValueError("tags must be a list of strings")
     for tag in tags:
-        if not _TAG.fullmatch(tag):
+        if not isinstance(tag, str) or not _TAG.fullmatch(tag):
             raise ValueError(f"invalid tag {tag!r}: 1-64 letters, digits or _.:-")
-    return tags
+    return list(tags)
 
 
 async def add_tags(conn: asyncpg.Connection, device_id: str, tags: list[str]) -> bool:
+    """Add tags (kept sorted, without duplicates); False for an unknown device."""
     done = await conn.fetchval(
         "UPDATE devices SET tags = ARRAY(SELECT DISTINCT t FROM unnest(tags || $2::text[]) t"
         " ORDER BY t) WHERE id = $1 RETURNING 1",
@@ -279,6 +422,7 @@ async def add_tags(conn: asyncpg.Connection, device_id: str, tags: list[str]) ->
 
 
 async def remove_tags(conn: asyncpg.Connection, device_id: str, tags: list[str]) -> bool:
+    """Remove tags (absent ones are ignored); False for an unknown device."""
     done = await conn.fetchval(
         "UPDATE devices SET tags = ARRAY(SELECT t FROM unnest(tags) t WHERE t <> ALL($2::text[])"
         " ORDER BY t) WHERE id = $1 RETURNING 1",

@@ -1,56 +1,314 @@
 """The file server CPEs download firmware and configuration files from.
 
-aiohttp's FileResponse answers Range and If-Range requests and sends ETag and
-Last-Modified (sendfile underneath), so an interrupted CPE download resumes
-where it stopped. Only files with a row in the catalog are served: a stray
-file left on disk by a crash is invisible. With ACS_FILES_USERNAME/PASSWORD
-set, CPEs must authenticate (Basic or Digest), with the credentials the
-Download RPC hands them.
+GET and HEAD /{name}. Only files with a row in the catalog are served, so a
+stray file left on disk by a crash is invisible. The ETag is the file's
+SHA-256 from the catalog, so it names the content, not the disk's mtime: a
+CPE resuming an interrupted download (Range + If-Range) after the file was
+replaced gets the whole new file instead of a splice of old and new bytes.
+
+We do not use aiohttp's FileResponse: its ETag is mtime-size, its If-Range
+understands only dates (an ETag there is ignored and the range served anyway),
+and it serves a sibling ``name.gz`` with Content-Encoding when the client
+accepts gzip, which for an arbitrary catalog would send the wrong file. The
+body still goes out with sendfile (loop.sendfile), so large images cost no
+copies through Python.
+
+With a username and password configured (ACS_FILES_USERNAME/PASSWORD), CPEs
+must authenticate with Basic or Digest, using the credentials the Download
+RPC hands them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
+import re
+import stat
+from dataclasses import dataclass
+from email.utils import format_datetime, parsedate_to_datetime
+from pathlib import Path
+from typing import IO
+
 import asyncpg
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
 from acs.config import Settings
+from acs.logs import log
 from acs.store import files
 from acs.web.cpe_auth import CpeAuthenticator, Credential, ha1_of
 
+logger = logging.getLogger("acs.files")
 
-def files_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
+FILES_REALM = "files"
+CHUNK = 256 * 1024
+_RANGE = re.compile(r"bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", re.IGNORECASE)
+
+
+@dataclass(slots=True, frozen=True)
+class ByteRange:
+    start: int
+    end: int  # inclusive
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start + 1
+
+
+class Unsatisfiable(Exception):
+    pass
+
+
+def parse_range(header: str, size: int) -> ByteRange | None:
+    """The single byte range asked for, or None to send the whole file.
+
+    RFC 9110 14.2: a header we cannot parse, or one with several ranges, may be
+    ignored (we serve the whole file; CPEs resume with one range). Raises
+    Unsatisfiable when the range lies wholly past the end (416).
+    """
+    m = _RANGE.fullmatch(header.strip())
+    if m is None:
+        return None
+    first, last = m.group(1), m.group(2)
+    if not first:  # suffix range: the last N bytes
+        if not last:
+            return None
+        n = int(last)
+        if n == 0 or size == 0:
+            raise Unsatisfiable
+        return ByteRange(max(0, size - n), size - 1)
+    start = int(first)
+    if last and int(last) < start:
+        return None  # syntactically invalid: ignored, not 416
+    if start >= size:
+        raise Unsatisfiable
+    end = min(int(last), size - 1) if last else size - 1
+    return ByteRange(start, end)
+
+
+def _etag_list(header: str) -> list[str]:
+    """The entity tags of an If-None-Match / If-Match value, with W/ kept."""
+    return [t.strip() for t in header.split(",") if t.strip()]
+
+
+def _weak_match(etag: str, header: str) -> bool:
+    tags = _etag_list(header)
+    return "*" in tags or any(t.removeprefix("W/") == etag for t in tags)
+
+
+def _strong_match(etag: str, header: str) -> bool:
+    tags = _etag_list(header)
+    return "*" in tags or etag in tags
+
+
+class _FileBody(web.StreamResponse):
+    """Headers already decided; sends [offset, offset+count) of an open file."""
+
+    def __init__(
+        self,
+        fobj: IO[bytes] | None,
+        offset: int,
+        count: int,
+        *,
+        status: int,
+        headers: dict[str, str],
+    ) -> None:
+        super().__init__(status=status, headers=headers)
+        self._fobj = fobj
+        self._offset = offset
+        self._count = count
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        try:
+            writer = await super().prepare(request)
+            if self._fobj is None or self._count == 0 or request.method == "HEAD":
+                return writer
+            transport = request.transport
+            if transport is None:
+                raise ConnectionResetError("the CPE went away")
+            loop = asyncio.get_running_loop()
+            try:
+                await loop.sendfile(transport, self._fobj, self._offset, self._count)
+            except NotImplementedError:  # e.g. a TLS transport on an old loop
+                await self._copy(self._fobj)
+            await super().write_eof()
+            return writer
+        finally:
+            if self._fobj is not None:
+                await asyncio.to_thread(self._fobj.close)
+
+    async def _copy(self, fobj: IO[bytes]) -> None:
+        fobj.seek(self._offset)
+        left = self._count
+        while left > 0:
+            chunk = await asyncio.to_thread(fobj.read, min(CHUNK, left))
+            if not chunk:
+                break
+            await self.write(chunk)
+            left -= len(chunk)
+
+
+def _open_regular(path: Path) -> tuple[IO[bytes], os.stat_result]:
+    """Open without following a symlink, and only a regular file."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise FileNotFoundError(path)
+        return os.fdopen(fd, "rb"), st
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _not_found(name: str) -> web.Response:
+    return web.Response(status=404, text=f"no file {name!r}\n")
+
+
+def files_app(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+) -> web.Application:
+    """The file server app. Credentials: the arguments, else ACS_FILES_USERNAME/PASSWORD."""
     root = settings.files_dir.resolve()
+    username = username if username is not None else settings.files_username
+    password = password if password is not None else settings.files_password
     auth: CpeAuthenticator | None = None
-    if settings.files_username and settings.files_password:
-        cred = Credential(
-            settings.files_username,
-            ha1_of(settings.files_username, "files", settings.files_password),
-        )
+    if username and password:
+        cred = Credential(username, ha1_of(username, FILES_REALM, password))
 
         async def lookup(name: str) -> Credential | None:
             return cred if name == cred.username else None
 
-        auth = CpeAuthenticator("any", "files", lookup)
+        # "any": CPE download clients differ; Digest is offered first
+        auth = CpeAuthenticator("any", FILES_REALM, lookup)
 
     async def serve_file(request: web.Request) -> web.StreamResponse:
         if auth is not None:
             verdict = await auth.check(request.method, request.headers.get("Authorization"))
             if not verdict.ok:
+                if not verdict.first_leg:
+                    log(
+                        logger,
+                        logging.INFO,
+                        "file_auth_failed",
+                        peer=request.remote,
+                        user=verdict.username,
+                        reason=verdict.reason,
+                    )
                 resp = web.Response(status=401, text=f"authentication required: {verdict.reason}\n")
                 for challenge in verdict.challenge:
                     resp.headers.add("WWW-Authenticate", challenge)
                 return resp
         name = request.match_info["name"]
         try:
+            # one path segment of the allowed characters: '..', '/' (even as
+            # %2F) and dot-files never reach the file system
             path = files.path_of(root, name)
         except ValueError:
-            raise web.HTTPNotFound(text=f"no file {name!r}\n") from None
+            return _not_found(name)
         async with pool.acquire() as conn:
             record = await files.get_file(conn, name)
-        if record is None or not path.is_file():
-            raise web.HTTPNotFound(text=f"no file {name!r}\n")
-        return web.FileResponse(path, chunk_size=256 * 1024)
+        if record is None:
+            return _not_found(name)
+        try:
+            fobj, st = await asyncio.to_thread(_open_regular, path)
+        except OSError:
+            log(logger, logging.WARNING, "file_missing_on_disk", file=name, path=str(path))
+            return _not_found(name)
+        if st.st_size != record.size:
+            # a replace interrupted between rename and commit, or a file changed
+            # behind our back: its bytes do not match the ETag we would send
+            await asyncio.to_thread(fobj.close)
+            log(
+                logger,
+                logging.WARNING,
+                "file_size_mismatch",
+                file=name,
+                disk=st.st_size,
+                catalog=record.size,
+            )
+            return web.Response(
+                status=503,
+                text=f"file {name!r} on disk does not match its catalog; upload it again\n",
+            )
+        return _respond(request, record, fobj, st.st_size)
 
     app = web.Application()
     app.router.add_get("/{name}", serve_file)  # HEAD is routed with GET
     return app
+
+
+def _respond(
+    request: web.Request, record: files.FileRecord, fobj: IO[bytes], size: int
+) -> web.StreamResponse:
+    etag = f'"{record.sha256}"'
+    last_modified = record.updated_at
+    headers = {
+        "ETag": etag,
+        "Last-Modified": format_datetime(last_modified, usegmt=True),
+        "Accept-Ranges": "bytes",
+        "Cache-Control": "no-cache",  # revalidate: a name may be replaced
+    }
+
+    def bodyless(status: int) -> web.StreamResponse:
+        resp = _FileBody(None, 0, 0, status=status, headers=headers)
+        if status != 304:  # a 304 carries no Content-Length of its own
+            resp.content_length = 0
+        return resp
+
+    if_match = request.headers.get("If-Match")
+    if if_match is not None and not _strong_match(etag, if_match):
+        fobj.close()
+        return bodyless(412)
+    if_none_match = request.headers.get("If-None-Match")
+    if if_none_match is not None and _weak_match(etag, if_none_match):
+        fobj.close()
+        return bodyless(304)
+
+    byte_range: ByteRange | None = None
+    range_header = request.headers.get("Range")
+    # RFC 9110 14.2: Range is defined for GET only; HEAD describes the whole file
+    if (
+        range_header is not None
+        and request.method == "GET"
+        and _if_range_holds(request.headers.get("If-Range"), etag, last_modified.timestamp())
+    ):
+        try:
+            byte_range = parse_range(range_header, size)
+        except Unsatisfiable:
+            fobj.close()
+            resp = bodyless(416)
+            resp.headers["Content-Range"] = f"bytes */{size}"
+            return resp
+
+    if byte_range is None:
+        resp = _FileBody(fobj, 0, size, status=200, headers=headers)
+        resp.content_length = size
+    else:
+        resp = _FileBody(fobj, byte_range.start, byte_range.length, status=206, headers=headers)
+        resp.headers["Content-Range"] = f"bytes {byte_range.start}-{byte_range.end}/{size}"
+        resp.content_length = byte_range.length
+    resp.content_type = "application/octet-stream"
+    return resp
+
+
+def _if_range_holds(if_range: str | None, etag: str, modified: float) -> bool:
+    """Whether a Range may be honoured (RFC 9110 13.1.5): no If-Range, or it still matches.
+
+    An entity tag must match strongly; a date must equal Last-Modified exactly.
+    """
+    if if_range is None:
+        return True
+    value = if_range.strip()
+    if value.startswith('"') or value.startswith("W/"):
+        return value == etag
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return False
+    return int(when.timestamp()) == int(modified)

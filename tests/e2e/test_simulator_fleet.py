@@ -583,3 +583,42 @@ async def test_stop_is_prompt_with_sessions_in_flight(unique_serial) -> None:
         assert all(t.done() for t in fleet._tasks)
     finally:
         await runner.cleanup()
+
+
+async def test_value_change_notifications(
+    sim_acs: Running, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    fleet = await fleet_of(sim_acs, unique_serial("V"))
+    serial = next(iter(fleet.devices))
+    cpe = fleet.devices[serial]
+    dev = dev_id(fleet, serial)
+    try:
+        await fleet.wait_for(lambda: cpe.sessions_ok >= 1)
+        await queue_and_run(db_pool, fleet, serial, "setParameterAttributes", {
+            "parameterAttributes": [{"name": "Device.WiFi.SSID.1.SSID", "notification": 2},
+                                    {"name": "Device.WiFi.SSID.2.SSID", "notification": 1}]})
+        before = cpe.sessions_ok
+        fleet.change_value(serial, "Device.WiFi.SSID.2.SSID", "passive-change")
+        await asyncio.sleep(0.5)
+        assert cpe.sessions_ok == before  # passive: waits for the next session
+        fleet.change_value(serial, "Device.WiFi.SSID.1.SSID", "active-change")
+        await fleet.wait_for(lambda: cpe.sessions_ok > before and not cpe.in_session)
+        async with db_pool.acquire() as conn:
+            record = await devices.get_device(conn, dev)
+        assert record is not None and "4 VALUE CHANGE" in record.last_events
+        values = await stored(db_pool, dev, "Device.WiFi.SSID.")
+        assert values["Device.WiFi.SSID.1.SSID"] == "active-change"
+        assert values["Device.WiFi.SSID.2.SSID"] == "passive-change"
+    finally:
+        await fleet.stop()
+
+
+async def test_basic_auth_towards_the_acs(start_acs: StartAcs, unique_serial) -> None:
+    acs = await start_acs(cpe_auth="basic", cpe_username="cpe", cpe_password="b-pw")
+    fleet = Fleet(FleetConfig(acs_url=cwmp_url(acs), devices=2, username="cpe", password="b-pw",
+                              auth="basic", serial_prefix=unique_serial("K"), timing=FAST))
+    await fleet.start()
+    try:
+        await fleet.wait_for(lambda: all(c.sessions_ok for c in fleet.devices.values()))
+    finally:
+        await fleet.stop()
