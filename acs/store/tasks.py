@@ -303,3 +303,13 @@ async def retry(conn: asyncpg.Connection, task_id: int) -> Task | None:
         task_id,
     )
     return None if row is None else Task.from_row(row)
+
+
+async def give_up(conn: asyncpg.Connection, task_id: int, reason: str) -> None:
+    """Fault a job for a reason that has no CPE fault code (timeouts)."""
+    await conn.execute(
+        "UPDATE tasks SET status = 'fault', fault_code = NULL, fault_string = $2,"
+        " session_id = NULL, finished_at = now() WHERE id = $1",
+        task_id,
+        reason,
+    )

@@ -428,7 +428,14 @@ class SessionDriver:
         if abandoned:
             live.acs.abandon()
         async with self.pool.acquire() as conn, conn.transaction():
-            if abandoned and live.work is not None and live.work.task is not None:
+            task = live.work.task if abandoned and live.work is not None else None
+            if task is not None and task.attempts + 1 >= self.settings.max_task_attempts:
+                # the CPE went away in the middle of this job every time: give up
+                await task_store.give_up(
+                    conn, task.id, f"timeout: the CPE did not answer in {task.attempts + 1} "
+                    f"sessions ({reason or 'session abandoned'})",
+                )
+            elif task is not None:
                 await task_store.requeue_running(conn, live.device_id)
             await sessions.release_session(conn, live.device_id, live.session_id)
         log(

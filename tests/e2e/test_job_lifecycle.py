@@ -100,3 +100,31 @@ async def test_transfer_without_transfer_complete_times_out(
         assert done.status == "fault" and done.fault_string.startswith("timeout")
     finally:
         await cpe.close()
+
+
+async def test_job_whose_cpe_keeps_vanishing_faults_after_the_attempt_limit(
+    start_acs: StartAcs, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    import asyncio
+
+    acs = await start_acs(session_timeout_s=0.5, max_task_attempts=2)
+    cpe = CpeDouble(cwmp_url(acs), unique_serial())
+    dev = device_id(cpe.identity.oui, cpe.identity.product_class, cpe.identity.serial_number)
+    try:
+        await cpe.session(["0 BOOTSTRAP"])
+        async with db_pool.acquire() as conn:
+            job = await tasks.enqueue(conn, dev, "reboot", {})
+        for attempt in (1, 2):
+            await cpe.post(cpe.inform_message(["2 PERIODIC"]))
+            assert isinstance((await cpe.post(None)).message, m.Reboot)
+            for _ in range(60):  # never answer: the ACS reaps the session
+                await asyncio.sleep(0.1)
+                if not acs.cwmp.by_id:
+                    break
+            async with db_pool.acquire() as conn:
+                state = await tasks.get_task(conn, job.id)
+            assert state.attempts == attempt
+        assert state.status == "fault" and state.fault_code is None
+        assert state.fault_string.startswith("timeout")
+    finally:
+        await cpe.close()
