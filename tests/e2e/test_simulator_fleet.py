@@ -560,7 +560,7 @@ async def test_stop_is_prompt_with_sessions_in_flight(unique_serial) -> None:
 
     app = web.Application()
     app.router.add_post("/", hang)
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)  # its handlers hang on purpose
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
