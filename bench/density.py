@@ -43,23 +43,54 @@ def main() -> None:
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="acs-bench-"))
-    env = dict(os.environ, ACS_DATA_DIR=str(work), ACS_CWMP_PORT=str(args.port),
-               ACS_API_PORT=str(args.port + 10), ACS_FILES_PORT=str(args.port + 20),
-               ACS_CPE_USERNAME="cpe", ACS_CPE_PASSWORD="bench", ACS_LOG_LEVEL="WARNING")
-    acs = subprocess.Popen([str(BIN / "acs"), "serve"], env=env, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True)
+    env = dict(
+        os.environ,
+        ACS_DATA_DIR=str(work),
+        ACS_CWMP_PORT=str(args.port),
+        ACS_API_PORT=str(args.port + 10),
+        ACS_FILES_PORT=str(args.port + 20),
+        ACS_CPE_USERNAME="cpe",
+        ACS_CPE_PASSWORD="bench",
+        ACS_LOG_LEVEL="WARNING",
+    )
+    acs = subprocess.Popen(
+        [str(BIN / "acs"), "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         assert acs.stdout is not None
         for line in acs.stdout:  # wait until it listens
             if line.startswith("CWMP"):
                 break
         sim = subprocess.Popen(
-            [str(BIN / "cpe-sim"), "--acs-url", f"http://127.0.0.1:{args.port}/",
-             "--devices", str(args.devices), "--username", "cpe", "--password", "bench",
-             "--periodic-interval", str(args.periodic_interval), "--ramp", str(args.ramp),
-             "--cr-port", "0", "--duration", str(args.duration), "--summary-every", "30",
-             "--json-summary"],
-            stdout=subprocess.PIPE, text=True)
+            [
+                str(BIN / "cpe-sim"),
+                "--acs-url",
+                f"http://127.0.0.1:{args.port}/",
+                "--devices",
+                str(args.devices),
+                "--username",
+                "cpe",
+                "--password",
+                "bench",
+                "--periodic-interval",
+                str(args.periodic_interval),
+                "--ramp",
+                str(args.ramp),
+                "--cr-port",
+                "0",
+                "--duration",
+                str(args.duration),
+                "--summary-every",
+                "30",
+                "--json-summary",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         peak_sim = peak_acs = 0
         started = time.monotonic()
         while sim.poll() is None:
@@ -73,12 +104,16 @@ def main() -> None:
         acs.terminate()
         acs.wait(timeout=60)
         shutil.rmtree(work, ignore_errors=True)
-    print("| devices | wall s | sessions ok | failed | sim peak RSS MB | KB per device "
-          "| ACS peak RSS MB |")
+    print(
+        "| devices | wall s | sessions ok | failed | sim peak RSS MB | KB per device "
+        "| ACS peak RSS MB |"
+    )
     print("|---|---|---|---|---|---|---|")
-    print(f"| {args.devices} | {elapsed:.0f} | {tally.get('sessions_ok')} "
-          f"| {tally.get('sessions_failed')} | {peak_sim / 1024:.0f} "
-          f"| {peak_sim / args.devices:.1f} | {peak_acs / 1024:.0f} |")
+    print(
+        f"| {args.devices} | {elapsed:.0f} | {tally.get('sessions_ok')} "
+        f"| {tally.get('sessions_failed')} | {peak_sim / 1024:.0f} "
+        f"| {peak_sim / args.devices:.1f} | {peak_acs / 1024:.0f} |"
+    )
 
 
 if __name__ == "__main__":

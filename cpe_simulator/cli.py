@@ -43,8 +43,12 @@ def rss_mb() -> float:
 @click.option("--faults", default="", help=f"e.g. drop:0.1,slow:0.2; known: {', '.join(PROFILES)}")
 @click.option("--username", default=None, help="CPE credential towards the ACS")
 @click.option("--password", default=None)
-@click.option("--auth", type=click.Choice(["digest", "basic"]), default="digest",
-              help="how CPEs authenticate to the ACS")
+@click.option(
+    "--auth",
+    type=click.Choice(["digest", "basic"]),
+    default="digest",
+    help="how CPEs authenticate to the ACS",
+)
 @click.option("--cwmp-version", type=click.Choice(["1.0", "1.4"]), default="1.0")
 @click.option("--cr-host", default="127.0.0.1", help="connection-request listener address")
 @click.option("--cr-port", type=int, default=7548)

@@ -432,7 +432,9 @@ class SessionDriver:
             if task is not None and task.attempts + 1 >= self.settings.max_task_attempts:
                 # the CPE went away in the middle of this job every time: give up
                 await task_store.give_up(
-                    conn, task.id, f"timeout: the CPE did not answer in {task.attempts + 1} "
+                    conn,
+                    task.id,
+                    f"timeout: the CPE did not answer in {task.attempts + 1} "
                     f"sessions ({reason or 'session abandoned'})",
                 )
             elif task is not None:

@@ -594,9 +594,18 @@ async def test_value_change_notifications(
     dev = dev_id(fleet, serial)
     try:
         await fleet.wait_for(lambda: cpe.sessions_ok >= 1)
-        await queue_and_run(db_pool, fleet, serial, "setParameterAttributes", {
-            "parameterAttributes": [{"name": "Device.WiFi.SSID.1.SSID", "notification": 2},
-                                    {"name": "Device.WiFi.SSID.2.SSID", "notification": 1}]})
+        await queue_and_run(
+            db_pool,
+            fleet,
+            serial,
+            "setParameterAttributes",
+            {
+                "parameterAttributes": [
+                    {"name": "Device.WiFi.SSID.1.SSID", "notification": 2},
+                    {"name": "Device.WiFi.SSID.2.SSID", "notification": 1},
+                ]
+            },
+        )
         before = cpe.sessions_ok
         fleet.change_value(serial, "Device.WiFi.SSID.2.SSID", "passive-change")
         await asyncio.sleep(0.5)
@@ -615,8 +624,17 @@ async def test_value_change_notifications(
 
 async def test_basic_auth_towards_the_acs(start_acs: StartAcs, unique_serial) -> None:
     acs = await start_acs(cpe_auth="basic", cpe_username="cpe", cpe_password="b-pw")
-    fleet = Fleet(FleetConfig(acs_url=cwmp_url(acs), devices=2, username="cpe", password="b-pw",
-                              auth="basic", serial_prefix=unique_serial("K"), timing=FAST))
+    fleet = Fleet(
+        FleetConfig(
+            acs_url=cwmp_url(acs),
+            devices=2,
+            username="cpe",
+            password="b-pw",
+            auth="basic",
+            serial_prefix=unique_serial("K"),
+            timing=FAST,
+        )
+    )
     await fleet.start()
     try:
         await fleet.wait_for(lambda: all(c.sessions_ok for c in fleet.devices.values()))
