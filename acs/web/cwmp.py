@@ -253,7 +253,6 @@ class CwmpEndpoint:
                 return self._reply(
                     acs,
                     m.Fault(8005, "Retry request: another session of this device is in progress"),
-                    None,
                 )
             await devices.upsert_from_inform(conn, record)
             await task_store.requeue_running(conn, dev_id)
@@ -284,7 +283,7 @@ class CwmpEndpoint:
             cwmp=record.cwmp_version,
             retry=inform.retry_count or None,
         )
-        resp = self._reply(acs, m.InformResponse(max_envelopes=1), live)
+        resp = self._reply(acs, m.InformResponse(max_envelopes=1))
         resp.set_cookie(COOKIE, session_id, httponly=True, path="/")
         return resp
 
@@ -304,11 +303,11 @@ class CwmpEndpoint:
             )
         if not await self.driver.keep_lock(live):
             await self._drop(live, "device lock lost (session timed out)")
-            return self._reply(live.acs, None, None, end=True)
+            return self._reply(live.acs, None)
 
         if isinstance(event, RequestReceived):
             answer = await self.driver.answer_cpe_request(live, event.request)
-            return self._reply(live.acs, answer, live)
+            return self._reply(live.acs, answer)
         if isinstance(event, CpeRequestsDone):
             following = await self.driver.next_request(live, None)
         else:
@@ -318,8 +317,8 @@ class CwmpEndpoint:
             live.acs.send(None)  # the empty response that ends the session
             await self.driver.close(live, abandoned=False)
             self._forget(live)
-            return self._reply(live.acs, None, None, end=True)
-        return self._reply(live.acs, following, live)
+            return self._reply(live.acs, None)
+        return self._reply(live.acs, following)
 
     # ------------------------------------------------------------ helpers
 
@@ -349,15 +348,10 @@ class CwmpEndpoint:
         finally:
             self._forget(live)
 
-    def _reply(
-        self,
-        acs: AcsSession,
-        message: m.Message | None,
-        live: LiveSession | None,
-        *,
-        end: bool = False,
-    ) -> web.Response:
-        if end or message is None:
+    @staticmethod
+    def _reply(acs: AcsSession, message: m.Message | None) -> web.Response:
+        """The ACS's message in an HTTP response; None is the empty 204 that ends a session."""
+        if message is None:
             return web.Response(status=204)
         envelope = acs.send(message)
         assert envelope is not None
