@@ -9,6 +9,7 @@ device. Sessions run in at most ``max_concurrent`` tasks at a time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import random
@@ -148,11 +149,13 @@ class Fleet:
         if self._scheduler is not None:
             self._scheduler.cancel()
             await asyncio.gather(self._scheduler, return_exceptions=True)
-        # closing the client first aborts requests in flight, so no task waits on the ACS
-        for own in self._own_http.values():
-            await own.close()
-        if self.http is not None:
-            await self.http.close()
+        # closing the client first aborts requests in flight, so no task waits on the ACS;
+        # bounded, because aiohttp waits for every transport to report itself closed
+        # and one that never does (a peer gone mid-close) would hold the stop forever
+        for client in [*self._own_http.values(), self.http]:
+            if client is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(client.close(), timeout=5)
         for _round in range(5):  # cancelled tasks may spawn follow-ups (after-session actions)
             pending = [t for t in self._tasks if not t.done()]
             if not pending:

@@ -164,7 +164,10 @@ async def running_acs(settings: Settings, dsn: str) -> AsyncIterator[Running]:
             await runner.cleanup()
         for close in reversed(closers):
             await close()
-        await pool.close()
+        try:  # a connection a cancelled handler never gave back must not hold shutdown
+            await asyncio.wait_for(pool.close(), timeout=10)
+        except TimeoutError:
+            pool.terminate()
 
 
 async def _shutdown(scheduler: AsyncIOScheduler) -> None:

@@ -486,12 +486,18 @@ async def test_failing_sessions_are_retried_until_they_succeed(
     fleet = await fleet_of(sim_acs, unique_serial("D"), 4, faults=profile, periodic_interval=1)
     try:
         cpes = list(fleet.devices.values())
-        await fleet.wait_for(
-            lambda: (
-                sum(c.sessions_failed for c in cpes) >= 1 and all(c.sessions_ok >= 3 for c in cpes)
-            ),
-            90,
-        )
+        try:
+            await fleet.wait_for(
+                lambda: (
+                    sum(c.sessions_failed for c in cpes) >= 1
+                    and all(c.sessions_ok >= 3 for c in cpes)
+                ),
+                90,
+            )
+        except TimeoutError:
+            states = [(c.serial, c.sessions_ok, c.sessions_failed, c.in_session, c.state,
+                       c.retry_count, c.last_session and c.last_session.reason) for c in cpes]
+            raise AssertionError(f"devices did not recover: {states}") from None
         failed = [c for c in cpes if c.sessions_failed]
         assert failed and all(c.retry_count == 0 for c in cpes if not c.in_session)
     finally:
