@@ -205,10 +205,12 @@ class SimulatedCpe:
         # a faulty device breaks about half of its sessions, at one of the first answers
         drop_at = self._fails_at("drop")
         garble_at = self._fails_at("http-error")
+        if drop_at == -1:
+            raise SessionFailed("drop: connection closed mid-session")
         conv.cpe_sends(None)
         # the POST whose response brings the request we drop at asks for the TCP
         # connection to close, so the ACS sees the connection die mid-session
-        env = await self._exchange(None, None, close=drop_at == 0)
+        env = await self._exchange(None, None, close=drop_at == 0, garbled=garble_at == -1)
         self.last_requests = []
         while env is not None:
             request = env.body
@@ -224,10 +226,13 @@ class SimulatedCpe:
             env = await self._exchange(answer, env.cwmp_id, garbled=garbled, close=close)
         self._acs_sends(conv, None)
 
-    def _fails_at(self, profile: str) -> int:
+    def _fails_at(self, profile: str) -> int | None:
+        """Where a faulty device breaks this session (about half of them): -1 at its
+        empty POST, so that sessions without ACS requests fail too, else at the n-th
+        answer; None when this session goes through."""
         if self.has(profile) and self.rng.random() < 0.5:
-            return self.rng.randint(0, 3)
-        return -1
+            return self.rng.randint(-1, 3)
+        return None
 
     def _acs_sends(self, conv: Conversation, message: m.Message | None) -> None:
         try:
@@ -271,8 +276,8 @@ class SimulatedCpe:
             body = serialize_envelope(envelope)
             if self.has("odd-prefixes"):
                 body = odd_prefixes(body)
-            if garbled:
-                body = b"<garbage"
+        if garbled:
+            body = b"<garbage"
         if self.has("slow"):
             await asyncio.sleep(self.fleet.timing.slow_s)
         headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": ""}

@@ -431,6 +431,9 @@ async def test_filters_use_their_indexes(conn, unique_serial) -> None:
         where, params = device_query.compile_filter(parse_filter(text))
         async with conn.transaction():
             await conn.execute("SET LOCAL enable_seqscan = off")
+            # and a full walk of another index (the primary key) with a filter:
+            # what is left are scans whose condition is the index's
+            await conn.execute("SET LOCAL enable_indexscan = off")
             plan = await _plan(
                 conn,
                 "SELECT d.id FROM devices d LEFT JOIN device_parameters dp"
