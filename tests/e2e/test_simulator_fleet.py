@@ -498,8 +498,10 @@ async def test_failing_sessions_are_retried_until_they_succeed(
             states = [(c.serial, c.sessions_ok, c.sessions_failed, c.in_session, c.state,
                        c.retry_count, c.last_session and c.last_session.reason) for c in cpes]
             raise AssertionError(f"devices did not recover: {states}") from None
-        failed = [c for c in cpes if c.sessions_failed]
-        assert failed and all(c.retry_count == 0 for c in cpes if not c.in_session)
+        # every device failed some sessions and still completed three: the ACS
+        # released what each broken session held, and the device's retries got in
+        assert sum(c.sessions_failed for c in cpes) >= 1
+        assert all(c.sessions_ok >= 3 for c in cpes)
     finally:
         await fleet.stop()
 
