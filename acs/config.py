@@ -59,6 +59,11 @@ class Settings(BaseSettings):
         description="a Download/Upload without TransferComplete by then faults",
     )
 
+    # --- firmware campaigns
+    campaign_tick_s: float = Field(
+        default=10.0, gt=0, description="how often campaigns advance stages and time out devices"
+    )
+
     # --- connection requests (ACS -> CPE)
     connection_request_timeout_s: float = Field(default=5.0, gt=0)
     connection_request_concurrency: int = Field(default=50, ge=1)

@@ -35,6 +35,7 @@ from acs.cwmp.session import (
 )
 from acs.cwmp.soap import CwmpParseError, Envelope, parse_envelope, serialize_envelope
 from acs.logs import log
+from acs.store import campaigns as campaign_store
 from acs.store import devices, sessions
 from acs.store import tasks as task_store
 from acs.store.ids import device_id as make_device_id
@@ -257,6 +258,7 @@ class CwmpEndpoint:
             await devices.upsert_from_inform(conn, record)
             await task_store.requeue_running(conn, dev_id)
             may_have_tasks = await task_store.has_pending(conn, dev_id)
+            in_campaign = await campaign_store.has_open_work(conn, dev_id)
             tree_unknown = await devices.tree_is_empty(conn, dev_id)
 
         bootstrap = "0 BOOTSTRAP" in events
@@ -268,6 +270,8 @@ class CwmpEndpoint:
             root=root_for(inform),
             needs_discovery=tree_unknown or (bootstrap and self.settings.discovery_on_bootstrap),
             may_have_tasks=may_have_tasks,
+            in_campaign=in_campaign,
+            campaign_member=in_campaign,
         )
         self.by_id[session_id] = live
         if request.transport is not None:

@@ -23,6 +23,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from acs.config import Settings
 from acs.connreq.http import ConnectionRequester
 from acs.logs import log
+from acs.services import campaigns
 from acs.store import credentials
 from acs.store import tasks as task_store
 from acs.store.db import EmbeddedPostgres, create_pool, migrate
@@ -104,6 +105,14 @@ async def expire_transfers(pool: asyncpg.Pool, timeout_s: float) -> None:
         log(logger, logging.INFO, "transfer_timeout", device=task.device_id, task=task.id)
 
 
+async def campaign_tick(pool: asyncpg.Pool) -> None:
+    """Advance firmware campaigns: stages, thresholds, timeouts, newcomers."""
+    try:
+        await campaigns.tick(pool)
+    except (asyncpg.PostgresError, OSError) as exc:
+        log(logger, logging.WARNING, "tick_failed", tick="campaigns", error=exc)
+
+
 async def _listen(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -153,6 +162,14 @@ async def running_acs(settings: Settings, dsn: str) -> AsyncIterator[Running]:
             "interval",
             seconds=60,
             args=[pool, settings.transfer_complete_timeout_s],
+            max_instances=1,
+            coalesce=True,
+        )
+        scheduler.add_job(
+            campaign_tick,
+            "interval",
+            seconds=settings.campaign_tick_s,
+            args=[pool],
             max_instances=1,
             coalesce=True,
         )

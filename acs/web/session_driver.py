@@ -24,6 +24,7 @@ from acs.core.plans import Plan, PlanFault, discover, root_of
 from acs.cwmp import messages as m
 from acs.cwmp.session import AcsSession
 from acs.logs import log
+from acs.services import rollout
 from acs.store import devices, files, sessions
 from acs.store import tasks as task_store
 
@@ -74,6 +75,10 @@ class LiveSession:
     root: str
     needs_discovery: bool
     may_have_tasks: bool
+    # the device is in an unfinished firmware campaign: a Download may be due,
+    # or one in flight is to be verified when the session ends
+    in_campaign: bool = False
+    campaign_member: bool = False
     last_activity: float = field(default_factory=time.monotonic)
     last_renewal: float = field(default_factory=time.monotonic)
     work: Work | None = None
@@ -162,6 +167,8 @@ class SessionDriver:
                 )
             else:
                 await task_store.mark_done(conn, task.id, result)
+                task.status = "done"
+                await rollout.transfer_complete(conn, live.device_id, task)
 
     # ------------------------------------------------------------ ACS requests
 
@@ -204,10 +211,15 @@ class SessionDriver:
             live.needs_discovery = False
             log(logger, logging.INFO, "discovery_started", device=live.device_id, root=live.root)
             return Work(discover(live.root, self.settings.gpv_batch_size), label="discovery")
-        if not live.may_have_tasks:
+        if not live.may_have_tasks and not live.in_campaign:
             return None
         async with self.pool.acquire() as conn, conn.transaction():
             task = await task_store.next_pending(conn, live.device_id, live.deferred)
+            if task is None and live.in_campaign:
+                # the operator's jobs first; then what a campaign owes the device
+                live.in_campaign = False  # once per session
+                if await rollout.queue_download(conn, live.device_id) is not None:
+                    task = await task_store.next_pending(conn, live.device_id, live.deferred)
             if task is None:
                 live.may_have_tasks = False
                 return None
@@ -440,6 +452,10 @@ class SessionDriver:
             elif task is not None:
                 await task_store.requeue_running(conn, live.device_id)
             await sessions.release_session(conn, live.device_id, live.session_id)
+        if live.campaign_member:
+            # verify what this session showed: TransferComplete, the version after a boot
+            async with self.pool.acquire() as conn:
+                await rollout.settle_device(conn, live.device_id)
         log(
             logger,
             logging.INFO if not abandoned else logging.WARNING,

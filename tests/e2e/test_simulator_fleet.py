@@ -495,8 +495,18 @@ async def test_failing_sessions_are_retried_until_they_succeed(
                 90,
             )
         except TimeoutError:
-            states = [(c.serial, c.sessions_ok, c.sessions_failed, c.in_session, c.state,
-                       c.retry_count, c.last_session and c.last_session.reason) for c in cpes]
+            states = [
+                (
+                    c.serial,
+                    c.sessions_ok,
+                    c.sessions_failed,
+                    c.in_session,
+                    c.state,
+                    c.retry_count,
+                    c.last_session and c.last_session.reason,
+                )
+                for c in cpes
+            ]
             raise AssertionError(f"devices did not recover: {states}") from None
         # every device failed some sessions and still completed three: the ACS
         # released what each broken session held, and the device's retries got in

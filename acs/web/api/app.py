@@ -3,78 +3,37 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
 
-from acs.config import Settings
-from acs.connreq.http import ConnectionRequester, ConnectionRequestResult
+from acs.connreq.http import ConnectionRequestResult
 from acs.core import filters
 from acs.core.tasks import InvalidTask, validate_task
 from acs.logs import log
 from acs.store import device_query, devices, files, tokens
 from acs.store import tasks as task_store
 from acs.web.api import models as M
-from acs.web.api.errors import ApiError, from_validation, not_found
-from acs.web.api.routing import Api
+from acs.web.api.errors import ApiError, not_found
+from acs.web.api.plumbing import (
+    SERVICES,
+    TOKEN,
+    Services,
+    api,
+    body_of,
+    json_out,
+    query_of,
+    services,
+)
 
 logger = logging.getLogger("acs.api")
-api = Api("/api/v1")
-
-SERVICES = web.AppKey("services", "Services")
-TOKEN = web.RequestKey("token", tokens.ApiToken)
-TOKEN_CACHE_S = 5.0
-JSON_BODY_LIMIT = 1024 * 1024  # a revoked token stops working within this many seconds
-
-
-@dataclass(slots=True)
-class Services:
-    settings: Settings
-    pool: asyncpg.Pool
-    connreq: ConnectionRequester
-
-
-def services(request: web.Request) -> Services:
-    return request.app[SERVICES]
-
-
-# --------------------------------------------------------------------------- plumbing
-
-
-def query_of(request: web.Request, model: type[BaseModel]) -> Any:
-    try:
-        return model.model_validate(dict(request.query))
-    except ValidationError as exc:
-        raise ApiError(
-            400, "invalid_query", "invalid query parameters", from_validation(exc).errors
-        ) from None
-
-
-async def body_of(request: web.Request, model: type[BaseModel]) -> Any:
-    try:
-        data = await request.json(loads=json.loads)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "invalid_body", "the body must be a JSON object")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise from_validation(exc) from None
-
-
-def json_out(model: BaseModel, status: int = 200) -> web.Response:
-    return web.Response(
-        text=model.model_dump_json(), status=status, content_type="application/json"
-    )
+TOKEN_CACHE_S = 5.0  # a revoked token stops working within this many seconds
+JSON_BODY_LIMIT = 1024 * 1024
 
 
 @web.middleware
@@ -693,9 +652,15 @@ async def get_file(request: web.Request) -> web.Response:
 async def delete_file(request: web.Request) -> web.Response:
     """Removes the row and the bytes."""
     svc = services(request)
-    async with svc.pool.acquire() as conn:
-        if not await files.delete_file(conn, svc.settings.files_dir, request.match_info["name"]):
-            raise not_found(f"file {request.match_info['name']!r}")
+    try:
+        async with svc.pool.acquire() as conn:
+            gone = await files.delete_file(conn, svc.settings.files_dir, request.match_info["name"])
+    except asyncpg.ForeignKeyViolationError:
+        raise ApiError(
+            409, "in_use", "the firmware catalog offers this file; remove its images first"
+        ) from None
+    if not gone:
+        raise not_found(f"file {request.match_info['name']!r}")
     return web.Response(status=204)
 
 
@@ -776,3 +741,7 @@ async def revoke_api_token(request: web.Request) -> web.Response:
 async def openapi_json(request: web.Request) -> web.Response:
     """Generated from the route declarations and their pydantic models."""
     return web.json_response(openapi_document())
+
+
+# the firmware and campaign routes register themselves on the same table
+from acs.web.api import firmware as _firmware_routes  # noqa: E402, F401

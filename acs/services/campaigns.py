@@ -1,0 +1,518 @@
+"""Firmware campaigns at work: admission, operator controls and the periodic tick.
+
+What happens inside a device's session (the Download step and the
+verification) lives in acs.services.rollout; explanations in
+acs.services.explain. All state is in PostgreSQL; the tick is idempotent, so
+a restart (or a second ACS process ticking too) repeats nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from acs.core import campaigns as rules
+from acs.core.filters import parse_filter
+from acs.core.firmware import DeviceFacts, Image, Verdict
+from acs.logs import log
+from acs.services import rollout
+from acs.services.catalog import CatalogView, chunks, fact_columns, facts_from_row, stages_of
+from acs.store import campaigns as store
+from acs.store.device_query import compile_filter
+
+utcnow = rollout.utcnow
+
+logger = logging.getLogger("acs.campaigns")
+
+ADMISSION_BATCH = 5000
+
+
+class ControlError(Exception):
+    """An operator action that does not apply to the campaign as it is (API 409)."""
+
+
+# --------------------------------------------------------------------------- admission
+
+
+@dataclass(slots=True)
+class Candidate:
+    device_id: str
+    facts: DeviceFacts
+    image: Image | None
+    verdict: Verdict
+
+
+@dataclass(slots=True)
+class Admission:
+    eligible: list[Candidate] = field(default_factory=list)
+    refused: list[Candidate] = field(default_factory=list)
+
+
+async def evaluate_audience(
+    conn: asyncpg.Connection, campaign: store.Campaign, view: CatalogView, *, new_only: bool
+) -> Admission:
+    """Every device the filter matches, with the image it would get or why not.
+    ``new_only`` leaves out devices already in the campaign (continuous membership)."""
+    expr = parse_filter(campaign.filter)
+    where, params = compile_filter(expr, first_param=3)
+    sql = (
+        f"SELECT {fact_columns('$1')} FROM devices d"
+        f" LEFT JOIN device_parameters dp ON dp.device_id = d.id WHERE ({where})"
+    )
+    if new_only:
+        sql += (
+            " AND NOT EXISTS (SELECT 1 FROM campaign_devices cd"
+            " WHERE cd.campaign_id = $2 AND cd.device_id = d.id)"
+        )
+    else:
+        sql += " AND $2::bigint IS NOT NULL"
+    admission = Admission()
+    async with conn.transaction():
+        cursor = conn.cursor(sql, view.region_parameters(), campaign.id, *params)
+        async for row in cursor:
+            facts = facts_from_row(row)
+            image, verdict = view.target_for(campaign, facts)
+            candidate = Candidate(row["id"], facts, image, verdict)
+            (admission.eligible if verdict.ok else admission.refused).append(candidate)
+    return admission
+
+
+def staged(campaign: store.Campaign, admission: Admission) -> list[list[Candidate]]:
+    """The eligible devices per stage, in the campaign's random but stable order;
+    devices past the last stage's size are in a final extra list."""
+    ordered = sorted(
+        admission.eligible, key=lambda c: rules.audience_order(campaign.name, c.device_id)
+    )
+    bounds = rules.cutoffs(stages_of(campaign), len(ordered))
+    result: list[list[Candidate]] = [[] for _ in range(len(bounds) + 1)]
+    for position, candidate in enumerate(ordered):
+        stage = rules.stage_of(position, bounds)
+        result[len(bounds) if stage is None else stage].append(candidate)
+    return result
+
+
+def _beyond_reason(campaign: store.Campaign) -> str:
+    last = campaign.stages[-1]["size"] if campaign.stages else "0"
+    return f"outside the campaign's stages: its last stage takes {last} of the audience"
+
+
+async def start(conn: asyncpg.Connection, campaign_id: int) -> store.Campaign:
+    """Admit the audience (stage by stage) and set the campaign running."""
+    async with conn.transaction():
+        campaign = await store.get(conn, campaign_id, lock=True)
+        if campaign is None:
+            raise LookupError(campaign_id)
+        if campaign.status != "draft":
+            raise ControlError(f"only a draft campaign can start; this one is {campaign.status}")
+        view = await CatalogView.load(conn)
+        admission = await evaluate_audience(conn, campaign, view, new_only=False)
+        per_stage = staged(campaign, admission)
+        records: list[store.MemberRecord] = []
+        for stage, candidates in enumerate(per_stage):
+            beyond = stage == len(per_stage) - 1
+            for c in candidates:
+                assert c.image is not None
+                records.append(
+                    (
+                        campaign.id,
+                        c.device_id,
+                        None if beyond else stage,
+                        "skipped" if beyond else "pending",
+                        c.image.id,
+                        c.facts.software_version,
+                        c.image.version,
+                        _beyond_reason(campaign) if beyond else None,
+                    )
+                )
+        for c in admission.refused:
+            records.append(
+                (
+                    campaign.id,
+                    c.device_id,
+                    None,
+                    "skipped",
+                    None,
+                    c.facts.software_version,
+                    None,
+                    c.verdict.reason,
+                )
+            )
+        for batch in chunks(records, ADMISSION_BATCH):
+            await store.add_members(conn, batch)
+        started = await store.update(
+            conn,
+            campaign.id,
+            status="running",
+            status_reason=None,
+            started_at=utcnow(),
+            audience=len(admission.eligible),
+        )
+    assert started is not None
+    log(
+        logger,
+        logging.INFO,
+        "campaign_started",
+        campaign=campaign.id,
+        eligible=len(admission.eligible),
+        skipped=len(admission.refused),
+    )
+    return started
+
+
+async def admit_newcomers(conn: asyncpg.Connection, campaign: store.Campaign) -> int:
+    """Continuous membership: devices that match now join the current stage."""
+    view = await CatalogView.load(conn)
+    admission = await evaluate_audience(conn, campaign, view, new_only=True)
+    records: list[store.MemberRecord] = []
+    for c in admission.eligible:
+        assert c.image is not None
+        records.append(
+            (
+                campaign.id,
+                c.device_id,
+                campaign.current_stage,
+                "pending",
+                c.image.id,
+                c.facts.software_version,
+                c.image.version,
+                None,
+            )
+        )
+    for c in admission.refused:
+        records.append(
+            (
+                campaign.id,
+                c.device_id,
+                None,
+                "skipped",
+                None,
+                c.facts.software_version,
+                None,
+                c.verdict.reason,
+            )
+        )
+    for batch in chunks(records, ADMISSION_BATCH):
+        await store.add_members(conn, batch)
+    if admission.eligible:
+        log(
+            logger,
+            logging.INFO,
+            "campaign_joined",
+            campaign=campaign.id,
+            devices=len(admission.eligible),
+        )
+    return len(admission.eligible)
+
+
+# --------------------------------------------------------------------------- controls
+
+
+async def _control(
+    conn: asyncpg.Connection, campaign_id: int, allowed: tuple[str, ...], action: str
+) -> store.Campaign:
+    campaign = await store.get(conn, campaign_id, lock=True)
+    if campaign is None:
+        raise LookupError(campaign_id)
+    if campaign.status not in allowed:
+        raise ControlError(
+            f"cannot {action} a campaign that is {campaign.status}"
+            f" (only when {' or '.join(allowed)})"
+        )
+    return campaign
+
+
+async def _failed_counts(conn: asyncpg.Connection, campaign_id: int) -> dict[str, int]:
+    counts = await store.stage_counts(conn, campaign_id)
+    return {str(stage): c.count("failed") for stage, c in counts.items()}
+
+
+async def pause(conn: asyncpg.Connection, campaign_id: int, who: str) -> store.Campaign:
+    async with conn.transaction():
+        await _control(conn, campaign_id, ("running",), "pause")
+        result = await store.update(
+            conn, campaign_id, status="paused", status_reason=f"paused by {who}"
+        )
+    assert result is not None
+    return result
+
+
+async def resume(conn: asyncpg.Connection, campaign_id: int, who: str) -> store.Campaign:
+    """Go on with the current stage; failures seen so far are acknowledged, so
+    only new ones count against the thresholds."""
+    async with conn.transaction():
+        await _control(conn, campaign_id, ("paused",), "resume")
+        result = await store.update(
+            conn,
+            campaign_id,
+            status="running",
+            status_reason=f"resumed by {who}",
+            failure_baseline=await _failed_counts(conn, campaign_id),
+        )
+    assert result is not None
+    return result
+
+
+async def approve(conn: asyncpg.Connection, campaign_id: int, who: str) -> store.Campaign:
+    """Start the next stage now (after a pause for approval, or ahead of its threshold)."""
+    async with conn.transaction():
+        campaign = await _control(conn, campaign_id, ("running", "paused"), "approve")
+        if campaign.current_stage >= len(campaign.stages) - 1:
+            raise ControlError("the campaign is already at its last stage")
+        result = await store.update(
+            conn,
+            campaign_id,
+            status="running",
+            current_stage=campaign.current_stage + 1,
+            status_reason=f"stage {campaign.current_stage + 2} approved by {who}",
+            failure_baseline=await _failed_counts(conn, campaign_id),
+        )
+    assert result is not None
+    return result
+
+
+async def cancel(conn: asyncpg.Connection, campaign_id: int, who: str) -> store.Campaign:
+    async with conn.transaction():
+        await _control(conn, campaign_id, ("draft", "running", "paused"), "cancel")
+        await _stop_pending(conn, campaign_id, f"campaign cancelled by {who}")
+        result = await store.update(
+            conn,
+            campaign_id,
+            status="cancelled",
+            status_reason=f"cancelled by {who}",
+            finished_at=utcnow(),
+        )
+    assert result is not None
+    return result
+
+
+async def retry_failed(conn: asyncpg.Connection, campaign_id: int, who: str) -> int:
+    """Failed devices get another round of attempts; a finished campaign runs again."""
+    async with conn.transaction():
+        await _control(
+            conn, campaign_id, ("running", "paused", "completed"), "retry the failed devices of"
+        )
+        moved: int = await conn.fetchval(
+            """
+            WITH moved AS (
+                UPDATE campaign_devices SET state = 'pending', attempts = 0,
+                    next_attempt_at = NULL, finished_at = NULL, updated_at = now(),
+                    reason = 'retried by operator after: ' || coalesce(reason, '')
+                WHERE campaign_id = $1 AND state = 'failed' RETURNING 1)
+            SELECT count(*)::int FROM moved
+            """,
+            campaign_id,
+        )
+        await store.update(
+            conn,
+            campaign_id,
+            expect=("completed",),
+            status="running",
+            finished_at=None,
+            status_reason=f"failed devices retried by {who}",
+        )
+        await store.update(conn, campaign_id, failure_baseline={})
+    return moved
+
+
+async def _stop_pending(conn: asyncpg.Connection, campaign_id: int, reason: str) -> None:
+    """Pending devices are skipped; a Download queued but not yet sent is withdrawn.
+    A device already downloading is left to finish: it cannot be stopped."""
+    await conn.execute(
+        """
+        UPDATE tasks t SET status = 'cancelled', finished_at = now()
+        FROM campaign_devices cd
+        WHERE cd.campaign_id = $1 AND cd.task_id = t.id AND t.status = 'pending'
+        """,
+        campaign_id,
+    )
+    await conn.execute(
+        """
+        UPDATE campaign_devices cd SET state = 'skipped', reason = $2, finished_at = now(),
+            updated_at = now()
+        WHERE cd.campaign_id = $1 AND (cd.state = 'pending' OR (cd.state = 'downloading'
+              AND EXISTS (SELECT 1 FROM tasks t WHERE t.id = cd.task_id
+                          AND t.status = 'cancelled')))
+        """,
+        campaign_id,
+        reason,
+    )
+
+
+# --------------------------------------------------------------------------- the tick
+
+
+async def tick(pool: asyncpg.Pool) -> None:
+    """One round over the campaigns that can move: start times, newcomers,
+    timeouts, thresholds and stages."""
+    async with pool.acquire() as conn:
+        ids = await conn.fetch(
+            """
+            SELECT id FROM campaigns c WHERE status IN ('running', 'paused')
+               OR EXISTS (SELECT 1 FROM campaign_devices cd WHERE cd.campaign_id = c.id
+                          AND cd.state IN ('downloading', 'installing', 'verifying'))
+            ORDER BY id
+            """
+        )
+        for row in ids:
+            await tick_campaign(conn, row["id"])
+
+
+async def tick_campaign(conn: asyncpg.Connection, campaign_id: int) -> None:
+    campaign = await store.get(conn, campaign_id)
+    if campaign is None:
+        return
+    now = utcnow()
+    if (
+        campaign.status == "running"
+        and campaign.membership == "continuous"
+        and (campaign.start_at is None or campaign.start_at <= now)
+    ):
+        await admit_newcomers(conn, campaign)
+    # timeouts and jobs that ended without a session to notice
+    for member in await store.overdue(conn, campaign.id, campaign.verify_timeout_s):
+        async with conn.transaction():
+            await rollout.time_out(conn, campaign, member)
+    for member in await rollout.members_with_finished_jobs(conn, campaign.id):
+        async with conn.transaction():
+            await rollout.settle_member(conn, campaign, member)
+    if campaign.status != "running":
+        return
+    async with conn.transaction():
+        locked = await store.get(conn, campaign.id, lock=True)
+        if locked is None or locked.status != "running":
+            return
+        counts = await store.stage_counts(conn, campaign.id)
+        baseline = {int(k): v for k, v in locked.failure_baseline.items()}
+        decision = rules.decide(stages_of(locked), locked.current_stage, counts, baseline)
+        await _apply(conn, locked, decision)
+
+
+async def _apply(
+    conn: asyncpg.Connection, campaign: store.Campaign, decision: rules.Decision
+) -> None:
+    if decision.action == "none":
+        return
+    if decision.action == "advance":
+        await store.update(
+            conn,
+            campaign.id,
+            current_stage=campaign.current_stage + 1,
+            status_reason=decision.reason,
+        )
+    elif decision.action == "pause":
+        await store.update(conn, campaign.id, status="paused", status_reason=decision.reason)
+    elif decision.action == "abort":
+        await _stop_pending(conn, campaign.id, f"campaign aborted: {decision.reason}")
+        await store.update(
+            conn,
+            campaign.id,
+            status="aborted",
+            status_reason=decision.reason,
+            finished_at=utcnow(),
+        )
+    elif decision.action == "complete":
+        await store.update(
+            conn,
+            campaign.id,
+            status="completed",
+            status_reason=decision.reason,
+            finished_at=utcnow(),
+        )
+    log(
+        logger,
+        logging.INFO,
+        "campaign_" + decision.action,
+        campaign=campaign.id,
+        stage=campaign.current_stage + 1,
+        reason=decision.reason,
+    )
+    if campaign.rollback and decision.failure:
+        await start_rollback(conn, campaign)
+
+
+async def start_rollback(conn: asyncpg.Connection, campaign: store.Campaign) -> int:
+    """Devices that took the image are sent back the version they had."""
+    moved: int = await conn.fetchval(
+        """
+        WITH moved AS (
+            UPDATE campaign_devices SET state = 'pending', rollback = true, attempts = 0,
+                next_attempt_at = NULL, finished_at = NULL, updated_at = now(),
+                target_version = from_version, from_version = target_version,
+                reason = 'rollback: the campaign crossed a failure threshold'
+            WHERE campaign_id = $1 AND state = 'succeeded' AND NOT rollback
+              AND from_version IS NOT NULL
+            RETURNING 1)
+        SELECT count(*)::int FROM moved
+        """,
+        campaign.id,
+    )
+    log(logger, logging.WARNING, "campaign_rollback", campaign=campaign.id, devices=moved)
+    return moved
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass(slots=True)
+class StageProgress:
+    stage: int
+    size: str
+    devices: int
+    by_state: dict[str, int]
+
+
+async def progress(conn: asyncpg.Connection, campaign: store.Campaign) -> list[StageProgress]:
+    counts = await store.stage_counts(conn, campaign.id)
+    return [
+        StageProgress(
+            i,
+            str(s["size"]),
+            counts.get(i, rules.StageCounts()).total,
+            dict(counts.get(i, rules.StageCounts()).by_state),
+        )
+        for i, s in enumerate(campaign.stages)
+    ]
+
+
+@dataclass(slots=True)
+class Preview:
+    stages: list[list[str]]
+    beyond: list[str]
+    skipped: Counter[str]
+    skipped_samples: dict[str, list[str]]
+    overlapping: dict[int, int]  # other active campaign -> devices in both
+
+
+async def preview(conn: asyncpg.Connection, campaign: store.Campaign) -> Preview:
+    """What start() would do, written nowhere: the dry run."""
+    view = await CatalogView.load(conn)
+    admission = await evaluate_audience(conn, campaign, view, new_only=False)
+    per_stage = staged(campaign, admission)
+    skipped: Counter[str] = Counter()
+    samples: dict[str, list[str]] = {}
+    for c in admission.refused:
+        skipped[c.verdict.code] += 1
+        samples.setdefault(c.verdict.code, [])
+        if len(samples[c.verdict.code]) < 5:
+            samples[c.verdict.code].append(f"{c.device_id}: {c.verdict.reason}")
+    eligible = [c.device_id for c in admission.eligible]
+    overlap_rows = await conn.fetch(
+        """
+        SELECT campaign_id, count(*)::int AS n FROM campaign_devices
+        WHERE device_id = ANY($1::text[]) AND campaign_id <> $2
+          AND state IN ('pending', 'downloading', 'installing', 'verifying')
+        GROUP BY campaign_id
+        """,
+        eligible,
+        campaign.id,
+    )
+    return Preview(
+        stages=[[c.device_id for c in s] for s in per_stage[:-1]],
+        beyond=[c.device_id for c in per_stage[-1]],
+        skipped=skipped,
+        skipped_samples=samples,
+        overlapping={r["campaign_id"]: r["n"] for r in overlap_rows},
+    )
