@@ -15,6 +15,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 ACTIVE_STATES = ("pending", "downloading", "installing", "verifying")
 IN_FLIGHT_STATES = ("downloading", "installing", "verifying")
@@ -26,6 +27,7 @@ FINAL_STATES = ("succeeded", "failed", "skipped", "rolled_back")
 TRANSIENT_FAULTS = frozenset({9002, 9004, 9010, 9015, 9017})
 # failures without a fault code that are worth another attempt
 POWER_LOSS = "came back on the old version without TransferComplete (power lost while flashing?)"
+TRANSFER_LOST = "the device kept in touch but never finished the transfer (it dropped the Download)"
 
 _AMOUNT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%?)\s*$")
 
@@ -36,9 +38,10 @@ class CampaignError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Amount:
-    """A count ("25") or a share ("10%") of some total."""
+    """A count ("25") or a share ("10%") of some total. Exact fractions: "1.1%" of
+    3000 devices is 33, where binary floating point would round up to 34."""
 
-    value: float
+    value: Fraction
     percent: bool
 
     @classmethod
@@ -46,10 +49,10 @@ class Amount:
         match = _AMOUNT.match(str(text))
         if match is None:
             raise CampaignError(f"{text!r} is neither a count nor a percentage like '10%'")
-        value, percent = float(match.group(1)), bool(match.group(2))
+        value, percent = Fraction(match.group(1)), bool(match.group(2))
         if percent and value > 100:
             raise CampaignError(f"{text!r} is over 100%")
-        if not percent and not value.is_integer():
+        if not percent and value.denominator != 1:
             raise CampaignError(f"{text!r}: a count must be a whole number")
         return cls(value, percent)
 
@@ -61,15 +64,15 @@ class Amount:
         return int(self.value)
 
     def __str__(self) -> str:
-        number = int(self.value) if self.value.is_integer() else self.value
-        return f"{number}%" if self.percent else str(number)
+        number = str(self.value) if self.value.denominator == 1 else str(float(self.value))
+        return f"{number}%" if self.percent else number
 
 
 @dataclass(frozen=True, slots=True)
 class Stage:
     size: Amount
-    success: Amount = field(default_factory=lambda: Amount(100, True))
-    failure: Amount = field(default_factory=lambda: Amount(10, True))
+    success: Amount = field(default_factory=lambda: Amount(Fraction(100), True))
+    failure: Amount = field(default_factory=lambda: Amount(Fraction(10), True))
     on_success: str = "next"  # next | pause
     on_failure: str = "pause"  # pause | abort
 
@@ -180,4 +183,4 @@ def retry_delay(attempts: int, base_s: float) -> float:
 def is_transient(fault_code: int | None, reason: str) -> bool:
     if fault_code is not None:
         return fault_code in TRANSIENT_FAULTS
-    return reason == POWER_LOSS
+    return reason in (POWER_LOSS, TRANSFER_LOST)

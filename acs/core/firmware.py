@@ -224,26 +224,29 @@ def newest(images: Iterable[Image], scheme: Scheme) -> list[Image]:
 def choose_image(
     images: Sequence[Image], device: DeviceFacts, scheme: Scheme, channel: str
 ) -> tuple[Image | None, Verdict]:
-    """The newest image of ``channel`` the device may install now.
+    """The newest image of ``channel`` the device may install now: never an older one
+    ("latest" means latest, whatever an image's allow_downgrade says).
 
-    When the newest one needs a stepping stone, an older offered image that
-    is still newer than the installed version is chosen: the device climbs
-    one hop per campaign round.
+    When a newer image needs a stepping stone, an older offered image that is
+    still newer than the installed version is chosen: the device climbs one hop
+    per campaign round.
     """
     candidates = [i for i in images if i.channel == channel]
     if not candidates:
         return None, _no("no_image", f"the catalog has no image in channel {channel!r}")
-    verdicts = [(image, fit(image, device, scheme)) for image in newest(candidates, scheme)]
-    offered = [(i, v) for i, v in verdicts if v.ok]
-    if offered:
-        image, verdict = offered[0]
-        top_image, top_verdict = verdicts[0]
-        if top_verdict.code == "needs_stepping_stone":
+    verdicts = [
+        (image, fit(image, device, scheme, downgrade=False)) for image in newest(candidates, scheme)
+    ]
+    for position, (image, verdict) in enumerate(verdicts):
+        if not verdict.ok:
+            continue
+        blocked = [i for i, v in verdicts[:position] if v.code == "needs_stepping_stone"]
+        if blocked:
             return image, Verdict(
                 True,
                 "stepping_stone",
-                f"stepping stone {image.version} first; {top_image.version} needs "
-                f"{top_image.min_version} or later",
+                f"stepping stone {image.version} first; {blocked[0].version} needs "
+                f"{blocked[0].min_version} or later",
             )
         return image, verdict
     best = min(verdicts, key=lambda iv: _RELEVANCE.index(iv[1].code))

@@ -5,43 +5,48 @@ then stays open, and the IANA zone the expression is read in: "0 2 * * *" in
 Europe/Berlin opens at 02:00 on Berlin's wall clock all year, whatever the
 UTC offset is that day. A window that opened at F is open for [F, F + duration).
 
-APScheduler 3 computes the fire times. Three of its habits would silently move
-an operator's window, so they are handled here rather than passed on:
+APScheduler 3 computes the fire times. Several of its habits would silently
+move an operator's window, so they are handled here rather than passed on:
 
 - it numbers weekdays from Monday=0 where crontab counts from Sunday=0 (and
   7), so a numeric day-of-week is refused and names are required ("mon-fri");
 - it ANDs day-of-month with day-of-week, where crontab fires on either when
   both are restricted ("0 2 1 * mon" is the 1st *and* every Monday), so such
   a cron is evaluated as two triggers;
+- it is exact only while the zone's UTC offset stays put, so each stretch
+  between DST changes is searched on its own (see ``_next_fire``);
 - for a date that never exists ("0 0 30 2 *") it tries every year up to 9999
   before answering None (0.1-0.5 s per call), so every search here stops at
   ``HORIZON``; a window that opens less often than that counts as never.
 
-Around DST: durations are elapsed time, not wall-clock time. An opening on a
-wall time the spring-forward skips happens at that wall time read with the
-old offset, i.e. the jump's length late (01:30 in Europe/London fires at
-02:30 BST); only the first of several in the skipped hour does. An opening
-on a wall time the fall-back repeats happens twice. Every datetime returned
-is in UTC.
+Around DST: durations are elapsed time, not wall-clock time. A wall time the
+spring-forward skips is read with the offset from before the jump, so an
+opening there happens the jump's length late (01:30 in Europe/London on the
+last Sunday of March opens at 02:30 BST); one on a wall time the fall-back
+repeats happens twice. Every datetime returned is in UTC.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import timezone as FixedOffset
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped,unused-ignore]
 
-#: a week: longer would make one window cover several of its own openings
+#: a week: any longer and even a weekly window would never close
 MAX_DURATION_MINUTES = 7 * 24 * 60
 #: how far ahead a window must open at least once; 366-day years so that a
 #: leap day ("0 0 29 2 *") is always reachable from any start
 HORIZON = timedelta(days=5 * 366)
 #: longer than any clock jump a zone has made (Samoa skipped 30 Dec 2011 whole)
 _MAX_JUMP = timedelta(days=2)
+#: zones change their UTC offset months apart, so probing at this step cannot
+#: step over a change and its reversal together
+_PROBE = timedelta(days=1)
 
 # the operator's names for the five crontab fields, and APScheduler's
 _FIELD_NAMES = ("minute", "hour", "day-of-month", "month", "day-of-week")
@@ -156,51 +161,95 @@ def _containing(windows: Sequence[Window], now: datetime) -> Iterator[tuple[date
 
 def _next_fire(spec: _Spec, at: datetime, cap: datetime) -> datetime | None:
     """The first opening at or after ``at`` and no later than ``cap``, in UTC."""
+    # APScheduler 3 is exact only while the UTC offset stays put: it crosses a
+    # change by adding wall-clock time to UTC time and lands an hour off
+    # (Berlin's "0 0 * * *" searched from 00:30 on the spring-forward Sunday
+    # next fires on Tuesday), and what it makes of a wall time the jump skips
+    # depends on where its search started. So each stretch of constant offset
+    # is searched in a fixed-offset zone, where it is exact, and a skipped
+    # wall time is read with the offset from before the jump.
+    zone = spec.zone
+    first: datetime | None = None
+    for before, after in _offset_changes(zone, at - _MAX_JUMP, at):
+        # a jump just before ``at`` whose skipped wall times are still ahead
+        first = _earliest(first, _skipped(spec, before, after, at, cap))
+    start = at
+    while first is None or start < first:
+        fire = _search(spec, _fixed(zone, start), start, first or cap)
+        change = next(_offset_changes(zone, start, fire or first or cap), None)
+        if change is None:
+            return _earliest(first, fire)
+        # ``fire`` lies beyond the change, computed with the wrong offset
+        before, after = change
+        first = _earliest(first, _skipped(spec, before, after, after, first or cap))
+        start = after
+    return first
+
+
+def _skipped(
+    spec: _Spec, before: datetime, after: datetime, at: datetime, cap: datetime
+) -> datetime | None:
+    """The first opening at or after ``at`` on a wall time that the change of offset
+    between ``before`` and ``after`` skips, read with the old offset (so the jump's length late).
+    """
+    old, new = _offset(spec.zone, before), _offset(spec.zone, after)
+    if new <= old:
+        return None
+    end = min(cap, after + (new - old) - timedelta(microseconds=1))
+    return _search(spec, FixedOffset(old), max(at, after), end) if at <= end else None
+
+
+def _search(spec: _Spec, zone: tzinfo, at: datetime, cap: datetime) -> datetime | None:
     minute, hour, day, month, day_of_week = spec.fields
-    # a UTC cap against fire times in the window's zone compares instants; in
-    # the same zone APScheduler would compare wall clocks, which the
-    # fall-back hour makes ambiguous
     trigger = CronTrigger(
         minute=minute,
         hour=hour,
         day=day,
         month=month,
         day_of_week=day_of_week,
-        timezone=spec.zone,
-        end_date=cap.astimezone(UTC),
+        timezone=zone,
+        # the cap also stops APScheduler trying every year to 9999 for "0 0 30 2 *"
+        end_date=cap,
     )
-    fire = _fire(trigger, at)
-    # APScheduler finds an opening on a wall time the spring-forward skipped
-    # (fired the gap's length late) only when its search starts before the
-    # jump: from just after it, the window would look shut while it is open
-    jump = _before_jump_forward(spec.zone, at)
-    if jump is not None:
-        skipped = _fire(trigger, jump)
-        if skipped is not None and skipped >= at and (fire is None or skipped < fire):
-            fire = skipped
-    return fire
-
-
-def _fire(trigger: CronTrigger, at: datetime) -> datetime | None:
     fire: datetime | None = trigger.get_next_fire_time(None, at)
     return None if fire is None else fire.astimezone(UTC)
 
 
-def _before_jump_forward(zone: ZoneInfo, at: datetime) -> datetime | None:
-    """An instant under a second before the zone's clocks last jumped forward, if they did
-    within ``_MAX_JUMP`` before ``at``: a search from there still sees the skipped wall times."""
-    lo, hi = at - _MAX_JUMP, at
-    before = _offset(zone, lo)
-    if before >= _offset(zone, hi):
-        return None
-    while hi - lo > timedelta(seconds=1):
-        mid = lo + (hi - lo) / 2
-        if _offset(zone, mid) == before:
-            lo = mid
-        else:
-            hi = mid
-    # APScheduler rounds its start up to the second, which could carry it past the jump
-    return lo.replace(microsecond=0)
+def _fixed(zone: ZoneInfo, instant: datetime) -> FixedOffset:
+    return FixedOffset(_offset(zone, instant))
+
+
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None or b is None:
+        return a or b
+    return min(a, b)
+
+
+def _offset_changes(
+    zone: ZoneInfo, start: datetime, end: datetime
+) -> Iterator[tuple[datetime, datetime]]:
+    """Each change of the zone's UTC offset in [start, end], as the whole seconds either side.
+
+    Whole seconds because APScheduler rounds its start up to the second: from a
+    fraction before the change it would start after it, and from a fraction
+    after it would miss an opening at the change itself.
+    """
+    lo = start.replace(microsecond=0)
+    end = end.replace(microsecond=0) + (timedelta(seconds=1) if end.microsecond else timedelta())
+    offset = _offset(zone, lo)
+    while lo < end:
+        hi = min(lo + _PROBE, end)
+        if _offset(zone, hi) == offset:
+            lo = hi
+            continue
+        while hi - lo > timedelta(seconds=1):
+            mid = lo + timedelta(seconds=(hi - lo) // timedelta(seconds=2))
+            if _offset(zone, mid) == offset:
+                lo = mid
+            else:
+                hi = mid
+        yield lo, hi
+        lo, offset = hi, _offset(zone, hi)
 
 
 def _offset(zone: ZoneInfo, instant: datetime) -> timedelta:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -94,9 +95,45 @@ def staged(campaign: store.Campaign, admission: Admission) -> list[list[Candidat
     return result
 
 
-def _beyond_reason(campaign: store.Campaign) -> str:
+def _member_records(
+    campaign: store.Campaign,
+    placed: Sequence[tuple[Candidate, int | None]],
+    refused: Sequence[Candidate],
+) -> list[store.MemberRecord]:
+    """Rows for admitted devices (stage None: past the last stage) and refused ones."""
     last = campaign.stages[-1]["size"] if campaign.stages else "0"
-    return f"outside the campaign's stages: its last stage takes {last} of the audience"
+    beyond = f"outside the campaign's stages: its last stage takes {last} of the audience"
+    records: list[store.MemberRecord] = []
+    for c, stage in placed:
+        assert c.image is not None
+        records.append(
+            (
+                campaign.id,
+                c.device_id,
+                stage,
+                "pending" if stage is not None else "skipped",
+                c.image.id,
+                c.facts.software_version,
+                c.image.version,
+                None if stage is not None else beyond,
+                None if stage is not None else "outside_stages",
+            )
+        )
+    for c in refused:
+        records.append(
+            (
+                campaign.id,
+                c.device_id,
+                None,
+                "skipped",
+                None,
+                c.facts.software_version,
+                None,
+                c.verdict.reason,
+                c.verdict.code,
+            )
+        )
+    return records
 
 
 async def start(conn: asyncpg.Connection, campaign_id: int) -> store.Campaign:
@@ -110,36 +147,13 @@ async def start(conn: asyncpg.Connection, campaign_id: int) -> store.Campaign:
         view = await CatalogView.load(conn)
         admission = await evaluate_audience(conn, campaign, view, new_only=False)
         per_stage = staged(campaign, admission)
-        records: list[store.MemberRecord] = []
-        for stage, candidates in enumerate(per_stage):
-            beyond = stage == len(per_stage) - 1
-            for c in candidates:
-                assert c.image is not None
-                records.append(
-                    (
-                        campaign.id,
-                        c.device_id,
-                        None if beyond else stage,
-                        "skipped" if beyond else "pending",
-                        c.image.id,
-                        c.facts.software_version,
-                        c.image.version,
-                        _beyond_reason(campaign) if beyond else None,
-                    )
-                )
-        for c in admission.refused:
-            records.append(
-                (
-                    campaign.id,
-                    c.device_id,
-                    None,
-                    "skipped",
-                    None,
-                    c.facts.software_version,
-                    None,
-                    c.verdict.reason,
-                )
-            )
+        last = len(per_stage) - 1
+        placed = [
+            (c, None if stage == last else stage)
+            for stage, candidates in enumerate(per_stage)
+            for c in candidates
+        ]
+        records = _member_records(campaign, placed, admission.refused)
         for batch in chunks(records, ADMISSION_BATCH):
             await store.add_members(conn, batch)
         started = await store.update(
@@ -166,34 +180,8 @@ async def admit_newcomers(conn: asyncpg.Connection, campaign: store.Campaign) ->
     """Continuous membership: devices that match now join the current stage."""
     view = await CatalogView.load(conn)
     admission = await evaluate_audience(conn, campaign, view, new_only=True)
-    records: list[store.MemberRecord] = []
-    for c in admission.eligible:
-        assert c.image is not None
-        records.append(
-            (
-                campaign.id,
-                c.device_id,
-                campaign.current_stage,
-                "pending",
-                c.image.id,
-                c.facts.software_version,
-                c.image.version,
-                None,
-            )
-        )
-    for c in admission.refused:
-        records.append(
-            (
-                campaign.id,
-                c.device_id,
-                None,
-                "skipped",
-                None,
-                c.facts.software_version,
-                None,
-                c.verdict.reason,
-            )
-        )
+    placed = [(c, campaign.current_stage) for c in admission.eligible]
+    records = _member_records(campaign, placed, admission.refused)
     for batch in chunks(records, ADMISSION_BATCH):
         await store.add_members(conn, batch)
     if admission.eligible:
@@ -276,7 +264,7 @@ async def approve(conn: asyncpg.Connection, campaign_id: int, who: str) -> store
 async def cancel(conn: asyncpg.Connection, campaign_id: int, who: str) -> store.Campaign:
     async with conn.transaction():
         await _control(conn, campaign_id, ("draft", "running", "paused"), "cancel")
-        await _stop_pending(conn, campaign_id, f"campaign cancelled by {who}")
+        await _stop_pending(conn, campaign_id, f"campaign cancelled by {who}", "campaign_cancelled")
         result = await store.update(
             conn,
             campaign_id,
@@ -317,7 +305,7 @@ async def retry_failed(conn: asyncpg.Connection, campaign_id: int, who: str) -> 
     return moved
 
 
-async def _stop_pending(conn: asyncpg.Connection, campaign_id: int, reason: str) -> None:
+async def _stop_pending(conn: asyncpg.Connection, campaign_id: int, reason: str, code: str) -> None:
     """Pending devices are skipped; a Download queued but not yet sent is withdrawn.
     A device already downloading is left to finish: it cannot be stopped."""
     await conn.execute(
@@ -330,14 +318,15 @@ async def _stop_pending(conn: asyncpg.Connection, campaign_id: int, reason: str)
     )
     await conn.execute(
         """
-        UPDATE campaign_devices cd SET state = 'skipped', reason = $2, finished_at = now(),
-            updated_at = now()
+        UPDATE campaign_devices cd SET state = 'skipped', reason = $2, code = $3,
+            finished_at = now(), updated_at = now()
         WHERE cd.campaign_id = $1 AND (cd.state = 'pending' OR (cd.state = 'downloading'
               AND EXISTS (SELECT 1 FROM tasks t WHERE t.id = cd.task_id
                           AND t.status = 'cancelled')))
         """,
         campaign_id,
         reason,
+        code,
     )
 
 
@@ -387,6 +376,8 @@ async def tick_campaign(conn: asyncpg.Connection, campaign_id: int) -> None:
         counts = await store.stage_counts(conn, campaign.id)
         baseline = {int(k): v for k, v in locked.failure_baseline.items()}
         decision = rules.decide(stages_of(locked), locked.current_stage, counts, baseline)
+        if decision.action == "complete" and locked.membership == "continuous":
+            return  # devices that match later still join: it runs until cancelled
         await _apply(conn, locked, decision)
 
 
@@ -405,7 +396,9 @@ async def _apply(
     elif decision.action == "pause":
         await store.update(conn, campaign.id, status="paused", status_reason=decision.reason)
     elif decision.action == "abort":
-        await _stop_pending(conn, campaign.id, f"campaign aborted: {decision.reason}")
+        await _stop_pending(
+            conn, campaign.id, f"campaign aborted: {decision.reason}", "campaign_aborted"
+        )
         await store.update(
             conn,
             campaign.id,

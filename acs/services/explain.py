@@ -104,10 +104,10 @@ async def _member_verdict(
     if state == "rolled_back":
         return Verdict(False, "rolled_back", f"rolled back: {member.reason}")
     if state == "failed":
-        code = f" (CPE fault {member.fault_code})" if member.fault_code else ""
-        return Verdict(False, "device_faulted", f"failed: {member.reason}{code}")
+        # the kind (download_fault, power_loss, never_came_back...) is in the reason
+        return Verdict(False, "device_faulted", f"failed: {member.reason}")
     if state == "skipped":
-        return Verdict(False, "skipped", member.reason or "skipped")
+        return Verdict(False, member.code or "skipped", f"skipped: {member.reason}")
     if state == "downloading":
         return Verdict(
             True,

@@ -26,6 +26,7 @@ from acs.logs import log
 from acs.services.catalog import CatalogView, device_facts, same_version, windows_of
 from acs.store import campaigns as store
 from acs.store import devices
+from acs.store import firmware as catalog_store
 from acs.store import tasks as task_store
 
 logger = logging.getLogger("acs.campaigns")
@@ -146,7 +147,13 @@ async def queue_download(conn: asyncpg.Connection, device_id: str) -> int | None
                 return None
             if await rate_limited(conn, locked) is not None:
                 return None
-            return await _start(conn, locked, member)
+            task_id = await _start(conn, locked, member)
+        if task_id is not None:
+            return task_id
+        current = await store.member(conn, campaign.id, device_id)
+        if current is None or current.state != "skipped":
+            return None
+        # no image fits the device any more: the next campaign may have one
     return None
 
 
@@ -167,6 +174,7 @@ async def _start(
                 member.device_id,
                 ["pending"],
                 "failed",
+                code="rollback_impossible",
                 reason=f"rollback impossible: no catalog image of version "
                 f"{member.target_version} fits hardware {facts.hardware_version}",
                 finished_at=utcnow(),
@@ -183,6 +191,7 @@ async def _start(
                 ["pending"],
                 "skipped",
                 reason=verdict.reason,
+                code=verdict.code,
                 finished_at=utcnow(),
             )
             return None
@@ -263,13 +272,13 @@ async def members_with_finished_jobs(
 async def settle_member(
     conn: asyncpg.Connection, campaign: store.Campaign, member: store.Member
 ) -> None:
-    task = await task_store.get_task(conn, member.task_id) if member.task_id else None
+    if member.task_id is None:
+        return  # a FOTA terminal's download: its check-ins judge it (acs.services.fota)
+    task = await task_store.get_task(conn, member.task_id)
     dev = await devices.get_device(conn, member.device_id)
     if dev is None:
         return
-    scheme = (await CatalogView.load(conn, dev.oui, dev.product_class)).scheme(
-        dev.oui, dev.product_class
-    )
+    scheme = await catalog_store.get_scheme(conn, dev.oui, dev.product_class)
     on_target = same_version(scheme, dev.software_version, member.target_version)
     rebooted_since = (
         dev.last_boot is not None
@@ -277,13 +286,17 @@ async def settle_member(
         and dev.last_boot > member.started_at
     )
     if task is None:
-        await fail(conn, campaign, member, None, "the campaign's Download job was deleted")
+        await fail(
+            conn, campaign, member, None, "the campaign's Download job was deleted", "job_closed"
+        )
     elif task.status == "fault":
         code = task.fault_code
         detail = f"CPE fault {code}: {task.fault_string}" if code else (task.fault_string or "")
-        await fail(conn, campaign, member, code, f"download failed: {detail}")
+        await fail(conn, campaign, member, code, f"download failed: {detail}", "download_fault")
     elif task.status in ("expired", "cancelled"):
-        await fail(conn, campaign, member, None, f"the Download job was {task.status}")
+        await fail(
+            conn, campaign, member, None, f"the Download job was {task.status}", "job_closed"
+        )
     elif task.status == "done":
         if on_target:
             await succeed(conn, campaign, member, dev.software_version or "")
@@ -295,6 +308,7 @@ async def settle_member(
                 None,
                 f"came back on version {dev.software_version} instead of "
                 f"{member.target_version} after installing",
+                "old_version",
             )
         else:
             # TransferComplete came before the reboot (some CPEs do): wait for it
@@ -303,7 +317,7 @@ async def settle_member(
             )
     elif task.status == "running" and task.session_id is None and rebooted_since and not on_target:
         await task_store.give_up(conn, task.id, rules.POWER_LOSS)
-        await fail(conn, campaign, member, None, rules.POWER_LOSS)
+        await fail(conn, campaign, member, None, rules.POWER_LOSS, "power_loss")
 
 
 async def succeed(
@@ -365,8 +379,10 @@ async def fail(
     member: store.Member,
     fault_code: int | None,
     reason: str,
+    code: str,
 ) -> None:
-    """Another attempt later for a transient failure while attempts remain; else failed."""
+    """Another attempt later for a transient failure while attempts remain; else failed.
+    ``code`` names the kind of failure for the explanation (download_fault, power_loss...)."""
     if member.rollback:
         reason = "rollback failed: " + reason
     retry = rules.is_transient(fault_code, reason.removeprefix("rollback failed: ")) and (
@@ -380,6 +396,7 @@ async def fail(
             list(rules.IN_FLIGHT_STATES),
             "pending",
             reason=f"attempt {member.attempts} failed: {reason}",
+            code=code,
             fault_code=fault_code,
             next_attempt_at=next_attempt_at(campaign, member.attempts),
         )
@@ -391,6 +408,7 @@ async def fail(
             list(rules.IN_FLIGHT_STATES),
             "failed",
             reason=reason,
+            code=code,
             fault_code=fault_code,
             finished_at=utcnow(),
         )
@@ -409,10 +427,28 @@ async def fail(
 async def time_out(
     conn: asyncpg.Connection, campaign: store.Campaign, member: store.Member
 ) -> None:
+    """A download in flight past the campaign's verify timeout.
+
+    A device that has been in touch since the Download, but never finished
+    the transfer, dropped it (a session cut before the CPE committed it, a
+    reboot that lost the queue): that is worth another attempt. One that has
+    not been heard from since is gone, or bricked.
+    """
     limit = int(campaign.verify_timeout_s)
-    if member.state == "downloading":
+    dev = await devices.get_device(conn, member.device_id)
+    seen_since = (
+        dev is not None
+        and dev.last_inform is not None
+        and member.started_at is not None
+        and dev.last_inform > member.started_at
+    )
+    if member.state == "downloading" and seen_since:
+        reason, code = rules.TRANSFER_LOST, "transfer_lost"
+    elif member.state == "downloading":
         reason = f"never came back: no TransferComplete within {limit} s"
+        code = "never_came_back"
     else:
         reason = f"never came back on {member.target_version} within {limit} s"
+        code = "never_came_back"
     await cancel_task_of(conn, member.task_id, reason)
-    await fail(conn, campaign, member, None, reason)
+    await fail(conn, campaign, member, None, reason, code)

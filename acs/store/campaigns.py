@@ -64,6 +64,7 @@ class Member:
     attempts: int
     next_attempt_at: datetime | None
     reason: str | None
+    code: str | None
     fault_code: int | None
     started_at: datetime | None
     finished_at: datetime | None
@@ -198,19 +199,21 @@ async def delete(conn: asyncpg.Connection, campaign_id: int) -> bool:
 
 # --------------------------------------------------------------------------- members
 
-MemberRecord = tuple[int, str, int | None, str, int | None, str | None, str | None, str | None]
+MemberRecord = tuple[
+    int, str, int | None, str, int | None, str | None, str | None, str | None, str | None
+]
 
 
 async def add_members(conn: asyncpg.Connection, records: Sequence[MemberRecord]) -> None:
-    """(campaign_id, device_id, stage, state, image_id, from_version, target_version, reason);
-    a device already in the campaign is left as it is."""
+    """(campaign_id, device_id, stage, state, image_id, from_version, target_version,
+    reason, code); a device already in the campaign is left as it is."""
     if not records:
         return
     await conn.executemany(
         """
         INSERT INTO campaign_devices (campaign_id, device_id, stage, state, image_id,
-                                      from_version, target_version, reason)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                                      from_version, target_version, reason, code)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
         ON CONFLICT (campaign_id, device_id) DO NOTHING
         """,
         records,

@@ -40,6 +40,7 @@ from acs.store import devices, sessions
 from acs.store import tasks as task_store
 from acs.store.ids import device_id as make_device_id
 from acs.web.cpe_auth import CpeAuthenticator
+from acs.web.fota import FotaEndpoint
 from acs.web.session_driver import LiveSession, SessionDriver, now, root_for
 
 logger = logging.getLogger("acs.cwmp")
@@ -67,6 +68,8 @@ class CwmpEndpoint:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.settings.max_body_bytes)
         app.router.add_post("/", self.handle)
+        # before the catch-all, which would take every POST for a CWMP message
+        FotaEndpoint(self.settings, self.pool, self.auth).add_routes(app.router)
         app.router.add_post("/{tail:.*}", self.handle)
         app.on_startup.append(self._start_reaper)
         app.on_cleanup.append(self._stop)

@@ -110,7 +110,12 @@ def test_a_window_that_never_opens_is_refused(cron: str) -> None:
         window(cron, 60)
 
 
-def test_a_window_is_an_error_not_a_value_error_only_by_inheritance() -> None:
+def test_a_rare_window_is_accepted_as_long_as_it_opens_within_five_years() -> None:
+    assert window("0 0 29 2 *", 60).cron == "0 0 29 2 *"  # next: 2028
+    assert window("0 0 30 2 mon", 60).cron == "0 0 30 2 mon"  # 30 Feb never, Mondays do
+
+
+def test_window_error_is_a_value_error() -> None:
     # callers that only know ValueError (pydantic validators) still catch it
     with pytest.raises(ValueError):
         window("0 2 * *", 60)
@@ -260,12 +265,30 @@ def test_an_opening_in_the_skipped_hour_happens_an_hour_later_on_the_wall_clock(
     assert next_opening(w, utc(2025, 3, 30, 12, 0)) == utc(2025, 3, 31, 0, 30)
 
 
-def test_several_openings_in_the_skipped_hour_collapse_into_the_first() -> None:
-    w = [window("*/20 1 * * *", 30, "Europe/London")]  # 01:00, 01:20, 01:40
-    assert next_opening(w, utc(2025, 3, 30, 0, 50)) == utc(2025, 3, 30, 1, 0)
-    assert is_open(w, utc(2025, 3, 30, 1, 29))
-    assert not is_open(w, utc(2025, 3, 30, 1, 30))
-    assert next_opening(w, utc(2025, 3, 30, 1, 30)) == utc(2025, 3, 31, 0, 0)
+def test_every_opening_in_the_skipped_hour_happens_an_hour_late() -> None:
+    w = [window("*/20 1 * * *", 10, "Europe/London")]  # 01:00, 01:20, 01:40 local
+    assert next_opening(w, utc(2025, 3, 30, 0, 50)) == utc(2025, 3, 30, 1, 0)  # 02:00 BST
+    assert next_opening(w, utc(2025, 3, 30, 1, 10)) == utc(2025, 3, 30, 1, 20)
+    assert next_opening(w, utc(2025, 3, 30, 1, 30)) == utc(2025, 3, 30, 1, 40)
+    assert is_open(w, utc(2025, 3, 30, 1, 45))
+    assert not is_open(w, utc(2025, 3, 30, 1, 50))
+    assert next_opening(w, utc(2025, 3, 30, 1, 50)) == utc(2025, 3, 31, 0, 0)
+
+
+def test_a_skipped_midnight_opens_an_hour_late() -> None:
+    # 2025-09-07: Santiago jumps from 00:00 -04 straight to 01:00 -03 (04:00 UTC)
+    w = [window("0 0 * * *", 60, "America/Santiago")]
+    assert next_opening(w, utc(2025, 9, 6, 12, 0)) == utc(2025, 9, 7, 4, 0)
+    assert is_open(w, utc(2025, 9, 7, 4, 30))
+    assert next_opening(w, utc(2025, 9, 7, 5, 0)) == utc(2025, 9, 8, 3, 0)
+
+
+def test_the_opening_after_a_spring_forward_is_not_skipped() -> None:
+    # APScheduler alone, searching from 00:30 on Berlin's spring-forward Sunday, says Tuesday
+    midnight = [window("0 0 * * *", 60, "Europe/Berlin")]
+    assert next_opening(midnight, utc(2025, 3, 30, 0, 10)) == utc(2025, 3, 30, 22, 0)
+    all_day = [window("0 0 * * *", 23 * 60, "Europe/Berlin")]
+    assert is_open(all_day, utc(2025, 3, 30, 22, 30))  # Monday 00:30 CEST
 
 
 def test_a_skipped_opening_in_new_york() -> None:

@@ -80,6 +80,7 @@ CREATE TABLE campaign_devices (
     attempts        integer NOT NULL DEFAULT 0,
     next_attempt_at timestamptz,
     reason          text,
+    code            text,             -- the reason as a stable code (acs.core.firmware)
     fault_code      integer,
     started_at      timestamptz,
     finished_at     timestamptz,

@@ -402,6 +402,7 @@ async def list_members(request: web.Request) -> web.Response:
             attempts=m.attempts,
             nextAttemptAt=m.next_attempt_at,
             reason=m.reason,
+            code=m.code,
             faultCode=m.fault_code,
             started=m.started_at,
             finished=m.finished_at,

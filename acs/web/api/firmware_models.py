@@ -253,6 +253,7 @@ class MemberOut(BaseModel):
     attempts: int
     nextAttemptAt: datetime | None = None
     reason: str | None = None
+    code: str | None = Field(default=None, description="the reason as a stable code")
     faultCode: int | None = None
     started: datetime | None = None
     finished: datetime | None = None

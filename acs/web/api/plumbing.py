@@ -19,15 +19,16 @@ from acs.web.api.routing import Api
 
 api = Api("/api/v1")
 
-SERVICES = web.AppKey("services", "Services")
-TOKEN = web.RequestKey("token", tokens.ApiToken)
-
 
 @dataclass(slots=True)
 class Services:
     settings: Settings
     pool: asyncpg.Pool
     connreq: ConnectionRequester
+
+
+SERVICES = web.AppKey("services", Services)
+TOKEN = web.RequestKey("token", tokens.ApiToken)
 
 
 def services(request: web.Request) -> Services:
