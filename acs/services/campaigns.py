@@ -8,9 +8,10 @@ a restart (or a second ACS process ticking too) repeats nothing.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -18,9 +19,17 @@ import asyncpg
 from acs.core import campaigns as rules
 from acs.core.filters import parse_filter
 from acs.core.firmware import DeviceFacts, Image, Verdict
+from acs.core.windows import is_open
 from acs.logs import log
 from acs.services import rollout
-from acs.services.catalog import CatalogView, chunks, fact_columns, facts_from_row, stages_of
+from acs.services.catalog import (
+    CatalogView,
+    chunks,
+    fact_columns,
+    facts_from_row,
+    stages_of,
+    windows_of,
+)
 from acs.store import campaigns as store
 from acs.store.device_query import compile_filter
 
@@ -57,22 +66,22 @@ async def evaluate_audience(
 ) -> Admission:
     """Every device the filter matches, with the image it would get or why not.
     ``new_only`` leaves out devices already in the campaign (continuous membership)."""
-    expr = parse_filter(campaign.filter)
-    where, params = compile_filter(expr, first_param=3)
-    sql = (
-        f"SELECT {fact_columns('$1')} FROM devices d"
-        f" LEFT JOIN device_parameters dp ON dp.device_id = d.id WHERE ({where})"
-    )
+    head: list[object] = [view.region_parameters()]
+    sql = f"SELECT {fact_columns('$1')} FROM devices d"
+    sql += " LEFT JOIN device_parameters dp ON dp.device_id = d.id"
     if new_only:
+        head.append(campaign.id)
         sql += (
-            " AND NOT EXISTS (SELECT 1 FROM campaign_devices cd"
-            " WHERE cd.campaign_id = $2 AND cd.device_id = d.id)"
+            " WHERE NOT EXISTS (SELECT 1 FROM campaign_devices cd"
+            " WHERE cd.campaign_id = $2 AND cd.device_id = d.id) AND "
         )
     else:
-        sql += " AND $2::bigint IS NOT NULL"
+        sql += " WHERE "
+    where, params = compile_filter(parse_filter(campaign.filter), first_param=len(head) + 1)
+    sql += f"({where})"
     admission = Admission()
     async with conn.transaction():
-        cursor = conn.cursor(sql, view.region_parameters(), campaign.id, *params)
+        cursor = conn.cursor(sql, *head, *params)
         async for row in cursor:
             facts = facts_from_row(row)
             image, verdict = view.target_for(campaign, facts)
@@ -333,9 +342,15 @@ async def _stop_pending(conn: asyncpg.Connection, campaign_id: int, reason: str,
 # --------------------------------------------------------------------------- the tick
 
 
-async def tick(pool: asyncpg.Pool) -> None:
+Knock = Callable[[str], Awaitable[object]]
+KNOCKS_PER_TICK = 100
+KNOCK_AGAIN_AFTER_S = 300  # a device that did not come is knocked again after this
+
+
+async def tick(pool: asyncpg.Pool, knock: Knock | None = None) -> None:
     """One round over the campaigns that can move: start times, newcomers,
-    timeouts, thresholds and stages."""
+    timeouts, thresholds and stages; then connection requests to pending devices
+    of campaigns that ask for them."""
     async with pool.acquire() as conn:
         ids = await conn.fetch(
             """
@@ -347,6 +362,9 @@ async def tick(pool: asyncpg.Pool) -> None:
         )
         for row in ids:
             await tick_campaign(conn, row["id"])
+        if knock is not None:
+            for row in ids:
+                await knock_pending(conn, row["id"], knock)
 
 
 async def tick_campaign(conn: asyncpg.Connection, campaign_id: int) -> None:
@@ -424,6 +442,33 @@ async def _apply(
     )
     if campaign.rollback and decision.failure:
         await start_rollback(conn, campaign)
+
+
+async def knock_pending(conn: asyncpg.Connection, campaign_id: int, knock: Knock) -> int:
+    """Pull pending devices in with a connection request, as many as the rate limits
+    would let start now, and only while a window is open: a knocked device comes
+    at once and its session takes the Download. Returns how many were knocked."""
+    campaign = await store.get(conn, campaign_id)
+    now = utcnow()
+    if (
+        campaign is None
+        or not campaign.connection_request
+        or campaign.status != "running"
+        or (campaign.start_at is not None and campaign.start_at > now)
+        or not is_open(windows_of(campaign), now)
+    ):
+        return 0
+    room = KNOCKS_PER_TICK
+    in_flight, starts = await store.load(conn, campaign.id)
+    if campaign.max_in_flight is not None:
+        room = min(room, campaign.max_in_flight - in_flight)
+    if campaign.starts_per_minute is not None:
+        room = min(room, campaign.starts_per_minute - starts)
+    if room <= 0:
+        return 0
+    devices = await store.mark_knocked(conn, campaign, room, KNOCK_AGAIN_AFTER_S)
+    await asyncio.gather(*(knock(d) for d in devices))
+    return len(devices)
 
 
 async def start_rollback(conn: asyncpg.Connection, campaign: store.Campaign) -> int:

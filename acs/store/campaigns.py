@@ -37,6 +37,7 @@ class Campaign:
     retry_backoff_s: float
     verify_timeout_s: float
     rollback: bool
+    connection_request: bool
     priority: int
     audience: int
     created_by: str | None
@@ -94,6 +95,7 @@ _EDITABLE = (
     "retry_backoff_s",
     "verify_timeout_s",
     "rollback",
+    "connection_request",
     "priority",
     "created_by",
 )
@@ -125,6 +127,7 @@ def unsaved(spec: dict[str, Any]) -> Campaign:
         "retry_backoff_s": 300.0,
         "verify_timeout_s": 3600.0,
         "rollback": False,
+        "connection_request": False,
         "priority": 0,
         "created_by": None,
     }
@@ -385,6 +388,33 @@ async def overdue(conn: asyncpg.Connection, campaign_id: int, timeout_s: float) 
         timeout_s,
     )
     return [Member.from_row(r) for r in rows]
+
+
+async def mark_knocked(
+    conn: asyncpg.Connection, campaign: Campaign, limit: int, again_after_s: float
+) -> list[str]:
+    """Pick up to ``limit`` pending devices due for a connection request (their
+    stage reached, no back-off running, not knocked lately) and stamp them."""
+    rows = await conn.fetch(
+        """
+        UPDATE campaign_devices SET knocked_at = now()
+        WHERE campaign_id = $1 AND device_id IN (
+            SELECT device_id FROM campaign_devices
+            WHERE campaign_id = $1 AND state = 'pending'
+              AND (stage <= $2 OR rollback)
+              AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+              AND (knocked_at IS NULL OR knocked_at < now() - make_interval(secs => $4))
+            ORDER BY knocked_at NULLS FIRST, device_id
+            LIMIT $3
+            FOR UPDATE SKIP LOCKED)
+        RETURNING device_id
+        """,
+        campaign.id,
+        campaign.current_stage,
+        limit,
+        again_after_s,
+    )
+    return [r["device_id"] for r in rows]
 
 
 async def member_of_task(conn: asyncpg.Connection, device_id: str, task_id: int) -> Member | None:

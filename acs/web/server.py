@@ -8,6 +8,7 @@ firewall rules.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import signal
@@ -24,6 +25,7 @@ from acs.config import Settings
 from acs.connreq.http import ConnectionRequester
 from acs.logs import log
 from acs.services import campaigns
+from acs.services.knock import knock
 from acs.store import credentials
 from acs.store import tasks as task_store
 from acs.store.db import EmbeddedPostgres, create_pool, migrate
@@ -105,10 +107,10 @@ async def expire_transfers(pool: asyncpg.Pool, timeout_s: float) -> None:
         log(logger, logging.INFO, "transfer_timeout", device=task.device_id, task=task.id)
 
 
-async def campaign_tick(pool: asyncpg.Pool) -> None:
-    """Advance firmware campaigns: stages, thresholds, timeouts, newcomers."""
+async def campaign_tick(pool: asyncpg.Pool, knock: campaigns.Knock) -> None:
+    """Advance firmware campaigns: stages, thresholds, timeouts, newcomers, knocks."""
     try:
-        await campaigns.tick(pool)
+        await campaigns.tick(pool, knock)
     except (asyncpg.PostgresError, OSError) as exc:
         log(logger, logging.WARNING, "tick_failed", tick="campaigns", error=exc)
 
@@ -169,7 +171,7 @@ async def running_acs(settings: Settings, dsn: str) -> AsyncIterator[Running]:
             campaign_tick,
             "interval",
             seconds=settings.campaign_tick_s,
-            args=[pool],
+            args=[pool, functools.partial(knock, pool, requester, settings)],
             max_instances=1,
             coalesce=True,
         )

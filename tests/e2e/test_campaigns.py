@@ -27,6 +27,8 @@ async def fw_acs(start_acs: StartAcs) -> Running:
         cpe_password="cpe-pw",
         session_timeout_s=5.0,
         campaign_tick_s=0.3,
+        connection_request_username="cr",
+        connection_request_password="cr-secret",
     )
 
 
@@ -641,3 +643,29 @@ async def test_continuous_membership_takes_devices_that_match_later(
         await first.stop()
         if later is not None:
             await later.stop()
+
+
+async def test_connection_requests_pull_pending_devices_in(
+    fw_acs: Running, admin: Client, unique_serial
+) -> None:
+    # devices that would not Inform again for an hour
+    fleet = await fleet_of(fw_acs, unique_serial("K"), 4, periodic_interval=3600)
+    try:
+        await fleet.wait_for(lambda: all(c.sessions_ok for c in fleet.devices.values()))
+        image = await catalog_image(admin, unique_serial, "2.0.0")
+        spec = {
+            "name": unique_serial("knock-"),
+            "image": image["id"],
+            "filter": serial_filter(fleet),
+            "stages": [{"size": "100%"}],
+            "connectionRequest": True,
+            "maxInFlight": 2,
+        }
+        cid = (await ok(admin, "POST", "/campaigns", 201, json=spec))["id"]
+        await ok(admin, "POST", f"/campaigns/{cid}/start")
+        done = await wait_campaign(admin, cid, lambda b: b["status"] == "completed")
+        assert done["totals"] == {"succeeded": 4}
+        assert all(c.tree.software_version == "2.0.0" for c in fleet.devices.values())
+        assert fleet.counters[("connection_request", "accepted")] >= 4
+    finally:
+        await fleet.stop()

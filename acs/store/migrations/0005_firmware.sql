@@ -55,6 +55,8 @@ CREATE TABLE campaigns (
     retry_backoff_s   double precision NOT NULL DEFAULT 300,
     verify_timeout_s  double precision NOT NULL DEFAULT 3600,
     rollback          boolean NOT NULL DEFAULT false,
+    -- knock on pending devices instead of waiting for their periodic Inform
+    connection_request boolean NOT NULL DEFAULT false,
     priority          integer NOT NULL DEFAULT 0,
     audience          integer NOT NULL DEFAULT 0,
     created_by        text,
@@ -84,6 +86,7 @@ CREATE TABLE campaign_devices (
     fault_code      integer,
     started_at      timestamptz,
     finished_at     timestamptz,
+    knocked_at      timestamptz,      -- last connection request on the campaign's behalf
     updated_at      timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (campaign_id, device_id)
 );

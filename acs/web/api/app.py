@@ -16,6 +16,7 @@ from acs.connreq.http import ConnectionRequestResult
 from acs.core import filters
 from acs.core.tasks import InvalidTask, validate_task
 from acs.logs import log
+from acs.services.knock import knock as knock_device
 from acs.store import device_query, devices, files, tokens
 from acs.store import tasks as task_store
 from acs.web.api import models as M
@@ -371,46 +372,7 @@ async def create_task(request: web.Request) -> web.Response:
 
 
 async def knock(svc: Services, dev_id: str) -> ConnectionRequestResult:
-    """Send a connection request with the device's own or the default credentials."""
-    async with svc.pool.acquire() as conn:
-        dev = await devices.get_device(conn, dev_id)
-        creds = await conn.fetchrow(
-            "SELECT username, password FROM connection_request_credentials WHERE device_id = $1",
-            dev_id,
-        )
-        tree = await devices.get_parameters(conn, dev_id, "") if creds is None else {}
-    if dev is None or not dev.connection_request_url:
-        return ConnectionRequestResult(
-            False, None, "the device has sent no ConnectionRequestURL", 0.0
-        )
-    if creds is not None:
-        username, password = creds["username"], creds["password"]
-    else:
-        username = _tree_value(tree, "ManagementServer.ConnectionRequestUsername") or (
-            svc.settings.connection_request_username or ""
-        )
-        password = _tree_value(tree, "ManagementServer.ConnectionRequestPassword") or (
-            svc.settings.connection_request_password or ""
-        )
-    result = await svc.connreq.send(dev.connection_request_url, username, password)
-    log(
-        logger,
-        logging.INFO if result.ok else logging.WARNING,
-        "connection_request",
-        device=dev_id,
-        ok=result.ok,
-        status=result.status,
-        reason=result.reason,
-    )
-    return result
-
-
-def _tree_value(tree: dict[str, devices.ParameterRecord], suffix: str) -> str | None:
-    for root in ("Device.", "InternetGatewayDevice."):
-        rec = tree.get(root + suffix)
-        if rec is not None and rec.value:
-            return rec.value
-    return None
+    return await knock_device(svc.pool, svc.connreq, svc.settings, dev_id)
 
 
 @api.route(

@@ -224,6 +224,7 @@ async def campaign_out(conn: asyncpg.Connection, c: campaign_store.Campaign) -> 
         retryBackoffS=c.retry_backoff_s,
         verifyTimeoutS=c.verify_timeout_s,
         rollback=c.rollback,
+        connectionRequest=c.connection_request,
         priority=c.priority,
         audience=c.audience,
         totals=await campaign_store.state_totals(conn, c.id),
@@ -250,6 +251,7 @@ def _spec(body: F.CampaignIn, who: str) -> dict[str, Any]:
         "retry_backoff_s": body.retryBackoffS,
         "verify_timeout_s": body.verifyTimeoutS,
         "rollback": body.rollback,
+        "connection_request": body.connectionRequest,
         "priority": body.priority,
         "created_by": who,
     }

@@ -154,6 +154,11 @@ class CampaignIn(_In):
     retryBackoffS: float = Field(default=300, ge=0, le=86400)
     verifyTimeoutS: float = Field(default=3600, ge=1, le=30 * 86400)
     rollback: bool = False
+    connectionRequest: bool = Field(
+        default=False,
+        description="knock on pending devices (inside a window, within the rate limits) "
+        "instead of waiting for their periodic Inform",
+    )
     priority: int = Field(default=0, ge=-1000, le=1000)
 
     @field_validator("filter")
@@ -212,6 +217,7 @@ class CampaignOut(BaseModel):
     retryBackoffS: float
     verifyTimeoutS: float
     rollback: bool
+    connectionRequest: bool
     priority: int
     audience: int
     totals: dict[str, int] = {}

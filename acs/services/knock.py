@@ -1,0 +1,64 @@
+"""Connection requests on a device's behalf: whose credentials, which URL.
+
+Used by the API (a job "now") and by campaigns that pull pending devices in
+instead of waiting for their periodic Inform.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+
+from acs.config import Settings
+from acs.connreq.http import ConnectionRequester, ConnectionRequestResult
+from acs.logs import log
+
+logger = logging.getLogger("acs.connreq")
+
+_ROOTS = ("Device.", "InternetGatewayDevice.")
+
+
+async def knock(
+    pool: asyncpg.Pool, requester: ConnectionRequester, settings: Settings, dev_id: str
+) -> ConnectionRequestResult:
+    """Send a connection request with the device's own credentials: those the ACS
+    stored for it, else the ones in its tree, else the configured defaults."""
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            """
+            SELECT d.connection_request_url, c.username, c.password,
+                   coalesce(dp.tree -> ($2 || 'ManagementServer.ConnectionRequestUsername'),
+                            dp.tree -> ($3 || 'ManagementServer.ConnectionRequestUsername'))
+                       ->> 'v' AS tree_username,
+                   coalesce(dp.tree -> ($2 || 'ManagementServer.ConnectionRequestPassword'),
+                            dp.tree -> ($3 || 'ManagementServer.ConnectionRequestPassword'))
+                       ->> 'v' AS tree_password
+            FROM devices d
+            LEFT JOIN connection_request_credentials c ON c.device_id = d.id
+            LEFT JOIN device_parameters dp ON dp.device_id = d.id
+            WHERE d.id = $1
+            """,
+            dev_id,
+            *_ROOTS,
+        )
+    if row is None or not row["connection_request_url"]:
+        return ConnectionRequestResult(
+            False, None, "the device has sent no ConnectionRequestURL", 0.0
+        )
+    if row["username"] is not None:
+        username, password = row["username"], row["password"]
+    else:
+        username = row["tree_username"] or settings.connection_request_username or ""
+        password = row["tree_password"] or settings.connection_request_password or ""
+    result = await requester.send(row["connection_request_url"], username, password)
+    log(
+        logger,
+        logging.INFO if result.ok else logging.WARNING,
+        "connection_request",
+        device=dev_id,
+        ok=result.ok,
+        status=result.status,
+        reason=result.reason,
+    )
+    return result
