@@ -167,14 +167,19 @@ def root_of(parameter_names: list[str]) -> str:
     return "Device."
 
 
-def discover(path: str, batch_size: int, types: dict[str, str] | None = None) -> Plan:
+def discover(
+    path: str,
+    batch_size: int,
+    types: dict[str, str] | None = None,
+    values: dict[str, m.ParameterValueStruct] | None = None,
+) -> Plan:
     """Learn the names under ``path`` (whole tree when it is a root), then their values.
 
     First one GetParameterNames(path, NextLevel=false). CPEs that refuse that
     (too big, or plain unsupported) are walked object by object: NextLevel=true
     on ``path``, then NextLevel=false on each child object, descending one
-    more level wherever a child refuses too. ``types``, when given, is filled
-    with the xsd type of each value read.
+    more level wherever a child refuses too. ``types`` and ``values``, when
+    given, are filled with the xsd type and the value of each parameter read.
     """
     names: list[str] = []
     objects = 0
@@ -205,19 +210,22 @@ def discover(path: str, batch_size: int, types: dict[str, str] | None = None) ->
                 names.append(info.name)
 
     yield from walk(path, allow_seed=True)
-    values, skipped, value_rpcs = yield from read_values(names, batch_size, types)
+    read, skipped, value_rpcs = yield from read_values(names, batch_size, types, values)
     return {
         "path": path,
         "parameters": len(names),
         "objects": objects,
-        "values": values,
+        "values": read,
         "skipped": skipped,
         "rpcs": rpcs + value_rpcs,
     }
 
 
 def read_values(
-    names: list[str], batch_size: int, types: dict[str, str] | None = None
+    names: list[str],
+    batch_size: int,
+    types: dict[str, str] | None = None,
+    values: dict[str, m.ParameterValueStruct] | None = None,
 ) -> Generator[m.Message, m.Message, tuple[int, list[str], int]]:
     """GetParameterValues in batches; a refused batch is split until the bad names are found.
 
@@ -239,8 +247,10 @@ def read_values(
                 half = len(batch) // 2
                 pending[:0] = [batch[:half], batch[half:]]
             continue
-        values = expect(resp, m.GetParameterValuesResponse).parameter_list
-        read += len(values)
+        got = expect(resp, m.GetParameterValuesResponse).parameter_list
+        read += len(got)
         if types is not None:
-            types.update((v.name, v.xsd_type) for v in values)
+            types.update((v.name, v.xsd_type) for v in got)
+        if values is not None:
+            values.update((v.name, v) for v in got)
     return read, skipped, rpcs

@@ -345,6 +345,7 @@ async def _stop_pending(conn: asyncpg.Connection, campaign_id: int, reason: str,
 Knock = Callable[[str], Awaitable[object]]
 KNOCKS_PER_TICK = 100
 KNOCK_AGAIN_AFTER_S = 300  # a device that did not come is knocked again after this
+KNOCK_GRACE_S = 30  # a knocked device opens its session within this, or is not coming
 
 
 async def tick(pool: asyncpg.Pool, knock: Knock | None = None) -> None:
@@ -460,10 +461,13 @@ async def knock_pending(conn: asyncpg.Connection, campaign_id: int, knock: Knock
         return 0
     room = KNOCKS_PER_TICK
     in_flight, starts = await store.load(conn, campaign.id)
+    # knocked devices on their way hold their slot, or the next tick would
+    # knock more than can start, and the extra ones would wait for a re-knock
+    coming = await store.knocked_since(conn, campaign.id, KNOCK_GRACE_S)
     if campaign.max_in_flight is not None:
-        room = min(room, campaign.max_in_flight - in_flight)
+        room = min(room, campaign.max_in_flight - in_flight - coming)
     if campaign.starts_per_minute is not None:
-        room = min(room, campaign.starts_per_minute - starts)
+        room = min(room, campaign.starts_per_minute - starts - coming)
     if room <= 0:
         return 0
     devices = await store.mark_knocked(conn, campaign, room, KNOCK_AGAIN_AFTER_S)

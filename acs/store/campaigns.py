@@ -395,10 +395,11 @@ async def mark_knocked(
 ) -> list[str]:
     """Pick up to ``limit`` pending devices due for a connection request (their
     stage reached, no back-off running, not knocked lately) and stamp them."""
+    # MATERIALIZED: as a plain IN (subquery) the planner may run the LIMIT ...
+    # SKIP LOCKED subquery more than once and stamp more rows than the limit
     rows = await conn.fetch(
         """
-        UPDATE campaign_devices SET knocked_at = now()
-        WHERE campaign_id = $1 AND device_id IN (
+        WITH picked AS MATERIALIZED (
             SELECT device_id FROM campaign_devices
             WHERE campaign_id = $1 AND state = 'pending'
               AND (stage <= $2 OR rollback)
@@ -407,7 +408,9 @@ async def mark_knocked(
             ORDER BY knocked_at NULLS FIRST, device_id
             LIMIT $3
             FOR UPDATE SKIP LOCKED)
-        RETURNING device_id
+        UPDATE campaign_devices cd SET knocked_at = now()
+        FROM picked WHERE cd.campaign_id = $1 AND cd.device_id = picked.device_id
+        RETURNING cd.device_id
         """,
         campaign.id,
         campaign.current_stage,
@@ -415,6 +418,17 @@ async def mark_knocked(
         again_after_s,
     )
     return [r["device_id"] for r in rows]
+
+
+async def knocked_since(conn: asyncpg.Connection, campaign_id: int, within_s: float) -> int:
+    """Pending devices knocked within the last ``within_s`` seconds: on their way."""
+    n: int = await conn.fetchval(
+        "SELECT count(*)::int FROM campaign_devices WHERE campaign_id = $1 AND state = 'pending'"
+        " AND knocked_at > now() - make_interval(secs => $2)",
+        campaign_id,
+        within_s,
+    )
+    return n
 
 
 async def member_of_task(conn: asyncpg.Connection, device_id: str, task_id: int) -> Member | None:

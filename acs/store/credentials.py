@@ -55,3 +55,35 @@ async def delete_credential(conn: asyncpg.Connection, username: str) -> bool:
         "DELETE FROM cpe_credentials WHERE username = $1 RETURNING 1", username
     )
     return deleted is not None
+
+
+CONNECTION_REQUEST_PARAMETERS = (
+    "ManagementServer.ConnectionRequestUsername",
+    "ManagementServer.ConnectionRequestPassword",
+)
+
+
+async def remember_connection_request_credentials(
+    conn: asyncpg.Connection, device_id: str, root: str
+) -> None:
+    """Keep the connection-request credentials the ACS just set on a device.
+
+    CPEs answer GetParameterValues on a password with an empty string, so once
+    the ACS has set one (a job or a policy), this row is the only place it can
+    be read back for the next connection request. Call after the values set
+    have been merged into the stored tree.
+    """
+    await conn.execute(
+        """
+        INSERT INTO connection_request_credentials (device_id, username, password)
+        SELECT $1, dp.tree -> $2 ->> 'v', dp.tree -> $3 ->> 'v'
+        FROM device_parameters dp
+        WHERE dp.device_id = $1 AND dp.tree -> $2 ->> 'v' IS NOT NULL
+          AND dp.tree -> $3 ->> 'v' IS NOT NULL
+        ON CONFLICT (device_id) DO UPDATE SET
+            username = EXCLUDED.username, password = EXCLUDED.password, updated_at = now()
+        """,
+        device_id,
+        root + CONNECTION_REQUEST_PARAMETERS[0],
+        root + CONNECTION_REQUEST_PARAMETERS[1],
+    )

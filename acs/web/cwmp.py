@@ -275,6 +275,7 @@ class CwmpEndpoint:
             may_have_tasks=may_have_tasks,
             in_campaign=in_campaign,
             campaign_member=in_campaign,
+            events=events,
         )
         self.by_id[session_id] = live
         if request.transport is not None:

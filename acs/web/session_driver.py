@@ -24,8 +24,8 @@ from acs.core.plans import Plan, PlanFault, discover, root_of
 from acs.cwmp import messages as m
 from acs.cwmp.session import AcsSession
 from acs.logs import log
-from acs.services import rollout
-from acs.store import devices, files, sessions
+from acs.services import provisioning, rollout
+from acs.store import credentials, devices, files, sessions
 from acs.store import tasks as task_store
 
 logger = logging.getLogger("acs.cwmp")
@@ -64,6 +64,7 @@ class Work:
         default_factory=list
     )
     values_read: dict[str, m.ParameterValueStruct] = field(default_factory=dict)
+    policy_run: provisioning.SessionRun | None = None
 
 
 @dataclass(slots=True)
@@ -79,6 +80,8 @@ class LiveSession:
     # or one in flight is to be verified when the session ends
     in_campaign: bool = False
     campaign_member: bool = False
+    events: list[str] = field(default_factory=list)
+    policies_checked: bool = False
     last_activity: float = field(default_factory=time.monotonic)
     last_renewal: float = field(default_factory=time.monotonic)
     work: Work | None = None
@@ -92,6 +95,7 @@ class SessionDriver:
     def __init__(self, settings: Settings, pool: asyncpg.Pool) -> None:
         self.settings = settings
         self.pool = pool
+        self.policies = provisioning.PolicyBook()
 
     # ------------------------------------------------------------ CPE requests
 
@@ -207,19 +211,43 @@ class SessionDriver:
             return request
 
     async def _next_work(self, live: LiveSession) -> Work | None:
+        """Discovery when the tree is unknown, then the operator's jobs, then the
+        provisioning policies, then what a firmware campaign owes the device."""
         if live.needs_discovery:
             live.needs_discovery = False
             log(logger, logging.INFO, "discovery_started", device=live.device_id, root=live.root)
             return Work(discover(live.root, self.settings.gpv_batch_size), label="discovery")
-        if not live.may_have_tasks and not live.in_campaign:
-            return None
+        if live.may_have_tasks:
+            work = await self._next_task(live)
+            if work is not None:
+                return work
+        if not live.policies_checked:
+            live.policies_checked = True
+            async with self.pool.acquire() as conn:
+                found = await provisioning.session_plan(
+                    conn,
+                    self.policies,
+                    live.device_id,
+                    live.root,
+                    live.events,
+                    now(),
+                    self.settings.gpv_batch_size,
+                )
+            if found is not None:
+                plan, run = found
+                return Work(plan, label="policies", policy_run=run)
+        if live.in_campaign:
+            live.in_campaign = False  # once per session
+            async with self.pool.acquire() as conn, conn.transaction():
+                queued = await rollout.queue_download(conn, live.device_id)
+            if queued is not None:
+                live.may_have_tasks = True
+                return await self._next_work(live)
+        return None
+
+    async def _next_task(self, live: LiveSession) -> Work | None:
         async with self.pool.acquire() as conn, conn.transaction():
             task = await task_store.next_pending(conn, live.device_id, live.deferred)
-            if task is None and live.in_campaign:
-                # the operator's jobs first; then what a campaign owes the device
-                live.in_campaign = False  # once per session
-                if await rollout.queue_download(conn, live.device_id) is not None:
-                    task = await task_store.next_pending(conn, live.device_id, live.deferred)
             if task is None:
                 live.may_have_tasks = False
                 return None
@@ -228,9 +256,9 @@ class SessionDriver:
             if task.name in ("setParameterValues", "addObject"):
                 params = await devices.get_parameters(conn, live.device_id)
                 types = {k: v.xsd_type for k, v in params.items() if v.xsd_type}
-            args = task.args
-            if task.name == "download" and not args.get("url"):
-                args = await self._resolve_file(conn, args)
+            args: dict[str, Any] | None = task.args
+            if task.name == "download" and not task.args.get("url"):
+                args = await self._resolve_file(conn, task.args)
         try:
             if args is None:
                 raise task_rules.InvalidTask(
@@ -248,7 +276,7 @@ class SessionDriver:
             reason = bad.reason + "".join(f"; {e['path']}: {e['message']}" for e in bad.errors)
             async with self.pool.acquire() as conn:
                 await task_store.mark_fault(conn, task.id, 8003, reason)
-            return await self._next_work(live)
+            return await self._next_task(live)
         log(
             logger,
             logging.INFO,
@@ -283,6 +311,9 @@ class SessionDriver:
         self, live: LiveSession, work: Work, result: dict[str, Any] | None, fault: PlanFault | None
     ) -> None:
         await self.flush_reads(live, work)
+        if work.policy_run is not None:
+            await self._policies_done(live, work.policy_run, result, fault)
+            return
         task = work.task
         if task is None:
             log(
@@ -350,6 +381,40 @@ class SessionDriver:
                     reason=fault.string,
                 )
 
+    async def _policies_done(
+        self,
+        live: LiveSession,
+        run: provisioning.SessionRun,
+        result: dict[str, Any] | None,
+        fault: PlanFault | None,
+    ) -> None:
+        outcome = result or {}
+        if fault is not None:  # a refusal the plan could not handle (it handles most)
+            outcome = {
+                "faults": [
+                    {
+                        "policy": p.policy.id,
+                        "name": p.row.name,
+                        "path": "",
+                        "reason": f"{fault.code} {fault.string}",
+                    }
+                    for p in run.applied
+                ]
+            }
+        async with self.pool.acquire() as conn, conn.transaction():
+            if await provisioning.record(conn, run, outcome, now()):
+                live.may_have_tasks = True  # a policy's file: download it in this session
+        log(
+            logger,
+            logging.INFO,
+            "policies_applied",
+            device=live.device_id,
+            policies=",".join(p.row.name for p in run.applied) or None,
+            set=len(outcome.get("set", {})),
+            faults=len(outcome.get("faults", [])),
+            rounds=outcome.get("rounds"),
+        )
+
     async def _record(self, live: LiveSession, request: m.Message, response: m.Message) -> None:
         """Write what a response teaches us about the device into its stored tree."""
         if isinstance(response, m.Fault):
@@ -383,6 +448,11 @@ class SessionDriver:
             elif isinstance(response, m.SetParameterValuesResponse):
                 assert isinstance(request, m.SetParameterValues)
                 await devices.merge_parameter_values(conn, dev, request.parameter_list, at)
+                if any(
+                    v.name.endswith(credentials.CONNECTION_REQUEST_PARAMETERS)
+                    for v in request.parameter_list
+                ):
+                    await credentials.remember_connection_request_credentials(conn, dev, live.root)
             elif isinstance(response, m.AddObjectResponse):
                 assert isinstance(request, m.AddObject)
                 await devices.add_object_instance(

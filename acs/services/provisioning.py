@@ -1,0 +1,395 @@
+"""Provisioning policies at work: which apply to a session, the plan that
+applies them, what is recorded afterwards, and the dry run.
+
+Policies are read from PostgreSQL into a PolicyBook shared by all sessions of
+the process and reloaded when the table changes (checked at most every
+``ttl_s``), so a periodic session with no policy to apply costs no query
+beyond that check; an edited policy reaches each device at its next session.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from acs.core import policies as engine
+from acs.core.filters import parse_filter
+from acs.core.plans import Plan
+from acs.core.templates import ROOTS, TemplateError, parse_template
+from acs.core.windows import Window, is_open
+from acs.logs import log
+from acs.services.catalog import window_from_json
+from acs.store import device_query, devices, files
+from acs.store import policies as store
+from acs.store import tasks as task_store
+from acs.store.device_query import compile_filter
+
+logger = logging.getLogger("acs.provisioning")
+
+CONFIG_FILE_TYPE = "3 Vendor Configuration File"
+
+
+class SpecError(ValueError):
+    """A policy the engine cannot use; ``errors`` holds JSON paths and messages."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        super().__init__("; ".join(f"{e['path']}: {e['message']}" for e in errors))
+        self.errors = errors
+
+
+def _template(text: Any, path: str, errors: list[dict[str, str]]) -> Any:
+    if isinstance(text, bool):
+        text = "true" if text else "false"
+    try:
+        return parse_template(str(text))
+    except TemplateError as err:
+        errors.append({"path": path, "message": str(err)})
+        return parse_template("")
+
+
+def policy_from_spec(
+    policy_id: int, name: str, priority: int, spec: dict[str, Any]
+) -> engine.Policy:
+    """The engine's Policy from the stored (API-shaped) spec; SpecError lists every
+    template that does not parse."""
+    errors: list[dict[str, str]] = []
+    params = tuple(
+        engine.ParameterRule(
+            p["path"], _template(p["value"], f"parameters.{i}.value", errors), p.get("type")
+        )
+        for i, p in enumerate(spec.get("parameters", []))
+    )
+    objects = tuple(
+        engine.ObjectRule(
+            path=o["path"],
+            count=o.get("count"),
+            keys=tuple(
+                (k, _template(v, f"objects.{i}.keys.{k}", errors))
+                for k, v in (o.get("keys") or {}).items()
+            ),
+            parameters=tuple(
+                (k, _template(v, f"objects.{i}.parameters.{k}", errors))
+                for k, v in (o.get("parameters") or {}).items()
+            ),
+        )
+        for i, o in enumerate(spec.get("objects", []))
+    )
+    attributes = tuple(
+        engine.AttributeRule(a["path"], int(a["notification"])) for a in spec.get("attributes", [])
+    )
+    refresh = tuple(
+        engine.RefreshRule(r["path"], float(r["maxAgeS"])) for r in spec.get("refresh", [])
+    )
+    if errors:
+        raise SpecError(errors)
+    return engine.Policy(policy_id, name, priority, params, objects, attributes, refresh)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedPolicy:
+    row: store.PolicyRow
+    policy: engine.Policy
+    windows: tuple[Window, ...]
+    events: frozenset[str]
+
+    @property
+    def tags_add(self) -> list[str]:
+        return list((self.row.spec.get("tags") or {}).get("add", []))
+
+    @property
+    def tags_remove(self) -> list[str]:
+        return list((self.row.spec.get("tags") or {}).get("remove", []))
+
+    @property
+    def download(self) -> dict[str, Any] | None:
+        return self.row.spec.get("download")
+
+    def applies(self, events: Sequence[str], now: datetime) -> bool:
+        if self.events and not self.events.intersection(events):
+            return False
+        return is_open(self.windows, now)
+
+
+def load(row: store.PolicyRow) -> LoadedPolicy:
+    return LoadedPolicy(
+        row=row,
+        policy=policy_from_spec(row.id, row.name, row.priority, row.spec),
+        windows=tuple(window_from_json(w) for w in row.windows),
+        events=frozenset(row.events),
+    )
+
+
+@dataclass(slots=True)
+class PolicyBook:
+    """Enabled policies, parsed once per change of the table."""
+
+    ttl_s: float = 2.0
+    _policies: list[LoadedPolicy] = field(default_factory=list)
+    _fingerprint: Any = None
+    _checked: float = 0.0
+    _key: bytes | None = None
+    any_overrides: bool = True
+
+    async def current(self, conn: asyncpg.Connection) -> list[LoadedPolicy]:
+        if time.monotonic() - self._checked < self.ttl_s:
+            return self._policies
+        self._checked = time.monotonic()
+        row = await conn.fetchrow(
+            "SELECT (SELECT count(*)::int FROM policies) AS n,"
+            " (SELECT max(updated_at) FROM policies) AS at,"
+            " EXISTS (SELECT 1 FROM device_overrides) AS overrides"
+        )
+        assert row is not None
+        self.any_overrides = row["overrides"]
+        fingerprint = (row["n"], row["at"])
+        if fingerprint != self._fingerprint:
+            loaded = []
+            for p in await store.list_all(conn, enabled_only=True):
+                try:
+                    loaded.append(load(p))
+                except (SpecError, ValueError) as err:  # stored before a rule got stricter
+                    log(logger, logging.ERROR, "policy_unusable", policy=p.name, error=err)
+            self._policies, self._fingerprint = loaded, fingerprint
+        return self._policies
+
+    async def key(self, conn: asyncpg.Connection) -> bytes:
+        if self._key is None:
+            self._key = await store.instance_key(conn)
+        return self._key
+
+    def invalidate(self) -> None:
+        self._checked = 0.0
+
+
+async def matching(
+    conn: asyncpg.Connection, device_id: str, candidates: Sequence[LoadedPolicy]
+) -> list[LoadedPolicy]:
+    """The candidates whose precondition holds for the device, in one query."""
+    if not candidates:
+        return []
+    terms: list[str] = []
+    params: list[object] = []
+    for p in candidates:
+        where, more = compile_filter(parse_filter(p.row.precondition), len(params) + 2)
+        terms.append(f"({where})")
+        params.extend(more)
+    row = await conn.fetchrow(
+        f"SELECT ARRAY[{', '.join(terms)}] AS hits FROM devices d"
+        " LEFT JOIN device_parameters dp ON dp.device_id = d.id WHERE d.id = $1",
+        device_id,
+        *params,
+    )
+    if row is None:
+        return []
+    return [p for p, hit in zip(candidates, row["hits"], strict=True) if hit]
+
+
+def device_fields(dev: devices.DeviceRecord) -> dict[str, str | None]:
+    return {
+        "DeviceID.ID": dev.id,
+        "DeviceID.OUI": dev.oui,
+        "DeviceID.ProductClass": dev.product_class,
+        "DeviceID.SerialNumber": dev.serial_number,
+        "DeviceID.Manufacturer": dev.manufacturer,
+        "SoftwareVersion": dev.software_version,
+        "HardwareVersion": dev.hardware_version,
+        "ProvisioningCode": dev.provisioning_code,
+    }
+
+
+def override_policy(values: Sequence[tuple[str, str, str | None]]) -> engine.Policy:
+    return engine.Policy(
+        0,
+        "device override",
+        engine.OVERRIDE_PRIORITY,
+        tuple(
+            engine.ParameterRule(p, parse_template(v.replace("{", "{{").replace("}", "}}")), t)
+            for p, v, t in values
+        ),
+    )
+
+
+@dataclass(slots=True)
+class SessionRun:
+    """The policies one session applies, kept for recording the outcome."""
+
+    device_id: str
+    applied: list[LoadedPolicy]
+
+
+async def prepare(
+    conn: asyncpg.Connection,
+    book: PolicyBook,
+    device_id: str,
+    root: str | None,
+    events: Sequence[str],
+    now: datetime,
+    *,
+    only: Sequence[LoadedPolicy] | None = None,
+) -> tuple[engine.State, engine.Context, list[LoadedPolicy], list[engine.Policy]] | None:
+    """The state, template context and policies for one device, or None when
+    nothing applies. ``only`` replaces the book and skips preconditions and
+    overrides (the dry run of one policy)."""
+    if only is None:
+        candidates = [p for p in await book.current(conn) if p.applies(events, now)]
+        applied = await matching(conn, device_id, candidates)
+        extra = await store.overrides(conn, device_id) if book.any_overrides else []
+    else:
+        applied, extra = list(only), []
+    if not applied and not extra:
+        return None
+    dev = await devices.get_device(conn, device_id)
+    if dev is None:
+        return None
+    tree = await devices.get_parameters(conn, device_id)
+    if root is None:
+        root = next((r for r in ROOTS if any(k.startswith(r) for k in tree)), "Device.")
+    state = engine.State.from_tree(tree)
+    ctx = engine.context_for(state, device_id, root, device_fields(dev), await book.key(conn))
+    rules = [p.policy for p in applied] + ([override_policy(extra)] if extra else [])
+    return state, ctx, applied, rules
+
+
+async def session_plan(
+    conn: asyncpg.Connection,
+    book: PolicyBook,
+    device_id: str,
+    root: str,
+    events: Sequence[str],
+    now: datetime,
+    batch_size: int,
+) -> tuple[Plan, SessionRun] | None:
+    prepared = await prepare(conn, book, device_id, root, events, now)
+    if prepared is None:
+        return None
+    state, ctx, applied, rules = prepared
+    plan = engine.provision(rules, state, ctx, now, batch_size=batch_size)
+    return plan, SessionRun(device_id, applied)
+
+
+async def record(
+    conn: asyncpg.Connection, run: SessionRun, result: dict[str, Any], at: datetime
+) -> bool:
+    """Keep the outcome per policy, which policy set which value, tags, and queue
+    the policies' file downloads. True when a job was queued (run it now)."""
+    names = {p.policy.id: p.policy.name for p in run.applied} | {0: "device override"}
+    await store.record_sources(
+        conn,
+        run.device_id,
+        [
+            (path, s["policy"] or None, names.get(s["policy"], "?"), s["value"])
+            for path, s in result.get("set", {}).items()
+        ],
+        at,
+    )
+    queued = False
+    for p in run.applied:
+        pid = p.policy.id
+        changes = sum(1 for s in result.get("set", {}).values() if s["policy"] == pid)
+        changes += sum(1 for a in result.get("attributes", {}).values() if a["policy"] == pid)
+        faults = [f for f in result.get("faults", []) if f["policy"] == pid]
+        conflicts = [c for c in result.get("conflicts", []) if pid in (c["loser"], c["winner"])]
+        if p.tags_add:
+            await device_query.add_tags(conn, run.device_id, p.tags_add)
+        if p.tags_remove:
+            await device_query.remove_tags(conn, run.device_id, p.tags_remove)
+        download = p.download
+        if download:
+            fault = await _queue_file(conn, run.device_id, p, download)
+            if isinstance(fault, dict):
+                faults.append(fault)
+            queued = queued or fault is True
+        await store.save_result(
+            conn, run.device_id, pid, p.row.version, at, changes, faults, conflicts
+        )
+        for f in faults:
+            log(
+                logger,
+                logging.WARNING,
+                "policy_fault",
+                device=run.device_id,
+                policy=p.row.name,
+                path=f["path"],
+                reason=f["reason"],
+            )
+    return queued
+
+
+async def _queue_file(
+    conn: asyncpg.Connection, device_id: str, p: LoadedPolicy, download: dict[str, Any]
+) -> bool | dict[str, Any]:
+    """Queue the policy's file once per file version; a fault dict when it cannot."""
+    record = await files.get_file(conn, download["file"])
+    if record is None:
+        return {
+            "policy": p.policy.id,
+            "name": p.row.name,
+            "path": download["file"],
+            "reason": f"unknown file {download['file']!r}",
+        }
+    done = await store.results(conn, device_id)
+    if (prior := done.get(p.policy.id)) is not None and prior.file_sha256 == record.sha256:
+        return False
+    await task_store.enqueue(
+        conn,
+        device_id,
+        "download",
+        {"fileName": record.name, "fileType": download.get("fileType") or CONFIG_FILE_TYPE},
+        unique_key=f"policy-{p.policy.id}-file",
+    )
+    await store.save_file_queued(conn, device_id, p.policy.id, p.row.version, record.sha256)
+    return True
+
+
+async def dry_run(
+    conn: asyncpg.Connection,
+    book: PolicyBook,
+    policy: LoadedPolicy,
+    device_id: str,
+    now: datetime,
+) -> dict[str, Any] | None:
+    """What ``policy`` would change on the device now, from the stored tree (no RPC):
+    values to set (from -> to), instances to add or delete, notifications, faults."""
+    if await devices.get_device(conn, device_id) is None:
+        return None
+    matches = bool(await matching(conn, device_id, [policy]))
+    prepared = await prepare(conn, book, device_id, None, [], now, only=[policy])
+    out = engine.Outcome()
+    if prepared is None:
+        return {
+            "matches": matches,
+            "set": [],
+            "add": [],
+            "delete": [],
+            "attributes": [],
+            "faults": [],
+            "conflicts": [],
+        }
+    state, ctx, _, rules = prepared
+    want = engine.desired(rules, state, ctx, out)
+    changes = [
+        {"path": path, "from": state.values.get(path), "to": value}
+        for path, (value, xsd_type, _) in want.params.items()
+        if not engine.same_value(state.values.get(path), value, xsd_type or state.types.get(path))
+    ]
+    return {
+        "matches": matches,
+        "set": changes,
+        "add": [table for table, _, _ in want.adds],
+        "delete": [instance for instance, _ in want.deletes],
+        "attributes": [
+            {"path": p, "from": state.notification.get(p), "to": n}
+            for p, (n, _) in want.attributes.items()
+            if state.notification.get(p) != n
+        ],
+        "faults": out.as_dict()["faults"],
+        "conflicts": out.as_dict()["conflicts"],
+        "tags": {"add": policy.tags_add, "remove": policy.tags_remove},
+        "download": policy.download,
+    }
