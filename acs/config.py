@@ -59,6 +59,13 @@ class Settings(BaseSettings):
         description="a Download/Upload without TransferComplete by then faults",
     )
 
+    # --- provisioning
+    default_policies: bool = Field(
+        default=True,
+        description="create the shipped default policies (periodic inform, connection-request"
+        " credentials) on first start",
+    )
+
     # --- firmware campaigns
     campaign_tick_s: float = Field(
         default=10.0, gt=0, description="how often campaigns advance stages and time out devices"

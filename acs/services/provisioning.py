@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -31,6 +31,11 @@ from acs.store import tasks as task_store
 from acs.store.device_query import compile_filter
 
 logger = logging.getLogger("acs.provisioning")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
 
 CONFIG_FILE_TYPE = "3 Vendor Configuration File"
 
@@ -393,3 +398,77 @@ async def dry_run(
         "tags": {"add": policy.tags_add, "remove": policy.tags_remove},
         "download": policy.download,
     }
+
+
+# --------------------------------------------------------------------------- shipped defaults
+
+DEFAULT_POLICIES: list[dict[str, Any]] = [
+    {
+        "name": "periodic-inform",
+        "description": (
+            "Shipped default. On first contact: periodic Inform every hour, each device at its"
+            " own offset within the hour (PeriodicInformTime from a hash of the device id),"
+            " so a fleet that comes back after an outage does not keep Informing in step."
+        ),
+        "events": ["0 BOOTSTRAP"],
+        "spec": {
+            "parameters": [
+                {
+                    "path": "ManagementServer.PeriodicInformEnable",
+                    "value": "true",
+                    "type": "xsd:boolean",
+                },
+                {
+                    "path": "ManagementServer.PeriodicInformInterval",
+                    "value": "3600",
+                    "type": "xsd:unsignedInt",
+                },
+                {
+                    "path": "ManagementServer.PeriodicInformTime",
+                    "value": "{spread_time:3600}",
+                    "type": "xsd:dateTime",
+                },
+            ]
+        },
+    },
+    {
+        "name": "connection-request-credentials",
+        "description": (
+            "Shipped default. On first contact: a connection-request username and a password"
+            " of the device's own, derived from this installation's secret; the ACS keeps"
+            " them to knock on the device later (CPEs never read passwords back)."
+        ),
+        "events": ["0 BOOTSTRAP"],
+        "spec": {
+            "parameters": [
+                {
+                    "path": "ManagementServer.ConnectionRequestUsername",
+                    "value": "{DeviceID.SerialNumber}",
+                },
+                {
+                    "path": "ManagementServer.ConnectionRequestPassword",
+                    "value": "{secret:connection-request}",
+                },
+            ]
+        },
+    },
+]
+_DEFAULTS_MARKER = "default-policies-installed"
+
+
+async def install_defaults(conn: asyncpg.Connection) -> list[str]:
+    """Create the shipped default policies once per installation; an operator may
+    then edit, disable or delete them, and they are not created again."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", _DEFAULTS_MARKER)
+        if await conn.fetchval("SELECT 1 FROM acs_keys WHERE name = $1", _DEFAULTS_MARKER):
+            return []
+        created = []
+        for policy in DEFAULT_POLICIES:
+            if await store.get_by_name(conn, policy["name"]) is None:
+                await store.create(conn, policy, "acs")
+                created.append(policy["name"])
+        await conn.execute(
+            "INSERT INTO acs_keys (name, value) VALUES ($1, ''::bytea)", _DEFAULTS_MARKER
+        )
+    return created

@@ -24,7 +24,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from acs.config import Settings
 from acs.connreq.http import ConnectionRequester
 from acs.logs import log
-from acs.services import campaigns
+from acs.services import campaigns, provisioning
 from acs.services.knock import knock
 from acs.store import credentials
 from acs.store import tasks as task_store
@@ -135,6 +135,11 @@ async def running_acs(settings: Settings, dsn: str) -> AsyncIterator[Running]:
             applied = await migrate(conn)
         if applied:
             log(logger, logging.INFO, "migrated", applied=",".join(applied))
+        if settings.default_policies:
+            async with pool.acquire() as conn:
+                installed = await provisioning.install_defaults(conn)
+            if installed:
+                log(logger, logging.INFO, "default_policies", created=",".join(installed))
         cwmp = CwmpEndpoint(settings, pool, make_authenticator(settings, pool))
         requester = ConnectionRequester(
             timeout_s=settings.connection_request_timeout_s,

@@ -21,6 +21,8 @@ def make_settings(**overrides: Any) -> Settings:
         "cpe_auth": "none",
         "session_timeout_s": 30.0,
         "gpv_batch_size": 100,
+        # tests share one database: fleet-wide defaults would reach every test's devices
+        "default_policies": False,
     }
     base.update(overrides)
     return Settings(**base)

@@ -707,3 +707,4 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 # the firmware and campaign routes register themselves on the same table
 from acs.web.api import firmware as _firmware_routes  # noqa: E402, F401
+from acs.web.api import policies as _policy_routes  # noqa: E402, F401

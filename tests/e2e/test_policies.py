@@ -1,0 +1,333 @@
+"""Provisioning policies end to end: the API, the real ACS, simulated CPEs.
+
+Policies are fleet-wide and tests share one database, so every policy here is
+scoped by a precondition on its own fleet's serial numbers and deleted after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+
+from acs.services.provisioning import DEFAULT_POLICIES
+from acs.web.server import Running
+from tests.e2e.conftest import StartAcs
+from tests.e2e.test_api import Client, token
+from tests.e2e.test_simulator_fleet import dev_id, fleet_of
+
+pytestmark = pytest.mark.db
+
+
+@pytest.fixture
+async def pol_acs(start_acs: StartAcs) -> Running:
+    return await start_acs(
+        cpe_auth="digest",
+        cpe_username="cpe",
+        cpe_password="cpe-pw",
+        session_timeout_s=5.0,
+        connection_request_username="cr",
+        connection_request_password="cr-secret",
+    )
+
+
+class Policies:
+    """Creates policies through the API and deletes them when the test ends."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.ids: list[int] = []
+
+    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        status, out = await self.client.call("POST", "/policies", json=body)
+        assert status == 201, out
+        self.ids.append(out["id"])
+        return out
+
+
+@pytest.fixture
+async def admin(pol_acs: Running, db_pool: asyncpg.Pool, unique_serial) -> AsyncIterator[Client]:
+    client = Client(pol_acs, await token(db_pool, "admin", unique_serial))
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def policies(admin: Client) -> AsyncIterator[Policies]:
+    book = Policies(admin)
+    yield book
+    for pid in book.ids:
+        await admin.call("DELETE", f"/policies/{pid}")
+
+
+def mine(prefix: str) -> str:
+    return f'DeviceID.SerialNumber LIKE "{prefix}%"'
+
+
+async def results_of(admin: Client, device: str) -> dict[str, Any]:
+    status, body = await admin.call("GET", f"/devices/{device}/policies")
+    assert status == 200, body
+    return body
+
+
+async def until(predicate: Any, within_s: float = 30.0) -> None:
+    deadline = time.monotonic() + within_s
+    while not await predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.2)
+
+
+async def test_shipped_bootstrap_policies_configure_a_fleet_with_one_spv_each(
+    pol_acs: Running, admin: Client, policies: Policies, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    prefix = unique_serial("B")
+    for shipped in DEFAULT_POLICIES:  # as shipped, scoped to this test's devices
+        body = copy.deepcopy(shipped)
+        spec = body.pop("spec")
+        await policies.create(
+            body | spec | {"name": unique_serial(body["name"] + "-"), "precondition": mine(prefix)}
+        )
+    fleet = await fleet_of(pol_acs, prefix, 3, periodic_interval=3600)
+    try:
+        await fleet.wait_for(lambda: all(c.sessions_ok for c in fleet.devices.values()))
+        times = set()
+        for serial, cpe in fleet.devices.items():
+            requests = cpe.last_session.requests
+            assert requests.count("SetParameterValues") == 1, requests
+            tree = cpe.tree
+            ms = "Device.ManagementServer."
+            assert tree.value(ms + "PeriodicInformEnable") in ("1", "true")
+            assert tree.value(ms + "PeriodicInformInterval") == "3600"
+            times.add(tree.value(ms + "PeriodicInformTime"))
+            assert tree.value(ms + "ConnectionRequestUsername") == serial
+            password = tree.value(ms + "ConnectionRequestPassword")
+            assert len(password) == 20 and password != "cr-secret"
+            async with db_pool.acquire() as conn:
+                kept = await conn.fetchrow(
+                    "SELECT username, password FROM connection_request_credentials"
+                    " WHERE device_id = $1",
+                    dev_id(fleet, serial),
+                )
+            assert (kept["username"], kept["password"]) == (serial, password)
+            # the ACS can knock with the credentials it set
+            status, knock = await admin.call(
+                "POST", f"/devices/{dev_id(fleet, serial)}/connection-request"
+            )
+            assert status == 200 and knock["ok"], knock
+            why = await results_of(admin, dev_id(fleet, serial))
+            assert {s["path"] for s in why["sources"]} >= {
+                ms + "PeriodicInformTime",
+                ms + "ConnectionRequestPassword",
+            }
+            assert all(r["faults"] == [] and r["current"] for r in why["results"])
+        assert len(times) > 1  # each device Informs at its own offset
+    finally:
+        await fleet.stop()
+
+
+async def test_a_changed_policy_reaches_devices_at_their_next_periodic_session(
+    pol_acs: Running, admin: Client, policies: Policies, unique_serial
+) -> None:
+    prefix = unique_serial("C")
+    body = {
+        "name": unique_serial("ssid-"),
+        "precondition": mine(prefix),
+        "parameters": [{"path": "WiFi.SSID.1.SSID", "value": "ssid-{DeviceID.SerialNumber[-4:]}"}],
+    }
+    policy = await policies.create(body)
+    fleet = await fleet_of(pol_acs, prefix, 2, periodic_interval=1)
+    try:
+        cpes = list(fleet.devices.values())
+        ssid = "Device.WiFi.SSID.1.SSID"
+        await fleet.wait_for(
+            lambda: all(c.tree.value(ssid) == f"ssid-{c.serial[-4:]}" for c in cpes), 30
+        )
+        body["parameters"][0]["value"] = "net-{DeviceID.SerialNumber[-4:]}"
+        status, changed = await admin.call("PUT", f"/policies/{policy['id']}", json=body)
+        assert status == 200 and changed["version"] == 2
+        await fleet.wait_for(
+            lambda: all(c.tree.value(ssid) == f"net-{c.serial[-4:]}" for c in cpes), 30
+        )
+        for cpe in cpes:
+            result = (await results_of(admin, dev_id(fleet, cpe.serial)))["results"]
+            assert [(r["version"], r["current"]) for r in result] == [(2, True)]
+            # no boot, no bootstrap: the periodic Inform carried the change
+            status, device = await admin.call("GET", f"/devices/{dev_id(fleet, cpe.serial)}")
+            assert device["lastEvents"] == ["2 PERIODIC"]
+    finally:
+        await fleet.stop()
+
+
+async def test_looping_policy_is_stopped_with_a_fault(
+    pol_acs: Running, admin: Client, policies: Policies, unique_serial
+) -> None:
+    prefix = unique_serial("L")
+    policy = await policies.create(
+        {
+            "name": unique_serial("loop-"),
+            "precondition": mine(prefix),
+            # each value is built from the other: it can never settle
+            "parameters": [
+                {"path": "WiFi.SSID.1.SSID", "value": "{WiFi.SSID.2.SSID}a"},
+                {"path": "WiFi.SSID.2.SSID", "value": "{WiFi.SSID.1.SSID}b"},
+            ],
+        }
+    )
+    fleet = await fleet_of(pol_acs, prefix, 1, periodic_interval=3600)
+    try:
+        cpe = next(iter(fleet.devices.values()))
+        await fleet.wait_for(lambda: cpe.sessions_ok >= 1)
+        assert cpe.last_session.requests.count("SetParameterValues") == 3  # bounded rounds
+        result = (await results_of(admin, dev_id(fleet, cpe.serial)))["results"][0]
+        assert result["policy"] == policy["id"]
+        assert any(
+            "does not converge" in f["reason"] and policy["name"] in f["reason"]
+            for f in result["faults"]
+        ), result
+    finally:
+        await fleet.stop()
+
+
+async def test_missing_parameter_conflicts_objects_and_overrides(
+    pol_acs: Running, admin: Client, policies: Policies, unique_serial
+) -> None:
+    prefix = unique_serial("M")
+    flt = mine(prefix)
+    high = await policies.create(
+        {
+            "name": unique_serial("high-"),
+            "precondition": flt,
+            "priority": 10,
+            "parameters": [
+                {"path": "WiFi.SSID.1.SSID", "value": "high"},
+                {"path": "Device.No.Such.Parameter", "value": "1"},
+            ],
+            "objects": [
+                {
+                    "path": "NAT.PortMapping.",
+                    "keys": {"Description": "ssh"},
+                    "parameters": {"ExternalPort": "2222", "InternalPort": "22"},
+                }
+            ],
+            "tags": {"add": ["provisioned"]},
+        }
+    )
+    low = await policies.create(
+        {
+            "name": unique_serial("low-"),
+            "precondition": flt,
+            "priority": 1,
+            "parameters": [
+                {"path": "WiFi.SSID.1.SSID", "value": "low"},
+                {"path": "WiFi.SSID.2.SSID", "value": "second"},
+            ],
+        }
+    )
+    fleet = await fleet_of(pol_acs, prefix, 2, periodic_interval=3600)
+    try:
+        await fleet.wait_for(lambda: all(c.sessions_ok for c in fleet.devices.values()))
+        a, b = sorted(fleet.devices)
+        cpe = fleet.devices[a]
+        # the higher priority wins; the lower one's other value still applies
+        assert cpe.tree.value("Device.WiFi.SSID.1.SSID") == "high"
+        assert cpe.tree.value("Device.WiFi.SSID.2.SSID") == "second"
+        mappings = [
+            i.name
+            for i in cpe.tree.get_parameter_names("Device.NAT.PortMapping.", False)
+            if i.name.endswith(".Description")
+        ]
+        assert [cpe.tree.value(p) for p in mappings] == ["ssh"]
+        instance = mappings[0].rsplit(".", 1)[0]
+        assert cpe.tree.value(instance + ".ExternalPort") == "2222"
+        why = await results_of(admin, dev_id(fleet, a))
+        by_id = {r["policy"]: r for r in why["results"]}
+        faults = by_id[high["id"]]["faults"]
+        assert [f["path"] for f in faults] == ["Device.No.Such.Parameter"]
+        assert "has no parameter" in faults[0]["reason"]
+        lost = by_id[low["id"]]["conflicts"]
+        assert lost and lost[0]["winner"] == high["id"] and lost[0]["wanted"] == "low"
+        sources = {s["path"]: s["policyName"] for s in why["sources"]}
+        assert sources["Device.WiFi.SSID.1.SSID"] == high["name"]
+        status, device = await admin.call("GET", f"/devices/{dev_id(fleet, a)}")
+        assert "provisioned" in device["tags"]
+
+        # the next session adds nothing: the instance with the keys exists
+        await fleet.trigger(a)
+        assert "AddObject" not in cpe.last_session.requests
+        assert "SetParameterValues" not in cpe.last_session.requests
+
+        # a per-device override sits above every policy
+        status, _ = await admin.call(
+            "PUT",
+            f"/devices/{dev_id(fleet, b)}/overrides",
+            json={"parameters": [["Device.WiFi.SSID.1.SSID", "mine {not a template}"]]},
+        )
+        assert status == 200
+        await asyncio.sleep(2.1)  # the policy book reloads within two seconds
+        await fleet.trigger(b)
+        assert fleet.devices[b].tree.value("Device.WiFi.SSID.1.SSID") == "mine {not a template}"
+        sources = {s["path"]: s for s in (await results_of(admin, dev_id(fleet, b)))["sources"]}
+        assert sources["Device.WiFi.SSID.1.SSID"]["policy"] is None
+    finally:
+        await fleet.stop()
+
+
+async def test_dry_run_and_bad_policies(
+    pol_acs: Running, admin: Client, policies: Policies, unique_serial
+) -> None:
+    prefix = unique_serial("D")
+    fleet = await fleet_of(pol_acs, prefix, 1, periodic_interval=3600)
+    try:
+        serial = next(iter(fleet.devices))
+        await fleet.wait_for(lambda: fleet.devices[serial].sessions_ok >= 1)
+        policy = await policies.create(
+            {
+                "name": unique_serial("dry-"),
+                "enabled": False,
+                "precondition": mine(prefix),
+                "parameters": [
+                    {"path": "WiFi.SSID.1.SSID", "value": "x-{DeviceID.SerialNumber}"},
+                    {"path": "ManagementServer.PeriodicInformInterval", "value": 3600},
+                ],
+                "objects": [{"path": "NAT.PortMapping.", "count": 2}],
+            }
+        )
+        status, dry = await admin.call(
+            "POST", f"/policies/{policy['id']}/dry-run?device={dev_id(fleet, serial)}"
+        )
+        assert status == 200, dry
+        assert dry["matches"] is True
+        assert {c["path"]: c["to"] for c in dry["set"]} == {
+            "Device.WiFi.SSID.1.SSID": f"x-{serial}"
+        }  # the interval already is 3600: nothing to change there
+        assert dry["add"] == ["Device.NAT.PortMapping.", "Device.NAT.PortMapping."]
+        # nothing was sent: the policy is disabled and dry runs touch no device
+        assert fleet.devices[serial].tree.value("Device.WiFi.SSID.1.SSID") != f"x-{serial}"
+        status, _ = await admin.call(
+            "POST", f"/policies/{policy['id']}/dry-run?device=no-such-device"
+        )
+        assert status == 404
+    finally:
+        await fleet.stop()
+
+    async def refused(body: dict[str, Any]) -> dict[str, Any]:
+        status, out = await admin.call("POST", "/policies", json={"name": "bad"} | body)
+        assert status == 400, out
+        return out["error"]["errors"][0]
+
+    err = await refused({"parameters": [{"path": "WiFi.SSID.1.SSID", "value": "a-{x"}]})
+    assert err["path"] == "parameters.0.value" and "never closed" in err["message"]
+    err = await refused({"parameters": [{"path": "X", "value": "{nope:1}"}]})
+    assert "unknown function" in err["message"]
+    err = await refused({"events": ["bootstrap"]})
+    assert err["path"] == "events"
+    err = await refused({"objects": [{"path": "NAT.PortMapping.", "count": 1, "keys": {}}]})
+    assert "exactly one of count or keys" in err["message"]
+    err = await refused({"precondition": "DeviceID.OUI ="})
+    assert err["path"] == "precondition"
