@@ -194,6 +194,10 @@ class State:
     value_at: dict[str, datetime | None]
     objects: set[str]
     excluded: set[str] = field(default_factory=set)  # the CPE refused to set these
+    excluded_attributes: set[str] = field(default_factory=set)
+    # the instance added this session for a keys rule, by (policy, table, keys):
+    # if the CPE refuses a key value, the instance still belongs to the rule
+    claimed: dict[tuple[int, str, tuple[tuple[str, str], ...]], str] = field(default_factory=dict)
 
     @classmethod
     def from_tree(cls, tree: Mapping[str, StoredParameter]) -> State:
@@ -267,7 +271,9 @@ def desired(policies: Sequence[Policy], state: State, ctx: Context, out: Outcome
             want.params[path] = (value, xsd_type, policy)
             return
         chosen, _, winner = held
-        if winner.id != policy.id and not same_value(chosen, value, xsd_type):
+        if winner.id != policy.id and not same_value(
+            chosen, value, xsd_type or state.types.get(path)
+        ):
             c = Conflict(path, winner.id, winner.name, policy.id, policy.name, value, chosen)
             if c not in out.conflicts:
                 out.conflicts.append(c)
@@ -316,6 +322,8 @@ def desired(policies: Sequence[Policy], state: State, ctx: Context, out: Outcome
                 None,
             )
             if instance is None:
+                instance = state.claimed.get(claim_key(policy, table, keys))
+            if instance is None:
                 want.adds.append((table, policy, obj))
                 continue
             for name, template in obj.parameters:
@@ -326,9 +334,15 @@ def desired(policies: Sequence[Policy], state: State, ctx: Context, out: Outcome
             path = absolute(attr.path, ctx.root)
             if path not in state.notification:
                 out.fault(policy, path, f"the device has no parameter {path}")
-            elif path not in want.attributes:
+            elif path not in want.attributes and path not in state.excluded_attributes:
                 want.attributes[path] = (attr.notification, policy)
     return want
+
+
+def claim_key(
+    policy: Policy, table: str, keys: Mapping[str, str | None]
+) -> tuple[int, str, tuple[tuple[str, str], ...]]:
+    return policy.id, table, tuple(sorted((k, str(v)) for k, v in keys.items()))
 
 
 def stale(policies: Sequence[Policy], state: State, root: str, now: datetime) -> list[str]:
@@ -404,11 +418,18 @@ def provision(
             state.learn(learned)
             out.added.append(instance)
             changed = True
+            rendered_keys: dict[str, str | None] = {}
             for name, template in (*rule.keys, *rule.parameters):
                 try:
                     extra[instance + name] = (render(template, ctx), None, policy)
                 except TemplateError as err:
                     out.fault(policy, instance + name, f"template {template.text!r}: {err}")
+            for name, _ in rule.keys:
+                rendered_keys[name] = (
+                    extra[instance + name][0] if instance + name in extra else None
+                )
+            if rule.keys:
+                state.claimed[claim_key(policy, table, rendered_keys)] = instance
         todo = {
             path: (value, xsd_type or state.types.get(path) or "xsd:string", policy)
             for path, (value, xsd_type, policy) in {**want.params, **extra}.items()
@@ -441,18 +462,17 @@ def provision(
                             f.parameter_name,
                             f"the CPE refused the value: {f.fault_code} {f.fault_string}",
                         )
-                continue
-            for path, (value, xsd_type, policy) in todo.items():
-                state.values[path] = value
-                state.types[path] = xsd_type
-                out.set[path] = (policy.id, value)
+            else:
+                for path, (value, xsd_type, policy) in todo.items():
+                    state.values[path] = value
+                    state.types[path] = xsd_type
+                    out.set[path] = (policy.id, value)
         attrs = {
             path: (n, policy)
             for path, (n, policy) in want.attributes.items()
             if state.notification.get(path) != n
         }
         if attrs:
-            changed = True
             out.rpcs += 1
             resp = yield m.SetParameterAttributes(
                 parameter_list=[
@@ -461,12 +481,14 @@ def provision(
             )
             if isinstance(resp, m.Fault):
                 for path, (_, policy) in attrs.items():
+                    state.excluded_attributes.add(path)
                     out.fault(
                         policy,
                         path,
                         f"SetParameterAttributes refused: {resp.fault_code} {resp.fault_string}",
                     )
             else:
+                changed = True
                 for path, (n, policy) in attrs.items():
                     state.notification[path] = n
                     out.attributes[path] = (policy.id, n)

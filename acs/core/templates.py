@@ -144,17 +144,19 @@ def _placeholder(body: str, position: int) -> Placeholder:
                 f"unknown function {name!r}; known: {', '.join(sorted(FUNCTIONS))}", position
             )
         argument = argument.strip()
-        if name == "spread_time" and not (argument.isdigit() and 0 < int(argument) <= 31536000):
+        if name == "spread_time" and not (
+            re.fullmatch(r"[0-9]{1,8}", argument) and 0 < int(argument) <= 31536000
+        ):
             raise TemplateError("spread_time takes a period in seconds (1 to 31536000)", position)
         if name == "secret" and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", argument):
             raise TemplateError("secret takes a name of letters, digits, '_' or '-'", position)
         return Placeholder(name, argument, start, stop, is_slice, position)
     if name in FUNCTIONS:
         raise TemplateError(f"{name} needs an argument, e.g. {{{name}:...}}", position)
+    if name.endswith(".") and _NAME.fullmatch(name[:-1]):
+        raise TemplateError(f"{name!r} is an object, not a parameter", position)
     if not _NAME.fullmatch(name):
         raise TemplateError(f"{name!r} is not a field or parameter name", position)
-    if name.endswith("."):
-        raise TemplateError(f"{name!r} is an object, not a parameter", position)
     return Placeholder(name, None, start, stop, is_slice, position)
 
 

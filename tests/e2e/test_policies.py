@@ -155,8 +155,14 @@ async def test_a_changed_policy_reaches_devices_at_their_next_periodic_session(
             lambda: all(c.tree.value(ssid) == f"net-{c.serial[-4:]}" for c in cpes), 30
         )
         for cpe in cpes:
-            result = (await results_of(admin, dev_id(fleet, cpe.serial)))["results"]
-            assert [(r["version"], r["current"]) for r in result] == [(2, True)]
+
+            async def current(serial: str = cpe.serial) -> bool:
+                # the outcome is recorded when the session's policy work ends,
+                # a moment after the CPE took the values
+                result = (await results_of(admin, dev_id(fleet, serial)))["results"]
+                return [(r["version"], r["current"]) for r in result] == [(2, True)]
+
+            await until(current)
             # no boot, no bootstrap: the periodic Inform carried the change
             status, device = await admin.call("GET", f"/devices/{dev_id(fleet, cpe.serial)}")
             assert device["lastEvents"] == ["2 PERIODIC"]
