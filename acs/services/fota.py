@@ -165,41 +165,9 @@ async def _start(
     """pending -> downloading, as rollout does for a CWMP device, but without a
     Download job: the terminal fetches the image itself (task_id stays NULL).
     None: the member was skipped or failed, and no longer holds the device."""
-    if member.rollback:
-        assert member.target_version is not None
-        image = view.previous_image(facts, member.target_version)
-        if image is None:
-            reason = (
-                f"rollback impossible: no catalog image of version {member.target_version} "
-                f"fits hardware {facts.hardware_version}"
-            )
-            await store.transition(
-                conn,
-                campaign.id,
-                member.device_id,
-                ["pending"],
-                "failed",
-                code="rollback_impossible",
-                reason=reason,
-                finished_at=rollout.utcnow(),
-            )
-            return None
-    else:
-        found, verdict = view.target_for(campaign, facts)
-        if found is None:
-            # the terminal changed since admission (upgraded elsewhere, new hardware...)
-            await store.transition(
-                conn,
-                campaign.id,
-                member.device_id,
-                ["pending"],
-                "skipped",
-                reason=verdict.reason,
-                code=verdict.code,
-                finished_at=rollout.utcnow(),
-            )
-            return None
-        image = found
+    image = await rollout.image_to_install(conn, campaign, member, view, facts)
+    if image is None:
+        return None
     attempt = member.attempts + 1
     moved = await store.transition(
         conn,

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from acs.core import campaigns as rules
-from acs.core.firmware import Verdict
+from acs.core.firmware import DeviceFacts, Image, Verdict
 from acs.core.windows import is_open, next_opening
 from acs.logs import log
 from acs.services.catalog import CatalogView, device_facts, same_version, windows_of
@@ -157,13 +157,17 @@ async def queue_download(conn: asyncpg.Connection, device_id: str) -> int | None
     return None
 
 
-async def _start(
-    conn: asyncpg.Connection, campaign: store.Campaign, member: store.Member
-) -> int | None:
-    view = await CatalogView.load(conn)
-    facts = await device_facts(conn, member.device_id, view.region_parameters())
-    if facts is None:
-        return None
+async def image_to_install(
+    conn: asyncpg.Connection,
+    campaign: store.Campaign,
+    member: store.Member,
+    view: CatalogView,
+    facts: DeviceFacts,
+) -> Image | None:
+    """The image a pending member gets now: the campaign's target, or for a
+    rollback the catalog image of the version it had. When there is none the
+    member fails (rollback impossible) or is skipped (the device changed since
+    admission: upgraded elsewhere, new hardware...) and None is returned."""
     if member.rollback:
         assert member.target_version is not None
         image = view.previous_image(facts, member.target_version)
@@ -179,22 +183,32 @@ async def _start(
                 f"{member.target_version} fits hardware {facts.hardware_version}",
                 finished_at=utcnow(),
             )
-            return None
-    else:
-        image, verdict = view.target_for(campaign, facts)
-        if image is None:
-            # the device changed since admission (upgraded elsewhere, new hardware...)
-            await store.transition(
-                conn,
-                campaign.id,
-                member.device_id,
-                ["pending"],
-                "skipped",
-                reason=verdict.reason,
-                code=verdict.code,
-                finished_at=utcnow(),
-            )
-            return None
+        return image
+    image, verdict = view.target_for(campaign, facts)
+    if image is None:
+        await store.transition(
+            conn,
+            campaign.id,
+            member.device_id,
+            ["pending"],
+            "skipped",
+            reason=verdict.reason,
+            code=verdict.code,
+            finished_at=utcnow(),
+        )
+    return image
+
+
+async def _start(
+    conn: asyncpg.Connection, campaign: store.Campaign, member: store.Member
+) -> int | None:
+    view = await CatalogView.load(conn)
+    facts = await device_facts(conn, member.device_id, view.region_parameters())
+    if facts is None:
+        return None
+    image = await image_to_install(conn, campaign, member, view, facts)
+    if image is None:
+        return None
     attempt = member.attempts + 1
     command_key = f"campaign-{campaign.id}-{'rb' if member.rollback else 'up'}-{attempt}"
     task = await task_store.enqueue(
