@@ -128,7 +128,8 @@ class DatabaseCollector:
         # every scraper waits for the same query; one that does not answer in
         # time keeps going for the next scrape while this one shows the last snapshot
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._query), self.wait_s)
+            async with asyncio.timeout(self.wait_s):
+                await asyncio.shield(self._query)
 
     async def _read(self) -> None:
         try:

@@ -251,8 +251,12 @@ class Fleet:
                 self.spawn(self._session(cpe))
             self._wakeup.clear()
             timeout = self._heap[0][0] - time.monotonic() if self._heap else 3600.0
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a
+            # cancellation that lands as the event fires, and stop() then waits
+            # for a scheduler that never ends
             try:
-                await asyncio.wait_for(self._wakeup.wait(), timeout=max(timeout, 0.0))
+                async with asyncio.timeout(max(timeout, 0.0)):
+                    await self._wakeup.wait()
             except TimeoutError:
                 pass
 
