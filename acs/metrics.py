@@ -24,7 +24,14 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Final
 
 import asyncpg
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -32,6 +39,10 @@ from acs.cwmp.faults import FAULT_NAMES, is_vendor_fault
 from acs.logs import log
 
 logger = logging.getLogger("acs.metrics")
+
+# the library adds a *_created series beside every counter and histogram; the
+# text format's consumers ignore them, and they would double what a scrape sends
+disable_created_metrics()
 
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
 

@@ -2,8 +2,10 @@
 
 Rules that live here because they are about HTTP, not CWMP:
 - a session is found by its cookie, else by the TCP connection (CPEs that
-  ignore cookies keep the connection alive), else by the CPE's address when it
-  has exactly one live session; a new Inform always opens a new session;
+  ignore cookies keep the connection alive; not behind a trusted proxy, whose
+  connections carry many CPEs), else by the CPE's address (the forwarded one
+  behind a proxy) when it has exactly one live session; a new Inform always
+  opens a new session;
 - a CPE authenticates when it opens a session; later POSTs of that session
   are recognised by the session cookie/connection;
 - bad input gets a 4xx with a reason and a cwmp:Fault body, a busy device or
@@ -42,7 +44,7 @@ from acs.store import tasks as task_store
 from acs.store.ids import device_id as make_device_id
 from acs.web.cpe_auth import CpeAuthenticator
 from acs.web.fota import FotaEndpoint
-from acs.web.proxy import client_address, client_scheme
+from acs.web.proxy import client_address, client_scheme, via_proxy
 from acs.web.session_driver import LiveSession, SessionDriver, now, root_for
 from acs.web.tls import peer_subject
 
@@ -293,7 +295,7 @@ class CwmpEndpoint:
             campaign_member=in_campaign,
         )
         self.by_id[session_id] = live
-        if request.transport is not None:
+        if request.transport is not None and not via_proxy(request):
             self.by_transport[request.transport] = session_id
         log(
             logger,
@@ -355,12 +357,14 @@ class CwmpEndpoint:
     # ------------------------------------------------------------ helpers
 
     def _find_session(self, request: web.Request, *, by_address: bool) -> LiveSession | None:
+        # a proxy's connection carries many CPEs' requests: it identifies none of them
+        own_connection = request.transport is not None and not via_proxy(request)
         sid = request.cookies.get(COOKIE)
         if sid and sid in self.by_id:
-            if request.transport is not None:  # follow the session onto this connection
+            if own_connection:  # follow the session onto this connection
                 self.by_transport[request.transport] = sid
             return self.by_id[sid]
-        sid = self.by_transport.get(request.transport)
+        sid = self.by_transport.get(request.transport) if own_connection else None
         if sid and sid in self.by_id:
             return self.by_id[sid]
         if not by_address:

@@ -31,6 +31,9 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 class Client:
     address: str | None
     scheme: str  # "http" or "https", as the client itself connected
+    # came through a trusted proxy: the TCP connection is the proxy's, shared by
+    # many clients, and says nothing about which client sent the request
+    proxied: bool = False
 
 
 CLIENT = web.RequestKey("client", Client)
@@ -92,7 +95,7 @@ class TrustedProxies:
         proto = request.headers.get("X-Forwarded-Proto", "").rpartition(",")[2].strip().lower()
         if proto in ("http", "https"):
             scheme = proto
-        return Client(address, scheme)
+        return Client(address, scheme, proxied=True)
 
     def middleware(self) -> Callable[..., Awaitable[web.StreamResponse]]:
         @web.middleware
@@ -110,6 +113,12 @@ def client_address(request: web.Request) -> str | None:
     """The client's IP address: the peer's, or the one a trusted proxy forwarded."""
     client = request.get(CLIENT)
     return client.address if client is not None else request.remote
+
+
+def via_proxy(request: web.Request) -> bool:
+    """True when a trusted proxy relayed the request (its connection is not the client's)."""
+    client = request.get(CLIENT)
+    return client is not None and client.proxied
 
 
 def client_scheme(request: web.Request) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 
@@ -119,3 +120,32 @@ async def test_sessions_of_clients_behind_one_proxy_stay_apart(
         assert mine.status == 200 and isinstance(mine.message, m.GetParameterNames)
     finally:
         await one.close()
+
+
+async def test_cookieless_cpes_sharing_the_proxys_connection_keep_their_own_sessions(
+    start_acs: StartAcs, unique_serial
+) -> None:
+    """A proxy reuses one upstream connection for many CPEs: the connection must not
+    pick the session; the forwarded address does, for CPEs that ignore cookies."""
+    acs = await start_acs(trusted_proxies="127.0.0.1")
+    known, fresh = (CpeDouble(cwmp_url(acs), unique_serial()) for _ in range(2))
+    # one upstream connection, no cookies: what the ACS sees of two such CPEs behind nginx
+    upstream = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=1), cookie_jar=aiohttp.DummyCookieJar()
+    )
+    try:
+        await known.session(["0 BOOTSTRAP", "1 BOOT"])  # its tree is learnt: nothing left to do
+        for cpe in (known, fresh):
+            await cpe.http.close()
+            cpe.http = upstream
+        assert (await inform_with(known, {"X-Forwarded-For": "198.51.100.1"})).status == 200
+        assert (await inform_with(fresh, {"X-Forwarded-For": "198.51.100.2"})).status == 200
+        # known's empty POST arrives on the connection fresh's Inform used last: it
+        # must end known's session, not ask for fresh's discovery
+        done = await known.post_raw(b"", {"X-Forwarded-For": "198.51.100.1"})
+        assert done.status == 204, done.body[:200]
+        discovery = await fresh.post_raw(b"", {"X-Forwarded-For": "198.51.100.2"})
+        assert discovery.status == 200
+        assert isinstance(discovery.message, m.GetParameterNames)
+    finally:
+        await upstream.close()

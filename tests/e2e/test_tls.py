@@ -238,4 +238,3 @@ async def test_a_renewed_certificate_is_served_after_reload(start_acs: StartAcs,
     assert await served_serial() == pki.server.serial  # until told to read them again
     acs.reload_tls()
     assert await served_serial() == renewed.serial
-
