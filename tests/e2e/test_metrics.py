@@ -190,7 +190,7 @@ async def test_scrapes_stay_fast_and_never_fail_during_a_boot_storm(
                 await asyncio.sleep(0.05)
         assert len(latencies) >= 5, "the storm ended before it could be scraped"
         # each scrape waits at most ~1 s for the database, whatever the storm does
-        assert max(latencies) < 2.5, sorted(latencies)[-5:]
+        assert max(latencies) < 3.0, sorted(latencies)[-5:]
         assert max(in_flight_seen) > 1, "no scrape saw the storm's sessions"
         settled = await scrape(metered_acs)
         assert value(settled, "acs_cwmp_sessions_in_flight") == 0
