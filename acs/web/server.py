@@ -56,7 +56,7 @@ class Running:
     tls: dict[str, ssl.SSLContext | None]
 
     def url(self, listener: str, path: str = "/") -> str:
-        """How this ACS is reached on 127.0.0.1 (tests and printed URLs use the same rule)."""
+        """A listener's URL with its real port: what serve prints and what tests call."""
         host = self.settings.public_host or "127.0.0.1"
         return f"{self.settings.scheme_of(listener)}://{host}:{self.ports[listener]}{path}"
 
