@@ -41,8 +41,12 @@ def main(log_level: str) -> None:
 def serve() -> None:
     """Migrate the database and serve CWMP, the API and files (settings: ACS_* variables)."""
     from acs.web.server import serve as run
+    from acs.web.tls import TlsConfigError
 
-    asyncio.run(run(Settings()))
+    try:
+        asyncio.run(run(Settings()))
+    except TlsConfigError as exc:  # a setting to fix, not a crash to debug
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()

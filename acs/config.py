@@ -9,8 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LISTENERS = ("cwmp", "api", "files")
 
 
 class Settings(BaseSettings):
@@ -31,6 +33,39 @@ class Settings(BaseSettings):
     files_port: int = Field(default=7567, ge=0, le=65535)
     public_host: str | None = Field(
         default=None, description="host name CPEs and operators use to reach us, for printed URLs"
+    )
+
+    # --- TLS (one certificate for every listener that speaks it)
+    tls_cert_file: Path | None = Field(
+        default=None, description="PEM certificate chain; the key too unless tls_key_file is set"
+    )
+    tls_key_file: Path | None = None
+    tls_listeners: str = Field(
+        default="cwmp,api,files",
+        description="which listeners speak TLS when a certificate is set: "
+        "old CPE download clients may need the file server on plain HTTP",
+    )
+    tls_client_ca_file: Path | None = Field(
+        default=None, description="CA bundle that CPE client certificates must chain to"
+    )
+    cwmp_client_cert: Literal["none", "optional", "required"] = Field(
+        default="none",
+        description="CPE client certificates on the CWMP port: a presented one must verify; "
+        "required refuses CPEs without one",
+    )
+
+    # --- behind a reverse proxy
+    trusted_proxies: str = Field(
+        default="",
+        description="comma-separated IPs/CIDRs whose X-Forwarded-For/-Proto are believed",
+    )
+
+    # --- metrics (/metrics on the API port)
+    metrics_token: str | None = Field(
+        default=None, description="when set, /metrics needs Authorization: Bearer <token>"
+    )
+    metrics_db_cache_s: float = Field(
+        default=5.0, gt=0, description="how long job and campaign gauges read from the DB are kept"
     )
 
     # --- CPE authentication (TR-069 3.4.4: the CPE must authenticate to the ACS)
@@ -95,6 +130,56 @@ class Settings(BaseSettings):
             raise ValueError("set both ACS_CPE_USERNAME and ACS_CPE_PASSWORD, or neither")
         return self
 
+    @field_validator("tls_listeners")
+    @classmethod
+    def _known_listeners(cls, value: str) -> str:
+        names = [n.strip() for n in value.split(",") if n.strip()]
+        unknown = sorted(set(names) - set(LISTENERS))
+        if unknown:
+            raise ValueError(f"unknown listener(s) {unknown}; choose from {list(LISTENERS)}")
+        return ",".join(n for n in LISTENERS if n in names)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_parse(cls, value: str) -> str:
+        from acs.web.proxy import parse_networks
+
+        parse_networks(value)  # ValueError names the bad entry
+        return value
+
+    @model_validator(mode="after")
+    def _tls_is_consistent(self) -> Settings:
+        # each refusal here is a setting that would otherwise be silently ignored
+        # or leave CPEs with no credential at all
+        if self.tls_key_file is not None and self.tls_cert_file is None:
+            raise ValueError("ACS_TLS_KEY_FILE is set without ACS_TLS_CERT_FILE")
+        if self.cwmp_client_cert == "none":
+            if self.tls_client_ca_file is not None:
+                raise ValueError(
+                    "ACS_TLS_CLIENT_CA_FILE is set but ACS_CWMP_CLIENT_CERT is none: "
+                    "set it to optional or required"
+                )
+            return self
+        if not self.tls_on("cwmp"):
+            raise ValueError(
+                "ACS_CWMP_CLIENT_CERT needs TLS on the CWMP port (ACS_TLS_CERT_FILE, "
+                "and cwmp in ACS_TLS_LISTENERS)"
+            )
+        if self.tls_client_ca_file is None:
+            raise ValueError("ACS_CWMP_CLIENT_CERT needs ACS_TLS_CLIENT_CA_FILE")
+        if self.cwmp_client_cert == "optional" and self.cpe_auth == "none":
+            raise ValueError(
+                "ACS_CWMP_CLIENT_CERT=optional with ACS_CPE_AUTH=none lets a CPE without a "
+                "certificate in with no credential at all: use required, or an HTTP auth"
+            )
+        return self
+
+    def tls_on(self, listener: str) -> bool:
+        return self.tls_cert_file is not None and listener in self.tls_listeners.split(",")
+
+    def scheme_of(self, listener: str) -> str:
+        return "https" if self.tls_on(listener) else "http"
+
     @property
     def pgdata_dir(self) -> Path:
         return self.data_dir / "pgdata"
@@ -108,4 +193,5 @@ class Settings(BaseSettings):
         """Where CPEs fetch files from: the URL put in Download RPCs."""
         if self.files_public_url:
             return self.files_public_url.rstrip("/") + "/"
-        return f"http://{self.public_host or '127.0.0.1'}:{self.files_port}/"
+        host = self.public_host or "127.0.0.1"
+        return f"{self.scheme_of('files')}://{host}:{self.files_port}/"

@@ -56,6 +56,9 @@ def rss_mb() -> float:
     "--max-concurrent", type=click.IntRange(1), default=200, help="sessions in flight at once"
 )
 @click.option("--retry-min-wait", type=float, default=5.0, help="TR-069 3.2.1.1 m, seconds")
+@click.option("--ca-file", default=None, help="CA bundle to verify an https ACS URL against")
+@click.option("--client-cert", default=None, help="PEM client certificate the CPEs present")
+@click.option("--client-key", default=None, help="its key, unless inside --client-cert")
 @click.option("--duration", type=float, default=None, help="stop after SECONDS")
 @click.option("--summary-every", type=float, default=5.0)
 @click.option("--json-summary", is_flag=True, help="print the final tally as JSON")
@@ -78,6 +81,9 @@ def main(
     cr_port: int,
     max_concurrent: int,
     retry_min_wait: float,
+    ca_file: str | None,
+    client_cert: str | None,
+    client_key: str | None,
     duration: float | None,
     summary_every: float,
     json_summary: bool,
@@ -107,6 +113,9 @@ def main(
         cwmp_version=cwmp_version,
         max_concurrent=max_concurrent,
         timing=Timing(retry_min_wait_s=retry_min_wait),
+        ca_file=ca_file,
+        client_cert=client_cert,
+        client_key=client_key,
     )
     asyncio.run(_run(config, duration, summary_every, json_summary))
 

@@ -13,6 +13,7 @@ import contextlib
 import heapq
 import itertools
 import random
+import ssl
 import time
 from collections import Counter
 from collections.abc import Coroutine
@@ -54,6 +55,21 @@ class FleetConfig:
     jitter: float = 0.1
     timing: Timing = field(default_factory=Timing)
     first_serial: int = 1
+    # TLS towards the ACS (https URLs): the CA that signed the ACS's certificate
+    # (None: the system's), and a client certificate the CPEs present, as real
+    # CPEs carry one from the factory (the fleet shares one)
+    ca_file: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The client TLS context, or None for the library's default (system CAs)."""
+        if self.ca_file is None and self.client_cert is None:
+            return None
+        ctx = ssl.create_default_context(cafile=self.ca_file)
+        if self.client_cert is not None:
+            ctx.load_cert_chain(self.client_cert, self.client_key)
+        return ctx
 
 
 class Fleet:
@@ -76,6 +92,7 @@ class Fleet:
         self._auth: tuple[aiohttp.ClientMiddlewareType, ...] = ()
         self._own_http: dict[str, aiohttp.ClientSession] = {}
         self._rng = random.Random(config.serial_prefix)
+        self._tls = config.tls_context()
         self.started_at = 0.0
         self.closing = False
 
@@ -84,7 +101,10 @@ class Fleet:
     async def start(self) -> None:
         c = self.config
         connector = aiohttp.TCPConnector(
-            limit=c.max_concurrent + 20, limit_per_host=0, keepalive_timeout=30
+            limit=c.max_concurrent + 20,
+            limit_per_host=0,
+            keepalive_timeout=30,
+            ssl=self._tls if self._tls is not None else True,
         )
         self.http = aiohttp.ClientSession(
             connector=connector,
@@ -231,8 +251,12 @@ class Fleet:
                 self.spawn(self._session(cpe))
             self._wakeup.clear()
             timeout = self._heap[0][0] - time.monotonic() if self._heap else 3600.0
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a
+            # cancellation that lands as the event fires, and stop() then waits
+            # for a scheduler that never ends
             try:
-                await asyncio.wait_for(self._wakeup.wait(), timeout=max(timeout, 0.0))
+                async with asyncio.timeout(max(timeout, 0.0)):
+                    await self._wakeup.wait()
             except TimeoutError:
                 pass
 
@@ -279,7 +303,9 @@ class Fleet:
         own = self._own_http.get(cpe.serial)
         if own is None:
             own = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=1),
+                connector=aiohttp.TCPConnector(
+                    limit=1, ssl=self._tls if self._tls is not None else True
+                ),
                 cookie_jar=aiohttp.DummyCookieJar(),
                 timeout=self.http.timeout,
             )

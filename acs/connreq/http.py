@@ -34,6 +34,8 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from acs.metrics import Metrics
+
 # same-origin redirects are followed (some CPEs redirect /cr to /cr/); each hop
 # costs up to two requests, all inside one timeout
 MAX_REDIRECTS = 3
@@ -48,12 +50,29 @@ _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _ITEM = re.compile(rf'[\s,]*(?P<key>{_TOKEN})(?:\s*=\s*(?P<val>"(?:[^"\\]|\\.)*"|[^\s,]*))?')
 
 
+# What became of a connection request, in a word for metrics and dashboards
+# (the reason says the rest): accepted, auth_failed (401), refused (another
+# HTTP status), timeout, unreachable (no TCP/TLS connection, or it dropped),
+# invalid_url, no_url (the device never sent one), error.
+OUTCOMES = (
+    "accepted",
+    "auth_failed",
+    "refused",
+    "timeout",
+    "unreachable",
+    "invalid_url",
+    "no_url",
+    "error",
+)
+
+
 @dataclass(slots=True)
 class ConnectionRequestResult:
     ok: bool
     status: int | None  # the CPE's last HTTP status; None when no answer came
     reason: str
     elapsed_s: float  # from the call, including any wait for a free slot
+    outcome: str = "error"  # one of OUTCOMES
 
 
 @dataclass(slots=True)
@@ -214,6 +233,7 @@ class ConnectionRequester:
         max_concurrent: int = 50,
         allow_basic: bool = False,
         session: aiohttp.ClientSession | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         if timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
@@ -226,6 +246,7 @@ class ConnectionRequester:
         self._session = session
         self._owns_session = session is None
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=timeout_s)
+        self.metrics = metrics or Metrics()
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or (self._owns_session and self._session.closed):
@@ -246,36 +267,48 @@ class ConnectionRequester:
             self._session = None
 
     async def send(self, url: str, username: str, password: str) -> ConnectionRequestResult:
+        result = await self._send(url, username, password)
+        self.metrics.connection_request(result.outcome)
+        return result
+
+    async def _send(self, url: str, username: str, password: str) -> ConnectionRequestResult:
         start = time.monotonic()
 
-        def result(ok: bool, status: int | None, reason: str) -> ConnectionRequestResult:
-            return ConnectionRequestResult(ok, status, reason, round(time.monotonic() - start, 3))
+        def result(
+            ok: bool, status: int | None, reason: str, outcome: str
+        ) -> ConnectionRequestResult:
+            elapsed = round(time.monotonic() - start, 3)
+            return ConnectionRequestResult(ok, status, reason, elapsed, outcome)
 
         target = check_url(url)
         if isinstance(target, str):
-            return result(False, None, target)
+            return result(False, None, target, "invalid_url")
         async with self._gate:
             try:
                 # one bound for the whole exchange: challenge, answer and redirects
                 async with asyncio.timeout(self.timeout_s):
                     status, reason = await self._exchange(target, username, password)
-                return result(True, status, reason)
+                return result(True, status, reason, "accepted")
             except _Refused as refused:
-                return result(False, refused.status, refused.reason)
+                outcome = "auth_failed" if refused.status == 401 else "refused"
+                return result(False, refused.status, refused.reason, outcome)
             except aiohttp.ConnectionTimeoutError:
-                return result(False, None, f"timeout after {self.timeout_s} s (no TCP connection)")
+                reason = f"timeout after {self.timeout_s} s (no TCP connection)"
+                return result(False, None, reason, "timeout")
             except TimeoutError:
-                return result(False, None, f"timeout after {self.timeout_s} s")
+                return result(False, None, f"timeout after {self.timeout_s} s", "timeout")
             except aiohttp.ClientConnectorError as exc:
-                return result(False, None, _connect_reason(exc))
+                return result(False, None, _connect_reason(exc), "unreachable")
             except aiohttp.ServerDisconnectedError:
-                return result(False, None, "the CPE closed the connection without answering")
+                reason = "the CPE closed the connection without answering"
+                return result(False, None, reason, "unreachable")
             except aiohttp.ClientResponseError as exc:  # e.g. a malformed HTTP answer
-                return result(False, None, f"invalid HTTP answer from the CPE: {exc.message}")
+                reason = f"invalid HTTP answer from the CPE: {exc.message}"
+                return result(False, None, reason, "refused")
             except aiohttp.ClientError as exc:
-                return result(False, None, f"HTTP error: {exc}")
+                return result(False, None, f"HTTP error: {exc}", "error")
             except OSError as exc:
-                return result(False, None, f"network error: {exc}")
+                return result(False, None, f"network error: {exc}", "unreachable")
 
     async def _get(
         self, target: URL, authorization: str | None

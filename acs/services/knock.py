@@ -43,8 +43,9 @@ async def knock(
             *_ROOTS,
         )
     if row is None or not row["connection_request_url"]:
+        requester.metrics.connection_request("no_url")
         return ConnectionRequestResult(
-            False, None, "the device has sent no ConnectionRequestURL", 0.0
+            False, None, "the device has sent no ConnectionRequestURL", 0.0, "no_url"
         )
     if row["username"] is not None:
         username, password = row["username"], row["password"]
@@ -58,6 +59,7 @@ async def knock(
         "connection_request",
         device=dev_id,
         ok=result.ok,
+        outcome=result.outcome,
         status=result.status,
         reason=result.reason,
     )

@@ -2,8 +2,10 @@
 
 Rules that live here because they are about HTTP, not CWMP:
 - a session is found by its cookie, else by the TCP connection (CPEs that
-  ignore cookies keep the connection alive), else by the CPE's address when it
-  has exactly one live session; a new Inform always opens a new session;
+  ignore cookies keep the connection alive; not behind a trusted proxy, whose
+  connections carry many CPEs), else by the CPE's address (the forwarded one
+  behind a proxy) when it has exactly one live session; a new Inform always
+  opens a new session;
 - a CPE authenticates when it opens a session; later POSTs of that session
   are recognised by the session cookie/connection;
 - bad input gets a 4xx with a reason and a cwmp:Fault body, a busy device or
@@ -35,13 +37,16 @@ from acs.cwmp.session import (
 )
 from acs.cwmp.soap import CwmpParseError, Envelope, parse_envelope, serialize_envelope
 from acs.logs import log
+from acs.metrics import ABANDONED, COMPLETED, DB_UNAVAILABLE, REFUSED, REJECTED, Metrics
 from acs.store import campaigns as campaign_store
 from acs.store import devices, sessions
 from acs.store import tasks as task_store
 from acs.store.ids import device_id as make_device_id
 from acs.web.cpe_auth import CpeAuthenticator
 from acs.web.fota import FotaEndpoint
+from acs.web.proxy import client_address, client_scheme, via_proxy
 from acs.web.session_driver import LiveSession, SessionDriver, now, root_for
+from acs.web.tls import peer_subject
 
 logger = logging.getLogger("acs.cwmp")
 
@@ -53,15 +58,21 @@ DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.Tim
 
 class CwmpEndpoint:
     def __init__(
-        self, settings: Settings, pool: asyncpg.Pool, authenticator: CpeAuthenticator
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        authenticator: CpeAuthenticator,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.pool = pool
         self.auth = authenticator
-        self.driver = SessionDriver(settings, pool)
+        self.metrics = metrics or Metrics()
+        self.driver = SessionDriver(settings, pool, self.metrics)
         self.by_id: dict[str, LiveSession] = {}
         self.by_transport: dict[Any, str] = {}
         self._reaper: asyncio.Task[None] | None = None
+        self.metrics.track_in_flight(lambda: len(self.by_id))
 
     # ------------------------------------------------------------ app wiring
 
@@ -103,7 +114,7 @@ class CwmpEndpoint:
     # ------------------------------------------------------------ request handling
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        remote = request.remote
+        remote = client_address(request)
         length = request.content_length
         if length is not None and length > self.settings.max_body_bytes:
             return self._reject(413, "body exceeds the limit", remote)
@@ -153,8 +164,12 @@ class CwmpEndpoint:
                 error=repr(exc),
                 device=live.device_id if live else None,
             )
-            if live is not None:
-                self._forget(live)
+            if live is not None and not is_inform:
+                self._forget(live, DB_UNAVAILABLE)
+            else:
+                # an Inform's own attempt failed; a session found on its connection
+                # is the same CPE's (already dropped) or another CPE's, which goes on
+                self.metrics.session(DB_UNAVAILABLE)
             return web.Response(
                 status=503,
                 text="database unavailable, retry later\n",
@@ -166,7 +181,7 @@ class CwmpEndpoint:
     ) -> web.StreamResponse:
         inform = envelope.body
         assert isinstance(inform, m.Inform)
-        remote = request.remote
+        remote = client_address(request)
         ident = inform.device_id
         if not ident.oui.strip() or not ident.serial_number.strip():
             return self._fault_reply(
@@ -197,6 +212,8 @@ class CwmpEndpoint:
                     username=verdict.username,
                     reason=verdict.reason,
                 )
+                # the first 401 is the handshake's challenge; only a failed answer is an outcome
+                self.metrics.session(REJECTED)
             resp = web.Response(status=401, text=f"authentication required: {verdict.reason}\n")
             for challenge in verdict.challenge:
                 resp.headers.add("WWW-Authenticate", challenge)
@@ -254,6 +271,7 @@ class CwmpEndpoint:
                     remote=remote,
                     reason="another session of this device is in progress",
                 )
+                self.metrics.session(REFUSED)
                 return self._reply(
                     acs,
                     m.Fault(8005, "Retry request: another session of this device is in progress"),
@@ -278,7 +296,7 @@ class CwmpEndpoint:
             events=events,
         )
         self.by_id[session_id] = live
-        if request.transport is not None:
+        if request.transport is not None and not via_proxy(request):
             self.by_transport[request.transport] = session_id
         log(
             logger,
@@ -290,9 +308,18 @@ class CwmpEndpoint:
             events=",".join(events),
             cwmp=record.cwmp_version,
             retry=inform.retry_count or None,
+            cert=peer_subject(request.transport),
         )
+        self.metrics.informed(events)
         resp = self._reply(acs, m.InformResponse(max_envelopes=1))
-        resp.set_cookie(COOKIE, session_id, httponly=True, path="/")
+        # over TLS (here or at the proxy) the cookie must never travel in clear
+        resp.set_cookie(
+            COOKIE,
+            session_id,
+            httponly=True,
+            path="/",
+            secure=client_scheme(request) == "https",
+        )
         return resp
 
     async def _continue(self, live: LiveSession, envelope: Envelope | None) -> web.StreamResponse:
@@ -324,28 +351,33 @@ class CwmpEndpoint:
         if following is None:
             live.acs.send(None)  # the empty response that ends the session
             await self.driver.close(live, abandoned=False)
-            self._forget(live)
+            self._forget(live, COMPLETED)
             return self._reply(live.acs, None)
         return self._reply(live.acs, following)
 
     # ------------------------------------------------------------ helpers
 
     def _find_session(self, request: web.Request, *, by_address: bool) -> LiveSession | None:
+        # a proxy's connection carries many CPEs' requests: it identifies none of them
+        own_connection = request.transport is not None and not via_proxy(request)
         sid = request.cookies.get(COOKIE)
         if sid and sid in self.by_id:
-            if request.transport is not None:  # follow the session onto this connection
+            if own_connection:  # follow the session onto this connection
                 self.by_transport[request.transport] = sid
             return self.by_id[sid]
-        sid = self.by_transport.get(request.transport)
+        sid = self.by_transport.get(request.transport) if own_connection else None
         if sid and sid in self.by_id:
             return self.by_id[sid]
         if not by_address:
             return None
-        same_host = [s for s in self.by_id.values() if s.remote == request.remote]
+        remote = client_address(request)
+        same_host = [s for s in self.by_id.values() if s.remote == remote]
         return same_host[0] if len(same_host) == 1 else None
 
-    def _forget(self, live: LiveSession) -> None:
-        self.by_id.pop(live.session_id, None)
+    def _forget(self, live: LiveSession, outcome: str) -> None:
+        """The session is over: stop finding it, and count how it ended (once)."""
+        if self.by_id.pop(live.session_id, None) is not None:
+            self.metrics.session(outcome, time.monotonic() - live.started)
         for transport, sid in list(self.by_transport.items()):
             if sid == live.session_id:
                 del self.by_transport[transport]
@@ -354,7 +386,7 @@ class CwmpEndpoint:
         try:
             await self.driver.close(live, abandoned=True, reason=reason)
         finally:
-            self._forget(live)
+            self._forget(live, ABANDONED)
 
     @staticmethod
     def _reply(acs: AcsSession, message: m.Message | None) -> web.Response:
@@ -387,6 +419,8 @@ class CwmpEndpoint:
             fault=code,
             reason=reason,
         )
+        if live is None:  # a session that breaks is counted as abandoned when it is dropped
+            self.metrics.session(REJECTED)
         envelope = Envelope(body=m.Fault(code, reason), cwmp_id=cwmp_id)
         if ns:
             envelope.cwmp_ns = ns
@@ -397,7 +431,7 @@ class CwmpEndpoint:
             charset="utf-8",
         )
 
-    @staticmethod
-    def _reject(status: int, reason: str, remote: str | None) -> web.Response:
+    def _reject(self, status: int, reason: str, remote: str | None) -> web.Response:
         log(logger, logging.WARNING, "cwmp_rejected", remote=remote, status=status, reason=reason)
+        self.metrics.session(REJECTED)
         return web.Response(status=status, text=reason + "\n")

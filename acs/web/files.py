@@ -38,6 +38,7 @@ from acs.config import Settings
 from acs.logs import log
 from acs.store import files
 from acs.web.cpe_auth import CpeAuthenticator, Credential, ha1_of
+from acs.web.proxy import client_address
 
 logger = logging.getLogger("acs.files")
 
@@ -196,7 +197,7 @@ def files_app(
                         logger,
                         logging.INFO,
                         "file_auth_failed",
-                        peer=request.remote,
+                        client=client_address(request),
                         user=verdict.username,
                         reason=verdict.reason,
                     )

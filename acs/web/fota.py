@@ -34,6 +34,7 @@ from acs.services import rollout
 from acs.store import terminals
 from acs.store.ids import device_id as make_device_id
 from acs.web.cpe_auth import CpeAuthenticator
+from acs.web.proxy import client_address
 
 logger = logging.getLogger("acs.fota")
 
@@ -160,7 +161,7 @@ class FotaEndpoint:
                 software_version=body.build,
                 provisioning_code=body.region,
                 manufacturer=body.manufacturer,
-                remote_address=request.remote,
+                remote_address=client_address(request),
                 at=rollout.utcnow(),
             )
             async with self.pool.acquire() as conn:
@@ -175,7 +176,7 @@ class FotaEndpoint:
             "fota_check",
             device=dev_id,
             build=body.build,
-            remote=request.remote,
+            remote=client_address(request),
             update=isinstance(answer, service.Offer),
             code=answer.code if isinstance(answer, service.NoUpdate) else None,
             version=answer.image.version if isinstance(answer, service.Offer) else None,
@@ -239,7 +240,7 @@ class FotaEndpoint:
                     logger,
                     logging.WARNING,
                     "cpe_auth_failed",
-                    remote=request.remote,
+                    remote=client_address(request),
                     username=verdict.username,
                     reason=verdict.reason,
                 )
@@ -276,7 +277,7 @@ class FotaEndpoint:
                 logging.WARNING,
                 "cpe_auth_failed",
                 device=dev_id,
-                remote=request.remote,
+                remote=client_address(request),
                 reason=f"credential belongs to {bound}",
             )
             raise FotaError(403, "forbidden", "this credential belongs to another device")
@@ -314,7 +315,7 @@ class FotaEndpoint:
                 logging.WARNING,
                 "fota_rejected",
                 path=request.path,
-                remote=request.remote,
+                remote=client_address(request),
                 status=refused.status,
                 code=refused.code,
                 reason=refused.message,
@@ -328,7 +329,7 @@ class FotaEndpoint:
             logging.ERROR,
             "database_unavailable",
             path=request.path,
-            remote=request.remote,
+            remote=client_address(request),
             error=repr(exc),
         )
         return FotaError(

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hmac
 import logging
 import secrets
 import signal
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -21,9 +23,11 @@ import asyncpg
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from acs.config import Settings
+from acs.config import LISTENERS, Settings
 from acs.connreq.http import ConnectionRequester
 from acs.logs import log
+from acs.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from acs.metrics import Metrics
 from acs.services import campaigns, provisioning
 from acs.services.knock import knock
 from acs.store import credentials
@@ -33,6 +37,9 @@ from acs.web.api.app import Services, build_api_app
 from acs.web.cpe_auth import CpeAuthenticator, Credential, ha1_of
 from acs.web.cwmp import CwmpEndpoint
 from acs.web.files import files_app
+from acs.web.proxy import TrustedProxies, parse_networks
+from acs.web.tls import TlsConfigError, server_context
+from acs.web.tls import reload as reload_tls
 
 logger = logging.getLogger("acs.server")
 
@@ -45,6 +52,19 @@ class Running:
     api_app: web.Application
     runners: list[web.AppRunner]
     ports: dict[str, int]
+    metrics: Metrics
+    tls: dict[str, ssl.SSLContext | None]
+
+    def url(self, listener: str, path: str = "/") -> str:
+        """A listener's URL with its real port: what serve prints and what tests call."""
+        host = self.settings.public_host or "127.0.0.1"
+        return f"{self.settings.scheme_of(listener)}://{host}:{self.ports[listener]}{path}"
+
+    def reload_tls(self) -> None:
+        """Read the certificate files again, e.g. after a renewal (SIGHUP)."""
+        for ctx in self.tls.values():
+            if ctx is not None:
+                reload_tls(ctx, self.settings)
 
 
 def make_authenticator(settings: Settings, pool: asyncpg.Pool) -> CpeAuthenticator:
@@ -71,31 +91,56 @@ def make_authenticator(settings: Settings, pool: asyncpg.Pool) -> CpeAuthenticat
     return CpeAuthenticator(settings.cpe_auth, settings.cpe_auth_realm, lookup)
 
 
-def health_routes(pool: asyncpg.Pool) -> Callable[[web.Application], None]:
-    """/healthz (the process answers) and /readyz (the database answers), without a token:
-    they are for load balancers and orchestrators."""
+def ops_routes(
+    pool: asyncpg.Pool, metrics: Metrics, metrics_token: str | None = None
+) -> Callable[[web.Application], None]:
+    """/healthz (the process answers), /readyz (the database answers) and /metrics.
+
+    No API token: they are for load balancers, orchestrators and Prometheus.
+    /metrics takes a bearer token of its own when ACS_METRICS_TOKEN is set.
+    """
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
     async def readyz(_request: web.Request) -> web.Response:
         try:
-            async with pool.acquire(timeout=2) as conn:
-                await conn.fetchval("SELECT 1")
-        except (TimeoutError, asyncpg.PostgresError, OSError) as exc:
+            async with asyncio.timeout(2):
+                async with pool.acquire() as conn:
+                    await conn.fetchval("SELECT 1")
+        except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            # a load balancer takes this instance out until the database is back
             return web.json_response(
-                {"status": "database unavailable", "error": str(exc)}, status=503
+                {"status": "database unavailable", "error": str(exc) or type(exc).__name__},
+                status=503,
             )
         return web.json_response({"status": "ready"})
+
+    expected = f"Bearer {metrics_token}".encode() if metrics_token else None
+
+    async def scrape(request: web.Request) -> web.Response:
+        if expected is not None:
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                return web.Response(
+                    status=401,
+                    text="send Authorization: Bearer <ACS_METRICS_TOKEN>\n",
+                    headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+                )
+        body = await metrics.render()
+        return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
     def add(app: web.Application) -> None:
         app.router.add_get("/healthz", healthz)
         app.router.add_get("/readyz", readyz)
+        app.router.add_get("/metrics", scrape)
 
     return add
 
 
-async def expire_transfers(pool: asyncpg.Pool, timeout_s: float) -> None:
+async def expire_transfers(
+    pool: asyncpg.Pool, timeout_s: float, metrics: Metrics | None = None
+) -> None:
     """Fault Download/Upload jobs whose TransferComplete never came."""
     try:
         async with pool.acquire() as conn:
@@ -104,6 +149,8 @@ async def expire_transfers(pool: asyncpg.Pool, timeout_s: float) -> None:
         log(logger, logging.WARNING, "tick_failed", tick="expire_transfers", error=exc)
         return
     for task in expired:
+        if metrics is not None:
+            metrics.job_finished("fault")
         log(logger, logging.INFO, "transfer_timeout", device=task.device_id, task=task.id)
 
 
@@ -115,10 +162,12 @@ async def campaign_tick(pool: asyncpg.Pool, knock: campaigns.Knock) -> None:
         log(logger, logging.WARNING, "tick_failed", tick="campaigns", error=exc)
 
 
-async def _listen(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+async def _listen(
+    app: web.Application, host: str, port: int, tls: ssl.SSLContext | None
+) -> tuple[web.AppRunner, int]:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
+    site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=tls)
     await site.start()
     sock = site._server.sockets[0]  # type: ignore[union-attr]  # the bound port when port=0
     return runner, sock.getsockname()[1]
@@ -127,6 +176,9 @@ async def _listen(app: web.Application, host: str, port: int) -> tuple[web.AppRu
 @asynccontextmanager
 async def running_acs(settings: Settings, dsn: str) -> AsyncIterator[Running]:
     """Migrate, then serve CWMP, API and files until the context exits."""
+    # before anything starts: a bad certificate is a configuration error, said plainly
+    contexts = {name: server_context(settings, name) for name in LISTENERS}
+    proxies = TrustedProxies(parse_networks(settings.trusted_proxies))
     pool = await create_pool(dsn, max_size=settings.database_pool_size)
     runners: list[web.AppRunner] = []
     closers: list[Callable[[], Awaitable[None]]] = []
@@ -140,21 +192,29 @@ async def running_acs(settings: Settings, dsn: str) -> AsyncIterator[Running]:
                 installed = await provisioning.install_defaults(conn)
             if installed:
                 log(logger, logging.INFO, "default_policies", created=",".join(installed))
-        cwmp = CwmpEndpoint(settings, pool, make_authenticator(settings, pool))
+        metrics = Metrics(pool, db_cache_s=settings.metrics_db_cache_s)
+        closers.append(metrics.close)
+        cwmp = CwmpEndpoint(settings, pool, make_authenticator(settings, pool), metrics)
         requester = ConnectionRequester(
             timeout_s=settings.connection_request_timeout_s,
             max_concurrent=settings.connection_request_concurrency,
             allow_basic=settings.connection_request_allow_basic,
+            metrics=metrics,
         )
         closers.append(requester.close)
-        api = build_api_app(Services(settings, pool, requester), health_routes(pool))
+        api = build_api_app(
+            Services(settings, pool, requester),
+            ops_routes(pool, metrics, settings.metrics_token),
+        )
         ports = {}
         for name, app, port in (
             ("cwmp", cwmp.app(), settings.cwmp_port),
             ("api", api, settings.api_port),
             ("files", files_app(settings, pool), settings.files_port),
         ):
-            runner, ports[name] = await _listen(app, settings.host, port)
+            # outermost, so every handler and middleware sees the real client
+            app.middlewares.insert(0, proxies.middleware())
+            runner, ports[name] = await _listen(app, settings.host, port, contexts[name])
             runners.append(runner)
         # port 0 asks for any free port; the URLs we hand out need the real ones
         settings.cwmp_port, settings.api_port, settings.files_port = (
@@ -168,7 +228,7 @@ async def running_acs(settings: Settings, dsn: str) -> AsyncIterator[Running]:
             expire_transfers,
             "interval",
             seconds=60,
-            args=[pool, settings.transfer_complete_timeout_s],
+            args=[pool, settings.transfer_complete_timeout_s, metrics],
             max_instances=1,
             coalesce=True,
         )
@@ -182,7 +242,7 @@ async def running_acs(settings: Settings, dsn: str) -> AsyncIterator[Running]:
         )
         scheduler.start()
         closers.append(lambda: _shutdown(scheduler))
-        yield Running(settings, pool, cwmp, api, runners, ports)
+        yield Running(settings, pool, cwmp, api, runners, ports, metrics, contexts)
     finally:
         for runner in reversed(runners):
             await runner.cleanup()
@@ -192,6 +252,15 @@ async def running_acs(settings: Settings, dsn: str) -> AsyncIterator[Running]:
             await asyncio.wait_for(pool.close(), timeout=10)
         except TimeoutError:
             pool.terminate()
+
+
+def _reload_certificates(acs: Running) -> None:
+    try:
+        acs.reload_tls()
+    except TlsConfigError as exc:  # keep serving with the certificate already loaded
+        log(logger, logging.ERROR, "tls_reload_failed", error=exc)
+    else:
+        log(logger, logging.INFO, "tls_reloaded", cert=acs.settings.tls_cert_file)
 
 
 async def _shutdown(scheduler: AsyncIOScheduler) -> None:
@@ -224,8 +293,11 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         async with running_acs(settings, dsn) as acs:
-            host = settings.public_host or "127.0.0.1"
-            print(f"CWMP (give CPEs this ACS URL): http://{host}:{acs.ports['cwmp']}/")
+            if settings.tls_cert_file is not None:
+                loop.add_signal_handler(signal.SIGHUP, _reload_certificates, acs)
+            print(f"CWMP (give CPEs this ACS URL): {acs.url('cwmp')}")
+            if settings.cwmp_client_cert != "none":
+                print(f"  CPE client certificate: {settings.cwmp_client_cert}")
             if settings.cpe_auth != "none":
                 print(
                     f"  CPE credential ({settings.cpe_auth}): {settings.cpe_username} / "
@@ -233,9 +305,10 @@ async def serve(settings: Settings) -> None:
                 )
             else:
                 print("  CPE authentication is OFF (ACS_CPE_AUTH=none)")
-            print(f"API (operators):              http://{host}:{acs.ports['api']}/api/v1/")
+            print(f"API (operators):              {acs.url('api', '/api/v1/')}")
             print("  create a token: .venv/bin/acs token create --name me --role admin")
-            print(f"Files (firmware, configs):    http://{host}:{acs.ports['files']}/")
+            print(f"  metrics: {acs.url('api', '/metrics')}, health: /healthz, /readyz")
+            print(f"Files (firmware, configs):    {settings.files_base_url}")
             print(
                 f"Database: {'embedded, data in ' + str(settings.pgdata_dir) if embedded else dsn}"
             )

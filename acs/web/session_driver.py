@@ -24,6 +24,7 @@ from acs.core.plans import Plan, PlanFault, discover, root_of
 from acs.cwmp import messages as m
 from acs.cwmp.session import AcsSession
 from acs.logs import log
+from acs.metrics import Metrics
 from acs.services import provisioning, rollout
 from acs.store import credentials, devices, files, sessions
 from acs.store import tasks as task_store
@@ -82,6 +83,7 @@ class LiveSession:
     campaign_member: bool = False
     events: list[str] = field(default_factory=list)
     policies_checked: bool = False
+    started: float = field(default_factory=time.monotonic)
     last_activity: float = field(default_factory=time.monotonic)
     last_renewal: float = field(default_factory=time.monotonic)
     work: Work | None = None
@@ -92,10 +94,13 @@ class LiveSession:
 
 
 class SessionDriver:
-    def __init__(self, settings: Settings, pool: asyncpg.Pool) -> None:
+    def __init__(
+        self, settings: Settings, pool: asyncpg.Pool, metrics: Metrics | None = None
+    ) -> None:
         self.settings = settings
         self.pool = pool
         self.policies = provisioning.PolicyBook()
+        self.metrics = metrics or Metrics()
 
     # ------------------------------------------------------------ CPE requests
 
@@ -173,6 +178,7 @@ class SessionDriver:
                 await task_store.mark_done(conn, task.id, result)
                 task.status = "done"
                 await rollout.transfer_complete(conn, live.device_id, task)
+        self.metrics.job_finished("fault" if tc.fault.fault_code else "done")
 
     # ------------------------------------------------------------ ACS requests
 
@@ -208,6 +214,7 @@ class SessionDriver:
                 continue
             work.outstanding = request
             live.rpcs_sent += 1
+            self.metrics.rpc_sent(request.rpc)
             return request
 
     async def _next_work(self, live: LiveSession) -> Work | None:
@@ -276,6 +283,7 @@ class SessionDriver:
             reason = bad.reason + "".join(f"; {e['path']}: {e['message']}" for e in bad.errors)
             async with self.pool.acquire() as conn:
                 await task_store.mark_fault(conn, task.id, 8003, reason)
+            self.metrics.job_finished("fault")
             return await self._next_task(live)
         log(
             logger,
@@ -341,6 +349,7 @@ class SessionDriver:
             elif fault is None:
                 await task_store.mark_done(conn, task.id, result)
                 live.tasks_done += 1
+                self.metrics.job_finished("done")
                 log(
                     logger,
                     logging.INFO,
@@ -370,6 +379,7 @@ class SessionDriver:
                 await task_store.mark_fault(
                     conn, task.id, fault.code, fault.string, fault.detail or None
                 )
+                self.metrics.job_finished("fault")
                 log(
                     logger,
                     logging.INFO,
@@ -418,6 +428,7 @@ class SessionDriver:
     async def _record(self, live: LiveSession, request: m.Message, response: m.Message) -> None:
         """Write what a response teaches us about the device into its stored tree."""
         if isinstance(response, m.Fault):
+            self.metrics.cpe_fault(request.rpc, response.fault_code)
             log(
                 logger,
                 logging.INFO,
@@ -511,7 +522,8 @@ class SessionDriver:
             live.acs.abandon()
         async with self.pool.acquire() as conn, conn.transaction():
             task = live.work.task if abandoned and live.work is not None else None
-            if task is not None and task.attempts + 1 >= self.settings.max_task_attempts:
+            given_up = task is not None and task.attempts + 1 >= self.settings.max_task_attempts
+            if task is not None and given_up:
                 # the CPE went away in the middle of this job every time: give up
                 await task_store.give_up(
                     conn,
@@ -522,6 +534,8 @@ class SessionDriver:
             elif task is not None:
                 await task_store.requeue_running(conn, live.device_id)
             await sessions.release_session(conn, live.device_id, live.session_id)
+        if given_up:
+            self.metrics.job_finished("fault")
         if live.campaign_member:
             # verify what this session showed: TransferComplete, the version after a boot
             async with self.pool.acquire() as conn:

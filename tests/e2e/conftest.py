@@ -54,7 +54,7 @@ async def acs(start_acs: StartAcs) -> Running:
 
 
 def cwmp_url(running: Running) -> str:
-    return f"http://127.0.0.1:{running.ports['cwmp']}/"
+    return running.url("cwmp")  # https when the ACS runs with TLS
 
 
 pytestmark = pytest.mark.db

@@ -8,6 +8,7 @@ out-of-order or quirky messages that a well-behaved simulated CPE never would.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -48,6 +49,7 @@ class CpeDouble:
         product_class: str = "HGW",
         cr_url: str | None = None,
         cr_credentials: tuple[str, str] = ("", ""),
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.url = url
         self.cwmp_ns = cwmp_ns
@@ -62,6 +64,7 @@ class CpeDouble:
         )
         middlewares = (aiohttp.DigestAuthMiddleware(*digest),) if digest else ()
         self.http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=tls if tls is not None else True),
             cookie_jar=aiohttp.CookieJar(unsafe=True),
             auth=auth,
             middlewares=middlewares,
