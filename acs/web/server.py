@@ -24,7 +24,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from acs.config import Settings
 from acs.connreq.http import ConnectionRequester
 from acs.logs import log
-from acs.services import campaigns
+from acs.services import campaigns, retention
+from acs.services import events as notify
 from acs.services.knock import knock
 from acs.store import credentials
 from acs.store import tasks as task_store
@@ -33,6 +34,7 @@ from acs.web.api.app import Services, build_api_app
 from acs.web.cpe_auth import CpeAuthenticator, Credential, ha1_of
 from acs.web.cwmp import CwmpEndpoint
 from acs.web.files import files_app
+from acs.web.webhooks import WebhookSender
 
 logger = logging.getLogger("acs.server")
 
@@ -98,8 +100,10 @@ def health_routes(pool: asyncpg.Pool) -> Callable[[web.Application], None]:
 async def expire_transfers(pool: asyncpg.Pool, timeout_s: float) -> None:
     """Fault Download/Upload jobs whose TransferComplete never came."""
     try:
-        async with pool.acquire() as conn:
+        async with pool.acquire() as conn, conn.transaction():
             expired = await task_store.expire_transfers(conn, timeout_s)
+            for task in expired:
+                await notify.job_closed(conn, task, fault_string=task.fault_string)
     except (asyncpg.PostgresError, OSError) as exc:
         log(logger, logging.WARNING, "tick_failed", tick="expire_transfers", error=exc)
         return
@@ -113,6 +117,17 @@ async def campaign_tick(pool: asyncpg.Pool, knock: campaigns.Knock) -> None:
         await campaigns.tick(pool, knock)
     except (asyncpg.PostgresError, OSError) as exc:
         log(logger, logging.WARNING, "tick_failed", tick="campaigns", error=exc)
+
+
+async def prune(pool: asyncpg.Pool, settings: Settings) -> None:
+    """Retention: old session logs, finished jobs, audit rows, finished deliveries."""
+    try:
+        counts = await retention.prune(pool, settings)
+    except (asyncpg.PostgresError, OSError) as exc:
+        log(logger, logging.WARNING, "tick_failed", tick="retention", error=exc)
+        return
+    if any(counts.values()):
+        log(logger, logging.INFO, "pruned", **counts)
 
 
 async def _listen(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
@@ -175,8 +190,19 @@ async def running_acs(settings: Settings, dsn: str) -> AsyncIterator[Running]:
             max_instances=1,
             coalesce=True,
         )
+        scheduler.add_job(
+            prune,
+            "interval",
+            seconds=settings.retention_interval_s,
+            args=[pool, settings],
+            max_instances=1,
+            coalesce=True,
+        )
         scheduler.start()
         closers.append(lambda: _shutdown(scheduler))
+        sender = WebhookSender(settings, pool)
+        await sender.start()
+        closers.append(sender.stop)
         yield Running(settings, pool, cwmp, api, runners, ports)
     finally:
         for runner in reversed(runners):
