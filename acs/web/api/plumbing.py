@@ -29,6 +29,30 @@ class Services:
 
 SERVICES = web.AppKey("services", Services)
 TOKEN = web.RequestKey("token", tokens.ApiToken)
+AUDIT = web.RequestKey("audit", dict)
+
+
+def audit_note(
+    request: web.Request,
+    *,
+    object_type: str | None = None,
+    object_id: str | None = None,
+    action: str | None = None,
+    **detail: Any,
+) -> None:
+    """What a handler knows better than its route about the audit entry of this
+    request: the object it created (a new job, campaign, token), a different
+    action (a dry run), details. Never put a secret in ``detail``."""
+    note = request.get(AUDIT) or {}
+    if object_type is not None:
+        note["object_type"] = object_type
+    if object_id is not None:
+        note["object_id"] = object_id
+    if action is not None:
+        note["action"] = action
+    if detail:
+        note.setdefault("detail", {}).update(detail)
+    request[AUDIT] = note
 
 
 def services(request: web.Request) -> Services:
