@@ -117,6 +117,9 @@ class WebhookSender:
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.pop(task, None)
         self._wake.set()
+        if not task.cancelled() and task.exception() is not None:
+            # a bug, not a hook's failure: say so; the claim expires and it is retried
+            log(logger, logging.ERROR, "webhook_delivery_crashed", error=repr(task.exception()))
 
     # ------------------------------------------------------------ one delivery
 
@@ -167,7 +170,7 @@ class WebhookSender:
                     "webhook_delivered",
                     hook=d.webhook_id,
                     delivery=d.id,
-                    event=d.event_type,
+                    event_type=d.event_type,
                     status=status,
                 )
                 return
@@ -185,7 +188,7 @@ class WebhookSender:
             "webhook_abandoned" if state == "abandoned" else "webhook_failed",
             hook=d.webhook_id,
             delivery=d.id,
-            event=d.event_type,
+            event_type=d.event_type,
             attempt=d.attempts + 1,
             error=error,
         )
