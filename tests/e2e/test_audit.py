@@ -170,3 +170,32 @@ async def test_only_admins_read_the_audit_log(acs: Running, people: Any) -> None
         assert body["error"]["code"] == "forbidden" and "admin" in body["error"]["message"]
     status, _ = await clients["admin"].call("GET", "/audit")
     assert status == 200
+
+
+async def test_bad_input_gets_a_4xx_with_a_reason_and_is_still_audited(
+    acs: Running, people: Any
+) -> None:
+    clients, names = people
+    admin = clients["admin"]
+    for path, code in (
+        ("/audit?actor=%00", "invalid_query"),
+        ("/audit?cursor=99999999999999999999999", "invalid_query"),
+        ("/devices/%00/sessions", "invalid_path"),
+        ("/devices/x/sessions/%C2%B2", "invalid_id"),
+        ("/tasks/%C2%B2", "invalid_id"),
+        ("/webhooks/1/deliveries?cursor=999999999999999999999", "invalid_query"),
+    ):
+        status, body = await admin.call("GET", path)
+        assert (status, body["error"]["code"]) == (400, code), (path, body)
+    status, body = await admin.call("DELETE", "/devices/a%00b")
+    assert (status, body["error"]["code"]) == (400, "invalid_path")
+    status, body = await admin.call(
+        "POST", "/tokens", json={"name": "nul\u0000name", "role": "viewer"}
+    )
+    assert status == 400 and body["error"]["errors"][0]["path"] == "name"
+    refused = await audit(admin, actor=names["admin"])
+    assert [(e["action"], e["status"]) for e in refused[:2]] == [
+        ("token created", 400),
+        ("device deleted", 400),
+    ]
+    assert refused[1]["objectId"] == "a\ufffdb"

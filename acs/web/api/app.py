@@ -31,6 +31,7 @@ from acs.web.api.plumbing import (
     body_of,
     json_out,
     query_of,
+    refuse_nul,
     services,
 )
 
@@ -50,6 +51,7 @@ async def api_middleware(
         if route is not None:
             request[TOKEN] = await identify(request)
             require_role(request[TOKEN], route.role)
+            refuse_nul(dict(request.match_info), "invalid_path")
         response = await handler(request)
     except ApiError as err:
         headers = {"WWW-Authenticate": 'Bearer realm="acs"'} if err.status == 401 else None
@@ -440,7 +442,8 @@ async def list_tasks(request: web.Request) -> web.Response:
 
 def _task_id(request: web.Request) -> int:
     raw = request.match_info["task_id"]
-    if not raw.isdigit() or len(raw) > 18:
+    # isascii: str.isdigit() also takes digits int() refuses, such as "²"
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise ApiError(400, "invalid_id", f"job id must be a number, got {raw!r}")
     return int(raw)
 

@@ -32,6 +32,9 @@ async def record(request: web.Request, route: Route | None, status: int) -> None
     object_type = note.get("object_type", found[0] if found else None)
     object_id = note.get("object_id", found[1] if found else None)
     action = note.get("action", route.action)
+    if object_id is not None:
+        # a refused path may hold what PostgreSQL cannot store; keep the entry
+        object_id = object_id.replace("\x00", "\ufffd")
     try:
         async with services(request).pool.acquire() as conn:
             await audit.record(

@@ -19,7 +19,7 @@ logger = logging.getLogger("acs.api")
 
 def _int_param(request: web.Request, key: str, what: str) -> int:
     raw = request.match_info[key]
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise ApiError(400, "invalid_id", f"{what} must be a number, got {raw!r}")
     return int(raw)
 

@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from acs.core.webhooks import EVENT_TYPES
 
+BIGINT_MAX = 2**63 - 1
+
 EventType = Literal[tuple(EVENT_TYPES)]  # type: ignore[valid-type]
 
 
@@ -71,7 +73,9 @@ class AuditQuery(BaseModel):
     )
     since: datetime | None = Field(default=None, description="entries at or after this time")
     limit: int = Field(default=100, ge=1, le=1000)
-    cursor: int | None = Field(default=None, ge=1, description="nextCursor of the previous page")
+    cursor: int | None = Field(
+        default=None, ge=1, le=BIGINT_MAX, description="nextCursor of the previous page"
+    )
 
     _utc = field_validator("since")(_as_utc)
 
@@ -117,6 +121,7 @@ class WebhookIn(BaseModel):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("an http:// or https:// URL with a host is needed")
+        _ = parts.port  # raises ValueError for a port outside 0-65535
         return value
 
     @field_validator("events")
@@ -149,7 +154,9 @@ class DeliveryQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     state: Literal["pending", "delivered", "abandoned"] | None = None
     limit: int = Field(default=50, ge=1, le=500)
-    cursor: int | None = Field(default=None, ge=1, description="nextCursor of the previous page")
+    cursor: int | None = Field(
+        default=None, ge=1, le=BIGINT_MAX, description="nextCursor of the previous page"
+    )
 
 
 class DeliveryOut(BaseModel):

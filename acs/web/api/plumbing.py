@@ -59,7 +59,42 @@ def services(request: web.Request) -> Services:
     return request.app[SERVICES]
 
 
+BIGINT_MAX = 2**63 - 1  # ids and cursors beyond it cannot name a row
+
+
+def _nul_path(data: Any, path: str = "") -> str | None:
+    """The path of the first string holding a NUL character, which PostgreSQL
+    cannot store or compare: refused up front instead of failing in the query."""
+    if isinstance(data, str):
+        return path if "\x00" in data else None
+    if isinstance(data, dict):
+        items: Any = data.items()
+    elif isinstance(data, list):
+        items = enumerate(data)
+    else:
+        return None
+    for key, value in items:
+        sub = f"{path}.{key}" if path else str(key)
+        found = _nul_path(key, sub) if isinstance(key, str) else None
+        found = found or _nul_path(value, sub)
+        if found is not None:
+            return found
+    return None
+
+
+def refuse_nul(data: Any, code: str) -> None:
+    where = _nul_path(data)
+    if where is not None:
+        raise ApiError(
+            400,
+            code,
+            "NUL characters are not allowed",
+            [{"path": where, "message": "contains a NUL character"}],
+        )
+
+
 def query_of(request: web.Request, model: type[BaseModel]) -> Any:
+    refuse_nul(dict(request.query), "invalid_query")
     try:
         return model.model_validate(dict(request.query))
     except ValidationError as exc:
@@ -75,6 +110,7 @@ async def body_of(request: web.Request, model: type[BaseModel]) -> Any:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_body", "the body must be a JSON object")
+    refuse_nul(data, "invalid_body")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
