@@ -106,7 +106,9 @@ class AuditPageOut(BaseModel):
 class WebhookIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     url: str = Field(min_length=1, max_length=2048, description="http(s) URL to POST events to")
-    events: list[EventType] = Field(min_length=1, description="event types to receive")
+    events: list[EventType] = Field(  # type: ignore[valid-type]
+        min_length=1, description="event types to receive"
+    )
     secret: str | None = Field(
         default=None,
         min_length=16,
