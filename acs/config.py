@@ -106,6 +106,51 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="how often campaigns advance stages and time out devices"
     )
 
+    # --- session logs (every SOAP message of a device's last sessions, secrets masked)
+    session_log_per_device: int = Field(
+        default=10, ge=0, le=1000, description="sessions kept per device; 0 turns logging off"
+    )
+    session_log_max_age_s: float = Field(
+        default=7 * 86400.0, gt=0, description="older session logs are pruned"
+    )
+    session_log_max_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="message bodies stored per session; the rest is cut with a marker",
+    )
+
+    # --- retention (an APScheduler job prunes in batches)
+    retention_interval_s: float = Field(default=3600.0, gt=0, description="how often to prune")
+    job_retention_s: float = Field(
+        default=30 * 86400.0, gt=0, description="finished jobs older than this are deleted"
+    )
+    audit_retention_s: float = Field(
+        default=365 * 86400.0, gt=0, description="audit rows older than this are deleted"
+    )
+    webhook_retention_s: float = Field(
+        default=7 * 86400.0,
+        gt=0,
+        description="delivered or abandoned webhook deliveries older than this are deleted",
+    )
+
+    # --- webhooks (delivery)
+    webhook_timeout_s: float = Field(default=5.0, gt=0, description="per delivery request")
+    webhook_concurrency: int = Field(
+        default=20, ge=1, description="deliveries in flight at once, over all hooks"
+    )
+    webhook_per_hook_concurrency: int = Field(
+        default=4, ge=1, description="deliveries in flight to one hook: a hung hook holds no more"
+    )
+    webhook_max_attempts: int = Field(
+        default=10, ge=1, description="failed tries before a delivery is abandoned"
+    )
+    webhook_retry_base_s: float = Field(
+        default=10.0, gt=0, description="wait after the first failed try; doubles, capped at 1 h"
+    )
+    webhook_poll_s: float = Field(
+        default=1.0, gt=0, description="how often the sender looks for due deliveries"
+    )
+
     # --- connection requests (ACS -> CPE)
     connection_request_timeout_s: float = Field(default=5.0, gt=0)
     connection_request_concurrency: int = Field(default=50, ge=1)

@@ -664,6 +664,17 @@ _PARSER = etree.XMLParser(
 )
 
 
+def parse_xml(data: bytes) -> etree._Element:
+    """Any XML document parsed with the codec's hardened settings (no DTD, no
+    entities, no network), for code that reads CWMP bodies outside the codec."""
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+        raise CwmpParseError("DOCTYPE and entity declarations are not allowed")
+    try:
+        return etree.fromstring(data, _PARSER)
+    except etree.XMLSyntaxError as exc:
+        raise CwmpParseError(f"malformed XML: {exc}") from None
+
+
 def _cwmp_ns_of(tag: Any) -> str | None:
     if isinstance(tag, str) and tag.startswith("{" + CWMP_NS_PREFIX):
         return tag[1 : tag.index("}")]

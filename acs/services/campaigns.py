@@ -21,6 +21,7 @@ from acs.core.filters import parse_filter
 from acs.core.firmware import DeviceFacts, Image, Verdict
 from acs.core.windows import is_open
 from acs.logs import log
+from acs.services import events as notify
 from acs.services import rollout
 from acs.services.catalog import (
     CatalogView,
@@ -173,6 +174,7 @@ async def start(conn: asyncpg.Connection, campaign_id: int) -> store.Campaign:
             started_at=utcnow(),
             audience=len(admission.eligible),
         )
+        await _announce(conn, campaign, started)
     assert started is not None
     log(
         logger,
@@ -226,12 +228,30 @@ async def _failed_counts(conn: asyncpg.Connection, campaign_id: int) -> dict[str
     return {str(stage): c.count("failed") for stage, c in counts.items()}
 
 
+async def _announce(
+    conn: asyncpg.Connection, before: store.Campaign, after: store.Campaign | None
+) -> None:
+    """campaign.state_changed when the status or the stage moved, in the
+    transaction that moved it."""
+    if after is None:
+        return
+    await notify.campaign_changed(
+        conn,
+        after.id,
+        after.name,
+        before=(before.status, before.current_stage),
+        after=(after.status, after.current_stage),
+        reason=after.status_reason,
+    )
+
+
 async def pause(conn: asyncpg.Connection, campaign_id: int, who: str) -> store.Campaign:
     async with conn.transaction():
-        await _control(conn, campaign_id, ("running",), "pause")
+        before = await _control(conn, campaign_id, ("running",), "pause")
         result = await store.update(
             conn, campaign_id, status="paused", status_reason=f"paused by {who}"
         )
+        await _announce(conn, before, result)
     assert result is not None
     return result
 
@@ -240,7 +260,7 @@ async def resume(conn: asyncpg.Connection, campaign_id: int, who: str) -> store.
     """Go on with the current stage; failures seen so far are acknowledged, so
     only new ones count against the thresholds."""
     async with conn.transaction():
-        await _control(conn, campaign_id, ("paused",), "resume")
+        before = await _control(conn, campaign_id, ("paused",), "resume")
         result = await store.update(
             conn,
             campaign_id,
@@ -248,6 +268,7 @@ async def resume(conn: asyncpg.Connection, campaign_id: int, who: str) -> store.
             status_reason=f"resumed by {who}",
             failure_baseline=await _failed_counts(conn, campaign_id),
         )
+        await _announce(conn, before, result)
     assert result is not None
     return result
 
@@ -266,13 +287,14 @@ async def approve(conn: asyncpg.Connection, campaign_id: int, who: str) -> store
             status_reason=f"stage {campaign.current_stage + 2} approved by {who}",
             failure_baseline=await _failed_counts(conn, campaign_id),
         )
+        await _announce(conn, campaign, result)
     assert result is not None
     return result
 
 
 async def cancel(conn: asyncpg.Connection, campaign_id: int, who: str) -> store.Campaign:
     async with conn.transaction():
-        await _control(conn, campaign_id, ("draft", "running", "paused"), "cancel")
+        before = await _control(conn, campaign_id, ("draft", "running", "paused"), "cancel")
         await _stop_pending(conn, campaign_id, f"campaign cancelled by {who}", "campaign_cancelled")
         result = await store.update(
             conn,
@@ -281,6 +303,7 @@ async def cancel(conn: asyncpg.Connection, campaign_id: int, who: str) -> store.
             status_reason=f"cancelled by {who}",
             finished_at=utcnow(),
         )
+        await _announce(conn, before, result)
     assert result is not None
     return result
 
@@ -288,7 +311,7 @@ async def cancel(conn: asyncpg.Connection, campaign_id: int, who: str) -> store.
 async def retry_failed(conn: asyncpg.Connection, campaign_id: int, who: str) -> int:
     """Failed devices get another round of attempts; a finished campaign runs again."""
     async with conn.transaction():
-        await _control(
+        before = await _control(
             conn, campaign_id, ("running", "paused", "completed"), "retry the failed devices of"
         )
         moved: int = await conn.fetchval(
@@ -302,7 +325,7 @@ async def retry_failed(conn: asyncpg.Connection, campaign_id: int, who: str) -> 
             """,
             campaign_id,
         )
-        await store.update(
+        rerun = await store.update(
             conn,
             campaign_id,
             expect=("completed",),
@@ -310,6 +333,7 @@ async def retry_failed(conn: asyncpg.Connection, campaign_id: int, who: str) -> 
             finished_at=None,
             status_reason=f"failed devices retried by {who}",
         )
+        await _announce(conn, before, rerun)
         await store.update(conn, campaign_id, failure_baseline={})
     return moved
 
@@ -405,20 +429,23 @@ async def _apply(
 ) -> None:
     if decision.action == "none":
         return
+    after: store.Campaign | None = None
     if decision.action == "advance":
-        await store.update(
+        after = await store.update(
             conn,
             campaign.id,
             current_stage=campaign.current_stage + 1,
             status_reason=decision.reason,
         )
     elif decision.action == "pause":
-        await store.update(conn, campaign.id, status="paused", status_reason=decision.reason)
+        after = await store.update(
+            conn, campaign.id, status="paused", status_reason=decision.reason
+        )
     elif decision.action == "abort":
         await _stop_pending(
             conn, campaign.id, f"campaign aborted: {decision.reason}", "campaign_aborted"
         )
-        await store.update(
+        after = await store.update(
             conn,
             campaign.id,
             status="aborted",
@@ -426,13 +453,14 @@ async def _apply(
             finished_at=utcnow(),
         )
     elif decision.action == "complete":
-        await store.update(
+        after = await store.update(
             conn,
             campaign.id,
             status="completed",
             status_reason=decision.reason,
             finished_at=utcnow(),
         )
+    await _announce(conn, campaign, after)
     log(
         logger,
         logging.INFO,

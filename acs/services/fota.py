@@ -19,10 +19,11 @@ import asyncpg
 from acs.core import campaigns as rules
 from acs.core.firmware import DeviceFacts, Image, Scheme, Verdict, choose_image, fit, newest
 from acs.logs import log
+from acs.services import events as notify
 from acs.services import rollout
 from acs.services.catalog import CatalogView, device_facts, same_version
 from acs.store import campaigns as store
-from acs.store import terminals
+from acs.store import devices, terminals
 
 logger = logging.getLogger("acs.fota")
 
@@ -66,7 +67,11 @@ async def check_in(conn: asyncpg.Connection, check: terminals.CheckIn) -> Offer 
     the one a campaign owes it; everything in one transaction, so the answer
     and the stored state never disagree."""
     async with conn.transaction():
-        await terminals.record_check_in(conn, check)
+        if await terminals.record_check_in(conn, check):
+            # a terminal's first check-in registers it, as a CPE's first Inform does
+            registered = await devices.get_device(conn, check.device_id)
+            assert registered is not None
+            await notify.device_registered(conn, registered)
         view = await CatalogView.load(conn)
         facts = await device_facts(conn, check.device_id, view.region_parameters())
         assert facts is not None  # written just above, in this transaction

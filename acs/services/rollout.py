@@ -23,6 +23,7 @@ from acs.core import campaigns as rules
 from acs.core.firmware import DeviceFacts, Image, Verdict
 from acs.core.windows import is_open, next_opening
 from acs.logs import log
+from acs.services import events as notify
 from acs.services.catalog import CatalogView, device_facts, same_version, windows_of
 from acs.store import campaigns as store
 from acs.store import devices
@@ -53,6 +54,7 @@ async def cancel_task_of(conn: asyncpg.Connection, task_id: int | None, reason: 
         await task_store.cancel(conn, task_id)
     elif task.status == "running":
         await task_store.give_up(conn, task_id, reason)
+        await notify.job_closed(conn, task, fault_string=reason)
 
 
 def serves(campaign: store.Campaign, member: store.Member) -> bool:
@@ -331,6 +333,7 @@ async def settle_member(
             )
     elif task.status == "running" and task.session_id is None and rebooted_since and not on_target:
         await task_store.give_up(conn, task.id, rules.POWER_LOSS)
+        await notify.job_closed(conn, task, fault_string=rules.POWER_LOSS)
         await fail(conn, campaign, member, None, rules.POWER_LOSS, "power_loss")
 
 

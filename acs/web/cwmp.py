@@ -19,12 +19,14 @@ import contextlib
 import logging
 import secrets
 import time
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 from aiohttp import web
 
 from acs.config import Settings
+from acs.core.session_log import Transcript
 from acs.cwmp import messages as m
 from acs.cwmp.session import (
     AcsSession,
@@ -38,6 +40,7 @@ from acs.cwmp.session import (
 from acs.cwmp.soap import CwmpParseError, Envelope, parse_envelope, serialize_envelope
 from acs.logs import log
 from acs.metrics import ABANDONED, COMPLETED, DB_UNAVAILABLE, REFUSED, REJECTED, Metrics
+from acs.services import events as notify
 from acs.store import campaigns as campaign_store
 from acs.store import devices, sessions
 from acs.store import tasks as task_store
@@ -114,14 +117,16 @@ class CwmpEndpoint:
     # ------------------------------------------------------------ request handling
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        received_at = now()
         remote = client_address(request)
         length = request.content_length
+        too_large = "body exceeds the limit"
         if length is not None and length > self.settings.max_body_bytes:
-            return self._reject(413, "body exceeds the limit", remote)
+            return self._reject(413, too_large, remote, self._find_session(request))
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return self._reject(413, "body exceeds the limit", remote)
+            return self._reject(413, too_large, remote, self._find_session(request))
         except (ConnectionError, asyncio.IncompleteReadError):
             return self._reject(400, "connection dropped while reading the body", remote)
 
@@ -129,11 +134,13 @@ class CwmpEndpoint:
             envelope = parse_envelope(body)
         except CwmpParseError as bad:
             live = self._find_session(request, by_address=True)
-            if live is not None:
-                await self._drop(live, f"unparseable message: {bad.reason}")
-            return self._fault_reply(
+            self._record_in(live, body, None, received_at)
+            reply = self._fault_reply(
                 400, bad.fault_code, bad.reason, bad.cwmp_ns, bad.cwmp_id, remote, live
             )
+            if live is not None:
+                await self._drop(live, f"unparseable message: {bad.reason}")
+            return reply
 
         is_inform = envelope is not None and isinstance(envelope.body, m.Inform)
         # An Inform always opens a new session; it ends the old one only when it
@@ -143,7 +150,7 @@ class CwmpEndpoint:
         try:
             if is_inform:
                 assert envelope is not None
-                return await self._inform(request, envelope, live)
+                return await self._inform(request, envelope, live, body, received_at)
             if live is None:
                 return self._fault_reply(
                     400,
@@ -154,6 +161,7 @@ class CwmpEndpoint:
                     remote,
                     None,
                 )
+            self._record_in(live, body, envelope, received_at)
             return await self._continue(live, envelope)
         except DB_ERRORS as exc:
             log(
@@ -177,7 +185,12 @@ class CwmpEndpoint:
             )
 
     async def _inform(
-        self, request: web.Request, envelope: Envelope, previous: LiveSession | None
+        self,
+        request: web.Request,
+        envelope: Envelope,
+        previous: LiveSession | None,
+        body: bytes,
+        received_at: datetime,
     ) -> web.StreamResponse:
         inform = envelope.body
         assert isinstance(inform, m.Inform)
@@ -257,10 +270,14 @@ class CwmpEndpoint:
         )
         ttl = self.settings.session_timeout_s
         async with self.pool.acquire() as conn, conn.transaction():
+            created: devices.DeviceRecord | None = None
             try:
                 locked = await sessions.acquire_session(conn, dev_id, session_id, ttl)
             except LookupError:  # first contact: create the device, then lock it
-                await devices.upsert_from_inform(conn, record)
+                device, is_new = await devices.upsert_from_inform(conn, record)
+                created = device if is_new else None
+                if created is not None:
+                    await notify.device_registered(conn, created)
                 locked = await sessions.acquire_session(conn, dev_id, session_id, ttl)
             if not locked:
                 log(
@@ -295,6 +312,11 @@ class CwmpEndpoint:
             campaign_member=in_campaign,
             events=events,
         )
+        if self.settings.session_log_per_device > 0:
+            live.transcript = Transcript(
+                self.settings.session_log_max_bytes, events=events, started_at=received_at
+            )
+            self._record_in(live, body, envelope, received_at)
         self.by_id[session_id] = live
         if request.transport is not None and not via_proxy(request):
             self.by_transport[request.transport] = session_id
@@ -311,7 +333,7 @@ class CwmpEndpoint:
             cert=peer_subject(request.transport),
         )
         self.metrics.informed(events)
-        resp = self._reply(acs, m.InformResponse(max_envelopes=1))
+        resp = self._reply(acs, m.InformResponse(max_envelopes=1), live)
         # over TLS (here or at the proxy) the cookie must never travel in clear
         resp.set_cookie(
             COOKIE,
@@ -326,8 +348,7 @@ class CwmpEndpoint:
         try:
             event = live.acs.receive(envelope)
         except ProtocolError as broken:
-            await self._drop(live, broken.reason)
-            return self._fault_reply(
+            reply = self._fault_reply(
                 400,
                 8003,
                 broken.reason,
@@ -336,13 +357,16 @@ class CwmpEndpoint:
                 live.remote,
                 live,
             )
+            await self._drop(live, broken.reason)
+            return reply
         if not await self.driver.keep_lock(live):
+            reply = self._reply(live.acs, None, live)
             await self._drop(live, "device lock lost (session timed out)")
-            return self._reply(live.acs, None)
+            return reply
 
         if isinstance(event, RequestReceived):
             answer = await self.driver.answer_cpe_request(live, event.request)
-            return self._reply(live.acs, answer)
+            return self._reply(live.acs, answer, live)
         if isinstance(event, CpeRequestsDone):
             following = await self.driver.next_request(live, None)
         else:
@@ -350,14 +374,17 @@ class CwmpEndpoint:
             following = await self.driver.next_request(live, event.response)
         if following is None:
             live.acs.send(None)  # the empty response that ends the session
+            reply = self._reply(live.acs, None, live)  # recorded before the log is written
             await self.driver.close(live, abandoned=False)
             self._forget(live, COMPLETED)
-            return self._reply(live.acs, None)
-        return self._reply(live.acs, following)
+            return reply
+        return self._reply(live.acs, following, live)
 
     # ------------------------------------------------------------ helpers
 
-    def _find_session(self, request: web.Request, *, by_address: bool) -> LiveSession | None:
+    def _find_session(
+        self, request: web.Request, *, by_address: bool = False
+    ) -> LiveSession | None:
         # a proxy's connection carries many CPEs' requests: it identifies none of them
         own_connection = request.transport is not None and not via_proxy(request)
         sid = request.cookies.get(COOKIE)
@@ -389,15 +416,33 @@ class CwmpEndpoint:
             self._forget(live, ABANDONED)
 
     @staticmethod
-    def _reply(acs: AcsSession, message: m.Message | None) -> web.Response:
+    def _record_in(
+        live: LiveSession | None, body: bytes, envelope: Envelope | None, at: datetime
+    ) -> None:
+        if live is not None and live.transcript is not None:
+            rpc = envelope.body.element_name if envelope is not None else None
+            live.transcript.add("in", body, rpc=rpc, at=at)
+
+    @staticmethod
+    def _record_out(
+        live: LiveSession | None, status: int, body: bytes, message: m.Message | None
+    ) -> None:
+        if live is not None and live.transcript is not None:
+            rpc = message.element_name if message is not None else None
+            live.transcript.add("out", body, status=status, rpc=rpc)
+
+    def _reply(
+        self, acs: AcsSession, message: m.Message | None, live: LiveSession | None = None
+    ) -> web.Response:
         """The ACS's message in an HTTP response; None is the empty 204 that ends a session."""
         if message is None:
+            self._record_out(live, 204, b"", None)
             return web.Response(status=204)
         envelope = acs.send(message)
         assert envelope is not None
-        return web.Response(
-            body=serialize_envelope(envelope), content_type="text/xml", charset="utf-8"
-        )
+        body = serialize_envelope(envelope)
+        self._record_out(live, 200, body, message)
+        return web.Response(body=body, content_type="text/xml", charset="utf-8")
 
     def _fault_reply(
         self,
@@ -421,17 +466,30 @@ class CwmpEndpoint:
         )
         if live is None:  # a session that breaks is counted as abandoned when it is dropped
             self.metrics.session(REJECTED)
-        envelope = Envelope(body=m.Fault(code, reason), cwmp_id=cwmp_id)
+        fault = m.Fault(code, reason)
+        envelope = Envelope(body=fault, cwmp_id=cwmp_id)
         if ns:
             envelope.cwmp_ns = ns
-        return web.Response(
-            status=status,
-            body=serialize_envelope(envelope),
-            content_type="text/xml",
-            charset="utf-8",
-        )
+        body = serialize_envelope(envelope)
+        self._record_out(live, status, body, fault)
+        return web.Response(status=status, body=body, content_type="text/xml", charset="utf-8")
 
-    def _reject(self, status: int, reason: str, remote: str | None) -> web.Response:
-        log(logger, logging.WARNING, "cwmp_rejected", remote=remote, status=status, reason=reason)
+    def _reject(
+        self, status: int, reason: str, remote: str | None, live: LiveSession | None = None
+    ) -> web.Response:
+        """A request refused before its body was read (or while reading it)."""
+        log(
+            logger,
+            logging.WARNING,
+            "cwmp_rejected",
+            device=live.device_id if live else None,
+            remote=remote,
+            status=status,
+            reason=reason,
+        )
         self.metrics.session(REJECTED)
-        return web.Response(status=status, text=reason + "\n")
+        if live is not None and live.transcript is not None:
+            live.transcript.add("in", b"", note=f"body not read: {reason}")
+        text = reason + "\n"
+        self._record_out(live, status, text.encode(), None)
+        return web.Response(status=status, text=text)

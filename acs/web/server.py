@@ -28,7 +28,8 @@ from acs.connreq.http import ConnectionRequester
 from acs.logs import log
 from acs.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from acs.metrics import Metrics
-from acs.services import campaigns, provisioning
+from acs.services import campaigns, provisioning, retention
+from acs.services import events as notify
 from acs.services.knock import knock
 from acs.store import credentials
 from acs.store import tasks as task_store
@@ -40,6 +41,7 @@ from acs.web.files import files_app
 from acs.web.proxy import TrustedProxies, parse_networks
 from acs.web.tls import TlsConfigError, server_context
 from acs.web.tls import reload as reload_tls
+from acs.web.webhooks import WebhookSender
 
 logger = logging.getLogger("acs.server")
 
@@ -143,8 +145,10 @@ async def expire_transfers(
 ) -> None:
     """Fault Download/Upload jobs whose TransferComplete never came."""
     try:
-        async with pool.acquire() as conn:
+        async with pool.acquire() as conn, conn.transaction():
             expired = await task_store.expire_transfers(conn, timeout_s)
+            for task in expired:
+                await notify.job_closed(conn, task, fault_string=task.fault_string)
     except (asyncpg.PostgresError, OSError) as exc:
         log(logger, logging.WARNING, "tick_failed", tick="expire_transfers", error=exc)
         return
@@ -160,6 +164,17 @@ async def campaign_tick(pool: asyncpg.Pool, knock: campaigns.Knock) -> None:
         await campaigns.tick(pool, knock)
     except (asyncpg.PostgresError, OSError) as exc:
         log(logger, logging.WARNING, "tick_failed", tick="campaigns", error=exc)
+
+
+async def prune(pool: asyncpg.Pool, settings: Settings) -> None:
+    """Retention: old session logs, finished jobs, audit rows, finished deliveries."""
+    try:
+        counts = await retention.prune(pool, settings)
+    except (asyncpg.PostgresError, OSError) as exc:
+        log(logger, logging.WARNING, "tick_failed", tick="retention", error=exc)
+        return
+    if any(counts.values()):
+        log(logger, logging.INFO, "pruned", **counts)
 
 
 async def _listen(
@@ -240,8 +255,19 @@ async def running_acs(settings: Settings, dsn: str) -> AsyncIterator[Running]:
             max_instances=1,
             coalesce=True,
         )
+        scheduler.add_job(
+            prune,
+            "interval",
+            seconds=settings.retention_interval_s,
+            args=[pool, settings],
+            max_instances=1,
+            coalesce=True,
+        )
         scheduler.start()
         closers.append(lambda: _shutdown(scheduler))
+        sender = WebhookSender(settings, pool)
+        await sender.start()
+        closers.append(sender.stop)
         yield Running(settings, pool, cwmp, api, runners, ports, metrics, contexts)
     finally:
         for runner in reversed(runners):

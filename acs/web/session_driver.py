@@ -21,12 +21,14 @@ import asyncpg
 from acs.config import Settings
 from acs.core import tasks as task_rules
 from acs.core.plans import Plan, PlanFault, discover, root_of
+from acs.core.session_log import Transcript
 from acs.cwmp import messages as m
 from acs.cwmp.session import AcsSession
 from acs.logs import log
 from acs.metrics import Metrics
+from acs.services import events as notify
 from acs.services import provisioning, rollout
-from acs.store import credentials, devices, files, sessions
+from acs.store import credentials, devices, files, session_logs, sessions
 from acs.store import tasks as task_store
 
 logger = logging.getLogger("acs.cwmp")
@@ -91,6 +93,9 @@ class LiveSession:
     tasks_done: int = 0
     # jobs put off in this session (transient CPE fault): not again before it ends
     deferred: list[int] = field(default_factory=list)
+    # every message in and out, masked, written once when the session ends;
+    # None when session logs are off (ACS_SESSION_LOG_PER_DEVICE=0)
+    transcript: Transcript | None = None
 
 
 class SessionDriver:
@@ -171,13 +176,15 @@ class SessionDriver:
             result.pop("awaitingTransferComplete", None)
             result["transferComplete"] = outcome
             if tc.fault.fault_code:
-                await task_store.mark_fault(
-                    conn, task.id, tc.fault.fault_code, tc.fault.fault_string, result
-                )
+                code, string = tc.fault.fault_code, tc.fault.fault_string
+                await task_store.mark_fault(conn, task.id, code, string, result)
+                await notify.fault_raised(conn, task, code, string)
+                await notify.job_closed(conn, task, fault_code=code, fault_string=string)
             else:
                 await task_store.mark_done(conn, task.id, result)
                 task.status = "done"
                 await rollout.transfer_complete(conn, live.device_id, task)
+                await notify.job_closed(conn, task)
         self.metrics.job_finished("fault" if tc.fault.fault_code else "done")
 
     # ------------------------------------------------------------ ACS requests
@@ -281,8 +288,9 @@ class SessionDriver:
             )
         except task_rules.InvalidTask as bad:
             reason = bad.reason + "".join(f"; {e['path']}: {e['message']}" for e in bad.errors)
-            async with self.pool.acquire() as conn:
+            async with self.pool.acquire() as conn, conn.transaction():
                 await task_store.mark_fault(conn, task.id, 8003, reason)
+                await notify.job_closed(conn, task, fault_code=8003, fault_string=reason)
             self.metrics.job_finished("fault")
             return await self._next_task(live)
         log(
@@ -332,7 +340,7 @@ class SessionDriver:
                 **({"fault": fault.code} if fault else (result or {}) | {"values": None}),
             )
             return
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire() as conn, conn.transaction():
             if fault is None and result and result.get("status") == 1 and "commandKey" in result:
                 # accepted, finishes later: TransferComplete (or the timeout) closes it
                 await task_store.await_transfer(
@@ -348,6 +356,7 @@ class SessionDriver:
                 )
             elif fault is None:
                 await task_store.mark_done(conn, task.id, result)
+                await notify.job_closed(conn, task)
                 live.tasks_done += 1
                 self.metrics.job_finished("done")
                 log(
@@ -365,6 +374,9 @@ class SessionDriver:
                 # a busy CPE: try again in a later session, backing off
                 delay = min(3600.0, self.settings.task_retry_base_s * 2**task.attempts)
                 await task_store.defer(conn, task.id, delay, f"{fault.code} {fault.string}")
+                await notify.fault_raised(
+                    conn, task, fault.code, fault.string, detail=fault.detail, retrying=True
+                )
                 live.deferred.append(task.id)
                 log(
                     logger,
@@ -380,6 +392,9 @@ class SessionDriver:
                     conn, task.id, fault.code, fault.string, fault.detail or None
                 )
                 self.metrics.job_finished("fault")
+                code, string = fault.code, fault.string
+                await notify.fault_raised(conn, task, code, string, detail=fault.detail)
+                await notify.job_closed(conn, task, fault_code=code, fault_string=string)
                 log(
                     logger,
                     logging.INFO,
@@ -525,12 +540,12 @@ class SessionDriver:
             given_up = task is not None and task.attempts + 1 >= self.settings.max_task_attempts
             if task is not None and given_up:
                 # the CPE went away in the middle of this job every time: give up
-                await task_store.give_up(
-                    conn,
-                    task.id,
+                why = (
                     f"timeout: the CPE did not answer in {task.attempts + 1} "
-                    f"sessions ({reason or 'session abandoned'})",
+                    f"sessions ({reason or 'session abandoned'})"
                 )
+                await task_store.give_up(conn, task.id, why)
+                await notify.job_closed(conn, task, fault_string=why)
             elif task is not None:
                 await task_store.requeue_running(conn, live.device_id)
             await sessions.release_session(conn, live.device_id, live.session_id)
@@ -540,6 +555,7 @@ class SessionDriver:
             # verify what this session showed: TransferComplete, the version after a boot
             async with self.pool.acquire() as conn:
                 await rollout.settle_device(conn, live.device_id)
+        await self._write_transcript(live, abandoned, reason)
         log(
             logger,
             logging.INFO if not abandoned else logging.WARNING,
@@ -550,6 +566,33 @@ class SessionDriver:
             tasks=live.tasks_done,
             reason=reason or None,
         )
+
+    async def _write_transcript(self, live: LiveSession, abandoned: bool, reason: str) -> None:
+        """One INSERT per session. A failure here is logged, never raised: the
+        session's own work is already committed and must not be undone by it."""
+        transcript, live.transcript = live.transcript, None  # written at most once
+        if transcript is None:
+            return
+        record = session_logs.NewSessionLog(
+            device_id=live.device_id,
+            session_key=live.session_id,
+            started_at=transcript.started_at,
+            ended_at=now(),
+            outcome="abandoned" if abandoned else "completed",
+            reason=reason or None,
+            events=transcript.events,
+            remote_address=live.remote,
+            message_count=transcript.message_count,
+            stored_bytes=transcript.stored_bytes,
+            truncated=transcript.truncated,
+            messages=transcript.messages,
+        )
+        try:
+            async with self.pool.acquire() as conn:
+                await session_logs.insert(conn, record, self.settings.session_log_per_device)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            # e.g. the device was deleted while its session ran
+            log(logger, logging.WARNING, "session_log_failed", device=live.device_id, error=exc)
 
 
 def root_for(inform: m.Inform) -> str:

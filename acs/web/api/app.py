@@ -19,6 +19,7 @@ from acs.logs import log
 from acs.services.knock import knock as knock_device
 from acs.store import device_query, devices, files, tokens
 from acs.store import tasks as task_store
+from acs.web.api import auditing
 from acs.web.api import models as M
 from acs.web.api.errors import ApiError, not_found
 from acs.web.api.plumbing import (
@@ -26,9 +27,11 @@ from acs.web.api.plumbing import (
     TOKEN,
     Services,
     api,
+    audit_note,
     body_of,
     json_out,
     query_of,
+    refuse_nul,
     services,
 )
 
@@ -43,27 +46,37 @@ async def api_middleware(
 ) -> web.StreamResponse:
     if not request.path.startswith(api.prefix):
         return await handler(request)
+    route = api.find(request.method, request.match_info.route.resource)
     try:
-        route = api.find(request.method, request.match_info.route.resource)
         if route is not None:
-            request[TOKEN] = await authenticate(request, route.role)
-        return await handler(request)
+            request[TOKEN] = await identify(request)
+            require_role(request[TOKEN], route.role)
+            refuse_nul(dict(request.match_info), "invalid_path")
+        response = await handler(request)
     except ApiError as err:
         headers = {"WWW-Authenticate": 'Bearer realm="acs"'} if err.status == 401 else None
-        return err.response(headers)
+        response = err.response(headers)
     except web.HTTPException as exc:
-        if exc.status >= 400:
-            code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
-                exc.status, "http_error"
-            )
-            return ApiError(exc.status, code, exc.reason).response()
+        if exc.status < 400:
+            await auditing.record(request, route, exc.status)
+            raise
+        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
+            exc.status, "http_error"
+        )
+        response = ApiError(exc.status, code, exc.reason).response()
+    except Exception:
+        await auditing.record(request, route, 500)
         raise
+    # the one place every changing request is audited, after its outcome is known
+    await auditing.record(request, route, response.status)
+    return response
 
 
 _token_cache: dict[str, tuple[float, tokens.ApiToken]] = {}
 
 
-async def authenticate(request: web.Request, needed: str) -> tokens.ApiToken:
+async def identify(request: web.Request) -> tokens.ApiToken:
+    """The request's token, or 401."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -80,11 +93,14 @@ async def authenticate(request: web.Request, needed: str) -> tokens.ApiToken:
             raise ApiError(401, "unauthenticated", "unknown or revoked token")
         _token_cache[token] = (time.monotonic(), found)
     assert found is not None
-    if not tokens.role_allows(found.role, needed):
-        raise ApiError(
-            403, "forbidden", f"role {found.role!r} may not do this; it needs {needed!r} or above"
-        )
     return found
+
+
+def require_role(token: tokens.ApiToken, needed: str) -> None:
+    if not tokens.role_allows(token.role, needed):
+        raise ApiError(
+            403, "forbidden", f"role {token.role!r} may not do this; it needs {needed!r} or above"
+        )
 
 
 def build_api_app(
@@ -209,6 +225,7 @@ async def get_device(request: web.Request) -> web.Response:
 @api.route(
     "DELETE",
     "/devices/{device_id}",
+    audit="device deleted",
     role="operator",
     tag="devices",
     summary="Delete a device (it registers again at its next Inform)",
@@ -227,6 +244,7 @@ async def delete_device(request: web.Request) -> web.Response:
 @api.route(
     "POST",
     "/devices/{device_id}/tags",
+    audit="tags added",
     role="operator",
     tag="devices",
     summary="Add tags",
@@ -241,6 +259,7 @@ async def add_tags(request: web.Request) -> web.Response:
 @api.route(
     "DELETE",
     "/devices/{device_id}/tags/{tag}",
+    audit="tag removed",
     role="operator",
     tag="devices",
     summary="Remove a tag",
@@ -258,6 +277,7 @@ async def _change_tags(request: web.Request, *, add: bool) -> web.Response:
         tags = body.tags
     else:
         tags = [request.match_info["tag"]]
+    audit_note(request, tags=tags)
     async with services(request).pool.acquire() as conn:
         try:
             change = device_query.add_tags if add else device_query.remove_tags
@@ -307,6 +327,7 @@ def task_out(t: task_store.Task, cr: ConnectionRequestResult | None = None) -> M
 @api.route(
     "POST",
     "/devices/{device_id}/tasks",
+    audit="task queued",
     role="operator",
     tag="jobs",
     summary="Queue a job for a device (optionally knock and wait)",
@@ -345,6 +366,7 @@ async def create_task(request: web.Request) -> web.Response:
             expires_at=expires,
             unique_key=body.uniqueKey,
         )
+    audit_note(request, job=task.id, name=task.name)
     log(
         logger,
         logging.INFO,
@@ -378,6 +400,7 @@ async def knock(svc: Services, dev_id: str) -> ConnectionRequestResult:
 @api.route(
     "POST",
     "/devices/{device_id}/connection-request",
+    audit="connection request sent",
     role="operator",
     tag="jobs",
     summary="Ask the device to open a session now",
@@ -419,7 +442,8 @@ async def list_tasks(request: web.Request) -> web.Response:
 
 def _task_id(request: web.Request) -> int:
     raw = request.match_info["task_id"]
-    if not raw.isdigit() or len(raw) > 18:
+    # isascii: str.isdigit() also takes digits int() refuses, such as "²"
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise ApiError(400, "invalid_id", f"job id must be a number, got {raw!r}")
     return int(raw)
 
@@ -444,6 +468,7 @@ async def get_task(request: web.Request) -> web.Response:
 @api.route(
     "DELETE",
     "/tasks/{task_id}",
+    audit="task cancelled",
     role="operator",
     tag="jobs",
     summary="Cancel a pending job",
@@ -472,6 +497,7 @@ async def cancel_task(request: web.Request) -> web.Response:
 @api.route(
     "POST",
     "/tasks/{task_id}/retry",
+    audit="task retried",
     role="operator",
     tag="jobs",
     summary="Retry a faulted or expired job",
@@ -520,6 +546,7 @@ def file_out(svc: Services, f: files.FileRecord) -> M.FileOut:
 @api.route(
     "PUT",
     "/files/{name}",
+    audit="file uploaded",
     role="admin",
     tag="files",
     summary="Upload a file (streamed) with its metadata",
@@ -606,6 +633,7 @@ async def get_file(request: web.Request) -> web.Response:
 @api.route(
     "DELETE",
     "/files/{name}",
+    audit="file deleted",
     role="admin",
     tag="files",
     summary="Delete a file",
@@ -657,6 +685,7 @@ async def list_api_tokens(request: web.Request) -> web.Response:
 @api.route(
     "POST",
     "/tokens",
+    audit="token created",
     role="admin",
     tag="admin",
     summary="Create an API token",
@@ -666,6 +695,7 @@ async def list_api_tokens(request: web.Request) -> web.Response:
 async def create_api_token(request: web.Request) -> web.Response:
     """The response is the only time the token is shown."""
     body: M.TokenIn = await body_of(request, M.TokenIn)
+    audit_note(request, object_type="token", object_id=body.name, role=body.role)
     async with services(request).pool.acquire() as conn:
         try:
             secret = await tokens.create_token(conn, body.name, body.role)
@@ -678,6 +708,7 @@ async def create_api_token(request: web.Request) -> web.Response:
 @api.route(
     "DELETE",
     "/tokens/{name}",
+    audit="token revoked",
     role="admin",
     tag="admin",
     summary="Revoke an API token",
@@ -707,4 +738,5 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 # the firmware and campaign routes register themselves on the same table
 from acs.web.api import firmware as _firmware_routes  # noqa: E402, F401
+from acs.web.api import observability as _observability_routes  # noqa: E402, F401
 from acs.web.api import policies as _policy_routes  # noqa: E402, F401

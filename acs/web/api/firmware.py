@@ -17,7 +17,15 @@ from acs.store import campaigns as campaign_store
 from acs.store import firmware as catalog
 from acs.web.api import firmware_models as F
 from acs.web.api.errors import ApiError, not_found
-from acs.web.api.plumbing import TOKEN, api, body_of, json_out, query_of, services
+from acs.web.api.plumbing import (
+    TOKEN,
+    api,
+    audit_note,
+    body_of,
+    json_out,
+    query_of,
+    services,
+)
 
 logger = logging.getLogger("acs.api")
 
@@ -61,6 +69,8 @@ def _int_id(request: web.Request, key: str) -> int:
 @api.route(
     "PUT",
     "/firmware/products/{oui}/{product_class}",
+    audit="version scheme set",
+    audit_object="product:{oui}/{product_class}",
     role="admin",
     tag="firmware",
     summary="Set how a product's version strings compare",
@@ -88,6 +98,7 @@ async def put_scheme(request: web.Request) -> web.Response:
 @api.route(
     "POST",
     "/firmware/images",
+    audit="image added",
     role="admin",
     tag="firmware",
     summary="Add an image to the catalog",
@@ -139,6 +150,7 @@ async def add_image(request: web.Request) -> web.Response:
             f"no file {body.file!r}: upload it first",
             [{"path": "file", "message": "no such file"}],
         )
+    audit_note(request, object_type="image", object_id=str(image.id), version=image.version)
     log(
         logger,
         logging.INFO,
@@ -168,6 +180,7 @@ async def list_images(request: web.Request) -> web.Response:
 @api.route(
     "DELETE",
     "/firmware/images/{image_id}",
+    audit="image removed",
     role="admin",
     tag="firmware",
     summary="Remove an image from the catalog",
@@ -260,6 +273,7 @@ def _spec(body: F.CampaignIn, who: str) -> dict[str, Any]:
 @api.route(
     "POST",
     "/campaigns",
+    audit="campaign created",
     role="operator",
     tag="campaigns",
     summary="Create a campaign (a draft), or preview it with dryRun=true",
@@ -287,6 +301,7 @@ async def create_campaign(request: web.Request) -> web.Response:
             )
         spec = _spec(body, request[TOKEN].name)
         if q.dryRun:
+            audit_note(request, action="campaign previewed", name=body.name)
             preview = await engine.preview(conn, campaign_store.unsaved(spec))
             return json_out(_dry_run_out(preview))
         try:
@@ -294,6 +309,7 @@ async def create_campaign(request: web.Request) -> web.Response:
         except asyncpg.UniqueViolationError:
             raise ApiError(409, "exists", f"a campaign named {body.name!r} exists") from None
         out = await campaign_out(conn, campaign)
+    audit_note(request, object_type="campaign", object_id=str(out.id), name=out.name)
     log(logger, logging.INFO, "campaign_created", campaign=out.id, token=request[TOKEN].name)
     return json_out(out, 201)
 
@@ -352,6 +368,7 @@ async def get_campaign(request: web.Request) -> web.Response:
 @api.route(
     "DELETE",
     "/campaigns/{campaign_id}",
+    audit="campaign deleted",
     role="operator",
     tag="campaigns",
     summary="Delete a draft or finished campaign",
@@ -417,7 +434,7 @@ async def list_members(request: web.Request) -> web.Response:
     )
 
 
-def _control_route(path: str, summary: str, action: Any) -> None:
+def _control_route(path: str, summary: str, action: Any, audit: str) -> None:
     async def handler(request: web.Request) -> web.Response:
         cid = _campaign_id(request)
         async with services(request).pool.acquire() as conn:
@@ -441,6 +458,7 @@ def _control_route(path: str, summary: str, action: Any) -> None:
         role="operator",
         tag="campaigns",
         summary=summary,
+        audit=audit,
         responses={
             200: (response, "done"),
             404: (None, "unknown"),
@@ -453,12 +471,19 @@ async def _start(conn: asyncpg.Connection, cid: int, _who: str) -> campaign_stor
     return await engine.start(conn, cid)
 
 
-_control_route("start", "Start a draft: admit its audience into stages", _start)
-_control_route("pause", "Pause: no new Downloads (those in flight finish)", engine.pause)
-_control_route("resume", "Resume a paused campaign at its stage", engine.resume)
-_control_route("approve", "Start the next stage now", engine.approve)
-_control_route("cancel", "Cancel: pending devices are skipped", engine.cancel)
-_control_route("retry-failed", "Give failed devices another round of attempts", engine.retry_failed)
+_control_route("start", "Start a draft: admit its audience into stages", _start, "campaign started")
+_control_route(
+    "pause", "Pause: no new Downloads (those in flight finish)", engine.pause, "campaign paused"
+)
+_control_route("resume", "Resume a paused campaign at its stage", engine.resume, "campaign resumed")
+_control_route("approve", "Start the next stage now", engine.approve, "campaign stage approved")
+_control_route("cancel", "Cancel: pending devices are skipped", engine.cancel, "campaign cancelled")
+_control_route(
+    "retry-failed",
+    "Give failed devices another round of attempts",
+    engine.retry_failed,
+    "campaign failed devices retried",
+)
 
 
 # --------------------------------------------------------------------------- explanation

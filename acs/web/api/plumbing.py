@@ -29,13 +29,72 @@ class Services:
 
 SERVICES = web.AppKey("services", Services)
 TOKEN = web.RequestKey("token", tokens.ApiToken)
+AUDIT = web.RequestKey("audit", dict)
+
+
+def audit_note(
+    request: web.Request,
+    *,
+    object_type: str | None = None,
+    object_id: str | None = None,
+    action: str | None = None,
+    **detail: Any,
+) -> None:
+    """What a handler knows better than its route about the audit entry of this
+    request: the object it created (a new job, campaign, token), a different
+    action (a dry run), details. Never put a secret in ``detail``."""
+    note = request.get(AUDIT) or {}
+    if object_type is not None:
+        note["object_type"] = object_type
+    if object_id is not None:
+        note["object_id"] = object_id
+    if action is not None:
+        note["action"] = action
+    if detail:
+        note.setdefault("detail", {}).update(detail)
+    request[AUDIT] = note
 
 
 def services(request: web.Request) -> Services:
     return request.app[SERVICES]
 
 
+BIGINT_MAX = 2**63 - 1  # ids and cursors beyond it cannot name a row
+
+
+def _nul_path(data: Any, path: str = "") -> str | None:
+    """The path of the first string holding a NUL character, which PostgreSQL
+    cannot store or compare: refused up front instead of failing in the query."""
+    if isinstance(data, str):
+        return path if "\x00" in data else None
+    if isinstance(data, dict):
+        items: Any = data.items()
+    elif isinstance(data, list):
+        items = enumerate(data)
+    else:
+        return None
+    for key, value in items:
+        sub = f"{path}.{key}" if path else str(key)
+        found = _nul_path(key, sub) if isinstance(key, str) else None
+        found = found or _nul_path(value, sub)
+        if found is not None:
+            return found
+    return None
+
+
+def refuse_nul(data: Any, code: str) -> None:
+    where = _nul_path(data)
+    if where is not None:
+        raise ApiError(
+            400,
+            code,
+            "NUL characters are not allowed",
+            [{"path": where, "message": "contains a NUL character"}],
+        )
+
+
 def query_of(request: web.Request, model: type[BaseModel]) -> Any:
+    refuse_nul(dict(request.query), "invalid_query")
     try:
         return model.model_validate(dict(request.query))
     except ValidationError as exc:
@@ -51,6 +110,7 @@ async def body_of(request: web.Request, model: type[BaseModel]) -> Any:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_body", "the body must be a JSON object")
+    refuse_nul(data, "invalid_body")
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -29,6 +29,26 @@ class Route:
     query: type[BaseModel] | None = None
     responses: dict[int, tuple[type[BaseModel] | None, str]] = field(default_factory=dict)
     tag: str = ""
+    # the audit log's "what" for a changing request (default: the summary), and
+    # its object as "type:{path_param}" (default: the first path parameter,
+    # typed by the collection it follows: /tasks/{task_id} is a job)
+    audit: str | None = None
+    audit_object: str | None = None
+
+    @property
+    def action(self) -> str:
+        return self.audit or self.summary
+
+    def object_of(self, match_info: dict[str, str]) -> tuple[str, str] | None:
+        """(type, id) of the object the request acts on, from its path."""
+        template = self.audit_object or _default_object(self.path)
+        if template is None:
+            return None
+        kind, _, ident = template.partition(":")
+        try:
+            return kind, ident.format_map(match_info)
+        except KeyError:  # a template naming a parameter the path lacks: a bug, not a 500
+            return kind, ident
 
 
 class Api:
@@ -48,6 +68,8 @@ class Api:
         raw_body: str | None = None,
         query: type[BaseModel] | None = None,
         responses: dict[int, tuple[type[BaseModel] | None, str]] | None = None,
+        audit: str | None = None,
+        audit_object: str | None = None,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.routes.append(
@@ -62,6 +84,8 @@ class Api:
                     query,
                     responses or {},
                     tag,
+                    audit,
+                    audit_object,
                 )
             )
             return handler
@@ -156,6 +180,27 @@ class Api:
                 "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
             },
         }
+
+
+# collection segment -> the object type its items are called by in the audit log
+_OBJECT_TYPES = {
+    "devices": "device",
+    "tasks": "job",
+    "files": "file",
+    "tokens": "token",
+    "campaigns": "campaign",
+    "images": "image",
+    "webhooks": "webhook",
+}
+
+
+def _default_object(path: str) -> str | None:
+    parts = path.split("/")
+    for previous, part in zip(parts, parts[1:], strict=False):
+        if part.startswith("{") and part.endswith("}"):
+            kind = _OBJECT_TYPES.get(previous, previous.rstrip("s"))
+            return f"{kind}:{part}"
+    return None
 
 
 def _path_params(path: str) -> list[str]:

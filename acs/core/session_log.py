@@ -1,0 +1,185 @@
+"""Session logs: what a CWMP session said, kept for operators, secrets masked.
+
+A ``Transcript`` buffers one session's messages in memory and is written once
+when the session ends. Every body is masked *before* it is buffered and cut
+to the session's byte budget, so no secret is held longer than the exchange
+that carried it, and a truncation never leaves half a password behind.
+
+What is masked: the value of any parameter whose name ends in Password,
+Passphrase, PreSharedKey, KeyPassphrase or WEPKey (any letter case: vendor
+extensions write them as they like), the ``Password`` element of
+Download/Upload/ScheduleDownload/ChangeDUState, and user:password@ in URLs.
+Masking is structural (lxml, with the codec's hardened parser); a body that is
+not well-formed XML is masked by patterns, which covers the usual layouts of
+a truncated or mangled CWMP body but cannot be complete for arbitrary garbage.
+HTTP headers are never recorded, so Authorization never reaches the store.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from lxml import etree
+
+from acs.cwmp.soap import CwmpParseError, parse_xml
+
+MASK = "********"
+SECRET_SUFFIXES = ("password", "passphrase", "presharedkey", "keypassphrase", "wepkey")
+#: entries kept per session; beyond it messages are only counted (a CPE that
+#: loops on its own requests must not grow the buffer without end)
+MAX_ENTRIES = 2000
+
+# cheap test before any parsing: most messages (periodic Informs, their
+# answers, empty POSTs) carry nothing to mask and are stored as they came
+_MAY_HOLD_SECRET = re.compile(rb"(?i)password|passphrase|presharedkey|wepkey|://[^/\s<>@]*@")
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s<>@]+@")
+
+_SECRET_WORD = "(?:" + "|".join(SECRET_SUFFIXES) + ")"
+_TEXT = r"(?:<!\[CDATA\[.*?\]\]>|[^<])+"
+_EL = r"(?:[\w.-]+:)?"
+_PATTERNS = (
+    # <Password>secret</Password>
+    re.compile(rf"(<{_EL}Password\b[^>]*>)({_TEXT})", re.S),
+    # <Name>...KeyPassphrase</Name><Value>secret</Value>
+    re.compile(
+        rf"(<{_EL}Name\b[^>]*>[^<]*{_SECRET_WORD}\s*</{_EL}Name\s*>\s*<{_EL}Value\b[^>]*>)({_TEXT})",
+        re.S | re.I,
+    ),
+    # the same pair in the other order, which lenient CPEs also send
+    re.compile(
+        rf"(<{_EL}Value\b[^>]*>)({_TEXT})(?=</{_EL}Value\s*>\s*<{_EL}Name\b[^>]*>[^<]*{_SECRET_WORD}\s*<)",
+        re.S | re.I,
+    ),
+)
+
+
+def is_secret_name(name: str) -> bool:
+    return name.strip().lower().endswith(SECRET_SUFFIXES)
+
+
+def as_text(body: bytes) -> str:
+    # PostgreSQL text and jsonb cannot hold NUL; a CPE's broken bytes must not
+    # break the write of the whole session
+    return body.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+
+
+def mask_body(body: bytes) -> str:
+    """The body as text with every secret value replaced by ``MASK``."""
+    if not _MAY_HOLD_SECRET.search(body):
+        return as_text(body)
+    try:
+        root = parse_xml(body)
+    except CwmpParseError:
+        return mask_text(as_text(body))
+    _mask_tree(root)
+    return etree.tostring(root, encoding="unicode")
+
+
+def mask_text(text: str) -> str:
+    """Pattern masking, for bodies that are not well-formed XML."""
+    for pattern in _PATTERNS:
+        text = pattern.sub(lambda m: m.group(1) + MASK, text)
+    return _USERINFO.sub(r"\1" + MASK + "@", text)
+
+
+def _local(tag: object) -> str:
+    return tag.rpartition("}")[2] if isinstance(tag, str) else ""
+
+
+def _set_masked(el: etree._Element) -> None:
+    if (el.text or "") == "" and len(el) == 0:
+        return  # an empty value hides nothing, and says the CPE reported none
+    for child in list(el):
+        el.remove(child)
+    el.text = MASK
+
+
+def _mask_tree(root: etree._Element) -> None:
+    for el in root.iter():
+        local = _local(el.tag)
+        if local == "Password":
+            _set_masked(el)
+        elif local == "ParameterValueStruct":
+            name = value = None
+            for child in el:
+                child_local = _local(child.tag)
+                if child_local == "Name":
+                    name = child
+                elif child_local == "Value":
+                    value = child
+            if name is not None and value is not None and is_secret_name(name.text or ""):
+                _set_masked(value)
+        elif local == "URL" and el.text:
+            el.text = _USERINFO.sub(r"\1" + MASK + "@", el.text)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class Transcript:
+    """One session's messages, masked and bounded by ``max_bytes`` of stored bodies."""
+
+    max_bytes: int
+    events: list[str] = field(default_factory=list)
+    started_at: datetime = field(default_factory=_now)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    message_count: int = 0
+    stored_bytes: int = 0
+    truncated: bool = False
+
+    def add(
+        self,
+        direction: str,
+        body: bytes,
+        *,
+        status: int | None = None,
+        rpc: str | None = None,
+        at: datetime | None = None,
+        note: str | None = None,
+    ) -> None:
+        """Record one message: ``in`` from the CPE, ``out`` the ACS's HTTP answer;
+        ``note`` says why a message has no body (e.g. it was refused unread)."""
+        self.message_count += 1
+        if len(self.messages) >= MAX_ENTRIES:
+            self.truncated = True
+            return
+        entry: dict[str, Any] = {
+            "direction": direction,
+            "at": (at or _now()).isoformat(),
+            "status": status,
+            "rpc": rpc,
+            "size": len(body),
+            "body": "",
+        }
+        if note:
+            entry["note"] = note
+        self.messages.append(entry)
+        if not body:
+            return
+        room = self.max_bytes - self.stored_bytes
+        if room <= 0:
+            # not even masked: a body that will not be stored needs no work
+            entry["body"] = self._marker(len(body))
+            entry["truncated"] = self.truncated = True
+            return
+        text = mask_body(body)
+        encoded = text.encode()
+        if len(encoded) <= room:
+            entry["body"] = text
+            self.stored_bytes += len(encoded)
+            return
+        kept = encoded[:room].decode("utf-8", errors="ignore")
+        entry["body"] = kept + "\n" + self._marker(len(encoded) - room)
+        entry["truncated"] = self.truncated = True
+        self.stored_bytes += room
+
+    def _marker(self, omitted: int) -> str:
+        return (
+            f"[truncated: {omitted} more bytes not stored; this session's log is"
+            f" limited to {self.max_bytes} bytes (ACS_SESSION_LOG_MAX_BYTES)]"
+        )

@@ -1,0 +1,112 @@
+"""CWMP session logs: the last sessions of each device with their messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+_SUMMARY = (
+    "id, device_id, session_key, started_at, ended_at, outcome, reason, events,"
+    " remote_address, message_count, stored_bytes, truncated"
+)
+
+
+@dataclass(slots=True)
+class SessionSummary:
+    id: int
+    device_id: str
+    session_key: str
+    started_at: datetime
+    ended_at: datetime
+    outcome: str
+    reason: str | None
+    events: list[str]
+    remote_address: str | None
+    message_count: int
+    stored_bytes: int
+    truncated: bool
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> SessionSummary:
+        return cls(**{f.name: row[f.name] for f in fields(cls)})
+
+
+@dataclass(slots=True)
+class NewSessionLog:
+    device_id: str
+    session_key: str
+    started_at: datetime
+    ended_at: datetime
+    outcome: str
+    reason: str | None
+    events: list[str]
+    remote_address: str | None
+    message_count: int
+    stored_bytes: int
+    truncated: bool
+    messages: list[dict[str, Any]]
+
+
+# One statement: the insert, and the delete that keeps the device's newest
+# ``keep`` sessions. The DELETE runs on the statement's snapshot, which does
+# not see the new row: it keeps keep-1 old ones, and the new one makes keep.
+_INSERT = """
+WITH added AS (
+    INSERT INTO session_logs (device_id, session_key, started_at, ended_at, outcome, reason,
+                              events, remote_address, message_count, stored_bytes, truncated,
+                              messages)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+    RETURNING id
+), pruned AS (
+    DELETE FROM session_logs
+    WHERE device_id = $1 AND id <= (
+        SELECT id FROM session_logs WHERE device_id = $1
+        ORDER BY id DESC OFFSET $13 - 1 LIMIT 1)
+)
+SELECT id FROM added
+"""
+
+
+async def insert(conn: asyncpg.Connection, log: NewSessionLog, keep: int) -> int:
+    """Store a finished session; the device keeps its newest ``keep`` sessions."""
+    session_id: int = await conn.fetchval(
+        _INSERT,
+        log.device_id,
+        log.session_key,
+        log.started_at,
+        log.ended_at,
+        log.outcome,
+        log.reason,
+        log.events,
+        log.remote_address,
+        log.message_count,
+        log.stored_bytes,
+        log.truncated,
+        log.messages,
+        keep,
+    )
+    return session_id
+
+
+async def list_sessions(conn: asyncpg.Connection, device_id: str) -> list[SessionSummary]:
+    """A device's stored sessions, newest first (the messages are not read)."""
+    rows = await conn.fetch(
+        f"SELECT {_SUMMARY} FROM session_logs WHERE device_id = $1 ORDER BY id DESC", device_id
+    )
+    return [SessionSummary.from_row(r) for r in rows]
+
+
+async def get_session(
+    conn: asyncpg.Connection, device_id: str, session_id: int
+) -> tuple[SessionSummary, list[dict[str, Any]]] | None:
+    row = await conn.fetchrow(
+        f"SELECT {_SUMMARY}, messages FROM session_logs WHERE device_id = $1 AND id = $2",
+        device_id,
+        session_id,
+    )
+    if row is None:
+        return None
+    return SessionSummary.from_row(row), list(row["messages"])

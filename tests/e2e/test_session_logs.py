@@ -1,0 +1,277 @@
+"""Session logs end to end: simulated CPEs against the real ACS, read back through the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import pytest
+
+from acs.cwmp import messages as m
+from acs.cwmp.soap import parse_envelope
+from acs.web.server import Running
+from tests.e2e.conftest import StartAcs, cwmp_url
+from tests.e2e.cpe_double import CpeDouble
+from tests.e2e.test_api import Client, dev_id_of, token
+from tests.e2e.test_simulator_fleet import dev_id, fleet_of
+
+pytestmark = pytest.mark.db
+
+SIM = {
+    "cpe_auth": "digest",
+    "cpe_username": "cpe",
+    "cpe_password": "cpe-pw",
+    "connection_request_username": "cr",
+    "connection_request_password": "cr-secret",
+    "session_timeout_s": 3.0,
+}
+
+
+@pytest.fixture
+async def clients(db_pool: asyncpg.Pool, unique_serial) -> Any:
+    made: list[Client] = []
+
+    async def client(running: Running, role: str = "viewer") -> Client:
+        c = Client(running, await token(db_pool, role, unique_serial))
+        made.append(c)
+        return c
+
+    yield client
+    for c in made:
+        await c.close()
+
+
+async def sessions_of(client: Client, device: str) -> list[dict[str, Any]]:
+    status, body = await client.call("GET", f"/devices/{device}/sessions")
+    assert status == 200, body
+    assert body["device"] == device
+    return body["items"]
+
+
+async def session(client: Client, device: str, sid: int) -> dict[str, Any]:
+    status, body = await client.call("GET", f"/devices/{device}/sessions/{sid}")
+    assert status == 200, body
+    return body
+
+
+async def test_a_simulated_cpes_session_is_logged_with_its_inform_and_our_answer(
+    start_acs: StartAcs, clients: Any, unique_serial
+) -> None:
+    acs = await start_acs(**SIM)
+    viewer = await clients(acs)
+    fleet = await fleet_of(acs, unique_serial("L"))
+    serial = next(iter(fleet.devices))
+    cpe = fleet.devices[serial]
+    try:
+        await fleet.wait_for(lambda: cpe.sessions_ok >= 1)
+        device = dev_id(fleet, serial)
+        items = await sessions_of(viewer, device)
+        assert len(items) == 1
+        first = items[0]
+        assert first["outcome"] == "completed" and first["reason"] is None
+        assert "0 BOOTSTRAP" in first["events"]
+        assert first["ended"] >= first["started"]
+        detail = await session(viewer, device, first["id"])
+        messages = detail["messages"]
+        assert detail["messageCount"] == len(messages)
+
+        inform, answer = messages[0], messages[1]
+        assert (inform["direction"], inform["rpc"], inform["status"]) == ("in", "Inform", None)
+        received = parse_envelope(inform["body"].encode())
+        assert received is not None and isinstance(received.body, m.Inform)
+        assert received.body.device_id.serial_number == serial
+        assert inform["size"] == len(inform["body"].encode())  # nothing to mask: stored verbatim
+        assert (answer["direction"], answer["rpc"], answer["status"]) == (
+            "out",
+            "InformResponse",
+            200,
+        )
+        sent = parse_envelope(answer["body"].encode())
+        assert sent is not None and isinstance(sent.body, m.InformResponse)
+        # the discovery that followed, then the empty answer that ended it
+        rpcs = [(x["direction"], x["rpc"]) for x in messages]
+        assert ("out", "GetParameterNames") in rpcs and ("in", "GetParameterValuesResponse") in rpcs
+        assert (messages[-1]["direction"], messages[-1]["status"], messages[-1]["body"]) == (
+            "out",
+            204,
+            "",
+        )
+        # headers are never recorded: neither the Digest answer nor the password
+        assert not any("Digest" in x["body"] or "cpe-pw" in x["body"] for x in messages)
+    finally:
+        await fleet.stop()
+
+
+async def test_a_key_passphrase_set_by_a_job_is_masked_in_the_log(
+    start_acs: StartAcs, clients: Any, unique_serial
+) -> None:
+    acs = await start_acs(**SIM)
+    operator = await clients(acs, "operator")
+    fleet = await fleet_of(acs, unique_serial("K"))
+    serial = next(iter(fleet.devices))
+    cpe = fleet.devices[serial]
+    try:
+        await fleet.wait_for(lambda: cpe.sessions_ok >= 1)
+        device = dev_id(fleet, serial)
+        secret = "wifi-s3cret-passphrase"
+        status, job = await operator.call(
+            "POST",
+            f"/devices/{device}/tasks?connection_request=true&timeout=20",
+            json={
+                "name": "setParameterValues",
+                "parameterValues": [
+                    ["Device.WiFi.AccessPoint.1.Security.KeyPassphrase", secret],
+                    ["Device.WiFi.SSID.1.SSID", "visible-ssid"],
+                ],
+            },
+        )
+        assert status == 200 and job["status"] == "done", job
+        assert cpe.tree.value("Device.WiFi.AccessPoint.1.Security.KeyPassphrase") == secret
+
+        items = await sessions_of(operator, device)
+        bodies = [x for s in items for x in (await session(operator, device, s["id"]))["messages"]]
+        assert not any(secret in x["body"] for x in bodies)
+        spv = next(x for x in bodies if x["rpc"] == "SetParameterValues")
+        assert spv["direction"] == "out" and spv["status"] == 200
+        # masked in place: the document still parses, the name and other values stay
+        request = parse_envelope(spv["body"].encode())
+        assert request is not None and isinstance(request.body, m.SetParameterValues)
+        values = {p.name: p.value for p in request.body.parameter_list}
+        assert values == {
+            "Device.WiFi.AccessPoint.1.Security.KeyPassphrase": "********",
+            "Device.WiFi.SSID.1.SSID": "visible-ssid",
+        }
+        # the CPE's answer is logged too
+        assert any(x["rpc"] == "SetParameterValuesResponse" for x in bodies)
+    finally:
+        await fleet.stop()
+
+
+async def test_each_device_keeps_only_its_newest_sessions(
+    start_acs: StartAcs, clients: Any, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    acs = await start_acs(**SIM, session_log_per_device=3, session_log_max_bytes=4096)
+    viewer = await clients(acs)
+    fleet = await fleet_of(acs, unique_serial("N"), periodic_interval=1)
+    serial = next(iter(fleet.devices))
+    cpe = fleet.devices[serial]
+    try:
+        await fleet.wait_for(lambda: cpe.sessions_ok >= 6, 60)
+        device = dev_id(fleet, serial)
+        items = await sessions_of(viewer, device)
+        assert len(items) == 3
+        ids = [s["id"] for s in items]
+        assert ids == sorted(ids, reverse=True)  # newest first
+        # the bootstrap session (with the discovery) was the first to go
+        assert not any("0 BOOTSTRAP" in s["events"] for s in items)
+        async with db_pool.acquire() as conn:
+            stored = await conn.fetchval(
+                "SELECT count(*) FROM session_logs WHERE device_id = $1", device
+            )
+            newest = await conn.fetchval(
+                "SELECT max(id) FROM session_logs WHERE device_id = $1", device
+            )
+        assert stored == 3 and newest == ids[0]
+    finally:
+        await fleet.stop()
+
+
+async def test_a_large_session_is_cut_at_the_byte_limit_with_a_marker(
+    start_acs: StartAcs, clients: Any, unique_serial
+) -> None:
+    acs = await start_acs(**SIM, session_log_max_bytes=4096)
+    viewer = await clients(acs)
+    fleet = await fleet_of(acs, unique_serial("T"))
+    serial = next(iter(fleet.devices))
+    cpe = fleet.devices[serial]
+    try:
+        await fleet.wait_for(lambda: cpe.sessions_ok >= 1)
+        device = dev_id(fleet, serial)
+        [discovery] = await sessions_of(viewer, device)
+        assert discovery["truncated"] and discovery["storedBytes"] <= 4096
+        detail = await session(viewer, device, discovery["id"])
+        messages = detail["messages"]
+        # every message is still listed with its size; bodies stop at the limit
+        assert detail["messageCount"] == len(messages) > 10
+        cut = [x for x in messages if x.get("truncated")]
+        assert cut and all("[truncated:" in x["body"] for x in cut)
+        assert all(x["size"] > 0 for x in cut)
+        assert messages[-1]["status"] == 204
+    finally:
+        await fleet.stop()
+
+
+async def test_a_rejected_message_of_a_known_session_is_logged_and_masked(
+    start_acs: StartAcs, clients: Any, unique_serial
+) -> None:
+    acs = await start_acs(cpe_auth="none")
+    viewer = await clients(acs)
+    cpe = CpeDouble(cwmp_url(acs), unique_serial())
+    try:
+        await cpe.session(["0 BOOTSTRAP", "1 BOOT"])
+        reply = await cpe.post(cpe.inform_message(["2 PERIODIC"]))
+        assert reply.status == 200
+        # a CPE that cuts its answer short, in the middle of a secret's struct
+        garbage = (
+            b'<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/">'
+            b"<soap:Body><cwmp:GetParameterValuesResponse><ParameterList>"
+            b"<ParameterValueStruct><Name>Device.Users.User.1.Password</Name>"
+            b"<Value>leaked-admin-pw</Value></ParameterValueStruct><Parame"
+        )
+        reply = await cpe.post_raw(garbage)
+        assert reply.status == 400
+        device = dev_id_of(cpe)
+        items = await sessions_of(viewer, device)
+        assert [s["outcome"] for s in items] == ["abandoned", "completed"]
+        assert "unparseable message" in items[0]["reason"]
+        detail = await session(viewer, device, items[0]["id"])
+        rejected, fault = detail["messages"][-2:]
+        assert rejected["direction"] == "in" and rejected["rpc"] is None
+        assert "Device.Users.User.1.Password" in rejected["body"]
+        assert "leaked-admin-pw" not in rejected["body"] and "********" in rejected["body"]
+        assert fault["direction"] == "out" and fault["status"] == 400 and fault["rpc"] == "Fault"
+    finally:
+        await cpe.close()
+
+
+async def test_session_logs_of_unknown_devices_and_sessions(
+    start_acs: StartAcs, clients: Any, unique_serial
+) -> None:
+    acs = await start_acs(cpe_auth="none")
+    viewer = await clients(acs)
+    cpe = CpeDouble(cwmp_url(acs), unique_serial())
+    try:
+        await cpe.session(["0 BOOTSTRAP", "1 BOOT"])
+        device = dev_id_of(cpe)
+        status, body = await viewer.call("GET", "/devices/NO-SUCH-DEVICE/sessions")
+        assert status == 404 and "NO-SUCH-DEVICE" in body["error"]["message"]
+        status, body = await viewer.call("GET", "/devices/NO-SUCH-DEVICE/sessions/1")
+        assert status == 404 and body["error"]["code"] == "not_found"
+        status, body = await viewer.call("GET", f"/devices/{device}/sessions/abc")
+        assert status == 400 and body["error"]["code"] == "invalid_id"
+        status, body = await viewer.call("GET", f"/devices/{device}/sessions/999999999999")
+        assert status == 404 and "session 999999999999" in body["error"]["message"]
+        # another device's session is not reachable through this one
+        other = CpeDouble(cwmp_url(acs), unique_serial())
+        try:
+            await other.session(["0 BOOTSTRAP", "1 BOOT"])
+            [theirs] = await sessions_of(viewer, dev_id_of(other))
+            status, _ = await viewer.call("GET", f"/devices/{device}/sessions/{theirs['id']}")
+            assert status == 404
+        finally:
+            await other.close()
+    finally:
+        await cpe.close()
+
+
+async def test_session_logs_can_be_turned_off(
+    start_acs: StartAcs, clients: Any, unique_serial
+) -> None:
+    acs = await start_acs(cpe_auth="none", session_log_per_device=0)
+    viewer = await clients(acs)
+    cpe = CpeDouble(cwmp_url(acs), unique_serial())
+    try:
+        await cpe.session(["0 BOOTSTRAP", "1 BOOT"])
+        assert await sessions_of(viewer, dev_id_of(cpe)) == []
+    finally:
+        await cpe.close()

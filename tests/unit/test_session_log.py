@@ -1,0 +1,138 @@
+"""Masking and bounding of session transcripts (acs/core/session_log.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from acs.core.session_log import MASK, MAX_ENTRIES, Transcript, mask_body
+from acs.cwmp import messages as m
+from acs.cwmp.soap import CWMP_NS_1_2, Envelope, parse_envelope, serialize_envelope
+
+
+def envelope_bytes(message: m.Message) -> bytes:
+    return serialize_envelope(Envelope(body=message, cwmp_id="7", cwmp_ns=CWMP_NS_1_2))
+
+
+def pv(name: str, value: str) -> m.ParameterValueStruct:
+    return m.ParameterValueStruct(name, value, "xsd:string")
+
+
+def test_secret_parameters_are_masked_and_the_rest_kept() -> None:
+    body = envelope_bytes(
+        m.SetParameterValues(
+            [
+                pv("Device.WiFi.AccessPoint.1.Security.KeyPassphrase", "wpa-secret"),
+                pv("Device.WiFi.AccessPoint.1.Security.PreSharedKey", "psk-secret"),
+                pv("InternetGatewayDevice.LANDevice.1.WLANConfiguration.1.WEPKey.1.WEPKey", "wep"),
+                pv("Device.ManagementServer.ConnectionRequestPassword", "cr-secret"),
+                pv("Device.X_ACME_Admin.passphrase", "vendor-secret"),  # any letter case
+                pv("Device.Users.User.1.Password", ""),  # empty: nothing to hide
+                pv("Device.WiFi.SSID.1.SSID", "my-network"),
+                pv("Device.Users.User.1.Username", "admin"),
+            ],
+            "key-1",
+        )
+    )
+    text = mask_body(body)
+    for secret in ("wpa-secret", "psk-secret", ">wep<", "cr-secret", "vendor-secret"):
+        assert secret not in text
+    parsed = parse_envelope(text.encode())
+    assert parsed is not None and parsed.cwmp_id == "7"
+    assert isinstance(parsed.body, m.SetParameterValues)
+    values = {p.name: (p.value, p.xsd_type) for p in parsed.body.parameter_list}
+    assert values["Device.WiFi.AccessPoint.1.Security.KeyPassphrase"] == (MASK, "xsd:string")
+    assert values["Device.Users.User.1.Password"] == ("", "xsd:string")
+    assert values["Device.WiFi.SSID.1.SSID"] == ("my-network", "xsd:string")
+    assert values["Device.Users.User.1.Username"] == ("admin", "xsd:string")
+    assert parsed.body.parameter_key == "key-1"
+
+
+def test_download_password_and_url_credentials_are_masked() -> None:
+    body = envelope_bytes(
+        m.Download(
+            command_key="fw-1",
+            file_type="1 Firmware Upgrade Image",
+            url="ftp://fwuser:ftp-secret@files.example.net/fw.bin",
+            username="files",
+            password="files-secret",
+            file_size=1000,
+            target_file_name="",
+            delay_seconds=0,
+            success_url="",
+            failure_url="",
+        )
+    )
+    text = mask_body(body)
+    assert "files-secret" not in text and "ftp-secret" not in text and "fwuser" not in text
+    parsed = parse_envelope(text.encode())
+    assert parsed is not None and isinstance(parsed.body, m.Download)
+    assert parsed.body.password == MASK and parsed.body.username == "files"
+    assert parsed.body.url == f"ftp://{MASK}@files.example.net/fw.bin"
+
+
+def test_a_message_without_secrets_is_stored_exactly_as_it_came() -> None:
+    body = envelope_bytes(m.GetParameterValues(["Device.DeviceInfo.SoftwareVersion"]))
+    assert mask_body(body) == body.decode()
+
+
+def test_broken_xml_is_masked_by_pattern() -> None:
+    cut_short = (
+        b"<Envelope><Body><GetParameterValuesResponse><ParameterList>"
+        b"<ParameterValueStruct><Name>Device.Users.User.1.Password</Name>"
+        b'<Value xsi:type="xsd:string">admin-pw</Value></ParameterValueStruct>'
+        b"<ParameterValueStruct><Value>flipped-order-secret</Value>"
+        b"<Name>Device.WiFi.AccessPoint.2.Security.KeyPassphrase</Name></ParameterValueStruct>"
+        b"<ParameterValueStruct><Name>Device.WiFi.AccessPoint.3.Security.PreSharedKey</Name>"
+        b"<Value><![CDATA[cdata-secret]]></Value></ParameterValueStruct>"
+        b"<Download><Password>dl-secret</Password><URL>http://u:url-secret@h/f</URL>"
+        b"<ParameterValueStruct><Name>X.WEPKey</Name><Value>cut-in-the-midd"
+    )
+    text = mask_body(cut_short)
+    leaks = ("admin-pw", "flipped-order", "cdata-secret", "dl-secret", "url-secret", "cut-in")
+    for secret in leaks:
+        assert secret not in text, secret
+    assert text.count(MASK) == 6
+    assert "Device.Users.User.1.Password" in text  # names stay: they say what was there
+
+
+def test_a_doctype_is_never_expanded_while_masking() -> None:
+    hostile = (
+        b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e "expanded">]>'
+        b"<Envelope><Body><Password>&e;-secret</Password></Body></Envelope>"
+    )
+    text = mask_body(hostile)
+    assert "secret" not in text and "expanded</" not in text
+
+
+def test_nul_bytes_and_bad_utf8_become_replacement_characters() -> None:
+    text = mask_body(b"<x>a\x00b\xffc</x>")
+    assert "\x00" not in text and text == "<x>a\ufffdb\ufffdc</x>"
+
+
+def test_transcript_bounds_stored_bytes_and_masks_before_cutting() -> None:
+    t = Transcript(max_bytes=300, events=["2 PERIODIC"])
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    small = envelope_bytes(m.GetParameterValues(["Device.DeviceInfo.UpTime"]))
+    t.add("out", small[:100], status=200, rpc="GetParameterValues", at=at)
+    secret_tail = b"x" * 180 + b"<Password>very-long-secret-value</Password>"
+    t.add("in", secret_tail, rpc="Download", at=at)
+    t.add("in", b"", at=at)
+    t.add("out", small, status=200, at=at)
+    assert t.message_count == 4 and len(t.messages) == 4
+    assert t.stored_bytes == 300 and t.truncated
+    first, second, empty, late = t.messages
+    assert first["body"] == small[:100].decode() and "truncated" not in first
+    # the cut falls after the secret's start, but the secret was masked first
+    assert "very-long" not in second["body"] and second["truncated"]
+    assert "[truncated:" in second["body"] and second["size"] == len(secret_tail)
+    assert empty["body"] == "" and empty["size"] == 0 and "truncated" not in empty
+    assert late["body"].startswith("[truncated:") and late["size"] == len(small)
+    assert first["at"] == "2026-01-01T00:00:00+00:00" and first["status"] == 200
+
+
+def test_a_transcript_stops_listing_messages_past_its_entry_limit() -> None:
+    t = Transcript(max_bytes=10_000)
+    for _ in range(MAX_ENTRIES + 5):
+        t.add("in", b"")
+    assert len(t.messages) == MAX_ENTRIES
+    assert t.message_count == MAX_ENTRIES + 5 and t.truncated
