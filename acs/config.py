@@ -64,6 +64,15 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="how often campaigns advance stages and time out devices"
     )
 
+    # --- bulk jobs
+    bulk_tick_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="how often bulk jobs queue their next devices; a job holds at most two "
+        "ticks' worth of its rate, so a shorter tick spreads its tasks more evenly",
+    )
+
     # --- connection requests (ACS -> CPE)
     connection_request_timeout_s: float = Field(default=5.0, gt=0)
     connection_request_concurrency: int = Field(default=50, ge=1)

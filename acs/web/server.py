@@ -24,7 +24,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from acs.config import Settings
 from acs.connreq.http import ConnectionRequester
 from acs.logs import log
-from acs.services import campaigns
+from acs.services import bulk_jobs, campaigns
 from acs.services.knock import knock
 from acs.store import credentials
 from acs.store import tasks as task_store
@@ -115,6 +115,14 @@ async def campaign_tick(pool: asyncpg.Pool, knock: campaigns.Knock) -> None:
         log(logger, logging.WARNING, "tick_failed", tick="campaigns", error=exc)
 
 
+async def bulk_tick(pool: asyncpg.Pool, knock: bulk_jobs.Knock, tick_s: float) -> None:
+    """Queue bulk jobs' next devices at their rates; complete jobs whose tasks ended."""
+    try:
+        await bulk_jobs.tick(pool, knock, tick_s)
+    except (asyncpg.PostgresError, OSError) as exc:
+        log(logger, logging.WARNING, "tick_failed", tick="bulk_jobs", error=exc)
+
+
 async def _listen(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -172,6 +180,18 @@ async def running_acs(settings: Settings, dsn: str) -> AsyncIterator[Running]:
             "interval",
             seconds=settings.campaign_tick_s,
             args=[pool, functools.partial(knock, pool, requester, settings)],
+            max_instances=1,
+            coalesce=True,
+        )
+        scheduler.add_job(
+            bulk_tick,
+            "interval",
+            seconds=settings.bulk_tick_s,
+            args=[
+                pool,
+                functools.partial(knock, pool, requester, settings),
+                settings.bulk_tick_s,
+            ],
             max_instances=1,
             coalesce=True,
         )
