@@ -203,12 +203,22 @@ async def tick(pool: asyncpg.Pool, knock: Knock | None, tick_s: float) -> None:
     those devices if the job asks for it, complete jobs whose tasks all ended."""
     async with pool.acquire() as conn:
         for bulk_id in await store.open_ids(conn):
-            job, queued = await queue_due(conn, bulk_id, tick_s)
-            if job is None:
-                continue  # paused, cancelled or ticked by another process meanwhile
-            if queued and job.connection_request and knock is not None:
-                await knock_devices(conn, bulk_id, queued, knock)
-            await complete_if_done(conn, bulk_id)
+            try:
+                await tick_job(conn, bulk_id, knock, tick_s)
+            except (asyncpg.PostgresError, OSError) as exc:
+                # one job's trouble (a lock timeout, say) must not stall the others
+                log(logger, logging.WARNING, "bulk_tick_failed", bulk=bulk_id, error=exc)
+
+
+async def tick_job(
+    conn: asyncpg.Connection, bulk_id: int, knock: Knock | None, tick_s: float
+) -> None:
+    job, queued = await queue_due(conn, bulk_id, tick_s)
+    if job is None:
+        return  # paused, cancelled or ticked by another process meanwhile
+    if queued and job.connection_request and knock is not None:
+        await knock_devices(conn, bulk_id, queued, knock)
+    await complete_if_done(conn, bulk_id)
 
 
 async def queue_due(

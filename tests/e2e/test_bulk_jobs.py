@@ -54,7 +54,13 @@ async def wait_job(
         if predicate(body):
             return body
         if time.monotonic() > deadline:
-            raise AssertionError(f"bulk job never reached the condition: {body}")
+            # the devices say which one is stuck and why (a failed knock, a fault)
+            stuck = [
+                d
+                for d in await job_devices(client, bulk_id)
+                if d["status"] not in ("done", "fault", "expired", "cancelled")
+            ]
+            raise AssertionError(f"bulk job never reached the condition: {body}; open: {stuck}")
         await asyncio.sleep(0.2)
 
 
@@ -131,7 +137,7 @@ async def test_bulk_reboot_of_a_tagged_set_at_60_per_minute_with_connection_requ
         for i, q in enumerate(queued):
             assert q - started >= i - TOLERANCE_S, (i, q - started)
         # the order is the device ids'
-        assert [r["device"] for r in sorted(rows, key=lambda r: r["queued"])] == chosen_ids
+        assert [r["device"] for r in sorted(rows, key=lambda r: at(r["queued"]))] == chosen_ids
 
         # each chosen CPE rebooted: it came back with 1 BOOT and M Reboot. A job is
         # done once the CPE accepts the Reboot, so the last boot may still be on its way
