@@ -151,6 +151,15 @@ class Settings(BaseSettings):
         default=1.0, gt=0, description="how often the sender looks for due deliveries"
     )
 
+    # --- bulk jobs
+    bulk_tick_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="how often bulk jobs queue their next devices; a job holds at most two "
+        "ticks' worth of its rate, so a shorter tick spreads its tasks more evenly",
+    )
+
     # --- connection requests (ACS -> CPE)
     connection_request_timeout_s: float = Field(default=5.0, gt=0)
     connection_request_concurrency: int = Field(default=50, ge=1)

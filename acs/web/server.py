@@ -28,7 +28,7 @@ from acs.connreq.http import ConnectionRequester
 from acs.logs import log
 from acs.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from acs.metrics import Metrics
-from acs.services import campaigns, provisioning, retention
+from acs.services import bulk_jobs, campaigns, provisioning, retention
 from acs.services import events as notify
 from acs.services.knock import knock
 from acs.store import credentials
@@ -177,6 +177,14 @@ async def prune(pool: asyncpg.Pool, settings: Settings) -> None:
         log(logger, logging.INFO, "pruned", **counts)
 
 
+async def bulk_tick(pool: asyncpg.Pool, knock: bulk_jobs.Knock, tick_s: float) -> None:
+    """Queue bulk jobs' next devices at their rates; complete jobs whose tasks ended."""
+    try:
+        await bulk_jobs.tick(pool, knock, tick_s)
+    except (asyncpg.PostgresError, OSError) as exc:
+        log(logger, logging.WARNING, "tick_failed", tick="bulk_jobs", error=exc)
+
+
 async def _listen(
     app: web.Application, host: str, port: int, tls: ssl.SSLContext | None
 ) -> tuple[web.AppRunner, int]:
@@ -260,6 +268,18 @@ async def running_acs(settings: Settings, dsn: str) -> AsyncIterator[Running]:
             "interval",
             seconds=settings.retention_interval_s,
             args=[pool, settings],
+            max_instances=1,
+            coalesce=True,
+        )
+        scheduler.add_job(
+            bulk_tick,
+            "interval",
+            seconds=settings.bulk_tick_s,
+            args=[
+                pool,
+                functools.partial(knock, pool, requester, settings),
+                settings.bulk_tick_s,
+            ],
             max_instances=1,
             coalesce=True,
         )

@@ -736,7 +736,8 @@ async def openapi_json(request: web.Request) -> web.Response:
     return web.json_response(openapi_document())
 
 
-# the firmware and campaign routes register themselves on the same table
+# the bulk job, firmware and campaign routes register themselves on the same table
+from acs.web.api import bulk as _bulk_routes  # noqa: E402, F401
 from acs.web.api import firmware as _firmware_routes  # noqa: E402, F401
 from acs.web.api import observability as _observability_routes  # noqa: E402, F401
 from acs.web.api import policies as _policy_routes  # noqa: E402, F401
