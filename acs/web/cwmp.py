@@ -38,6 +38,7 @@ from acs.logs import log
 from acs.store import campaigns as campaign_store
 from acs.store import devices, sessions
 from acs.store import tasks as task_store
+from acs.store.db import UNAVAILABLE
 from acs.store.ids import device_id as make_device_id
 from acs.web.cpe_auth import CpeAuthenticator
 from acs.web.fota import FotaEndpoint
@@ -48,7 +49,7 @@ logger = logging.getLogger("acs.cwmp")
 COOKIE = "acs_session"
 XML = "text/xml; charset=utf-8"
 RETRY_AFTER_S = "10"
-DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
+DB_ERRORS = UNAVAILABLE
 
 
 class CwmpEndpoint:
@@ -119,7 +120,10 @@ class CwmpEndpoint:
         except CwmpParseError as bad:
             live = self._find_session(request, by_address=True)
             if live is not None:
-                await self._drop(live, f"unparseable message: {bad.reason}")
+                # the answer is this 400 either way; with the database down the
+                # session's lease simply expires and its job goes back to the queue
+                with contextlib.suppress(*DB_ERRORS):
+                    await self._drop(live, f"unparseable message: {bad.reason}")
             return self._fault_reply(
                 400, bad.fault_code, bad.reason, bad.cwmp_ns, bad.cwmp_id, remote, live
             )

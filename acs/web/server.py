@@ -28,7 +28,7 @@ from acs.services import campaigns, provisioning
 from acs.services.knock import knock
 from acs.store import credentials
 from acs.store import tasks as task_store
-from acs.store.db import EmbeddedPostgres, create_pool, migrate
+from acs.store.db import UNAVAILABLE, EmbeddedPostgres, create_pool, migrate
 from acs.web.api.app import Services, build_api_app
 from acs.web.cpe_auth import CpeAuthenticator, Credential, ha1_of
 from acs.web.cwmp import CwmpEndpoint
@@ -82,7 +82,7 @@ def health_routes(pool: asyncpg.Pool) -> Callable[[web.Application], None]:
         try:
             async with pool.acquire(timeout=2) as conn:
                 await conn.fetchval("SELECT 1")
-        except (TimeoutError, asyncpg.PostgresError, OSError) as exc:
+        except UNAVAILABLE as exc:
             return web.json_response(
                 {"status": "database unavailable", "error": str(exc)}, status=503
             )
@@ -100,7 +100,7 @@ async def expire_transfers(pool: asyncpg.Pool, timeout_s: float) -> None:
     try:
         async with pool.acquire() as conn:
             expired = await task_store.expire_transfers(conn, timeout_s)
-    except (asyncpg.PostgresError, OSError) as exc:
+    except UNAVAILABLE as exc:
         log(logger, logging.WARNING, "tick_failed", tick="expire_transfers", error=exc)
         return
     for task in expired:
@@ -111,7 +111,7 @@ async def campaign_tick(pool: asyncpg.Pool, knock: campaigns.Knock) -> None:
     """Advance firmware campaigns: stages, thresholds, timeouts, newcomers, knocks."""
     try:
         await campaigns.tick(pool, knock)
-    except (asyncpg.PostgresError, OSError) as exc:
+    except UNAVAILABLE as exc:
         log(logger, logging.WARNING, "tick_failed", tick="campaigns", error=exc)
 
 
