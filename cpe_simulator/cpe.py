@@ -433,9 +433,13 @@ class SimulatedCpe:
             command_key, is_download, file_type, url, username, password, size, target
         )
         self.transfers.append(transfer)
-        self.after_session.append(
-            lambda: self.fleet.later(max(delay, 0), self.run_transfer(transfer))
-        )
+
+        async def start_later() -> None:
+            # an awaitable, like every after-session action: a plain call returning
+            # None made the session loop crash there and skip the actions after it
+            self.fleet.later(max(delay, 0), self.run_transfer(transfer))
+
+        self.after_session.append(start_later)
         if is_download:
             return m.DownloadResponse(status=1)
         return m.UploadResponse(status=1)
