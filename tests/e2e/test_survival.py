@@ -13,11 +13,20 @@ CPE simulator as the CPEs, and a real tmpfs for the full disk.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import re
+import secrets
 import shutil
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,16 +38,19 @@ import pytest
 from acs.cwmp import messages as m
 from acs.cwmp.soap import Envelope, serialize_envelope
 from acs.store import tasks, tokens
-from acs.store.db import EmbeddedPostgres
+from acs.store.db import EmbeddedPostgres, connect, drop_database, ensure_database, migrate
 from acs.web.server import Running, running_acs
 from cpe_simulator.cpe import SimulatedCpe
-from cpe_simulator.fleet import Fleet
+from cpe_simulator.firmware import make_image
+from cpe_simulator.fleet import Fleet, FleetConfig
 from tests.e2e.conftest import make_settings
 from tests.e2e.test_api import Client
-from tests.e2e.test_simulator_fleet import dev_id, fleet_of
+from tests.e2e.test_simulator_fleet import FAST, dev_id, fleet_of
 
 pytestmark = pytest.mark.db
 
+REPO = Path(__file__).resolve().parents[2]
+IMAGE_BYTES = 6_000_000
 CPE_AUTH = {"cpe_auth": "digest", "cpe_username": "cpe", "cpe_password": "cpe-pw"}
 CR_AUTH = {"connection_request_username": "cr", "connection_request_password": "cr-secret"}
 
@@ -56,8 +68,9 @@ class SideEffects:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.set_values: Counter[tuple[str, str]] = Counter()  # (serial, ParameterKey)
         self.reboots: Counter[str] = Counter()  # serial -> reboots asked by a Reboot RPC
+        self.flashes: Counter[str] = Counter()  # serial -> firmware images installed
         self.holds: dict[tuple[str, type[m.Message]], tuple[asyncio.Event, asyncio.Event]] = {}
-        answer, reboot = SimulatedCpe.answer, SimulatedCpe.reboot
+        answer, reboot, flash = SimulatedCpe.answer, SimulatedCpe.reboot, SimulatedCpe._flash
         effects = self
 
         async def counting_answer(cpe: SimulatedCpe, request: m.Message) -> m.Message:
@@ -78,7 +91,12 @@ class SideEffects:
                 effects.reboots[cpe.serial] += 1
             await reboot(cpe, *events)
 
+        async def counting_flash(cpe: SimulatedCpe, version: str, tc: m.TransferComplete) -> None:
+            effects.flashes[cpe.serial] += 1
+            await flash(cpe, version, tc)
+
         monkeypatch.setattr(SimulatedCpe, "answer", counting_answer)
+        monkeypatch.setattr(SimulatedCpe, "_flash", counting_flash)
         monkeypatch.setattr(SimulatedCpe, "reboot", counting_reboot)
 
     def hold(self, serial: str, rpc: type[m.Message]) -> tuple[asyncio.Event, asyncio.Event]:
@@ -377,3 +395,338 @@ async def test_postgres_restart_mid_run_fails_sessions_cleanly_and_loses_nothing
 
 async def ready_again(prober: Prober) -> bool:
     return await prober.ready() == 200
+
+
+# --------------------------------------------------------------------------- 2. ACS killed
+
+
+def free_ports(n: int) -> list[int]:
+    """Ports free right now; the ACS binds them a moment later (and again after its
+    restart, which is the point: CPEs keep the URL they were given)."""
+    sockets = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+class AcsProcess:
+    """`acs serve` in a process of its own, so that it can be SIGKILLed like a
+    crashed or OOM-killed server: no atexit, no cleanup, sockets cut mid-request."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.api = f"http://127.0.0.1:{env['ACS_API_PORT']}"
+
+    def command(self) -> list[str]:
+        entry = Path(sys.executable).with_name("acs")  # the console script of this venv
+        if entry.exists():
+            return [str(entry), "serve"]
+        return [sys.executable, "-c", "from acs.cli import main; main()", "serve"]
+
+    def _spawn(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.command(), env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO
+            )
+
+    async def start(self) -> None:
+        self._spawn()
+        async with aiohttp.ClientSession() as http:
+
+            async def ready() -> bool:
+                assert self.proc is not None
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"acs serve exited: {self.log_path.read_text()[-3000:]}")
+                try:
+                    async with http.get(f"{self.api}/readyz") as resp:
+                        return resp.status == 200
+                except aiohttp.ClientConnectionError:
+                    return False
+
+            await wait_until(ready, 30, "acs serve ready")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class SlowLink:
+    """A throttling TCP proxy between the CPEs and the file server (a slow access
+    line), so that firmware downloads are still streaming when the ACS is killed.
+
+    The file server's kernel keeps sending what it had buffered after the process
+    dies (a few MB on loopback), so only a transfer in its first megabytes when
+    the ACS is killed is really cut: ``early()`` counts those. One response per
+    connection: then a response cut short is easy to tell."""
+
+    def __init__(self, upstream_port: int, bytes_per_s: int) -> None:
+        self.upstream_port = upstream_port
+        self.bytes_per_s = bytes_per_s
+        self.body_sent: dict[int, int] = {}  # connection -> body bytes passed on so far
+        self.cut = 0  # responses that stopped short of their Content-Length
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    def early(self, below: int) -> int:
+        """Responses streaming now that have passed on fewer than ``below`` bytes."""
+        return sum(1 for sent in self.body_sent.values() if sent < below)
+
+    async def _connect_upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        # a small receive buffer, or the kernel would take the whole image at once
+        # (loopback buffers grow to tens of MB) and hand it over after the kill
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        sock.setblocking(False)
+        try:
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", self.upstream_port))
+        except OSError:
+            sock.close()
+            raise
+        return await asyncio.open_connection(sock=sock)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        key = id(writer)
+        try:
+            up_reader, up_writer = await self._connect_upstream()
+        except OSError:
+            writer.close()  # the file server is down: the CPE sees the connection close
+            return
+
+        async def requests() -> None:
+            with contextlib.suppress(OSError):
+                while data := await reader.read(65536):
+                    up_writer.write(data)
+                    await up_writer.drain()
+
+        pump = asyncio.create_task(requests())
+        head, expected, got = b"", None, 0
+        try:
+            while data := await up_reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+                if expected is None:
+                    head += data
+                    header, found, body = head.partition(b"\r\n\r\n")
+                    if found:
+                        length = re.search(rb"(?im)^content-length:\s*(\d+)", header)
+                        expected, got = int(length[1]) if length else 0, len(body)
+                else:
+                    got += len(data)
+                self.body_sent[key] = got
+                if expected is not None and got >= expected:
+                    break
+                await asyncio.sleep(len(data) / self.bytes_per_s)
+        except OSError:
+            pass
+        finally:
+            if expected is not None and got < expected:
+                self.cut += 1
+            self.body_sent.pop(key, None)
+            pump.cancel()
+            writer.close()
+            up_writer.close()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+@pytest.fixture
+async def fresh_database(pg_admin_url: str) -> AsyncIterator[str]:
+    """A database of its own: the killed ACS leaves session leases and jobs behind,
+    and nothing else may see them."""
+    name = f"acs_survival_{secrets.token_hex(4)}"
+    url = await ensure_database(pg_admin_url, name)
+    conn = await connect(url)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    try:
+        yield url
+    finally:
+        await drop_database(pg_admin_url, name)
+
+
+async def test_acs_killed_mid_campaign_resumes_and_flashes_each_device_once(
+    fresh_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    effects = SideEffects(monkeypatch)
+    workdir = Path(tempfile.mkdtemp(prefix="acs-survival-kill-"))
+    cwmp_port, api_port, files_port = free_ports(3)
+    # 4 MB/s per transfer: a 6 MB image takes 1.5 s to arrive
+    link = SlowLink(files_port, 4_000_000)
+    link_port = await link.start()
+    env = {
+        **os.environ,
+        "ACS_DATABASE_URL": fresh_database,
+        "ACS_DATA_DIR": str(workdir),
+        "ACS_HOST": "127.0.0.1",
+        "ACS_CWMP_PORT": str(cwmp_port),
+        "ACS_API_PORT": str(api_port),
+        "ACS_FILES_PORT": str(files_port),
+        "ACS_FILES_PUBLIC_URL": f"http://127.0.0.1:{link_port}/",
+        "ACS_CPE_AUTH": "digest",
+        "ACS_CPE_USERNAME": "cpe",
+        "ACS_CPE_PASSWORD": "cpe-pw",
+        "ACS_CONNECTION_REQUEST_USERNAME": "cr",
+        "ACS_CONNECTION_REQUEST_PASSWORD": "cr-secret",
+        "ACS_CAMPAIGN_TICK_S": "0.5",
+        "ACS_SESSION_TIMEOUT_S": "3",
+        "ACS_DEFAULT_POLICIES": "false",
+        "ACS_LOG_LEVEL": "INFO",
+        "PYTHONUNBUFFERED": "1",  # what it printed before the SIGKILL must be in the log
+    }
+    acs = AcsProcess(env, workdir / "acs.log")
+    conn = await connect(fresh_database)
+    try:
+        secret = await tokens.create_token(conn, "kill-test", "admin")
+    finally:
+        await conn.close()
+    fleet = Fleet(
+        FleetConfig(
+            acs_url=f"http://127.0.0.1:{cwmp_port}/",
+            devices=30,
+            serial_prefix="KILL",
+            username="cpe",
+            password="cpe-pw",
+            timing=FAST,
+            periodic_interval=1,
+        )
+    )
+    http = aiohttp.ClientSession(headers={"Authorization": f"Bearer {secret}"})
+
+    async def call(method: str, path: str, status: int = 200, **kw: Any) -> Any:
+        async with http.request(method, f"{acs.api}/api/v1{path}", **kw) as resp:
+            body = await resp.json()
+            assert resp.status == status, (method, path, resp.status, body)
+            return body
+
+    try:
+        await acs.start()
+        await fleet.start()
+        await fleet.wait_for(lambda: all(c.sessions_ok for c in fleet.devices.values()), 60)
+        await call("PUT", "/files/fw-2.0.0.bin", 201, data=make_image("2.0.0", IMAGE_BYTES))
+        image = await call(
+            "POST",
+            "/firmware/images",
+            201,
+            json={
+                "file": "fw-2.0.0.bin",
+                "oui": "ACDE48",
+                "productClass": "HGW",
+                "hardwareVersions": ["HW1.0"],
+                "version": "2.0.0",
+            },
+        )
+        spec = {
+            "name": "kill-mid-campaign",
+            "image": image["id"],
+            "filter": 'DeviceID.SerialNumber LIKE "KILL%"',
+            "stages": [{"size": "30%"}, {"size": "100%"}],
+            "maxInFlight": 10,
+            "maxAttempts": 3,
+            "retryBackoffS": 0.5,
+            "verifyTimeoutS": 15,
+        }
+        cid = (await call("POST", "/campaigns", 201, json=spec))["id"]
+        await call("POST", f"/campaigns/{cid}/start")
+
+        def states(body: dict[str, Any]) -> Counter[str]:
+            total: Counter[str] = Counter()
+            for stage in body["stages"]:
+                total.update(stage["states"])
+            return total
+
+        async def mid_flight() -> bool:
+            now = states(await call("GET", f"/campaigns/{cid}"))
+            # a transfer in its first megabyte: more than the kernel buffers is still to come
+            return now["succeeded"] >= 3 and link.early(1_000_000) >= 1
+
+        await wait_until(mid_flight, 60, "a download streaming", poll=0.02)
+        acs.kill()
+        killed_at = time.monotonic()
+        await asyncio.sleep(2.0)  # CPEs find nobody: sessions and transfers fail, and retry
+        await acs.start()
+        restarted_in = time.monotonic() - killed_at
+
+        async def completed() -> bool:
+            return (await call("GET", f"/campaigns/{cid}"))["status"] == "completed"
+
+        await wait_until(completed, 70, "campaign completed after the restart", poll=0.3)
+        done = await call("GET", f"/campaigns/{cid}")
+        failed = await call("GET", f"/campaigns/{cid}/devices?state=failed&limit=100")
+        # one outage costs a device at most one attempt of three: every device made it
+        assert done["totals"] == {"succeeded": 30}, (done["totals"], failed["items"])
+        assert all(c.tree.software_version == "2.0.0" for c in fleet.devices.values())
+
+        conn = await connect(fresh_database)
+        try:
+            rows = await conn.fetch(
+                "SELECT cd.device_id, cd.attempts,"
+                " count(t.id) AS downloads,"
+                " count(t.id) FILTER (WHERE t.status = 'done') AS done"
+                " FROM campaign_devices cd"
+                " LEFT JOIN tasks t ON t.device_id = cd.device_id AND t.name = 'download'"
+                "  AND t.args->>'commandKey' LIKE $2"
+                " WHERE cd.campaign_id = $1 GROUP BY cd.device_id, cd.attempts",
+                cid,
+                f"campaign-{cid}-%",
+            )
+            cut_short = await conn.fetchval(
+                "SELECT count(*) FROM tasks WHERE name = 'download' AND status = 'fault'"
+                " AND fault_code IN (9015, 9017)"
+            )
+            left_running = await conn.fetchval(
+                "SELECT count(*) FROM tasks WHERE status = 'running'"
+            )
+            leases = await conn.fetchval(
+                "SELECT count(*) FROM devices WHERE session_expires_at < now()"
+            )
+        finally:
+            await conn.close()
+        assert link.cut >= 1  # the kill did cut transfers in the middle
+        assert cut_short >= 1  # ... which the CPEs reported (9015/9017) and the campaign retried
+        assert len(rows) == 30
+        for r in rows:
+            # one Download per attempt, and exactly one that completed
+            assert r["downloads"] == r["attempts"] and r["done"] == 1, dict(r)
+        assert left_running == 0
+        assert leases == 0  # every lease the killed process held was taken over or released
+        # on the CPE side: each device downloaded and flashed the image once (a
+        # Download sent again after the kill would make it flash twice), nothing crashed
+        assert effects.flashes == Counter(dict.fromkeys(fleet.devices, 1)), effects.flashes
+        assert fleet.counters[("transfer", "ok")] == 30, fleet.counters
+        assert not [k for k in fleet.counters if k[0] == "session_crashed"], fleet.counters
+        assert restarted_in < 15
+    finally:
+        await http.close()
+        await fleet.stop()
+        acs.stop()
+        await link.stop()
+        log_text = (workdir / "acs.log").read_text() if (workdir / "acs.log").exists() else ""
+        shutil.rmtree(workdir, ignore_errors=True)
+    # the log of both lives of the ACS: no 500, no traceback
+    for trouble in ("Traceback", "Error handling request"):
+        assert trouble not in log_text, log_text[-3000:]
+    assert log_text.count("CWMP (give CPEs this ACS URL)") == 2
