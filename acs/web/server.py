@@ -144,6 +144,7 @@ async def running_acs(settings: Settings, dsn: str) -> AsyncIterator[Running]:
         requester = ConnectionRequester(
             timeout_s=settings.connection_request_timeout_s,
             max_concurrent=settings.connection_request_concurrency,
+            max_per_host=settings.connection_request_per_host,
             allow_basic=settings.connection_request_allow_basic,
         )
         closers.append(requester.close)
