@@ -43,8 +43,9 @@ from acs.web.server import Running, running_acs
 from cpe_simulator.cpe import SimulatedCpe
 from cpe_simulator.firmware import make_image
 from cpe_simulator.fleet import Fleet, FleetConfig
-from tests.e2e.conftest import make_settings
-from tests.e2e.test_api import Client
+from tests.e2e.conftest import StartAcs, cwmp_url, make_settings
+from tests.e2e.cpe_double import CpeDouble
+from tests.e2e.test_api import Client, dev_id_of, token
 from tests.e2e.test_simulator_fleet import FAST, dev_id, fleet_of
 
 pytestmark = pytest.mark.db
@@ -52,6 +53,7 @@ pytestmark = pytest.mark.db
 REPO = Path(__file__).resolve().parents[2]
 IMAGE_BYTES = 6_000_000
 CPE_AUTH = {"cpe_auth": "digest", "cpe_username": "cpe", "cpe_password": "cpe-pw"}
+DIGEST = ("cpe", "cpe-pw")
 CR_AUTH = {"connection_request_username": "cr", "connection_request_password": "cr-secret"}
 
 
@@ -730,3 +732,141 @@ async def test_acs_killed_mid_campaign_resumes_and_flashes_each_device_once(
     for trouble in ("Traceback", "Error handling request"):
         assert trouble not in log_text, log_text[-3000:]
     assert log_text.count("CWMP (give CPEs this ACS URL)") == 2
+
+
+# --------------------------------------------------------------------------- 3. dead CR targets
+
+CR_TIMEOUT_S = 1.0
+# a documentation prefix (RFC 3849), routed nowhere; 10.255.255.1 as well, though some
+# sandboxes answer every outbound IPv4 connection through a proxy of their own
+UNROUTABLE = ("http://[2001:db8::1]:7547/cr", "http://10.255.255.1:7547/cr")
+
+
+class HangingTarget:
+    """A CPE web server that accepts and reads the request, then never answers."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.most_open = 0  # connections open at once, at worst
+        self.server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.open += 1
+        self.most_open = max(self.most_open, self.open)
+        self._writers.append(writer)
+        try:
+            with contextlib.suppress(OSError):
+                await reader.read(4096)  # the request; never answered
+                while await reader.read(4096):  # until the ACS gives up and hangs up
+                    pass
+        finally:
+            self.open -= 1
+
+    async def stop(self) -> None:
+        for writer in self._writers:
+            writer.close()
+        if self.server is not None:
+            self.server.close()
+
+
+async def timed(api: Client, method: str, path: str) -> tuple[int, Any, float]:
+    started = time.monotonic()
+    status, body = await api.call(method, path)
+    return status, body, time.monotonic() - started
+
+
+async def test_dead_connection_request_targets_answer_in_time_and_starve_nobody(
+    start_acs: StartAcs, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    running = await start_acs(
+        **CPE_AUTH,
+        **CR_AUTH,
+        connection_request_timeout_s=CR_TIMEOUT_S,
+        # small on purpose: a hung target must not be able to take every slot
+        connection_request_concurrency=6,
+    )
+    api = Client(running, await token(db_pool, "operator", unique_serial))
+    hanging = HangingTarget()
+    hang_port = await hanging.start()
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    targets = {
+        "hanging": f"http://127.0.0.1:{hang_port}/cr",
+        "refused": f"http://127.0.0.1:{closed.getsockname()[1]}/cr",
+        "unroutable-v6": UNROUTABLE[0],
+        "unroutable-v4": UNROUTABLE[1],
+    }
+    doubles = {
+        name: CpeDouble(cwmp_url(running), unique_serial("CR"), cr_url=url, digest=DIGEST)
+        for name, url in targets.items()
+    }
+    # more devices behind the same hung host (a NAT, a broken CPE firmware family)
+    hung_family = [
+        CpeDouble(cwmp_url(running), unique_serial("CRH"), cr_url=url, digest=DIGEST)
+        for url in (f"{targets['hanging']}/{i}" for i in range(10))
+    ]
+    healthy = await fleet_of(running, unique_serial("CRok"))
+    try:
+        for cpe in [*doubles.values(), *hung_family]:
+            await cpe.session(["0 BOOTSTRAP", "1 BOOT"])
+        serial = next(iter(healthy.devices))
+        await healthy.wait_for(lambda: healthy.devices[serial].sessions_ok >= 1)
+        ids = {name: dev_id_of(cpe) for name, cpe in doubles.items()}
+        ok_id = dev_id(healthy, serial)
+        slack = 1.0  # the API's own work, on a loaded machine
+
+        # each kind of dead target: an answer within the timeout that says what happened
+        expected = {
+            "hanging": ("timeout after 1.0 s",),
+            "refused": ("connection refused",),
+            "unroutable-v6": ("timeout after 1.0 s", "unreachable"),
+        }
+        for name, dev in ids.items():
+            status, body, took = await timed(api, "POST", f"/devices/{dev}/connection-request")
+            assert status == 200 and body["ok"] is False, (name, status, body)
+            assert took < CR_TIMEOUT_S + slack and body["elapsedS"] <= CR_TIMEOUT_S + 0.2
+            if name in expected:
+                assert any(r in body["reason"] for r in expected[name]), (name, body)
+            # a job with a knock: queued, and 504 with the same reason
+            started = time.monotonic()
+            status, job = await api.call(
+                "POST",
+                f"/devices/{dev}/tasks?connection_request=true&timeout=5",
+                json={"name": "getParameterValues", "parameterNames": ["Device.DeviceInfo."]},
+            )
+            assert status == 504 and job["status"] == "pending", (name, status, job)
+            assert job["connectionRequest"]["reason"] == body["reason"] or name.startswith(
+                "unroutable"
+            )
+            assert time.monotonic() - started < CR_TIMEOUT_S + slack
+
+        # a storm of knocks at hung targets, the same device over and over and its
+        # neighbours behind the same host, while the healthy device is knocked
+        storm = [
+            timed(api, "POST", f"/devices/{ids['hanging']}/connection-request") for _ in range(20)
+        ] + [
+            timed(api, "POST", f"/devices/{dev_id_of(cpe)}/connection-request")
+            for cpe in hung_family
+        ]
+        stormed = [asyncio.ensure_future(call) for call in storm]
+        await asyncio.sleep(0.2)  # the storm has taken what it can
+        status, body, took = await timed(api, "POST", f"/devices/{ok_id}/connection-request")
+        assert status == 200 and body["ok"], body
+        assert took < 0.5, (took, body)  # no wait behind the hung knocks
+        await healthy.wait_for(lambda: healthy.devices[serial].sessions_ok >= 2, 10)
+        for status, body, took in await asyncio.gather(*stormed):
+            assert status == 200 and not body["ok"] and body["reason"].startswith("timeout")
+            assert took < CR_TIMEOUT_S + slack, (took, body)
+        assert hanging.most_open <= 4  # ACS_CONNECTION_REQUEST_PER_HOST's default
+    finally:
+        await api.close()
+        await healthy.stop()
+        for cpe in [*doubles.values(), *hung_family]:
+            await cpe.close()
+        await hanging.stop()
+        closed.close()
