@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -870,3 +870,64 @@ async def test_dead_connection_request_targets_answer_in_time_and_starve_nobody(
             await cpe.close()
         await hanging.stop()
         closed.close()
+
+
+# --------------------------------------------------------------------------- 4. full disk
+
+
+@pytest.fixture
+def tiny_filesystem() -> Iterator[Path]:
+    """A real 1 MiB tmpfs for the ACS's data directory: writes past it fail with
+    ENOSPC from the kernel, as on a full disk. Mounting needs root (or CAP_SYS_ADMIN)."""
+    mount = Path(tempfile.mkdtemp(prefix="acs-survival-disk-"))
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        mount.rmdir()
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+        mount.rmdir()
+
+
+async def test_full_disk_refuses_the_upload_with_507_and_stores_nothing(
+    start_acs: StartAcs, db_pool: asyncpg.Pool, tiny_filesystem: Path, unique_serial
+) -> None:
+    running = await start_acs(data_dir=tiny_filesystem)
+    admin = Client(running, await token(db_pool, "admin", unique_serial))
+    files_dir = tiny_filesystem / "files"
+    big, small = f"{unique_serial('big')}.bin", f"{unique_serial('small')}.bin"
+    try:
+        status, body = await admin.call("PUT", f"/files/{big}", data=b"x" * 2_000_000)
+        assert status == 507, (status, body)
+        assert body["error"]["code"] == "storage_error"
+        message = body["error"]["message"]
+        assert "no space left" in message and "nothing was stored" in message, message
+        # nothing half-stored: no row, no temporary file, and the space is free again
+        status, _ = await admin.call("GET", f"/files/{big}")
+        assert status == 404
+        assert [p.name for p in files_dir.iterdir()] == []
+        assert shutil.disk_usage(tiny_filesystem).used < 100_000
+
+        # what fits still goes in, and is served
+        content = os.urandom(300_000)
+        status, body = await admin.call("PUT", f"/files/{small}", data=content)
+        assert status == 201, body
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{running.ports['files']}/{small}") as resp:
+                assert resp.status == 200 and await resp.read() == content
+
+        # replacing it with something that does not fit keeps the old file whole
+        status, body = await admin.call("PUT", f"/files/{small}?replace=true", data=b"y" * 900_000)
+        assert status == 507 and "no space left" in body["error"]["message"], body
+        status, meta = await admin.call("GET", f"/files/{small}")
+        assert status == 200 and meta["size"] == len(content)
+        assert [p.name for p in files_dir.iterdir()] == [small]
+        assert (files_dir / small).read_bytes() == content
+    finally:
+        await admin.close()
