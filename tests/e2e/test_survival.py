@@ -220,7 +220,7 @@ async def test_postgres_restart_mid_run_fails_sessions_cleanly_and_loses_nothing
     workdir = Path(tempfile.mkdtemp(prefix="acs-survival-pg-"))
     pg = PrivatePostgres(workdir / "pgdata")
     dsn = await pg.start()
-    settings = make_settings(data_dir=workdir, session_timeout_s=3.0, **CPE_AUTH, **CR_AUTH)
+    settings = make_settings(data_dir=workdir, session_timeout_s=5.0, **CPE_AUTH, **CR_AUTH)
     fleets: list[Fleet] = []
     try:
         async with running_acs(settings, dsn) as running:
@@ -272,8 +272,17 @@ async def test_postgres_restart_mid_run_fails_sessions_cleanly_and_loses_nothing
                 10,
             )
 
-            # phase B: two sessions the outage cuts at a known point, with the CPE
-            # holding the request: a SetParameterValues it applies, a Reboot it accepts
+            # phase B: jobs due while the database is down wait in the queue...
+            later: dict[int, tuple[str, str]] = {}
+            due = datetime.now(UTC) + timedelta(seconds=3)
+            for serial in serials[2:]:
+                job, what = await set_ssid(serial, "b", not_before=due)
+                later[job] = what
+            quiet_reboots = {await enqueue(quiet, s, "reboot", {}): s for s in quiet.devices}
+            # ... and two sessions the outage cuts at a known point, the CPE holding
+            # the request: a SetParameterValues it applies, a Reboot it accepts. The
+            # database goes down at once: held longer than the session timeout, the
+            # session would be reaped instead of cut
             cut_spv_serial, cut_reboot_serial = serials[0], serials[1]
             spv_arrived, spv_release = effects.hold(cut_spv_serial, m.SetParameterValues)
             reboot_arrived, reboot_release = effects.hold(cut_reboot_serial, m.Reboot)
@@ -281,15 +290,6 @@ async def test_postgres_restart_mid_run_fails_sessions_cleanly_and_loses_nothing
             cut_reboot = await enqueue(busy, cut_reboot_serial, "reboot", {})
             await asyncio.wait_for(spv_arrived.wait(), 10)
             await asyncio.wait_for(reboot_arrived.wait(), 10)
-            # and jobs due while the database is down: they wait in the queue
-            due_s = 1.5
-            later: dict[int, tuple[str, str]] = {}
-            for serial in serials[2:]:
-                job, what = await set_ssid(
-                    serial, "b", not_before=datetime.now(UTC) + timedelta(seconds=due_s)
-                )
-                later[job] = what
-            quiet_reboots = {await enqueue(quiet, s, "reboot", {}): s for s in quiet.devices}
 
             statuses_before = Counter(busy.counters)
             assert await prober.ready() == 200
