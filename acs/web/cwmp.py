@@ -149,16 +149,25 @@ class CwmpEndpoint:
                 )
             return await self._continue(live, envelope)
         except DB_ERRORS as exc:
+            # An Inform has no session yet; the one found by its connection may be
+            # another CPE's, sharing a pooled or proxied connection, and must live on.
+            # Only a session's own request ends it here.
+            owner = None if is_inform else live
+            device = owner.device_id if owner else None
+            if is_inform and envelope is not None and isinstance(envelope.body, m.Inform):
+                ident = envelope.body.device_id
+                device = make_device_id(ident.oui, ident.product_class, ident.serial_number)
             log(
                 logger,
                 logging.ERROR,
                 "database_unavailable",
                 remote=remote,
                 error=repr(exc),
-                device=live.device_id if live else None,
+                device=device,
+                session=owner.session_id if owner else None,  # a session cut mid-way
             )
-            if live is not None:
-                self._forget(live)
+            if owner is not None:
+                self._forget(owner)
             return web.Response(
                 status=503,
                 text="database unavailable, retry later\n",
