@@ -163,6 +163,12 @@ class Settings(BaseSettings):
     # --- connection requests (ACS -> CPE)
     connection_request_timeout_s: float = Field(default=5.0, gt=0)
     connection_request_concurrency: int = Field(default=50, ge=1)
+    connection_request_per_host: int = Field(
+        default=4,
+        ge=1,
+        description="connection requests in flight to one host:port; a target that hangs"
+        " holds no more than this many of the process's slots",
+    )
     connection_request_allow_basic: bool = False
     connection_request_username: str | None = Field(
         default=None, description="used when a device has none of its own"

@@ -92,6 +92,7 @@ class SimulatedCpe:
         "session_waiters",
         "firmware_before",
         "last_requests",
+        "reboots_owed",
     )
 
     def __init__(self, fleet: Fleet, tree: ParameterTree, profiles: frozenset[str]) -> None:
@@ -117,6 +118,8 @@ class SimulatedCpe:
         self.session_waiters: list[asyncio.Future[None]] = []
         self.firmware_before: str | None = None
         self.last_requests: list[str] = []
+        # CommandKeys of Reboots accepted and not yet carried out, in order
+        self.reboots_owed: dict[str, None] = {}
 
     @property
     def serial(self) -> str:
@@ -346,7 +349,12 @@ class SimulatedCpe:
         if isinstance(r, m.GetRPCMethods):
             return m.GetRPCMethodsResponse(list(CPE_RPCS))
         if isinstance(r, m.Reboot):
-            self.after_session.append(lambda: self.reboot(("M Reboot", r.command_key)))
+            # A device owing two Reboots (one accepted in a session that then failed,
+            # and the ACS asking again) restarts once and reports each CommandKey:
+            # a reboot wipes whatever else was queued in RAM.
+            if not self.reboots_owed:
+                self.after_session.append(self._reboot_owed)
+            self.reboots_owed[r.command_key] = None
             return m.RebootResponse()
         if isinstance(r, m.FactoryReset):
             self.after_session.append(self.factory_reset)
@@ -425,9 +433,13 @@ class SimulatedCpe:
             command_key, is_download, file_type, url, username, password, size, target
         )
         self.transfers.append(transfer)
-        self.after_session.append(
-            lambda: self.fleet.later(max(delay, 0), self.run_transfer(transfer))
-        )
+
+        async def start_later() -> None:
+            # an awaitable, like every after-session action: a plain call returning
+            # None made the session loop crash there and skip the actions after it
+            self.fleet.later(max(delay, 0), self.run_transfer(transfer))
+
+        self.after_session.append(start_later)
         if is_download:
             return m.DownloadResponse(status=1)
         return m.UploadResponse(status=1)
@@ -445,6 +457,10 @@ class SimulatedCpe:
         for code, key in events:
             self.add_event(code, key)
         self.fleet.wake(self)
+
+    async def _reboot_owed(self) -> None:
+        keys, self.reboots_owed = list(self.reboots_owed), {}
+        await self.reboot(*(("M Reboot", key) for key in keys))
 
     async def factory_reset(self) -> None:
         self.tree.factory_reset()

@@ -14,7 +14,12 @@ lets every outcome carry a reason an operator can act on.
 Basic is used only when the operator allows it: it sends the password in
 clear. Every request is bounded in time, and the number in flight is bounded
 across the whole process (one semaphore per requester), so a boot storm of
-knocks or a region of dead CPEs cannot exhaust sockets.
+knocks or a region of dead CPEs cannot exhaust sockets. Two more rules keep a
+dead target from starving the rest: the number in flight to one host:port is
+bounded too (a CPE that accepts and never answers, knocked over and over, or
+many devices behind one such address, hold at most that many slots), and the
+timeout covers the wait for a slot, so a caller always has its answer within
+it.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ import hashlib
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -223,14 +229,30 @@ def _connect_reason(exc: aiohttp.ClientConnectorError) -> str:
     return known.get(code or 0, f"cannot connect: {exc.os_error or exc}")
 
 
+@dataclass(slots=True)
+class _HostGate:
+    slots: asyncio.Semaphore
+    users: int = 0  # callers holding or waiting for a slot; the gate goes when none are left
+
+
+@dataclass(slots=True)
+class _Wait:
+    """Where one knock is: waiting for its host's slot, for a global one, or under way."""
+
+    phase: str = "host"
+    since: float = 0.0
+
+
 class ConnectionRequester:
-    """One per process: its semaphore is the global limit on knocks in flight."""
+    """One per process: its semaphore is the global limit on knocks in flight,
+    and ``max_per_host`` the limit towards one host:port."""
 
     def __init__(
         self,
         *,
         timeout_s: float = 5.0,
         max_concurrent: int = 50,
+        max_per_host: int = 4,
         allow_basic: bool = False,
         session: aiohttp.ClientSession | None = None,
         metrics: Metrics | None = None,
@@ -239,10 +261,14 @@ class ConnectionRequester:
             raise ValueError("timeout_s must be positive")
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be at least 1")
+        if max_per_host < 1:
+            raise ValueError("max_per_host must be at least 1")
         self.timeout_s = timeout_s
         self.max_concurrent = max_concurrent
+        self.max_per_host = max_per_host
         self.allow_basic = allow_basic
         self._gate = asyncio.Semaphore(max_concurrent)
+        self._hosts: dict[tuple[str, int], _HostGate] = {}
         self._session = session
         self._owns_session = session is None
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=timeout_s)
@@ -283,32 +309,71 @@ class ConnectionRequester:
         target = check_url(url)
         if isinstance(target, str):
             return result(False, None, target, "invalid_url")
-        async with self._gate:
-            try:
-                # one bound for the whole exchange: challenge, answer and redirects
-                async with asyncio.timeout(self.timeout_s):
-                    status, reason = await self._exchange(target, username, password)
-                return result(True, status, reason, "accepted")
-            except _Refused as refused:
-                outcome = "auth_failed" if refused.status == 401 else "refused"
-                return result(False, refused.status, refused.reason, outcome)
-            except aiohttp.ConnectionTimeoutError:
-                reason = f"timeout after {self.timeout_s} s (no TCP connection)"
-                return result(False, None, reason, "timeout")
-            except TimeoutError:
-                return result(False, None, f"timeout after {self.timeout_s} s", "timeout")
-            except aiohttp.ClientConnectorError as exc:
-                return result(False, None, _connect_reason(exc), "unreachable")
-            except aiohttp.ServerDisconnectedError:
-                reason = "the CPE closed the connection without answering"
-                return result(False, None, reason, "unreachable")
-            except aiohttp.ClientResponseError as exc:  # e.g. a malformed HTTP answer
-                reason = f"invalid HTTP answer from the CPE: {exc.message}"
-                return result(False, None, reason, "refused")
-            except aiohttp.ClientError as exc:
-                return result(False, None, f"HTTP error: {exc}", "error")
-            except OSError as exc:
-                return result(False, None, f"network error: {exc}", "unreachable")
+        host = (target.host or "", target.port or 0)
+        wait = _Wait()
+        try:
+            # one bound for everything: the wait for a slot, then the challenge, the
+            # answer and redirects; the caller (an operator's API call) has its
+            # answer within the configured timeout, whatever the other knocks do
+            async with asyncio.timeout(self.timeout_s), self._slot(host, wait):
+                status, reason = await self._exchange(target, username, password)
+            return result(True, status, reason, "accepted")
+        except _Refused as refused:
+            outcome = "auth_failed" if refused.status == 401 else "refused"
+            return result(False, refused.status, refused.reason, outcome)
+        except aiohttp.ConnectionTimeoutError:
+            reason = f"timeout after {self.timeout_s} s (no TCP connection)"
+            return result(False, None, reason, "timeout")
+        except TimeoutError:
+            return result(False, None, self._timeout_reason(host, wait, start), "timeout")
+        except aiohttp.ClientConnectorError as exc:
+            return result(False, None, _connect_reason(exc), "unreachable")
+        except aiohttp.ServerDisconnectedError:
+            reason = "the CPE closed the connection without answering"
+            return result(False, None, reason, "unreachable")
+        except aiohttp.ClientResponseError as exc:  # e.g. a malformed HTTP answer
+            reason = f"invalid HTTP answer from the CPE: {exc.message}"
+            return result(False, None, reason, "refused")
+        except aiohttp.ClientError as exc:
+            return result(False, None, f"HTTP error: {exc}", "error")
+        except OSError as exc:
+            return result(False, None, f"network error: {exc}", "unreachable")
+
+    @asynccontextmanager
+    async def _slot(self, host: tuple[str, int], wait: _Wait) -> AsyncIterator[None]:
+        """A slot towards ``host``, then one of the process's: waiting for the host's
+        first means knocks piling up on one dead address hold no global slot."""
+        gate = self._hosts.get(host)
+        if gate is None:
+            gate = self._hosts[host] = _HostGate(asyncio.Semaphore(self.max_per_host))
+        gate.users += 1
+        try:
+            async with gate.slots:
+                wait.phase = "global"
+                async with self._gate:
+                    wait.phase, wait.since = "exchange", time.monotonic()
+                    yield
+        finally:
+            gate.users -= 1
+            if gate.users == 0:
+                del self._hosts[host]
+
+    def _timeout_reason(self, host: tuple[str, int], wait: _Wait, start: float) -> str:
+        limit = f"timeout after {self.timeout_s} s"
+        if wait.phase == "host":
+            return (
+                f"{limit} waiting for a free slot: {self.max_per_host} connection requests"
+                f" to {host[0]}:{host[1]} already in flight (the most allowed per host)"
+            )
+        if wait.phase == "global":
+            return (
+                f"{limit} waiting for a free slot: {self.max_concurrent} connection requests"
+                " already in flight (the most allowed)"
+            )
+        waited = wait.since - start
+        if waited >= 0.1 * self.timeout_s:  # say so when the wait ate much of the time
+            return f"{limit} ({waited:.1f} s of it waiting for a free slot)"
+        return limit
 
     async def _get(
         self, target: URL, authorization: str | None

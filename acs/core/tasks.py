@@ -203,11 +203,30 @@ def plan_for(
     type_of: Callable[[str], str | None],
     batch_size: int,
     root: str,
+    sent_before: bool = False,
 ) -> Plan:
-    """The RPC plan of one task. ``type_of`` gives a stored parameter's xsd type."""
+    """The RPC plan of one task. ``type_of`` gives a stored parameter's xsd type;
+    ``sent_before``: an earlier attempt went out in a session that did not finish."""
     parsed = validate_task(name, args)
     command_key = getattr(parsed, "commandKey", None) or f"task-{task_id}"
-    return _PLANS[name](parsed, command_key, type_of, batch_size, root)
+    plan = _PLANS[name](parsed, command_key, type_of, batch_size, root)
+    if sent_before and name in ("download", "upload"):
+        return _unless_queued(command_key, plan)
+    return plan
+
+
+def _unless_queued(ck: str, send: Plan) -> Plan:
+    """A transfer sent in a session that died (the ACS or its database went down,
+    the connection broke) may have been accepted by the CPE without the ACS ever
+    hearing it. Sent again, the CPE would carry it out twice: two downloads, two
+    flashes of one image. So ask for the CPE's transfer queue first and adopt a
+    transfer with this CommandKey; its TransferComplete then closes the job."""
+    resp = yield m.GetAllQueuedTransfers()
+    if isinstance(resp, m.GetAllQueuedTransfersResponse):
+        if any(t.command_key == ck for t in resp.transfer_list):
+            return _transfer_result(ck, 1, None, None) | {"adopted": True}
+    # a fault: the RPC is optional (TR-069 A.4.1.6), so without it we can only send again
+    return (yield from send)
 
 
 def _get_values(a: Any, _ck: str, _t: Any, _b: int, _r: str) -> Plan:

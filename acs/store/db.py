@@ -38,6 +38,19 @@ except ImportError:  # pragma: no cover - depends on the environment
 #: rather than let sessions queue behind it
 DEFAULT_STATEMENT_TIMEOUT_MS = 30_000
 
+#: what reaching the database can raise when it is down, restarting or overloaded:
+#: the request is answered 503 with Retry-After (never 500) and the pool reconnects
+#: by itself. InternalClientError belongs here because a server cutting a
+#: connection mid-query leaves asyncpg's protocol half-way through the error, and
+#: the ROLLBACK on the way out then fails with it instead of the original error.
+UNAVAILABLE = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
+
 _MIGRATION_NAME = re.compile(r"^\d{4}_[A-Za-z0-9_]+\.sql$")
 #: an arbitrary constant: serialises migrate() across processes
 _MIGRATION_LOCK_KEY = 0x0AC5_0001

@@ -255,9 +255,18 @@ async def await_transfer(
 async def find_awaiting_transfer(
     conn: asyncpg.Connection, device_id: str, command_key: str
 ) -> Task | None:
+    # The second case: a transfer sent in a session that died before the ACS heard
+    # the CPE accept it. The job went back to pending, but the CPE may have taken it
+    # and now reports it done; closing the job here keeps it from being sent twice.
     row = await conn.fetchrow(
-        f"SELECT {_COLUMNS} FROM tasks WHERE device_id = $1 AND command_key = $2"
-        " AND status = 'running' AND session_id IS NULL ORDER BY id DESC LIMIT 1 FOR UPDATE",
+        f"""
+        SELECT {_COLUMNS} FROM tasks
+        WHERE device_id = $1 AND (
+            (status = 'running' AND session_id IS NULL AND command_key = $2)
+            OR (status = 'pending' AND attempts > 0 AND name IN ('download', 'upload')
+                AND coalesce(args->>'commandKey', 'task-' || id) = $2))
+        ORDER BY id DESC LIMIT 1 FOR UPDATE
+        """,
         device_id,
         command_key,
     )

@@ -44,6 +44,7 @@ from acs.services import events as notify
 from acs.store import campaigns as campaign_store
 from acs.store import devices, sessions
 from acs.store import tasks as task_store
+from acs.store.db import UNAVAILABLE
 from acs.store.ids import device_id as make_device_id
 from acs.web.cpe_auth import CpeAuthenticator
 from acs.web.fota import FotaEndpoint
@@ -56,7 +57,7 @@ logger = logging.getLogger("acs.cwmp")
 COOKIE = "acs_session"
 XML = "text/xml; charset=utf-8"
 RETRY_AFTER_S = "10"
-DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
+DB_ERRORS = UNAVAILABLE
 
 
 class CwmpEndpoint:
@@ -139,7 +140,10 @@ class CwmpEndpoint:
                 400, bad.fault_code, bad.reason, bad.cwmp_ns, bad.cwmp_id, remote, live
             )
             if live is not None:
-                await self._drop(live, f"unparseable message: {bad.reason}")
+                # the answer is this 400 either way; with the database down the
+                # session's lease simply expires and its job goes back to the queue
+                with contextlib.suppress(*DB_ERRORS):
+                    await self._drop(live, f"unparseable message: {bad.reason}")
             return reply
 
         is_inform = envelope is not None and isinstance(envelope.body, m.Inform)
@@ -164,16 +168,25 @@ class CwmpEndpoint:
             self._record_in(live, body, envelope, received_at)
             return await self._continue(live, envelope)
         except DB_ERRORS as exc:
+            # An Inform has no session yet; the one found by its connection may be
+            # another CPE's, sharing a pooled or proxied connection, and must live on.
+            # Only a session's own request ends it here.
+            owner = None if is_inform else live
+            device = owner.device_id if owner else None
+            if is_inform and envelope is not None and isinstance(envelope.body, m.Inform):
+                ident = envelope.body.device_id
+                device = make_device_id(ident.oui, ident.product_class, ident.serial_number)
             log(
                 logger,
                 logging.ERROR,
                 "database_unavailable",
                 remote=remote,
                 error=repr(exc),
-                device=live.device_id if live else None,
+                device=device,
+                session=owner.session_id if owner else None,  # a session cut mid-way
             )
-            if live is not None and not is_inform:
-                self._forget(live, DB_UNAVAILABLE)
+            if owner is not None:
+                self._forget(owner, DB_UNAVAILABLE)
             else:
                 # an Inform's own attempt failed; a session found on its connection
                 # is the same CPE's (already dropped) or another CPE's, which goes on

@@ -25,6 +25,7 @@ import logging
 import os
 import re
 import stat
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
@@ -37,6 +38,7 @@ from aiohttp.abc import AbstractStreamWriter
 from acs.config import Settings
 from acs.logs import log
 from acs.store import files
+from acs.store.db import UNAVAILABLE
 from acs.web.cpe_auth import CpeAuthenticator, Credential, ha1_of
 from acs.web.proxy import client_address
 
@@ -163,6 +165,30 @@ def _open_regular(path: Path) -> tuple[IO[bytes], os.stat_result]:
         raise
 
 
+@web.middleware
+async def _database_unavailable(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """The catalog is in PostgreSQL: while it is down, a CPE is told to come back
+    later (503; its Download ends in fault 9015 and is retried), never given a 500."""
+    try:
+        return await handler(request)
+    except UNAVAILABLE as exc:
+        log(
+            logger,
+            logging.ERROR,
+            "database_unavailable",
+            peer=request.remote,
+            path=request.path,
+            error=repr(exc),
+        )
+        return web.Response(
+            status=503,
+            text="database unavailable, retry later\n",
+            headers={"Retry-After": "10"},
+        )
+
+
 def _not_found(name: str) -> web.Response:
     return web.Response(status=404, text=f"no file {name!r}\n")
 
@@ -239,7 +265,7 @@ def files_app(
             )
         return _respond(request, record, fobj, st.st_size)
 
-    app = web.Application()
+    app = web.Application(middlewares=[_database_unavailable])
     app.router.add_get("/{name}", serve_file)  # HEAD is routed with GET
     return app
 

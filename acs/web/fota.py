@@ -32,6 +32,7 @@ from acs.logs import log
 from acs.services import fota as service
 from acs.services import rollout
 from acs.store import terminals
+from acs.store.db import UNAVAILABLE
 from acs.store.ids import device_id as make_device_id
 from acs.web.cpe_auth import CpeAuthenticator
 from acs.web.proxy import client_address
@@ -43,7 +44,7 @@ REPORT_PATH = "/fota/v1/report"
 # A check or report is a few short strings; anything bigger is not a terminal.
 MAX_BODY_BYTES = 64 * 1024
 RETRY_AFTER_S = "10"
-DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
+DB_ERRORS = UNAVAILABLE
 M = TypeVar("M", bound=BaseModel)
 
 

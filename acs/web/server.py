@@ -33,7 +33,7 @@ from acs.services import events as notify
 from acs.services.knock import knock
 from acs.store import credentials
 from acs.store import tasks as task_store
-from acs.store.db import EmbeddedPostgres, create_pool, migrate
+from acs.store.db import UNAVAILABLE, EmbeddedPostgres, create_pool, migrate
 from acs.web.api.app import Services, build_api_app
 from acs.web.cpe_auth import CpeAuthenticator, Credential, ha1_of
 from acs.web.cwmp import CwmpEndpoint
@@ -110,7 +110,7 @@ def ops_routes(
             async with asyncio.timeout(2):
                 async with pool.acquire() as conn:
                     await conn.fetchval("SELECT 1")
-        except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        except (TimeoutError, *UNAVAILABLE) as exc:
             # a load balancer takes this instance out until the database is back
             return web.json_response(
                 {"status": "database unavailable", "error": str(exc) or type(exc).__name__},
@@ -149,7 +149,7 @@ async def expire_transfers(
             expired = await task_store.expire_transfers(conn, timeout_s)
             for task in expired:
                 await notify.job_closed(conn, task, fault_string=task.fault_string)
-    except (asyncpg.PostgresError, OSError) as exc:
+    except UNAVAILABLE as exc:
         log(logger, logging.WARNING, "tick_failed", tick="expire_transfers", error=exc)
         return
     for task in expired:
@@ -162,7 +162,7 @@ async def campaign_tick(pool: asyncpg.Pool, knock: campaigns.Knock) -> None:
     """Advance firmware campaigns: stages, thresholds, timeouts, newcomers, knocks."""
     try:
         await campaigns.tick(pool, knock)
-    except (asyncpg.PostgresError, OSError) as exc:
+    except UNAVAILABLE as exc:
         log(logger, logging.WARNING, "tick_failed", tick="campaigns", error=exc)
 
 
@@ -221,6 +221,7 @@ async def running_acs(settings: Settings, dsn: str) -> AsyncIterator[Running]:
         requester = ConnectionRequester(
             timeout_s=settings.connection_request_timeout_s,
             max_concurrent=settings.connection_request_concurrency,
+            max_per_host=settings.connection_request_per_host,
             allow_basic=settings.connection_request_allow_basic,
             metrics=metrics,
         )

@@ -285,6 +285,8 @@ class SessionDriver:
                 type_of=types.get,
                 batch_size=self.settings.gpv_batch_size,
                 root=live.root,
+                # attempts counts the sessions that took the job before this one
+                sent_before=task.attempts > 0,
             )
         except task_rules.InvalidTask as bad:
             reason = bad.reason + "".join(f"; {e['path']}: {e['message']}" for e in bad.errors)

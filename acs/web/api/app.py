@@ -19,6 +19,7 @@ from acs.logs import log
 from acs.services.knock import knock as knock_device
 from acs.store import device_query, devices, files, tokens
 from acs.store import tasks as task_store
+from acs.store.db import UNAVAILABLE
 from acs.web.api import auditing
 from acs.web.api import models as M
 from acs.web.api.errors import ApiError, not_found
@@ -38,6 +39,7 @@ from acs.web.api.plumbing import (
 logger = logging.getLogger("acs.api")
 TOKEN_CACHE_S = 5.0  # a revoked token stops working within this many seconds
 JSON_BODY_LIMIT = 1024 * 1024
+RETRY_AFTER_S = "10"
 
 
 @web.middleware
@@ -56,6 +58,20 @@ async def api_middleware(
     except ApiError as err:
         headers = {"WWW-Authenticate": 'Bearer realm="acs"'} if err.status == 401 else None
         response = err.response(headers)
+    except UNAVAILABLE as exc:
+        # the database is down or restarting: operators' scripts retry a 503, and a
+        # 500 would say the ACS is broken when it is waiting for PostgreSQL
+        log(
+            logger,
+            logging.ERROR,
+            "database_unavailable",
+            path=request.path,
+            method=request.method,
+            error=repr(exc),
+        )
+        response = ApiError(
+            503, "database_unavailable", f"the database is unavailable, retry later: {exc}"
+        ).response({"Retry-After": RETRY_AFTER_S})
     except web.HTTPException as exc:
         if exc.status < 400:
             await auditing.record(request, route, exc.status)
