@@ -33,6 +33,7 @@ from acs.web.api.app import Services, build_api_app
 from acs.web.cpe_auth import CpeAuthenticator, Credential, ha1_of
 from acs.web.cwmp import CwmpEndpoint
 from acs.web.files import files_app
+from acs.web.ui import app as ui
 
 logger = logging.getLogger("acs.server")
 
@@ -147,7 +148,13 @@ async def running_acs(settings: Settings, dsn: str) -> AsyncIterator[Running]:
             allow_basic=settings.connection_request_allow_basic,
         )
         closers.append(requester.close)
-        api = build_api_app(Services(settings, pool, requester), health_routes(pool))
+        health = health_routes(pool)
+
+        def api_extras(app: web.Application) -> None:
+            health(app)
+            ui.install(app)  # the web UI, on the API's port and its session-aware auth
+
+        api = build_api_app(Services(settings, pool, requester), api_extras)
         ports = {}
         for name, app, port in (
             ("cwmp", cwmp.app(), settings.cwmp_port),
@@ -235,6 +242,8 @@ async def serve(settings: Settings) -> None:
                 print("  CPE authentication is OFF (ACS_CPE_AUTH=none)")
             print(f"API (operators):              http://{host}:{acs.ports['api']}/api/v1/")
             print("  create a token: .venv/bin/acs token create --name me --role admin")
+            print(f"Web UI:                       http://{host}:{acs.ports['api']}/ui/")
+            print("  create a user:  .venv/bin/acs user create me --role admin")
             print(f"Files (firmware, configs):    http://{host}:{acs.ports['files']}/")
             print(
                 f"Database: {'embedded, data in ' + str(settings.pgdata_dir) if embedded else dsn}"

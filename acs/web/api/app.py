@@ -31,6 +31,7 @@ from acs.web.api.plumbing import (
     query_of,
     services,
 )
+from acs.web.ui import session as ui_session
 
 logger = logging.getLogger("acs.api")
 TOKEN_CACHE_S = 5.0  # a revoked token stops working within this many seconds
@@ -65,9 +66,18 @@ _token_cache: dict[str, tuple[float, tokens.ApiToken]] = {}
 
 async def authenticate(request: web.Request, needed: str) -> tokens.ApiToken:
     header = request.headers.get("Authorization", "")
+    if not header and ui_session.session_cookie(request) is not None:
+        # the web UI's pages and scripts call this API with the user's session
+        found = await ui_session.api_identity(request)
+        _check_role(found, needed)
+        return found
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "unauthenticated", "send Authorization: Bearer <token>")
+        raise ApiError(
+            401,
+            "unauthenticated",
+            "send Authorization: Bearer <token>, or sign in to the web UI at /ui/login",
+        )
     token = token.strip()
     cached = _token_cache.get(token)
     if cached is not None and time.monotonic() - cached[0] < TOKEN_CACHE_S:
@@ -80,11 +90,15 @@ async def authenticate(request: web.Request, needed: str) -> tokens.ApiToken:
             raise ApiError(401, "unauthenticated", "unknown or revoked token")
         _token_cache[token] = (time.monotonic(), found)
     assert found is not None
+    _check_role(found, needed)
+    return found
+
+
+def _check_role(found: tokens.ApiToken, needed: str) -> None:
     if not tokens.role_allows(found.role, needed):
         raise ApiError(
             403, "forbidden", f"role {found.role!r} may not do this; it needs {needed!r} or above"
         )
-    return found
 
 
 def build_api_app(
@@ -706,5 +720,7 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 
 # the firmware and campaign routes register themselves on the same table
+from acs.web.api import accounts as _account_routes  # noqa: E402, F401
 from acs.web.api import firmware as _firmware_routes  # noqa: E402, F401
+from acs.web.api import overview as _overview_routes  # noqa: E402, F401
 from acs.web.api import policies as _policy_routes  # noqa: E402, F401
