@@ -173,9 +173,13 @@ async def find_session(
             WHERE s.id_sha256 = live.id_sha256 AND live.last_seen_at < now() - interval '1 minute'
             RETURNING s.expires_at
         )
-        SELECT username, role, csrf_token, created_at,
-               coalesce((SELECT expires_at FROM touched), expires_at) AS expires_at
-        FROM live
+        SELECT * FROM (
+            SELECT username, role, csrf_token, created_at,
+                   coalesce((SELECT expires_at FROM touched), expires_at) AS expires_at
+            FROM live
+        ) s
+        -- sliding the expiry can cut it to the age limit, which may be past
+        WHERE expires_at > now()
         """,
         _digest(session_id),
         idle,

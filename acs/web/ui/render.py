@@ -98,7 +98,7 @@ def bar_chart(
 ) -> Markup:
     """Horizontal bars, one row per label, with the series overlaid (each one
     a subset of the one before, as devices seen in a day are of all devices)."""
-    row, label_w, pad = 24, 220, 60
+    row, label_w, pad = 24, 220, 110
     plot_w = width - label_w - pad
     top = max((max(b.values, default=0) for b in bars), default=0) or 1
     height = row * len(bars) + 8
