@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -184,7 +185,7 @@ def user() -> None:
 def _read_password(confirm: bool, from_stdin: bool) -> str:
     if from_stdin:
         # for scripts: the password never shows in the process list or history
-        return click.get_text_stream("stdin").readline().rstrip("\r\n")
+        return sys.stdin.readline().rstrip("\r\n")
     return click.prompt("Password", hide_input=True, confirmation_prompt=confirm)
 
 
