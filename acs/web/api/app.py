@@ -114,7 +114,19 @@ def build_api_app(
 
 
 def openapi_document() -> dict[str, Any]:
-    return api.openapi("ACS operator API", "1")
+    doc = api.openapi("ACS operator API", "1")
+    # the web UI's session works on every route too; say so, with its CSRF rule
+    doc["components"]["securitySchemes"][ui_session.COOKIE] = {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": ui_session.COOKIE,
+        "description": "a web UI session (sign in at /ui/login); requests other than"
+        f" GET/HEAD/OPTIONS must also send the session's {ui_session.CSRF_HEADER} header",
+    }
+    for operations in doc["paths"].values():
+        for op in operations.values():
+            op["security"].append({ui_session.COOKIE: []})
+    return doc
 
 
 # --------------------------------------------------------------------------- devices
