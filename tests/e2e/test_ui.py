@@ -350,3 +350,116 @@ async def test_a_post_without_the_csrf_token_is_refused(
     assert logout.status == 403
     await op.goto("/ui/")
     await expect(page.get_by_role("heading", name="Overview")).to_be_visible()  # still signed in
+
+
+async def test_jobs_are_queued_retried_and_cancelled_from_the_device_page(
+    person: Any, ui_acs: Running, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    fleet = await fleet_of(ui_acs, unique_serial("J"), 1)
+    try:
+        await fleet.wait_for(lambda: all(c.sessions_ok for c in fleet.devices.values()))
+        op = await person()
+        await op.sign_in(await make_user(db_pool, unique_serial, "operator"))
+        page = op.page
+        await op.goto(f"/ui/devices/{dev_id(fleet, next(iter(fleet.devices)))}")
+        await page.get_by_text("Queue another job", exact=True).click()
+        form = page.locator('form[data-action="task"]').filter(has=page.locator("textarea"))
+        await form.locator('select[name="name"]').select_option("setParameterValues")
+        await form.locator("textarea").fill('{"parameterValues": [["Device.No.Such", "1"]]}')
+        await form.get_by_label("now (connection request, wait up to 30 s)").check()
+        await form.get_by_role("button", name="Queue").click()
+        # the CPE refuses the name: the fault is said, and shown on the job
+        await expect(page.locator("#notice .msg-error")).to_contain_text(
+            "failed: CPE fault 9003 Invalid arguments"
+        )
+        job = page.get_by_test_id("jobs").locator("tbody tr").first
+        await expect(job).to_have_attribute("data-status", "fault")
+        await job.get_by_role("button", name="Retry").click()
+        await expect(page.locator("#notice .msg-ok")).to_contain_text("is pending again")
+        job = page.get_by_test_id("jobs").locator("tbody tr").first
+        await expect(job).to_have_attribute("data-status", "pending")
+        await job.get_by_role("button", name="Cancel").click()
+        await expect(page.locator("#notice .msg-ok")).to_contain_text("cancelled")
+        await expect(page.get_by_test_id("jobs").locator("tbody tr").first).to_have_attribute(
+            "data-status", "cancelled"
+        )
+        # a broken argument document is caught before anything is sent
+        await page.get_by_text("Queue another job", exact=True).click()
+        await form.locator("textarea").fill("{not json")
+        await form.get_by_role("button", name="Queue").click()
+        await expect(page.locator("#jobs .notice .msg-error")).to_contain_text(
+            "The arguments: not valid JSON"
+        )
+    finally:
+        await fleet.stop()
+
+
+async def test_a_policy_is_written_and_dry_run_in_the_ui(
+    person: Any, ui_acs: Running, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    fleet = await fleet_of(ui_acs, unique_serial("P"), 1)
+    try:
+        await fleet.wait_for(lambda: all(c.sessions_ok for c in fleet.devices.values()))
+        serial = next(iter(fleet.devices))
+        before = fleet.devices[serial].tree.value("Device.WiFi.SSID.1.SSID")
+        op = await person()
+        await op.sign_in(await make_user(db_pool, unique_serial, "operator"))
+        page = op.page
+        await nav(page, "Policies").click()
+        await page.get_by_role("link", name="New policy").click()
+        name = unique_serial("pol-")
+        doc = (
+            f'{{"name": "{name}", "enabled": false,'
+            f' "precondition": "DeviceID.SerialNumber = \\"{serial}\\"",'
+            ' "parameters": [{"path": "WiFi.SSID.1.SSID", "value": "net-{DeviceID.SerialNumber}"}]}'
+        )
+        editor = page.get_by_label("Policy JSON")
+        await editor.fill('{"name": ""}')
+        await page.get_by_role("button", name="Create").click()
+        # the API's own complaint, with the path of the bad field
+        await expect(page.locator(".msg-error")).to_contain_text("name:")
+        await editor.fill(doc)
+        await page.get_by_role("button", name="Create").click()
+        await expect(page.get_by_role("heading", level=1)).to_contain_text(f"Policy {name}")
+        await page.get_by_label("Device ID", exact=True).fill(dev_id(fleet, serial))
+        await page.get_by_role("button", name="Dry run").click()
+        result = page.get_by_test_id("dry-run")
+        await expect(result).to_contain_text("The device matches the precondition now.")
+        await expect(result).to_contain_text(f"Device.WiFi.SSID.1.SSID: {before} → net-{serial}")
+        await nav(page, "Policies").click()
+        await expect(page.get_by_test_id("policies")).to_contain_text(name)
+    finally:
+        await fleet.stop()
+
+
+async def test_an_admin_manages_users_and_tokens(
+    person: Any, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    admin = await person()
+    await admin.sign_in(await make_user(db_pool, unique_serial, "admin"))
+    page = admin.page
+    await nav(page, "Admin").click()
+    form = page.get_by_test_id("user-form")
+    newcomer = unique_serial("new-").lower()
+    await form.get_by_label("Username", exact=True).fill(newcomer)
+    await form.get_by_label("Password", exact=True).fill("short")
+    await form.locator('select[name="role"]').select_option("operator")
+    # the browser's own check (minlength) stops it; the API would say the same
+    await form.get_by_role("button", name="Create user").click()
+    await expect(page.get_by_test_id("users")).not_to_contain_text(newcomer)
+    await form.get_by_label("Password", exact=True).fill("long enough, surely")
+    await form.get_by_role("button", name="Create user").click()
+    await expect(page.locator("#notice .msg-ok")).to_contain_text(f"User {newcomer} created")
+    await expect(page.get_by_test_id("users")).to_contain_text(newcomer)
+
+    token_name = unique_serial("tok-")
+    tokens_card = page.locator("section").filter(has=page.get_by_test_id("tokens"))
+    await tokens_card.get_by_label("Name", exact=True).fill(token_name)
+    await tokens_card.get_by_role("button", name="Create token").click()
+    secret = tokens_card.locator("code.secret")
+    await expect(secret).to_have_text(re.compile(r"^acs_"))
+    await expect(page.get_by_test_id("tokens")).not_to_contain_text(token_name)  # until reloaded
+    await page.reload()
+    await expect(page.get_by_test_id("tokens")).to_contain_text(token_name)
+    await expect(page.locator("table.settings")).to_contain_text("ACS_CPE_PASSWORD")
+    await expect(page.locator("table.settings")).to_contain_text("********")

@@ -74,7 +74,10 @@
     if (r.status === 200) {
       if (t.status === "done") return { ok: true, done: true, text: `${id} is done.` };
       const f = t.fault || {};
-      return { ok: false, text: `${id} ended ${t.status}${f.code ? `: fault ${f.code}` : ""}${f.message ? ` ${f.message}` : ""}.` };
+      if (t.status === "fault") {
+        return { ok: false, text: `${id} failed: ${f.code ? `CPE fault ${f.code} ` : ""}${f.message || "no reason given"}.` };
+      }
+      return { ok: false, text: `${id} ended ${t.status}.` };
     }
     return { ok: false, text: r.message };
   }
@@ -185,7 +188,7 @@
     try {
       return JSON.parse(value);
     } catch (err) {
-      throw new Error(`${what} is not valid JSON: ${err.message}`);
+      throw new Error(`${what}: not valid JSON (${err.message}).`);
     }
   }
 
