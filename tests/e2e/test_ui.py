@@ -191,7 +191,8 @@ async def test_an_operator_finds_a_device_and_changes_a_parameter(
 async def test_bulk_tagging_and_export_from_the_device_list(
     person: Any, ui_acs: Running, db_pool: asyncpg.Pool, unique_serial, tmp_path: Path
 ) -> None:
-    fleet = await fleet_of(ui_acs, unique_serial("K"), 3)
+    # "HGW-AX": the id escapes the dash (ACDE48-HGW%2DAX-...), which every link must keep
+    fleet = await fleet_of(ui_acs, unique_serial("K"), 3, product_class="HGW-AX")
     try:
         await fleet.wait_for(lambda: all(c.sessions_ok for c in fleet.devices.values()))
         op = await person()
@@ -220,6 +221,10 @@ async def test_bulk_tagging_and_export_from_the_device_list(
         lines = saved.read_text().splitlines()
         assert lines[0].startswith("Serial number,Product") and len(lines) == 3
         assert all("ui-bulk" in line for line in lines[1:])
+        first = sorted(fleet.devices)[0]
+        await page.get_by_role("link", name=first).click()
+        await expect(page.get_by_role("heading", level=1)).to_have_text(dev_id(fleet, first))
+        await expect(page.locator("p.tags")).to_contain_text("ui-bulk")
     finally:
         await fleet.stop()
 

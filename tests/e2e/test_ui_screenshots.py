@@ -12,6 +12,7 @@ import asyncio
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import asyncpg
 import pytest
@@ -97,7 +98,7 @@ async def test_screenshots_of_the_main_pages(
             },
         )
         for serial in sorted(fleets[1].devices)[:3]:
-            tagged = f"/devices/{dev_id(fleets[1], serial)}/tags"
+            tagged = f"/devices/{quote(dev_id(fleets[1], serial), safe='')}/tags"
             await ok(admin_api, "POST", tagged, json={"tags": ["lab", "wifi7-pilot"]})
         # one job the CPE refuses, so the overview has an open fault to show
         gw = fleets[0]

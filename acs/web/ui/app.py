@@ -179,7 +179,7 @@ async def ui_middleware(
         if exc.status < 400:
             raise
         response = error_page(request, exc.status, exc.reason, _http_message(exc.status))
-    except Exception as exc:  # noqa: BLE001 - the last net: a page, never a bare traceback
+    except Exception as exc:  # the last net: a page and a log line, never a bare traceback
         ref = secrets.token_hex(4)
         logger.exception("event=ui_error ref=%s path=%s error=%r", ref, request.path, exc)
         response = error_page(
