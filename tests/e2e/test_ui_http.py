@@ -389,3 +389,23 @@ def test_the_ui_reaches_the_database_only_for_signing_in() -> None:
             for name in targets:
                 if name.startswith(("acs.store", "acs.services")):
                     assert name in allowed, f"{source.name} imports {name}: a second path to data"
+
+
+async def test_the_last_admin_is_kept(
+    acs: Running, people: dict[str, Browserless], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin = people["admin"]
+    me = admin.name  # type: ignore[attr-defined]
+
+    # the test run's database holds many admins; pretend this one is alone
+    async def one(_conn: Any) -> int:
+        return 1
+
+    monkeypatch.setattr("acs.store.users.count_admins", one)
+    status, body = await admin.api("PATCH", f"/users/{me}", json={"role": "viewer"})
+    assert status == 409 and body["error"]["code"] == "last_admin"
+    assert "make another user admin first" in body["error"]["message"]
+    status, body = await admin.api("DELETE", f"/users/{me}")
+    assert status == 409
+    status, _ = await admin.api("PATCH", f"/users/{people['viewer'].name}", json={"role": "admin"})  # type: ignore[attr-defined]
+    assert status == 200  # promoting is always allowed
