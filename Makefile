@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ run: $(STAMP)
 ## make test: set up and run the whole suite
 test: $(STAMP)
 	$(BIN)/pytest -q
+
+## make screenshots: the web UI's main pages into docs/screenshots (needs /usr/bin/chromium)
+screenshots: $(STAMP)
+	ACS_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/e2e/test_ui_screenshots.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check acs cpe_simulator tests schemas bench

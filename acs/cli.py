@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -178,3 +179,106 @@ def token_revoke(name: str) -> None:
     if not _with_database(Settings(), work):
         raise click.ClickException(f"no active token named {name!r}")
     click.echo(f"revoked {name}")
+
+
+@main.group()
+def user() -> None:
+    """Web UI users (admin, operator, viewer: the roles of API tokens)."""
+
+
+def _read_password(confirm: bool, from_stdin: bool) -> str:
+    if from_stdin:
+        # for scripts: the password never shows in the process list or history
+        return sys.stdin.readline().rstrip("\r\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=confirm)
+
+
+@user.command(name="create")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["admin", "operator", "viewer"]), required=True)
+@click.option("--password-stdin", is_flag=True, help="read the password from standard input")
+def user_create(username: str, role: str, password_stdin: bool) -> None:
+    """Create a user; asks for the password (at least 10 characters)."""
+    from acs.core.passwords import PasswordRejected
+    from acs.services import accounts
+    from acs.store.db import connect, migrate
+
+    password = _read_password(True, password_stdin)
+
+    async def work(dsn: str) -> None:
+        conn = await connect(dsn)
+        try:
+            await migrate(conn)
+            await accounts.create_user(conn, username, password, role)
+        finally:
+            await conn.close()
+
+    try:
+        _with_database(Settings(), work)
+    except (PasswordRejected, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"user {username!r} created ({role})")
+
+
+@user.command(name="passwd")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="read the password from standard input")
+def user_passwd(username: str, password_stdin: bool) -> None:
+    """Set a user's password; their open sessions end."""
+    from acs.core.passwords import PasswordRejected
+    from acs.services import accounts
+    from acs.store.db import connect
+
+    password = _read_password(True, password_stdin)
+
+    async def work(dsn: str) -> bool:
+        conn = await connect(dsn)
+        try:
+            return await accounts.change_password(conn, username, password)
+        finally:
+            await conn.close()
+
+    try:
+        found = _with_database(Settings(), work)
+    except PasswordRejected as err:
+        raise click.ClickException(str(err)) from None
+    if not found:
+        raise click.ClickException(f"no user named {username!r}")
+    click.echo(f"password of {username!r} changed; their sessions ended")
+
+
+@user.command(name="delete")
+@click.argument("username")
+def user_delete(username: str) -> None:
+    """Delete a user and end their sessions."""
+    from acs.store import users
+    from acs.store.db import connect
+
+    async def work(dsn: str) -> bool:
+        conn = await connect(dsn)
+        try:
+            return await users.delete_user(conn, username)
+        finally:
+            await conn.close()
+
+    if not _with_database(Settings(), work):
+        raise click.ClickException(f"no user named {username!r}")
+    click.echo(f"deleted {username}")
+
+
+@user.command(name="list")
+def user_list() -> None:
+    """List users: name, role, last sign-in."""
+    from acs.store import users
+    from acs.store.db import connect
+
+    async def work(dsn: str) -> list[users.User]:
+        conn = await connect(dsn)
+        try:
+            return await users.list_users(conn)
+        finally:
+            await conn.close()
+
+    for u in _with_database(Settings(), work):
+        seen = f"{u.last_login_at:%Y-%m-%d %H:%M}" if u.last_login_at else "never"
+        click.echo(f"{u.username}\t{u.role}\tlast sign-in {seen}")

@@ -184,6 +184,19 @@ class Settings(BaseSettings):
     files_username: str | None = None
     files_password: str | None = None
 
+    # --- web UI (/ui on the API port)
+    ui_session_idle_s: float = Field(
+        default=8 * 3600, gt=0, description="a UI session unused this long ends"
+    )
+    ui_session_max_s: float = Field(
+        default=7 * 86400, gt=0, description="a UI session ends this long after sign-in"
+    )
+    ui_cookie_secure: bool | None = Field(
+        default=None,
+        description="mark the session cookie Secure; unset: when the request came over"
+        " TLS (directly or per X-Forwarded-Proto from a TLS-terminating proxy)",
+    )
+
     @model_validator(mode="after")
     def _shared_credential_is_whole(self) -> Settings:
         if (self.cpe_username is None) != (self.cpe_password is None):

@@ -41,6 +41,7 @@ from acs.web.files import files_app
 from acs.web.proxy import TrustedProxies, parse_networks
 from acs.web.tls import TlsConfigError, server_context
 from acs.web.tls import reload as reload_tls
+from acs.web.ui import app as ui
 from acs.web.webhooks import WebhookSender
 
 logger = logging.getLogger("acs.server")
@@ -226,10 +227,13 @@ async def running_acs(settings: Settings, dsn: str) -> AsyncIterator[Running]:
             metrics=metrics,
         )
         closers.append(requester.close)
-        api = build_api_app(
-            Services(settings, pool, requester),
-            ops_routes(pool, metrics, settings.metrics_token),
-        )
+        ops = ops_routes(pool, metrics, settings.metrics_token)
+
+        def api_extras(app: web.Application) -> None:
+            ops(app)
+            ui.install(app)  # the web UI, on the API's port and its session-aware auth
+
+        api = build_api_app(Services(settings, pool, requester), api_extras)
         ports = {}
         for name, app, port in (
             ("cwmp", cwmp.app(), settings.cwmp_port),
@@ -355,6 +359,8 @@ async def serve(settings: Settings) -> None:
             print(f"API (operators):              {acs.url('api', '/api/v1/')}")
             print("  create a token: .venv/bin/acs token create --name me --role admin")
             print(f"  metrics: {acs.url('api', '/metrics')}, health: /healthz, /readyz")
+            print(f"Web UI:                       {acs.url('api', '/ui/')}")
+            print("  create a user:  .venv/bin/acs user create me --role admin")
             print(f"Files (firmware, configs):    {settings.files_base_url}")
             print(
                 f"Database: {'embedded, data in ' + str(settings.pgdata_dir) if embedded else dsn}"

@@ -35,6 +35,7 @@ from acs.web.api.plumbing import (
     refuse_nul,
     services,
 )
+from acs.web.ui import session as ui_session
 
 logger = logging.getLogger("acs.api")
 TOKEN_CACHE_S = 5.0  # a revoked token stops working within this many seconds
@@ -94,9 +95,16 @@ _token_cache: dict[str, tuple[float, tokens.ApiToken]] = {}
 async def identify(request: web.Request) -> tokens.ApiToken:
     """The request's token, or 401."""
     header = request.headers.get("Authorization", "")
+    if not header and ui_session.session_cookie(request) is not None:
+        # the web UI's pages and scripts call this API with the user's session
+        return await ui_session.api_identity(request)
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "unauthenticated", "send Authorization: Bearer <token>")
+        raise ApiError(
+            401,
+            "unauthenticated",
+            "send Authorization: Bearer <token>, or sign in to the web UI at /ui/login",
+        )
     token = token.strip()
     cached = _token_cache.get(token)
     if cached is not None and time.monotonic() - cached[0] < TOKEN_CACHE_S:
@@ -132,7 +140,19 @@ def build_api_app(
 
 
 def openapi_document() -> dict[str, Any]:
-    return api.openapi("ACS operator API", "1")
+    doc = api.openapi("ACS operator API", "1")
+    # the web UI's session works on every route too; say so, with its CSRF rule
+    doc["components"]["securitySchemes"][ui_session.COOKIE] = {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": ui_session.COOKIE,
+        "description": "a web UI session (sign in at /ui/login); requests other than"
+        f" GET/HEAD/OPTIONS must also send the session's {ui_session.CSRF_HEADER} header",
+    }
+    for operations in doc["paths"].values():
+        for op in operations.values():
+            op["security"].append({ui_session.COOKIE: []})
+    return doc
 
 
 # --------------------------------------------------------------------------- devices
@@ -752,8 +772,10 @@ async def openapi_json(request: web.Request) -> web.Response:
     return web.json_response(openapi_document())
 
 
-# the bulk job, firmware and campaign routes register themselves on the same table
+# the other route modules register themselves on the same table
+from acs.web.api import accounts as _account_routes  # noqa: E402, F401
 from acs.web.api import bulk as _bulk_routes  # noqa: E402, F401
 from acs.web.api import firmware as _firmware_routes  # noqa: E402, F401
 from acs.web.api import observability as _observability_routes  # noqa: E402, F401
+from acs.web.api import overview as _overview_routes  # noqa: E402, F401
 from acs.web.api import policies as _policy_routes  # noqa: E402, F401

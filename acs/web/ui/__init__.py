@@ -1,0 +1,1 @@
+"""The operator web UI, served under /ui on the API port."""

@@ -1,0 +1,800 @@
+"""The web UI's routes: sign-in and sign-out, and the pages.
+
+Pages are rendered here from what /api/v1 returns to the signed-in user
+(``apiclient.api_get``); every change a page makes is a request from the
+browser to /api/v1 with the session cookie and the CSRF header (static/ui.js).
+Only signing in and out are handled here, by forms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import hmac
+import io
+import json
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+from jinja2 import Environment
+
+from acs.core.tasks import TASK_ARGS
+from acs.logs import log
+from acs.services.accounts import LoginThrottle, check_login
+from acs.store import tokens, users
+from acs.web.api.plumbing import api
+from acs.web.ui import render
+from acs.web.ui.apiclient import ApiFailure, api_get, close_client, seg, start_client
+from acs.web.ui.session import (
+    COOKIE,
+    clear_cookie,
+    csrf_ok,
+    current_session,
+    services_of,
+    set_cookie,
+)
+
+logger = logging.getLogger("acs.ui")
+
+PREFIX = "/ui"
+LOGIN_CSRF = "acs_login_csrf"
+ENV = web.AppKey("ui_env", Environment)
+THROTTLE = web.AppKey("ui_throttle", LoginThrottle)
+STATIC = Path(str(resources.files("acs.web.ui") / "static"))
+
+# No inline script or style may run: a value a CPE reported that slipped past
+# escaping still could not execute. Inline SVG attributes are not styles.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
+        " object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+Handler = Callable[[web.Request, dict[str, Any]], Awaitable[web.StreamResponse]]
+
+
+# --------------------------------------------------------------------------- plumbing
+
+
+def html(
+    request: web.Request, template: str, ctx: dict[str, Any], status: int = 200
+) -> web.Response:
+    text = request.config_dict[ENV].get_template(template).render(**ctx)
+    return web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
+
+
+def redirect(location: str) -> web.Response:
+    # 303: after a POST the browser fetches the new page with GET
+    return web.Response(status=303, headers={"Location": location})
+
+
+def safe_next(target: str | None) -> str:
+    """Only our own pages: an open redirect would lend our name to phishing."""
+    if (
+        target
+        and target.startswith(PREFIX + "/")
+        and not target.startswith("//")
+        and "\\" not in target
+    ):
+        return target
+    return PREFIX + "/"
+
+
+def error_page(
+    request: web.Request,
+    status: int,
+    title: str,
+    message: str,
+    ctx: dict[str, Any] | None = None,
+    details: list[dict[str, Any]] | None = None,
+) -> web.Response:
+    base = {
+        "user": None,
+        "role": None,
+        "csrf": "",
+        "nav": "",
+        "can_operate": False,
+        "is_admin": False,
+    }
+    return html(
+        request,
+        "error.html",
+        {
+            **base,
+            **(ctx or {}),
+            "status": status,
+            "title": title,
+            "message": message,
+            "details": details or [],
+        },
+        status,
+    )
+
+
+def failure_page(request: web.Request, f: ApiFailure, ctx: dict[str, Any]) -> web.StreamResponse:
+    if f.status == 401:
+        return redirect(f"{PREFIX}/login?next={quote(request.path_qs)}")
+    titles = {400: "Invalid request", 403: "Not allowed", 404: "Not found", 409: "Conflict"}
+    status = f.status if f.status in titles else 502
+    return error_page(
+        request, status, titles.get(f.status, "The API failed"), f.message, ctx, f.errors
+    )
+
+
+def page(nav: str) -> Callable[[Handler], Callable[[web.Request], Awaitable[web.StreamResponse]]]:
+    """A page for signed-in users; others are sent to sign in and brought back."""
+
+    def wrap(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            session = await current_session(request)
+            if session is None:
+                return redirect(f"{PREFIX}/login?next={quote(request.path_qs)}")
+            ctx: dict[str, Any] = {
+                "user": session.username,
+                "role": session.role,
+                "csrf": session.csrf_token,
+                "nav": nav,
+                "can_operate": tokens.role_allows(session.role, "operator"),
+                "is_admin": tokens.role_allows(session.role, "admin"),
+                "params": dict(request.query),
+            }
+            try:
+                return await handler(request, ctx)
+            except ApiFailure as f:
+                return failure_page(request, f, ctx)
+
+        wrapped.__name__ = handler.__name__
+        return wrapped
+
+    return wrap
+
+
+async def settle(coro: Coroutine[Any, Any, Any]) -> tuple[Any, ApiFailure | None]:
+    """A section of a page that may fail on its own without failing the page."""
+    try:
+        return await coro, None
+    except ApiFailure as f:
+        return None, f
+
+
+@web.middleware
+async def ui_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = error_page(request, exc.status, exc.reason, _http_message(exc.status))
+    except Exception as exc:  # the last net: a page and a log line, never a bare traceback
+        ref = secrets.token_hex(4)
+        logger.exception("event=ui_error ref=%s path=%s error=%r", ref, request.path, exc)
+        response = error_page(
+            request,
+            500,
+            "Something went wrong",
+            f"The page could not be shown. The ACS log has the details under ref={ref}.",
+        )
+    if not response.prepared:
+        response.headers.update(SECURITY_HEADERS)
+        if request.path.startswith(PREFIX + "/static/"):
+            # script and style change with upgrades: revalidate (ETag), never stale
+            response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+def _http_message(status: int) -> str:
+    return {
+        404: "There is no such page. Use the menu to find your way.",
+        405: "This address does not take that kind of request.",
+        413: "The request is too large.",
+    }.get(status, "The request could not be handled.")
+
+
+# --------------------------------------------------------------------------- sign in / out
+
+
+def _login_form(
+    request: web.Request, status: int = 200, error: str = "", username: str = ""
+) -> web.Response:
+    token = secrets.token_urlsafe(24)
+    response = html(
+        request,
+        "login.html",
+        {
+            "csrf": token,
+            "error": error,
+            "username": username,
+            "next": safe_next(request.query.get("next")),
+            "user": None,
+            "role": None,
+            "nav": "",
+            "can_operate": False,
+            "is_admin": False,
+        },
+        status,
+    )
+    # signing in is itself protected: a page elsewhere must not be able to
+    # sign a victim into the attacker's account (double-submit: this cookie
+    # and the form field must match)
+    set_cookie(response, request, LOGIN_CSRF, token, max_age=3600)
+    return response
+
+
+async def login_page(request: web.Request) -> web.StreamResponse:
+    if await current_session(request) is not None:
+        return redirect(safe_next(request.query.get("next")))
+    return _login_form(request)
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    username = str(form.get("username", "")).strip()
+    password = str(form.get("password", ""))
+    token = str(form.get("csrf", ""))
+    expected = request.cookies.get(LOGIN_CSRF, "")
+    if not token or not expected or not hmac.compare_digest(token.encode(), expected.encode()):
+        return _login_form(
+            request,
+            403,
+            "The sign-in form had expired (or cookies are off). Please try again.",
+            username,
+        )
+    if not username or not password:
+        return _login_form(request, 400, "Enter your username and password.", username)
+    throttle = request.config_dict[THROTTLE]
+    address = request.remote or "unknown"
+    wait = throttle.retry_after(username, address)
+    if wait > 0:
+        minutes = max(1, round(wait / 60))
+        log(logger, logging.WARNING, "ui_login_throttled", user=username, address=address)
+        response = _login_form(
+            request,
+            429,
+            f"Too many failed sign-ins for this account or address. Try again in {minutes} min.",
+            username,
+        )
+        response.headers["Retry-After"] = str(int(wait) + 1)
+        return response
+    svc = services_of(request)
+    user = await check_login(svc.pool, username, password)
+    if user is None:
+        throttle.failed(username, address)
+        log(logger, logging.WARNING, "ui_login_failed", user=username, address=address)
+        # one message for both cases: which usernames exist is not for strangers
+        return _login_form(request, 401, "Wrong username or password.", username)
+    throttle.succeeded(username)
+    async with svc.pool.acquire() as conn:
+        session_id, _ = await users.open_session(
+            conn, user.username, timedelta(seconds=svc.settings.ui_session_idle_s)
+        )
+    log(logger, logging.INFO, "ui_login", user=user.username, address=address)
+    response = redirect(safe_next(str(form.get("next", "")) or None))
+    set_cookie(response, request, COOKIE, session_id)
+    clear_cookie(response, request, LOGIN_CSRF)
+    return response
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    session = await current_session(request)
+    if session is None:
+        return redirect(f"{PREFIX}/login")
+    form = await request.post()
+    if not csrf_ok(session, str(form.get("csrf", ""))):
+        return error_page(
+            request,
+            403,
+            "Not signed out",
+            "The request did not carry this page's security token. Reload the page and use"
+            " the Sign out button.",
+        )
+    async with services_of(request).pool.acquire() as conn:
+        await users.close_session(conn, request.cookies[COOKIE])
+    log(logger, logging.INFO, "ui_logout", user=session.username)
+    response = redirect(f"{PREFIX}/login")
+    clear_cookie(response, request, COOKIE)
+    return response
+
+
+# --------------------------------------------------------------------------- overview
+
+
+@page("overview")
+async def overview_page(request: web.Request, ctx: dict[str, Any]) -> web.StreamResponse:
+    data = await api_get(request, "/overview")
+    by_product = [
+        render.Bar(
+            p["productClass"],
+            (p["total"], p["lastDay"], p["lastHour"]),
+            f"{PREFIX}/devices?filter=" + quote(f'DeviceID.ProductClass = "{p["productClass"]}"'),
+        )
+        for p in data["byProduct"][:20]
+    ]
+    by_software = [
+        render.Bar(
+            f"{s['productClass']} {s['softwareVersion'] or '(unknown)'}",
+            (s["total"], s["lastDay"], s["lastHour"]),
+            f"{PREFIX}/devices?filter="
+            + quote(
+                f'DeviceID.ProductClass = "{s["productClass"]}" AND '
+                + (
+                    f'SoftwareVersion = "{s["softwareVersion"]}"'
+                    if s["softwareVersion"] is not None
+                    else "SoftwareVersion IS NULL"
+                )
+            ),
+        )
+        for s in data["bySoftware"][:20]
+    ]
+    series = ("all devices", "seen in the last day", "seen in the last hour")
+    return html(
+        request,
+        "overview.html",
+        {
+            **ctx,
+            "data": data,
+            "quick_hour": quick_filters(datetime.now(UTC))[1][1],
+            "product_chart": render.bar_chart(by_product, series, title="Devices by product"),
+            "software_chart": render.bar_chart(
+                by_software, series, title="Devices by product and software version"
+            ),
+        },
+    )
+
+
+# --------------------------------------------------------------------------- devices
+
+COLUMNS = {
+    "id": "Device ID",
+    "serialNumber": "Serial number",
+    "productClass": "Product",
+    "oui": "OUI",
+    "manufacturer": "Manufacturer",
+    "softwareVersion": "Software",
+    "hardwareVersion": "Hardware",
+    "lastInform": "Last Inform",
+    "registered": "Registered",
+    "lastBoot": "Last boot",
+    "provisioningCode": "Provisioning code",
+    "cwmpVersion": "CWMP",
+    "tags": "Tags",
+    "connectionRequestUrl": "Connection request URL",
+}
+DEFAULT_COLUMNS = ["serialNumber", "productClass", "softwareVersion", "lastInform", "tags"]
+SORTS = {
+    "id": "Device ID",
+    "last_inform": "Last Inform",
+    "product_class": "Product",
+    "software_version": "Software",
+    "serial_number": "Serial number",
+}
+PAGE_SIZES = (25, 50, 100, 200)
+CSV_MAX_ROWS = 100_000
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def quick_filters(now: datetime) -> list[tuple[str, str]]:
+    hour, day = _iso(now - timedelta(hours=1)), _iso(now - timedelta(days=1))
+    return [
+        ("All devices", ""),
+        ("Seen in the last hour", f'LastInform > "{hour}"'),
+        ("Seen in the last day", f'LastInform > "{day}"'),
+        ("Not seen for a day", f'LastInform < "{day}" OR LastInform IS NULL'),
+        ("Booted in the last hour", f'LastBoot > "{hour}"'),
+    ]
+
+
+def device_columns(query: Any) -> tuple[list[str], list[str]]:
+    """(device fields, parameter paths) to show, from the page's query string."""
+    fields = [c for c in query.getall("col", []) if c in COLUMNS] or list(DEFAULT_COLUMNS)
+    raw = query.get("params", "")
+    paths = [p.strip() for p in raw.replace(",", " ").split() if p.strip()][:20]
+    return fields, paths
+
+
+def _device_query(request: web.Request) -> dict[str, Any]:
+    q = request.query
+    sort = q.get("sort", "id") if q.get("sort") in SORTS else "id"
+    order = "desc" if q.get("order") == "desc" else "asc"
+    try:
+        limit = int(q.get("limit", "50"))
+    except ValueError:
+        limit = 50
+    limit = limit if limit in PAGE_SIZES else 50
+    return {"filter": q.get("filter", ""), "sort": sort, "order": order, "limit": limit}
+
+
+@page("devices")
+async def devices_page(request: web.Request, ctx: dict[str, Any]) -> web.StreamResponse:
+    dq = _device_query(request)
+    fields, paths = device_columns(request.query)
+    cursor = request.query.get("cursor") or None
+    try:
+        page_no = max(1, int(request.query.get("page", "1")))
+    except ValueError:
+        page_no = 1
+    result, failure = await settle(
+        api_get(request, "/devices", cursor=cursor, projection=",".join(paths), **dq)
+    )
+    files: list[dict[str, Any]] = []
+    if ctx["can_operate"]:
+        listed, _ = await settle(api_get(request, "/files"))
+        files = listed["items"] if listed else []
+    keep = {
+        **dq,
+        "col": fields if fields != DEFAULT_COLUMNS else [],
+        "params": " ".join(paths),
+    }
+    return html(
+        request,
+        "devices.html",
+        {
+            **ctx,
+            **dq,
+            "result": result,
+            "failure": failure,
+            "fields": fields,
+            "paths": paths,
+            "columns": COLUMNS,
+            "sorts": SORTS,
+            "page_sizes": PAGE_SIZES,
+            "page_no": page_no,
+            "keep": keep,
+            "quick": quick_filters(datetime.now(UTC)),
+            "files": files,
+        },
+        400 if failure is not None and failure.status == 400 else 200,
+    )
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        value = " ".join(str(v) for v in value)
+    text = str(value)
+    # a cell starting with = + - @ is a formula to spreadsheet programs: a CPE
+    # could otherwise plant one in an exported value
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+@page("devices")
+async def devices_csv(request: web.Request, ctx: dict[str, Any]) -> web.StreamResponse:
+    dq = _device_query(request) | {"limit": 1000}
+    fields, paths = device_columns(request.query)
+    # the first page is fetched before the response starts, so a bad filter
+    # still gets an error page instead of a broken download
+    first = await api_get(request, "/devices", projection=",".join(paths), **dq)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="devices-{stamp}.csv"',
+            **SECURITY_HEADERS,
+        }
+    )
+    await response.prepare(request)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow([COLUMNS[f] for f in fields] + paths)
+    page_data, rows = first, 0
+    while True:
+        for item in page_data["items"]:
+            values = [item.get(f) for f in fields]
+            params = item.get("parameters") or {}
+            values += [(params.get(p) or {}).get("value") for p in paths]
+            writer.writerow([_csv_cell(v) for v in values])
+            rows += 1
+        await response.write(buf.getvalue().encode())
+        buf.seek(0)
+        buf.truncate()
+        cursor = page_data.get("nextCursor")
+        if not cursor or rows >= CSV_MAX_ROWS:
+            break
+        try:
+            page_data = await api_get(
+                request, "/devices", projection=",".join(paths), cursor=cursor, **dq
+            )
+        except ApiFailure as f:
+            # the download has started: say so in the file rather than cut it silently
+            writer.writerow([f"# export stopped after {rows} rows: {f.message}"])
+            await response.write(buf.getvalue().encode())
+            break
+    await response.write_eof()
+    return response
+
+
+# --------------------------------------------------------------------------- one device
+
+
+def tree_view(
+    parameters: dict[str, dict[str, Any]], prefix: str, search: str, limit: int = 500
+) -> dict[str, Any]:
+    """What the parameter browser shows under ``prefix``: child objects with the
+    number of parameters beneath, the parameters right under it, or, when
+    searching, every parameter of the subtree whose path or value matches."""
+    if search:
+        needle = search.lower()
+        hits = [
+            (path, p)
+            for path, p in parameters.items()
+            if not p.get("object")
+            and (needle in path.lower() or needle in str(p.get("value") or "").lower())
+        ]
+        return {
+            "matches": hits[:limit],
+            "more": max(0, len(hits) - limit),
+            "objects": [],
+            "leaves": [],
+        }
+    objects: dict[str, int] = {}
+    leaves = []
+    for path, p in parameters.items():
+        if not path.startswith(prefix) or path == prefix:
+            continue
+        rest = path[len(prefix) :]
+        head, dot, _ = rest.partition(".")
+        if dot:
+            child = prefix + head + "."
+            objects.setdefault(child, 0)
+            if not p.get("object"):
+                objects[child] += 1
+        elif not p.get("object"):
+            leaves.append((path, p))
+    return {
+        "matches": None,
+        "more": 0,
+        "objects": sorted(objects.items(), key=lambda kv: _natural(kv[0])),
+        "leaves": sorted(leaves, key=lambda kv: _natural(kv[0])),
+    }
+
+
+def _natural(path: str) -> list[tuple[int, Any]]:
+    # instance numbers in numeric order: SSID.2 before SSID.10
+    return [(0, int(s)) if s.isdigit() else (1, s) for s in path.split(".")]
+
+
+def crumbs(prefix: str) -> list[tuple[str, str]]:
+    out, acc = [], ""
+    for part in [p for p in prefix.split(".") if p]:
+        acc += part + "."
+        out.append((part, acc))
+    return out
+
+
+def session_log_path(device_id: str) -> str | None:
+    """Session logs come from another part of the project; link to them only
+    once the API has the route."""
+    for r in api.routes:
+        if r.method == "GET" and r.path.startswith("/api/v1/devices/{device_id}/session"):
+            return r.path.replace("{device_id}", seg(device_id))
+    return None
+
+
+@page("devices")
+async def device_page(request: web.Request, ctx: dict[str, Any]) -> web.StreamResponse:
+    dev_id = request.match_info["device_id"]
+    prefix = request.query.get("prefix", "")
+    search = request.query.get("q", "").strip()
+    base = f"/devices/{seg(dev_id)}"
+    device = await api_get(request, base, prefix=prefix)  # 404 fails the page: nothing to show
+    tasks, firmware, policies, files = await asyncio.gather(
+        settle(api_get(request, base + "/tasks")),
+        settle(api_get(request, base + "/firmware")),
+        settle(api_get(request, base + "/policies")),
+        settle(api_get(request, "/files")) if ctx["can_operate"] else _none(),
+    )
+    return html(
+        request,
+        "device.html",
+        {
+            **ctx,
+            "d": device,
+            "dev_id": dev_id,
+            "prefix": prefix,
+            "search": search,
+            "crumbs": crumbs(prefix),
+            "tree": tree_view(device.get("parameters") or {}, prefix, search),
+            "tasks": tasks,
+            "firmware": firmware,
+            "policies": policies,
+            "files": (files[0] or {}).get("items", []),
+            "task_names": sorted(TASK_ARGS),
+            "session_log": session_log_path(dev_id),
+        },
+    )
+
+
+async def _none() -> tuple[None, None]:
+    return None, None
+
+
+# --------------------------------------------------------------------------- files
+
+
+@page("files")
+async def files_page(request: web.Request, ctx: dict[str, Any]) -> web.StreamResponse:
+    files, images = await asyncio.gather(
+        api_get(request, "/files"), api_get(request, "/firmware/images")
+    )
+    return html(request, "files.html", {**ctx, "files": files["items"], "images": images["items"]})
+
+
+# --------------------------------------------------------------------------- campaigns
+
+
+@page("campaigns")
+async def campaigns_page(request: web.Request, ctx: dict[str, Any]) -> web.StreamResponse:
+    campaigns, images = await asyncio.gather(
+        api_get(request, "/campaigns"), api_get(request, "/firmware/images")
+    )
+    return html(
+        request,
+        "campaigns.html",
+        {**ctx, "campaigns": campaigns["items"], "images": images["items"]},
+    )
+
+
+async def _campaign_data(request: web.Request) -> dict[str, Any]:
+    cid = request.match_info["campaign_id"]
+    campaign, failed = await asyncio.gather(
+        api_get(request, f"/campaigns/{seg(cid)}"),
+        api_get(request, f"/campaigns/{seg(cid)}/devices", state="failed", limit=100),
+    )
+    return {
+        "c": campaign,
+        "failed": failed["items"],
+        "live": campaign["status"] in ("running", "paused"),
+    }
+
+
+@page("campaigns")
+async def campaign_page(request: web.Request, ctx: dict[str, Any]) -> web.StreamResponse:
+    return html(request, "campaign.html", {**ctx, **await _campaign_data(request)})
+
+
+@page("campaigns")
+async def campaign_progress(request: web.Request, ctx: dict[str, Any]) -> web.StreamResponse:
+    """The live part of a campaign page, fetched again every few seconds."""
+    return html(request, "campaign_progress.html", {**ctx, **await _campaign_data(request)})
+
+
+# --------------------------------------------------------------------------- policies
+
+POLICY_FIELDS = (
+    "name",
+    "description",
+    "enabled",
+    "priority",
+    "precondition",
+    "events",
+    "windows",
+    "parameters",
+    "objects",
+    "attributes",
+    "refresh",
+    "tags",
+    "download",
+)
+EXAMPLE_POLICY = {
+    "name": "wifi-defaults",
+    "description": "",
+    "enabled": False,
+    "priority": 10,
+    "precondition": 'DeviceID.ProductClass = "HGW"',
+    "events": ["0 BOOTSTRAP", "1 BOOT"],
+    "parameters": [{"path": "WiFi.SSID.1.SSID", "value": "home-{DeviceID.SerialNumber[-4:]}"}],
+}
+
+
+@page("policies")
+async def policies_page(request: web.Request, ctx: dict[str, Any]) -> web.StreamResponse:
+    listed = await api_get(request, "/policies")
+    return html(request, "policies.html", {**ctx, "policies": listed["items"]})
+
+
+@page("policies")
+async def policy_page(request: web.Request, ctx: dict[str, Any]) -> web.StreamResponse:
+    pid = request.match_info.get("policy_id")
+    if pid is None:
+        policy, doc = None, EXAMPLE_POLICY
+    else:
+        policy = await api_get(request, f"/policies/{seg(pid)}")
+        doc = {k: policy[k] for k in POLICY_FIELDS if policy.get(k) not in (None, [], {})}
+        doc.setdefault("enabled", policy["enabled"])
+    return html(
+        request,
+        "policy.html",
+        {**ctx, "policy": policy, "doc": json.dumps(doc, indent=2, ensure_ascii=False)},
+    )
+
+
+# --------------------------------------------------------------------------- admin and account
+
+
+@page("admin")
+async def admin_page(request: web.Request, ctx: dict[str, Any]) -> web.StreamResponse:
+    if not ctx["is_admin"]:
+        return error_page(
+            request,
+            403,
+            "Not allowed",
+            f"The admin page needs the admin role; you are signed in as {ctx['role']}.",
+            ctx,
+        )
+    listed_users, listed_tokens, settings = await asyncio.gather(
+        api_get(request, "/users"), api_get(request, "/tokens"), api_get(request, "/settings")
+    )
+    return html(
+        request,
+        "admin.html",
+        {
+            **ctx,
+            "users": listed_users["items"],
+            "tokens": listed_tokens["items"],
+            "settings": settings["settings"],
+        },
+    )
+
+
+@page("account")
+async def account_page(request: web.Request, ctx: dict[str, Any]) -> web.StreamResponse:
+    me = await api_get(request, "/me")
+    return html(request, "account.html", {**ctx, "me": me})
+
+
+# --------------------------------------------------------------------------- the app
+
+
+async def to_ui(_request: web.Request) -> web.StreamResponse:
+    return redirect(PREFIX + "/")
+
+
+def ui_app() -> web.Application:
+    app = web.Application(middlewares=[ui_middleware])
+    app[ENV] = render.environment()
+    app[THROTTLE] = LoginThrottle()
+    app.on_startup.append(start_client)
+    app.on_cleanup.append(close_client)
+    r = app.router
+    r.add_get("/", overview_page)
+    r.add_get("/login", login_page)
+    r.add_post("/login", login)
+    r.add_post("/logout", logout)
+    r.add_get("/devices", devices_page)
+    r.add_get("/devices.csv", devices_csv)
+    r.add_get("/devices/{device_id}", device_page)
+    r.add_get("/files", files_page)
+    r.add_get("/campaigns", campaigns_page)
+    r.add_get("/campaigns/{campaign_id}", campaign_page)
+    r.add_get("/campaigns/{campaign_id}/progress", campaign_progress)
+    r.add_get("/policies", policies_page)
+    r.add_get("/policies/new", policy_page)
+    r.add_get("/policies/{policy_id}", policy_page)
+    r.add_get("/admin", admin_page)
+    r.add_get("/account", account_page)
+    r.add_static("/static", STATIC)
+    return app
+
+
+def install(app: web.Application) -> None:
+    """Serve the UI under /ui of the API application."""
+    app.add_subapp(PREFIX, ui_app())
+    app.router.add_get("/", to_ui)
+    app.router.add_get(PREFIX, to_ui)

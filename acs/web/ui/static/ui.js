@@ -1,0 +1,524 @@
+// The ACS web UI's only script. Every change it makes is a request to the
+// operator API (/api/v1) with the session cookie and the page's CSRF token;
+// the server renders the pages. No framework, no build step.
+"use strict";
+
+(() => {
+  const csrf = document.querySelector('meta[name="csrf-token"]')?.content || "";
+  const FLASH = "acs-flash";
+  const BULK_MAX = 1000;
+  const BULK_PARALLEL = 8;
+
+  // ------------------------------------------------------------------ the API
+
+  function urlWith(path, query) {
+    if (!query) return path;
+    const qs = new URLSearchParams();
+    for (const [k, v] of Object.entries(query)) {
+      if (v !== undefined && v !== null && v !== "") qs.set(k, String(v));
+    }
+    const s = qs.toString();
+    return s ? path + (path.includes("?") ? "&" : "?") + s : path;
+  }
+
+  // Resolves to {ok, status, data, message}; never throws, so every caller
+  // has one place to show what went wrong.
+  async function api(method, path, { json, body, query, headers } = {}) {
+    const h = { "X-CSRF-Token": csrf, Accept: "application/json", ...(headers || {}) };
+    let payload = body;
+    if (json !== undefined) {
+      h["Content-Type"] = "application/json";
+      payload = JSON.stringify(json);
+    }
+    let resp;
+    try {
+      resp = await fetch(urlWith(path, query), {
+        method, headers: h, body: payload, credentials: "same-origin",
+      });
+    } catch (err) {
+      return { ok: false, status: 0, data: null,
+        message: `The ACS did not answer (${err.message}). Check the connection and try again.` };
+    }
+    let data = null;
+    if ((resp.headers.get("Content-Type") || "").includes("application/json")) {
+      try { data = await resp.json(); } catch { data = null; }
+    }
+    return { ok: resp.ok, status: resp.status, data, message: resp.ok ? "" : explain(resp.status, data) };
+  }
+
+  // The API's own words, with the path of each bad field.
+  function explain(status, data) {
+    const e = data && data.error;
+    if (status === 401) return "Your session has ended. Sign in again, then retry.";
+    let text = e && e.message ? e.message : `The ACS answered HTTP ${status}.`;
+    if (e && e.code === "forbidden") text = `Not allowed: ${text}.`;
+    const details = (e && e.errors) || [];
+    if (details.length) {
+      text += " — " + details.map((d) => (d.path ? `${d.path}: ${d.message}` : d.message)).join("; ");
+    }
+    return text;
+  }
+
+  // A job's outcome as an operator would say it.
+  function jobOutcome(r, waitedS) {
+    const t = r.data || {};
+    const id = t.id ? `Job ${t.id} (${t.name})` : "The job";
+    if (r.status === 201) return { ok: true, text: `${id} is queued; it runs at the device's next session.` };
+    if (r.status === 202) {
+      return { ok: true, text: `${id} is queued, but the device did not come within ${waitedS} s; it runs at its next contact.` };
+    }
+    if (r.status === 504) {
+      const why = (t.connectionRequest && t.connectionRequest.reason) || "no reason given";
+      return { ok: false, text: `${id} is queued, but the connection request failed: ${why}. It runs at the device's next Inform.` };
+    }
+    if (r.status === 200) {
+      if (t.status === "done") return { ok: true, done: true, text: `${id} is done.` };
+      const f = t.fault || {};
+      if (t.status === "fault") {
+        return { ok: false, text: `${id} failed: ${f.code ? `CPE fault ${f.code} ` : ""}${f.message || "no reason given"}.` };
+      }
+      return { ok: false, text: `${id} ended ${t.status}.` };
+    }
+    return { ok: false, text: r.message };
+  }
+
+  // ------------------------------------------------------------------ messages
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      node.setAttribute(k, v === true ? "" : String(v));
+    }
+    for (const c of children.flat()) {
+      if (c === null || c === undefined || c === false) continue;
+      node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return node;
+  }
+
+  function noticeArea(from) {
+    const scope = from && from.closest("[data-notice-scope]");
+    return (scope && scope.querySelector(".notice")) || document.getElementById("notice");
+  }
+
+  function say(from, kind, text) {
+    const area = noticeArea(from);
+    if (!area) return;
+    const msg = el("div", { class: `msg msg-${kind}`, role: kind === "error" ? "alert" : "status" }, text);
+    if (kind === "error" && /session has ended/.test(text)) {
+      msg.append(" ", el("a", { href: `/ui/login?next=${encodeURIComponent(location.pathname + location.search)}` }, "Sign in"));
+    }
+    area.replaceChildren(msg);
+    msg.scrollIntoView({ block: "nearest" });
+  }
+
+  // A message to show after the page reloads, so the outcome is not lost.
+  function flash(kind, text) {
+    sessionStorage.setItem(FLASH, JSON.stringify({ kind, text }));
+  }
+
+  function showFlash() {
+    const raw = sessionStorage.getItem(FLASH);
+    if (!raw) return;
+    sessionStorage.removeItem(FLASH);
+    try {
+      const { kind, text } = JSON.parse(raw);
+      say(null, kind, text);
+    } catch { /* a stale or foreign value: nothing to show */ }
+  }
+
+  function finish(done, kind, text, from) {
+    if (done === "reload") {
+      flash(kind, text);
+      location.reload();
+    } else if (done && done.startsWith("go:")) {
+      flash(kind, text);
+      location.assign(done.slice(3));
+    } else {
+      say(from, kind, text);
+    }
+  }
+
+  // ------------------------------------------------------------------ buttons
+
+  // <button data-api="POST" data-path="/api/v1/..." data-body='{...}' data-query="a=b"
+  //         data-confirm="..." data-done="reload|go:/ui/..." data-ok="..." data-kind="task|knock|retry">
+  async function onApiButton(btn) {
+    if (btn.dataset.confirm && !confirm(btn.dataset.confirm)) return;
+    const query = Object.fromEntries(new URLSearchParams(btn.dataset.query || ""));
+    const opts = { query };
+    if (btn.dataset.body) opts.json = JSON.parse(btn.dataset.body);
+    btn.disabled = true;
+    btn.classList.add("busy");
+    say(btn, "info", "Working…");
+    try {
+      const r = await api(btn.dataset.api, btn.dataset.path, opts);
+      const kind = btn.dataset.kind;
+      if (kind === "task") {
+        const o = jobOutcome(r, query.timeout || 0);
+        finish(o.ok ? "reload" : (r.data && r.data.id ? "reload" : ""), o.ok ? "ok" : "error", o.text, btn);
+      } else if (kind === "knock") {
+        if (!r.ok) return say(btn, "error", r.message);
+        const c = r.data;
+        say(btn, c.ok ? "ok" : "error", c.ok
+          ? `The device answered the connection request in ${c.elapsedS.toFixed(1)} s; it opens a session now.`
+          : `The connection request failed: ${c.reason}.`);
+      } else if (kind === "retry") {
+        if (!r.ok) return say(btn, "error", r.message);
+        finish(btn.dataset.done, "ok", `${r.data.retried} failed devices get another round.`, btn);
+      } else if (!r.ok) {
+        say(btn, "error", r.message);
+      } else {
+        finish(btn.dataset.done, "ok", btn.dataset.ok || "Done.", btn);
+      }
+    } finally {
+      btn.disabled = false;
+      btn.classList.remove("busy");
+    }
+  }
+
+  // ------------------------------------------------------------------ forms
+
+  const text = (fd, name) => String(fd.get(name) ?? "").trim();
+  const list = (value) => value.split(",").map((s) => s.trim()).filter(Boolean);
+  const numberOrNull = (value) => (value === "" ? null : Number(value));
+
+  function parseJson(value, what) {
+    try {
+      return JSON.parse(value);
+    } catch (err) {
+      throw new Error(`${what}: not valid JSON (${err.message}).`);
+    }
+  }
+
+  async function queueTask(form, path, body, now) {
+    const query = now ? { connection_request: "true", timeout: 30 } : {};
+    const r = await api("POST", path, { json: body, query });
+    const o = jobOutcome(r, 30);
+    // a job that ran changed what the page shows: reload to show it
+    finish(o.ok || (r.data && r.data.id) ? "reload" : "", o.ok ? "ok" : "error", o.text, form);
+  }
+
+  const actions = {
+    async "set-param"(form, fd) {
+      const param = text(fd, "param");
+      const triple = [param, String(fd.get("value") ?? "")];
+      if (text(fd, "type")) triple.push(text(fd, "type"));
+      await queueTask(form, form.dataset.path, { name: "setParameterValues", parameterValues: [triple] }, fd.get("now"));
+    },
+
+    async task(form, fd) {
+      const name = text(fd, "name");
+      let args = {};
+      if (fd.has("args")) args = parseJson(text(fd, "args") || "{}", "The arguments");
+      if (fd.has("fileName")) {
+        const opt = form.querySelector('select[name="fileName"]').selectedOptions[0];
+        args = { fileName: text(fd, "fileName"), fileType: opt ? opt.dataset.type : undefined };
+      }
+      if (typeof args !== "object" || Array.isArray(args) || args === null) throw new Error("The arguments must be a JSON object.");
+      await queueTask(form, form.dataset.path, { ...args, name }, fd.get("now"));
+    },
+
+    async "tag-add"(form, fd) {
+      const r = await api("POST", form.dataset.path, { json: { tags: [text(fd, "tag")] } });
+      if (!r.ok) throw new Error(r.message);
+      finish("reload", "ok", `Tag ${text(fd, "tag")} added.`, form);
+    },
+
+    async "upload-file"(form, fd) {
+      const file = fd.get("file");
+      if (!file || !file.name) throw new Error("Choose a file to upload.");
+      const name = text(fd, "name") || file.name;
+      say(form, "info", `Uploading ${name} (${file.size} bytes)…`);
+      const r = await api("PUT", `/api/v1/files/${encodeURIComponent(name)}`, {
+        body: file,
+        headers: { "Content-Type": "application/octet-stream" },
+        query: {
+          fileType: text(fd, "fileType"), version: text(fd, "version"), oui: text(fd, "oui"),
+          productClass: text(fd, "productClass"), hardwareVersions: text(fd, "hardwareVersions"),
+          replace: fd.get("replace") ? "true" : "",
+        },
+      });
+      if (!r.ok) throw new Error(r.message);
+      finish("reload", "ok", `Uploaded ${r.data.name}: ${r.data.size} bytes, SHA-256 ${r.data.sha256.slice(0, 12)}…`, form);
+    },
+
+    async "add-image"(form, fd) {
+      const body = {
+        file: text(fd, "file"), oui: text(fd, "oui"), productClass: text(fd, "productClass"),
+        hardwareVersions: list(text(fd, "hardwareVersions")), version: text(fd, "version"),
+        channel: text(fd, "channel") || "stable", allowDowngrade: !!fd.get("allowDowngrade"),
+        releaseNotes: text(fd, "releaseNotes"),
+      };
+      if (text(fd, "minVersion")) body.minVersion = text(fd, "minVersion");
+      if (text(fd, "regionName")) {
+        body.region = { name: text(fd, "regionName"), source: text(fd, "regionSource"), values: list(text(fd, "regionValues")) };
+        if (body.region.source === "parameter") body.region.parameter = text(fd, "regionParameter");
+      }
+      const r = await api("POST", "/api/v1/firmware/images", { json: body });
+      if (!r.ok) throw new Error(r.message);
+      finish("reload", "ok", `Image #${r.data.id} (${r.data.version}) is in the catalog.`, form);
+    },
+
+    async campaign(form, fd, submitter) {
+      const stages = list(text(fd, "stages")).map((size) => ({
+        size, successThreshold: text(fd, "successThreshold") || "100%",
+        failureThreshold: text(fd, "failureThreshold") || "10%",
+        onSuccess: text(fd, "onSuccess"), onFailure: text(fd, "onFailure"),
+      }));
+      const body = {
+        name: text(fd, "name"), filter: text(fd, "filter"), stages,
+        maxInFlight: numberOrNull(text(fd, "maxInFlight")), startsPerMinute: numberOrNull(text(fd, "startsPerMinute")),
+        maxAttempts: Number(text(fd, "maxAttempts") || 3), rollback: !!fd.get("rollback"),
+        connectionRequest: !!fd.get("connectionRequest"), priority: Number(text(fd, "priority") || 0),
+        windows: [],
+      };
+      if (text(fd, "image")) body.image = Number(text(fd, "image"));
+      if (text(fd, "channel")) body.channel = text(fd, "channel");
+      if (text(fd, "windowCron")) {
+        body.windows.push({ cron: text(fd, "windowCron"), durationMinutes: Number(text(fd, "windowMinutes") || 60), timezone: text(fd, "windowTimezone") || "UTC" });
+      }
+      const preview = submitter && submitter.value === "preview";
+      const r = await api("POST", "/api/v1/campaigns", { json: body, query: preview ? { dryRun: "true" } : {} });
+      if (!r.ok) throw new Error(r.message);
+      if (preview) return showPreview(form.querySelector(".out"), r.data);
+      finish(`go:/ui/campaigns/${r.data.id}`, "ok", `Campaign ${r.data.name} created as a draft. Start it when ready.`, form);
+    },
+
+    async "policy-save"(form, fd) {
+      const doc = parseJson(String(fd.get("doc")), "The policy");
+      const r = await api(form.dataset.method, form.dataset.path, { json: doc });
+      if (!r.ok) throw new Error(r.message);
+      finish(`go:/ui/policies/${r.data.id}`, "ok", `Policy ${r.data.name} saved (version ${r.data.version}).`, form);
+    },
+
+    async "policy-dry-run"(form, fd) {
+      const r = await api("POST", form.dataset.path, { query: { device: text(fd, "device") } });
+      if (!r.ok) throw new Error(r.message);
+      showDryRun(form.parentElement.querySelector(".out"), r.data);
+    },
+
+    async "user-create"(form, fd) {
+      const body = { username: text(fd, "username"), password: String(fd.get("password")), role: text(fd, "role") };
+      const r = await api("POST", "/api/v1/users", { json: body });
+      if (!r.ok) throw new Error(r.message);
+      finish("reload", "ok", `User ${r.data.username} created (${r.data.role}).`, form);
+    },
+
+    async "user-role"(form, fd) {
+      const r = await api("PATCH", form.dataset.path, { json: { role: text(fd, "role") } });
+      if (!r.ok) throw new Error(r.message);
+      finish("reload", "ok", `${r.data.username} is now ${r.data.role}.`, form);
+    },
+
+    async "user-password"(form, fd) {
+      const r = await api("PATCH", form.dataset.path, { json: { password: String(fd.get("password")) } });
+      if (!r.ok) throw new Error(r.message);
+      finish("reload", "ok", `Password of ${r.data.username} changed; their sessions ended.`, form);
+    },
+
+    async "own-password"(form, fd) {
+      const r = await api("POST", "/api/v1/me/password", { json: { current: String(fd.get("current")), new: String(fd.get("new")) } });
+      if (!r.ok) throw new Error(r.message);
+      finish("go:/ui/login", "ok", "Password changed. Sign in with the new one.", form);
+    },
+
+    async "token-create"(form, fd) {
+      const r = await api("POST", "/api/v1/tokens", { json: { name: text(fd, "name"), role: text(fd, "role") } });
+      if (!r.ok) throw new Error(r.message);
+      form.parentElement.querySelector(".out").replaceChildren(
+        el("div", { class: "msg msg-ok", role: "status" },
+          `Token ${r.data.name} (${r.data.role}) created. Copy it now; it is not shown again: `,
+          el("code", { class: "secret" }, r.data.token)));
+    },
+
+    bulk: runBulk,
+  };
+
+  async function onForm(form, submitter) {
+    const run = actions[form.dataset.action];
+    if (!run) return;
+    const buttons = form.querySelectorAll("button");
+    buttons.forEach((b) => { b.disabled = true; });
+    try {
+      await run(form, new FormData(form), submitter);
+    } catch (err) {
+      say(form, "error", err.message || String(err));
+    } finally {
+      buttons.forEach((b) => { b.disabled = false; });
+    }
+  }
+
+  // ------------------------------------------------------------------ results drawn in the page
+
+  function deviceLink(id) {
+    return el("a", { href: `/ui/devices/${encodeURIComponent(id)}` }, id);
+  }
+
+  function showPreview(out, p) {
+    const rows = p.stages.map((s) => el("tr", {},
+      el("td", {}, s.stage), el("td", {}, s.devices),
+      el("td", {}, s.sample.slice(0, 5).flatMap((id, i) => (i ? [", ", deviceLink(id)] : [deviceLink(id)])),
+        s.sample.length > 5 ? ` and ${s.devices - 5} more` : "")));
+    const skipped = Object.entries(p.skipped).map(([why, n]) => el("li", {}, `${n} skipped: ${why}`));
+    const overlap = Object.entries(p.overlapping).map(([cid, n]) => el("li", {}, `${n} devices are also in campaign #${cid}`));
+    out.replaceChildren(
+      el("h3", {}, `Dry run: ${p.audience} devices would take part`),
+      el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "Stage"), el("th", {}, "Devices"), el("th", {}, "For example"))),
+        el("tbody", {}, rows)),
+      p.outsideStages ? el("p", {}, `${p.outsideStages} eligible devices fall beyond the last stage.`) : null,
+      skipped.length ? el("ul", {}, skipped) : el("p", { class: "muted" }, "No device is skipped."),
+      overlap.length ? el("ul", {}, overlap) : null);
+  }
+
+  function showDryRun(out, d) {
+    const items = (arr, fmt) => (arr.length ? el("ul", {}, arr.map((x) => el("li", {}, fmt(x)))) : el("p", { class: "muted" }, "none"));
+    out.replaceChildren(
+      el("p", {}, d.matches ? "The device matches the precondition now." : "The device does not match the precondition now: nothing would apply."),
+      el("h3", {}, "Values to set"), items(d.set, (c) => `${c.path}: ${c.from ?? "(missing)"} → ${c.to}`),
+      el("h3", {}, "Instances to add"), items(d.add, (x) => x),
+      el("h3", {}, "Instances to delete"), items(d.delete, (x) => x),
+      el("h3", {}, "Notifications"), items(d.attributes, (a) => `${a.path}: ${a.from ?? "?"} → ${a.to}`),
+      el("h3", {}, "Faults"), items(d.faults, (f) => JSON.stringify(f)));
+  }
+
+  // ------------------------------------------------------------------ bulk actions
+
+  function bulkRequest(fd) {
+    const action = text(fd, "action");
+    if (action === "reboot") return { label: "Reboot", task: { name: "reboot" } };
+    if (action === "set") {
+      if (!text(fd, "path")) throw new Error("Name the parameter to set.");
+      const triple = [text(fd, "path"), String(fd.get("value") ?? "")];
+      if (text(fd, "type")) triple.push(text(fd, "type"));
+      return { label: `Set ${triple[0]} = ${triple[1]}`, task: { name: "setParameterValues", parameterValues: [triple] } };
+    }
+    if (action === "download") {
+      if (!text(fd, "file")) throw new Error("Upload a file first (Files & firmware).");
+      const opt = document.querySelector(`#bulk select[name="file"] option[value="${CSS.escape(text(fd, "file"))}"]`);
+      return { label: `Push ${text(fd, "file")}`, task: { name: "download", fileName: text(fd, "file"), fileType: opt ? opt.dataset.type : undefined } };
+    }
+    const tag = text(fd, "tag");
+    if (!tag) throw new Error("Give the tag.");
+    return action === "tag-add" ? { label: `Tag with ${tag}`, tag, add: true } : { label: `Remove tag ${tag}`, tag, add: false };
+  }
+
+  async function bulkTargets(fd) {
+    if (text(fd, "scope") === "matching") {
+      const r = await api("GET", "/api/v1/devices", { query: { filter: text(fd, "filter"), limit: BULK_MAX } });
+      if (!r.ok) throw new Error(r.message);
+      if (r.data.total > BULK_MAX) {
+        throw new Error(`${r.data.total} devices match; a bulk action takes at most ${BULK_MAX}. Narrow the filter.`);
+      }
+      return r.data.items.map((d) => d.id);
+    }
+    return [...document.querySelectorAll('input[name="sel"]:checked')].map((i) => i.value);
+  }
+
+  async function runBulk(form, fd) {
+    const what = bulkRequest(fd);
+    const ids = await bulkTargets(fd);
+    if (!ids.length) throw new Error("Tick at least one device in the table, or choose all matching devices.");
+    if (ids.length > BULK_MAX) throw new Error(`At most ${BULK_MAX} devices at once.`);
+    if (!confirm(`${what.label} on ${ids.length} device(s)?`)) return;
+    const out = form.querySelector(".out");
+    const knock = !!fd.get("knock");
+    const failures = [];
+    let done = 0;
+    const progress = el("p", { role: "status" });
+    out.replaceChildren(progress);
+    const one = async (id) => {
+      const base = `/api/v1/devices/${encodeURIComponent(id)}`;
+      let r;
+      if (what.task) {
+        // a short wait: the point of knocking here is to start sessions, not to watch each one
+        r = await api("POST", `${base}/tasks`, { json: what.task, query: knock ? { connection_request: "true", timeout: 1 } : {} });
+        if (r.status === 504) r = { ok: false, message: jobOutcome(r, 1).text };
+        else if (r.status === 200 && r.data.status !== "done") r = { ok: false, message: jobOutcome(r, 1).text };
+      } else if (what.add) {
+        r = await api("POST", `${base}/tags`, { json: { tags: [what.tag] } });
+      } else {
+        r = await api("DELETE", `${base}/tags/${encodeURIComponent(what.tag)}`);
+      }
+      if (!r.ok) failures.push([id, r.message]);
+      done += 1;
+      progress.textContent = `${done} of ${ids.length} done${failures.length ? `, ${failures.length} failed` : ""}…`;
+    };
+    const queue = [...ids];
+    const workers = Array.from({ length: Math.min(BULK_PARALLEL, queue.length) }, async () => {
+      while (queue.length) await one(queue.shift());
+    });
+    await Promise.all(workers);
+    progress.textContent = `${what.label}: ${ids.length - failures.length} of ${ids.length} device(s) done.`;
+    progress.className = failures.length ? "msg msg-error" : "msg msg-ok";
+    if (failures.length) {
+      out.append(el("ul", { class: "details" }, failures.map(([id, m]) => el("li", {}, deviceLink(id), `: ${m}`))));
+    }
+  }
+
+  // ------------------------------------------------------------------ live parts
+
+  // <div data-poll="/ui/..." data-every="2">: replaced by the server's fresh
+  // rendering until the fragment says it is final.
+  function poll(node) {
+    const every = Number(node.dataset.every || 5) * 1000;
+    const tick = async () => {
+      if (document.hidden) return setTimeout(tick, every);
+      let resp;
+      try {
+        resp = await fetch(node.dataset.poll, { credentials: "same-origin", headers: { Accept: "text/html" } });
+      } catch {
+        return setTimeout(tick, every * 2);
+      }
+      if (resp.redirected || resp.status === 401) return say(node, "error", "Your session has ended. Sign in again, then retry.");
+      if (!resp.ok) return setTimeout(tick, every * 2);
+      // our own server's template output, escaped there; not user-supplied HTML
+      node.innerHTML = await resp.text();
+      if (!node.querySelector("[data-final]")) setTimeout(tick, every);
+    };
+    setTimeout(tick, every);
+  }
+
+  function toggleOptions(select) {
+    const form = select.form;
+    const show = () => {
+      for (const box of form.querySelectorAll(".opts")) {
+        box.hidden = !box.dataset.for.split(" ").includes(select.value);
+      }
+    };
+    select.addEventListener("change", show);
+    show();
+  }
+
+  // ------------------------------------------------------------------ wiring
+
+  document.addEventListener("click", (ev) => {
+    const btn = ev.target.closest("button[data-api]");
+    if (btn) {
+      ev.preventDefault();
+      onApiButton(btn);
+    }
+  });
+
+  document.addEventListener("submit", (ev) => {
+    const form = ev.target.closest("form[data-action]");
+    if (form) {
+      ev.preventDefault();
+      onForm(form, ev.submitter);
+    }
+  });
+
+  document.addEventListener("change", (ev) => {
+    const all = ev.target.closest("input[data-select-all]");
+    if (all) {
+      for (const box of document.querySelectorAll(`input[name="${all.dataset.selectAll}"]`)) box.checked = all.checked;
+    }
+  });
+
+  document.addEventListener("DOMContentLoaded", () => {
+    showFlash();
+    document.querySelectorAll("[data-poll]").forEach(poll);
+    document.querySelectorAll("select[data-toggles]").forEach(toggleOptions);
+  });
+})();
