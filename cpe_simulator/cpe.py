@@ -17,6 +17,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -92,6 +93,7 @@ class SimulatedCpe:
         "session_waiters",
         "firmware_before",
         "last_requests",
+        "requests_seen",
         "reboots_owed",
     )
 
@@ -118,6 +120,9 @@ class SimulatedCpe:
         self.session_waiters: list[asyncio.Future[None]] = []
         self.firmware_before: str | None = None
         self.last_requests: list[str] = []
+        # every ACS request this CPE ever received, by RPC: what tests count across
+        # sessions (a session cut after a request still counts it)
+        self.requests_seen: Counter[str] = Counter()
         # CommandKeys of Reboots accepted and not yet carried out, in order
         self.reboots_owed: dict[str, None] = {}
 
@@ -220,6 +225,7 @@ class SimulatedCpe:
             self._acs_sends(conv, request)
             log.requests.append(request.element_name)
             self.last_requests.append(request.element_name)
+            self.requests_seen[request.element_name] += 1
             if len(log.requests) - 1 == drop_at:
                 raise SessionFailed("drop: connection closed mid-session")
             answer = await self.answer(request)

@@ -9,6 +9,7 @@ beyond that check; an edited policy reaches each device at its next session.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -140,27 +141,33 @@ class PolicyBook:
     _checked: float = 0.0
     _key: bytes | None = None
     any_overrides: bool = True
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def current(self, conn: asyncpg.Connection) -> list[LoadedPolicy]:
         if time.monotonic() - self._checked < self.ttl_s:
             return self._policies
-        self._checked = time.monotonic()
-        row = await conn.fetchrow(
-            "SELECT (SELECT count(*)::int FROM policies) AS n,"
-            " (SELECT max(updated_at) FROM policies) AS at,"
-            " EXISTS (SELECT 1 FROM device_overrides) AS overrides"
-        )
-        assert row is not None
-        self.any_overrides = row["overrides"]
-        fingerprint = (row["n"], row["at"])
-        if fingerprint != self._fingerprint:
-            loaded = []
-            for p in await store.list_all(conn, enabled_only=True):
-                try:
-                    loaded.append(load(p))
-                except (SpecError, ValueError) as err:  # stored before a rule got stricter
-                    log(logger, logging.ERROR, "policy_unusable", policy=p.name, error=err)
-            self._policies, self._fingerprint = loaded, fingerprint
+        # one reload at a time, and nobody served the stale list while it runs:
+        # the sessions of a fleet booting together all ask at once
+        async with self._lock:
+            if time.monotonic() - self._checked < self.ttl_s:
+                return self._policies
+            row = await conn.fetchrow(
+                "SELECT (SELECT count(*)::int FROM policies) AS n,"
+                " (SELECT max(updated_at) FROM policies) AS at,"
+                " EXISTS (SELECT 1 FROM device_overrides) AS overrides"
+            )
+            assert row is not None
+            fingerprint = (row["n"], row["at"])
+            if fingerprint != self._fingerprint:
+                loaded = []
+                for p in await store.list_all(conn, enabled_only=True):
+                    try:
+                        loaded.append(load(p))
+                    except (SpecError, ValueError) as err:  # stored before a rule got stricter
+                        log(logger, logging.ERROR, "policy_unusable", policy=p.name, error=err)
+                self._policies, self._fingerprint = loaded, fingerprint
+            self.any_overrides = row["overrides"]
+            self._checked = time.monotonic()
         return self._policies
 
     async def key(self, conn: asyncpg.Connection) -> bytes:

@@ -98,8 +98,9 @@ async def test_shipped_bootstrap_policies_configure_a_fleet_with_one_spv_each(
         await fleet.wait_for(lambda: all(c.sessions_ok for c in fleet.devices.values()))
         times = set()
         for serial, cpe in fleet.devices.items():
-            requests = cpe.last_session.requests
-            assert requests.count("SetParameterValues") == 1, requests
+            # one SetParameterValues in all: counted over every session, since on a
+            # loaded machine the bootstrap session may be cut and tried again
+            assert cpe.requests_seen["SetParameterValues"] == 1, cpe.requests_seen
             tree = cpe.tree
             ms = "Device.ManagementServer."
             assert tree.value(ms + "PeriodicInformEnable") in ("1", "true")
