@@ -57,9 +57,11 @@ class WebhookSender:
         tasks = [t for t in (self._loop_task, *self._inflight) if t is not None]
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if tasks:
+            # bounded: shutting down must not hang on a task that will not end
+            _done, stuck = await asyncio.wait(tasks, timeout=5)
+            if stuck:
+                log(logger, logging.ERROR, "webhook_sender_stuck", tasks=len(stuck))
         # cancelled deliveries keep their claim and are sent again once it expires
         self._inflight.clear()
         if self._http is not None:
@@ -82,8 +84,12 @@ class WebhookSender:
             # Either every slot is busy or nothing more is due: look again when a
             # delivery ends (it frees a slot, and its hook may have more) or
             # after a poll (new events, retries coming due).
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
+            # cancellation that lands as its timeout fires, and stop() would then
+            # wait for this loop forever
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=s.webhook_poll_s)
+                async with asyncio.timeout(s.webhook_poll_s):
+                    await self._wake.wait()
 
     async def _claim_and_send(self, free: int) -> int:
         s = self.settings

@@ -14,8 +14,8 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from acs.web.server import Running
-from tests.e2e.conftest import StartAcs, cwmp_url
+from acs.web.server import Running, running_acs
+from tests.e2e.conftest import StartAcs, cwmp_url, make_settings
 from tests.e2e.cpe_double import CpeDouble
 from tests.e2e.test_api import Client, dev_id_of, token
 from tests.e2e.test_campaigns import catalog_image, ok
@@ -398,3 +398,35 @@ async def test_webhook_api_refuses_bad_input_with_reasons(start_acs: StartAcs, w
     assert status == 204
     status, listed = await admin.call("GET", "/webhooks")
     assert made["id"] not in {h["id"] for h in listed["items"]}
+
+
+async def test_the_acs_stops_promptly_while_a_hook_hangs_and_keeps_the_event(
+    database_url: str, db_pool: asyncpg.Pool, world: Any, tmp_path: Any, unique_serial
+) -> None:
+    settings = make_settings(
+        data_dir=tmp_path, cpe_auth="none", webhook_poll_s=0.05, webhook_timeout_s=60.0
+    )
+    context = running_acs(settings, database_url)
+    acs = await context.__aenter__()
+    try:
+        admin = await world.client(acs, "admin")
+        hung = await world.receiver(mode="hang")
+        hook = await world.hook(admin, hung, "device.registered")
+        cpe = CpeDouble(cwmp_url(acs), unique_serial())
+        try:
+            await cpe.session(["0 BOOTSTRAP", "1 BOOT"])
+        finally:
+            await cpe.close()
+        await eventually(lambda: hung.hanging == 1)
+    finally:
+        stopping = time.monotonic()
+        await context.__aexit__(None, None, None)
+    assert time.monotonic() - stopping < 10
+    # the delivery cut short stays pending: another sender takes it once its claim expires
+    async with db_pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT state, attempts, next_attempt_at > now() AS leased FROM webhook_outbox"
+            " WHERE webhook_id = $1",
+            hook["id"],
+        )
+    assert row is not None and dict(row) == {"state": "pending", "attempts": 0, "leased": True}
