@@ -111,8 +111,8 @@ async def list_images(
 
 
 async def delete_image(conn: asyncpg.Connection, image_id: int) -> bool:
-    """False when there is no such image. Raises ForeignKeyViolationError while a
-    campaign names it."""
+    """False when there is no such image. Raises RestrictViolationError (older
+    servers: ForeignKeyViolationError) while a campaign names it."""
     return (
         await conn.fetchval("DELETE FROM firmware_images WHERE id = $1 RETURNING 1", image_id)
         is not None

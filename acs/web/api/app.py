@@ -681,7 +681,7 @@ async def delete_file(request: web.Request) -> web.Response:
     try:
         async with svc.pool.acquire() as conn:
             gone = await files.delete_file(conn, svc.settings.files_dir, request.match_info["name"])
-    except asyncpg.ForeignKeyViolationError:
+    except (asyncpg.ForeignKeyViolationError, asyncpg.RestrictViolationError):
         raise ApiError(
             409, "in_use", "the firmware catalog offers this file; remove its images first"
         ) from None

@@ -192,7 +192,7 @@ async def delete_image(request: web.Request) -> web.Response:
     try:
         async with services(request).pool.acquire() as conn:
             gone = await catalog.delete_image(conn, image_id)
-    except asyncpg.ForeignKeyViolationError:
+    except (asyncpg.ForeignKeyViolationError, asyncpg.RestrictViolationError):
         raise ApiError(
             409, "in_use", "a campaign uses this image; delete the campaign first"
         ) from None
