@@ -356,4 +356,6 @@ class Fleet:
             "faults": {
                 f"{k}:{d}": n for (k, d), n in sorted(self.counters.items()) if k not in ("http",)
             },
+            # every HTTP status the ACS answered with, e.g. {"200": .., "204": .., "503": ..}
+            "http": {d: n for (k, d), n in sorted(self.counters.items()) if k == "http"},
         }

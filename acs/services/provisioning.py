@@ -178,6 +178,14 @@ class PolicyBook:
     def invalidate(self) -> None:
         self._checked = 0.0
 
+    def surely_nothing_for(self, events: Sequence[str], now: datetime) -> bool:
+        """True when the cached book, still fresh, has no policy for these events
+        and no device has overrides: the session skips the database altogether.
+        False means "look": the book is stale, or something may apply."""
+        if time.monotonic() - self._checked >= self.ttl_s or self.any_overrides:
+            return False
+        return not any(p.applies(events, now) for p in self._policies)
+
 
 async def matching(
     conn: asyncpg.Connection, device_id: str, candidates: Sequence[LoadedPolicy]

@@ -240,13 +240,14 @@ async def members_of_device(conn: asyncpg.Connection, device_id: str) -> list[Me
     return [Member.from_row(r) for r in rows]
 
 
+# whether device $1 is in an unfinished campaign (campaign_devices_open_idx)
+OPEN_WORK = """EXISTS (SELECT 1 FROM campaign_devices WHERE device_id = $1
+    AND state IN ('pending', 'downloading', 'installing', 'verifying'))"""
+
+
 async def has_open_work(conn: asyncpg.Connection, device_id: str) -> bool:
     """Whether the device is in an unfinished campaign; one probe of the open index."""
-    found = await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM campaign_devices WHERE device_id = $1"
-        " AND state IN ('pending', 'downloading', 'installing', 'verifying'))",
-        device_id,
-    )
+    found = await conn.fetchval(f"SELECT {OPEN_WORK}", device_id)
     return bool(found)
 
 

@@ -54,7 +54,7 @@ class NewSessionLog:
 # ``keep`` sessions. The DELETE runs on the statement's snapshot, which does
 # not see the new row: it keeps keep-1 old ones, and the new one makes keep.
 _INSERT = """
-WITH added AS (
+WITH {release} added AS (
     INSERT INTO session_logs (device_id, session_key, started_at, ended_at, outcome, reason,
                               events, remote_address, message_count, stored_bytes, truncated,
                               messages)
@@ -70,10 +70,24 @@ SELECT id FROM added
 """
 
 
-async def insert(conn: asyncpg.Connection, log: NewSessionLog, keep: int) -> int:
-    """Store a finished session; the device keeps its newest ``keep`` sessions."""
+# ...and, in the same round trip, the device lock the session held (its key is
+# the lock's session id): a periodic session then ends in one statement
+_RELEASE = """released AS (
+    UPDATE devices SET session_id = NULL, session_expires_at = NULL
+    WHERE id = $1 AND session_id = $2),"""
+_INSERT_ONLY = _INSERT.format(release="")
+_INSERT_RELEASING = _INSERT.format(release=_RELEASE)
+
+
+async def insert(
+    conn: asyncpg.Connection, log: NewSessionLog, keep: int, *, release_lock: bool = False
+) -> int:
+    """Store a finished session; the device keeps its newest ``keep`` sessions.
+
+    ``release_lock`` also gives back the device lock the session held.
+    """
     session_id: int = await conn.fetchval(
-        _INSERT,
+        _INSERT_RELEASING if release_lock else _INSERT_ONLY,
         log.device_id,
         log.session_key,
         log.started_at,

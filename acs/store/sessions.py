@@ -7,7 +7,38 @@ because a caller's transaction may have started a while ago.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import asyncpg
+
+from acs.store import campaigns, devices, tasks
+
+# A periodic Inform of a known device, in one statement: take the lock, record
+# the Inform (device columns, and tree values that changed), put back jobs a
+# dead session left running, and read what the session will need to know.
+# Every part but the reads is guarded by the lock, so a refused Inform writes
+# nothing. CTEs share one snapshot: the requeued jobs still read as running
+# below, hence "pending OR requeued". $18 session id, $19 lease seconds.
+_OPEN_SESSION = f"""
+WITH {devices.INFORM_TREE_READ_CTES}
+opened AS (
+    UPDATE devices d
+    SET {devices.INFORM_SET.format(src="v")},
+        session_id = $18,
+        session_expires_at = clock_timestamp() + make_interval(secs => $19)
+    FROM {devices.INFORM_ROW} AS v
+    WHERE d.id = $1
+      AND (d.session_id IS NULL OR d.session_id = $18 OR d.session_expires_at < clock_timestamp())
+    RETURNING 1
+),
+{devices.TREE_WRITE_CTE.replace("{guard}", "EXISTS (SELECT 1 FROM opened)")},
+requeued AS ({tasks.REQUEUE_RUNNING.format(guard="EXISTS (SELECT 1 FROM opened)")})
+SELECT EXISTS (SELECT 1 FROM opened) AS locked,
+       (SELECT count(*) FROM requeued WHERE status = 'pending')::int AS requeued,
+       {tasks.PENDING_DUE} AS pending,
+       {campaigns.OPEN_WORK} AS in_campaign,
+       COALESCE((SELECT {devices.DISCOVERED} FROM cur), false) AS discovered
+"""
 
 
 async def acquire_session(
@@ -62,4 +93,31 @@ async def release_session(conn: asyncpg.Connection, device_id: str, session_id: 
         " WHERE id = $1 AND session_id = $2",
         device_id,
         session_id,
+    )
+
+
+@dataclass(slots=True, frozen=True)
+class Opened:
+    """What the session needs to know, read when its lock was taken."""
+
+    may_have_tasks: bool
+    in_campaign: bool
+    tree_unknown: bool
+
+
+async def open_session(
+    conn: asyncpg.Connection, rec: devices.InformRecord, session_id: str, ttl_s: float
+) -> Opened | None:
+    """The Inform of a known device whose lock is free, in one round trip.
+
+    None when the device is unknown or its lock is held: nothing was written,
+    and the caller takes the long way (create it, or refuse the session).
+    """
+    row = await conn.fetchrow(_OPEN_SESSION, *devices.inform_args(rec), session_id, ttl_s)
+    if row is None or not row["locked"]:
+        return None
+    return Opened(
+        may_have_tasks=row["pending"] or row["requeued"] > 0,
+        in_campaign=row["in_campaign"],
+        tree_unknown=not row["discovered"],
     )

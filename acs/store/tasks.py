@@ -104,18 +104,17 @@ async def enqueue(
     raise AssertionError("unreachable")
 
 
+# whether device $1 has a task due now
+PENDING_DUE = """EXISTS (
+    SELECT 1 FROM tasks
+    WHERE device_id = $1 AND status = 'pending'
+      AND (not_before IS NULL OR not_before <= now())
+      AND (expires_at IS NULL OR expires_at > now()))"""
+
+
 async def has_pending(conn: asyncpg.Connection, device_id: str) -> bool:
     """Whether a task is due now; one index probe, for every periodic session."""
-    found = await conn.fetchval(
-        """
-        SELECT EXISTS (
-            SELECT 1 FROM tasks
-            WHERE device_id = $1 AND status = 'pending'
-              AND (not_before IS NULL OR not_before <= now())
-              AND (expires_at IS NULL OR expires_at > now()))
-        """,
-        device_id,
-    )
+    found = await conn.fetchval(f"SELECT {PENDING_DUE}", device_id)
     return bool(found)
 
 
@@ -185,6 +184,23 @@ async def mark_fault(
     )
 
 
+# device $1's tasks left 'running' back to pending (or cancelled when queued
+# again meanwhile), when ``{guard}`` holds; returns their new status
+REQUEUE_RUNNING = """
+    UPDATE tasks t
+    SET status = CASE
+            WHEN t.unique_key IS NOT NULL AND EXISTS (
+                SELECT 1 FROM tasks p
+                WHERE p.device_id = t.device_id AND p.unique_key = t.unique_key
+                  AND p.status = 'pending')
+            THEN 'cancelled' ELSE 'pending' END,
+        session_id = NULL,
+        started_at = NULL
+    WHERE t.device_id = $1 AND t.status = 'running' AND t.session_id IS NOT NULL
+      AND {guard}
+    RETURNING t.status"""
+
+
 async def requeue_running(conn: asyncpg.Connection, device_id: str) -> int:
     """Put tasks a dead session left 'running' back to pending; return how many.
 
@@ -193,20 +209,8 @@ async def requeue_running(conn: asyncpg.Connection, device_id: str) -> int:
     been queued again is cancelled instead (the newer one replaces it).
     """
     requeued: int = await conn.fetchval(
-        """
-        WITH moved AS (
-            UPDATE tasks t
-            SET status = CASE
-                    WHEN t.unique_key IS NOT NULL AND EXISTS (
-                        SELECT 1 FROM tasks p
-                        WHERE p.device_id = t.device_id AND p.unique_key = t.unique_key
-                          AND p.status = 'pending')
-                    THEN 'cancelled' ELSE 'pending' END,
-                session_id = NULL,
-                started_at = NULL
-            WHERE t.device_id = $1 AND t.status = 'running' AND t.session_id IS NOT NULL
-            RETURNING t.status
-        )
+        f"""
+        WITH moved AS ({REQUEUE_RUNNING.format(guard="true")})
         SELECT count(*) FILTER (WHERE status = 'pending')::int FROM moved
         """,
         device_id,

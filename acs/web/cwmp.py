@@ -282,35 +282,27 @@ class CwmpEndpoint:
             at=now(),
         )
         ttl = self.settings.session_timeout_s
-        async with self.pool.acquire() as conn, conn.transaction():
-            created: devices.DeviceRecord | None = None
-            try:
-                locked = await sessions.acquire_session(conn, dev_id, session_id, ttl)
-            except LookupError:  # first contact: create the device, then lock it
-                device, is_new = await devices.upsert_from_inform(conn, record)
-                created = device if is_new else None
-                if created is not None:
-                    await notify.device_registered(conn, created)
-                locked = await sessions.acquire_session(conn, dev_id, session_id, ttl)
-            if not locked:
-                log(
-                    logger,
-                    logging.WARNING,
-                    "session_refused",
-                    device=dev_id,
-                    remote=remote,
-                    reason="another session of this device is in progress",
-                )
-                self.metrics.session(REFUSED)
-                return self._reply(
-                    acs,
-                    m.Fault(8005, "Retry request: another session of this device is in progress"),
-                )
-            await devices.upsert_from_inform(conn, record)
-            await task_store.requeue_running(conn, dev_id)
-            may_have_tasks = await task_store.has_pending(conn, dev_id)
-            in_campaign = await campaign_store.has_open_work(conn, dev_id)
-            tree_unknown = await devices.tree_is_empty(conn, dev_id)
+        async with self.pool.acquire() as conn:
+            # a known device with its lock free: one round trip, no transaction
+            opened = await sessions.open_session(conn, record, session_id, ttl)
+            if opened is None:  # first contact, or another session holds the lock
+                async with conn.transaction():
+                    opened = await self._open_the_long_way(conn, record, session_id)
+        if opened is None:
+            log(
+                logger,
+                logging.WARNING,
+                "session_refused",
+                device=dev_id,
+                remote=remote,
+                reason="another session of this device is in progress",
+            )
+            self.metrics.session(REFUSED)
+            return self._reply(
+                acs, m.Fault(8005, "Retry request: another session of this device is in progress")
+            )
+        may_have_tasks, in_campaign = opened.may_have_tasks, opened.in_campaign
+        tree_unknown = opened.tree_unknown
 
         bootstrap = "0 BOOTSTRAP" in events
         live = LiveSession(
@@ -356,6 +348,28 @@ class CwmpEndpoint:
             secure=client_scheme(request) == "https",
         )
         return resp
+
+    async def _open_the_long_way(
+        self, conn: asyncpg.Connection, record: devices.InformRecord, session_id: str
+    ) -> sessions.Opened | None:
+        """Create the device on first contact, then take its lock; None if it is held."""
+        dev_id, ttl = record.device_id, self.settings.session_timeout_s
+        try:
+            locked = await sessions.acquire_session(conn, dev_id, session_id, ttl)
+        except LookupError:  # first contact: create the device, then lock it
+            device, is_new = await devices.upsert_from_inform(conn, record)
+            if is_new:
+                await notify.device_registered(conn, device)
+            locked = await sessions.acquire_session(conn, dev_id, session_id, ttl)
+        if not locked:
+            return None
+        await devices.upsert_from_inform(conn, record)
+        requeued = await task_store.requeue_running(conn, dev_id)
+        return sessions.Opened(
+            may_have_tasks=requeued > 0 or await task_store.has_pending(conn, dev_id),
+            in_campaign=await campaign_store.has_open_work(conn, dev_id),
+            tree_unknown=await devices.tree_is_empty(conn, dev_id),
+        )
 
     async def _continue(self, live: LiveSession, envelope: Envelope | None) -> web.StreamResponse:
         try:

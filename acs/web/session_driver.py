@@ -237,6 +237,8 @@ class SessionDriver:
                 return work
         if not live.policies_checked:
             live.policies_checked = True
+            if self.policies.surely_nothing_for(live.events, now()):
+                return await self._campaign_work(live)
             async with self.pool.acquire() as conn:
                 found = await provisioning.session_plan(
                     conn,
@@ -250,6 +252,10 @@ class SessionDriver:
             if found is not None:
                 plan, run = found
                 return Work(plan, label="policies", policy_run=run)
+        return await self._campaign_work(live)
+
+    async def _campaign_work(self, live: LiveSession) -> Work | None:
+        """The Download a firmware campaign owes the device, once per session."""
         if live.in_campaign:
             live.in_campaign = False  # once per session
             async with self.pool.acquire() as conn, conn.transaction():
@@ -537,27 +543,34 @@ class SessionDriver:
         """End a session: give the device lock back; an abandoned one requeues its job."""
         if abandoned:
             live.acs.abandon()
-        async with self.pool.acquire() as conn, conn.transaction():
-            task = live.work.task if abandoned and live.work is not None else None
-            given_up = task is not None and task.attempts + 1 >= self.settings.max_task_attempts
-            if task is not None and given_up:
-                # the CPE went away in the middle of this job every time: give up
-                why = (
-                    f"timeout: the CPE did not answer in {task.attempts + 1} "
-                    f"sessions ({reason or 'session abandoned'})"
-                )
-                await task_store.give_up(conn, task.id, why)
-                await notify.job_closed(conn, task, fault_string=why)
-            elif task is not None:
-                await task_store.requeue_running(conn, live.device_id)
-            await sessions.release_session(conn, live.device_id, live.session_id)
+        task = live.work.task if abandoned and live.work is not None else None
+        given_up = task is not None and task.attempts + 1 >= self.settings.max_task_attempts
+        async with self.pool.acquire() as conn:
+            if task is None:
+                # the common case: the session log and the lock in one statement
+                written = await self._write_transcript(conn, live, abandoned, reason, True)
+                if not written:
+                    await sessions.release_session(conn, live.device_id, live.session_id)
+            else:
+                async with conn.transaction():
+                    if given_up:
+                        # the CPE went away in the middle of this job every time: give up
+                        why = (
+                            f"timeout: the CPE did not answer in {task.attempts + 1} "
+                            f"sessions ({reason or 'session abandoned'})"
+                        )
+                        await task_store.give_up(conn, task.id, why)
+                        await notify.job_closed(conn, task, fault_string=why)
+                    else:
+                        await task_store.requeue_running(conn, live.device_id)
+                    await sessions.release_session(conn, live.device_id, live.session_id)
+                await self._write_transcript(conn, live, abandoned, reason)
         if given_up:
             self.metrics.job_finished("fault")
         if live.campaign_member:
             # verify what this session showed: TransferComplete, the version after a boot
             async with self.pool.acquire() as conn:
                 await rollout.settle_device(conn, live.device_id)
-        await self._write_transcript(live, abandoned, reason)
         log(
             logger,
             logging.INFO if not abandoned else logging.WARNING,
@@ -569,12 +582,20 @@ class SessionDriver:
             reason=reason or None,
         )
 
-    async def _write_transcript(self, live: LiveSession, abandoned: bool, reason: str) -> None:
-        """One INSERT per session. A failure here is logged, never raised: the
+    async def _write_transcript(
+        self,
+        conn: asyncpg.Connection,
+        live: LiveSession,
+        abandoned: bool,
+        reason: str,
+        release_lock: bool = False,
+    ) -> bool:
+        """One INSERT per session (with ``release_lock``, the lock's release too);
+        True when it was written. A failure here is logged, never raised: the
         session's own work is already committed and must not be undone by it."""
         transcript, live.transcript = live.transcript, None  # written at most once
         if transcript is None:
-            return
+            return False
         record = session_logs.NewSessionLog(
             device_id=live.device_id,
             session_key=live.session_id,
@@ -590,11 +611,14 @@ class SessionDriver:
             messages=transcript.messages,
         )
         try:
-            async with self.pool.acquire() as conn:
-                await session_logs.insert(conn, record, self.settings.session_log_per_device)
+            await session_logs.insert(
+                conn, record, self.settings.session_log_per_device, release_lock=release_lock
+            )
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
             # e.g. the device was deleted while its session ran
             log(logger, logging.WARNING, "session_log_failed", device=live.device_id, error=exc)
+            return False
+        return True
 
 
 def root_for(inform: m.Inform) -> str:
