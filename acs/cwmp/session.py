@@ -75,6 +75,12 @@ for _state in State:
         TRANSITIONS[(_state, Event.ABANDON)] = State.CLOSED
 
 
+# Events that answer the other party's request, and events that open one.
+# Sets built once: every message of every session passes through _apply.
+_ANSWERS = frozenset({Event.CPE_RESPONSE, Event.ACS_RESPONSE, Event.INFORM_RESPONSE})
+_REQUESTS = frozenset({Event.INFORM, Event.CPE_REQUEST, Event.ACS_REQUEST})
+
+
 class ProtocolError(Exception):
     """A message that the CWMP session rules do not allow where it came."""
 
@@ -145,7 +151,7 @@ class Conversation:
         target = TRANSITIONS.get((self.state, event))
         if target is None:
             self._fail(ProtocolError(event, self.state, _refusal_reason(event, self.state)))
-        if event in (Event.CPE_RESPONSE, Event.ACS_RESPONSE, Event.INFORM_RESPONSE):
+        if event in _ANSWERS:
             assert message is not None
             expected = self.outstanding.rpc if self.outstanding is not None else None
             if message.rpc != expected:
@@ -159,7 +165,7 @@ class Conversation:
                 )
         assert target is not None
         self.state = target
-        if event in (Event.INFORM, Event.CPE_REQUEST, Event.ACS_REQUEST):
+        if event in _REQUESTS:
             self.outstanding = message
         elif event is not Event.EMPTY_POST:
             self.outstanding = None

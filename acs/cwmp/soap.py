@@ -83,9 +83,11 @@ class Envelope:
 
 
 def _local(tag: Any) -> str:
-    if not isinstance(tag, str):
+    # lxml gives "{ns}Name" for qualified elements and a non-str tag for
+    # entities and the like; most CWMP elements are unqualified
+    if tag.__class__ is not str:
         return ""
-    return tag.rpartition("}")[2]
+    return tag.rpartition("}")[2] if tag[0] == "{" else tag
 
 
 def _text(el: etree._Element) -> str:
@@ -127,6 +129,9 @@ def _to_time(text: str) -> datetime | None:
     year, month, day, hour, minute, second, frac, zone = match.groups()
     if year == "0001":
         return None  # TR-069's Unknown Time
+    if zone == "Z" and frac is None and len(text) == 20:
+        # what nearly every CPE sends (in every Inform): the C parser is 5x faster
+        return datetime.fromisoformat(text)
     tz: timezone = UTC
     if zone and zone != "Z":
         sign = 1 if zone[0] == "+" else -1
@@ -150,6 +155,37 @@ def _from_bool(value: bool) -> str:
     return "true" if value else "false"
 
 
+# Emitting builds the document as text instead of an lxml tree: building the
+# tree and calling tostring() cost as much as parsing the Inform it answers
+# (about 15 us for a six-element InformResponse, lxml 6.1). Text is safe here
+# because every name and prefix is ours; only values come from outside, and
+# they go through _esc/_esc_attr, and serialize_envelope refuses characters
+# XML 1.0 cannot carry, as lxml did.
+
+
+def _esc(text: str) -> str:
+    """Character data as lxml writes it; \\r as &#13; so it survives parsing."""
+    # most values need nothing: four scans in C are cheaper than four replace()
+    if "&" in text:
+        text = text.replace("&", "&amp;")
+    if "<" in text:
+        text = text.replace("<", "&lt;")
+    if ">" in text:
+        text = text.replace(">", "&gt;")
+    if "\r" in text:
+        text = text.replace("\r", "&#13;")
+    return text
+
+
+def _esc_attr(text: str) -> str:
+    return _esc(text).replace('"', "&quot;").replace("\n", "&#10;").replace("\t", "&#9;")
+
+
+# XML 1.0 Char production (section 2.2); anything else makes a document no
+# parser accepts, so it is refused before it is sent
+_NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
 # ------------------------------------------------------------------ field kinds
 
 
@@ -159,7 +195,8 @@ class Kind:
     def decode(self, el: etree._Element) -> Any:
         raise NotImplementedError
 
-    def encode(self, parent: etree._Element, name: str, value: Any) -> None:
+    def encode(self, out: list[str], name: str, value: Any) -> None:
+        """Append the element ``name`` holding ``value`` to ``out``, as text."""
         raise NotImplementedError
 
 
@@ -169,10 +206,10 @@ class Scalar(Kind):
         self.write = write
 
     def decode(self, el: etree._Element) -> Any:
-        return self.read(_text(el))
+        return self.read(el.text or "")
 
-    def encode(self, parent: etree._Element, name: str, value: Any) -> None:
-        etree.SubElement(parent, name).text = self.write(value)
+    def encode(self, out: list[str], name: str, value: Any) -> None:
+        out.append(f"<{name}>{_esc(self.write(value))}</{name}>")
 
 
 STR = Scalar(str, str)
@@ -185,15 +222,21 @@ class ParameterValue(Kind):
     """ParameterValueStruct: the Value keeps its xsi:type as sent."""
 
     def decode(self, el: etree._Element) -> m.ParameterValueStruct:
+        # the hottest loop of the codec (every Inform and GetParameterValues
+        # answer), so _local is inlined
         name: str | None = None
         value = ""
         xsd_type = "xsd:string"
         for child in el:
-            tag = _local(child.tag)
+            tag = child.tag
+            if tag.__class__ is not str:
+                continue
+            if tag[0] == "{":
+                tag = tag.rpartition("}")[2]
             if tag == "Name":
-                name = _text(child)
+                name = child.text or ""
             elif tag == "Value":
-                value = _text(child)
+                value = child.text or ""
                 declared = child.get(_XSI_TYPE)
                 if declared is None and len(child.attrib):
                     declared = next(filter(None, map(child.get, _OLD_XSI_TYPES)), None)
@@ -203,12 +246,11 @@ class ParameterValue(Kind):
             raise ValueError("ParameterValueStruct without Name")
         return m.ParameterValueStruct(name, value, xsd_type)
 
-    def encode(self, parent: etree._Element, name: str, value: Any) -> None:
-        el = etree.SubElement(parent, name)
-        etree.SubElement(el, "Name").text = value.name
-        v = etree.SubElement(el, "Value")
-        v.set(_XSI_TYPE, value.xsd_type)
-        v.text = value.value
+    def encode(self, out: list[str], name: str, value: Any) -> None:
+        out.append(
+            f"<{name}><Name>{_esc(value.name)}</Name>"
+            f'<Value xsi:type="{_esc_attr(value.xsd_type)}">{_esc(value.value)}</Value></{name}>'
+        )
 
 
 class Struct(Kind):
@@ -221,11 +263,10 @@ class Struct(Kind):
     def decode(self, el: etree._Element) -> Any:
         return decode_fields(self.cls, el)
 
-    def encode(self, parent: etree._Element, name: str, value: Any) -> None:
-        el = etree.SubElement(parent, name)
-        if self.xsi_type:
-            el.set(_XSI_TYPE, self.xsi_type)
-        encode_fields(el, value)
+    def encode(self, out: list[str], name: str, value: Any) -> None:
+        out.append(f'<{name} xsi:type="{self.xsi_type}">' if self.xsi_type else f"<{name}>")
+        encode_fields(out, value)
+        out.append(f"</{name}>")
 
 
 class Array(Kind):
@@ -237,13 +278,18 @@ class Array(Kind):
         self.array_type = array_type  # e.g. "cwmp:ParameterValueStruct", "xsd:string"
 
     def decode(self, el: etree._Element) -> list[Any]:
-        return [self.item.decode(child) for child in el if isinstance(child.tag, str)]
+        decode = self.item.decode
+        return [decode(child) for child in el if child.tag.__class__ is str]
 
-    def encode(self, parent: etree._Element, name: str, value: Any) -> None:
-        el = etree.SubElement(parent, name)
-        el.set(_ARRAY_TYPE, f"{self.array_type}[{len(value)}]")
+    def encode(self, out: list[str], name: str, value: Any) -> None:
+        start = f'<{name} soap-enc:arrayType="{self.array_type}[{len(value)}]"'
+        if not value:
+            out.append(start + "/>")  # as lxml wrote it
+            return
+        out.append(start + ">")
         for item in value:
-            self.item.encode(el, self.item_name, item)
+            self.item.encode(out, self.item_name, item)
+        out.append(f"</{name}>")
 
 
 class Repeated(Kind):
@@ -255,9 +301,9 @@ class Repeated(Kind):
     def decode(self, el: etree._Element) -> Any:  # called per occurrence
         return self.item.decode(el)
 
-    def encode(self, parent: etree._Element, name: str, value: Any) -> None:
+    def encode(self, out: list[str], name: str, value: Any) -> None:
         for item in value:
-            self.item.encode(parent, name, item)
+            self.item.encode(out, name, item)
 
 
 class Operation(Kind):
@@ -276,8 +322,8 @@ class Operation(Kind):
             raise ValueError(f"unknown operation type {declared!r}")
         return decode_fields(cls, el)
 
-    def encode(self, parent: etree._Element, name: str, value: Any) -> None:
-        Struct(type(value), "cwmp:" + type(value).__name__).encode(parent, name, value)
+    def encode(self, out: list[str], name: str, value: Any) -> None:
+        Struct(type(value), "cwmp:" + type(value).__name__).encode(out, name, value)
 
 
 Field = tuple[str, str, Kind, bool]  # attribute, element, kind, required
@@ -614,40 +660,65 @@ FIELDS: dict[type, tuple[Field, ...]] = {
 _MISSING_DEFAULTS: dict[Kind, Any] = {STR: "", INT: 0, BOOL: False, TIME: None}
 
 
+# element name -> (attribute, decoder, repeated, scalar reader) per class,
+# built once rather than on every struct decoded; a scalar is read from the
+# element's text right here, saving a call per field
+_Decoder = tuple[str, Callable[[etree._Element], Any], bool, Callable[[str], Any] | None]
+_DECODERS: dict[type, dict[str, _Decoder]] = {
+    cls: {
+        element: (
+            attr,
+            kind.decode,
+            isinstance(kind, Repeated),
+            kind.read if isinstance(kind, Scalar) else None,
+        )
+        for attr, element, kind, _ in fs
+    }
+    for cls, fs in FIELDS.items()
+}
+
+
 def decode_fields(cls: type, el: etree._Element) -> Any:
-    fields = FIELDS[cls]
-    by_element = {element: (attr, kind) for attr, element, kind, _ in fields}
+    decoders = _DECODERS[cls]
     values: dict[str, Any] = {}
     for child in el:
-        tag = _local(child.tag)
-        spec = by_element.get(tag)
+        tag = child.tag
+        if tag.__class__ is not str:
+            continue
+        if tag[0] == "{":
+            tag = tag.rpartition("}")[2]
+        spec = decoders.get(tag)
         if spec is None:
             continue  # unknown extra field: ignored, as real CPEs add vendor ones
-        attr, kind = spec
+        attr, decode, repeated, read = spec
         try:
-            if isinstance(kind, Repeated):
-                values.setdefault(attr, []).append(kind.decode(child))
+            if read is not None:
+                values[attr] = read(child.text or "")
+            elif repeated:
+                values.setdefault(attr, []).append(decode(child))
             else:
-                values[attr] = kind.decode(child)
+                values[attr] = decode(child)
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{tag}: {exc}") from None
-    for attr, element, kind, required in fields:
-        if attr in values:
-            continue
-        if required:
-            raise ValueError(f"missing {element}")
-        if isinstance(kind, Array | Repeated):
-            values[attr] = []
-        elif isinstance(kind, Struct):
-            values[attr] = kind.cls()
-        elif kind in _MISSING_DEFAULTS:
-            values[attr] = _MISSING_DEFAULTS[kind]
+    fields = FIELDS[cls]
+    if len(values) < len(fields):
+        for attr, element, kind, required in fields:
+            if attr in values:
+                continue
+            if required:
+                raise ValueError(f"missing {element}")
+            if isinstance(kind, Array | Repeated):
+                values[attr] = []
+            elif isinstance(kind, Struct):
+                values[attr] = kind.cls()
+            elif kind in _MISSING_DEFAULTS:
+                values[attr] = _MISSING_DEFAULTS[kind]
     return cls(**values)
 
 
-def encode_fields(parent: etree._Element, value: Any) -> None:
+def encode_fields(out: list[str], value: Any) -> None:
     for attr, element, kind, _required in FIELDS[type(value)]:
-        kind.encode(parent, element, getattr(value, attr))
+        kind.encode(out, element, getattr(value, attr))
 
 
 # ------------------------------------------------------------------ parsing
@@ -735,12 +806,16 @@ def parse_envelope(data: bytes) -> Envelope | None:
     return Envelope(body=message, cwmp_id=cwmp_id, cwmp_ns=cwmp_ns, **extras)
 
 
+# True when some element sits deeper than MAX_DEPTH (the root is level 1).
+# One compiled XPath walks the tree in C; a Python walk (iterwalk) cost about
+# as much as parsing the message. Its node sets are the elements of each level,
+# so the work stays linear in the size of the document.
+_TOO_DEEP = etree.XPath("boolean(" + "/*" * (MAX_DEPTH + 1) + ")")
+
+
 def _check_depth(root: etree._Element) -> None:
-    depth = 0
-    for action, _el in etree.iterwalk(root, events=("start", "end")):
-        depth += 1 if action == "start" else -1
-        if depth > MAX_DEPTH:
-            raise CwmpParseError(f"XML nested deeper than {MAX_DEPTH} levels")
+    if _TOO_DEEP(root):
+        raise CwmpParseError(f"XML nested deeper than {MAX_DEPTH} levels")
 
 
 def _parse_header(header: etree._Element | None) -> tuple[str | None, str | None, dict[str, Any]]:
@@ -798,56 +873,69 @@ def _parse_soap_fault(item: etree._Element) -> m.Fault:
 # ------------------------------------------------------------------ emitting
 
 
-def _nsmap(cwmp_ns: str) -> dict[str, str]:
-    return {
-        "soap-env": SOAP_ENV_NS,
-        "soap-enc": SOAP_ENC_NS,
-        "xsd": XSD_NS,
-        "xsi": XSI_NS,
-        "cwmp": cwmp_ns,
-    }
+def _envelope_open(cwmp_ns: str) -> str:
+    # the CPE chose the cwmp namespace: it is a value like any other
+    return (
+        "<?xml version='1.0' encoding='UTF-8'?>\n"
+        f'<soap-env:Envelope xmlns:soap-env="{SOAP_ENV_NS}" xmlns:soap-enc="{SOAP_ENC_NS}"'
+        f' xmlns:xsd="{XSD_NS}" xmlns:xsi="{XSI_NS}" xmlns:cwmp="{_esc_attr(cwmp_ns)}">'
+    )
+
+
+_ENVELOPE_OPEN = {ns: _envelope_open(ns) for ns in (CWMP_NS_1_0, CWMP_NS_1_1, CWMP_NS_1_2)}
+_MUST = ' soap-env:mustUnderstand="1"'
 
 
 def serialize_envelope(envelope: Envelope) -> bytes:
     ns = envelope.cwmp_ns
-    root = etree.Element(f"{{{SOAP_ENV_NS}}}Envelope", nsmap=_nsmap(ns))
-    header = etree.SubElement(root, f"{{{SOAP_ENV_NS}}}Header")
+    out = [_ENVELOPE_OPEN.get(ns) or _envelope_open(ns)]
+    header: list[str] = []
     if envelope.cwmp_id is not None:
-        el = etree.SubElement(header, f"{{{ns}}}ID")
-        el.set(f"{{{SOAP_ENV_NS}}}mustUnderstand", "1")
-        el.text = envelope.cwmp_id
+        header.append(f"<cwmp:ID{_MUST}>{_esc(envelope.cwmp_id)}</cwmp:ID>")
     if envelope.hold_requests:
-        el = etree.SubElement(header, f"{{{ns}}}HoldRequests")
-        el.set(f"{{{SOAP_ENV_NS}}}mustUnderstand", "1")
-        el.text = "1"
+        header.append(f"<cwmp:HoldRequests{_MUST}>1</cwmp:HoldRequests>")
     # NoMoreRequests is deprecated and in no CWMP schema: parsed, never sent
     if envelope.session_timeout is not None:
-        etree.SubElement(header, f"{{{ns}}}SessionTimeout").text = str(envelope.session_timeout)
+        header.append(f"<cwmp:SessionTimeout>{envelope.session_timeout:d}</cwmp:SessionTimeout>")
     if envelope.supported_cwmp_versions is not None:
-        etree.SubElement(
-            header, f"{{{ns}}}SupportedCWMPVersions"
-        ).text = envelope.supported_cwmp_versions
+        versions = _esc(envelope.supported_cwmp_versions)
+        header.append(f"<cwmp:SupportedCWMPVersions>{versions}</cwmp:SupportedCWMPVersions>")
     if envelope.use_cwmp_version is not None:
-        el = etree.SubElement(header, f"{{{ns}}}UseCWMPVersion")
-        el.set(f"{{{SOAP_ENV_NS}}}mustUnderstand", "1")
-        el.text = envelope.use_cwmp_version
-    if len(header) == 0:
-        root.remove(header)
-    body = etree.SubElement(root, f"{{{SOAP_ENV_NS}}}Body")
+        version = _esc(envelope.use_cwmp_version)
+        header.append(f"<cwmp:UseCWMPVersion{_MUST}>{version}</cwmp:UseCWMPVersion>")
+    if header:
+        out.append("<soap-env:Header>")
+        out += header
+        out.append("</soap-env:Header>")
+    out.append("<soap-env:Body>")
     message = envelope.body
     if isinstance(message, m.Fault):
-        fault = etree.SubElement(body, f"{{{SOAP_ENV_NS}}}Fault")
         # TR-069 A.2.1: "Client" for faults caused by the request, else "Server"
         client = message.fault_code in _CLIENT_FAULTS
-        etree.SubElement(fault, "faultcode").text = "Client" if client else "Server"
-        etree.SubElement(fault, "faultstring").text = "CWMP fault"
-        detail = etree.SubElement(fault, "detail")
-        encode_fields(etree.SubElement(detail, f"{{{ns}}}Fault"), message)
+        out.append(
+            f"<soap-env:Fault><faultcode>{'Client' if client else 'Server'}</faultcode>"
+            "<faultstring>CWMP fault</faultstring><detail><cwmp:Fault>"
+        )
+        encode_fields(out, message)
+        out.append("</cwmp:Fault></detail></soap-env:Fault>")
     else:
         if isinstance(message, m.UnknownMethod):
             raise ValueError("an UnknownMethod cannot be sent")
-        encode_fields(etree.SubElement(body, f"{{{ns}}}{message.element_name}"), message)
-    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+        name = message.element_name
+        if FIELDS[type(message)]:
+            out.append(f"<cwmp:{name}>")
+            encode_fields(out, message)
+            out.append(f"</cwmp:{name}>")
+        else:  # as lxml wrote it, so the bytes CPEs see do not change
+            out.append(f"<cwmp:{name}/>")
+    out.append("</soap-env:Body></soap-env:Envelope>")
+    text = "".join(out)
+    bad = _NOT_XML_CHAR.search(text)
+    if bad is not None:
+        raise ValueError(
+            f"All strings must be XML compatible: {bad.group()!r} at {bad.start()} is not"
+        )
+    return text.encode()
 
 
 # Faults caused by the sender's request (TR-069 Tables A.5/A.6: "Client" type)
