@@ -7,7 +7,6 @@ everything the server does and nothing the load generator does.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import platform
@@ -194,8 +193,9 @@ def running_acs(dsn: str, port: int, data_dir: Path, *args: str, **extra: str): 
     """`acs serve` on ``dsn`` with CWMP on ``port`` (API +1, files +2) until the block ends."""
     data_dir.mkdir(parents=True, exist_ok=True)
     env = acs_env(dsn, port, data_dir, **extra)
+    name = f"bench-{time.time_ns()}"
     token = subprocess.run(
-        [str(BIN / "acs"), "token", "create", "--name", f"bench-{time.time_ns()}", "--role", "admin"],
+        [str(BIN / "acs"), "token", "create", "--name", name, "--role", "admin"],
         env=env,
         check=True,
         capture_output=True,
@@ -235,12 +235,3 @@ def raise_fd_limit() -> None:
 def emit(scenario: str, rows: list[dict[str, Any]]) -> None:
     """The last stdout line of a scenario: what the runner collects."""
     print(json.dumps({"scenario": scenario, "rows": rows}), flush=True)
-
-
-async def wait_until(check: Any, timeout: float, every: float = 1.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await check():
-            return True
-        await asyncio.sleep(every)
-    return False

@@ -29,6 +29,7 @@ import random
 import re
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from acs.cwmp import messages as m
@@ -231,6 +232,7 @@ async def run(
     username: str = "",
     password: str = "",
     bare: bool = False,
+    on_counted_start: Callable[[], object] | None = None,
 ) -> Tally:
     """Drive ``connections`` concurrent CPE connections; count only after the warm-up.
 
@@ -258,6 +260,8 @@ async def run(
 
     if warmup > 0:
         await phase(warmup)
+    if on_counted_start is not None:  # e.g. start CPU meters, after the warm-up
+        on_counted_start()
     started = time.monotonic()
     tally = await phase(duration)
     tally.wall = time.monotonic() - started

@@ -1,0 +1,406 @@
+"""The fleet benchmark: a boot storm, then periodic Informs, against a real ACS.
+
+One fresh database, one `acs serve` process (or `--workers N`), then:
+
+1. ceiling: the same load generator against a bare aiohttp handler
+   (bench.bare), for the POST rate this machine gives with no work at all;
+2. boot storm: `cpe-sim` starts N CPEs at once (0 BOOTSTRAP, ~1,100-parameter
+   TR-181 tree, every session allowed in flight at once). The ACS discovers
+   each tree and applies the shipped bootstrap policies; meanwhile a job with
+   a connection request is queued for every tenth device as soon as it is
+   discovered. Done when every device is discovered and every job ended.
+   Counted: HTTP answers by status (503 is the only acceptable sign of
+   overload), failed sessions by reason, jobs by final state;
+3. storage: bytes in PostgreSQL per device after the storm (devices, tree,
+   indexes, TOAST), and the whole database per device;
+4. periodic Informs: bench.loadgen replays those devices' `2 PERIODIC`
+   sessions as fast as the ACS answers: completed sessions per second,
+   p50/p99 session time, the ACS's CPU per session, ratio to the ceiling.
+
+Prints a table and, as its last line, the JSON rows the runner collects.
+
+    python -m bench.fleet --devices 10000
+    python -m bench.fleet --quick         # 300 devices
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+
+from bench import common, loadgen
+
+SCENARIO = "fleet"
+PERIODIC_GOAL = 1500.0  # sessions/s per ACS worker process
+PERIODIC_RATIO_GOAL = 0.065  # of the bare aiohttp POST rate
+STORAGE_GOAL_KB = 64.0
+SIM_RSS_GOAL_MB = 1024.0
+DISCOVERED_MIN_PARAMETERS = 500  # the template has ~1,100; Inform values alone are ~10
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * q))]
+
+
+# --------------------------------------------------------------------------- ceiling
+
+
+async def bare_ceiling(port: int, bodies: list[bytes], connections: int, seconds: float) -> float:
+    """POSTs per second of a bare aiohttp handler, same client, same Inform bytes."""
+    proc = subprocess.Popen(
+        [str(common.BIN / "python"), "-m", "bench.bare", "--port", str(port)],
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    try:
+        for _ in range(100):  # until it listens
+            try:
+                _r, w = await asyncio.open_connection("127.0.0.1", port)
+                w.close()
+                break
+            except OSError:
+                await asyncio.sleep(0.1)
+        tally = await loadgen.run(
+            "127.0.0.1",
+            port,
+            bodies=bodies,
+            connections=connections,
+            duration=seconds,
+            warmup=2,
+            bare=True,
+        )
+    finally:
+        proc.terminate()
+        proc.wait()
+    if tally.errors:
+        raise RuntimeError(f"the bare server failed: {dict(tally.errors)}")
+    return tally.sessions / tally.wall
+
+
+# --------------------------------------------------------------------------- boot storm
+
+
+async def storm(
+    acs: common.AcsProcess, devices: int, cr_port: int, timeout: float, job_every: int
+) -> dict[str, Any]:
+    sim = subprocess.Popen(
+        [
+            str(common.BIN / "cpe-sim"),
+            "--acs-url",
+            acs.cwmp_url,
+            "--devices",
+            str(devices),
+            "--username",
+            common.CPE_USERNAME,
+            "--password",
+            common.CPE_PASSWORD,
+            "--ramp",
+            "0",
+            "--max-concurrent",
+            str(devices),  # all at once: the ACS, not the simulator, decides who waits
+            "--cr-port",
+            str(cr_port),
+            "--summary-every",
+            "10",
+            "--json-summary",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    queued: dict[str, int] = {}
+    api_status: Counter[str] = Counter()
+    acs_cpu = common.CpuMeter(acs.pids()).start()
+    started = time.monotonic()
+    peak_sim = peak_acs = 0.0
+    discovered = 0
+    jobs: dict[str, int] = {}
+    pool = await asyncpg.create_pool(acs.dsn, min_size=1, max_size=2)
+    headers = {"Authorization": f"Bearer {acs.token}"}
+    http = aiohttp.ClientSession(headers=headers, timeout=aiohttp.ClientTimeout(total=120))
+    in_flight: set[asyncio.Task[None]] = set()
+
+    async def queue_job(dev: str) -> None:
+        # an operator's job during the storm: read a value, knock, do not wait
+        url = f"{acs.api_url}/devices/{dev}/tasks?connection_request=true&timeout=1"
+        body = {"name": "getParameterValues", "parameterNames": ["Device.DeviceInfo.UpTime"]}
+        try:
+            async with http.post(url, json=body) as resp:
+                api_status[str(resp.status)] += 1
+                if resp.status in (200, 201, 202, 504):
+                    queued[dev] = (await resp.json())["id"]
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            api_status[type(exc).__name__] += 1
+
+    try:
+        while time.monotonic() - started < timeout:
+            await asyncio.sleep(2)
+            peak_sim = max(peak_sim, common.rss_mb(sim.pid))
+            peak_acs = max(peak_acs, sum(common.rss_mb(p) for p in acs.pids()))
+            async with pool.acquire() as conn:
+                rows = await conn.fetch(
+                    "SELECT id FROM devices WHERE parameter_count >= $1 ORDER BY id",
+                    DISCOVERED_MIN_PARAMETERS,
+                )
+                jobs = dict(
+                    await conn.fetch("SELECT status, count(*) FROM tasks GROUP BY status")
+                )
+            discovered = len(rows)
+            for i, row in enumerate(rows):
+                if i % job_every == 0 and row["id"] not in queued:
+                    queued[row["id"]] = 0
+                    task = asyncio.create_task(queue_job(row["id"]))
+                    in_flight.add(task)
+                    task.add_done_callback(in_flight.discard)
+            open_jobs = jobs.get("pending", 0) + jobs.get("running", 0)
+            if discovered >= devices and not in_flight and open_jobs == 0:
+                break
+        elapsed = time.monotonic() - started
+        cpu = acs_cpu.stop()
+    finally:
+        sim.send_signal(signal.SIGINT)
+        out, _ = sim.communicate(timeout=120)
+        for task in list(in_flight):
+            task.cancel()
+        await http.close()
+        async with pool.acquire() as conn:
+            jobs = dict(await conn.fetch("SELECT status, count(*) FROM tasks GROUP BY status"))
+            policy_faults = await conn.fetchval(
+                "SELECT count(*) FROM policy_results WHERE jsonb_array_length(faults) > 0"
+            )
+            policies_applied = await conn.fetchval("SELECT count(*) FROM policy_results")
+        await pool.close()
+    lines = out.strip().splitlines()
+    sim_summary = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
+    return {
+        "devices": devices,
+        "discovered": discovered,
+        "elapsed_s": elapsed,
+        "acs_cpu_s": cpu,
+        "acs_peak_rss_mb": peak_acs,
+        "sim_peak_rss_mb": max(peak_sim, sim_summary.get("rss_mb", 0.0)),
+        "sessions_ok": sim_summary.get("sessions_ok"),
+        "sessions_failed": sim_summary.get("sessions_failed"),
+        "http": sim_summary.get("http", {}),
+        "sim_faults": sim_summary.get("faults", {}),
+        "jobs_queued": len([v for v in queued.values() if v]),
+        "jobs": {k: int(v) for k, v in jobs.items()},
+        "api_status": dict(api_status),
+        "policies_applied": policies_applied,
+        "policy_faults": policy_faults,
+    }
+
+
+# --------------------------------------------------------------------------- storage
+
+
+async def storage(dsn: str) -> dict[str, Any]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        n = await conn.fetchval("SELECT count(*) FROM devices")
+        await conn.execute("VACUUM ANALYZE devices, device_parameters")
+        state = await conn.fetchval(
+            "SELECT pg_total_relation_size('devices') + pg_total_relation_size('device_parameters')"
+        )
+        whole = await conn.fetchval("SELECT pg_database_size(current_database())")
+        params = await conn.fetchval("SELECT avg(parameter_count) FROM devices")
+        per_relation = {
+            r["relname"]: int(r["size"])
+            for r in await conn.fetch(
+                "SELECT c.relname, pg_total_relation_size(c.oid) AS size FROM pg_class c"
+                " JOIN pg_namespace s ON s.oid = c.relnamespace"
+                " WHERE s.nspname = 'public' AND c.relkind = 'r'"
+                " ORDER BY size DESC LIMIT 6"
+            )
+        }
+    finally:
+        await conn.close()
+    return {
+        "devices": n,
+        "parameters_avg": float(params or 0),
+        "state_kb_per_device": state / max(n, 1) / 1024,
+        "database_kb_per_device": whole / max(n, 1) / 1024,
+        "largest_tables_mb": {k: round(v / 2**20, 1) for k, v in per_relation.items()},
+    }
+
+
+# --------------------------------------------------------------------------- periodic
+
+
+async def periodic(
+    acs: common.AcsProcess, devices: int, connections: int, seconds: float
+) -> dict[str, Any]:
+    bodies = loadgen.inform_bodies(devices, "SIM", acs.cwmp_url)
+    meter = common.CpuMeter(acs.pids())
+    pg = common.CpuMeter(common.postgres_pids())
+
+    tally = await loadgen.run(
+        "127.0.0.1",
+        acs.cwmp_port,
+        bodies=bodies,
+        connections=connections,
+        duration=seconds,
+        warmup=2,
+        username=common.CPE_USERNAME,
+        password=common.CPE_PASSWORD,
+        on_counted_start=lambda: (meter.start(), pg.start()),
+    )
+    acs_cpu, pg_cpu = meter.stop(), pg.stop()
+    durations = sorted(tally.durations)
+    rate = tally.sessions / tally.wall
+    return {
+        "sessions": tally.sessions,
+        "sessions_per_s": rate,
+        "p50_ms": percentile(durations, 0.5) * 1000,
+        "p99_ms": percentile(durations, 0.99) * 1000,
+        "acs_cpu_ms_per_session": acs_cpu / max(tally.sessions, 1) * 1000,
+        "pg_cpu_ms_per_session": pg_cpu / max(tally.sessions, 1) * 1000,
+        "errors": dict(tally.errors),
+        "connections": connections,
+    }
+
+
+# --------------------------------------------------------------------------- main
+
+
+def rows_of(result: dict[str, Any], workers: int) -> list[dict[str, Any]]:
+    s, st, p = result["storm"], result["storage"], result["periodic"]
+    bare = result["bare_post_per_s"]
+    per_worker_cpu = 1000.0 / p["acs_cpu_ms_per_session"] if p["acs_cpu_ms_per_session"] else 0
+    http = s["http"]
+    bad_http = {k: v for k, v in http.items() if k not in ("200", "204", "401", "503")}
+    storm_ok = (
+        s["discovered"] == s["devices"]
+        and not bad_http
+        and not any(k.startswith(("session_crashed", "session_failed:Timeout")) for k in s["sim_faults"])
+        and s["jobs"].get("pending", 0) + s["jobs"].get("running", 0) == 0
+        and s["jobs"].get("fault", 0) == 0
+        and s["policy_faults"] == 0
+    )
+    ratio = p["sessions_per_s"] / workers / bare if bare else 0.0
+    return [
+        {
+            "target": "periodic Inform sessions per ACS worker",
+            "goal": f">= {PERIODIC_GOAL:,.0f}/s and >= {PERIODIC_RATIO_GOAL:.1%} of bare POST/s",
+            "measured": (
+                f"{p['sessions_per_s'] / workers:,.0f}/s per worker ({workers} worker(s)); "
+                f"CPU-bound capacity {per_worker_cpu:,.0f}/s "
+                f"({p['acs_cpu_ms_per_session']:.2f} ms ACS CPU per session)"
+            ),
+            "value": p["sessions_per_s"] / workers,
+            "ratio": f"{ratio:.1%} of bare aiohttp POST/s ({bare:,.0f}/s)",
+            "met": p["sessions_per_s"] / workers >= PERIODIC_GOAL and ratio >= PERIODIC_RATIO_GOAL,
+            "notes": (
+                f"p50 {p['p50_ms']:.1f} ms, p99 {p['p99_ms']:.1f} ms over {p['connections']} "
+                f"connections; PostgreSQL {p['pg_cpu_ms_per_session']:.2f} ms CPU per session; "
+                f"errors {p['errors'] or 'none'}"
+            ),
+        },
+        {
+            "target": f"boot storm: {s['devices']:,} CPEs at once, full discovery",
+            "goal": "all discovered, no job lost, overload only as 503 + Retry-After",
+            "measured": (
+                f"{s['discovered']:,}/{s['devices']:,} discovered in {s['elapsed_s']:.0f} s "
+                f"({s['discovered'] / s['elapsed_s']:.1f} bootstraps/s)"
+            ),
+            "value": s["discovered"] / s["elapsed_s"],
+            "met": storm_ok,
+            "notes": (
+                f"HTTP answers {http}; simulator faults {s['sim_faults'] or 'none'}; "
+                f"jobs queued mid-storm {s['jobs_queued']}, final {s['jobs']}; policy results "
+                f"{s['policies_applied']} ({s['policy_faults']} with faults); ACS CPU "
+                f"{s['acs_cpu_s']:.0f} s, peak RSS {s['acs_peak_rss_mb']:.0f} MB"
+            ),
+        },
+        {
+            "target": "storage per device (~1,100-parameter tree)",
+            "goal": f"<= {STORAGE_GOAL_KB:.0f} KB",
+            "measured": f"{st['state_kb_per_device']:.1f} KB",
+            "value": st["state_kb_per_device"],
+            "met": st["state_kb_per_device"] <= STORAGE_GOAL_KB,
+            "notes": (
+                f"devices + device_parameters with indexes and TOAST after VACUUM, "
+                f"{st['devices']:,} devices, {st['parameters_avg']:.0f} parameters each; whole "
+                f"database incl. session logs and policy results "
+                f"{st['database_kb_per_device']:.1f} KB/device; largest {st['largest_tables_mb']}"
+            ),
+        },
+        {
+            "target": f"simulator: {s['devices']:,} CPEs in one process",
+            "goal": f"<= {SIM_RSS_GOAL_MB:.0f} MB RSS",
+            "measured": f"{s['sim_peak_rss_mb']:.0f} MB peak RSS",
+            "value": s["sim_peak_rss_mb"],
+            "met": s["sim_peak_rss_mb"] <= SIM_RSS_GOAL_MB,
+            "notes": "during the boot storm, every device in session at once",
+        },
+    ]
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    common.raise_fd_limit()
+    work = Path(tempfile.mkdtemp(prefix="acs-bench-fleet-"))
+    result: dict[str, Any] = {}
+    bodies = loadgen.inform_bodies(min(args.devices, 500), "SIM", "http://127.0.0.1/")
+    result["bare_post_per_s"] = await bare_ceiling(
+        args.port + 9, bodies, args.connections, args.seconds
+    )
+    dsn = await common.fresh_database(args.database)
+    try:
+        extra = {"ACS_MAX_SESSIONS_PER_WORKER": str(args.max_sessions)} if args.max_sessions else {}
+        serve_args = ("--workers", str(args.workers)) if args.workers > 1 else ()
+        with common.running_acs(dsn, args.port, work / "acs", *serve_args, **extra) as acs:
+            result["storm"] = await storm(
+                acs, args.devices, args.port + 5, args.storm_timeout, args.job_every
+            )
+            result["storage"] = await storage(dsn)
+            result["periodic"] = await periodic(
+                acs, args.devices, args.connections, args.seconds
+            )
+    finally:
+        if not args.keep:
+            await common.drop_database(args.database)
+            shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--devices", type=int, default=10_000)
+    ap.add_argument("--quick", action="store_true", help="300 devices, short runs")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--connections", type=int, default=32, help="periodic load connections")
+    ap.add_argument("--seconds", type=float, default=20, help="each throughput measurement")
+    ap.add_argument("--storm-timeout", type=float, default=3600)
+    ap.add_argument("--job-every", type=int, default=10, help="a job for every Nth device")
+    ap.add_argument("--max-sessions", type=int, default=0, help="ACS_MAX_SESSIONS_PER_WORKER")
+    ap.add_argument("--port", type=int, default=38600)
+    ap.add_argument("--database", default="bench_fleet")
+    ap.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    args = ap.parse_args()
+    if args.quick:
+        args.devices, args.seconds = min(args.devices, 300), min(args.seconds, 8)
+    os.environ.setdefault("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
+    result = asyncio.run(main_async(args))
+    rows = rows_of(result, args.workers)
+    for row in rows:
+        print(f"{row['target']}: {row['measured']} (goal {row['goal']}) -> "
+              f"{'met' if row['met'] else 'NOT met'}\n    {row.get('ratio', '')} {row['notes']}")
+    print(json.dumps({"raw": result}, default=str))
+    common.emit(SCENARIO, rows)
+
+
+if __name__ == "__main__":
+    main()
