@@ -39,13 +39,20 @@ def main(log_level: str) -> None:
 
 
 @main.command()
-def serve() -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="server processes sharing the ports (default: ACS_WORKERS, else 1)",
+)
+def serve(workers: int | None) -> None:
     """Migrate the database and serve CWMP, the API and files (settings: ACS_* variables)."""
     from acs.web.server import serve as run
     from acs.web.tls import TlsConfigError
 
+    settings = Settings() if workers is None else Settings(workers=workers)
     try:
-        asyncio.run(run(Settings()))
+        asyncio.run(run(settings))
     except TlsConfigError as exc:  # a setting to fix, not a crash to debug
         raise click.ClickException(str(exc)) from None
 

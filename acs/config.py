@@ -34,6 +34,13 @@ class Settings(BaseSettings):
     public_host: str | None = Field(
         default=None, description="host name CPEs and operators use to reach us, for printed URLs"
     )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="server processes sharing the three ports (SO_REUSEPORT); a session's "
+        "requests that reach another worker are relayed to the one that owns it",
+    )
 
     # --- TLS (one certificate for every listener that speaks it)
     tls_cert_file: Path | None = Field(
@@ -79,6 +86,12 @@ class Settings(BaseSettings):
 
     # --- CWMP sessions
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_sessions_per_worker: int = Field(
+        default=2000,
+        ge=1,
+        description="CWMP sessions in flight in one process; a new Inform past it gets "
+        "HTTP 503 with Retry-After, and sessions already running finish",
+    )
     session_timeout_s: float = Field(
         default=30.0, gt=0, description="a session idle longer than this is abandoned"
     )

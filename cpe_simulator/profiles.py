@@ -24,6 +24,7 @@ PROFILES: dict[str, str] = {
     "no-bootstrap": "never sends 0 BOOTSTRAP",
     "odd-prefixes": "uses unusual namespace prefixes and no prefix on the RPC element",
     "ignore-cookies": "never sends the session cookie back",
+    "new-connection": "opens a new TCP connection for every POST of a session (TR-069 allows it)",
     "reject-root-gpn": "refuses GetParameterNames on the root object (9005)",
     "tc-without-event": "sends TransferComplete without the 7 TRANSFER COMPLETE event",
     "slow-9005": "answers unknown parameter names with 9005 only after a delay",

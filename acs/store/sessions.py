@@ -121,3 +121,19 @@ async def open_session(
         in_campaign=row["in_campaign"],
         tree_unknown=not row["discovered"],
     )
+
+
+async def live_sessions_at(conn: asyncpg.Connection, remote_address: str) -> list[str]:
+    """Ids of live sessions of devices at this address, at most two (one is an answer,
+    two say the address is shared). For workers finding the owner of a request that
+    neither a cookie nor a connection identifies; a partial index keeps it small."""
+    rows = await conn.fetch(
+        """
+        SELECT session_id FROM devices
+        WHERE remote_address = $1 AND session_id IS NOT NULL
+          AND session_expires_at > clock_timestamp()
+        LIMIT 2
+        """,
+        remote_address,
+    )
+    return [r["session_id"] for r in rows]

@@ -2,9 +2,11 @@
 
 Credentials are kept as HA1 = MD5(username:realm:password), which checks both
 schemes without storing the password. Digest nonces are stateless (a time
-stamp signed with a per-process key), so any worker can check them and a
-restart only costs the CPE one more 401. The first 401 of a Digest handshake is
-normal and not logged as a failure by the caller.
+stamp signed with a key): one process makes its own; the workers of
+``acs serve --workers N`` get one from their parent, so a nonce one worker
+issued is good at the others. A restart only costs the CPE one more 401. The
+first 401 of a Digest handshake is normal and not logged as a failure by the
+caller.
 """
 
 from __future__ import annotations

@@ -9,7 +9,12 @@ Rules that live here because they are about HTTP, not CWMP:
 - a CPE authenticates when it opens a session; later POSTs of that session
   are recognised by the session cookie/connection;
 - bad input gets a 4xx with a reason and a cwmp:Fault body, a busy device or
-  database gets 8005/503 with Retry-After: never a 500.
+  database gets 8005/503 with Retry-After: never a 500;
+- past ``max_sessions_per_worker`` sessions in flight a new Inform gets 503 with
+  Retry-After before anything is read from or written to the database, so an
+  overloaded process sheds new work instead of slowing every session down;
+- with several worker processes, a request for a session another worker owns
+  is relayed there (acs/web/relay.py).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import secrets
 import time
 from datetime import datetime
@@ -39,7 +45,15 @@ from acs.cwmp.session import (
 )
 from acs.cwmp.soap import CwmpParseError, Envelope, parse_envelope, serialize_envelope
 from acs.logs import log
-from acs.metrics import ABANDONED, COMPLETED, DB_UNAVAILABLE, REFUSED, REJECTED, Metrics
+from acs.metrics import (
+    ABANDONED,
+    COMPLETED,
+    DB_UNAVAILABLE,
+    OVERLOADED,
+    REFUSED,
+    REJECTED,
+    Metrics,
+)
 from acs.services import events as notify
 from acs.store import campaigns as campaign_store
 from acs.store import devices, sessions
@@ -49,6 +63,7 @@ from acs.store.ids import device_id as make_device_id
 from acs.web.cpe_auth import CpeAuthenticator
 from acs.web.fota import FotaEndpoint
 from acs.web.proxy import client_address, client_scheme, via_proxy
+from acs.web.relay import Relay, is_relayed
 from acs.web.session_driver import LiveSession, SessionDriver, now, root_for
 from acs.web.tls import peer_subject
 
@@ -57,6 +72,9 @@ logger = logging.getLogger("acs.cwmp")
 COOKIE = "acs_session"
 XML = "text/xml; charset=utf-8"
 RETRY_AFTER_S = "10"
+# an overloaded worker tells each refused CPE a different time to come back, so
+# that the refused do not all return in the same second
+OVERLOAD_RETRY_AFTER_S = (10, 40)
 DB_ERRORS = UNAVAILABLE
 
 
@@ -67,6 +85,7 @@ class CwmpEndpoint:
         pool: asyncpg.Pool,
         authenticator: CpeAuthenticator,
         metrics: Metrics | None = None,
+        relay: Relay | None = None,
     ) -> None:
         self.settings = settings
         self.pool = pool
@@ -75,6 +94,8 @@ class CwmpEndpoint:
         self.driver = SessionDriver(settings, pool, self.metrics)
         self.by_id: dict[str, LiveSession] = {}
         self.by_transport: dict[Any, str] = {}
+        self.relay = relay  # None: the only worker, every session is ours
+        self._opening = 0  # Informs past the overload check, not yet in by_id
         self._reaper: asyncio.Task[None] | None = None
         self.metrics.track_in_flight(lambda: len(self.by_id))
 
@@ -131,10 +152,24 @@ class CwmpEndpoint:
         except (ConnectionError, asyncio.IncompleteReadError):
             return self._reject(400, "connection dropped while reading the body", remote)
 
+        if self.relay is not None and not is_relayed(request):
+            owner = self.relay.foreign_owner(request.cookies.get(COOKIE))
+            if owner is not None:  # another worker's session: its answer is ours
+                answer = await self.relay.forward(owner, request, body, "cookie")
+                if answer is not None:
+                    return answer
+                # that worker is gone and its sessions with it: go on as if none
+
         try:
             envelope = parse_envelope(body)
         except CwmpParseError as bad:
-            live = self._find_session(request, by_address=True)
+            try:
+                found = await self._locate(request, body)
+            except DB_ERRORS:
+                found = None  # the answer is a 400 either way
+            if isinstance(found, web.StreamResponse):
+                return found  # the owning worker dropped its session and answered
+            live = found
             self._record_in(live, body, None, received_at)
             reply = self._fault_reply(
                 400, bad.fault_code, bad.reason, bad.cwmp_ns, bad.cwmp_id, remote, live
@@ -150,8 +185,13 @@ class CwmpEndpoint:
         # An Inform always opens a new session; it ends the old one only when it
         # comes from the same client (cookie or connection), never a mere
         # neighbour behind the same address.
-        live = self._find_session(request, by_address=not is_inform)
+        live = self._find_session(request, by_address=False)
         try:
+            if not is_inform and live is None:
+                found = await self._locate(request, body)
+                if isinstance(found, web.StreamResponse):
+                    return found
+                live = found
             if is_inform:
                 assert envelope is not None
                 return await self._inform(request, envelope, live, body, received_at)
@@ -220,12 +260,56 @@ class CwmpEndpoint:
                 None,
             )
         dev_id = make_device_id(ident.oui, ident.product_class, ident.serial_number)
-        if previous is not None and previous.device_id == dev_id:
+        replacing = previous is not None and previous.device_id == dev_id
+        # a CPE starting over takes its old session's place: no more load
+        if not replacing and self.in_flight() >= self.settings.max_sessions_per_worker:
+            return self._overloaded(dev_id, remote)
+        if previous is not None and replacing:
             # the same CPE starting over (it rebooted, or gave up on the old one);
             # a proxy or pooled connection may carry other CPEs' sessions too,
             # and those go on untouched
             await self._drop(previous, "new Inform opened a new session")
+        self._opening += 1
+        try:
+            return await self._open(request, envelope, body, received_at, dev_id)
+        finally:
+            self._opening -= 1
 
+    def in_flight(self) -> int:
+        """Sessions this worker holds, counting Informs being admitted right now: a
+        burst of Informs must not all pass the limit before the first is registered."""
+        return len(self.by_id) + self._opening
+
+    def _overloaded(self, dev_id: str, remote: str | None) -> web.Response:
+        log(
+            logger,
+            logging.WARNING,
+            "session_refused",
+            device=dev_id,
+            remote=remote,
+            reason="overloaded",
+            in_flight=len(self.by_id),
+            limit=self.settings.max_sessions_per_worker,
+        )
+        self.metrics.session(OVERLOADED)
+        return web.Response(
+            status=503,
+            text="too many sessions in progress, retry later\n",
+            headers={"Retry-After": str(random.randint(*OVERLOAD_RETRY_AFTER_S))},
+        )
+
+    async def _open(
+        self,
+        request: web.Request,
+        envelope: Envelope,
+        body: bytes,
+        received_at: datetime,
+        dev_id: str,
+    ) -> web.StreamResponse:
+        inform = envelope.body
+        assert isinstance(inform, m.Inform)
+        remote = client_address(request)
+        ident = inform.device_id
         verdict = await self.auth.check(request.method, request.headers.get("Authorization"))
         if not verdict.ok:
             if not verdict.first_leg:
@@ -268,6 +352,8 @@ class CwmpEndpoint:
         event = acs.receive(envelope)
         assert isinstance(event, InformReceived)
         session_id = secrets.token_urlsafe(18)
+        if self.relay is not None:  # names its owner, for requests reaching another worker
+            session_id = self.relay.new_session_id(session_id)
         events = [e.event_code for e in inform.events]
         record = devices.InformRecord(
             device_id=dev_id,
@@ -408,6 +494,32 @@ class CwmpEndpoint:
         return self._reply(live.acs, following, live)
 
     # ------------------------------------------------------------ helpers
+
+    async def _locate(
+        self, request: web.Request, body: bytes
+    ) -> LiveSession | web.StreamResponse | None:
+        """A request's session when neither its cookie nor its connection names one:
+        the single live session at the CPE's address. With several workers that
+        session may be any worker's, and only PostgreSQL sees them all; this is the
+        miss path, so the query costs nothing to CPEs that keep a cookie or a
+        connection. Returns the session, the owning worker's answer, or None."""
+        relayed = is_relayed(request)
+        if self.relay is None or relayed:
+            # one process sees every session; a relayed request was already found
+            # to be unique at its address over all workers
+            return self._find_session(request, by_address=True)
+        found = self._find_session(request, by_address=False)
+        if found is not None:
+            return found
+        sid = await self.relay.session_at(client_address(request))
+        if sid is None:
+            return None
+        if sid in self.by_id:
+            return self.by_id[sid]
+        owner = self.relay.foreign_owner(sid)
+        if owner is None:
+            return None  # ours by its name, but over (or from this worker's last life)
+        return await self.relay.forward(owner, request, body, "address")
 
     def _find_session(
         self, request: web.Request, *, by_address: bool = False

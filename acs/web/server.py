@@ -11,6 +11,7 @@ import asyncio
 import functools
 import hmac
 import logging
+import os
 import secrets
 import signal
 import ssl
@@ -39,6 +40,7 @@ from acs.web.cpe_auth import CpeAuthenticator, Credential, ha1_of
 from acs.web.cwmp import CwmpEndpoint
 from acs.web.files import files_app
 from acs.web.proxy import TrustedProxies, parse_networks
+from acs.web.relay import Relay, Workers
 from acs.web.tls import TlsConfigError, server_context
 from acs.web.tls import reload as reload_tls
 from acs.web.ui import app as ui
@@ -70,7 +72,9 @@ class Running:
                 reload_tls(ctx, self.settings)
 
 
-def make_authenticator(settings: Settings, pool: asyncpg.Pool) -> CpeAuthenticator:
+def make_authenticator(
+    settings: Settings, pool: asyncpg.Pool, nonce_secret: bytes | None = None
+) -> CpeAuthenticator:
     """Shared credential from the settings, else per-device ones from the database."""
     shared: Credential | None = None
     if settings.cpe_username is not None and settings.cpe_password is not None:
@@ -91,11 +95,16 @@ def make_authenticator(settings: Settings, pool: asyncpg.Pool) -> CpeAuthenticat
             return None
         return Credential(username, ha1, device_id)
 
-    return CpeAuthenticator(settings.cpe_auth, settings.cpe_auth_realm, lookup)
+    # workers share the nonce key: a CPE's Digest answer may reach another worker
+    # than the one that challenged it
+    return CpeAuthenticator(settings.cpe_auth, settings.cpe_auth_realm, lookup, secret=nonce_secret)
 
 
 def ops_routes(
-    pool: asyncpg.Pool, metrics: Metrics, metrics_token: str | None = None
+    pool: asyncpg.Pool,
+    metrics: Metrics,
+    metrics_token: str | None = None,
+    render: Callable[[], Awaitable[bytes]] | None = None,
 ) -> Callable[[web.Application], None]:
     """/healthz (the process answers), /readyz (the database answers) and /metrics.
 
@@ -120,6 +129,7 @@ def ops_routes(
         return web.json_response({"status": "ready"})
 
     expected = f"Bearer {metrics_token}".encode() if metrics_token else None
+    render = render or metrics.render  # with workers: every worker's series
 
     async def scrape(request: web.Request) -> web.Response:
         if expected is not None:
@@ -130,7 +140,7 @@ def ops_routes(
                     text="send Authorization: Bearer <ACS_METRICS_TOKEN>\n",
                     headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
                 )
-        body = await metrics.render()
+        body = await render()
         return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
     def add(app: web.Application) -> None:
@@ -187,19 +197,32 @@ async def bulk_tick(pool: asyncpg.Pool, knock: bulk_jobs.Knock, tick_s: float) -
 
 
 async def _listen(
-    app: web.Application, host: str, port: int, tls: ssl.SSLContext | None
+    app: web.Application,
+    host: str,
+    port: int,
+    tls: ssl.SSLContext | None,
+    reuse_port: bool = False,
 ) -> tuple[web.AppRunner, int]:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=tls)
+    site = web.TCPSite(
+        runner, host, port, reuse_address=True, reuse_port=reuse_port or None, ssl_context=tls
+    )
     await site.start()
     sock = site._server.sockets[0]  # type: ignore[union-attr]  # the bound port when port=0
     return runner, sock.getsockname()[1]
 
 
 @asynccontextmanager
-async def running_acs(settings: Settings, dsn: str) -> AsyncIterator[Running]:
-    """Migrate, then serve CWMP, API and files until the context exits."""
+async def running_acs(
+    settings: Settings, dsn: str, workers: Workers | None = None
+) -> AsyncIterator[Running]:
+    """Migrate, then serve CWMP, API and files until the context exits.
+
+    As one of several workers (acs/web/workers.py), the parent has migrated
+    already; this process shares the ports with its siblings, relays requests
+    for their sessions to them, and runs the periodic ticks only as worker 0.
+    """
     # before anything starts: a bad certificate is a configuration error, said plainly
     contexts = {name: server_context(settings, name) for name in LISTENERS}
     proxies = TrustedProxies(parse_networks(settings.trusted_proxies))
@@ -207,18 +230,23 @@ async def running_acs(settings: Settings, dsn: str) -> AsyncIterator[Running]:
     runners: list[web.AppRunner] = []
     closers: list[Callable[[], Awaitable[None]]] = []
     try:
-        async with pool.acquire() as conn:
-            applied = await migrate(conn)
-        if applied:
-            log(logger, logging.INFO, "migrated", applied=",".join(applied))
-        if settings.default_policies:
-            async with pool.acquire() as conn:
-                installed = await provisioning.install_defaults(conn)
-            if installed:
-                log(logger, logging.INFO, "default_policies", created=",".join(installed))
+        if workers is None:  # else the parent did it once, before any worker started
+            await prepare_database(pool, settings)
         metrics = Metrics(pool, db_cache_s=settings.metrics_db_cache_s)
         closers.append(metrics.close)
-        cwmp = CwmpEndpoint(settings, pool, make_authenticator(settings, pool), metrics)
+        relay: Relay | None = None
+        if workers is not None:
+            relay = Relay(workers, metrics, pool)
+            closers.append(relay.close)
+        cwmp = CwmpEndpoint(
+            settings,
+            pool,
+            make_authenticator(settings, pool, workers.secret if workers else None),
+            metrics,
+            relay,
+        )
+        if relay is not None:
+            await relay.listen(cwmp.handle, settings.max_body_bytes)
         requester = ConnectionRequester(
             timeout_s=settings.connection_request_timeout_s,
             max_concurrent=settings.connection_request_concurrency,
@@ -227,7 +255,9 @@ async def running_acs(settings: Settings, dsn: str) -> AsyncIterator[Running]:
             metrics=metrics,
         )
         closers.append(requester.close)
-        ops = ops_routes(pool, metrics, settings.metrics_token)
+        ops = ops_routes(
+            pool, metrics, settings.metrics_token, relay.all_metrics if relay else None
+        )
 
         def api_extras(app: web.Application) -> None:
             ops(app)
@@ -242,7 +272,9 @@ async def running_acs(settings: Settings, dsn: str) -> AsyncIterator[Running]:
         ):
             # outermost, so every handler and middleware sees the real client
             app.middlewares.insert(0, proxies.middleware())
-            runner, ports[name] = await _listen(app, settings.host, port, contexts[name])
+            runner, ports[name] = await _listen(
+                app, settings.host, port, contexts[name], reuse_port=workers is not None
+            )
             runners.append(runner)
         # port 0 asks for any free port; the URLs we hand out need the real ones
         settings.cwmp_port, settings.api_port, settings.files_port = (
@@ -250,49 +282,8 @@ async def running_acs(settings: Settings, dsn: str) -> AsyncIterator[Running]:
             ports["api"],
             ports["files"],
         )
-        # periodic ticks; their state lives in PostgreSQL, so a restart loses nothing
-        scheduler = AsyncIOScheduler(timezone="UTC")
-        scheduler.add_job(
-            expire_transfers,
-            "interval",
-            seconds=60,
-            args=[pool, settings.transfer_complete_timeout_s, metrics],
-            max_instances=1,
-            coalesce=True,
-        )
-        scheduler.add_job(
-            campaign_tick,
-            "interval",
-            seconds=settings.campaign_tick_s,
-            args=[pool, functools.partial(knock, pool, requester, settings)],
-            max_instances=1,
-            coalesce=True,
-        )
-        scheduler.add_job(
-            prune,
-            "interval",
-            seconds=settings.retention_interval_s,
-            args=[pool, settings],
-            max_instances=1,
-            coalesce=True,
-        )
-        scheduler.add_job(
-            bulk_tick,
-            "interval",
-            seconds=settings.bulk_tick_s,
-            args=[
-                pool,
-                functools.partial(knock, pool, requester, settings),
-                settings.bulk_tick_s,
-            ],
-            max_instances=1,
-            coalesce=True,
-        )
-        scheduler.start()
-        closers.append(lambda: _shutdown(scheduler))
-        sender = WebhookSender(settings, pool)
-        await sender.start()
-        closers.append(sender.stop)
+        if workers is None or workers.index == 0:
+            await _start_background(settings, pool, metrics, requester, closers)
         yield Running(settings, pool, cwmp, api, runners, ports, metrics, contexts)
     finally:
         for runner in reversed(runners):
@@ -303,6 +294,80 @@ async def running_acs(settings: Settings, dsn: str) -> AsyncIterator[Running]:
             await asyncio.wait_for(pool.close(), timeout=10)
         except TimeoutError:
             pool.terminate()
+
+
+async def prepare_database(pool: asyncpg.Pool, settings: Settings) -> None:
+    """Migrations and the shipped default policies: once per start, before serving."""
+    async with pool.acquire() as conn:
+        applied = await migrate(conn)
+    if applied:
+        log(logger, logging.INFO, "migrated", applied=",".join(applied))
+    if settings.default_policies:
+        async with pool.acquire() as conn:
+            installed = await provisioning.install_defaults(conn)
+        if installed:
+            log(logger, logging.INFO, "default_policies", created=",".join(installed))
+
+
+async def _start_background(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    metrics: Metrics,
+    requester: ConnectionRequester,
+    closers: list[Callable[[], Awaitable[None]]],
+) -> None:
+    """The periodic ticks and the webhook sender: in one process only.
+
+    With several workers only worker 0 runs them (and the parent restarts it
+    if it dies). Two campaign or bulk ticks at once would each take their
+    share of the same stage or rate, knocking devices twice as fast as the
+    operator set; webhook concurrency limits are per process, so N senders
+    would put N times the allowed load on a hook. Their state is in
+    PostgreSQL, so a restarted worker 0 loses nothing.
+    """
+    # periodic ticks; their state lives in PostgreSQL, so a restart loses nothing
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    scheduler.add_job(
+        expire_transfers,
+        "interval",
+        seconds=60,
+        args=[pool, settings.transfer_complete_timeout_s, metrics],
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.add_job(
+        campaign_tick,
+        "interval",
+        seconds=settings.campaign_tick_s,
+        args=[pool, functools.partial(knock, pool, requester, settings)],
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.add_job(
+        prune,
+        "interval",
+        seconds=settings.retention_interval_s,
+        args=[pool, settings],
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.add_job(
+        bulk_tick,
+        "interval",
+        seconds=settings.bulk_tick_s,
+        args=[
+            pool,
+            functools.partial(knock, pool, requester, settings),
+            settings.bulk_tick_s,
+        ],
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.start()
+    closers.append(lambda: _shutdown(scheduler))
+    sender = WebhookSender(settings, pool)
+    await sender.start()
+    closers.append(sender.stop)
 
 
 def _reload_certificates(acs: Running) -> None:
@@ -333,39 +398,59 @@ def ensure_shared_credential(settings: Settings) -> Settings:
 
 async def serve(settings: Settings) -> None:
     settings = ensure_shared_credential(settings)
+    if settings.workers > 1:
+        from acs.web.workers import supervise
+
+        await supervise(settings)
+        return
     embedded: EmbeddedPostgres | None = None
     dsn = settings.database_url
     if dsn is None:
         embedded = EmbeddedPostgres()
         dsn = embedded.start(settings.pgdata_dir.resolve())
+    try:
+        await serve_until_signalled(settings, dsn, embedded=embedded is not None)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+async def serve_until_signalled(
+    settings: Settings, dsn: str, *, embedded: bool, workers: Workers | None = None
+) -> None:
+    """Serve until SIGINT or SIGTERM; SIGHUP reloads the certificate."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    try:
-        async with running_acs(settings, dsn) as acs:
-            if settings.tls_cert_file is not None:
-                loop.add_signal_handler(signal.SIGHUP, _reload_certificates, acs)
-            print(f"CWMP (give CPEs this ACS URL): {acs.url('cwmp')}")
-            if settings.cwmp_client_cert != "none":
-                print(f"  CPE client certificate: {settings.cwmp_client_cert}")
-            if settings.cpe_auth != "none":
-                print(
-                    f"  CPE credential ({settings.cpe_auth}): {settings.cpe_username} / "
-                    f"{settings.cpe_password}"
-                )
-            else:
-                print("  CPE authentication is OFF (ACS_CPE_AUTH=none)")
-            print(f"API (operators):              {acs.url('api', '/api/v1/')}")
-            print("  create a token: .venv/bin/acs token create --name me --role admin")
-            print(f"  metrics: {acs.url('api', '/metrics')}, health: /healthz, /readyz")
-            print(f"Web UI:                       {acs.url('api', '/ui/')}")
-            print("  create a user:  .venv/bin/acs user create me --role admin")
-            print(f"Files (firmware, configs):    {settings.files_base_url}")
-            print(
-                f"Database: {'embedded, data in ' + str(settings.pgdata_dir) if embedded else dsn}"
-            )
-            await stop.wait()
-    finally:
-        if embedded is not None:
-            embedded.stop()
+    async with running_acs(settings, dsn, workers) as acs:
+        if settings.tls_cert_file is not None:
+            loop.add_signal_handler(signal.SIGHUP, _reload_certificates, acs)
+        if workers is None or workers.index == 0:  # once, not once per worker
+            print_banner(acs, dsn, embedded=embedded, workers=workers)
+        if workers is not None:
+            log(logger, logging.INFO, "worker_ready", worker=workers.index, pid=os.getpid())
+        await stop.wait()
+
+
+def print_banner(acs: Running, dsn: str, *, embedded: bool, workers: Workers | None = None) -> None:
+    settings = acs.settings
+    print(f"CWMP (give CPEs this ACS URL): {acs.url('cwmp')}")
+    if settings.cwmp_client_cert != "none":
+        print(f"  CPE client certificate: {settings.cwmp_client_cert}")
+    if settings.cpe_auth != "none":
+        print(
+            f"  CPE credential ({settings.cpe_auth}): {settings.cpe_username} / "
+            f"{settings.cpe_password}"
+        )
+    else:
+        print("  CPE authentication is OFF (ACS_CPE_AUTH=none)")
+    print(f"API (operators):              {acs.url('api', '/api/v1/')}")
+    print("  create a token: .venv/bin/acs token create --name me --role admin")
+    print(f"  metrics: {acs.url('api', '/metrics')}, health: /healthz, /readyz")
+    print(f"Web UI:                       {acs.url('api', '/ui/')}")
+    print("  create a user:  .venv/bin/acs user create me --role admin")
+    print(f"Files (firmware, configs):    {settings.files_base_url}")
+    print(f"Database: {'embedded, data in ' + str(settings.pgdata_dir) if embedded else dsn}")
+    if workers is not None:
+        print(f"Workers: {workers.count} processes sharing the ports")

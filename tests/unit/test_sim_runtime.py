@@ -77,7 +77,7 @@ def test_parse_profiles_rejects_bad_input_with_a_reason(text: str, words: str) -
 def test_every_profile_named_in_the_brief_exists() -> None:
     wanted = {
         "drop", "slow", "http-error", "corrupt-download", "truncated-download", "power-loss",
-        "brick", "reboot-loop", "no-bootstrap", "odd-prefixes", "ignore-cookies",
+        "brick", "reboot-loop", "no-bootstrap", "odd-prefixes", "ignore-cookies", "new-connection",
         "reject-root-gpn", "tc-without-event", "slow-9005",
     }  # fmt: skip
     assert wanted <= set(PROFILES)

@@ -1,0 +1,11 @@
+-- Workers (ACS_WORKERS > 1) find the owner of a cookie-less CPE's request by the
+-- address of its live session (acs/store/sessions.py live_sessions_at), on the
+-- miss path only.
+--
+-- Not partial on "session_id IS NOT NULL", though that index would be smaller:
+-- a predicate on the lock column makes every lock release change the row's
+-- index membership, so the release (otherwise a HOT update touching no index)
+-- would write an entry into every index of devices, on every session. The
+-- Inform's own update is non-HOT anyway (last_inform is indexed), so a plain
+-- index costs one more entry there and nothing at release.
+CREATE INDEX devices_remote_address_idx ON devices (remote_address);
