@@ -160,9 +160,7 @@ async def _name_lock(conn: asyncpg.Connection, name: str) -> AsyncIterator[None]
     finally:
         if not conn.is_closed():
             try:
-                await conn.execute(
-                    "SELECT pg_advisory_unlock($1, hashtext($2))", _LOCK_SPACE, name
-                )
+                await conn.execute("SELECT pg_advisory_unlock($1, hashtext($2))", _LOCK_SPACE, name)
             except BaseException:
                 # the pool does not reset session state (acs.store.db): a lock
                 # we could not give back goes with the connection

@@ -130,7 +130,7 @@ class CwmpEndpoint:
     async def reap(self) -> None:
         """Abandon sessions idle past the session timeout (a CPE that went away)."""
         limit = time.monotonic() - self.settings.session_timeout_s
-        for live in [s for s in self.by_id.values() if s.last_activity < limit]:
+        for live in [s for s in self.by_id.values() if s.last_activity < limit and not s.busy]:
             try:
                 await self._drop(live, "session timeout")
             except DB_ERRORS as exc:
@@ -458,6 +458,18 @@ class CwmpEndpoint:
         )
 
     async def _continue(self, live: LiveSession, envelope: Envelope | None) -> web.StreamResponse:
+        # the session timeout counts the CPE's silence, not our own work: a
+        # request that waits long for the database (a boot storm) is not reaped
+        live.busy += 1
+        try:
+            return await self._continue_busy(live, envelope)
+        finally:
+            live.busy -= 1
+            live.last_activity = time.monotonic()
+
+    async def _continue_busy(
+        self, live: LiveSession, envelope: Envelope | None
+    ) -> web.StreamResponse:
         try:
             event = live.acs.receive(envelope)
         except ProtocolError as broken:
@@ -479,12 +491,18 @@ class CwmpEndpoint:
 
         if isinstance(event, RequestReceived):
             answer = await self.driver.answer_cpe_request(live, event.request)
+            if live.session_id not in self.by_id:  # dropped meanwhile, see below
+                return self._reply(live.acs, None, live)
             return self._reply(live.acs, answer, live)
         if isinstance(event, CpeRequestsDone):
             following = await self.driver.next_request(live, None)
         else:
             assert isinstance(event, ResponseReceived)
             following = await self.driver.next_request(live, event.response)
+        if live.session_id not in self.by_id:
+            # dropped while we worked (the same CPE started over with a new
+            # Inform): this request belongs to a session that no longer exists
+            return self._reply(live.acs, None, live)
         if following is None:
             live.acs.send(None)  # the empty response that ends the session
             reply = self._reply(live.acs, None, live)  # recorded before the log is written

@@ -87,6 +87,7 @@ class LiveSession:
     policies_checked: bool = False
     started: float = field(default_factory=time.monotonic)
     last_activity: float = field(default_factory=time.monotonic)
+    busy: int = 0  # requests of this session being handled now (never reaped then)
     last_renewal: float = field(default_factory=time.monotonic)
     work: Work | None = None
     rpcs_sent: int = 0
