@@ -28,8 +28,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check acs cpe_simulator tests schemas bench
 	$(BIN)/mypy --strict acs/cwmp
 
+## make bench: every performance target in one run (BENCH_ARGS=--quick for a smoke run)
 bench: $(STAMP)
-	$(BIN)/python -m bench.density --devices $${DEVICES:-10000} --duration $${DURATION:-600}
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

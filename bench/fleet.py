@@ -31,7 +31,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import tempfile
 import time
 from collections import Counter
@@ -43,6 +42,7 @@ import asyncpg
 
 from bench import common, loadgen
 
+ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = "fleet"
 PERIODIC_GOAL = 1500.0  # sessions/s per ACS worker process
 PERIODIC_RATIO_GOAL = 0.065  # of the bare aiohttp POST rate
@@ -62,9 +62,8 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 async def bare_ceiling(port: int, bodies: list[bytes], connections: int, seconds: float) -> float:
     """POSTs per second of a bare aiohttp handler, same client, same Inform bytes."""
-    proc = subprocess.Popen(
-        [str(common.BIN / "python"), "-m", "bench.bare", "--port", str(port)],
-        cwd=Path(__file__).resolve().parent.parent,
+    proc = await asyncio.create_subprocess_exec(
+        str(common.BIN / "python"), "-m", "bench.bare", "--port", str(port), cwd=ROOT
     )
     try:
         for _ in range(100):  # until it listens
@@ -85,7 +84,7 @@ async def bare_ceiling(port: int, bodies: list[bytes], connections: int, seconds
         )
     finally:
         proc.terminate()
-        proc.wait()
+        await proc.wait()
     if tally.errors:
         raise RuntimeError(f"the bare server failed: {dict(tally.errors)}")
     return tally.sessions / tally.wall
@@ -95,10 +94,10 @@ async def bare_ceiling(port: int, bodies: list[bytes], connections: int, seconds
 
 
 async def storm(
-    acs: common.AcsProcess, devices: int, cr_port: int, timeout: float, job_every: int
+    acs: common.AcsProcess, devices: int, cr_port: int, limit_s: float, job_every: int
 ) -> dict[str, Any]:
-    sim = subprocess.Popen(
-        [
+    sim = await asyncio.create_subprocess_exec(
+        *[
             str(common.BIN / "cpe-sim"),
             "--acs-url",
             acs.cwmp_url,
@@ -118,8 +117,7 @@ async def storm(
             "10",
             "--json-summary",
         ],
-        stdout=subprocess.PIPE,
-        text=True,
+        stdout=asyncio.subprocess.PIPE,
     )
     queued: dict[str, int] = {}
     api_status: Counter[str] = Counter()
@@ -146,7 +144,7 @@ async def storm(
             api_status[type(exc).__name__] += 1
 
     try:
-        while time.monotonic() - started < timeout:
+        while time.monotonic() - started < limit_s:
             await asyncio.sleep(2)
             peak_sim = max(peak_sim, common.rss_mb(sim.pid))
             peak_acs = max(peak_acs, sum(common.rss_mb(p) for p in acs.pids()))
@@ -182,7 +180,8 @@ async def storm(
         cpu = acs_cpu.stop()
     finally:
         sim.send_signal(signal.SIGINT)
-        out, _ = sim.communicate(timeout=120)
+        raw, _ = await asyncio.wait_for(sim.communicate(), 120)
+        out = raw.decode()
         for task in list(in_flight):
             task.cancel()
         await http.close()
@@ -403,7 +402,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.devices, args.seconds = min(args.devices, 300), min(args.seconds, 8)
-    os.environ.setdefault("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
+    os.environ.setdefault("PYTHONPATH", str(ROOT))
     result = asyncio.run(main_async(args))
     rows = rows_of(result, args.workers)
     for row in rows:
