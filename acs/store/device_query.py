@@ -8,11 +8,14 @@ Which index serves which term:
   ``DeviceID.SerialNumber``, ``SoftwareVersion``, ``LastInform``: btree
   indexes whose leading column is that column (0002_device_query.sql);
 - ``tag = "x"``: ``d.tags @> ARRAY[$n]``, the GIN index on devices.tags;
-- parameter ``=`` (and the ``!=`` that negates it):
-  ``dp.tree @> jsonb_build_object($path, jsonb_build_object('v', $value))``,
-  the GIN jsonb_path_ops index on the tree;
-- parameter ranges, LIKE and IS [NOT] NULL read ``dp.tree -> $path ->> 'v'``
-  and are not indexed: on a large fleet combine them with an indexed term.
+- parameter ``=``: ``device_parameter_keys(dp.tree) @> ARRAY[device_parameter_key($path,
+  $value)]``, the GIN index of (path, value) keys (0010_storage.sql). It is
+  exact, so a match never opens the tree; but the function walks the whole
+  tree, so this form is written only where that index can serve it (not
+  under NOT, not in an OR with an unindexed arm);
+- everywhere else (``!=``, ``=`` under NOT or in such an OR, ranges, LIKE,
+  IS [NOT] NULL) parameters are read with ``dp.tree -> $path ->> 'v'``, one
+  key lookup, not indexed: on a large fleet combine them with an indexed term.
 
 Value rules (documented for operators in the API description too):
 - hot text columns compare as plain text (collation order; firmware version
@@ -98,10 +101,27 @@ _NUMBER = r"'^-?[0-9]+(\.[0-9]+)?$'"
 # --------------------------------------------------------------------------- compiling
 
 
+def _indexable(expr: Expr) -> bool:
+    """Whether an index can answer ``expr`` by itself (so its terms should take index form)."""
+    if isinstance(expr, And):
+        return any(_indexable(e) for e in expr.items)
+    if isinstance(expr, Or):
+        return all(_indexable(e) for e in expr.items)
+    if isinstance(expr, Comparison):
+        if expr.field.startswith(PARAMETER_ROOTS):
+            return expr.op == "=" and expr.value is not None
+        return expr.op != "!=" and expr.value is not None
+    return False  # NOT, LIKE, IS NULL
+
+
 class _Compiler:
     def __init__(self, first_param: int) -> None:
         self.first = first_param
         self.params: list[object] = []
+        # False inside NOT and unindexable ORs: there a parameter "=" is
+        # evaluated row by row, where a key lookup costs far less than
+        # building the tree's index keys
+        self.indexed = True
 
     def add(self, value: object) -> str:
         self.params.append(value)
@@ -111,11 +131,11 @@ class _Compiler:
         if isinstance(expr, And):
             return "(" + " AND ".join(self.compile(e) for e in expr.items) + ")"
         if isinstance(expr, Or):
-            return "(" + " OR ".join(self.compile(e) for e in expr.items) + ")"
+            return "(" + " OR ".join(self.unindexed(e, _indexable(expr)) for e in expr.items) + ")"
         if isinstance(expr, Not):
             # a term over a missing value is NULL; NOT NULL would drop the row
             # from both "X" and "NOT X", so NOT treats unknown as false first
-            return f"(NOT COALESCE({self.compile(expr.item)}, false))"
+            return f"(NOT COALESCE({self.unindexed(expr.item, False)}, false))"
         if isinstance(expr, IsNull):
             return f"({self.scalar(expr.field, 'IS NULL')} IS {'NOT ' if expr.negated else ''}NULL)"
         if isinstance(expr, Like):
@@ -124,6 +144,15 @@ class _Compiler:
             not_ = "NOT " if expr.negated else ""
             return f"({self.scalar(expr.field, 'LIKE')} {not_}LIKE {self.add(expr.pattern)})"
         return self.comparison(expr)
+
+    def unindexed(self, expr: Expr, indexable: bool) -> str:
+        """Compile ``expr``, in row-by-row form unless ``indexable`` (and so far indexed)."""
+        outer = self.indexed
+        self.indexed = outer and indexable
+        try:
+            return self.compile(expr)
+        finally:
+            self.indexed = outer
 
     def scalar(self, field: str, what: str) -> str:
         """SQL for a field's single value (not for tag, which is a set)."""
@@ -164,13 +193,15 @@ class _Compiler:
             return f"({_TIME_COLUMNS[c.field]} {op} {self.add(when)}::timestamptz)"
         if c.field in _TEXT_COLUMNS:
             return f"({_TEXT_COLUMNS[c.field]} {op} {self.add(str(c.value))}::text)"
-        if c.op in ("=", "!="):
-            # the containment form is the one the GIN jsonb_path_ops index serves
-            contains = (
-                f"(dp.tree @> jsonb_build_object({self.params_text(c.field)},"
-                f" jsonb_build_object('v', {self.params_text(_canonical(c.value))})))"
+        if c.op == "=" and self.indexed:
+            # the form the GIN index of (path, value) keys serves, exactly
+            return (
+                f"(device_parameter_keys(dp.tree) @> ARRAY[device_parameter_key("
+                f"{self.params_text(c.field)}, {self.params_text(_canonical(c.value))})])"
             )
-            return contains if c.op == "=" else f"(NOT COALESCE({contains}, false))"
+        if c.op in ("=", "!="):
+            equal = f"({self.scalar(c.field, c.op)} = {self.params_text(_canonical(c.value))})"
+            return equal if c.op == "=" else f"(NOT COALESCE({equal}, false))"
         value = self.scalar(c.field, c.op)
         if isinstance(c.value, int | float):
             # CASE guards the cast: a value that is not a number never reaches it
