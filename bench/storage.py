@@ -419,16 +419,30 @@ async def bytes_per_device(conn: asyncpg.Connection) -> tuple[float, list[tuple[
 
 
 async def churn(
-    dsn: str, builder: FleetBuilder, n: int, *, rounds: int, concurrency: int = 4
+    dsn: str,
+    builder: FleetBuilder,
+    n: int,
+    *,
+    rounds: int,
+    concurrency: int = 4,
+    sample: int | None = None,
+    first_round: int = 0,
 ) -> dict[str, float]:
     """Every device sends ``rounds`` periodic Informs, each changing three values.
 
     Through the store's own upsert_from_inform, as the CWMP endpoint calls it:
     the WAN address and two radio values change, so the tree is rewritten
-    (the case that costs: a TOASTed jsonb is written whole).
+    (the case that costs: a TOASTed jsonb is written whole). ``sample``:
+    only that many devices per round, chosen at random; ``first_round`` makes
+    a later call change the values again instead of repeating them.
     """
     pool = await db.create_pool(dsn, min_size=concurrency, max_size=concurrency)
-    order = [(r, i) for r in range(rounds) for i in random.Random(r).sample(range(n), n)]
+    k = n if sample is None else min(n, sample)
+    order = [
+        (r, i)
+        for r in range(first_round, first_round + rounds)
+        for i in random.Random(r).sample(range(n), k)
+    ]
     forced = builder.template.forced_inform
     wan = "Device.IP.Interface.2.IPv4Address.1.IPAddress"
     durations: list[float] = []
