@@ -35,6 +35,7 @@ import os
 import random
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -550,7 +551,10 @@ class AcsProcess:
 
     def start(self) -> None:
         self.token = subprocess.run(
-            [str(BIN / "acs"), "token", "create", "--name", "bench-storage", "--role", "viewer"],
+            [
+                *(str(BIN / "acs"), "token", "create", "--role", "viewer"),
+                *("--name", f"bench-storage-{os.getpid()}-{time.monotonic_ns()}"),
+            ],
             env=self.env,
             check=True,
             capture_output=True,
@@ -573,6 +577,17 @@ class AcsProcess:
             raise RuntimeError("acs serve exited:\n" + "".join(seen))
         # keep reading its output so a full pipe never blocks it
         asyncio.get_running_loop().run_in_executor(None, self._drain)
+        # one 100,000-device run saw the API port refuse right after that
+        # line: wait until it really accepts a connection
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port + 1), timeout=1).close()
+                break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("acs serve does not accept API connections") from None
+                time.sleep(0.2)
 
     def _drain(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
