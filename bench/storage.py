@@ -711,12 +711,15 @@ async def run(
             )
 
         churned: dict[str, float] | None = None
+        autovacuum = "?"
         after_churn = None
         if churn_rounds:
             churned = await churn(dsn, builder, n, rounds=churn_rounds)
             conn = await db.connect(dsn)
             try:
                 after_churn = await bytes_per_device(conn)
+                # a server with autovacuum off keeps every dead tree: say so
+                autovacuum = await conn.fetchval("SHOW autovacuum")
                 dead = await conn.fetch(
                     "SELECT relname, n_live_tup, n_dead_tup, autovacuum_count"
                     " FROM pg_stat_user_tables WHERE relname IN ('devices', 'device_parameters')"
@@ -733,7 +736,7 @@ async def run(
                 f" p95 {churned['p95_ms']:.1f} ms per Inform write"
             )
             out(
-                f"A'. storage after churn, autovacuum as configured:"
+                f"A'. storage after churn, autovacuum {autovacuum} on this server:"
                 f" {_kb(after_churn[0])} per device"
             )
             for name, b in after_churn[1]:
@@ -758,7 +761,7 @@ async def run(
     if after_churn is not None and churned is not None:
         storage_notes += (
             f"; after {churned['informs']:,} periodic Informs each rewriting a tree:"
-            f" {_kb(after_churn[0])} per device"
+            f" {_kb(after_churn[0])} per device (autovacuum {autovacuum})"
         )
     row_a = {
         "target": "storage per device (~1,000 params)",
