@@ -326,6 +326,64 @@ async def delete_device(conn: asyncpg.Connection, device_id: str) -> bool:
     return deleted is not None
 
 
+# --------------------------------------------------------------------------- the tree, in memory
+#
+# Pure versions of the writes below, for code that builds stored trees without
+# a round trip per change (bench.storage loads 100,000 devices with them).
+# tests/integration/test_bench_storage.py checks they produce exactly what the
+# SQL merge and the read-modify-write paths store.
+
+
+def apply_parameter_values(
+    tree: Tree, values: list[ParameterValueStruct], at: datetime, *, read: bool = False
+) -> int:
+    """What merge_parameter_values stores, applied to ``tree`` in place; the entries written."""
+    now = _epoch(at)
+    changed = 0
+    for name, patch in _value_patch(values).items():
+        entry = tree.get(name)
+        if read or entry is None or entry.get("v") != patch["v"] or entry.get("t") != patch["t"]:
+            tree[name] = {**(entry or {}), **patch, "vt": now}
+            changed += 1
+    return changed
+
+
+def apply_parameter_names(
+    tree: Tree,
+    parameter_path: str,
+    next_level: bool,
+    infos: list[ParameterInfoStruct],
+    at: datetime,
+) -> bool:
+    """What merge_parameter_names stores, applied to ``tree`` in place; True if it changed."""
+    listed = {info.name: info.writable for info in infos}
+    now = _epoch(at)
+    path = parameter_path
+    changed = False
+    if path == "" or path.endswith("."):
+        for key in [k for k in tree if k.startswith(path) and k != path]:
+            if next_level:
+                rest = key[len(path) :]
+                dot = rest.find(".")
+                child = path + (rest if dot < 0 else rest[: dot + 1])
+                gone = child not in listed
+            else:
+                gone = key not in listed
+            if gone:
+                del tree[key]
+                changed = True
+    for name, writable in listed.items():
+        entry = tree.get(name)
+        if entry is None:
+            tree[name] = {"w": writable, "nt": now}
+            changed = True
+        elif entry.get("w") != writable or "nt" not in entry:
+            entry["w"] = writable
+            entry["nt"] = now
+            changed = True
+    return changed
+
+
 # --------------------------------------------------------------------------- parameters
 
 
@@ -401,34 +459,9 @@ async def merge_parameter_names(
     path that is not listed is deleted; with next_level=True every child not
     listed is deleted together with its subtree.
     """
-    listed = {info.name: info.writable for info in infos}
-    now = _epoch(at)
-    path = parameter_path
 
     def apply(tree: Tree) -> bool:
-        changed = False
-        if path == "" or path.endswith("."):
-            for key in [k for k in tree if k.startswith(path) and k != path]:
-                if next_level:
-                    rest = key[len(path) :]
-                    dot = rest.find(".")
-                    child = path + (rest if dot < 0 else rest[: dot + 1])
-                    gone = child not in listed
-                else:
-                    gone = key not in listed
-                if gone:
-                    del tree[key]
-                    changed = True
-        for name, writable in listed.items():
-            entry = tree.get(name)
-            if entry is None:
-                tree[name] = {"w": writable, "nt": now}
-                changed = True
-            elif entry.get("w") != writable or "nt" not in entry:
-                entry["w"] = writable
-                entry["nt"] = now
-                changed = True
-        return changed
+        return apply_parameter_names(tree, parameter_path, next_level, infos, at)
 
     await _mutate_tree(conn, device_id, at, apply)
 
