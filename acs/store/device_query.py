@@ -9,7 +9,7 @@ Which index serves which term:
   indexes whose leading column is that column (0002_device_query.sql);
 - ``tag = "x"``: ``d.tags @> ARRAY[$n]``, the GIN index on devices.tags;
 - parameter ``=``: ``device_parameter_keys(dp.tree) @> ARRAY[device_parameter_key($path,
-  $value)]``, the GIN index of (path, value) keys (0010_storage.sql). It is
+  $value)]``, the GIN index of (path, value) keys (0011_storage.sql). It is
   exact, so a match never opens the tree; but the function walks the whole
   tree, so this form is written only where that index can serve it (not
   under NOT, not in an OR with an unindexed arm);
