@@ -411,6 +411,7 @@ class CwmpEndpoint:
         self.by_id[session_id] = live
         if request.transport is not None and not via_proxy(request):
             self.by_transport[request.transport] = session_id
+            live.transports.add(request.transport)
         log(
             logger,
             logging.INFO,
@@ -548,6 +549,7 @@ class CwmpEndpoint:
         if sid and sid in self.by_id:
             if own_connection:  # follow the session onto this connection
                 self.by_transport[request.transport] = sid
+                self.by_id[sid].transports.add(request.transport)
             return self.by_id[sid]
         sid = self.by_transport.get(request.transport) if own_connection else None
         if sid and sid in self.by_id:
@@ -562,9 +564,12 @@ class CwmpEndpoint:
         """The session is over: stop finding it, and count how it ended (once)."""
         if self.by_id.pop(live.session_id, None) is not None:
             self.metrics.session(outcome, time.monotonic() - live.started)
-        for transport, sid in list(self.by_transport.items()):
-            if sid == live.session_id:
+        # only the connections this session used: scanning every connection of
+        # every session was quadratic in a boot storm
+        for transport in live.transports:
+            if self.by_transport.get(transport) == live.session_id:
                 del self.by_transport[transport]
+        live.transports.clear()
 
     async def _drop(self, live: LiveSession, reason: str) -> None:
         try:

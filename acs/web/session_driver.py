@@ -88,6 +88,7 @@ class LiveSession:
     started: float = field(default_factory=time.monotonic)
     last_activity: float = field(default_factory=time.monotonic)
     busy: int = 0  # requests of this session being handled now (never reaped then)
+    transports: set[Any] = field(default_factory=set)  # the connections it came on
     last_renewal: float = field(default_factory=time.monotonic)
     work: Work | None = None
     rpcs_sent: int = 0
