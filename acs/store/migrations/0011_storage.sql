@@ -35,13 +35,25 @@ $$;
 -- The high COST tells the planner what evaluating it per row means (detoast
 -- and walk a whole tree): it keeps it in the index, never in a per-row filter
 -- over thousands of candidates.
-CREATE FUNCTION device_parameter_keys(tree jsonb) RETURNS text[]
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE COST 10000
-AS $$
-    SELECT COALESCE(array_agg(device_parameter_key(e.key, e.value ->> 'v')), '{}')
-    FROM jsonb_each(tree) AS e
-    WHERE e.value ->> 'v' IS NOT NULL
-$$;
+--
+-- The inner call names its schema: index builds, VACUUM and ANALYZE evaluate
+-- index expressions with search_path = pg_catalog, pg_temp on current
+-- PostgreSQL releases, where an unqualified device_parameter_key is not
+-- found. Not "SET search_path" on the function: that would stop the planner
+-- inlining it. Built with format() so the ACS may live in any schema.
+DO $migration$
+BEGIN
+    EXECUTE format($f$
+        CREATE FUNCTION device_parameter_keys(tree jsonb) RETURNS text[]
+            LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE COST 10000
+        AS $body$
+            SELECT COALESCE(array_agg(%I.device_parameter_key(e.key, e.value ->> 'v')), '{}')
+            FROM jsonb_each(tree) AS e
+            WHERE e.value ->> 'v' IS NOT NULL
+        $body$
+    $f$, current_schema());
+END
+$migration$;
 
 DROP INDEX device_parameters_tree_idx;
 CREATE INDEX device_parameters_tree_idx ON device_parameters
