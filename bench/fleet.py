@@ -251,9 +251,29 @@ async def storage(dsn: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- periodic
 
 
+async def settle(dsn: str, limit_s: float = 600) -> None:
+    """Let the database finish the storm's aftermath before steady-state figures:
+    vacuum what the storm left dead, write it out, and wait for autovacuum."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("VACUUM ANALYZE")
+        await conn.execute("CHECKPOINT")
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            busy = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
+            )
+            if not busy:
+                break
+            await asyncio.sleep(2)
+    finally:
+        await conn.close()
+
+
 async def periodic(
     acs: common.AcsProcess, devices: int, connections: int, seconds: float
 ) -> dict[str, Any]:
+    await settle(acs.dsn)
     bodies = loadgen.inform_bodies(devices, "SIM", acs.cwmp_url)
     meter = common.CpuMeter(acs.pids())
     pg = common.CpuMeter(common.postgres_pids())
