@@ -43,8 +43,13 @@ DEFAULT_STATEMENT_TIMEOUT_MS = 30_000
 #: by itself. InternalClientError belongs here because a server cutting a
 #: connection mid-query leaves asyncpg's protocol half-way through the error, and
 #: the ROLLBACK on the way out then fails with it instead of the original error.
+#: Only these classes: a constraint or syntax error is a bug in the ACS, and
+#: answering it with "retry later" would hide it behind a CPE's endless retries.
 UNAVAILABLE = (
-    asyncpg.PostgresError,
+    asyncpg.PostgresConnectionError,  # 08: the connection failed or is gone
+    asyncpg.OperatorInterventionError,  # 57: shutdown, crash, cancelled (statement_timeout)
+    asyncpg.InsufficientResourcesError,  # 53: too many connections, disk or memory full
+    asyncpg.TransactionRollbackError,  # 40: deadlock, serialization: try again later
     asyncpg.InterfaceError,
     asyncpg.InternalClientError,
     OSError,
