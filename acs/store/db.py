@@ -50,6 +50,10 @@ UNAVAILABLE = (
     asyncpg.OperatorInterventionError,  # 57: shutdown, crash, cancelled (statement_timeout)
     asyncpg.InsufficientResourcesError,  # 53: too many connections, disk or memory full
     asyncpg.TransactionRollbackError,  # 40: deadlock, serialization: try again later
+    # refused when a new connection opens: the database was dropped or renamed,
+    # or our credential changed under us: an outage to the CPE, not its fault
+    asyncpg.InvalidCatalogNameError,  # 3D000
+    asyncpg.InvalidAuthorizationSpecificationError,  # 28: role or password refused
     asyncpg.InterfaceError,
     asyncpg.InternalClientError,
     OSError,

@@ -288,7 +288,7 @@ class CwmpEndpoint:
             device=dev_id,
             remote=remote,
             reason="overloaded",
-            in_flight=len(self.by_id),
+            in_flight=self.in_flight(),  # what the limit was checked against
             limit=self.settings.max_sessions_per_worker,
         )
         self.metrics.session(OVERLOADED)
