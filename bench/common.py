@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
@@ -18,9 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
+from acs.store import db
 
 BIN = Path(sys.executable).parent
 DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -32,30 +30,14 @@ def admin_dsn() -> str:
     return os.environ.get("ACS_BENCH_DATABASE_URL", DEFAULT_ADMIN_DSN)
 
 
-def dsn_for(database: str, admin: str | None = None) -> str:
-    parts = urlsplit(admin or admin_dsn())
-    return urlunsplit(parts._replace(path="/" + database))
-
-
 async def fresh_database(name: str, admin: str | None = None) -> str:
-    """Drop and create ``name``; return its DSN."""
-    if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
-        raise ValueError(f"not a plain database name: {name!r}")
-    conn = await asyncpg.connect(admin or admin_dsn())
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        await conn.execute(f"CREATE DATABASE {name}")
-    finally:
-        await conn.close()
-    return dsn_for(name, admin)
+    """Drop and create ``name`` on the benchmark server; return its DSN."""
+    await db.drop_database(admin or admin_dsn(), name)
+    return await db.ensure_database(admin or admin_dsn(), name)
 
 
 async def drop_database(name: str, admin: str | None = None) -> None:
-    conn = await asyncpg.connect(admin or admin_dsn())
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await conn.close()
+    await db.drop_database(admin or admin_dsn(), name)
 
 
 # --------------------------------------------------------------------------- /proc

@@ -44,9 +44,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+
+from bench import common
 
 BIN = Path(sys.executable).parent
 GOAL_MB_S = 500.0
@@ -54,7 +55,6 @@ SCENARIO = "file-server"
 NAME = "bench-image.bin"
 RANGES_PER_CLIENT = 4
 MB = 1024 * 1024
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 # ------------------------------------------------------------------ plumbing
@@ -66,35 +66,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def with_database(dsn: str, name: str) -> str:
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(path="/" + name))
-
-
-async def _admin(dsn: str, sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @contextlib.contextmanager
 def fresh_database(admin_dsn: str, name: str = "bench_files") -> Iterator[str]:
-    asyncio.run(_admin(admin_dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-    asyncio.run(_admin(admin_dsn, f"CREATE DATABASE {name}"))
+    dsn = asyncio.run(common.fresh_database(name, admin_dsn))
     try:
-        yield with_database(admin_dsn, name)
+        yield dsn
     finally:
-        asyncio.run(_admin(admin_dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        asyncio.run(common.drop_database(name, admin_dsn))
 
 
 def _wait_for(proc: subprocess.Popen[str], marker: str, timeout: float = 60) -> str:
@@ -197,11 +175,11 @@ async def run_clients(url: str, work: list[Plan], server_pid: int) -> dict[str, 
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
         async with http.head(url) as head:  # the ETag a resuming CPE kept
             etag = head.headers.get("ETag")
-        server_cpu0, client_cpu0 = cpu_seconds(server_pid), time.process_time()
+        server_cpu0, client_cpu0 = common.cpu_seconds(server_pid), time.process_time()
         start = time.perf_counter()
         received = await asyncio.gather(*(download(http, url, p, etag) for p in work))
         wall = time.perf_counter() - start
-        server_cpu = cpu_seconds(server_pid) - server_cpu0
+        server_cpu = common.cpu_seconds(server_pid) - server_cpu0
         client_cpu = time.process_time() - client_cpu0
     total = sum(received)
     return {
@@ -318,7 +296,7 @@ def main(argv: list[str] | None = None) -> None:
         ceiling_server(args.ceiling_server[0], int(args.ceiling_server[1]))
         return
     clients, size = (10, 4 * MB) if args.quick else (args.clients, args.size_mb * MB)
-    admin_dsn = os.environ.get("ACS_BENCH_DATABASE_URL", ADMIN_DSN)
+    admin_dsn = common.admin_dsn()
     tmp = Path(tempfile.mkdtemp(prefix="acs-bench-files-"))
     try:
         image = os.urandom(size)

@@ -54,11 +54,11 @@ import asyncpg
 from acs.cwmp.messages import ParameterValueStruct
 from acs.store import db, devices
 from acs.store.ids import device_id
+from bench import common
 from cpe_simulator.datamodel import Identity, Template, load_template
 from cpe_simulator.tree import ParameterTree
 
 BIN = Path(sys.executable).parent
-DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DB_NAME = "bench_storage"
 STORAGE_GOAL_KB = 64.0
 FILTER_GOAL_MS = 100.0
@@ -805,7 +805,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--keep", action="store_true", help="keep the database for a closer look")
     args = ap.parse_args(argv)
     n = 2_000 if args.quick else args.devices
-    admin = os.environ.get("ACS_BENCH_DATABASE_URL", DEFAULT_ADMIN_DSN)
+    admin = common.admin_dsn()
     result = asyncio.run(
         run(
             admin,
