@@ -13,6 +13,11 @@ import asyncpg
 
 from acs.store import campaigns, devices, tasks
 
+# The lock rule: free, expired, or already held by this session ({session})
+_LOCK_FREE = (
+    "(d.session_id IS NULL OR d.session_id = {session} OR d.session_expires_at < clock_timestamp())"
+)
+
 # A periodic Inform of a known device, in one statement: take the lock, record
 # the Inform (device columns, and tree values that changed), put back jobs a
 # dead session left running, and read what the session will need to know.
@@ -28,7 +33,7 @@ opened AS (
         session_expires_at = clock_timestamp() + make_interval(secs => $19)
     FROM {devices.INFORM_ROW} AS v
     WHERE d.id = $1
-      AND (d.session_id IS NULL OR d.session_id = $18 OR d.session_expires_at < clock_timestamp())
+      AND {_LOCK_FREE.format(session="$18")}
     RETURNING 1
 ),
 {devices.TREE_WRITE_CTE.replace("{guard}", "EXISTS (SELECT 1 FROM opened)")},
@@ -50,11 +55,10 @@ async def acquire_session(
     upsert_from_inform), so that False always means "another session holds it".
     """
     got = await conn.fetchval(
-        """
-        UPDATE devices
+        f"""
+        UPDATE devices d
         SET session_id = $2, session_expires_at = clock_timestamp() + make_interval(secs => $3)
-        WHERE id = $1
-          AND (session_id IS NULL OR session_id = $2 OR session_expires_at < clock_timestamp())
+        WHERE id = $1 AND {_LOCK_FREE.format(session="$2")}
         RETURNING 1
         """,
         device_id,

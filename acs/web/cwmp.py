@@ -491,11 +491,8 @@ class CwmpEndpoint:
             return reply
 
         if isinstance(event, RequestReceived):
-            answer = await self.driver.answer_cpe_request(live, event.request)
-            if live.session_id not in self.by_id:  # dropped meanwhile, see below
-                return self._reply(live.acs, None, live)
-            return self._reply(live.acs, answer, live)
-        if isinstance(event, CpeRequestsDone):
+            following = await self.driver.answer_cpe_request(live, event.request)
+        elif isinstance(event, CpeRequestsDone):
             following = await self.driver.next_request(live, None)
         else:
             assert isinstance(event, ResponseReceived)
@@ -504,6 +501,8 @@ class CwmpEndpoint:
             # dropped while we worked (the same CPE started over with a new
             # Inform): this request belongs to a session that no longer exists
             return self._reply(live.acs, None, live)
+        if isinstance(event, RequestReceived):  # our answer to the CPE's request
+            return self._reply(live.acs, following, live)
         if following is None:
             live.acs.send(None)  # the empty response that ends the session
             reply = self._reply(live.acs, None, live)  # recorded before the log is written
