@@ -181,7 +181,7 @@ async def prune(pool: asyncpg.Pool, settings: Settings) -> None:
     """Retention: old session logs, finished jobs, audit rows, finished deliveries."""
     try:
         counts = await retention.prune(pool, settings)
-    except (asyncpg.PostgresError, OSError) as exc:
+    except UNAVAILABLE as exc:
         log(logger, logging.WARNING, "tick_failed", tick="retention", error=exc)
         return
     if any(counts.values()):
@@ -192,7 +192,7 @@ async def bulk_tick(pool: asyncpg.Pool, knock: bulk_jobs.Knock, tick_s: float) -
     """Queue bulk jobs' next devices at their rates; complete jobs whose tasks ended."""
     try:
         await bulk_jobs.tick(pool, knock, tick_s)
-    except (asyncpg.PostgresError, OSError) as exc:
+    except UNAVAILABLE as exc:
         log(logger, logging.WARNING, "tick_failed", tick="bulk_jobs", error=exc)
 
 

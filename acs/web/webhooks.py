@@ -28,10 +28,14 @@ from acs.config import Settings
 from acs.core import webhooks as rules
 from acs.logs import log
 from acs.store import webhooks as store
+from acs.store.db import UNAVAILABLE
 
 logger = logging.getLogger("acs.webhooks")
 
-DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# the project's one list of "the database is unavailable": it includes the
+# InternalClientError asyncpg raises when PostgreSQL stops mid-query, which this
+# sender's own copy of the list lacked (a restart logged a sender error)
+DB_ERRORS = UNAVAILABLE
 
 
 class WebhookSender:
