@@ -23,7 +23,7 @@ from typing import Any
 from lxml import etree
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_SOURCE = HERE.parent.parent / "shared" / "cwmp"
+DEFAULT_SOURCE = HERE / "bbf"
 
 # Parameters/objects with these statuses are not implemented by a current device.
 _RETIRED = {"deprecated", "obsoleted", "deleted"}

@@ -14,7 +14,7 @@ that does not validate.  It checks:
 
 Nothing is fetched from the network: the SOAP schemas come from the xmlschema
 package (xmlschema/schemas/WSDL/), the broadband-forum.org URLs are mapped to
-the files in ../shared/cwmp, and any other remote URL is refused
+the files in schemas/bbf, and any other remote URL is refused
 (``allow="local"``).
 
 One adaptation, in memory only: cwmp-1-4.xsd both includes cwmp-1-3.xsd and
@@ -32,7 +32,7 @@ from pathlib import Path
 import xmlschema
 from lxml import etree
 
-SCHEMA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "cwmp"
+SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas" / "bbf"
 _WSDL_DIR = Path(xmlschema.__file__).resolve().parent / "schemas" / "WSDL"
 
 SOAP_ENV_NS = "http://schemas.xmlsoap.org/soap/envelope/"

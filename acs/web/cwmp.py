@@ -64,7 +64,7 @@ from acs.web.cpe_auth import CpeAuthenticator
 from acs.web.fota import FotaEndpoint
 from acs.web.proxy import client_address, client_scheme, via_proxy
 from acs.web.relay import Relay, is_relayed
-from acs.web.session_driver import LiveSession, SessionDriver, now, root_for
+from acs.services.session_driver import LiveSession, SessionDriver, now, root_for
 from acs.web.tls import peer_subject
 
 logger = logging.getLogger("acs.cwmp")

@@ -21,7 +21,7 @@ from cpe_simulator.datamodel import (
 from cpe_simulator.tree import ParameterTree
 
 REPO = Path(__file__).resolve().parents[2]
-SOURCE = REPO.parent / "shared" / "cwmp"
+SOURCE = REPO / "schemas" / "bbf"
 XSD_TYPES = {
     "xsd:string",
     "xsd:boolean",
