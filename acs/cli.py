@@ -47,7 +47,7 @@ def main(log_level: str) -> None:
 )
 def serve(workers: int | None) -> None:
     """Migrate the database and serve CWMP, the API and files (settings: ACS_* variables)."""
-    from acs.web.server import serve as run
+    from acs.web.launch import serve as run
     from acs.web.tls import TlsConfigError
 
     settings = Settings() if workers is None else Settings(workers=workers)

@@ -12,13 +12,11 @@ import functools
 import hmac
 import logging
 import os
-import secrets
 import signal
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import asyncpg
 from aiohttp import web
@@ -34,7 +32,7 @@ from acs.services import events as notify
 from acs.services.knock import knock
 from acs.store import credentials
 from acs.store import tasks as task_store
-from acs.store.db import UNAVAILABLE, EmbeddedPostgres, create_pool, migrate
+from acs.store.db import UNAVAILABLE, create_pool, migrate
 from acs.web.api.app import Services, build_api_app
 from acs.web.cpe_auth import CpeAuthenticator, Credential, ha1_of
 from acs.web.cwmp import CwmpEndpoint
@@ -381,38 +379,6 @@ def _reload_certificates(acs: Running) -> None:
 
 async def _shutdown(scheduler: AsyncIOScheduler) -> None:
     scheduler.shutdown(wait=False)
-
-
-def ensure_shared_credential(settings: Settings) -> Settings:
-    """Secure by default: with CPE auth on and no credential set, make one and keep it."""
-    if settings.cpe_auth == "none" or settings.cpe_username is not None:
-        return settings
-    path = Path(settings.data_dir) / "cpe-credential"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"cpe:{secrets.token_urlsafe(12)}\n")
-        path.chmod(0o600)
-    username, _, password = path.read_text().strip().partition(":")
-    return settings.model_copy(update={"cpe_username": username, "cpe_password": password})
-
-
-async def serve(settings: Settings) -> None:
-    settings = ensure_shared_credential(settings)
-    if settings.workers > 1:
-        from acs.web.workers import supervise
-
-        await supervise(settings)
-        return
-    embedded: EmbeddedPostgres | None = None
-    dsn = settings.database_url
-    if dsn is None:
-        embedded = EmbeddedPostgres()
-        dsn = embedded.start(settings.pgdata_dir.resolve())
-    try:
-        await serve_until_signalled(settings, dsn, embedded=embedded is not None)
-    finally:
-        if embedded is not None:
-            embedded.stop()
 
 
 async def serve_until_signalled(

@@ -44,6 +44,7 @@ from acs.config import LISTENERS, Settings
 from acs.logs import log
 from acs.store.db import EmbeddedPostgres, create_pool
 from acs.web.relay import Workers, make_run_dir
+from acs.web.server import prepare_database, serve_until_signalled
 
 logger = logging.getLogger("acs.workers")
 
@@ -66,8 +67,6 @@ def _worker_main(settings: Settings, dsn: str, workers: Workers, log_level: int)
     """A worker process's entry point (runs in a fresh interpreter)."""
     _die_with_parent()
     logs.setup(logging.getLevelName(log_level), worker=workers.index)
-    from acs.web.server import serve_until_signalled
-
     embedded = settings.database_url is None
     asyncio.run(serve_until_signalled(settings, dsn, embedded=embedded, workers=workers))
 
@@ -175,8 +174,6 @@ class Supervisor:
 
 
 async def _prepare(settings: Settings, dsn: str) -> None:
-    from acs.web.server import prepare_database
-
     pool = await create_pool(dsn, min_size=1, max_size=2)
     try:
         await prepare_database(pool, settings)
