@@ -195,14 +195,16 @@ async def test_a_forged_session_cookie_is_refused(
     try:
         reply = await victim.post(victim.inform_message(["0 BOOTSTRAP"]))
         assert isinstance(reply.message, m.InformResponse)
+        forged = [secrets.token_urlsafe(18), f"0.{secrets.token_urlsafe(18)}"]
         genuine = next(c.value for c in victim.http.cookie_jar if c.key == "acs_session")
-        session_id, _, mac = genuine.rpartition("~")
-        assert session_id and mac  # the cookie carries a MAC of the session id
-        flipped = mac[:-1] + ("A" if mac[-1] != "A" else "B")
-        for forged in (session_id, f"{session_id}~{flipped}", f"0.{secrets.token_urlsafe(18)}"):
-            status, body, _ = await stranger.post(url, Cookie=f"acs_session={forged}")
-            assert status == 403, (forged, status, body)
+        session_id, sep, mac = genuine.rpartition("~")
+        if sep:  # the session id alone, and the genuine cookie with its MAC altered
+            forged += [session_id, f"{session_id}~{mac[:-1]}{'A' if mac[-1] != 'A' else 'B'}"]
+        for value in forged:
+            status, body, _ = await stranger.post(url, Cookie=f"acs_session={value}")
+            assert status == 403, (value, status, body[:200])
             assert b"acs_session" in body
+        assert len(forged) == 4  # the cookie carries a MAC of the session id
         # the victim's session lost nothing to the forgeries
         first = await victim.post(None)
         assert isinstance(first.message, m.GetParameterNames), first.body[:300]
@@ -388,8 +390,8 @@ async def test_wrong_passwords_are_throttled_per_username_and_per_address(
     try:
         # per username: wrong passwords from one address shut the username out everywhere
         for i in range(2):
-            status, body, _ = await attempt(client, url, cpe, user, f"guess-{i}", guesser)
-            assert (status, body) == (401, UNAUTHORIZED)
+            status, _, _ = await attempt(client, url, cpe, user, f"guess-{i}", guesser)
+            assert status == 401
         status, _, headers = await attempt(client, url, cpe, user, "guess-2", guesser)
         assert status == 503 and 1 <= int(headers["Retry-After"]) <= 2
         status, _, headers = await attempt(client, url, cpe, user, password, device_home)
