@@ -48,6 +48,8 @@ NONCE_LIFETIME_S = 300
 UNAUTHORIZED_TEXT = "authentication required\n"
 THROTTLED_TEXT = "too many failed authentications, retry later\n"
 _NC = re.compile(r"[0-9a-fA-F]{8}")
+# control characters (NUL above all) can be neither a username nor a PostgreSQL text
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def ha1_of(username: str, realm: str, password: str) -> str:
@@ -210,6 +212,8 @@ class CpeAuthenticator:
             )
         except (ValueError, binascii.Error, UnicodeDecodeError):
             return self._refuse("malformed Basic credentials")
+        if _CONTROL.search(username):
+            return self._refuse("control characters in the Basic username")
         cred = await self._lookup(username)
         if cred is None:
             return await self._wrong(username, remote, "unknown username")
@@ -229,6 +233,8 @@ class CpeAuthenticator:
         )
         if not (username and nonce and uri and response):
             return self._refuse("incomplete Digest credentials", username)
+        if _CONTROL.search(username):
+            return self._refuse("control characters in the Digest username")
         if p.get("realm", self.realm) != self.realm:
             return self._refuse(f"wrong realm {p.get('realm')!r}", username)
         if p.get("algorithm", "MD5").upper() != "MD5":

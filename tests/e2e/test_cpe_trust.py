@@ -446,6 +446,10 @@ async def test_every_failed_authentication_gets_the_same_401_body(
             bodies["basic"] = (
                 await client.post(url, inform_body(cpe), Authorization=basic, **here)
             )[:2]
+            nul = aiohttp.encode_basic_auth("cp\x00e", "s3cret")  # no text PostgreSQL can hold
+            bodies["control character"] = (
+                await client.post(url, inform_body(cpe), Authorization=nul, **here)
+            )[:2]
             forged = digest("bm90LW91cnM=", "cpe", "s3cret")
             bodies["forged nonce"] = (
                 await client.post(url, inform_body(cpe), Authorization=forged, **here)
