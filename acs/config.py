@@ -83,6 +83,26 @@ class Settings(BaseSettings):
     cpe_auth_realm: str = "acs"
     cpe_username: str | None = Field(default=None, description="shared CPE credential")
     cpe_password: str | None = None
+    cpe_digest_allow_no_qop: bool = Field(
+        default=False,
+        description="accept RFC 2069 Digest answers without qop=auth (old CPE stacks); "
+        "each nonce is then good for one request",
+    )
+    cpe_auth_max_failures: int = Field(
+        default=10,
+        ge=0,
+        description="wrong CPE passwords per username and per address before both are "
+        "refused (503 with Retry-After); 0 never refuses",
+    )
+    cpe_auth_failure_window_s: float = Field(
+        default=600.0, gt=0, description="failures further apart than this start the count again"
+    )
+    cpe_auth_backoff_s: float = Field(
+        default=1.0, gt=0, description="first refusal after the limit; doubles per failure"
+    )
+    cpe_auth_backoff_max_s: float = Field(
+        default=300.0, gt=0, description="longest refusal after failed CPE passwords"
+    )
 
     # --- CWMP sessions
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)

@@ -98,6 +98,9 @@ class LiveSession:
     # every message in and out, masked, written once when the session ends;
     # None when session logs are off (ACS_SESSION_LOG_PER_DEVICE=0)
     transcript: Transcript | None = None
+    # the CPE username that authenticated the Inform (None: authentication off); a
+    # cookie-less request on a new connection joins the session only as that user
+    username: str | None = None
 
 
 class SessionDriver:

@@ -141,3 +141,18 @@ async def live_sessions_at(conn: asyncpg.Connection, remote_address: str) -> lis
         remote_address,
     )
     return [r["session_id"] for r in rows]
+
+
+async def live_session_of(
+    conn: asyncpg.Connection, device_id: str, remote_address: str
+) -> str | None:
+    """The live session id of this device when its last Inform came from this address."""
+    return await conn.fetchval(
+        """
+        SELECT session_id FROM devices
+        WHERE id = $1 AND remote_address = $2 AND session_id IS NOT NULL
+          AND session_expires_at > clock_timestamp()
+        """,
+        device_id,
+        remote_address,
+    )

@@ -1,13 +1,18 @@
 """The CWMP endpoint: HTTP in, session machine and driver, HTTP out.
 
 Rules that live here because they are about HTTP, not CWMP:
-- a session is found by its cookie, else by the TCP connection (CPEs that
+- a request joins a session only by proof: its cookie (signed: an HMAC of the
+  session id, acs/web/session_cookie.py), else its TCP connection (CPEs that
   ignore cookies keep the connection alive; not behind a trusted proxy, whose
-  connections carry many CPEs), else by the CPE's address (the forwarded one
-  behind a proxy) when it has exactly one live session; a new Inform always
-  opens a new session;
+  connections carry many CPEs), else, for a CPE that sends no cookie and
+  reconnects, valid credentials of the username that opened the session
+  together with the CPE's address (the forwarded one behind a proxy), when
+  exactly one live session there matches. With ACS_CPE_AUTH=none there are no
+  credentials, and the address alone picks the single live session at it: any
+  client at that address can then take it over. A new Inform always opens a
+  new session;
 - a CPE authenticates when it opens a session; later POSTs of that session
-  are recognised by the session cookie/connection;
+  are recognised by the session cookie/connection, else they authenticate;
 - bad input gets a 4xx with a reason and a cwmp:Fault body, a busy device or
   database gets 8005/503 with Retry-After: never a 500;
 - past ``max_sessions_per_worker`` sessions in flight a new Inform gets 503 with
@@ -22,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import secrets
 import time
@@ -55,16 +61,17 @@ from acs.metrics import (
     Metrics,
 )
 from acs.services import events as notify
+from acs.services.session_driver import LiveSession, SessionDriver, now, root_for
 from acs.store import campaigns as campaign_store
 from acs.store import devices, sessions
 from acs.store import tasks as task_store
 from acs.store.db import UNAVAILABLE
 from acs.store.ids import device_id as make_device_id
-from acs.web.cpe_auth import CpeAuthenticator
+from acs.web.cpe_auth import THROTTLED_TEXT, UNAUTHORIZED_TEXT, AuthResult, CpeAuthenticator
 from acs.web.fota import FotaEndpoint
 from acs.web.proxy import client_address, client_scheme, via_proxy
-from acs.web.relay import Relay, is_relayed
-from acs.services.session_driver import LiveSession, SessionDriver, now, root_for
+from acs.web.relay import Relay, is_relayed, relayed_username
+from acs.web.session_cookie import SessionCookies
 from acs.web.tls import peer_subject
 
 logger = logging.getLogger("acs.cwmp")
@@ -95,6 +102,8 @@ class CwmpEndpoint:
         self.by_id: dict[str, LiveSession] = {}
         self.by_transport: dict[Any, str] = {}
         self.relay = relay  # None: the only worker, every session is ours
+        # workers share the secret, so a cookie one of them signed is good at all
+        self.cookies = SessionCookies(relay.workers.secret if relay is not None else os.urandom(32))
         self._opening = 0  # Informs past the overload check, not yet in by_id
         self._reaper: asyncio.Task[None] | None = None
         self.metrics.track_in_flight(lambda: len(self.by_id))
@@ -153,7 +162,7 @@ class CwmpEndpoint:
             return self._reject(400, "connection dropped while reading the body", remote)
 
         if self.relay is not None and not is_relayed(request):
-            owner = self.relay.foreign_owner(request.cookies.get(COOKIE))
+            owner = self.relay.foreign_owner(self._cookie_session(request))
             if owner is not None:  # another worker's session: its answer is ours
                 answer = await self.relay.forward(owner, request, body, "cookie")
                 if answer is not None:
@@ -185,7 +194,7 @@ class CwmpEndpoint:
         # An Inform always opens a new session; it ends the old one only when it
         # comes from the same client (cookie or connection), never a mere
         # neighbour behind the same address.
-        live = self._find_session(request, by_address=False)
+        live = self._find_session(request)
         try:
             if not is_inform and live is None:
                 found = await self._locate(request, body)
@@ -310,24 +319,9 @@ class CwmpEndpoint:
         assert isinstance(inform, m.Inform)
         remote = client_address(request)
         ident = inform.device_id
-        verdict = await self.auth.check(request.method, request.headers.get("Authorization"))
+        verdict = await self._authenticate(request)
         if not verdict.ok:
-            if not verdict.first_leg:
-                log(
-                    logger,
-                    logging.WARNING,
-                    "cpe_auth_failed",
-                    device=dev_id,
-                    remote=remote,
-                    username=verdict.username,
-                    reason=verdict.reason,
-                )
-                # the first 401 is the handshake's challenge; only a failed answer is an outcome
-                self.metrics.session(REJECTED)
-            resp = web.Response(status=401, text=f"authentication required: {verdict.reason}\n")
-            for challenge in verdict.challenge:
-                resp.headers.add("WWW-Authenticate", challenge)
-            return resp
+            return self._unauthorized(verdict, dev_id, remote)
         if verdict.device_id is not None and verdict.device_id != dev_id:
             log(
                 logger,
@@ -402,6 +396,7 @@ class CwmpEndpoint:
             in_campaign=in_campaign,
             campaign_member=in_campaign,
             events=events,
+            username=verdict.username,
         )
         if self.settings.session_log_per_device > 0:
             live.transcript = Transcript(
@@ -429,7 +424,7 @@ class CwmpEndpoint:
         # over TLS (here or at the proxy) the cookie must never travel in clear
         resp.set_cookie(
             COOKIE,
-            session_id,
+            self.cookies.value_for(session_id),
             httponly=True,
             path="/",
             secure=client_scheme(request) == "https",
@@ -516,35 +511,74 @@ class CwmpEndpoint:
     async def _locate(
         self, request: web.Request, body: bytes
     ) -> LiveSession | web.StreamResponse | None:
-        """A request's session when neither its cookie nor its connection names one:
-        the single live session at the CPE's address. With several workers that
-        session may be any worker's, and only PostgreSQL sees them all; this is the
-        miss path, so the query costs nothing to CPEs that keep a cookie or a
-        connection. Returns the session, the owning worker's answer, or None."""
+        """A request's session when neither a cookie nor its connection names one.
+
+        A cookie this ACS did not sign is refused. A request with no cookie
+        proves who it is with credentials (a 401 challenge when it brought none)
+        and joins the single live session at its address that the same username
+        opened; with ACS_CPE_AUTH=none, the single live session at its address.
+        With several workers that session may be any worker's, and only
+        PostgreSQL sees them all; this is the miss path, so neither the query nor
+        the handshake costs anything to CPEs that keep a cookie or a connection.
+        Returns the session, a response (a refusal, or the owning worker's
+        answer), or None."""
+        found = self._find_session(request)
+        if found is not None:
+            return found
+        remote = client_address(request)
+        sent = request.cookies.get(COOKIE)
+        if sent is not None:
+            if self._cookie_session(request) is not None:
+                return None  # ours, of a session that is over: no session
+            log(logger, logging.WARNING, "session_cookie_refused", remote=remote)
+            self.metrics.session(REJECTED)
+            return web.Response(
+                status=403, text=f"cookie {COOKIE}: not a session cookie this ACS issued\n"
+            )
         relayed = is_relayed(request)
+        username: str | None = None
+        bound: str | None = None  # the device a per-device credential speaks for
+        if self.auth.mode != "none":
+            if relayed:
+                # the worker that took the request checked its credentials
+                username = relayed_username(request)
+                if username is None:
+                    return None
+            else:
+                verdict = await self._authenticate(request)
+                if not verdict.ok:
+                    return self._unauthorized(verdict, None, remote)
+                username, bound = verdict.username, verdict.device_id
         if self.relay is None or relayed:
             # one process sees every session; a relayed request was already found
             # to be unique at its address over all workers
-            return self._find_session(request, by_address=True)
-        found = self._find_session(request, by_address=False)
-        if found is not None:
-            return found
-        sid = await self.relay.session_at(client_address(request))
+            return self._at_address(remote, username)
+        sid = await self.relay.session_at(remote, bound)
         if sid is None:
             return None
         if sid in self.by_id:
-            return self.by_id[sid]
+            return self._at_address(remote, username)
         owner = self.relay.foreign_owner(sid)
         if owner is None:
             return None  # ours by its name, but over (or from this worker's last life)
-        return await self.relay.forward(owner, request, body, "address")
+        return await self.relay.forward(owner, request, body, "address", username=username)
 
-    def _find_session(
-        self, request: web.Request, *, by_address: bool = False
-    ) -> LiveSession | None:
+    def _at_address(self, remote: str | None, username: str | None) -> LiveSession | None:
+        """The one live session at this address opened by this username (None: by
+        nobody, authentication being off); None when there are none or several."""
+        same = [s for s in self.by_id.values() if s.remote == remote and s.username == username]
+        return same[0] if len(same) == 1 else None
+
+    def _cookie_session(self, request: web.Request) -> str | None:
+        """The session id the request's cookie was signed for; None without a good one."""
+        value = request.cookies.get(COOKIE)
+        return self.cookies.session_of(value) if value else None
+
+    def _find_session(self, request: web.Request) -> LiveSession | None:
+        """The session a request's cookie or connection proves it belongs to."""
         # a proxy's connection carries many CPEs' requests: it identifies none of them
         own_connection = request.transport is not None and not via_proxy(request)
-        sid = request.cookies.get(COOKIE)
+        sid = self._cookie_session(request)
         if sid and sid in self.by_id:
             if own_connection:  # follow the session onto this connection
                 self.by_transport[request.transport] = sid
@@ -553,11 +587,41 @@ class CwmpEndpoint:
         sid = self.by_transport.get(request.transport) if own_connection else None
         if sid and sid in self.by_id:
             return self.by_id[sid]
-        if not by_address:
-            return None
-        remote = client_address(request)
-        same_host = [s for s in self.by_id.values() if s.remote == remote]
-        return same_host[0] if len(same_host) == 1 else None
+        return None
+
+    async def _authenticate(self, request: web.Request) -> AuthResult:
+        return await self.auth.check(
+            request.method,
+            request.headers.get("Authorization"),
+            request.raw_path,
+            client_address(request),
+        )
+
+    def _unauthorized(
+        self, verdict: AuthResult, dev_id: str | None, remote: str | None
+    ) -> web.Response:
+        """401 with the challenge (the same body whatever failed), or 503 while the
+        username or address is refused after failed passwords."""
+        if not verdict.first_leg:
+            log(
+                logger,
+                logging.WARNING,
+                "cpe_auth_failed",
+                device=dev_id,
+                remote=remote,
+                username=verdict.username,
+                reason=verdict.reason,
+            )
+            # the first 401 is the handshake's challenge; only a failed answer is an outcome
+            self.metrics.session(REJECTED)
+        if verdict.retry_after is not None:
+            return web.Response(
+                status=503, text=THROTTLED_TEXT, headers={"Retry-After": str(verdict.retry_after)}
+            )
+        resp = web.Response(status=401, text=UNAUTHORIZED_TEXT)
+        for challenge in verdict.challenge:
+            resp.headers.add("WWW-Authenticate", challenge)
+        return resp
 
     def _forget(self, live: LiveSession, outcome: str) -> None:
         """The session is over: stop finding it, and count how it ended (once)."""

@@ -39,7 +39,13 @@ from acs.config import Settings
 from acs.logs import log
 from acs.store import files
 from acs.store.db import UNAVAILABLE
-from acs.web.cpe_auth import CpeAuthenticator, Credential, ha1_of
+from acs.web.cpe_auth import (
+    THROTTLED_TEXT,
+    UNAUTHORIZED_TEXT,
+    CpeAuthenticator,
+    Credential,
+    ha1_of,
+)
 from acs.web.proxy import client_address
 
 logger = logging.getLogger("acs.files")
@@ -216,7 +222,12 @@ def files_app(
 
     async def serve_file(request: web.Request) -> web.StreamResponse:
         if auth is not None:
-            verdict = await auth.check(request.method, request.headers.get("Authorization"))
+            verdict = await auth.check(
+                request.method,
+                request.headers.get("Authorization"),
+                request.raw_path,
+                client_address(request),
+            )
             if not verdict.ok:
                 if not verdict.first_leg:
                     log(
@@ -227,7 +238,13 @@ def files_app(
                         user=verdict.username,
                         reason=verdict.reason,
                     )
-                resp = web.Response(status=401, text=f"authentication required: {verdict.reason}\n")
+                if verdict.retry_after is not None:
+                    return web.Response(
+                        status=503,
+                        text=THROTTLED_TEXT,
+                        headers={"Retry-After": str(verdict.retry_after)},
+                    )
+                resp = web.Response(status=401, text=UNAUTHORIZED_TEXT)
                 for challenge in verdict.challenge:
                     resp.headers.add("WWW-Authenticate", challenge)
                 return resp

@@ -34,7 +34,7 @@ from acs.services import rollout
 from acs.store import terminals
 from acs.store.db import UNAVAILABLE
 from acs.store.ids import device_id as make_device_id
-from acs.web.cpe_auth import CpeAuthenticator
+from acs.web.cpe_auth import THROTTLED_TEXT, UNAUTHORIZED_TEXT, CpeAuthenticator
 from acs.web.proxy import client_address
 
 logger = logging.getLogger("acs.fota")
@@ -234,7 +234,12 @@ class FotaEndpoint:
         unauthenticated client learns nothing about what a valid body is.
         Returns the body and the device the credential is bound to, if any."""
         raw = await self._read_body(request)
-        verdict = await self.auth.check(request.method, request.headers.get("Authorization"))
+        verdict = await self.auth.check(
+            request.method,
+            request.headers.get("Authorization"),
+            request.raw_path,
+            client_address(request),
+        )
         if not verdict.ok:
             if not verdict.first_leg:
                 log(
@@ -245,10 +250,17 @@ class FotaEndpoint:
                     username=verdict.username,
                     reason=verdict.reason,
                 )
+            if verdict.retry_after is not None:
+                raise FotaError(
+                    503,
+                    "throttled",
+                    THROTTLED_TEXT.strip(),
+                    headers=[("Retry-After", str(verdict.retry_after))],
+                )
             raise FotaError(
                 401,
                 "unauthenticated",
-                f"authentication required: {verdict.reason}",
+                UNAUTHORIZED_TEXT.strip(),  # the same whatever failed: the log says what
                 headers=[("WWW-Authenticate", c) for c in verdict.challenge],
             )
         try:

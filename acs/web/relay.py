@@ -17,10 +17,14 @@ so a request must reach that worker:
 - a worker getting a request whose cookie names another worker forwards it
   there (body, headers, and who the client is) and returns the owner's answer
   as its own: the CPE never sees the hop;
-- a CPE with no usable cookie, on a connection no session is bound to, is
-  found by its address, now across workers: PostgreSQL knows which live lock
-  rows have that address, and so their owners. That query runs only on this
-  miss path, never for a request a cookie or a connection identifies.
+- a CPE that sends no cookie, on a connection no session is bound to, is
+  found by its credentials and its address, now across workers: the worker
+  that took the request checks the credentials, PostgreSQL knows which live
+  lock rows have that address (and that device, for a per-device credential),
+  and so their owners; the owner is told which username authenticated, and
+  joins the request to its session only if that username opened it. That
+  query runs only on this miss path, never for a request a cookie or a
+  connection identifies.
 
 The private listener also serves each worker's own metrics, so that /metrics
 on any worker can answer for all of them (a scrape lands on a random worker).
@@ -36,6 +40,7 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 import aiohttp
 import asyncpg
@@ -52,6 +57,9 @@ logger = logging.getLogger("acs.relay")
 TOKEN_HEADER = "X-ACS-Relay-Token"
 CLIENT_HEADER = "X-ACS-Relay-Client"
 SCHEME_HEADER = "X-ACS-Relay-Scheme"
+# the CPE username the relaying worker verified (percent-encoded); believed only
+# on the private listener, behind the relay token
+USER_HEADER = "X-ACS-Relay-Cpe-User"
 METRICS_PATH = "/_worker/metrics"
 RELAYED = web.RequestKey("relayed", bool)
 # hop-by-hop headers (RFC 9110 7.6.1) and those the next hop sets again itself
@@ -71,6 +79,7 @@ _NOT_FORWARDED = frozenset(
         TOKEN_HEADER.lower(),
         CLIENT_HEADER.lower(),
         SCHEME_HEADER.lower(),
+        USER_HEADER.lower(),
     }
 )
 # a Unix socket path has at most 107 bytes on Linux
@@ -148,8 +157,9 @@ class Relay:
         owner = self.workers.owner_of(session_id)
         return owner if owner is not None and owner != self.index else None
 
-    async def session_at(self, address: str | None) -> str | None:
-        """The one live session of a CPE at this address, over all workers (the miss path).
+    async def session_at(self, address: str | None, device_id: str | None = None) -> str | None:
+        """The one live session of a CPE at this address, over all workers (the miss path);
+        with ``device_id`` (a per-device credential), that device's session there.
 
         Several CPEs behind one NAT address identify none of them: None, as in
         one process.
@@ -157,6 +167,8 @@ class Relay:
         if address is None:
             return None
         async with self.pool.acquire() as conn:
+            if device_id is not None:
+                return await sessions.live_session_of(conn, device_id, address)
             found = await sessions.live_sessions_at(conn, address)
         return found[0] if len(found) == 1 else None
 
@@ -177,9 +189,16 @@ class Relay:
         return client
 
     async def forward(
-        self, owner: int, request: web.Request, body: bytes, reason: str
+        self,
+        owner: int,
+        request: web.Request,
+        body: bytes,
+        reason: str,
+        *,
+        username: str | None = None,
     ) -> web.Response | None:
         """The owner's answer to this request; None when the owner is not there.
+        ``username``: the CPE credential this worker verified for the request.
 
         A worker that is gone (crashed, restarting) took its sessions with it:
         the caller then goes on as if no session had been found.
@@ -190,6 +209,8 @@ class Relay:
         headers[TOKEN_HEADER] = self.workers.relay_token
         headers[CLIENT_HEADER] = client_address(request) or ""
         headers[SCHEME_HEADER] = client_scheme(request)
+        if username is not None:
+            headers[USER_HEADER] = quote(username, safe="")
         url = f"http://worker{owner}{request.rel_url}"
         try:
             async with self._client(owner).post(url, data=body, headers=headers) as resp:
@@ -281,3 +302,11 @@ class Relay:
 
 def is_relayed(request: web.Request) -> bool:
     return request.get(RELAYED, False)
+
+
+def relayed_username(request: web.Request) -> str | None:
+    """The CPE username the relaying worker verified; None if it verified none."""
+    if not is_relayed(request):
+        return None
+    value = request.headers.get(USER_HEADER)
+    return unquote(value) if value is not None else None

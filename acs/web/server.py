@@ -24,6 +24,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from acs.config import LISTENERS, Settings
 from acs.connreq.http import ConnectionRequester
+from acs.core.auth_throttle import Throttle
 from acs.logs import log
 from acs.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from acs.metrics import Metrics
@@ -35,6 +36,7 @@ from acs.store import tasks as task_store
 from acs.store.db import UNAVAILABLE, create_pool, migrate
 from acs.web.api.app import Services, build_api_app
 from acs.web.cpe_auth import CpeAuthenticator, Credential, ha1_of
+from acs.web.cpe_auth_state import PgAuthState
 from acs.web.cwmp import CwmpEndpoint
 from acs.web.files import files_app
 from acs.web.proxy import TrustedProxies, parse_networks
@@ -93,9 +95,22 @@ def make_authenticator(
             return None
         return Credential(username, ha1, device_id)
 
+    throttle = Throttle(
+        max_failures=settings.cpe_auth_max_failures,
+        window_s=settings.cpe_auth_failure_window_s,
+        backoff_s=settings.cpe_auth_backoff_s,
+        backoff_max_s=settings.cpe_auth_backoff_max_s,
+    )
     # workers share the nonce key: a CPE's Digest answer may reach another worker
-    # than the one that challenged it
-    return CpeAuthenticator(settings.cpe_auth, settings.cpe_auth_realm, lookup, secret=nonce_secret)
+    # than the one that challenged it; and so the nonce counts, in PostgreSQL
+    return CpeAuthenticator(
+        settings.cpe_auth,
+        settings.cpe_auth_realm,
+        lookup,
+        secret=nonce_secret,
+        state=PgAuthState(pool, throttle),
+        allow_no_qop=settings.cpe_digest_allow_no_qop,
+    )
 
 
 def ops_routes(

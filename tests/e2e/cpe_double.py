@@ -206,7 +206,9 @@ class ConnectionRequestListener:
         return self.url
 
     async def _handle(self, request: web.Request) -> web.Response:
-        verdict = await self.auth.check("GET", request.headers.get("Authorization"))
+        verdict = await self.auth.check(
+            "GET", request.headers.get("Authorization"), request.raw_path
+        )
         if not verdict.ok:
             resp = web.Response(status=401)
             for challenge in verdict.challenge:

@@ -143,9 +143,15 @@ async def test_every_way_a_session_ends_is_counted_once(
         # a message that breaks the open session: it is abandoned (and not also "rejected")
         broken = await first.post_raw(b"<not-xml")
         assert broken.status == 400
-        # no session at all, and a CPE without credentials
+        # no session at all: without credentials the challenge (the handshake, not an
+        # outcome), and with them a 400
         stray = await stranger.post(m.GetRPCMethods())
-        assert stray.status == 400
+        assert stray.status == 401
+        lost = CpeDouble(url, unique_serial(), digest=("cpe", "cpe-pw"))
+        try:
+            assert (await lost.post(m.GetRPCMethods())).status == 400
+        finally:
+            await lost.close()
         unauthenticated = await stranger.post(stranger.inform_message(["1 BOOT"]))
         assert unauthenticated.status == 401  # the challenge: the handshake, not an outcome
         wrong = CpeDouble(url, unique_serial(), digest=("cpe", "wrong"))
