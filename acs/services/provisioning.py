@@ -63,6 +63,9 @@ class LoadedPolicy:
     windows: tuple[Window, ...]
     events: frozenset[str]
     precondition: Expr | None = None
+    # why the compiler refuses the stored policy: it applies nothing, and each
+    # device it matches records this as the policy's fault
+    unusable: str | None = None
 
     @property
     def tags_add(self) -> list[str]:
@@ -112,6 +115,24 @@ def load(row: store.PolicyRow) -> LoadedPolicy:
     )
 
 
+def _unusable(row: store.PolicyRow, err: SpecError) -> LoadedPolicy | None:
+    """A refused policy kept only to tell the devices it matches why it does
+    nothing; None when even its precondition is unusable (it matches no one)."""
+    try:
+        precondition = parse_filter(row.precondition)
+        compile_filter(precondition)
+    except (FilterError, ValueError, TypeError):
+        return None
+    return LoadedPolicy(
+        row=row,
+        policy=engine.Policy(row.id, row.name, row.priority),
+        windows=(),
+        events=frozenset(row.events),
+        precondition=precondition,
+        unusable=str(err),
+    )
+
+
 @dataclass(slots=True)
 class PolicyBook:
     """Enabled policies, parsed once per change of the table."""
@@ -146,6 +167,9 @@ class PolicyBook:
                         loaded.append(load(p))
                     except SpecError as err:  # stored before a rule got stricter, or by hand
                         log(logger, logging.ERROR, "policy_unusable", policy=p.name, error=err)
+                        stub = _unusable(p, err)
+                        if stub is not None:
+                            loaded.append(stub)
                 self._policies, self._fingerprint = loaded, fingerprint
             self.any_overrides = row["overrides"]
             self._checked = time.monotonic()
@@ -281,6 +305,10 @@ async def prepare(
     if only is None:
         candidates = [p for p in await book.current(conn) if p.applies(events, now)]
         applied = await matching(conn, device_id, candidates, failed)
+        for p in applied:
+            if p.unusable is not None and failed is not None:
+                failed.append((p, f"the stored policy cannot be used: {p.unusable}"))
+        applied = [p for p in applied if p.unusable is None]
         extra = await store.overrides(conn, device_id) if book.any_overrides else []
     else:
         applied, extra = list(only), []
