@@ -315,6 +315,16 @@ def desired(policies: Sequence[Policy], state: State, ctx: Context, out: Outcome
             keys = {k: rendered(policy, table + k, t) for k, t in obj.keys}
             if any(v is None for v in keys.values()):
                 continue
+            # a key value no instance can hold would add an instance every round
+            misfits = [
+                (k, problem)
+                for k, v in keys.items()
+                if (problem := values.problem(f"{table}{{i}}.{k}", str(v))) is not None
+            ]
+            if misfits:
+                for k, problem in misfits:
+                    out.fault(policy, f"{table}{{i}}.{k}", f"not sent: {problem}")
+                continue
             instance = next(
                 (
                     f"{table}{n}."

@@ -29,7 +29,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -100,11 +100,15 @@ def pattern_of(path: str) -> str:
     return ".".join("{i}" if seg.isdigit() else seg for seg in path.split("."))
 
 
-@cache
 def model_rule(path: str) -> Rule | None:
     """The data model's rule for an absolute parameter path; None when the model
     has none (a plain string, a vendor parameter, an unknown path)."""
-    raw = _index().get(pattern_of(path))
+    return _rule_of(pattern_of(path))
+
+
+@lru_cache(maxsize=16384)  # per pattern, not per concrete path: bounded by the models
+def _rule_of(pattern: str) -> Rule | None:
+    raw = _index().get(pattern)
     if raw is None:
         return None
     return Rule(
