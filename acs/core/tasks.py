@@ -310,9 +310,14 @@ def _add_object(a: Any, _ck: str, type_of: Any, batch: int, _r: str) -> Plan:
     learned: dict[str, str] = {}
     refreshed = yield from discover(instance, batch, learned)
     if a.parameterValues:
-        structs = _value_structs(
-            a.parameterValues, instance, lambda p: learned.get(p) or type_of(p)
-        )
+        try:
+            structs = _value_structs(
+                a.parameterValues, instance, lambda p: learned.get(p) or type_of(p)
+            )
+        except PlanFault as bad:  # the new instance's own types refuse a value
+            raise PlanFault(
+                bad.code, bad.string, {"instanceNumber": added.instance_number}
+            ) from None
         resp = yield m.SetParameterValues(parameter_list=structs, parameter_key=a.parameterKey)
         result["setStatus"] = expect(resp, m.SetParameterValuesResponse).status
     result["parameters"] = refreshed["parameters"]

@@ -12,6 +12,7 @@ from types import ModuleType
 import pytest
 
 from acs.core import values
+from acs.core.plans import PlanFault
 from acs.core.policy_spec import SpecError, check_overrides, compile_spec
 from acs.core.tasks import InvalidTask, plan_for, validate_task
 from acs.core.values import FAULT_TYPE, FAULT_VALUE, InvalidValue, check, model_rule, wire_type
@@ -274,3 +275,33 @@ def test_the_index_ships_inside_the_package() -> None:
     shipped = pyproject["tool"]["setuptools"]["package-data"]["acs.core"]
     assert "datamodel_index.json" in shipped
     assert Path(values.__file__).with_name("datamodel_index.json").is_file()
+
+
+def test_an_added_instance_s_own_types_are_checked_before_its_values_are_sent() -> None:
+    table = "Device.X_ACME_Rule."
+    plan = plan_for(
+        7,
+        "addObject",
+        {"objectName": table, "parameterValues": [["Weight", "heavy"]]},
+        type_of=lambda _p: None,
+        batch_size=10,
+        root="Device.",
+    )
+    assert isinstance(next(plan), m.AddObject)
+    req = plan.send(m.AddObjectResponse(instance_number=3, status=0))
+    assert isinstance(req, m.GetParameterNames) and req.parameter_path == table + "3."
+    req = plan.send(
+        m.GetParameterNamesResponse(
+            parameter_list=[m.ParameterInfoStruct(table + "3.Weight", True)]
+        )
+    )
+    assert isinstance(req, m.GetParameterValues)
+    with pytest.raises(PlanFault) as err:
+        plan.send(
+            m.GetParameterValuesResponse(
+                parameter_list=[m.ParameterValueStruct(table + "3.Weight", "0", "xsd:unsignedInt")]
+            )
+        )
+    assert err.value.code == FAULT_TYPE
+    assert err.value.string.startswith(table + "3.Weight: must be an xsd:unsignedInt")
+    assert err.value.detail == {"instanceNumber": 3}
