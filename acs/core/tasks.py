@@ -185,8 +185,31 @@ def validate_task(name: str, args: dict[str, Any], type_of: TypeOf | None = None
                 f"invalid arguments for {name}",
                 [{"path": "parameterValues", "message": f"unknown xsd type {triple[2]!r}"}],
             )
+    unsendable = _unsendable(args)
+    if unsendable is not None:
+        raise InvalidTask(f"invalid arguments for {name}", [unsendable])
     _check_values(name, parsed, type_of or (lambda _path: None))
     return parsed
+
+
+def _unsendable(data: Any, path: str = "") -> dict[str, Any] | None:
+    """The first string of the arguments no CWMP message can carry: refused here,
+    not when the session's request fails to serialize."""
+    if isinstance(data, str):
+        problem = values.xml_problem(data)
+        return None if problem is None else {"path": path, "message": problem}
+    items = (
+        data.items()
+        if isinstance(data, dict)
+        else enumerate(data)
+        if isinstance(data, list | tuple)
+        else ()
+    )
+    for key, item in items:
+        found = _unsendable(item, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 def _check_values(name: str, parsed: _Args, type_of: TypeOf) -> None:

@@ -131,15 +131,19 @@ def wire_type(path: str, declared: str | None, reported: str | None) -> str:
     return rule.wire_type if rule is not None else "xsd:string"
 
 
+def xml_problem(text: str) -> str | None:
+    """Why ``text`` cannot travel in a CWMP message (XML 1.0 characters only), or None."""
+    bad = _NOT_XML.search(text)
+    if bad is None:
+        return None
+    return f"holds the character U+{ord(bad.group()):04X}, which a CWMP message cannot carry"
+
+
 def check(path: str, value: str, declared: str | None = None, reported: str | None = None) -> None:
     """Raise InvalidValue unless ``value`` fits ``path`` by every type known for it."""
-    bad = _NOT_XML.search(value)
-    if bad is not None:
-        raise InvalidValue(
-            path,
-            f"holds the character U+{ord(bad.group()):04X}, which a CWMP message cannot carry",
-            FAULT_TYPE,
-        )
+    problem = xml_problem(value)
+    if problem is not None:
+        raise InvalidValue(path, problem, FAULT_TYPE)
     rule = model_rule(path)
     known = dict.fromkeys(t for t in (declared, reported) if t)
     for xsd_type in known:

@@ -305,3 +305,21 @@ def test_an_added_instance_s_own_types_are_checked_before_its_values_are_sent() 
     assert err.value.code == FAULT_TYPE
     assert err.value.string.startswith(table + "3.Weight: must be an xsd:unsignedInt")
     assert err.value.detail == {"instanceNumber": 3}
+
+
+def test_any_job_argument_no_cwmp_message_can_carry_is_refused_with_its_path() -> None:
+    # it used to fail the session's serializer instead: an HTTP 500 to the CPE
+    for name, args, path in [
+        ("getParameterValues", {"parameterNames": ["Device.A", "Device.\x01"]}, "parameterNames.1"),
+        ("download", {"url": "http://127.0.0.1/f", "password": "p\x0bw"}, "password"),
+        (
+            "setParameterValues",
+            {"parameterValues": [["Device.X", "\ufffe"]]},
+            "parameterValues.0.1",
+        ),
+    ]:
+        with pytest.raises(InvalidTask) as err:
+            validate_task(name, args)
+        assert err.value.errors[0]["path"] == path
+        assert "which a CWMP message cannot carry" in err.value.errors[0]["message"]
+        assert "p\x0bw" not in str(err.value.errors)
