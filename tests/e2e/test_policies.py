@@ -360,6 +360,23 @@ async def test_policies_that_would_break_sessions_are_refused_when_written(
     assert err["path"] == "tags.remove.0" and "'has space'" in err["message"]
     err = (await refused({"precondition": 'DeviceID.Manufacturer LIKE "\\\\"'}))[0]
     assert err["path"] == "precondition" and "lone backslash" in err["message"]
+    # the same filter compiler guards every other place a filter is written
+    like = 'DeviceID.Manufacturer LIKE "\\\\"'
+    status, out = await admin.call("GET", "/devices", params={"filter": like})
+    assert status == 400 and "lone backslash" in out["error"]["message"], out
+    status, out = await admin.call(
+        "POST",
+        "/bulk-jobs?dryRun=true",
+        json={"name": "b", "task": {"name": "reboot"}, "filter": like},
+    )
+    assert status == 400 and out["error"]["errors"][0]["path"] == "filter", out
+    status, out = await admin.call(
+        "POST", "/campaigns", json={"name": "c", "filter": like, "stages": [{"size": "100%"}]}
+    )
+    assert status == 400, out
+    assert any(
+        e["path"] == "filter" and "lone backslash" in e["message"] for e in out["error"]["errors"]
+    ), out
     # values are checked against the data model's type, range and size
     err = (
         await refused(
