@@ -21,6 +21,7 @@ from acs.web.server import Running
 from tests.e2e.conftest import StartAcs
 from tests.e2e.test_api import Client, token
 from tests.e2e.test_simulator_fleet import dev_id, fleet_of
+from tests.e2e.test_ui_http import Browserless, make_user
 
 pytestmark = pytest.mark.db
 
@@ -477,6 +478,18 @@ async def test_a_policy_bad_at_run_time_is_its_own_fault_and_the_session_goes_on
             assert ids[1] not in by_id  # its precondition matches no device
             status, dev = await admin.call("GET", f"/devices/{device}")
             assert status == 200 and "checked" in dev["tags"] and "" not in dev["tags"]
+            # and on the device's page of the web UI
+            person = Browserless(pol_acs)
+            try:
+                assert (
+                    await person.login(await make_user(db_pool, unique_serial, "viewer"))
+                ).status == 303
+                status, page = await person.get(f"/ui/devices/{device}")
+            finally:
+                await person.close()
+            assert status == 200 and odd["name"] in page
+            assert "not sent: Device.ManagementServer.PeriodicInformInterval: must be an" in page
+            assert "the stored policy cannot be used" in page
             # a dry run of a stored policy the compiler refuses says why, not 500
             status, out = await admin.call("POST", f"/policies/{ids[0]}/dry-run?device={device}")
             assert status == 409 and out["error"]["errors"][0]["path"] == "tags.add.0", out
