@@ -156,11 +156,11 @@ def compile_spec(policy_id: int, name: str, priority: int, spec: Any) -> engine.
             continue
         path = r.get("path")
         ok = _path(path, f"refresh.{i}.path", errors, obj=str(path).endswith("."))
-        age = r.get("maxAgeS")
-        if not _number(age, 0, MAX_AGE_S):
+        age = _number(r.get("maxAgeS"), 0, MAX_AGE_S)
+        if age is None:
             errors.add(f"refresh.{i}.maxAgeS", f"must be a number of seconds, 0 to {MAX_AGE_S}")
         elif ok is not None:
-            refresh.append(engine.RefreshRule(ok, float(age)))
+            refresh.append(engine.RefreshRule(ok, age))
     _tags(spec.get("tags", {}), errors)
     _download(spec.get("download"), errors)
     if errors.items:
@@ -170,13 +170,11 @@ def compile_spec(policy_id: int, name: str, priority: int, spec: Any) -> engine.
     )
 
 
-def _number(value: Any, lo: float, hi: float) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and lo <= value <= hi
-    )
+def _number(value: Any, lo: float, hi: float) -> float | None:
+    """``value`` as a float when it is a finite number within [lo, hi], else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and lo <= value <= hi else None
 
 
 def _object(o: dict[str, Any], where: str, errors: _Errors) -> engine.ObjectRule | None:
