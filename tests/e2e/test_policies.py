@@ -15,6 +15,8 @@ from typing import Any
 import asyncpg
 import pytest
 
+from acs.core import policies as engine
+from acs.cwmp import messages as m
 from acs.services.provisioning import DEFAULT_POLICIES
 from acs.store import policies as policy_store
 from acs.web.server import Running
@@ -509,3 +511,50 @@ async def test_a_policy_bad_at_run_time_is_its_own_fault_and_the_session_goes_on
         async with db_pool.acquire() as conn:
             for pid in ids:
                 await policy_store.delete(conn, pid)
+
+
+async def test_the_session_survives_a_policy_plan_that_breaks(
+    pol_acs: Running,
+    admin: Client,
+    policies: Policies,
+    unique_serial,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The last guard: whatever slips past the compiler and breaks the engine
+    faults the policies, and the session ends as the CPE expects."""
+    prefix = unique_serial("G")
+    policy = await policies.create(
+        {
+            "name": unique_serial("guarded-"),
+            "precondition": mine(prefix),
+            "parameters": [{"path": "WiFi.SSID.1.SSID", "value": "never-set"}],
+        }
+    )
+
+    def broken(*_args: Any, **_kw: Any) -> Any:
+        yield m.GetParameterValues(parameter_names=["Device.WiFi.SSID.1.SSID"])
+        raise KeyError("an engine bug that operator data triggered")
+
+    # the engine is pure, so the only way to break it here is to replace it
+    monkeypatch.setattr(engine, "provision", broken)
+    fleet = await fleet_of(pol_acs, prefix, 1, periodic_interval=3600)
+    try:
+        serial, cpe = next(iter(fleet.devices.items()))
+        await fleet.wait_for(lambda: cpe.sessions_ok >= 1)
+        assert cpe.sessions_failed == 0
+        assert cpe.tree.value("Device.WiFi.SSID.1.SSID") != "never-set"
+        device = dev_id(fleet, serial)
+
+        async def recorded() -> bool:
+            return bool((await results_of(admin, device))["results"])
+
+        await until(recorded)
+        [result] = (await results_of(admin, device))["results"]
+        assert result["policy"] == policy["id"]
+        [fault] = result["faults"]
+        assert fault["reason"].startswith("8002 internal error applying the policies: KeyError")
+        # and the next session is as healthy: no lock was left behind
+        await fleet.trigger(serial)
+        assert cpe.last_session.ok and cpe.sessions_failed == 0
+    finally:
+        await fleet.stop()
