@@ -130,6 +130,7 @@ _TOKEN = re.compile(
     """,
     re.VERBOSE | re.DOTALL,
 )
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _KEYWORDS = frozenset({"AND", "OR", "NOT", "LIKE", "IS", "NULL"})
 
 
@@ -301,7 +302,16 @@ class _Parser:
                 raise FilterError(
                     f'LIKE needs a "quoted" pattern, got {_describe(value)}', value.pos
                 )
-            return Like(field, _unquote(value.text), negated)
+            pattern = _unquote(value.text)
+            if (len(pattern) - len(pattern.rstrip("\\"))) % 2:
+                # LIKE's escape character, with nothing left to escape: the
+                # database refuses the whole query
+                raise FilterError(
+                    "a LIKE pattern cannot end with a lone backslash (LIKE's escape"
+                    ' character); for a literal backslash write "\\\\\\\\"',
+                    value.pos,
+                )
+            return Like(field, pattern, negated)
         if negated:
             raise FilterError(f"expected LIKE after NOT, got {_describe(self.peek())}", op.pos)
         if op.kind != "op":
@@ -357,6 +367,10 @@ def parse_filter(text: str) -> Expr | None:
         raise FilterError(
             f"filter is {len(text)} characters long; the limit is {MAX_LENGTH}", MAX_LENGTH
         )
+    bad = _UNSTORABLE.search(text)
+    if bad is not None:
+        # PostgreSQL cannot hold these in text: the query would fail, not match
+        raise FilterError(f"the character U+{ord(bad.group()):04X} is not allowed", bad.start())
     if not text.strip(" \t\r\n"):
         return None
     return _Parser(text).parse()

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from acs.core import values
 from acs.core.plans import Plan, discover, read_values
 from acs.core.templates import Context, Template, TemplateError, absolute, render
 from acs.cwmp import messages as m
@@ -266,6 +267,10 @@ def desired(policies: Sequence[Policy], state: State, ctx: Context, out: Outcome
         if state.writable.get(path) is False:
             out.fault(policy, path, f"{path} is not writable on this device")
             return
+        problem = values.problem(path, value, xsd_type, state.types.get(path))
+        if problem is not None:  # e.g. a template that rendered a word for a number
+            out.fault(policy, path, f"not sent: {problem}")
+            return
         held = want.params.get(path)
         if held is None:
             want.params[path] = (value, xsd_type, policy)
@@ -309,6 +314,16 @@ def desired(policies: Sequence[Policy], state: State, ctx: Context, out: Outcome
                 continue
             keys = {k: rendered(policy, table + k, t) for k, t in obj.keys}
             if any(v is None for v in keys.values()):
+                continue
+            # a key value no instance can hold would add an instance every round
+            misfits = [
+                (k, problem)
+                for k, v in keys.items()
+                if (problem := values.problem(f"{table}{{i}}.{k}", str(v))) is not None
+            ]
+            if misfits:
+                for k, problem in misfits:
+                    out.fault(policy, f"{table}{{i}}.{k}", f"not sent: {problem}")
                 continue
             instance = next(
                 (
@@ -421,9 +436,17 @@ def provision(
             rendered_keys: dict[str, str | None] = {}
             for name, template in (*rule.keys, *rule.parameters):
                 try:
-                    extra[instance + name] = (render(template, ctx), None, policy)
+                    value = render(template, ctx)
                 except TemplateError as err:
                     out.fault(policy, instance + name, f"template {template.text!r}: {err}")
+                    continue
+                problem = values.problem(
+                    instance + name, value, None, state.types.get(instance + name)
+                )
+                if problem is not None:
+                    out.fault(policy, instance + name, f"not sent: {problem}")
+                    continue
+                extra[instance + name] = (value, None, policy)
             for name, _ in rule.keys:
                 rendered_keys[name] = (
                     extra[instance + name][0] if instance + name in extra else None
@@ -431,7 +454,7 @@ def provision(
             if rule.keys:
                 state.claimed[claim_key(policy, table, rendered_keys)] = instance
         todo = {
-            path: (value, xsd_type or state.types.get(path) or "xsd:string", policy)
+            path: (value, values.wire_type(path, xsd_type, state.types.get(path)), policy)
             for path, (value, xsd_type, policy) in {**want.params, **extra}.items()
             if path not in state.excluded
             and not same_value(state.values.get(path), value, xsd_type or state.types.get(path))

@@ -12,11 +12,13 @@ refused with the path of the bad field before it is queued.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from acs.core import values
 from acs.core.plans import Plan, PlanFault, discover, expect, read_values
 from acs.cwmp import messages as m
 
@@ -147,13 +149,26 @@ TASK_ARGS: dict[str, type[_Args]] = {
 
 
 class InvalidTask(ValueError):
-    def __init__(self, reason: str, errors: list[dict[str, Any]] | None = None) -> None:
+    """``code``: the fault the job gets when it is refused at run time."""
+
+    def __init__(
+        self, reason: str, errors: list[dict[str, Any]] | None = None, code: int = 8003
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.errors = errors or []
+        self.code = code
 
 
-def validate_task(name: str, args: dict[str, Any]) -> _Args:
+TypeOf = Callable[[str], str | None]
+#: tasks whose values are checked against the device's own types (its tree)
+NEEDS_TYPES = frozenset({"setParameterValues", "addObject"})
+
+
+def validate_task(name: str, args: dict[str, Any], type_of: TypeOf | None = None) -> _Args:
+    """The parsed arguments; InvalidTask names each bad field. Values are checked
+    against their parameter's type (acs.core.values): the declared one, the
+    data model's, and with ``type_of`` (the device's tree) the device's own."""
     model = TASK_ARGS.get(name)
     if model is None:
         raise InvalidTask(f"unknown task {name!r}; known: {', '.join(sorted(TASK_ARGS))}")
@@ -170,7 +185,59 @@ def validate_task(name: str, args: dict[str, Any]) -> _Args:
                 f"invalid arguments for {name}",
                 [{"path": "parameterValues", "message": f"unknown xsd type {triple[2]!r}"}],
             )
+    unsendable = _unsendable(args)
+    if unsendable is not None:
+        raise InvalidTask(f"invalid arguments for {name}", [unsendable])
+    _check_values(name, parsed, type_of or (lambda _path: None))
     return parsed
+
+
+def _unsendable(data: Any, path: str = "") -> dict[str, Any] | None:
+    """The first string of the arguments no CWMP message can carry: refused here,
+    not when the session's request fails to serialize."""
+    if isinstance(data, str):
+        problem = values.xml_problem(data)
+        return None if problem is None else {"path": path, "message": problem}
+    items = (
+        data.items()
+        if isinstance(data, dict)
+        else enumerate(data)
+        if isinstance(data, list | tuple)
+        else ()
+    )
+    for key, item in items:
+        found = _unsendable(item, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
+
+
+def _check_values(name: str, parsed: _Args, type_of: TypeOf) -> None:
+    """Every value of a setParameterValues or addObject fits its parameter."""
+    if not isinstance(parsed, SetParameterValuesArgs | AddObjectArgs):
+        return
+    # an added instance's parameters: the model's rule is the table's, per {i}
+    prefix = parsed.objectName + "{i}." if isinstance(parsed, AddObjectArgs) else ""
+    errors: list[dict[str, Any]] = []
+    codes: set[int] = set()
+    for i, triple in enumerate(parsed.parameterValues):
+        path, value = prefix + triple[0], triple[1]
+        if not isinstance(value, str | int | float) or (
+            isinstance(value, float) and not math.isfinite(value)
+        ):
+            errors.append(
+                {"path": f"parameterValues.{i}.1", "message": "must be a string, number or boolean"}
+            )
+            continue
+        declared = triple[2] if len(triple) == 3 else None
+        try:
+            values.check(path, _wire_value(value), declared, type_of(path))
+        except values.InvalidValue as bad:
+            errors.append({"path": f"parameterValues.{i}.1", "message": str(bad)})
+            codes.add(bad.code)
+    if errors:
+        code = 8003 if not codes else min(codes)
+        raise InvalidTask(f"invalid parameter values for {name}", errors, code)
 
 
 def _wire_value(value: Any) -> str:
@@ -180,18 +247,24 @@ def _wire_value(value: Any) -> str:
 
 
 def _value_structs(
-    triples: list[Any], prefix: str, type_of: Callable[[str], str | None]
+    triples: list[Any], prefix: str, type_of: TypeOf
 ) -> list[m.ParameterValueStruct]:
-    """[[path, value, type?]] as ParameterValueStructs; a missing type comes from the tree."""
+    """[[path, value, type?]] as ParameterValueStructs, each value checked against
+    its parameter (PlanFault 9006/9007 otherwise); a missing type comes from the
+    tree, else from the data model."""
     out = []
     for triple in triples:
         path = prefix + triple[0]
-        xsd_type = triple[2] if len(triple) == 3 else None
-        if xsd_type is None:
-            xsd_type = type_of(path)
-        if xsd_type is None:
-            xsd_type = "xsd:boolean" if isinstance(triple[1], bool) else "xsd:string"
-        out.append(m.ParameterValueStruct(path, _wire_value(triple[1]), xsd_type))
+        declared = triple[2] if len(triple) == 3 else None
+        reported = type_of(path)
+        value = _wire_value(triple[1])
+        try:
+            values.check(path, value, declared, reported)
+        except values.InvalidValue as bad:
+            raise PlanFault(bad.code, str(bad)) from None
+        if declared is None and reported is None and isinstance(triple[1], bool):
+            declared = "xsd:boolean"
+        out.append(m.ParameterValueStruct(path, value, values.wire_type(path, declared, reported)))
     return out
 
 
@@ -207,7 +280,7 @@ def plan_for(
 ) -> Plan:
     """The RPC plan of one task. ``type_of`` gives a stored parameter's xsd type;
     ``sent_before``: an earlier attempt went out in a session that did not finish."""
-    parsed = validate_task(name, args)
+    parsed = validate_task(name, args, type_of)
     command_key = getattr(parsed, "commandKey", None) or f"task-{task_id}"
     plan = _PLANS[name](parsed, command_key, type_of, batch_size, root)
     if sent_before and name in ("download", "upload"):
@@ -260,9 +333,14 @@ def _add_object(a: Any, _ck: str, type_of: Any, batch: int, _r: str) -> Plan:
     learned: dict[str, str] = {}
     refreshed = yield from discover(instance, batch, learned)
     if a.parameterValues:
-        structs = _value_structs(
-            a.parameterValues, instance, lambda p: learned.get(p) or type_of(p)
-        )
+        try:
+            structs = _value_structs(
+                a.parameterValues, instance, lambda p: learned.get(p) or type_of(p)
+            )
+        except PlanFault as bad:  # the new instance's own types refuse a value
+            raise PlanFault(
+                bad.code, bad.string, {"instanceNumber": added.instance_number}
+            ) from None
         resp = yield m.SetParameterValues(parameter_list=structs, parameter_key=a.parameterKey)
         result["setStatus"] = expect(resp, m.SetParameterValuesResponse).status
     result["parameters"] = refreshed["parameters"]

@@ -10,6 +10,7 @@ beyond that check; an edited policy reaches each device at its next session.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -20,10 +21,11 @@ from typing import Any
 import asyncpg
 
 from acs.core import policies as engine
-from acs.core.filters import parse_filter
+from acs.core.filters import Expr, FilterError, parse_filter
 from acs.core.plans import Plan
-from acs.core.templates import ROOTS, TemplateError, parse_template
-from acs.core.windows import Window, is_open
+from acs.core.policy_spec import SpecError, compile_spec
+from acs.core.templates import ROOTS, parse_template
+from acs.core.windows import Window, WindowError, is_open
 from acs.logs import log
 from acs.services.catalog import window_from_json
 from acs.store import device_query, devices, files
@@ -34,6 +36,11 @@ from acs.store.device_query import compile_filter
 logger = logging.getLogger("acs.provisioning")
 
 
+#: what operator data can raise on its way to a session's plan, beyond what the
+#: compiler and the per-policy guards catch: never a reason to fail the session
+OPERATOR_DATA_ERRORS = (ValueError, KeyError, TypeError, asyncpg.DataError)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -41,60 +48,12 @@ def utcnow() -> datetime:
 CONFIG_FILE_TYPE = "3 Vendor Configuration File"
 
 
-class SpecError(ValueError):
-    """A policy the engine cannot use; ``errors`` holds JSON paths and messages."""
-
-    def __init__(self, errors: list[dict[str, str]]) -> None:
-        super().__init__("; ".join(f"{e['path']}: {e['message']}" for e in errors))
-        self.errors = errors
-
-
-def _template(text: Any, path: str, errors: list[dict[str, str]]) -> Any:
-    if isinstance(text, bool):
-        text = "true" if text else "false"
-    try:
-        return parse_template(str(text))
-    except TemplateError as err:
-        errors.append({"path": path, "message": str(err)})
-        return parse_template("")
-
-
 def policy_from_spec(
     policy_id: int, name: str, priority: int, spec: dict[str, Any]
 ) -> engine.Policy:
     """The engine's Policy from the stored (API-shaped) spec; SpecError lists every
-    template that does not parse."""
-    errors: list[dict[str, str]] = []
-    params = tuple(
-        engine.ParameterRule(
-            p["path"], _template(p["value"], f"parameters.{i}.value", errors), p.get("type")
-        )
-        for i, p in enumerate(spec.get("parameters", []))
-    )
-    objects = tuple(
-        engine.ObjectRule(
-            path=o["path"],
-            count=o.get("count"),
-            keys=tuple(
-                (k, _template(v, f"objects.{i}.keys.{k}", errors))
-                for k, v in (o.get("keys") or {}).items()
-            ),
-            parameters=tuple(
-                (k, _template(v, f"objects.{i}.parameters.{k}", errors))
-                for k, v in (o.get("parameters") or {}).items()
-            ),
-        )
-        for i, o in enumerate(spec.get("objects", []))
-    )
-    attributes = tuple(
-        engine.AttributeRule(a["path"], int(a["notification"])) for a in spec.get("attributes", [])
-    )
-    refresh = tuple(
-        engine.RefreshRule(r["path"], float(r["maxAgeS"])) for r in spec.get("refresh", [])
-    )
-    if errors:
-        raise SpecError(errors)
-    return engine.Policy(policy_id, name, priority, params, objects, attributes, refresh)
+    field the compiler refuses (acs.core.policy_spec, the API's own check)."""
+    return compile_spec(policy_id, name, priority, spec)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +62,10 @@ class LoadedPolicy:
     policy: engine.Policy
     windows: tuple[Window, ...]
     events: frozenset[str]
+    precondition: Expr | None = None
+    # why the compiler refuses the stored policy: it applies nothing, and each
+    # device it matches records this as the policy's fault
+    unusable: str | None = None
 
     @property
     def tags_add(self) -> list[str]:
@@ -123,11 +86,50 @@ class LoadedPolicy:
 
 
 def load(row: store.PolicyRow) -> LoadedPolicy:
+    """A stored policy ready for sessions; SpecError (with the fields' paths) for
+    one the compiler refuses, e.g. written to the table by hand."""
+    errors: list[dict[str, str]] = []
+    try:
+        policy = policy_from_spec(row.id, row.name, row.priority, row.spec)
+    except SpecError as err:
+        errors.extend(err.errors)
+    try:
+        precondition = parse_filter(row.precondition)
+        compile_filter(precondition)  # its SQL is built per session: fail here, not there
+    except (FilterError, ValueError, TypeError) as err:
+        errors.append({"path": "precondition", "message": str(err)})
+    windows = []
+    for i, w in enumerate(row.windows if isinstance(row.windows, list) else [None]):
+        try:
+            windows.append(window_from_json(w, validate=True))
+        except (WindowError, ValueError, KeyError, TypeError) as err:
+            errors.append({"path": f"windows.{i}", "message": f"unusable window: {err}"})
+    if errors:
+        raise SpecError(errors)
     return LoadedPolicy(
         row=row,
-        policy=policy_from_spec(row.id, row.name, row.priority, row.spec),
-        windows=tuple(window_from_json(w) for w in row.windows),
+        policy=policy,
+        windows=tuple(windows),
         events=frozenset(row.events),
+        precondition=precondition,
+    )
+
+
+def _unusable(row: store.PolicyRow, err: SpecError) -> LoadedPolicy | None:
+    """A refused policy kept only to tell the devices it matches why it does
+    nothing; None when even its precondition is unusable (it matches no one)."""
+    try:
+        precondition = parse_filter(row.precondition)
+        compile_filter(precondition)
+    except (FilterError, ValueError, TypeError):
+        return None
+    return LoadedPolicy(
+        row=row,
+        policy=engine.Policy(row.id, row.name, row.priority),
+        windows=(),
+        events=frozenset(row.events),
+        precondition=precondition,
+        unusable=str(err),
     )
 
 
@@ -163,8 +165,11 @@ class PolicyBook:
                 for p in await store.list_all(conn, enabled_only=True):
                     try:
                         loaded.append(load(p))
-                    except (SpecError, ValueError) as err:  # stored before a rule got stricter
+                    except SpecError as err:  # stored before a rule got stricter, or by hand
                         log(logger, logging.ERROR, "policy_unusable", policy=p.name, error=err)
+                        stub = _unusable(p, err)
+                        if stub is not None:
+                            loaded.append(stub)
                 self._policies, self._fingerprint = loaded, fingerprint
             self.any_overrides = row["overrides"]
             self._checked = time.monotonic()
@@ -188,15 +193,54 @@ class PolicyBook:
 
 
 async def matching(
-    conn: asyncpg.Connection, device_id: str, candidates: Sequence[LoadedPolicy]
+    conn: asyncpg.Connection,
+    device_id: str,
+    candidates: Sequence[LoadedPolicy],
+    failed: list[tuple[LoadedPolicy, str]] | None = None,
 ) -> list[LoadedPolicy]:
-    """The candidates whose precondition holds for the device, in one query."""
+    """The candidates whose precondition holds for the device, in one query.
+
+    A precondition the database refuses for this device (a value it cannot
+    compare) must not take the others down with it: then each is asked on its
+    own, and the refused ones go to ``failed`` with the reason."""
     if not candidates:
         return []
+    try:
+        async with _savepoint(conn):
+            return await _hits(conn, device_id, candidates)
+    except asyncpg.DataError:
+        pass
+    hits = []
+    for p in candidates:
+        try:
+            async with _savepoint(conn):
+                hits.extend(await _hits(conn, device_id, [p]))
+        except asyncpg.DataError as err:
+            log(
+                logger,
+                logging.WARNING,
+                "precondition_failed",
+                device=device_id,
+                policy=p.row.name,
+                error=err,
+            )
+            if failed is not None:
+                failed.append((p, f"the precondition could not be evaluated: {err}"))
+    return hits
+
+
+def _savepoint(conn: asyncpg.Connection) -> Any:
+    """A savepoint inside a transaction (a failed query would abort it), else nothing."""
+    return conn.transaction() if conn.is_in_transaction() else contextlib.nullcontext()
+
+
+async def _hits(
+    conn: asyncpg.Connection, device_id: str, candidates: Sequence[LoadedPolicy]
+) -> list[LoadedPolicy]:
     terms: list[str] = []
     params: list[object] = []
     for p in candidates:
-        where, more = compile_filter(parse_filter(p.row.precondition), len(params) + 2)
+        where, more = compile_filter(p.precondition, len(params) + 2)
         terms.append(f"({where})")
         params.extend(more)
     row = await conn.fetchrow(
@@ -252,13 +296,19 @@ async def prepare(
     now: datetime,
     *,
     only: Sequence[LoadedPolicy] | None = None,
+    failed: list[tuple[LoadedPolicy, str]] | None = None,
 ) -> tuple[engine.State, engine.Context, list[LoadedPolicy], list[engine.Policy]] | None:
     """The state, template context and policies for one device, or None when
     nothing applies. ``only`` replaces the book and skips preconditions and
-    overrides (the dry run of one policy)."""
+    overrides (the dry run of one policy); ``failed`` collects the policies
+    whose precondition could not be evaluated."""
     if only is None:
         candidates = [p for p in await book.current(conn) if p.applies(events, now)]
-        applied = await matching(conn, device_id, candidates)
+        applied = await matching(conn, device_id, candidates, failed)
+        for p in applied:
+            if p.unusable is not None and failed is not None:
+                failed.append((p, f"the stored policy cannot be used: {p.unusable}"))
+        applied = [p for p in applied if p.unusable is None]
         extra = await store.overrides(conn, device_id) if book.any_overrides else []
     else:
         applied, extra = list(only), []
@@ -285,7 +335,16 @@ async def session_plan(
     now: datetime,
     batch_size: int,
 ) -> tuple[Plan, SessionRun] | None:
-    prepared = await prepare(conn, book, device_id, root, events, now)
+    failed: list[tuple[LoadedPolicy, str]] = []
+    prepared = await prepare(conn, book, device_id, root, events, now, failed=failed)
+    for p, reason in failed:  # the device's result says why the policy did nothing
+        fault = {
+            "policy": p.policy.id,
+            "name": p.row.name,
+            "path": "precondition",
+            "reason": reason,
+        }
+        await store.save_result(conn, device_id, p.policy.id, p.row.version, now, 0, [fault], [])
     if prepared is None:
         return None
     state, ctx, applied, rules = prepared
@@ -315,10 +374,17 @@ async def record(
         changes += sum(1 for a in result.get("attributes", {}).values() if a["policy"] == pid)
         faults = [f for f in result.get("faults", []) if f["policy"] == pid]
         conflicts = [c for c in result.get("conflicts", []) if pid in (c["loser"], c["winner"])]
-        if p.tags_add:
-            await device_query.add_tags(conn, run.device_id, p.tags_add)
-        if p.tags_remove:
-            await device_query.remove_tags(conn, run.device_id, p.tags_remove)
+        for tags, change in (
+            (p.tags_add, device_query.add_tags),
+            (p.tags_remove, device_query.remove_tags),
+        ):
+            try:
+                if tags:
+                    await change(conn, run.device_id, tags)
+            except ValueError as err:  # loading checks tags; this is the last guard
+                faults.append(
+                    {"policy": pid, "name": p.row.name, "path": "tags", "reason": str(err)}
+                )
         download = p.download
         if download:
             fault = await _queue_file(conn, run.device_id, p, download)

@@ -224,6 +224,16 @@ class SessionDriver:
                 await self._finish(live, work, None, fault)
                 live.work, response = None, None
                 continue
+            except Exception as err:
+                if work.policy_run is None:
+                    raise
+                # the engine is pure: what breaks it is operator data, which must
+                # fault the policies, not end the device's session in a 500
+                log(logger, logging.ERROR, "policy_engine_failed", device=live.device_id, error=err)
+                fault = PlanFault(8002, f"internal error applying the policies: {err!r}")
+                await self._finish(live, work, None, fault)
+                live.work, response = None, None
+                continue
             work.outstanding = request
             live.rpcs_sent += 1
             self.metrics.rpc_sent(request.rpc)
@@ -244,16 +254,21 @@ class SessionDriver:
             live.policies_checked = True
             if self.policies.surely_nothing_for(live.events, now()):
                 return await self._campaign_work(live)
-            async with self.pool.acquire() as conn:
-                found = await provisioning.session_plan(
-                    conn,
-                    self.policies,
-                    live.device_id,
-                    live.root,
-                    live.events,
-                    now(),
-                    self.settings.gpv_batch_size,
-                )
+            try:
+                async with self.pool.acquire() as conn:
+                    found = await provisioning.session_plan(
+                        conn,
+                        self.policies,
+                        live.device_id,
+                        live.root,
+                        live.events,
+                        now(),
+                        self.settings.gpv_batch_size,
+                    )
+            except provisioning.OPERATOR_DATA_ERRORS as err:
+                # the session's other work goes on without the policies
+                log(logger, logging.ERROR, "policies_unusable", device=live.device_id, error=err)
+                found = None
             if found is not None:
                 plan, run = found
                 return Work(plan, label="policies", policy_run=run)
@@ -278,7 +293,7 @@ class SessionDriver:
                 return None
             await task_store.mark_running(conn, task.id, live.session_id)
             types: dict[str, str] = {}
-            if task.name in ("setParameterValues", "addObject"):
+            if task.name in task_rules.NEEDS_TYPES:
                 params = await devices.get_parameters(conn, live.device_id)
                 types = {k: v.xsd_type for k, v in params.items() if v.xsd_type}
             args: dict[str, Any] | None = task.args
@@ -302,8 +317,8 @@ class SessionDriver:
         except task_rules.InvalidTask as bad:
             reason = bad.reason + "".join(f"; {e['path']}: {e['message']}" for e in bad.errors)
             async with self.pool.acquire() as conn, conn.transaction():
-                await task_store.mark_fault(conn, task.id, 8003, reason)
-                await notify.job_closed(conn, task, fault_code=8003, fault_string=reason)
+                await task_store.mark_fault(conn, task.id, bad.code, reason)
+                await notify.job_closed(conn, task, fault_code=bad.code, fault_string=reason)
             self.metrics.job_finished("fault")
             return await self._next_task(live)
         log(

@@ -37,7 +37,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -58,6 +57,7 @@ from acs.core.filters import (
     Or,
     parse_time,
 )
+from acs.core.tags import tag_problem
 
 _TEXT_COLUMNS = {
     "DeviceID.ID": "d.id",
@@ -94,7 +94,6 @@ SORTS = {
 }
 MAX_LIMIT = 1000
 MAX_PROJECTION = 100
-_TAG = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _NUMBER = r"'^-?[0-9]+(\.[0-9]+)?$'"
 
 
@@ -468,8 +467,8 @@ def _check_tags(tags: list[str]) -> list[str]:
     if isinstance(tags, str):  # a bare string would be taken letter by letter
         raise ValueError("tags must be a list of strings")
     for tag in tags:
-        if not isinstance(tag, str) or not _TAG.fullmatch(tag):
-            raise ValueError(f"invalid tag {tag!r}: 1-64 letters, digits or _.:-")
+        if (problem := tag_problem(tag)) is not None:
+            raise ValueError(problem)
     return list(tags)
 
 

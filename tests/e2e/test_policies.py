@@ -15,11 +15,15 @@ from typing import Any
 import asyncpg
 import pytest
 
+from acs.core import policies as engine
+from acs.cwmp import messages as m
 from acs.services.provisioning import DEFAULT_POLICIES
+from acs.store import policies as policy_store
 from acs.web.server import Running
 from tests.e2e.conftest import StartAcs
 from tests.e2e.test_api import Client, token
 from tests.e2e.test_simulator_fleet import dev_id, fleet_of
+from tests.e2e.test_ui_http import Browserless, make_user
 
 pytestmark = pytest.mark.db
 
@@ -338,3 +342,219 @@ async def test_dry_run_and_bad_policies(
     assert "exactly one of count or keys" in err["message"]
     err = await refused({"precondition": "DeviceID.OUI ="})
     assert err["path"] == "precondition"
+
+
+async def test_policies_that_would_break_sessions_are_refused_when_written(
+    admin: Client, policies: Policies, unique_serial
+) -> None:
+    """Issue 15: each of these was accepted with 201, and every matching
+    device's session then ended in HTTP 500 with its lock held."""
+
+    async def refused(body: dict[str, Any]) -> list[dict[str, Any]]:
+        status, out = await admin.call(
+            "POST", "/policies", json={"name": unique_serial("bad-")} | body
+        )
+        assert status == 400, out
+        return out["error"]["errors"]
+
+    err = (await refused({"tags": {"add": [""]}}))[0]
+    assert err["path"] == "tags.add.0" and "1-64 letters" in err["message"]
+    err = (await refused({"tags": {"remove": ["has space"]}}))[0]
+    assert err["path"] == "tags.remove.0" and "'has space'" in err["message"]
+    err = (await refused({"precondition": 'DeviceID.Manufacturer LIKE "\\\\"'}))[0]
+    assert err["path"] == "precondition" and "lone backslash" in err["message"]
+    # the same filter compiler guards every other place a filter is written
+    like = 'DeviceID.Manufacturer LIKE "\\\\"'
+    status, out = await admin.call("GET", "/devices", params={"filter": like})
+    assert status == 400 and "lone backslash" in out["error"]["message"], out
+    status, out = await admin.call(
+        "POST",
+        "/bulk-jobs?dryRun=true",
+        json={"name": "b", "task": {"name": "reboot"}, "filter": like},
+    )
+    assert status == 400 and out["error"]["errors"][0]["path"] == "filter", out
+    status, out = await admin.call(
+        "POST", "/campaigns", json={"name": "c", "filter": like, "stages": [{"size": "100%"}]}
+    )
+    assert status == 400, out
+    assert any(
+        e["path"] == "filter" and "lone backslash" in e["message"] for e in out["error"]["errors"]
+    ), out
+    # values are checked against the data model's type, range and size
+    err = (
+        await refused(
+            {"parameters": [{"path": "ManagementServer.PeriodicInformInterval", "value": "abc"}]}
+        )
+    )[0]
+    assert err["path"] == "parameters.0.value" and "xsd:unsignedInt" in err["message"]
+    err = (await refused({"parameters": [{"path": "WiFi.SSID.1.SSID", "value": "s" * 33}]}))[0]
+    assert err["path"] == "parameters.0.value" and "at most 32 characters" in err["message"]
+    err = (
+        await refused(
+            {"objects": [{"path": "NAT.PortMapping.", "keys": {"ExternalPort": "65536"}}]}
+        )
+    )[0]
+    assert err["path"] == "objects.0.keys.ExternalPort" and "0 to 65535" in err["message"]
+    # and a policy's PUT is checked the same way
+    good = await policies.create(
+        {"name": unique_serial("good-"), "tags": {"add": ["fine"]}, "enabled": False}
+    )
+    status, out = await admin.call(
+        "PUT",
+        f"/policies/{good['id']}",
+        json={"name": good["name"], "enabled": False, "tags": {"add": ["not fine"]}},
+    )
+    assert status == 400 and out["error"]["errors"][0]["path"] == "tags.add.0", out
+
+
+async def test_a_policy_bad_at_run_time_is_its_own_fault_and_the_session_goes_on(
+    pol_acs: Running, admin: Client, policies: Policies, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    """Policies written to the table behind the API's back (or before a rule got
+    stricter) and a template whose value does not fit on the device: each is
+    that policy's fault on the device; the session applies the rest."""
+    prefix = unique_serial("T")
+    flt = mine(prefix)
+    bad_rows = [
+        {"name": unique_serial("empty-tag-"), "precondition": flt, "spec": {"tags": {"add": [""]}}},
+        {
+            "name": unique_serial("bad-like-"),
+            "precondition": 'DeviceID.Manufacturer LIKE "\\\\"',
+            "spec": {"parameters": [{"path": "WiFi.SSID.2.SSID", "value": "never"}]},
+        },
+        {"name": unique_serial("no-path-"), "precondition": flt, "spec": {"parameters": [{}]}},
+    ]
+    ids = []
+    async with db_pool.acquire() as conn:
+        for row in bad_rows:
+            ids.append((await policy_store.create(conn, row, "test")).id)
+    try:
+        odd = await policies.create(
+            {
+                "name": unique_serial("odd-type-"),
+                "precondition": flt,
+                # a serial number is no xsd:unsignedInt: known only once rendered
+                "parameters": [
+                    {
+                        "path": "ManagementServer.PeriodicInformInterval",
+                        "value": "{DeviceID.SerialNumber}",
+                    }
+                ],
+            }
+        )
+        good = await policies.create(
+            {
+                "name": unique_serial("good-"),
+                "precondition": flt,
+                "parameters": [
+                    {"path": "WiFi.SSID.1.SSID", "value": "ok-{DeviceID.SerialNumber[-4:]}"}
+                ],
+                "tags": {"add": ["checked"]},
+            }
+        )
+        fleet = await fleet_of(pol_acs, prefix, 1, periodic_interval=3600)
+        try:
+            serial, cpe = next(iter(fleet.devices.items()))
+            await fleet.wait_for(lambda: cpe.sessions_ok >= 1)
+            assert cpe.sessions_failed == 0
+            assert cpe.tree.value("Device.WiFi.SSID.1.SSID") == f"ok-{serial[-4:]}"
+            assert cpe.tree.value("Device.WiFi.SSID.2.SSID") != "never"
+            interval = cpe.tree.value("Device.ManagementServer.PeriodicInformInterval")
+            assert interval == "3600"  # the serial number never reached the CPE
+            device = dev_id(fleet, serial)
+
+            async def recorded() -> bool:
+                got = {r["policy"] for r in (await results_of(admin, device))["results"]}
+                return {good["id"], odd["id"], ids[0], ids[2]} <= got
+
+            await until(recorded)
+            by_id = {r["policy"]: r for r in (await results_of(admin, device))["results"]}
+            assert by_id[good["id"]]["faults"] == [] and by_id[good["id"]]["changes"] == 1
+            [fault] = by_id[odd["id"]]["faults"]
+            assert fault["path"] == "Device.ManagementServer.PeriodicInformInterval"
+            assert "not sent" in fault["reason"] and "xsd:unsignedInt" in fault["reason"]
+            [fault] = by_id[ids[0]]["faults"]
+            assert "cannot be used" in fault["reason"] and "tags.add.0" in fault["reason"]
+            [fault] = by_id[ids[2]]["faults"]
+            assert "parameters.0.path" in fault["reason"]
+            assert ids[1] not in by_id  # its precondition matches no device
+            status, dev = await admin.call("GET", f"/devices/{device}")
+            assert status == 200 and "checked" in dev["tags"] and "" not in dev["tags"]
+            # and on the device's page of the web UI
+            person = Browserless(pol_acs)
+            try:
+                assert (
+                    await person.login(await make_user(db_pool, unique_serial, "viewer"))
+                ).status == 303
+                status, page = await person.get(f"/ui/devices/{device}")
+            finally:
+                await person.close()
+            assert status == 200 and odd["name"] in page
+            assert "not sent: Device.ManagementServer.PeriodicInformInterval: must be an" in page
+            assert "the stored policy cannot be used" in page
+            # a dry run of a stored policy the compiler refuses says why, not 500
+            status, out = await admin.call("POST", f"/policies/{ids[0]}/dry-run?device={device}")
+            assert status == 409 and out["error"]["errors"][0]["path"] == "tags.add.0", out
+            # overrides are literal values, checked like a job's
+            status, out = await admin.call(
+                "PUT",
+                f"/devices/{device}/overrides",
+                json={"parameters": [["ManagementServer.PeriodicInformInterval", "abc"]]},
+            )
+            assert status == 400 and out["error"]["errors"][0]["path"] == "parameters.0.1", out
+            # the next session is just as healthy: no lock left behind
+            await fleet.trigger(serial)
+            assert cpe.sessions_failed == 0 and cpe.last_session.ok
+        finally:
+            await fleet.stop()
+    finally:
+        async with db_pool.acquire() as conn:
+            for pid in ids:
+                await policy_store.delete(conn, pid)
+
+
+async def test_the_session_survives_a_policy_plan_that_breaks(
+    pol_acs: Running,
+    admin: Client,
+    policies: Policies,
+    unique_serial,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The last guard: whatever slips past the compiler and breaks the engine
+    faults the policies, and the session ends as the CPE expects."""
+    prefix = unique_serial("G")
+    policy = await policies.create(
+        {
+            "name": unique_serial("guarded-"),
+            "precondition": mine(prefix),
+            "parameters": [{"path": "WiFi.SSID.1.SSID", "value": "never-set"}],
+        }
+    )
+
+    def broken(*_args: Any, **_kw: Any) -> Any:
+        yield m.GetParameterValues(parameter_names=["Device.WiFi.SSID.1.SSID"])
+        raise KeyError("an engine bug that operator data triggered")
+
+    # the engine is pure, so the only way to break it here is to replace it
+    monkeypatch.setattr(engine, "provision", broken)
+    fleet = await fleet_of(pol_acs, prefix, 1, periodic_interval=3600)
+    try:
+        serial, cpe = next(iter(fleet.devices.items()))
+        await fleet.wait_for(lambda: cpe.sessions_ok >= 1)
+        assert cpe.sessions_failed == 0
+        assert cpe.tree.value("Device.WiFi.SSID.1.SSID") != "never-set"
+        device = dev_id(fleet, serial)
+
+        async def recorded() -> bool:
+            return bool((await results_of(admin, device))["results"])
+
+        await until(recorded)
+        [result] = (await results_of(admin, device))["results"]
+        assert result["policy"] == policy["id"]
+        [fault] = result["faults"]
+        assert fault["reason"].startswith("8002 internal error applying the policies: KeyError")
+        # and the next session is as healthy: no lock was left behind
+        await fleet.trigger(serial)
+        assert cpe.last_session.ok and cpe.sessions_failed == 0
+    finally:
+        await fleet.stop()

@@ -1384,3 +1384,57 @@ def test_the_plan_yields_only_requests_the_acs_sends() -> None:
     )
     assert cpe.requests
     assert all(r.direction == "acs-to-cpe" and not r.is_response for r in cpe.requests)
+
+
+# --------------------------------------------------------------------------- value types
+
+
+def test_a_rendered_value_of_the_wrong_type_is_a_fault_and_never_sent() -> None:
+    ms = "Device.ManagementServer."
+    cpe = FakeCPE(
+        tree(
+            {
+                ms + "PeriodicInformInterval": leaf("3600", "xsd:unsignedInt"),
+                ms + "PeriodicInformEnable": leaf("false", "xsd:boolean"),
+                "Device.WiFi.SSID.1.SSID": leaf("old"),
+            }
+        ),
+        templates={"Device.NAT.PortMapping.": {"ExternalPort": ("0", "xsd:unsignedInt")}},
+    )
+    cpe.tree["Device.NAT.PortMapping."] = obj()
+    odd = policy(
+        1,
+        "odd",
+        parameters=[
+            # a serial number is no xsd:unsignedInt: known only once rendered
+            param("ManagementServer.PeriodicInformInterval", "{DeviceID.SerialNumber}"),
+            param("WiFi.SSID.1.SSID", "{DeviceID.SerialNumber}" * 4),  # over 32 characters
+        ],
+        objects=[
+            ObjectRule(
+                "NAT.PortMapping.",
+                keys=(("ExternalPort", parse_template("{DeviceID.SerialNumber}")),),
+            )
+        ],
+    )
+    good = policy(2, "good", parameters=[param("ManagementServer.PeriodicInformEnable", "true")])
+    out = run([odd, good], cpe)
+    sent = [v.name for spv in cpe.of(m.SetParameterValues) for v in spv.parameter_list]
+    assert sent == [ms + "PeriodicInformEnable"]
+    assert cpe.value(ms + "PeriodicInformInterval") == "3600"
+    assert cpe.value(ms + "PeriodicInformEnable") == "true"
+    faults = {f["path"]: f["reason"] for f in out["faults"] if f["policy"] == 1}
+    assert "must be an xsd:unsignedInt" in faults[ms + "PeriodicInformInterval"]
+    assert "at most 32 characters" in faults["Device.WiFi.SSID.1.SSID"]
+    # a key no instance can hold adds no instance (it would add one every round)
+    assert "must be an xsd:unsignedInt" in faults["Device.NAT.PortMapping.{i}.ExternalPort"]
+    assert cpe.of(m.AddObject) == []
+    assert all(f["policy"] == 1 for f in out["faults"])
+
+
+def test_values_are_sent_by_the_models_type_when_the_tree_has_none() -> None:
+    ms = "Device.ManagementServer."
+    cpe = FakeCPE(tree({ms + "PeriodicInformInterval": leaf("3600", None)}))
+    run([policy(parameters=[param("ManagementServer.PeriodicInformInterval", "600")])], cpe)
+    [spv] = cpe.of(m.SetParameterValues)
+    assert spv.parameter_list[0].xsd_type == "xsd:unsignedInt"

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from acs.connreq.http import ConnectionRequestResult
 from acs.core import filters
-from acs.core.tasks import InvalidTask, validate_task
+from acs.core.tasks import NEEDS_TYPES, InvalidTask, validate_task
 from acs.logs import log
 from acs.services.knock import knock as knock_device
 from acs.store import device_query, devices, files, tokens
@@ -393,6 +393,12 @@ async def create_task(request: web.Request) -> web.Response:
     async with svc.pool.acquire() as conn:
         if await devices.get_device(conn, dev_id) is None:
             raise not_found(f"device {dev_id!r}")
+        if body.name in NEEDS_TYPES:  # checked again by the device's own types
+            tree = await devices.get_parameters(conn, dev_id)
+            try:
+                validate_task(body.name, args, lambda p: tree[p].xsd_type if p in tree else None)
+            except InvalidTask as bad:
+                raise ApiError(400, "invalid_task", bad.reason, bad.errors) from None
         task = await task_store.enqueue(
             conn,
             dev_id,

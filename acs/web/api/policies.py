@@ -7,6 +7,7 @@ import logging
 import asyncpg
 from aiohttp import web
 
+from acs.core.policy_spec import SpecError, check_overrides, compile_spec
 from acs.logs import log
 from acs.services import provisioning
 from acs.store import devices
@@ -43,6 +44,11 @@ def policy_out(row: store.PolicyRow) -> P.PolicyOut:
 
 
 def _values(body: P.PolicyIn) -> dict[str, object]:
+    spec = body.spec()
+    try:  # the compiler that loads policies for sessions: what it refuses never gets stored
+        compile_spec(0, body.name, body.priority, spec)
+    except SpecError as bad:
+        raise ApiError(400, "invalid_policy", str(bad), bad.errors) from None
     return {
         "name": body.name,
         "description": body.description,
@@ -51,7 +57,7 @@ def _values(body: P.PolicyIn) -> dict[str, object]:
         "precondition": body.precondition,
         "events": body.events,
         "windows": [w.model_dump() for w in body.windows],
-        "spec": body.spec(),
+        "spec": spec,
     }
 
 
@@ -181,10 +187,14 @@ async def dry_run_policy(request: web.Request) -> web.Response:
         row = await store.get(conn, pid)
         if row is None:
             raise not_found(f"policy {pid}")
+        try:
+            loaded = provisioning.load(row)
+        except SpecError as bad:  # written to the table by hand, or before a rule got stricter
+            raise ApiError(409, "policy_unusable", str(bad), bad.errors) from None
         result = await provisioning.dry_run(
             conn,
             provisioning.PolicyBook(),
-            provisioning.load(row),
+            loaded,
             q.device,
             provisioning.utcnow(),
         )
@@ -255,6 +265,10 @@ async def put_overrides(request: web.Request) -> web.Response:
     dev_id = request.match_info["device_id"]
     body: P.OverridesIn = await body_of(request, P.OverridesIn)
     values = [(p[0], p[1], p[2] if len(p) == 3 else None) for p in body.parameters]
+    try:
+        check_overrides(values)
+    except SpecError as bad:
+        raise ApiError(400, "invalid_overrides", str(bad), bad.errors) from None
     async with services(request).pool.acquire() as conn:
         if await devices.get_device(conn, dev_id) is None:
             raise not_found(f"device {dev_id!r}")
