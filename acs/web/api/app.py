@@ -17,6 +17,7 @@ from acs.core import filters
 from acs.core.tasks import InvalidTask, validate_task
 from acs.logs import log
 from acs.services.knock import knock as knock_device
+from acs.services.knock import reach_view
 from acs.store import device_query, devices, files, tokens
 from acs.store import tasks as task_store
 from acs.store.db import UNAVAILABLE
@@ -430,7 +431,7 @@ async def create_task(request: web.Request) -> web.Response:
 
 
 async def knock(svc: Services, dev_id: str) -> ConnectionRequestResult:
-    return await knock_device(svc.pool, svc.connreq, svc.settings, dev_id)
+    return await knock_device(svc.pool, svc.connreq, svc.settings, dev_id, svc.udp_connreq)
 
 
 @api.route(
@@ -454,8 +455,37 @@ async def connection_request(request: web.Request) -> web.Response:
             raise not_found(f"device {dev_id!r}")
     r = await knock(svc, dev_id)
     return json_out(
-        M.ConnectionRequestOut(ok=r.ok, status=r.status, reason=r.reason, elapsedS=r.elapsed_s)
+        M.ConnectionRequestOut(
+            ok=r.ok,
+            status=r.status,
+            reason=r.reason,
+            elapsedS=r.elapsed_s,
+            channel=r.channel,
+            channels=r.channels,
+        )
     )
+
+
+@api.route(
+    "GET",
+    "/devices/{device_id}/connection-request",
+    role="viewer",
+    tag="jobs",
+    summary="How the device can be reached: its channels and their last outcomes",
+    responses={
+        200: (M.ReachOut, "channels, STUN binding, last outcome per channel"),
+        404: (None, "unknown device"),
+    },
+)
+async def connection_request_channels(request: web.Request) -> web.Response:
+    """HTTP (ConnectionRequestURL) and UDP (STUN binding, UDPConnectionRequestAddress):
+    which would be tried, in which order, why one would not, and how each last went."""
+    dev_id = request.match_info["device_id"]
+    svc = services(request)
+    view = await reach_view(svc.pool, svc.settings, dev_id, udp_on=svc.udp_connreq is not None)
+    if view is None:
+        raise not_found(f"device {dev_id!r}")
+    return json_out(M.ReachOut(**view))
 
 
 @api.route(
