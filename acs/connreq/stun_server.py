@@ -104,8 +104,7 @@ class StunServer(asyncio.DatagramProtocol):
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # a datagram endpoint's
 
     def error_received(self, exc: Exception) -> None:
         # ICMP errors of earlier sends (a CPE gone): nothing to answer, nothing broken

@@ -145,7 +145,7 @@ def test_the_signature_is_hmac_sha1_over_ts_id_un_cn_keyed_with_the_password() -
         password="cr-secret",
         cnonce="XTGRWIPC6D3IPXS3",
     )
-    expected = hmac_sha1(b"cr-secret", b"1120673700" b"1234" b"CPE57689" b"XTGRWIPC6D3IPXS3")
+    expected = hmac_sha1(b"cr-secret", b"11206737001234CPE57689XTGRWIPC6D3IPXS3")
     assert data == (
         b"GET http://198.51.100.7:40001?ts=1120673700&id=1234&un=CPE57689"
         b"&cn=XTGRWIPC6D3IPXS3&sig=" + expected.hex().upper().encode() + b" HTTP/1.1\r\n"
