@@ -123,6 +123,20 @@ class StunServer(asyncio.DatagramProtocol):
         if request.username is None:
             self.metrics.stun("unauthenticated")
             return
+        now = time.monotonic()
+        cached = self._peers.get(request.username)
+        if cached is not None and cached[1] > now:
+            # the common keep-alive: known peer, unchanged binding; answered right
+            # here, without a task or an await
+            peer = cached[0]
+            if not self._verdict(request, (source, port), peer):
+                return
+            assert peer is not None
+            if not (
+                request.connection_request_binding and self._due(peer, (source, port), request)
+            ):
+                self._success(request, (source, port), peer)
+                return
         if len(self._tasks) >= MAX_PENDING:
             self.metrics.stun("overload")
             return
@@ -141,38 +155,52 @@ class StunServer(asyncio.DatagramProtocol):
         self._peers[username] = (peer, now + PEER_CACHE_S)
         return peer
 
+    def _verdict(
+        self, request: stun.BindingRequest, addr: tuple[str, int], peer: Peer | None
+    ) -> bool:
+        """Whether the request is authentic; counts (and challenges) it when not."""
+        if peer is None:
+            self.metrics.stun("unknown_user")
+            return False
+        if not request.has_integrity:
+            self._send(stun.binding_error(request, 401, "Unauthorized"), addr)
+            self.metrics.stun("challenged")
+            return False
+        if not request.authentic(peer.password):
+            self.metrics.stun("bad_integrity")
+            return False
+        return True
+
+    def _success(self, request: stun.BindingRequest, addr: tuple[str, int], peer: Peer) -> None:
+        self._send(stun.binding_success(request, addr, peer.password), addr)
+        self.metrics.stun("answered")
+
     async def _answer(self, request: stun.BindingRequest, addr: tuple[str, int]) -> None:
         assert request.username is not None
         try:
             peer = await self._peer(request.username)
-            if peer is None:
-                self.metrics.stun("unknown_user")
+            if not self._verdict(request, addr, peer):
                 return
-            if not request.has_integrity:
-                self._send(stun.binding_error(request, 401, "Unauthorized"), addr)
-                self.metrics.stun("challenged")
-                return
-            if not request.authentic(peer.password):
-                self.metrics.stun("bad_integrity")
-                return
-            if request.connection_request_binding:
+            assert peer is not None
+            if request.connection_request_binding and self._due(peer, addr, request):
                 await self._keep(peer, addr, request.binding_change)
-            self._send(stun.binding_success(request, addr, peer.password), addr)
-            self.metrics.stun("answered")
+            self._success(request, addr, peer)
         except Exception as exc:  # the database away, say: this keep-alive is lost, not the server
             self.metrics.stun("error")
             log(logger, logging.WARNING, "stun_failed", source=addr[0], error=repr(exc))
 
+    def _due(self, peer: Peer, addr: tuple[str, int], request: stun.BindingRequest) -> bool:
+        """Whether the binding must be written: new, moved, changed, or not for a while."""
+        last = self._written.get(peer.device_id)
+        return (
+            request.binding_change
+            or last is None
+            or last[:2] != addr
+            or time.monotonic() - last[2] >= self.refresh_s
+        )
+
     async def _keep(self, peer: Peer, addr: tuple[str, int], binding_change: bool) -> None:
         now = time.monotonic()
-        last = self._written.get(peer.device_id)
-        if (
-            not binding_change
-            and last is not None
-            and last[:2] == addr
-            and now - last[2] < self.refresh_s
-        ):
-            return
         nat = behind_nat(addr[0], peer.connection_request_url)
         changed = await self._record(peer.device_id, addr[0], addr[1], nat)
         if len(self._written) >= MAX_CACHE:

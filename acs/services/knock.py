@@ -21,7 +21,7 @@ import asyncpg
 from acs.config import Settings
 from acs.connreq.http import ConnectionRequester, ConnectionRequestResult
 from acs.connreq.udp_sender import UdpConnectionRequester
-from acs.core.reach import plan
+from acs.core.reach import CHANNELS, plan
 from acs.logs import log
 from acs.store import nat
 
@@ -156,7 +156,7 @@ def _overall(
     if last is not None and last.ok:
         last.channels = channels
         return last
-    reason = "; ".join(f"{ch}: {c['reason']}" for ch, c in channels.items())
+    reason = "; ".join(f"{ch}: {channels[ch]['reason']}" for ch in CHANNELS if ch in channels)
     if last is None:
         # nothing could be tried: keep the single-channel wording an HTTP-only ACS gave
         http = channels.get("http", {})
