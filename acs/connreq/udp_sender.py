@@ -25,7 +25,7 @@ from acs.metrics import Metrics
 FIRST_INTERVAL_S = 0.1
 MAX_INTERVAL_S = 1.6
 MAX_SENDS = 9  # RFC 5389 Rc-1 retransmissions after the first
-POLL_S = 0.05  # how often the session's arrival is checked between sends
+POLL_S = 0.1  # how often the session's arrival is checked between sends (a DB read)
 
 Arrived = Callable[[], Awaitable[bool]]
 
