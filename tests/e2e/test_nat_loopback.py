@@ -129,6 +129,15 @@ async def test_a_natted_cpe_is_reached_over_udp_through_its_stun_binding(
         assert binding["port"] == agent.transport.get_extra_info("sockname")[1]
         assert agent.signed  # the server's 401 made the CPE sign its requests
         assert stun_count(acs, "challenged") >= 1 and stun_count(acs, "answered") >= 1
+        # the STUN password is shown nowhere in clear: not in the job, not in the tree
+        status, jobs = await client.call("GET", f"/devices/{dev}/tasks")
+        assert status == 200
+        setup = next(j for j in jobs["items"] if j["name"] == "setParameterValues")
+        shown = {pv[0].rsplit(".", 1)[1]: pv[1] for pv in setup["args"]["parameterValues"]}
+        assert shown["STUNPassword"] == "********" and shown["STUNUsername"] == serial
+        status, device = await client.call("GET", f"/devices/{dev}")
+        assert status == 200 and STUN_PASSWORD not in str(device) and serial in str(device)
+        assert STUN_PASSWORD not in str(jobs)
 
         # a job "now": the HTTP URL leads nowhere, the UDP knock brings the device
         started = time.monotonic()

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from acs.connreq.http import ConnectionRequestResult
 from acs.core import filters
+from acs.core.session_log import MASK, is_secret_name
 from acs.core.tasks import InvalidTask, validate_task
 from acs.logs import log
 from acs.services.knock import knock as knock_device
@@ -332,6 +333,12 @@ async def _change_tags(request: web.Request, *, add: bool) -> web.Response:
 # --------------------------------------------------------------------------- jobs
 
 
+def masked_value(pv: Any) -> Any:
+    if isinstance(pv, list) and len(pv) >= 2 and isinstance(pv[0], str) and is_secret_name(pv[0]):
+        return [pv[0], MASK, *pv[2:]]
+    return pv
+
+
 def task_out(t: task_store.Task, cr: ConnectionRequestResult | None = None) -> M.TaskOut:
     fault = None
     if t.status == "fault" or t.fault_string:
@@ -340,6 +347,8 @@ def task_out(t: task_store.Task, cr: ConnectionRequestResult | None = None) -> M
     for secret in ("password",):
         if args.get(secret):
             args[secret] = "********"
+    if isinstance(args.get("parameterValues"), list):  # e.g. a STUNPassword being set
+        args["parameterValues"] = [masked_value(pv) for pv in args["parameterValues"]]
     return M.TaskOut(
         id=t.id,
         device=t.device_id,
