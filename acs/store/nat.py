@@ -29,17 +29,6 @@ async def remember_stun_credentials(conn: asyncpg.Connection, device_id: str, ro
         root + STUN_CREDENTIAL_PARAMETERS[0],
         root + STUN_CREDENTIAL_PARAMETERS[1],
     )
-    # kept here only: the tree shows what a GetParameterValues would, "" (the
-    # device view of the API must not show the key in clear)
-    await conn.execute(
-        """
-        UPDATE device_parameters SET tree = jsonb_set(tree, ARRAY[$2, 'v'], '""')
-        WHERE device_id = $1 AND coalesce(tree -> $2 ->> 'v', '') <> ''
-          AND EXISTS (SELECT 1 FROM stun_credentials WHERE device_id = $1)
-        """,
-        device_id,
-        root + STUN_CREDENTIAL_PARAMETERS[1],
-    )
 
 
 async def stun_peer(conn: asyncpg.Connection, username: str) -> StunPeer | None:

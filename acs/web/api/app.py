@@ -186,7 +186,9 @@ def device_out(
         if params is None
         else {
             path: M.ParameterOut(
-                value=p.value,
+                # the ACS keeps what it set (ConnectionRequestPassword, STUNPassword...):
+                # it is not shown in clear
+                value=MASK if p.value and is_secret_name(path) else p.value,
                 type=p.xsd_type,
                 writable=p.writable,
                 notification=p.notification,
