@@ -14,6 +14,7 @@ address and port the binding was made towards, which is the STUN server's.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -28,6 +29,9 @@ MAX_SENDS = 9  # RFC 5389 Rc-1 retransmissions after the first
 POLL_S = 0.1  # how often the session's arrival is checked between sends (a DB read)
 
 Arrived = Callable[[], Awaitable[bool]]
+# where the device's binding points now (None: unchanged or unknown); asked
+# before each retransmission, so a NAT that hands out a new port mid-knock is followed
+Retarget = Callable[[], Awaitable[tuple[str, int] | None]]
 
 
 class _Sink(asyncio.DatagramProtocol):
@@ -83,8 +87,9 @@ class UdpConnectionRequester:
         password: str,
         arrived: Arrived,
         timeout_s: float,
+        retarget: Retarget | None = None,
     ) -> ConnectionRequestResult:
-        result = await self._send(target, username, password, arrived, timeout_s)
+        result = await self._send(target, username, password, arrived, timeout_s, retarget)
         self.metrics.connection_request(result.outcome)
         return result
 
@@ -95,6 +100,7 @@ class UdpConnectionRequester:
         password: str,
         arrived: Arrived,
         timeout_s: float,
+        retarget: Retarget | None,
     ) -> ConnectionRequestResult:
         start = time.monotonic()
         host, port = target
@@ -110,7 +116,21 @@ class UdpConnectionRequester:
             )
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         ts, msg_id = self.ids.next(time.time())
-        datagram = udp.build(host, port, ts=ts, msg_id=msg_id, username=username, password=password)
+        cnonce = secrets.token_hex(8)
+
+        def datagram_to(host: str, port: int) -> bytes:
+            # one request: the same ts, id and cnonce whatever address it goes to
+            return udp.build(
+                host,
+                port,
+                ts=ts,
+                msg_id=msg_id,
+                username=username,
+                password=password,
+                cnonce=cnonce,
+            )
+
+        datagram = datagram_to(host, port)
         schedule = send_schedule(timeout_s)
         sends = 0
         try:
@@ -120,6 +140,11 @@ class UdpConnectionRequester:
                     while True:
                         now = time.monotonic() - start
                         if sends < len(schedule) and now >= schedule[sends]:
+                            moved = await retarget() if retarget and sends else None
+                            if moved is not None and moved != target:
+                                target = moved
+                                host, port = target
+                                datagram = datagram_to(host, port)
                             transport.sendto(datagram, target)
                             sends += 1
                             self.sent += 1

@@ -108,7 +108,23 @@ async def knock(
                 async with pool.acquire() as conn:
                     return await nat.connection_request_arrived(conn, dev_id, since)
 
-            r = await udp.send(p.udp_target, username, password, arrived, share)
+            async def retarget() -> tuple[str, int] | None:
+                async with pool.acquire() as conn:
+                    b = await nat.binding(conn, dev_id)
+                return None if b is None else (b.address, b.port)
+
+            from_binding = reach.binding is not None and p.udp_target == (
+                reach.binding.address,
+                reach.binding.port,
+            )
+            r = await udp.send(
+                p.udp_target,
+                username,
+                password,
+                arrived,
+                share,
+                retarget if from_binding else None,
+            )
         r.channel = channel
         channels[channel] = {
             "tried": True,
