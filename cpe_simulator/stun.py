@@ -194,6 +194,9 @@ class StunAgent:
             return
         if cpe.state != "up":
             return
+        if not self.fleet.cr_server.admit(cpe.serial):  # TR-069 3.2.2: a CPE limits the rate
+            self.fleet.count("udp_connection_request", "rate_limited")
+            return
         self.fleet.count("udp_connection_request", "accepted")
         cpe.add_event("6 CONNECTION REQUEST")
         if not cpe.in_session:

@@ -491,6 +491,9 @@ def print_banner(acs: Running, dsn: str, *, embedded: bool, workers: Workers | N
         )
     else:
         print("  CPE authentication is OFF (ACS_CPE_AUTH=none)")
+    if "stun" in acs.ports:
+        host = settings.public_host or "127.0.0.1"
+        print(f"STUN (TR-111, UDP):           {host}:{acs.ports['stun']} (STUNServerAddress/Port)")
     print(f"API (operators):              {acs.url('api', '/api/v1/')}")
     print("  create a token: .venv/bin/acs token create --name me --role admin")
     print(f"  metrics: {acs.url('api', '/metrics')}, health: /healthz, /readyz")
