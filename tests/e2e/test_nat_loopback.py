@@ -35,10 +35,12 @@ STUN_PASSWORD = "stun-secret-1"
 CR = {"connection_request_username": "cr", "connection_request_password": "cr-secret"}
 
 
-def stun_setup(host: str, port: int, username: str, keepalive_s: int = 1) -> list[list[str]]:
-    ms = "Device.ManagementServer."
+def stun_setup(
+    host: str, port: int, username: str, keepalive_s: int = 1, root: str = "Device."
+) -> list[list[str]]:
+    ms = root + "ManagementServer."
     return [
-        [ms + "STUNEnable", "true", "xsd:boolean"],
+        [ms + "STUNEnable", "true" if root == "Device." else "1", "xsd:boolean"],
         [ms + "STUNServerAddress", host, "xsd:string"],
         [ms + "STUNServerPort", str(port), "xsd:unsignedInt"],
         [ms + "STUNUsername", username, "xsd:string"],
@@ -88,7 +90,9 @@ async def natted_device(
         f"/devices/{dev}/tasks",
         json={
             "name": "setParameterValues",
-            "parameterValues": stun_setup("127.0.0.1", acs.ports["stun"], serial),
+            "parameterValues": stun_setup(
+                "127.0.0.1", acs.ports["stun"], serial, root=fleet.devices[serial].tree.root
+            ),
         },
     )
     assert status == 201
@@ -168,6 +172,32 @@ async def test_a_natted_cpe_is_reached_over_udp_through_its_stun_binding(
         assert fleet.counters[("udp_connection_request", "accepted")] == 2
         # retransmissions of one request carry its id: a CPE acts on each request once
         assert fleet.counters[("udp_connection_request", "bad_signature")] == 0
+    finally:
+        await fleet.stop()
+        await client.close()
+
+
+async def test_a_tr098_gateway_behind_a_nat_is_reached_too(
+    start_acs: StartAcs, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    acs = await start_acs(connection_request_timeout_s=5.0, **CR)
+    client = Client(acs, await token(db_pool, "operator", unique_serial))
+    fleet, dev = await natted_device(
+        acs, db_pool, client, unique_serial("IGD"), model="tr098-gateway"
+    )
+    try:
+        serial = next(iter(fleet.devices))
+        tree = fleet.devices[serial].tree
+        assert tree.root == "InternetGatewayDevice."
+        agent = fleet.stun[serial]
+        assert agent.transport is not None
+        port = agent.transport.get_extra_info("sockname")[1]
+        # what the CPE reports, in TR-098's own spelling of booleans
+        ms = "InternetGatewayDevice.ManagementServer."
+        assert tree.value(ms + "UDPConnectionRequestAddress") == f"127.0.0.1:{port}"
+        assert tree.value(ms + "NATDetected") == "1"
+        status, body = await client.call("POST", f"/devices/{dev}/connection-request")
+        assert status == 200 and body["ok"] is True and body["channel"] == "udp", body
     finally:
         await fleet.stop()
         await client.close()
