@@ -107,8 +107,14 @@ def binding_success(request: BindingRequest, address: tuple[str, int], password:
     )
     msg.attributes["XOR-MAPPED-ADDRESS"] = address
     msg.attributes["MAPPED-ADDRESS"] = address
-    msg.add_message_integrity(password.encode())
-    return bytes(msg)
+    # what Message.add_message_integrity does, with aioice's own primitives, but
+    # serialising the message once instead of three times: the keep-alive hot path
+    data = bytes(msg)
+    data += struct.pack("!HH", 0x0008, 20) + stun.message_integrity(data, password.encode())
+    data = stun.set_body_length(data, len(data) - stun.HEADER_LENGTH)
+    fingerprint = stun.message_fingerprint(data)
+    data += struct.pack("!HHI", 0x8028, 4, fingerprint)
+    return stun.set_body_length(data, len(data) - stun.HEADER_LENGTH)
 
 
 def binding_error(request: BindingRequest, code: int, reason: str) -> bytes:

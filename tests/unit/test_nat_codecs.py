@@ -282,3 +282,18 @@ def test_the_rate_limit_is_per_source_and_refills() -> None:
     for i in range(10):
         limit.allow(f"spoof{i}", 100.0)
     assert len(limit._buckets) <= 3
+
+
+def test_the_fast_success_answer_is_byte_for_byte_aioices_own() -> None:
+    from aioice import stun as aioice
+
+    _tid, data = stun.binding_request("cpe-1", "pw")
+    req = stun.parse_binding_request(data)
+    for address in (("198.51.100.7", 40001), ("2001:db8::7", 1)):
+        ref = aioice.Message(
+            aioice.Method.BINDING, aioice.Class.RESPONSE, transaction_id=req.transaction_id
+        )
+        ref.attributes["XOR-MAPPED-ADDRESS"] = address
+        ref.attributes["MAPPED-ADDRESS"] = address
+        ref.add_message_integrity(b"pw")
+        assert stun.binding_success(req, address, "pw") == bytes(ref)
