@@ -47,18 +47,22 @@ class RateLimit:
     def __init__(self, rate: float, burst: float, max_sources: int = MAX_CACHE) -> None:
         self.rate, self.burst, self.max_sources = rate, burst, max_sources
         self._buckets: dict[str, tuple[float, float]] = {}
+        self._pruned_at = float("-inf")
 
     def allow(self, source: str, now: float) -> bool:
         tokens, last = self._buckets.get(source, (self.burst, now))
         tokens = min(self.burst, tokens + (now - last) * self.rate)
         if len(self._buckets) >= self.max_sources and source not in self._buckets:
             # a spoofed-source flood must not grow the table without end: forget the
-            # full buckets (sources at rest), which lose nothing by starting full again
-            self._buckets = {
-                s: (t, at)
-                for s, (t, at) in self._buckets.items()
-                if t + (now - at) * self.rate < self.burst
-            }
+            # full buckets (sources at rest), which lose nothing by starting full again;
+            # at most once a second, or the scan itself would be the flood's weapon
+            if now - self._pruned_at >= 1.0:
+                self._pruned_at = now
+                self._buckets = {
+                    s: (t, at)
+                    for s, (t, at) in self._buckets.items()
+                    if t + (now - at) * self.rate < self.burst
+                }
             if len(self._buckets) >= self.max_sources:
                 return False
         if tokens < 1:

@@ -282,6 +282,14 @@ def test_the_rate_limit_is_per_source_and_refills() -> None:
     for i in range(10):
         limit.allow(f"spoof{i}", 100.0)
     assert len(limit._buckets) <= 3
+    # a table full of busy sources refuses newcomers, and scans again only a second later
+    busy = RateLimit(rate=1, burst=2, max_sources=2)
+    assert busy.allow("x", 0.0) and busy.allow("y", 0.0)
+    assert not busy.allow("z", 0.1)
+    assert busy.allow("y", 0.1)  # a known source keeps its bucket
+    busy._buckets["y"] = (2.0, 0.1)  # y at rest again
+    assert not busy.allow("z", 0.5)  # inside the second: no scan, no room
+    assert busy.allow("z", 1.2)  # the next scan forgets y
 
 
 def test_the_fast_success_answer_is_byte_for_byte_aioices_own() -> None:
