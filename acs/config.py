@@ -212,6 +212,28 @@ class Settings(BaseSettings):
     )
     connection_request_password: str | None = None
 
+    # --- NAT traversal (TR-111 Part 2): STUN server and UDP connection requests
+    stun_enable: bool = Field(
+        default=True,
+        description="run the STUN server CPEs behind a NAT keep their binding open with, and"
+        " send UDP connection requests; false: HTTP connection requests only",
+    )
+    stun_port: int = Field(
+        default=3478, ge=0, le=65535, description="UDP port of the STUN server, on ACS_HOST"
+    )
+    stun_rate_per_source: float = Field(
+        default=200.0,
+        gt=0,
+        description="Binding Requests per second one source address may send (twice that in"
+        " a burst); more are dropped. Many CPEs behind one carrier-grade NAT share an address",
+    )
+    stun_binding_fresh_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="a STUN binding seen longer ago than this is not used for UDP connection"
+        " requests; keep it above the CPEs' STUNMaximumKeepAlivePeriod",
+    )
+
     # --- API and files
     api_max_upload_bytes: int = Field(default=1024 * 1024 * 1024, ge=1)
     files_public_url: str | None = Field(

@@ -274,6 +274,13 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.stun_requests = Counter(
+            "acs_stun_requests",
+            "Datagrams the STUN server received, by what became of them (answered, "
+            "challenged; dropped: malformed, unauthenticated, bad_integrity, rate_limited...)",
+            ["outcome"],
+            registry=r,
+        )
         self.relayed = Counter(
             "acs_cwmp_relayed",
             "CWMP requests this worker passed to the worker owning their session, by how "
@@ -314,6 +321,9 @@ class Metrics:
 
     def connection_request(self, outcome: str) -> None:
         self.connection_requests.labels(outcome).inc()
+
+    def stun(self, outcome: str) -> None:
+        self.stun_requests.labels(outcome).inc()
 
     def relay(self, reason: str) -> None:
         self.relayed.labels(reason).inc()

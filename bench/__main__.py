@@ -36,6 +36,7 @@ SCENARIOS: dict[str, tuple[list[str], list[str]]] = {
     # no churn round at full size: it rewrites 100,000 trees (about ten minutes
     # here); the quick run shows what a round does to the size
     "storage": (["--devices", "100000", "--churn-rounds", "0"], ["--quick"]),
+    "stun": ([], ["--quick"]),
 }
 
 

@@ -162,6 +162,7 @@ def acs_env(dsn: str, port: int, data_dir: Path, **extra: str) -> dict[str, str]
         ACS_CWMP_PORT=str(port),
         ACS_API_PORT=str(port + 1),
         ACS_FILES_PORT=str(port + 2),
+        ACS_STUN_PORT="0",
         ACS_CPE_USERNAME=CPE_USERNAME,
         ACS_CPE_PASSWORD=CPE_PASSWORD,
         ACS_LOG_LEVEL="WARNING",

@@ -49,6 +49,7 @@ def main() -> None:
         ACS_CWMP_PORT=str(args.port),
         ACS_API_PORT=str(args.port + 10),
         ACS_FILES_PORT=str(args.port + 20),
+        ACS_STUN_PORT="0",
         ACS_CPE_USERNAME="cpe",
         ACS_CPE_PASSWORD="bench",
         ACS_LOG_LEVEL="WARNING",

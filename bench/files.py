@@ -208,6 +208,7 @@ def measure_acs(
             ACS_CWMP_PORT=str(free_port()),
             ACS_API_PORT=str(api_port),
             ACS_FILES_PORT=str(files_port),
+            ACS_STUN_PORT="0",
             ACS_LOG_LEVEL="WARNING",
         )
         token = subprocess.run(

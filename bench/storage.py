@@ -540,6 +540,7 @@ class AcsProcess:
             ACS_CWMP_PORT=str(port),
             ACS_API_PORT=str(port + 1),
             ACS_FILES_PORT=str(port + 2),
+            ACS_STUN_PORT="0",
             ACS_LOG_LEVEL="WARNING",
         )
         self.proc: subprocess.Popen[str] | None = None

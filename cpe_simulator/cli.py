@@ -53,6 +53,11 @@ def rss_mb() -> float:
 @click.option("--cr-host", default="127.0.0.1", help="connection-request listener address")
 @click.option("--cr-port", type=int, default=7548)
 @click.option(
+    "--nat",
+    is_flag=True,
+    help="behind a NAT: no inbound TCP connection requests; reachable by STUN + UDP only",
+)
+@click.option(
     "--max-concurrent", type=click.IntRange(1), default=200, help="sessions in flight at once"
 )
 @click.option("--retry-min-wait", type=float, default=5.0, help="TR-069 3.2.1.1 m, seconds")
@@ -79,6 +84,7 @@ def main(
     cwmp_version: str,
     cr_host: str,
     cr_port: int,
+    nat: bool,
     max_concurrent: int,
     retry_min_wait: float,
     ca_file: str | None,
@@ -110,6 +116,7 @@ def main(
         auth=auth,
         cr_host=cr_host,
         cr_port=cr_port,
+        nat=nat,
         cwmp_version=cwmp_version,
         max_concurrent=max_concurrent,
         timing=Timing(retry_min_wait_s=retry_min_wait),
@@ -128,9 +135,10 @@ async def _run(config: FleetConfig, duration: float | None, every: float, as_jso
     fleet = Fleet(config)
     started = time.monotonic()
     await fleet.start()
+    where = "STUN + UDP only (--nat)" if config.nat else f"{config.cr_host}:{fleet.cr_server.port}"
     click.echo(
-        f"{config.devices} CPEs ({config.model}) -> {config.acs_url}; connection requests "
-        f"on {config.cr_host}:{fleet.cr_server.port}"
+        f"{config.devices} CPEs ({config.model}) -> {config.acs_url};"
+        f" connection requests on {where}"
     )
     try:
         while not stop.is_set():

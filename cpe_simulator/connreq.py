@@ -45,6 +45,17 @@ class ConnectionRequestServer:
         if self.runner is not None:
             await self.runner.cleanup()
 
+    def admit(self, serial: str) -> bool:
+        """Whether the CPE takes one more connection request now (HTTP or UDP alike)."""
+        now = time.monotonic()
+        recent = self._recent.setdefault(serial, deque())
+        while recent and now - recent[0] > self.window_s:
+            recent.popleft()
+        if len(recent) >= self.burst:
+            return False
+        recent.append(now)
+        return True
+
     async def handle(self, request: web.Request) -> web.Response:
         cpe = self.fleet.devices.get(request.match_info["serial"])
         if cpe is None or cpe.state != "up":
@@ -58,14 +69,9 @@ class ConnectionRequestServer:
         ):
             self.fleet.count("connection_request", "401")
             return web.Response(status=401, headers={"WWW-Authenticate": self.digest.challenge()})
-        now = time.monotonic()
-        recent = self._recent.setdefault(cpe.serial, deque())
-        while recent and now - recent[0] > self.window_s:
-            recent.popleft()
-        if len(recent) >= self.burst:
+        if not self.admit(cpe.serial):
             self.fleet.count("connection_request", "503")
             return web.Response(status=503, headers={"Retry-After": str(int(self.window_s))})
-        recent.append(now)
         self.fleet.count("connection_request", "accepted")
         cpe.add_event("6 CONNECTION REQUEST")
         if not cpe.in_session:  # one in progress picks the event up when it ends

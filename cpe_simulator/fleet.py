@@ -27,6 +27,7 @@ from cpe_simulator.connreq import ConnectionRequestServer
 from cpe_simulator.cpe import SimulatedCpe
 from cpe_simulator.datamodel import Identity, load_template
 from cpe_simulator.profiles import Timing, parse_profiles, profiles_for, retry_wait_range
+from cpe_simulator.stun import StunAgent
 from cpe_simulator.tree import ParameterTree
 
 
@@ -50,6 +51,10 @@ class FleetConfig:
     cr_port: int = 0
     cr_username: str = "cr"
     cr_password: str = "cr-secret"
+    # behind a NAT: no inbound TCP, so no connection-request HTTP server; the
+    # published ConnectionRequestURL leads nowhere, as a NATed CPE's private one
+    # does from outside. STUN (when the ACS enables it) is then the way in.
+    nat: bool = False
     cwmp_version: str = "1.0"  # "1.0" speaks urn:dslforum-org:cwmp-1-0, else cwmp-1-2
     max_concurrent: int = 200
     jitter: float = 0.1
@@ -83,6 +88,7 @@ class Fleet:
         self.counters: Counter[tuple[str, str]] = Counter()
         self.http: aiohttp.ClientSession = None  # type: ignore[assignment]  # set by start()
         self.cr_server = ConnectionRequestServer(self)
+        self.stun: dict[str, StunAgent] = {}  # devices with STUNEnable, by serial
         self._heap: list[tuple[float, int, str]] = []
         self._seq = itertools.count()
         self._wakeup = asyncio.Event()
@@ -127,7 +133,8 @@ class Fleet:
                 self._auth = (
                     aiohttp.DigestAuthMiddleware(c.username, c.password, preemptive=False),
                 )
-        port = await self.cr_server.start(c.cr_host, c.cr_port)
+        # port 1 (tcpmux) behind a NAT: a URL nothing answers on, even on loopback
+        port = await self.cr_server.start(c.cr_host, c.cr_port) if not c.nat else c.cr_port or 1
         template = load_template(c.model)
         self.started_at = time.monotonic()
         for i in range(c.first_serial, c.first_serial + c.devices):
@@ -183,6 +190,8 @@ class Fleet:
             for task in pending:
                 task.cancel()
             await asyncio.wait(pending, timeout=5)
+        for agent in self.stun.values():
+            await agent.stop()
         await self.cr_server.stop()
 
     async def __aenter__(self) -> Fleet:
@@ -273,6 +282,7 @@ class Fleet:
                 ok = False
         if cpe.state != "up":
             return  # rebooting or bricked: power_on() wakes it
+        self._sync_stun(cpe)
         if not ok:
             low, high = retry_wait_range(cpe.retry_count, self.timing)
             self._push(cpe, cpe.rng.uniform(low, high))
@@ -282,6 +292,18 @@ class Fleet:
             self.spawn(cpe.reboot())
         else:
             self._schedule_periodic(cpe)
+
+    def _sync_stun(self, cpe: SimulatedCpe) -> None:
+        """Start STUN keep-alives once a session left STUNEnable on (the agent stops
+        by itself when it is turned off)."""
+        agent = self.stun.get(cpe.serial)
+        if agent is None:
+            agent = StunAgent(self, cpe, self.config.cr_host)
+            if not agent.enabled():
+                return
+            self.stun[cpe.serial] = agent
+        if agent.enabled() and not self.closing:
+            agent.start()
 
     def _schedule_periodic(self, cpe: SimulatedCpe) -> None:
         if not cpe.tree.periodic_inform_enable:

@@ -79,6 +79,9 @@ class ConnectionRequestResult:
     reason: str
     elapsed_s: float  # from the call, including any wait for a free slot
     outcome: str = "error"  # one of OUTCOMES
+    channel: str = "http"  # which channel answered, or the last one tried (acs.core.reach)
+    # every channel tried or left out, with its outcome and reason (acs.services.knock)
+    channels: dict[str, dict[str, object]] | None = None
 
 
 @dataclass(slots=True)

@@ -1,66 +1,226 @@
-"""Connection requests on a device's behalf: whose credentials, which URL.
+"""Connection requests on a device's behalf: whose credentials, which channel.
 
-Used by the API (a job "now") and by campaigns that pull pending devices in
-instead of waiting for their periodic Inform.
+Used by the API (a job "now") and by campaigns and bulk jobs that pull
+devices in instead of waiting for their periodic Inform. One knock picks the
+channels that can reach the device (acs.core.reach: HTTP to its
+ConnectionRequestURL, UDP to its STUN binding or UDPConnectionRequestAddress,
+UDP first behind a NAT), tries them in order inside the one timeout, and
+records each channel's outcome for operators.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 
 from acs.config import Settings
 from acs.connreq.http import ConnectionRequester, ConnectionRequestResult
+from acs.connreq.udp_sender import UdpConnectionRequester
+from acs.core.reach import CHANNELS, plan
 from acs.logs import log
+from acs.store import nat
 
 logger = logging.getLogger("acs.connreq")
 
 _ROOTS = ("Device.", "InternetGatewayDevice.")
 
 
-async def knock(
-    pool: asyncpg.Pool, requester: ConnectionRequester, settings: Settings, dev_id: str
-) -> ConnectionRequestResult:
-    """Send a connection request with the device's own credentials: those the ACS
-    stored for it, else the ones in its tree, else the configured defaults."""
-    async with pool.acquire() as conn:
-        row = await conn.fetchrow(
-            """
-            SELECT d.connection_request_url, c.username, c.password,
-                   coalesce(dp.tree -> ($2 || 'ManagementServer.ConnectionRequestUsername'),
-                            dp.tree -> ($3 || 'ManagementServer.ConnectionRequestUsername'))
-                       ->> 'v' AS tree_username,
-                   coalesce(dp.tree -> ($2 || 'ManagementServer.ConnectionRequestPassword'),
-                            dp.tree -> ($3 || 'ManagementServer.ConnectionRequestPassword'))
-                       ->> 'v' AS tree_password
-            FROM devices d
-            LEFT JOIN connection_request_credentials c ON c.device_id = d.id
-            LEFT JOIN device_parameters dp ON dp.device_id = d.id
-            WHERE d.id = $1
-            """,
-            dev_id,
-            *_ROOTS,
-        )
-    if row is None or not row["connection_request_url"]:
-        requester.metrics.connection_request("no_url")
-        return ConnectionRequestResult(
-            False, None, "the device has sent no ConnectionRequestURL", 0.0, "no_url"
-        )
+async def _credentials(
+    conn: asyncpg.Connection, settings: Settings, dev_id: str
+) -> tuple[str | None, str, str] | None:
+    """(ConnectionRequestURL, username, password): the credentials the ACS stored for
+    the device, else the ones in its tree, else the configured defaults."""
+    row = await conn.fetchrow(
+        """
+        SELECT d.connection_request_url, c.username, c.password,
+               coalesce(dp.tree -> ($2 || 'ManagementServer.ConnectionRequestUsername'),
+                        dp.tree -> ($3 || 'ManagementServer.ConnectionRequestUsername'))
+                   ->> 'v' AS tree_username,
+               coalesce(dp.tree -> ($2 || 'ManagementServer.ConnectionRequestPassword'),
+                        dp.tree -> ($3 || 'ManagementServer.ConnectionRequestPassword'))
+                   ->> 'v' AS tree_password
+        FROM devices d
+        LEFT JOIN connection_request_credentials c ON c.device_id = d.id
+        LEFT JOIN device_parameters dp ON dp.device_id = d.id
+        WHERE d.id = $1
+        """,
+        dev_id,
+        *_ROOTS,
+    )
+    if row is None:
+        return None
     if row["username"] is not None:
         username, password = row["username"], row["password"]
     else:
         username = row["tree_username"] or settings.connection_request_username or ""
         password = row["tree_password"] or settings.connection_request_password or ""
-    result = await requester.send(row["connection_request_url"], username, password)
+    return row["connection_request_url"], username, password
+
+
+async def knock(
+    pool: asyncpg.Pool,
+    requester: ConnectionRequester,
+    settings: Settings,
+    dev_id: str,
+    udp: UdpConnectionRequester | None = None,
+) -> ConnectionRequestResult:
+    """Ask the device to open a session now, over the first channel that works."""
+    start = time.monotonic()
+    since = datetime.now(UTC)
+    async with pool.acquire() as conn:
+        creds = await _credentials(conn, settings, dev_id)
+        reach = await nat.reach(conn, dev_id)
+    if creds is None or reach is None:
+        requester.metrics.connection_request("no_url")
+        return ConnectionRequestResult(False, None, "unknown device", 0.0, "no_url")
+    url, username, password = creds
+    p = plan(reach, since, timedelta(seconds=settings.stun_binding_fresh_s))
+    unusable = dict(p.unusable)
+    order = list(p.order)
+    if udp is None and "udp" in order:
+        order.remove("udp")
+        unusable["udp"] = "UDP connection requests are off (ACS_STUN_ENABLE=false)"
+    channels: dict[str, dict[str, object]] = {
+        ch: {"tried": False, "reason": why} for ch, why in unusable.items()
+    }
+    budget = settings.connection_request_timeout_s
+    last: ConnectionRequestResult | None = None
+    for i, channel in enumerate(order):
+        remaining = budget - (time.monotonic() - start)
+        if remaining <= 0.05:
+            channels[channel] = {"tried": False, "reason": "not tried: the timeout was used up"}
+            continue
+        # a channel with another behind it gets half the time, so a hanging one
+        # leaves the next its chance inside the caller's timeout
+        share = remaining if i == len(order) - 1 else remaining / 2
+        if channel == "http":
+            assert url is not None
+            r = await _http(requester, url, username, password, share)
+        else:
+            assert udp is not None and p.udp_target is not None
+
+            async def arrived() -> bool:
+                async with pool.acquire() as conn:
+                    return await nat.connection_request_arrived(conn, dev_id, since)
+
+            async def retarget() -> tuple[str, int] | None:
+                async with pool.acquire() as conn:
+                    b = await nat.binding(conn, dev_id)
+                return None if b is None else (b.address, b.port)
+
+            from_binding = reach.binding is not None and p.udp_target == (
+                reach.binding.address,
+                reach.binding.port,
+            )
+            r = await udp.send(
+                p.udp_target,
+                username,
+                password,
+                arrived,
+                share,
+                retarget if from_binding else None,
+            )
+        r.channel = channel
+        channels[channel] = {
+            "tried": True,
+            "ok": r.ok,
+            "outcome": r.outcome,
+            "reason": r.reason,
+            "elapsedS": r.elapsed_s,
+        }
+        async with pool.acquire() as conn:
+            await nat.record_outcome(
+                conn,
+                dev_id,
+                channel,
+                ok=r.ok,
+                outcome=r.outcome,
+                reason=r.reason,
+                elapsed_s=r.elapsed_s,
+                at=datetime.now(UTC),
+            )
+        last = r
+        if r.ok:
+            break
+    result = _overall(last, channels, time.monotonic() - start)
+    if last is None:
+        requester.metrics.connection_request(result.outcome)
     log(
         logger,
         logging.INFO if result.ok else logging.WARNING,
         "connection_request",
         device=dev_id,
         ok=result.ok,
+        channel=result.channel,
         outcome=result.outcome,
         status=result.status,
         reason=result.reason,
     )
     return result
+
+
+def _overall(
+    last: ConnectionRequestResult | None,
+    channels: dict[str, dict[str, object]],
+    elapsed: float,
+) -> ConnectionRequestResult:
+    if last is not None and last.ok:
+        last.channels = channels
+        return last
+    reason = "; ".join(f"{ch}: {channels[ch]['reason']}" for ch in CHANNELS if ch in channels)
+    if last is None:
+        # nothing could be tried: keep the single-channel wording an HTTP-only ACS gave
+        http = channels.get("http", {})
+        outcome = "no_url" if "ConnectionRequestURL" in str(http.get("reason")) else "unreachable"
+        return ConnectionRequestResult(
+            False, None, reason, round(elapsed, 3), outcome, "none", channels
+        )
+    return ConnectionRequestResult(
+        False, last.status, reason, round(elapsed, 3), last.outcome, last.channel, channels
+    )
+
+
+async def _http(
+    requester: ConnectionRequester, url: str, username: str, password: str, limit_s: float
+) -> ConnectionRequestResult:
+    if limit_s >= requester.timeout_s:
+        return await requester.send(url, username, password)
+    begun = time.monotonic()
+    try:
+        return await asyncio.wait_for(requester.send(url, username, password), limit_s)
+    except TimeoutError:
+        requester.metrics.connection_request("timeout")
+        elapsed = round(time.monotonic() - begun, 3)
+        reason = f"timeout after {limit_s:.1f} s (its share of the connection-request timeout)"
+        return ConnectionRequestResult(False, None, reason, elapsed, "timeout")
+
+
+async def reach_view(
+    pool: asyncpg.Pool, settings: Settings, dev_id: str, *, udp_on: bool
+) -> dict[str, Any] | None:
+    """What a knock on the device would do now, and how each channel last went."""
+    async with pool.acquire() as conn:
+        reach = await nat.reach(conn, dev_id)
+        if reach is None:
+            return None
+        details = await nat.binding_details(conn, dev_id)
+        last = await nat.outcomes(conn, dev_id)
+    p = plan(reach, datetime.now(UTC), timedelta(seconds=settings.stun_binding_fresh_s))
+    order, unusable = list(p.order), dict(p.unusable)
+    if not udp_on and "udp" in order:
+        order.remove("udp")
+        unusable["udp"] = "UDP connection requests are off (ACS_STUN_ENABLE=false)"
+    return {
+        "order": order,
+        "unusable": unusable,
+        "connectionRequestUrl": reach.connection_request_url,
+        "udpConnectionRequestAddress": reach.udp_address,
+        "natDetected": reach.nat_detected,
+        "stunBinding": details,
+        "last": last,
+    }

@@ -28,7 +28,7 @@ from acs.logs import log
 from acs.metrics import Metrics
 from acs.services import events as notify
 from acs.services import provisioning, rollout
-from acs.store import credentials, devices, files, session_logs, sessions
+from acs.store import credentials, devices, files, nat, session_logs, sessions
 from acs.store import tasks as task_store
 
 logger = logging.getLogger("acs.cwmp")
@@ -507,6 +507,9 @@ class SessionDriver:
                     for v in request.parameter_list
                 ):
                     await credentials.remember_connection_request_credentials(conn, dev, live.root)
+                names = [v.name for v in request.parameter_list]
+                if any(n.endswith(nat.STUN_CREDENTIAL_PARAMETERS) for n in names):
+                    await nat.remember_stun_credentials(conn, dev, live.root)
             elif isinstance(response, m.AddObjectResponse):
                 assert isinstance(request, m.AddObject)
                 await devices.add_object_instance(

@@ -17,6 +17,7 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import asyncpg
 from aiohttp import web
@@ -24,14 +25,17 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from acs.config import LISTENERS, Settings
 from acs.connreq.http import ConnectionRequester
+from acs.connreq.stun_server import StunServer
+from acs.connreq.udp_sender import UdpConnectionRequester
 from acs.core.auth_throttle import Throttle
+from acs.core.reach import StunPeer
 from acs.logs import log
 from acs.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from acs.metrics import Metrics
 from acs.services import bulk_jobs, campaigns, provisioning, retention
 from acs.services import events as notify
 from acs.services.knock import knock
-from acs.store import credentials
+from acs.store import credentials, nat
 from acs.store import tasks as task_store
 from acs.store.db import UNAVAILABLE, create_pool, migrate
 from acs.web.api.app import Services, build_api_app
@@ -268,6 +272,22 @@ async def running_acs(
             metrics=metrics,
         )
         closers.append(requester.close)
+        udp: UdpConnectionRequester | None = None
+        stun_port: int | None = None
+        if settings.stun_enable:
+            stun_server = stun_listener(settings, pool, metrics)
+            # before the TCP listeners: a CPE told of our STUN port finds it open
+            stun_port = await stun_server.start(
+                settings.host, settings.stun_port, reuse_port=workers is not None
+            )
+            closers.append(stun_server.close)
+            settings.stun_port = stun_port
+            udp = UdpConnectionRequester(
+                transport=lambda: stun_server.transport,
+                max_concurrent=settings.connection_request_concurrency,
+                metrics=metrics,
+            )
+            closers.append(udp.close)
         ops = ops_routes(
             pool, metrics, settings.metrics_token, relay.all_metrics if relay else None
         )
@@ -276,7 +296,7 @@ async def running_acs(
             ops(app)
             ui.install(app)  # the web UI, on the API's port and its session-aware auth
 
-        api = build_api_app(Services(settings, pool, requester), api_extras)
+        api = build_api_app(Services(settings, pool, requester, udp), api_extras)
         ports = {}
         for name, app, port in (
             ("cwmp", cwmp.app(), settings.cwmp_port),
@@ -296,7 +316,9 @@ async def running_acs(
             ports["files"],
         )
         if workers is None or workers.index == 0:
-            await _start_background(settings, pool, metrics, requester, closers)
+            await _start_background(settings, pool, metrics, requester, closers, udp)
+        if stun_port is not None:
+            ports["stun"] = stun_port
         yield Running(settings, pool, cwmp, api, runners, ports, metrics, contexts)
     finally:
         for runner in reversed(runners):
@@ -307,6 +329,29 @@ async def running_acs(
             await asyncio.wait_for(pool.close(), timeout=10)
         except TimeoutError:
             pool.terminate()
+
+
+def stun_listener(settings: Settings, pool: asyncpg.Pool, metrics: Metrics) -> StunServer:
+    """The STUN server, finding devices' credentials and keeping their bindings in PostgreSQL."""
+
+    async def lookup(username: str) -> StunPeer | None:
+        async with pool.acquire() as conn:
+            return await nat.stun_peer(conn, username)
+
+    async def record(device_id: str, address: str, port: int, nat_detected: bool) -> bool:
+        async with pool.acquire() as conn:
+            return await nat.record_binding(
+                conn, device_id, address, port, nat_detected, datetime.now(UTC)
+            )
+
+    return StunServer(
+        lookup,
+        record,
+        metrics,
+        rate_per_source=settings.stun_rate_per_source,
+        # unchanged bindings are written a few times per freshness period, not per keep-alive
+        refresh_s=max(1.0, settings.stun_binding_fresh_s / 5),
+    )
 
 
 async def prepare_database(pool: asyncpg.Pool, settings: Settings) -> None:
@@ -328,6 +373,7 @@ async def _start_background(
     metrics: Metrics,
     requester: ConnectionRequester,
     closers: list[Callable[[], Awaitable[None]]],
+    udp: UdpConnectionRequester | None = None,
 ) -> None:
     """The periodic ticks and the webhook sender: in one process only.
 
@@ -352,7 +398,7 @@ async def _start_background(
         campaign_tick,
         "interval",
         seconds=settings.campaign_tick_s,
-        args=[pool, functools.partial(knock, pool, requester, settings)],
+        args=[pool, functools.partial(knock, pool, requester, settings, udp=udp)],
         max_instances=1,
         coalesce=True,
     )
@@ -370,7 +416,7 @@ async def _start_background(
         seconds=settings.bulk_tick_s,
         args=[
             pool,
-            functools.partial(knock, pool, requester, settings),
+            functools.partial(knock, pool, requester, settings, udp=udp),
             settings.bulk_tick_s,
         ],
         max_instances=1,
@@ -426,6 +472,9 @@ def print_banner(acs: Running, dsn: str, *, embedded: bool, workers: Workers | N
         )
     else:
         print("  CPE authentication is OFF (ACS_CPE_AUTH=none)")
+    if "stun" in acs.ports:
+        host = settings.public_host or "127.0.0.1"
+        print(f"STUN (TR-111, UDP):           {host}:{acs.ports['stun']} (STUNServerAddress/Port)")
     print(f"API (operators):              {acs.url('api', '/api/v1/')}")
     print("  create a token: .venv/bin/acs token create --name me --role admin")
     print(f"  metrics: {acs.url('api', '/metrics')}, health: /healthz, /readyz")

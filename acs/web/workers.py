@@ -89,6 +89,13 @@ def _fix_ports(settings: Settings) -> list[socket.socket]:
         sock.bind((settings.host, 0))
         setattr(settings, attr, sock.getsockname()[1])
         held.append(sock)
+    if settings.stun_enable and settings.stun_port == 0:
+        # not held: a bound UDP socket in the workers' SO_REUSEPORT group would
+        # receive its share of the CPEs' Binding Requests and answer none
+        family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.bind((settings.host, 0))
+            settings.stun_port = sock.getsockname()[1]
     return held
 
 

@@ -18,6 +18,7 @@ def make_settings(**overrides: Any) -> Settings:
         "cwmp_port": 0,
         "api_port": 0,
         "files_port": 0,
+        "stun_port": 0,
         "cpe_auth": "none",
         "session_timeout_s": 30.0,
         "gpv_batch_size": 100,

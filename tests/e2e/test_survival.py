@@ -630,6 +630,7 @@ async def test_acs_killed_mid_campaign_resumes_and_flashes_each_device_once(
         "ACS_CWMP_PORT": str(cwmp_port),
         "ACS_API_PORT": str(api_port),
         "ACS_FILES_PORT": str(files_port),
+        "ACS_STUN_PORT": "0",
         "ACS_FILES_PUBLIC_URL": f"http://127.0.0.1:{link_port}/",
         "ACS_CPE_AUTH": "digest",
         "ACS_CPE_USERNAME": "cpe",

@@ -71,6 +71,7 @@ async def test_two_workers_run_each_job_once_and_relay_sessions_between_them(
         "ACS_CWMP_PORT": str(cwmp_port),
         "ACS_API_PORT": str(api_port),
         "ACS_FILES_PORT": str(files_port),
+        "ACS_STUN_PORT": "0",
         "ACS_WORKERS": "2",
         "ACS_CPE_AUTH": "digest",
         "ACS_CPE_USERNAME": "cpe",

@@ -14,9 +14,11 @@ from aiohttp import web
 
 from acs.connreq.http import ConnectionRequestResult
 from acs.core import filters
+from acs.core.session_log import MASK, is_secret_name
 from acs.core.tasks import NEEDS_TYPES, InvalidTask, validate_task
 from acs.logs import log
 from acs.services.knock import knock as knock_device
+from acs.services.knock import reach_view
 from acs.store import device_query, devices, files, tokens
 from acs.store import tasks as task_store
 from acs.store.db import UNAVAILABLE
@@ -184,7 +186,9 @@ def device_out(
         if params is None
         else {
             path: M.ParameterOut(
-                value=p.value,
+                # the ACS keeps what it set (ConnectionRequestPassword, STUNPassword...):
+                # it is not shown in clear
+                value=MASK if p.value and is_secret_name(path) else p.value,
                 type=p.xsd_type,
                 writable=p.writable,
                 notification=p.notification,
@@ -331,6 +335,12 @@ async def _change_tags(request: web.Request, *, add: bool) -> web.Response:
 # --------------------------------------------------------------------------- jobs
 
 
+def masked_value(pv: Any) -> Any:
+    if isinstance(pv, list) and len(pv) >= 2 and isinstance(pv[0], str) and is_secret_name(pv[0]):
+        return [pv[0], MASK, *pv[2:]]
+    return pv
+
+
 def task_out(t: task_store.Task, cr: ConnectionRequestResult | None = None) -> M.TaskOut:
     fault = None
     if t.status == "fault" or t.fault_string:
@@ -339,6 +349,8 @@ def task_out(t: task_store.Task, cr: ConnectionRequestResult | None = None) -> M
     for secret in ("password",):
         if args.get(secret):
             args[secret] = "********"
+    if isinstance(args.get("parameterValues"), list):  # e.g. a STUNPassword being set
+        args["parameterValues"] = [masked_value(pv) for pv in args["parameterValues"]]
     return M.TaskOut(
         id=t.id,
         device=t.device_id,
@@ -436,7 +448,7 @@ async def create_task(request: web.Request) -> web.Response:
 
 
 async def knock(svc: Services, dev_id: str) -> ConnectionRequestResult:
-    return await knock_device(svc.pool, svc.connreq, svc.settings, dev_id)
+    return await knock_device(svc.pool, svc.connreq, svc.settings, dev_id, svc.udp_connreq)
 
 
 @api.route(
@@ -460,8 +472,37 @@ async def connection_request(request: web.Request) -> web.Response:
             raise not_found(f"device {dev_id!r}")
     r = await knock(svc, dev_id)
     return json_out(
-        M.ConnectionRequestOut(ok=r.ok, status=r.status, reason=r.reason, elapsedS=r.elapsed_s)
+        M.ConnectionRequestOut(
+            ok=r.ok,
+            status=r.status,
+            reason=r.reason,
+            elapsedS=r.elapsed_s,
+            channel=r.channel,
+            channels=r.channels,
+        )
     )
+
+
+@api.route(
+    "GET",
+    "/devices/{device_id}/connection-request",
+    role="viewer",
+    tag="jobs",
+    summary="How the device can be reached: its channels and their last outcomes",
+    responses={
+        200: (M.ReachOut, "channels, STUN binding, last outcome per channel"),
+        404: (None, "unknown device"),
+    },
+)
+async def connection_request_channels(request: web.Request) -> web.Response:
+    """HTTP (ConnectionRequestURL) and UDP (STUN binding, UDPConnectionRequestAddress):
+    which would be tried, in which order, why one would not, and how each last went."""
+    dev_id = request.match_info["device_id"]
+    svc = services(request)
+    view = await reach_view(svc.pool, svc.settings, dev_id, udp_on=svc.udp_connreq is not None)
+    if view is None:
+        raise not_found(f"device {dev_id!r}")
+    return json_out(M.ReachOut(**view))
 
 
 @api.route(

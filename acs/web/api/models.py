@@ -129,6 +129,25 @@ class ConnectionRequestOut(BaseModel):
     status: int | None = None
     reason: str
     elapsedS: float
+    channel: str | None = Field(
+        default=None, description="http or udp: the channel that answered, or the last tried"
+    )
+    channels: dict[str, dict[str, Any]] | None = Field(
+        default=None, description="each channel: tried or not, its outcome and reason"
+    )
+
+
+class ReachOut(BaseModel):
+    order: list[str] = Field(description="channels a knock would try now, in order")
+    unusable: dict[str, str] = Field(description="channels a knock would skip, and why")
+    connectionRequestUrl: str | None
+    udpConnectionRequestAddress: str | None
+    natDetected: bool | None = Field(description="as the CPE reports NATDetected")
+    stunBinding: dict[str, Any] | None = Field(
+        description="the public address:port of the last STUN Binding Request, when seen, "
+        "since when unchanged, how often it changed, and whether it showed a NAT"
+    )
+    last: dict[str, dict[str, Any]] = Field(description="per channel: the last knock's outcome")
 
 
 class FileOut(BaseModel):

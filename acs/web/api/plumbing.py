@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from acs.config import Settings
 from acs.connreq.http import ConnectionRequester
+from acs.connreq.udp_sender import UdpConnectionRequester
 from acs.store import tokens
 from acs.web.api.errors import ApiError, from_validation
 from acs.web.api.routing import Api
@@ -25,6 +26,7 @@ class Services:
     settings: Settings
     pool: asyncpg.Pool
     connreq: ConnectionRequester
+    udp_connreq: UdpConnectionRequester | None = None  # None: ACS_STUN_ENABLE=false
 
 
 SERVICES = web.AppKey("services", Services)

@@ -1,0 +1,227 @@
+"""The ACS's STUN server (TR-111 Part 2): where CPEs behind a NAT keep a binding open.
+
+A CPE with STUNEnable sends Binding Requests to us every keep-alive period;
+those carrying CONNECTION-REQUEST-BINDING tell us the public address:port at
+which its NAT forwards datagrams to it, which we store for every worker to
+knock on (acs.connreq.udp_sender sends from this same socket, because a NAT
+that filters by remote endpoint only lets in datagrams from the address the
+binding was made towards).
+
+Only a request with a USERNAME we know and a MESSAGE-INTEGRITY made with its
+password gets the mapped address back; one with a known USERNAME and no
+integrity gets a 401 Binding Error (no address: the CPE is to retry signed, as
+RFC 5389 10.1.2 asks); everything else is dropped and counted. A token bucket
+per source address bounds what one sender can make us do (lookups, writes,
+answers), and a cap on lookups in flight bounds the whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from acs.connreq import stun
+from acs.core.reach import StunPeer as Peer
+from acs.core.reach import behind_nat
+from acs.logs import log
+from acs.metrics import Metrics
+
+logger = logging.getLogger("acs.stun")
+
+PEER_CACHE_S = 10.0  # a changed STUN password is used within this
+MAX_CACHE = 100_000
+MAX_PENDING = 256  # lookups in flight; past it requests are dropped as overload
+
+
+Lookup = Callable[[str], Awaitable[Peer | None]]
+# (device_id, address, port, nat_detected) -> whether address:port changed
+Record = Callable[[str, str, int, bool], Awaitable[bool]]
+
+
+class RateLimit:
+    """A token bucket per source address: ``rate`` per second, up to ``burst`` at once."""
+
+    def __init__(self, rate: float, burst: float, max_sources: int = MAX_CACHE) -> None:
+        self.rate, self.burst, self.max_sources = rate, burst, max_sources
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._pruned_at = float("-inf")
+
+    def allow(self, source: str, now: float) -> bool:
+        tokens, last = self._buckets.get(source, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        if len(self._buckets) >= self.max_sources and source not in self._buckets:
+            # a spoofed-source flood must not grow the table without end: forget the
+            # full buckets (sources at rest), which lose nothing by starting full again;
+            # at most once a second, or the scan itself would be the flood's weapon
+            if now - self._pruned_at >= 1.0:
+                self._pruned_at = now
+                self._buckets = {
+                    s: (t, at)
+                    for s, (t, at) in self._buckets.items()
+                    if t + (now - at) * self.rate < self.burst
+                }
+            if len(self._buckets) >= self.max_sources:
+                return False
+        if tokens < 1:
+            self._buckets[source] = (tokens, now)
+            return False
+        self._buckets[source] = (tokens - 1, now)
+        return True
+
+
+class StunServer(asyncio.DatagramProtocol):
+    def __init__(
+        self,
+        lookup: Lookup,
+        record: Record,
+        metrics: Metrics,
+        *,
+        rate_per_source: float,
+        refresh_s: float,
+    ) -> None:
+        self._lookup, self._record, self.metrics = lookup, record, metrics
+        self.limit = RateLimit(rate_per_source, max(1.0, 2 * rate_per_source))
+        self.refresh_s = refresh_s  # an unchanged binding is written at most this often
+        self.transport: asyncio.DatagramTransport | None = None
+        self.port = 0
+        self._peers: dict[str, tuple[Peer | None, float]] = {}
+        self._written: dict[str, tuple[str, int, float]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> int:
+        loop = asyncio.get_running_loop()
+        await loop.create_datagram_endpoint(
+            lambda: self, local_addr=(host, port), reuse_port=reuse_port or None
+        )
+        assert self.transport is not None
+        self.port = self.transport.get_extra_info("sockname")[1]
+        return self.port
+
+    async def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # a datagram endpoint's
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors of earlier sends (a CPE gone): nothing to answer, nothing broken
+        self.metrics.stun("icmp_error")
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, ...]) -> None:
+        source, port = str(addr[0]), int(addr[1])
+        if not self.limit.allow(source, time.monotonic()):
+            self.metrics.stun("rate_limited")
+            return
+        try:
+            request = stun.parse_binding_request(data)
+        except stun.StunError as err:
+            self.metrics.stun(err.outcome)
+            return
+        if request.username is None:
+            self.metrics.stun("unauthenticated")
+            return
+        now = time.monotonic()
+        cached = self._peers.get(request.username)
+        if cached is not None and cached[1] > now:
+            # the common keep-alive: known peer, unchanged binding; answered right
+            # here, without a task or an await
+            peer = cached[0]
+            if not self._verdict(request, (source, port), peer):
+                return
+            assert peer is not None
+            if not (
+                request.connection_request_binding and self._due(peer, (source, port), request)
+            ):
+                self._success(request, (source, port), peer)
+                return
+        if len(self._tasks) >= MAX_PENDING:
+            self.metrics.stun("overload")
+            return
+        task = asyncio.create_task(self._answer(request, (source, port)))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _peer(self, username: str) -> Peer | None:
+        now = time.monotonic()
+        cached = self._peers.get(username)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        peer = await self._lookup(username)
+        if len(self._peers) >= MAX_CACHE:
+            self._peers.clear()
+        self._peers[username] = (peer, now + PEER_CACHE_S)
+        return peer
+
+    def _verdict(
+        self, request: stun.BindingRequest, addr: tuple[str, int], peer: Peer | None
+    ) -> bool:
+        """Whether the request is authentic; counts (and challenges) it when not."""
+        if peer is None:
+            self.metrics.stun("unknown_user")
+            return False
+        if not request.has_integrity:
+            self._send(stun.binding_error(request, 401, "Unauthorized"), addr)
+            self.metrics.stun("challenged")
+            return False
+        if not request.authentic(peer.password):
+            self.metrics.stun("bad_integrity")
+            return False
+        return True
+
+    def _success(self, request: stun.BindingRequest, addr: tuple[str, int], peer: Peer) -> None:
+        self._send(stun.binding_success(request, addr, peer.password), addr)
+        self.metrics.stun("answered")
+
+    async def _answer(self, request: stun.BindingRequest, addr: tuple[str, int]) -> None:
+        assert request.username is not None
+        try:
+            peer = await self._peer(request.username)
+            if not self._verdict(request, addr, peer):
+                return
+            assert peer is not None
+            if request.connection_request_binding and self._due(peer, addr, request):
+                await self._keep(peer, addr, request.binding_change)
+            self._success(request, addr, peer)
+        except Exception as exc:  # the database away, say: this keep-alive is lost, not the server
+            self.metrics.stun("error")
+            log(logger, logging.WARNING, "stun_failed", source=addr[0], error=repr(exc))
+
+    def _due(self, peer: Peer, addr: tuple[str, int], request: stun.BindingRequest) -> bool:
+        """Whether the binding must be written: new, moved, changed, or not for a while."""
+        last = self._written.get(peer.device_id)
+        return (
+            request.binding_change
+            or last is None
+            or last[:2] != addr
+            or time.monotonic() - last[2] >= self.refresh_s
+        )
+
+    async def _keep(self, peer: Peer, addr: tuple[str, int], binding_change: bool) -> None:
+        now = time.monotonic()
+        nat = behind_nat(addr[0], peer.connection_request_url)
+        changed = await self._record(peer.device_id, addr[0], addr[1], nat)
+        if len(self._written) >= MAX_CACHE:
+            self._written.clear()
+        self._written[peer.device_id] = (addr[0], addr[1], now)
+        if changed or binding_change:
+            self.metrics.stun("binding_changed")
+            log(
+                logger,
+                logging.INFO,
+                "stun_binding",
+                device=peer.device_id,
+                address=f"{addr[0]}:{addr[1]}",
+                nat=nat,
+                binding_change=binding_change,
+            )
+
+    def _send(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(data, addr)

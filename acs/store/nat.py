@@ -1,0 +1,196 @@
+"""STUN credentials, UDP bindings and connection-request channel outcomes (TR-111 Part 2)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+
+from acs.core.reach import Binding, Reach, StunPeer
+
+_ROOTS = ("Device.", "InternetGatewayDevice.")
+STUN_CREDENTIAL_PARAMETERS = ("ManagementServer.STUNUsername", "ManagementServer.STUNPassword")
+
+
+async def remember_stun_credentials(conn: asyncpg.Connection, device_id: str, root: str) -> None:
+    """Keep the STUN credential the ACS just set on a device (after the values set
+    have been merged into the stored tree): the CPE will not read the password back."""
+    await conn.execute(
+        """
+        INSERT INTO stun_credentials (device_id, username, password)
+        SELECT $1, dp.tree -> $2 ->> 'v', dp.tree -> $3 ->> 'v'
+        FROM device_parameters dp
+        WHERE dp.device_id = $1 AND coalesce(dp.tree -> $2 ->> 'v', '') <> ''
+          AND coalesce(dp.tree -> $3 ->> 'v', '') <> ''
+        ON CONFLICT (device_id) DO UPDATE SET
+            username = EXCLUDED.username, password = EXCLUDED.password, updated_at = now()
+        """,
+        device_id,
+        root + STUN_CREDENTIAL_PARAMETERS[0],
+        root + STUN_CREDENTIAL_PARAMETERS[1],
+    )
+
+
+async def stun_peer(conn: asyncpg.Connection, username: str) -> StunPeer | None:
+    """The device whose STUN credential has this username: the one the ACS set, else
+    the STUNUsername/STUNPassword the device reported (when it reports the password)."""
+    row = await conn.fetchrow(
+        """
+        SELECT s.device_id, s.password, d.connection_request_url
+        FROM stun_credentials s JOIN devices d ON d.id = s.device_id
+        WHERE s.username = $1
+        """,
+        username,
+    )
+    if row is None:
+        # containment queries use the tree's GIN index (jsonb_path_ops)
+        rows = await conn.fetch(
+            """
+            SELECT dp.device_id, d.connection_request_url,
+                   coalesce(dp.tree -> ($2 || 'ManagementServer.STUNPassword'),
+                            dp.tree -> ($3 || 'ManagementServer.STUNPassword')) ->> 'v' AS password
+            FROM device_parameters dp JOIN devices d ON d.id = dp.device_id
+            WHERE dp.tree @> jsonb_build_object($2 || 'ManagementServer.STUNUsername',
+                                                jsonb_build_object('v', $1::text))
+               OR dp.tree @> jsonb_build_object($3 || 'ManagementServer.STUNUsername',
+                                                jsonb_build_object('v', $1::text))
+            LIMIT 2
+            """,
+            username,
+            *_ROOTS,
+        )
+        # two devices reporting one username: neither is trusted with the binding
+        row = rows[0] if len(rows) == 1 else None
+    if row is None or not row["password"]:
+        return None
+    return StunPeer(row["device_id"], row["password"], row["connection_request_url"])
+
+
+async def record_binding(
+    conn: asyncpg.Connection,
+    device_id: str,
+    address: str,
+    port: int,
+    nat_detected: bool,
+    at: datetime,
+) -> bool:
+    """Store the device's binding as seen now; True when address:port changed."""
+    changed = await conn.fetchval(
+        """
+        WITH old AS (SELECT address, port FROM udp_bindings WHERE device_id = $1)
+        INSERT INTO udp_bindings AS b (device_id, address, port, nat_detected, seen_at, since)
+        VALUES ($1, $2, $3, $4, $5, $5)
+        ON CONFLICT (device_id) DO UPDATE SET
+            address = EXCLUDED.address, port = EXCLUDED.port,
+            nat_detected = EXCLUDED.nat_detected, seen_at = EXCLUDED.seen_at,
+            since = CASE WHEN (b.address, b.port) = (EXCLUDED.address, EXCLUDED.port)
+                         THEN b.since ELSE EXCLUDED.seen_at END,
+            changes = b.changes + CASE
+                WHEN (b.address, b.port) = (EXCLUDED.address, EXCLUDED.port) THEN 0 ELSE 1 END
+        RETURNING coalesce((SELECT (address, port) <> ($2, $3) FROM old), false)
+        """,
+        device_id,
+        address,
+        port,
+        nat_detected,
+        at,
+    )
+    return bool(changed)
+
+
+async def binding(conn: asyncpg.Connection, device_id: str) -> Binding | None:
+    row = await conn.fetchrow(
+        "SELECT address, port, nat_detected, seen_at FROM udp_bindings WHERE device_id = $1",
+        device_id,
+    )
+    return None if row is None else Binding(**dict(row))
+
+
+async def binding_details(conn: asyncpg.Connection, device_id: str) -> dict[str, object] | None:
+    row = await conn.fetchrow(
+        "SELECT address, port, nat_detected, seen_at, since, changes"
+        " FROM udp_bindings WHERE device_id = $1",
+        device_id,
+    )
+    return None if row is None else dict(row)
+
+
+async def reach(conn: asyncpg.Connection, device_id: str) -> Reach | None:
+    """What the ACS knows of how to reach the device; None for an unknown device."""
+    row = await conn.fetchrow(
+        """
+        SELECT d.connection_request_url,
+               coalesce(dp.tree -> ($2 || 'ManagementServer.UDPConnectionRequestAddress'),
+                        dp.tree -> ($3 || 'ManagementServer.UDPConnectionRequestAddress'))
+                   ->> 'v' AS udp_address,
+               coalesce(dp.tree -> ($2 || 'ManagementServer.NATDetected'),
+                        dp.tree -> ($3 || 'ManagementServer.NATDetected')) ->> 'v' AS nat
+        FROM devices d LEFT JOIN device_parameters dp ON dp.device_id = d.id
+        WHERE d.id = $1
+        """,
+        device_id,
+        *_ROOTS,
+    )
+    if row is None:
+        return None
+    nat = row["nat"]
+    return Reach(
+        connection_request_url=row["connection_request_url"],
+        binding=await binding(conn, device_id),
+        udp_address=row["udp_address"] or None,
+        nat_detected=None if nat in (None, "") else nat.lower() in ("1", "true"),
+    )
+
+
+async def connection_request_arrived(
+    conn: asyncpg.Connection, device_id: str, since: datetime
+) -> bool:
+    """Whether the device has opened a session with "6 CONNECTION REQUEST" since then."""
+    return bool(
+        await conn.fetchval(
+            "SELECT last_inform >= $2 AND '6 CONNECTION REQUEST' = ANY (last_events)"
+            " FROM devices WHERE id = $1",
+            device_id,
+            since,
+        )
+    )
+
+
+async def record_outcome(
+    conn: asyncpg.Connection,
+    device_id: str,
+    channel: str,
+    *,
+    ok: bool,
+    outcome: str,
+    reason: str,
+    elapsed_s: float,
+    at: datetime,
+) -> None:
+    await conn.execute(
+        """
+        INSERT INTO connection_request_channels
+            (device_id, channel, ok, outcome, reason, elapsed_s, at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        ON CONFLICT (device_id, channel) DO UPDATE SET
+            ok = EXCLUDED.ok, outcome = EXCLUDED.outcome, reason = EXCLUDED.reason,
+            elapsed_s = EXCLUDED.elapsed_s, at = EXCLUDED.at
+        """,
+        device_id,
+        channel,
+        ok,
+        outcome,
+        reason,
+        elapsed_s,
+        at,
+    )
+
+
+async def outcomes(conn: asyncpg.Connection, device_id: str) -> dict[str, dict[str, object]]:
+    rows = await conn.fetch(
+        "SELECT channel, ok, outcome, reason, elapsed_s, at"
+        " FROM connection_request_channels WHERE device_id = $1",
+        device_id,
+    )
+    keys = ("ok", "outcome", "reason", "elapsed_s", "at")
+    return {r["channel"]: {k: r[k] for k in keys} for r in rows}
