@@ -30,11 +30,14 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "acs.store": ("acs.services", "acs.web", "acs.connreq", "aiohttp"),
     "acs.services": ("acs.web", "aiohttp.web"),
     "acs.connreq": ("acs.web", "acs.services", "acs.store"),
-    "cpe_simulator": ("acs.",),  # the simulator reuses acs.cwmp only (allowed below)
+    # TR-111's codecs are pure like acs.cwmp, so the simulator can share them
+    "acs.connreq.stun": ("acs.", "aiohttp", "asyncpg"),
+    "acs.connreq.udp": ("acs.", "aiohttp", "asyncpg"),
+    "cpe_simulator": ("acs.",),  # the simulator reuses the pure protocol code only (below)
 }
 ALLOWED: dict[str, tuple[str, ...]] = {
     "acs.cwmp": ("acs.cwmp",),
-    "cpe_simulator": ("acs.cwmp",),
+    "cpe_simulator": ("acs.cwmp", "acs.connreq.stun", "acs.connreq.udp"),
 }
 
 
@@ -76,9 +79,9 @@ def _imports(module: str, path: Path) -> Iterator[str]:
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*anchor, base] if base else anchor)
-            yield base
-            for alias in node.names:  # `from acs.web.api import app` imports a module
-                yield f"{base}.{alias.name}"
+            submodules = [f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in ALL]
+            # `from acs.connreq import stun` is an import of the module acs.connreq.stun
+            yield from submodules or [base]
 
 
 def _matches(name: str, prefix: str) -> bool:
