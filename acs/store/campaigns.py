@@ -127,7 +127,7 @@ def unsaved(spec: dict[str, Any]) -> Campaign:
         "retry_backoff_s": 300.0,
         "verify_timeout_s": 3600.0,
         "rollback": False,
-        "connection_request": False,
+        "connection_request": True,
         "priority": 0,
         "created_by": None,
     }
