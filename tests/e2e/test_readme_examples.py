@@ -200,7 +200,6 @@ class World:
     pool: asyncpg.Pool
     shell: Shell
     admin: Client | None = None
-    gateway_out: Path | None = None
 
     async def get(self, path: str) -> Any:
         assert self.admin is not None
@@ -230,8 +229,6 @@ async def _token(w: World, block: Block, out: str) -> None:
 
 
 async def _gateway(w: World, block: Block, out: str) -> None:
-    w.gateway_out = Path(out)
-
     async def bootstrapped() -> bool:
         # its first session ran to the end: the shipped policies gave it its
         # connection-request credentials, which the knocks below need
@@ -277,8 +274,7 @@ async def _firmware_job(w: World, block: Block, out: str) -> None:
 
 
 async def _catalog(w: World, block: Block, out: str) -> None:
-    images = await w.get("/firmware/images")
-    items = images["items"] if isinstance(images, dict) else images
+    items = (await w.get("/firmware/images"))["items"]
     assert [(i["file"], i["version"], i["channel"]) for i in items] == [
         ("fw-2.1.bin", "2.1.0", "stable")
     ], items
