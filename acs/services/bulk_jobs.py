@@ -228,8 +228,13 @@ async def tick_job(
     job, queued = await queue_due(conn, bulk_id, tick_s)
     if job is None:
         return  # paused, cancelled or ticked by another process meanwhile
-    if queued and job.connection_request and knock is not None:
-        await knock_devices(conn, bulk_id, queued, knock)
+    if job.connection_request and knock is not None:
+        if queued:
+            await knock_devices(conn, bulk_id, queued, knock)
+        again = await store.claim_knocks_again(conn, bulk_id, MAX_PER_TICK)
+        if again:
+            log(logger, logging.INFO, "bulk_job_knocked_again", bulk=bulk_id, devices=len(again))
+            await knock_devices(conn, bulk_id, again, knock)
     await complete_if_done(conn, bulk_id)
 
 
@@ -308,15 +313,18 @@ async def queue_due(
 async def knock_devices(
     conn: asyncpg.Connection, bulk_id: int, device_ids: list[str], knock: Knock
 ) -> None:
-    """Connection requests to freshly queued devices, a few at a time; the
-    outcome is kept per device. A device that does not answer keeps its task
-    pending until its next periodic Inform."""
+    """Connection requests to queued devices, a few at a time; the outcome is
+    kept per device. A device that does not answer keeps its task pending
+    until its next periodic Inform; one that answers "busy" is knocked again
+    (rules.knock_again_after)."""
     gate = asyncio.Semaphore(KNOCK_CONCURRENCY)
 
-    async def one(device_id: str) -> tuple[str, str | None]:
+    async def one(device_id: str) -> tuple[str, str | None, float | None]:
         async with gate:
             result = await knock(device_id)
-        return device_id, None if result.ok else result.reason
+        if result.ok:
+            return device_id, None, None
+        return device_id, result.reason, rules.knock_again_after(result.status)
 
     outcomes = await asyncio.gather(*(one(d) for d in device_ids))
     await store.record_knocks(conn, bulk_id, outcomes)

@@ -318,21 +318,48 @@ async def all_final(conn: asyncpg.Connection, bulk_id: int) -> bool:
 
 
 async def record_knocks(
-    conn: asyncpg.Connection, bulk_id: int, outcomes: Sequence[tuple[str, str | None]]
+    conn: asyncpg.Connection,
+    bulk_id: int,
+    outcomes: Sequence[tuple[str, str | None, float | None]],
 ) -> None:
-    """(device, error or None) of the connection requests sent for the job."""
+    """(device, error or None, seconds until it is knocked again or None) of the
+    connection requests sent for the job."""
     if not outcomes:
         return
     await conn.execute(
         """
-        UPDATE bulk_job_devices b SET knocked_at = now(), knock_error = u.error
-        FROM unnest($2::text[], $3::text[]) AS u(device_id, error)
+        UPDATE bulk_job_devices b SET knocked_at = now(), knock_error = u.error,
+            knock_again_at = now() + make_interval(secs => u.again_s)
+        FROM unnest($2::text[], $3::text[], $4::float8[]) AS u(device_id, error, again_s)
         WHERE b.bulk_id = $1 AND b.device_id = u.device_id
         """,
         bulk_id,
-        [d for d, _ in outcomes],
-        [e for _, e in outcomes],
+        [d for d, _, _ in outcomes],
+        [e for _, e, _ in outcomes],
+        [a for _, _, a in outcomes],
     )
+
+
+async def claim_knocks_again(conn: asyncpg.Connection, bulk_id: int, limit: int) -> list[str]:
+    """Devices due to be knocked again whose task still waits, claimed (their
+    due time cleared) so a second ticking process does not knock them too."""
+    rows = await conn.fetch(
+        """
+        UPDATE bulk_job_devices b SET knock_again_at = NULL
+        WHERE (b.bulk_id, b.device_id) IN (
+            SELECT d.bulk_id, d.device_id FROM bulk_job_devices d
+            JOIN tasks t ON t.id = d.task_id
+            WHERE d.bulk_id = $1 AND d.knock_again_at <= now() AND t.status = 'pending'
+              AND (t.expires_at IS NULL OR t.expires_at > now())
+            ORDER BY d.knock_again_at
+            LIMIT $2
+            FOR UPDATE OF d SKIP LOCKED)
+        RETURNING b.device_id
+        """,
+        bulk_id,
+        limit,
+    )
+    return [r["device_id"] for r in rows]
 
 
 async def cancel_pending_tasks(conn: asyncpg.Connection, bulk_id: int) -> int:

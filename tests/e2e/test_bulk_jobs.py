@@ -315,3 +315,43 @@ async def test_a_bulk_download_of_a_missing_file_is_refused_at_creation(
         assert [e["path"] for e in body["error"]["errors"]] == ["task.fileName"]
     listed = (await ok(op, "GET", "/bulk-jobs", params={"limit": "200"}))["items"]
     assert all(j["name"] != spec["name"] for j in listed)
+
+
+async def test_a_device_busy_at_its_knock_is_knocked_again(
+    bulk_acs: Running, clients: dict[str, Client], unique_serial, monkeypatch
+) -> None:
+    """A CPE takes three connection requests per 10 s (the simulator, as TR-069
+    3.2.2 lets it); the bulk job's knock past that gets 503 and is tried again
+    instead of leaving the task to the next Inform, an hour away."""
+    from acs.core import bulk as rules
+
+    monkeypatch.setattr(rules, "KNOCK_AGAIN_AFTER_S", 2.0)  # the ACS runs in this process
+    op = clients["operator"]
+    fleet = await fleet_of(bulk_acs, unique_serial("R"), 1, periodic_interval=3600)
+    try:
+        await fleet.wait_for(lambda: all(c.sessions_ok for c in fleet.devices.values()))
+        (serial,) = fleet.devices
+        dev = dev_id(fleet, serial)
+        for _ in range(3):  # the CPE's whole allowance of the window
+            body = await ok(op, "POST", f"/devices/{dev}/connection-request")
+            assert body["ok"] is True, body
+        job = await ok(
+            op,
+            "POST",
+            "/bulk-jobs",
+            201,
+            json={
+                "name": "reboot a busy device",
+                "task": {"name": "reboot"},
+                "filter": f'DeviceID.ID = "{dev}"',
+                "connectionRequest": True,
+            },
+        )
+        done = await wait_job(op, job["id"], lambda b: b["status"] == "completed", 60)
+        assert done["progress"]["done"] == 1, done
+        assert fleet.counters[("connection_request", "503")] >= 1
+        assert fleet.counters[("connection_request", "accepted")] >= 4
+        (row,) = await job_devices(op, job["id"])
+        assert row["connectionRequest"]["ok"] is True, row  # the knock that got through
+    finally:
+        await fleet.stop()
