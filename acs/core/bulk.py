@@ -41,17 +41,6 @@ JOB_STATES = ("running", "paused", "cancelled", "completed")
 
 MAX_RATE_PER_MINUTE = 60_000
 
-#: a device that answered a knock with 503 (busy: a CPE limits the connection
-#: requests it accepts, TR-069 3.2.2) is knocked again this much later while
-#: its task waits; other failures (no answer, wrong credentials) are not retried
-KNOCK_AGAIN_AFTER_S = 30.0
-KNOCK_BUSY_STATUS = 503
-
-
-def knock_again_after(status: int | None) -> float | None:
-    """Seconds until a device whose knock got HTTP ``status`` is knocked again, or None."""
-    return KNOCK_AGAIN_AFTER_S if status == KNOCK_BUSY_STATUS else None
-
 
 @dataclass(frozen=True, slots=True)
 class Allowance:

@@ -22,6 +22,7 @@ import asyncpg
 
 from acs.connreq.http import ConnectionRequestResult
 from acs.core import bulk as rules
+from acs.core import knocks
 from acs.core import tasks as task_rules
 from acs.core.filters import Expr
 from acs.logs import log
@@ -316,7 +317,7 @@ async def knock_devices(
     """Connection requests to queued devices, a few at a time; the outcome is
     kept per device. A device that does not answer keeps its task pending
     until its next periodic Inform; one that answers "busy" is knocked again
-    (rules.knock_again_after)."""
+    (acs.core.knocks)."""
     gate = asyncio.Semaphore(KNOCK_CONCURRENCY)
 
     async def one(device_id: str) -> tuple[str, str | None, float | None]:
@@ -324,7 +325,7 @@ async def knock_devices(
             result = await knock(device_id)
         if result.ok:
             return device_id, None, None
-        return device_id, result.reason, rules.knock_again_after(result.status)
+        return device_id, result.reason, knocks.again_after(result.status)
 
     outcomes = await asyncio.gather(*(one(d) for d in device_ids))
     await store.record_knocks(conn, bulk_id, outcomes)

@@ -323,9 +323,9 @@ async def test_a_device_busy_at_its_knock_is_knocked_again(
     """A CPE takes three connection requests per 10 s (the simulator, as TR-069
     3.2.2 lets it); the bulk job's knock past that gets 503 and is tried again
     instead of leaving the task to the next Inform, an hour away."""
-    from acs.core import bulk as rules
+    from acs.core import knocks
 
-    monkeypatch.setattr(rules, "KNOCK_AGAIN_AFTER_S", 2.0)  # the ACS runs in this process
+    monkeypatch.setattr(knocks, "BUSY_AGAIN_AFTER_S", 2.0)  # the ACS runs in this process
     op = clients["operator"]
     fleet = await fleet_of(bulk_acs, unique_serial("R"), 1, periodic_interval=3600)
     try:
