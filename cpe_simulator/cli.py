@@ -1,16 +1,20 @@
-"""`cpe-sim`: run a fleet of simulated CPEs against an ACS."""
+"""`cpe-sim`: run a fleet of simulated CPEs against an ACS; `cpe-sim make-image`
+builds a firmware image those CPEs accept."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
 import signal
 import time
+from pathlib import Path
 
 import click
 
+from cpe_simulator.firmware import make_image
 from cpe_simulator.fleet import Fleet, FleetConfig
 from cpe_simulator.profiles import PROFILES, ProfileError, Timing, parse_profiles
 
@@ -23,8 +27,10 @@ def rss_mb() -> float:
     return 0.0
 
 
-@click.command(context_settings={"show_default": True})
-@click.option("--acs-url", required=True, help="the ACS's CWMP URL")
+# A group that also runs on its own: `cpe-sim --acs-url ...` simulates, as it
+# always did, and `cpe-sim make-image ...` is a subcommand beside it.
+@click.group(invoke_without_command=True, context_settings={"show_default": True})
+@click.option("--acs-url", default=None, help="the ACS's CWMP URL (required to simulate)")
 @click.option("--devices", default=1, type=click.IntRange(1, 1_000_000))
 @click.option(
     "--model", type=click.Choice(["tr181-gateway", "tr098-gateway"]), default="tr181-gateway"
@@ -67,8 +73,10 @@ def rss_mb() -> float:
 @click.option("--duration", type=float, default=None, help="stop after SECONDS")
 @click.option("--summary-every", type=float, default=5.0)
 @click.option("--json-summary", is_flag=True, help="print the final tally as JSON")
+@click.pass_context
 def main(
-    acs_url: str,
+    ctx: click.Context,
+    acs_url: str | None,
     devices: int,
     model: str,
     serial_prefix: str,
@@ -95,6 +103,10 @@ def main(
     json_summary: bool,
 ) -> None:
     """Simulate DEVICES CPEs against the ACS at ACS_URL."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if acs_url is None:
+        raise click.UsageError("Missing option '--acs-url' (the ACS's CWMP URL).")
     logging.basicConfig(level=logging.WARNING)
     try:
         parse_profiles(faults)
@@ -168,3 +180,28 @@ async def _run(config: FleetConfig, duration: float | None, every: float, as_jso
         )
         for name, n in s["faults"].items():
             click.echo(f"  {name}: {n}")
+
+
+@main.command("make-image", context_settings={"show_default": True})
+@click.option("--version", "version", required=True, help="the SoftwareVersion the image installs")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    required=True,
+    help="file to write",
+)
+@click.option("--size", type=click.IntRange(0, 1 << 30), default=64 * 1024, help="payload bytes")
+def make_image_command(version: str, output: str, size: int) -> None:
+    """Write a firmware image the simulated CPEs install (see cpe_simulator/firmware.py).
+
+    Prints its size and SHA-256, which a catalog entry may quote."""
+    if not version or any(c.isspace() for c in version):
+        # the header is space-separated: a version with a blank would not parse back
+        raise click.BadParameter("must be non-empty and without spaces", param_hint="--version")
+    data = make_image(version, payload_size=size)
+    Path(output).write_bytes(data)
+    click.echo(
+        f"{output}: firmware {version}, {len(data)} bytes, "
+        f"sha256 {hashlib.sha256(data).hexdigest()}"
+    )

@@ -21,9 +21,21 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-#: what a device of a bulk job can be: not queued yet, or its job's status
+#: what a device of a bulk job can be: not queued yet, skipped when its turn
+#: came (its task could never run there, acs.core.tasks.never_runs), or its
+#: job's status
 NOT_QUEUED = "notQueued"
-DEVICE_STATES = (NOT_QUEUED, "pending", "running", "done", "fault", "expired", "cancelled")
+SKIPPED = "skipped"
+DEVICE_STATES = (
+    NOT_QUEUED,
+    SKIPPED,
+    "pending",
+    "running",
+    "done",
+    "fault",
+    "expired",
+    "cancelled",
+)
 FINAL_TASK_STATES = frozenset({"done", "fault", "expired", "cancelled"})
 JOB_STATES = ("running", "paused", "cancelled", "completed")
 

@@ -240,6 +240,35 @@ def _check_values(name: str, parsed: _Args, type_of: TypeOf) -> None:
         raise InvalidTask(f"invalid parameter values for {name}", errors, code)
 
 
+def file_of(name: str, args: dict[str, Any]) -> str | None:
+    """The file-server file a job names (a download by ``fileName``/``file``), or None."""
+    if name != "download":
+        return None
+    named = args.get("fileName") or args.get("file")
+    return str(named) if named else None
+
+
+#: tasks a FOTA-only terminal can carry out. None: every task of the queue is
+#: an RPC inside a CWMP session, which such a terminal never opens; firmware
+#: reaches it through a campaign, answered at its FOTA check.
+FOTA_TASKS: frozenset[str] = frozenset()
+
+
+def never_runs(name: str, device_id: str, *, cwmp_seen: bool) -> str | None:
+    """Why a ``name`` job for this device would wait forever, or None if it can run.
+
+    ``cwmp_seen``: the device has opened a CWMP session at least once (a
+    device row without one was made by FOTA check-ins). Refusing at queue time
+    says so while the operator is looking, instead of a job pending for good.
+    """
+    if cwmp_seen or name in FOTA_TASKS:
+        return None
+    return (
+        f"device {device_id!r} has never opened a CWMP session (a FOTA-only terminal): "
+        f"a {name} job would never run; firmware reaches it through a campaign"
+    )
+
+
 def _wire_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -461,4 +490,14 @@ _PLANS: dict[str, Callable[[Any, str, Any, int, str], Plan]] = {
 # error, 9004 resources exceeded; 8005-style retries)
 TRANSIENT_CPE_FAULTS = frozenset({9002, 9004})
 
-__all__ = ["InvalidTask", "PlanFault", "TASK_ARGS", "plan_for", "read_values", "validate_task"]
+__all__ = [
+    "FOTA_TASKS",
+    "InvalidTask",
+    "PlanFault",
+    "TASK_ARGS",
+    "file_of",
+    "never_runs",
+    "plan_for",
+    "read_values",
+    "validate_task",
+]

@@ -22,8 +22,11 @@ import asyncpg
 
 from acs.connreq.http import ConnectionRequestResult
 from acs.core import bulk as rules
+from acs.core import knocks
+from acs.core import tasks as task_rules
 from acs.core.filters import Expr
 from acs.logs import log
+from acs.services import jobs
 from acs.store import bulk_jobs as store
 from acs.store import device_query
 from acs.store import tasks as task_store
@@ -70,9 +73,17 @@ class Preview:
     sample: list[str]
 
 
-async def preview(conn: asyncpg.Connection, expr: Expr | None, sample: int = 20) -> Preview:
-    """What create() would snapshot, written nowhere: the dry run."""
+async def preview(
+    conn: asyncpg.Connection,
+    expr: Expr | None,
+    task_name: str,
+    task_args: dict[str, Any],
+    sample: int = 20,
+) -> Preview:
+    """What create() would snapshot, written nowhere: the dry run. It refuses
+    what create() would refuse."""
     _compiled(expr)
+    await jobs.check_file(conn, task_name, task_args)
     page = await device_query.list_devices(conn, expr, limit=sample)
     return Preview(page.total, [item["id"] for item in page.items])
 
@@ -92,8 +103,10 @@ async def create(
 ) -> store.BulkJob:
     """Create a running job with its devices. The arguments must already be
     valid (acs.core.tasks.validate_task); a filter the compiler refuses raises
-    InvalidFilter before anything is written."""
+    InvalidFilter, a download of a file we do not have jobs.UnknownFile, before
+    anything is written."""
     where, params = _compiled(expr)
+    await jobs.check_file(conn, task_name, task_args)
     async with conn.transaction():
         job = await store.create(
             conn,
@@ -216,8 +229,13 @@ async def tick_job(
     job, queued = await queue_due(conn, bulk_id, tick_s)
     if job is None:
         return  # paused, cancelled or ticked by another process meanwhile
-    if queued and job.connection_request and knock is not None:
-        await knock_devices(conn, bulk_id, queued, knock)
+    if job.connection_request and knock is not None:
+        if queued:
+            await knock_devices(conn, bulk_id, queued, knock)
+        again = await store.claim_knocks_again(conn, bulk_id, MAX_PER_TICK)
+        if again:
+            log(logger, logging.INFO, "bulk_job_knocked_again", bulk=bulk_id, devices=len(again))
+            await knock_devices(conn, bulk_id, again, knock)
     await complete_if_done(conn, bulk_id)
 
 
@@ -238,28 +256,48 @@ async def queue_due(
             rules.burst_for(job.rate_per_minute, tick_s),
         )
         take = min(allowed.take, MAX_PER_TICK)
-        candidates = await store.next_devices(conn, bulk_id, take) if take else []
         expires = (
             None if job.expiry_s is None else datetime.now(UTC) + timedelta(seconds=job.expiry_s)
         )
         queued: list[tuple[str, int]] = []
-        for device_id in candidates:
-            try:
-                task = await task_store.enqueue(
-                    conn,
-                    device_id,
-                    job.task_name,
-                    job.task_args,
-                    expires_at=expires,
-                    unique_key=unique_key(job.id),
-                )
-            except asyncpg.ForeignKeyViolationError:
-                # the device was deleted since the snapshot; its row here goes
-                # with it, and enqueue's savepoint kept the rest of this tick
-                continue
-            queued.append((device_id, task.id))
-        if queued or allowed.epoch_shift_ms:
-            await store.mark_queued(conn, bulk_id, queued, allowed.epoch_shift_ms)
+        skipped = 0
+        # a skipped device uses none of the rate (nothing is sent to it), so
+        # the tick looks further, up to MAX_PER_TICK devices looked at
+        while len(queued) < take and len(queued) + skipped < MAX_PER_TICK:
+            want = min(take - len(queued), MAX_PER_TICK - len(queued) - skipped)
+            candidates = await store.next_devices(conn, bulk_id, want)
+            if not candidates:
+                break
+            batch: list[tuple[str, int]] = []
+            skips: list[tuple[str, str]] = []
+            for device_id, cwmp_seen in candidates:
+                reason = task_rules.never_runs(job.task_name, device_id, cwmp_seen=cwmp_seen)
+                if reason is not None:
+                    skips.append((device_id, reason))
+                    continue
+                try:
+                    task = await task_store.enqueue(
+                        conn,
+                        device_id,
+                        job.task_name,
+                        job.task_args,
+                        expires_at=expires,
+                        unique_key=unique_key(job.id),
+                    )
+                except asyncpg.ForeignKeyViolationError:
+                    # the device was deleted since the snapshot; its row here goes
+                    # with it, and enqueue's savepoint kept the rest of this tick
+                    continue
+                batch.append((device_id, task.id))
+            await store.mark_skipped(conn, bulk_id, skips)
+            if batch:
+                await store.mark_queued(conn, bulk_id, batch, 0)
+            queued += batch
+            skipped += len(skips)
+        if allowed.epoch_shift_ms:
+            await store.mark_queued(conn, bulk_id, [], allowed.epoch_shift_ms)
+    if skipped:
+        log(logger, logging.INFO, "bulk_job_skipped", bulk=bulk_id, devices=skipped)
     if queued:
         log(
             logger,
@@ -276,15 +314,18 @@ async def queue_due(
 async def knock_devices(
     conn: asyncpg.Connection, bulk_id: int, device_ids: list[str], knock: Knock
 ) -> None:
-    """Connection requests to freshly queued devices, a few at a time; the
-    outcome is kept per device. A device that does not answer keeps its task
-    pending until its next periodic Inform."""
+    """Connection requests to queued devices, a few at a time; the outcome is
+    kept per device. A device that does not answer keeps its task pending
+    until its next periodic Inform; one that answers "busy" is knocked again
+    (acs.core.knocks)."""
     gate = asyncio.Semaphore(KNOCK_CONCURRENCY)
 
-    async def one(device_id: str) -> tuple[str, str | None]:
+    async def one(device_id: str) -> tuple[str, str | None, float | None]:
         async with gate:
             result = await knock(device_id)
-        return device_id, None if result.ok else result.reason
+        if result.ok:
+            return device_id, None, None
+        return device_id, result.reason, knocks.again_after(result.status)
 
     outcomes = await asyncio.gather(*(one(d) for d in device_ids))
     await store.record_knocks(conn, bulk_id, outcomes)

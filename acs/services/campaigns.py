@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+from acs.connreq.http import ConnectionRequestResult
 from acs.core import campaigns as rules
+from acs.core import knocks
 from acs.core.filters import parse_filter
 from acs.core.firmware import DeviceFacts, Image, Verdict
 from acs.core.windows import is_open
@@ -366,7 +368,7 @@ async def _stop_pending(conn: asyncpg.Connection, campaign_id: int, reason: str,
 # --------------------------------------------------------------------------- the tick
 
 
-Knock = Callable[[str], Awaitable[object]]
+Knock = Callable[[str], Awaitable[ConnectionRequestResult]]
 KNOCKS_PER_TICK = 100
 KNOCK_AGAIN_AFTER_S = 300  # a device that did not come is knocked again after this
 KNOCK_GRACE_S = 30  # a knocked device opens its session within this, or is not coming
@@ -499,7 +501,16 @@ async def knock_pending(conn: asyncpg.Connection, campaign_id: int, knock: Knock
     if room <= 0:
         return 0
     devices = await store.mark_knocked(conn, campaign, room, KNOCK_AGAIN_AFTER_S)
-    await asyncio.gather(*(knock(d) for d in devices))
+    results = await asyncio.gather(*(knock(d) for d in devices))
+    # a device that answered "busy" is not on its way: knock it again soon,
+    # not KNOCK_AGAIN_AFTER_S later (and it holds no slot meanwhile)
+    busy = [
+        d for d, r in zip(devices, results, strict=True) if knocks.again_after(r.status) is not None
+    ]
+    if busy:
+        await store.knock_again_in(
+            conn, campaign.id, busy, knocks.BUSY_AGAIN_AFTER_S, KNOCK_AGAIN_AFTER_S
+        )
     return len(devices)
 
 

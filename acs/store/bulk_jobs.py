@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from acs.core.bulk import NOT_QUEUED
+from acs.core.bulk import NOT_QUEUED, SKIPPED
 
 
 @dataclass(slots=True)
@@ -55,6 +55,7 @@ class BulkDevice:
     fault_string: str | None
     knocked_at: datetime | None
     knock_error: str | None
+    skip_reason: str | None
 
 
 _COLUMNS = ", ".join(f.name for f in fields(BulkJob))
@@ -63,7 +64,8 @@ _COLUMNS = ", ".join(f.name for f in fields(BulkJob))
 # expiry counts as expired already: the queue only marks it when the device
 # comes, which an offline device may never do.
 _STATE = f"""
-    CASE WHEN b.task_id IS NULL THEN '{NOT_QUEUED}'
+    CASE WHEN b.skip_reason IS NOT NULL THEN '{SKIPPED}'
+         WHEN b.task_id IS NULL THEN '{NOT_QUEUED}'
          WHEN t.status = 'pending' AND t.expires_at <= now() THEN 'expired'
          ELSE t.status END
 """
@@ -227,15 +229,40 @@ async def lock_running(conn: asyncpg.Connection, bulk_id: int) -> tuple[BulkJob,
     return BulkJob.from_row(row), row["elapsed_ms"]
 
 
-async def next_devices(conn: asyncpg.Connection, bulk_id: int, limit: int) -> list[str]:
-    """The next devices not yet queued, in device id order."""
+async def next_devices(
+    conn: asyncpg.Connection, bulk_id: int, limit: int
+) -> list[tuple[str, bool]]:
+    """The next devices whose turn has not come, in device id order, each with
+    whether it has ever opened a CWMP session."""
     rows = await conn.fetch(
-        "SELECT device_id FROM bulk_job_devices WHERE bulk_id = $1 AND queued_at IS NULL"
-        " ORDER BY device_id LIMIT $2",
+        "SELECT b.device_id, d.cwmp_version IS NOT NULL AS cwmp_seen"
+        " FROM bulk_job_devices b JOIN devices d ON d.id = b.device_id"
+        " WHERE b.bulk_id = $1 AND b.queued_at IS NULL"
+        " ORDER BY b.device_id LIMIT $2",
         bulk_id,
         limit,
     )
-    return [r["device_id"] for r in rows]
+    return [(r["device_id"], r["cwmp_seen"]) for r in rows]
+
+
+async def mark_skipped(
+    conn: asyncpg.Connection, bulk_id: int, skipped: Sequence[tuple[str, str]]
+) -> None:
+    """(device, reason) pairs whose turn came but whose task could never run
+    there: no task is queued; queued_at records when the turn came, so the
+    device is not taken again."""
+    if not skipped:
+        return
+    await conn.execute(
+        """
+        UPDATE bulk_job_devices b SET queued_at = now(), skip_reason = u.reason
+        FROM unnest($2::text[], $3::text[]) AS u(device_id, reason)
+        WHERE b.bulk_id = $1 AND b.device_id = u.device_id
+        """,
+        bulk_id,
+        [d for d, _ in skipped],
+        [r for _, r in skipped],
+    )
 
 
 async def mark_queued(
@@ -282,7 +309,8 @@ async def all_final(conn: asyncpg.Connection, bulk_id: int) -> bool:
         f"""
         SELECT NOT EXISTS (
             SELECT 1 FROM bulk_job_devices b LEFT JOIN tasks t ON t.id = b.task_id
-            WHERE b.bulk_id = $1 AND (b.task_id IS NULL OR {_OPEN_TASK}))
+            WHERE b.bulk_id = $1
+              AND ((b.task_id IS NULL AND b.skip_reason IS NULL) OR {_OPEN_TASK}))
         """,
         bulk_id,
     )
@@ -290,21 +318,48 @@ async def all_final(conn: asyncpg.Connection, bulk_id: int) -> bool:
 
 
 async def record_knocks(
-    conn: asyncpg.Connection, bulk_id: int, outcomes: Sequence[tuple[str, str | None]]
+    conn: asyncpg.Connection,
+    bulk_id: int,
+    outcomes: Sequence[tuple[str, str | None, float | None]],
 ) -> None:
-    """(device, error or None) of the connection requests sent for the job."""
+    """(device, error or None, seconds until it is knocked again or None) of the
+    connection requests sent for the job."""
     if not outcomes:
         return
     await conn.execute(
         """
-        UPDATE bulk_job_devices b SET knocked_at = now(), knock_error = u.error
-        FROM unnest($2::text[], $3::text[]) AS u(device_id, error)
+        UPDATE bulk_job_devices b SET knocked_at = now(), knock_error = u.error,
+            knock_again_at = now() + make_interval(secs => u.again_s)
+        FROM unnest($2::text[], $3::text[], $4::float8[]) AS u(device_id, error, again_s)
         WHERE b.bulk_id = $1 AND b.device_id = u.device_id
         """,
         bulk_id,
-        [d for d, _ in outcomes],
-        [e for _, e in outcomes],
+        [d for d, _, _ in outcomes],
+        [e for _, e, _ in outcomes],
+        [a for _, _, a in outcomes],
     )
+
+
+async def claim_knocks_again(conn: asyncpg.Connection, bulk_id: int, limit: int) -> list[str]:
+    """Devices due to be knocked again whose task still waits, claimed (their
+    due time cleared) so a second ticking process does not knock them too."""
+    rows = await conn.fetch(
+        """
+        UPDATE bulk_job_devices b SET knock_again_at = NULL
+        WHERE (b.bulk_id, b.device_id) IN (
+            SELECT d.bulk_id, d.device_id FROM bulk_job_devices d
+            JOIN tasks t ON t.id = d.task_id
+            WHERE d.bulk_id = $1 AND d.knock_again_at <= now() AND t.status = 'pending'
+              AND (t.expires_at IS NULL OR t.expires_at > now())
+            ORDER BY d.knock_again_at
+            LIMIT $2
+            FOR UPDATE OF d SKIP LOCKED)
+        RETURNING b.device_id
+        """,
+        bulk_id,
+        limit,
+    )
+    return [r["device_id"] for r in rows]
 
 
 async def cancel_pending_tasks(conn: asyncpg.Connection, bulk_id: int) -> int:
@@ -356,8 +411,10 @@ async def list_devices(
     rows = await conn.fetch(
         f"""
         SELECT * FROM (
-            SELECT b.device_id, {_STATE} AS state, b.task_id, b.queued_at, t.finished_at,
-                   t.fault_code, t.fault_string, b.knocked_at, b.knock_error
+            SELECT b.device_id, {_STATE} AS state, b.task_id,
+                   CASE WHEN b.skip_reason IS NULL THEN b.queued_at END AS queued_at,
+                   t.finished_at, t.fault_code, t.fault_string, b.knocked_at, b.knock_error,
+                   b.skip_reason
             FROM bulk_job_devices b LEFT JOIN tasks t ON t.id = b.task_id
             WHERE b.bulk_id = $1 AND ($2::text IS NULL OR b.device_id > $2)
         ) s

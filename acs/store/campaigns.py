@@ -127,7 +127,7 @@ def unsaved(spec: dict[str, Any]) -> Campaign:
         "retry_backoff_s": 300.0,
         "verify_timeout_s": 3600.0,
         "rollback": False,
-        "connection_request": False,
+        "connection_request": True,
         "priority": 0,
         "created_by": None,
     }
@@ -419,6 +419,26 @@ async def mark_knocked(
         again_after_s,
     )
     return [r["device_id"] for r in rows]
+
+
+async def knock_again_in(
+    conn: asyncpg.Connection,
+    campaign_id: int,
+    device_ids: Sequence[str],
+    again_in_s: float,
+    again_after_s: float,
+) -> None:
+    """Make pending devices due for a knock ``again_in_s`` from now (mark_knocked
+    waits ``again_after_s`` after a knock): their knock did not bring them."""
+    await conn.execute(
+        "UPDATE campaign_devices"
+        " SET knocked_at = now() - make_interval(secs => $3::float8 - $4::float8)"
+        " WHERE campaign_id = $1 AND device_id = ANY($2::text[]) AND state = 'pending'",
+        campaign_id,
+        list(device_ids),
+        again_after_s,
+        again_in_s,
+    )
 
 
 async def knocked_since(conn: asyncpg.Connection, campaign_id: int, within_s: float) -> int:

@@ -384,15 +384,27 @@ async def test_download_job_from_the_file_server_ends_with_transfer_complete(
         status, body = await api["viewer"].call("GET", f"/tasks/{job['id']}")
         assert body["status"] == "done"
         assert body["result"]["transferComplete"]["faultCode"] == 0
-        # a job for a file that does not exist faults with the reason
+        # a job for a file that does not exist is refused when queued, naming the field
+        for field in ("fileName", "file"):
+            status, body = await api["operator"].call(
+                "POST", f"/devices/{dev}/tasks", json={"name": "download", field: "nope.bin"}
+            )
+            assert status == 404, body
+            assert body["error"]["code"] == "unknown_file"
+            assert "'nope.bin'" in body["error"]["message"]
+            assert [e["path"] for e in body["error"]["errors"]] == [field]
+        status, listed = await api["viewer"].call("GET", f"/devices/{dev}/tasks")
+        assert all(t["args"].get("fileName") != "nope.bin" for t in listed["items"]), listed
+        # a file deleted after its job was queued still faults the job with the reason
         status, job = await api["operator"].call(
-            "POST", f"/devices/{dev}/tasks", json={"name": "download", "fileName": "nope.bin"}
+            "POST", f"/devices/{dev}/tasks", json={"name": "download", "fileName": name}
         )
+        assert status == 201, job
+        status, _ = await api["admin"].call("DELETE", f"/files/{name}")
+        assert status == 204
         await cpe.session(["2 PERIODIC"])
         status, body = await api["viewer"].call("GET", f"/tasks/{job['id']}")
         assert body["status"] == "fault" and "unknown file" in body["fault"]["message"]
-        status, _ = await api["admin"].call("DELETE", f"/files/{name}")
-        assert status == 204
     finally:
         await cpe.close()
 

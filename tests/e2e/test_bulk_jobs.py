@@ -117,6 +117,7 @@ async def test_bulk_reboot_of_a_tagged_set_at_60_per_minute_with_connection_requ
         done = await wait_job(op, job["id"], lambda b: b["status"] == "completed")
         assert done["progress"] == {
             "notQueued": 0,
+            "skipped": 0,
             "pending": 0,
             "running": 0,
             "done": 10,
@@ -254,3 +255,103 @@ async def test_bad_input_is_refused_with_the_path_of_the_bad_field(
     err = await ok(op, "GET", f"/bulk-jobs/{job['id']}/devices", 400, params={"status": "x"})
     assert [e["path"] for e in err["error"]["errors"]] == ["status"]
     await ok(op, "POST", f"/bulk-jobs/{job['id']}/cancel", 409)
+
+
+async def test_fota_only_terminals_are_skipped_with_the_reason(
+    bulk_acs: Running, clients: dict[str, Client], unique_serial
+) -> None:
+    """A reboot for a set holding a terminal that only checks in over FOTA:
+    the terminal can never run it, so it is skipped, and the job still completes."""
+    from tests.e2e.test_fota import Terminal
+
+    op = clients["operator"]
+    fleet = await fleet_of(bulk_acs, unique_serial("K"), 2, periodic_interval=3600)
+    modem = Terminal(bulk_acs, unique_serial("IMEI"), unique_serial("MF"), "1.0.0")
+    try:
+        await fleet.wait_for(lambda: all(c.sessions_ok for c in fleet.devices.values()))
+        await modem.check()
+        tag = unique_serial("mixed-")
+        gateways = sorted(dev_id(fleet, s) for s in fleet.devices)
+        for dev in [*gateways, modem.device_id]:
+            await ok(op, "POST", f"/devices/{dev}/tags", json={"tags": [tag]})
+        spec = {
+            "name": "reboot a mixed set",
+            "task": {"name": "reboot"},
+            "filter": f'tag = "{tag}"',
+            "ratePerMinute": 600,
+            "connectionRequest": True,
+        }
+        job = await ok(op, "POST", "/bulk-jobs", 201, json=spec)
+        assert job["total"] == 3
+        done = await wait_job(op, job["id"], lambda b: b["status"] == "completed")
+        assert (done["progress"]["skipped"], done["progress"]["done"]) == (1, 2), done
+        assert done["queued"] == 2 and done["reason"] == "every task ended: 2 done, 1 skipped"
+        (skipped,) = await job_devices(op, job["id"], "skipped")
+        assert skipped["device"] == modem.device_id
+        assert skipped["task"] is None and skipped["queued"] is None
+        assert skipped["connectionRequest"] is None  # nothing was sent to it
+        assert "never opened a CWMP session" in skipped["reason"]
+        assert (await ok(op, "GET", f"/devices/{modem.device_id}/tasks"))["items"] == []
+        assert sorted(d["device"] for d in await job_devices(op, job["id"], "done")) == gateways
+    finally:
+        await modem.close()
+        await fleet.stop()
+
+
+async def test_a_bulk_download_of_a_missing_file_is_refused_at_creation(
+    clients: dict[str, Client], unique_serial
+) -> None:
+    op = clients["operator"]
+    missing = f"{unique_serial('nofile-')}.bin"
+    spec = {
+        "name": "flash a file nobody uploaded",
+        "task": {"name": "download", "fileName": missing},
+        "filter": "DeviceID.ID IS NOT NULL",
+    }
+    for query in ({}, {"dryRun": "true"}):
+        body = await ok(op, "POST", "/bulk-jobs", 404, params=query, json=spec)
+        assert body["error"]["code"] == "unknown_file"
+        assert repr(missing) in body["error"]["message"]
+        assert [e["path"] for e in body["error"]["errors"]] == ["task.fileName"]
+    listed = (await ok(op, "GET", "/bulk-jobs", params={"limit": "200"}))["items"]
+    assert all(j["name"] != spec["name"] for j in listed)
+
+
+async def test_a_device_busy_at_its_knock_is_knocked_again(
+    bulk_acs: Running, clients: dict[str, Client], unique_serial, monkeypatch
+) -> None:
+    """A CPE takes three connection requests per 10 s (the simulator, as TR-069
+    3.2.2 lets it); the bulk job's knock past that gets 503 and is tried again
+    instead of leaving the task to the next Inform, an hour away."""
+    from acs.core import knocks
+
+    monkeypatch.setattr(knocks, "BUSY_AGAIN_AFTER_S", 2.0)  # the ACS runs in this process
+    op = clients["operator"]
+    fleet = await fleet_of(bulk_acs, unique_serial("R"), 1, periodic_interval=3600)
+    try:
+        await fleet.wait_for(lambda: all(c.sessions_ok for c in fleet.devices.values()))
+        (serial,) = fleet.devices
+        dev = dev_id(fleet, serial)
+        for _ in range(3):  # the CPE's whole allowance of the window
+            body = await ok(op, "POST", f"/devices/{dev}/connection-request")
+            assert body["ok"] is True, body
+        job = await ok(
+            op,
+            "POST",
+            "/bulk-jobs",
+            201,
+            json={
+                "name": "reboot a busy device",
+                "task": {"name": "reboot"},
+                "filter": f'DeviceID.ID = "{dev}"',
+                "connectionRequest": True,
+            },
+        )
+        done = await wait_job(op, job["id"], lambda b: b["status"] == "completed", 60)
+        assert done["progress"]["done"] == 1, done
+        assert fleet.counters[("connection_request", "503")] >= 1
+        assert fleet.counters[("connection_request", "accepted")] >= 4
+        (row,) = await job_devices(op, job["id"])
+        assert row["connectionRequest"]["ok"] is True, row  # the knock that got through
+    finally:
+        await fleet.stop()

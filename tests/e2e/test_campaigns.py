@@ -685,3 +685,38 @@ async def test_connection_requests_pull_pending_devices_in(
         assert fleet.counters[("connection_request", "accepted")] >= 4
     finally:
         await fleet.stop()
+
+
+async def test_a_campaign_knocks_by_default_and_again_when_the_device_is_busy(
+    fw_acs: Running, admin: Client, unique_serial, monkeypatch
+) -> None:
+    """No connectionRequest in the body: the campaign knocks (as the UI's box,
+    ticked by default). The CPE has just taken its three connection requests
+    of 10 s, so the first knock gets 503; it is knocked again soon, not after
+    KNOCK_AGAIN_AFTER_S (300 s), and the campaign finishes unattended."""
+    from acs.core import knocks
+
+    monkeypatch.setattr(knocks, "BUSY_AGAIN_AFTER_S", 2.0)  # the ACS runs in this process
+    fleet = await fleet_of(fw_acs, unique_serial("Y"), 1, periodic_interval=3600)
+    try:
+        await fleet.wait_for(lambda: all(c.sessions_ok for c in fleet.devices.values()))
+        (serial,) = fleet.devices
+        image = await catalog_image(admin, unique_serial, "2.0.0")
+        spec = {
+            "name": unique_serial("default-knock-"),
+            "image": image["id"],
+            "filter": serial_filter(fleet),
+            "stages": [{"size": "100%"}],
+        }
+        created = await ok(admin, "POST", "/campaigns", 201, json=spec)
+        assert created["connectionRequest"] is True
+        for _ in range(3):  # the CPE's whole allowance of the window
+            body = await ok(admin, "POST", f"/devices/{dev_id(fleet, serial)}/connection-request")
+            assert body["ok"] is True, body
+        await ok(admin, "POST", f"/campaigns/{created['id']}/start")
+        done = await wait_campaign(admin, created["id"], lambda b: b["status"] == "completed")
+        assert done["totals"] == {"succeeded": 1}
+        assert fleet.devices[serial].tree.software_version == "2.0.0"
+        assert fleet.counters[("connection_request", "503")] >= 1
+    finally:
+        await fleet.stop()

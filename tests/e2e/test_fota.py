@@ -446,3 +446,25 @@ async def test_reports_about_unknown_things_are_refused(
     assert str(2**62) in unknown["error"]["message"]
     bad = await t.report(1, "exploded", 400)
     assert "result" in bad["error"]["message"]
+
+
+async def test_a_cwmp_job_for_a_terminal_is_refused_with_the_reason(
+    terminal: Callable[..., Terminal], admin_api: Client
+) -> None:
+    """A terminal never opens a CWMP session, so a job for it would wait for ever."""
+    modem = terminal()
+    await modem.check()
+    for job in ({"name": "reboot"}, {"name": "factoryReset"}, {"name": "getRPCMethods"}):
+        got, body = await admin_api.call(
+            "POST",
+            f"/devices/{modem.device_id}/tasks",
+            params={"connection_request": "true", "timeout": "1"},
+            json=job,
+        )
+        assert got == 409, body
+        assert body["error"]["code"] == "never_runs"
+        message = body["error"]["message"]
+        assert modem.device_id in message and "never opened a CWMP session" in message
+        assert job["name"] in message
+    got, body = await admin_api.call("GET", f"/devices/{modem.device_id}/tasks")
+    assert got == 200 and body["items"] == []

@@ -191,6 +191,7 @@ async def test_cancel_withdraws_pending_tasks_and_refuses_twice(
     assert cancelled.reason == "cancelled by op; 2 pending task(s) withdrawn"
     assert await engine.progress(conn, job.id) == {
         "notQueued": 2,
+        "skipped": 0,
         "pending": 0,
         "running": 1,  # a task a session already runs is left to finish
         "done": 0,

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from acs.core.bulk import allowance, burst_for, earned
+from acs.core.knocks import BUSY_AGAIN_AFTER_S, again_after
 
 
 def test_the_first_device_goes_at_once_then_one_per_interval() -> None:
@@ -75,3 +76,11 @@ def test_regular_ticks_keep_the_configured_rate(rate: int, tick_ms: int) -> None
         queued += a.take
         epoch += a.epoch_shift_ms
     assert queued == earned(rate, now)
+
+
+def test_only_a_busy_device_is_knocked_again() -> None:
+    # 503: the CPE is up and limits the requests it takes (TR-069 3.2.2); try later
+    assert again_after(503) == BUSY_AGAIN_AFTER_S > 0
+    # no answer, wrong credentials, other refusals: a retry would not help
+    for status in (None, 401, 403, 404, 500):
+        assert again_after(status) is None

@@ -15,8 +15,9 @@ from aiohttp import web
 from acs.connreq.http import ConnectionRequestResult
 from acs.core import filters
 from acs.core.session_log import MASK, is_secret_name
-from acs.core.tasks import NEEDS_TYPES, InvalidTask, validate_task
+from acs.core.tasks import InvalidTask, validate_task
 from acs.logs import log
+from acs.services import jobs
 from acs.services.knock import knock as knock_device
 from acs.services.knock import reach_view
 from acs.store import device_query, devices, files, tokens
@@ -385,7 +386,8 @@ def task_out(t: task_store.Task, cr: ConnectionRequestResult | None = None) -> M
         200: (M.TaskOut, "the job ran (connection_request=true)"),
         201: (M.TaskOut, "queued"),
         202: (M.TaskOut, "queued; the device did not come in time"),
-        404: (None, "unknown device"),
+        404: (None, "unknown device, or a download's file is not on the file server"),
+        409: (None, "the device can never run the job (a FOTA-only terminal)"),
         504: (M.TaskOut, "the connection request failed; the job stays queued"),
     },
 )
@@ -402,24 +404,25 @@ async def create_task(request: web.Request) -> web.Response:
     dev_id = request.match_info["device_id"]
     svc = services(request)
     expires = datetime.now(UTC) + timedelta(seconds=body.expiry) if body.expiry else None
-    async with svc.pool.acquire() as conn:
-        if await devices.get_device(conn, dev_id) is None:
-            raise not_found(f"device {dev_id!r}")
-        if body.name in NEEDS_TYPES:  # checked again by the device's own types
-            tree = await devices.get_parameters(conn, dev_id)
-            try:
-                validate_task(body.name, args, lambda p: tree[p].xsd_type if p in tree else None)
-            except InvalidTask as bad:
-                raise ApiError(400, "invalid_task", bad.reason, bad.errors) from None
-        task = await task_store.enqueue(
-            conn,
-            dev_id,
-            body.name,
-            args,
-            not_before=body.timestamp,
-            expires_at=expires,
-            unique_key=body.uniqueKey,
-        )
+    try:
+        async with svc.pool.acquire() as conn:
+            task = await jobs.queue(
+                conn,
+                dev_id,
+                body.name,
+                args,
+                not_before=body.timestamp,
+                expires_at=expires,
+                unique_key=body.uniqueKey,
+            )
+    except jobs.UnknownDevice:
+        raise not_found(f"device {dev_id!r}") from None
+    except jobs.UnknownFile as err:
+        raise unknown_file(err) from None
+    except jobs.NeverRuns as err:
+        raise ApiError(409, "never_runs", err.reason) from None
+    except InvalidTask as bad:  # checked again by the device's own parameter types
+        raise ApiError(400, "invalid_task", bad.reason, bad.errors) from None
     audit_note(request, job=task.id, name=task.name)
     log(
         logger,
@@ -445,6 +448,10 @@ async def create_task(request: web.Request) -> web.Response:
             return json_out(task_out(current, cr), 200)
         task = current
     return json_out(task_out(task, cr), 202)
+
+
+def unknown_file(err: jobs.UnknownFile) -> ApiError:
+    return ApiError(404, "unknown_file", str(err), [{"path": err.field, "message": str(err)}])
 
 
 async def knock(svc: Services, dev_id: str) -> ConnectionRequestResult:

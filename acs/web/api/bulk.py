@@ -10,6 +10,7 @@ from aiohttp import web
 from acs.core import filters
 from acs.core.tasks import InvalidTask, validate_task
 from acs.services import bulk_jobs as engine
+from acs.services import jobs
 from acs.store import bulk_jobs as bulk_store
 from acs.web.api import bulk_models as B
 from acs.web.api.errors import ApiError, not_found
@@ -65,6 +66,7 @@ def _bulk_id(request: web.Request) -> int:
     responses={
         201: (B.BulkJobOut, "created and running; its devices are queued at its rate"),
         200: (B.BulkDryRunOut, "dryRun: how many devices it would take, written nowhere"),
+        404: (None, "a download's file is not on the file server"),
     },
 )
 async def create_bulk_job(request: web.Request) -> web.Response:
@@ -93,7 +95,7 @@ async def create_bulk_job(request: web.Request) -> web.Response:
     try:
         async with services(request).pool.acquire() as conn:
             if q.dryRun:
-                preview = await engine.preview(conn, expr)
+                preview = await engine.preview(conn, expr, body.task.name, args)
                 return json_out(B.BulkDryRunOut(devices=preview.total, sample=preview.sample))
             job = await engine.create(
                 conn,
@@ -111,6 +113,10 @@ async def create_bulk_job(request: web.Request) -> web.Response:
     except engine.InvalidFilter as err:
         raise ApiError(
             400, "invalid_filter", str(err), [{"path": "filter", "message": str(err)}]
+        ) from None
+    except jobs.UnknownFile as err:
+        raise ApiError(
+            404, "unknown_file", str(err), [{"path": f"task.{err.field}", "message": str(err)}]
         ) from None
     return json_out(out, 201)
 
@@ -184,6 +190,7 @@ async def list_bulk_devices(request: web.Request) -> web.Response:
             connectionRequest=None
             if r.knocked_at is None
             else {"at": r.knocked_at, "ok": r.knock_error is None, "reason": r.knock_error},
+            reason=r.skip_reason,
         )
         for r in rows
     ]

@@ -68,7 +68,9 @@ class BulkJobOut(BaseModel):
     reason: str | None = None
     total: int = Field(description="devices the filter matched at creation")
     queued: int
-    progress: Progress = Field(description="devices per state: notQueued, or their task's status")
+    progress: Progress = Field(
+        description="devices per state: notQueued, skipped, or their task's status"
+    )
     createdBy: str | None = None
     created: datetime
     started: datetime | None = None
@@ -100,6 +102,9 @@ class BulkDeviceOut(BaseModel):
     fault: dict[str, Any] | None = None
     connectionRequest: dict[str, Any] | None = Field(
         default=None, description="when the device was knocked and why that failed, if it did"
+    )
+    reason: str | None = Field(
+        default=None, description="why the device was skipped (its task could never run there)"
     )
 
 

@@ -155,9 +155,9 @@ class CampaignIn(_In):
     verifyTimeoutS: float = Field(default=3600, ge=1, le=30 * 86400)
     rollback: bool = False
     connectionRequest: bool = Field(
-        default=False,
+        default=True,
         description="knock on pending devices (inside a window, within the rate limits) "
-        "instead of waiting for their periodic Inform",
+        "instead of waiting for their periodic Inform; false waits for the Inform",
     )
     priority: int = Field(default=0, ge=-1000, le=1000)
 

@@ -1,0 +1,83 @@
+"""Queuing a device's job: refused at once when it could never run.
+
+Two jobs used to be accepted only to fail much later, out of the operator's
+sight: a job for a FOTA-only terminal (it never opens the CWMP session a job
+runs in, so the job pended for ever) and a download of a file the file server
+does not have (fault 8003 whenever the device came). Both are known at queue
+time, so they are refused then, with the reason.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from acs.core import tasks as rules
+from acs.store import devices, files
+from acs.store import tasks as task_store
+
+
+class UnknownDevice(LookupError):
+    def __init__(self, device_id: str) -> None:
+        super().__init__(f"device {device_id!r}")
+        self.device_id = device_id
+
+
+class UnknownFile(LookupError):
+    """The job names a file the file server does not hold (API 404)."""
+
+    def __init__(self, name: str, field: str) -> None:
+        super().__init__(f"file {name!r} is not on the file server; upload it first (PUT /files/…)")
+        self.name = name
+        self.field = field  # the argument that named it, for the error's path
+
+
+class NeverRuns(Exception):
+    """The device can never carry out the job (API 409)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+async def check_file(conn: asyncpg.Connection, name: str, args: dict[str, Any]) -> None:
+    """UnknownFile when the ``name`` job downloads a file we do not have."""
+    wanted = rules.file_of(name, args)
+    if wanted is not None and await files.get_file(conn, wanted) is None:
+        raise UnknownFile(wanted, "fileName" if "fileName" in args else "file")
+
+
+async def queue(
+    conn: asyncpg.Connection,
+    device_id: str,
+    name: str,
+    args: dict[str, Any],
+    *,
+    not_before: datetime | None = None,
+    expires_at: datetime | None = None,
+    unique_key: str | None = None,
+) -> task_store.Task:
+    """Queue a job whose arguments are valid (rules.validate_task) for a device.
+
+    rules.InvalidTask when a value does not fit the type the device reported."""
+    device = await devices.get_device(conn, device_id)
+    if device is None:
+        raise UnknownDevice(device_id)
+    reason = rules.never_runs(name, device_id, cwmp_seen=device.cwmp_version is not None)
+    if reason is not None:
+        raise NeverRuns(reason)
+    await check_file(conn, name, args)
+    if name in rules.NEEDS_TYPES:  # the device's own types, beside the data model's
+        tree = await devices.get_parameters(conn, device_id)
+        rules.validate_task(name, args, lambda p: tree[p].xsd_type if p in tree else None)
+    return await task_store.enqueue(
+        conn,
+        device_id,
+        name,
+        args,
+        not_before=not_before,
+        expires_at=expires_at,
+        unique_key=unique_key,
+    )

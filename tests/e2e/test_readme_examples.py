@@ -1,0 +1,425 @@
+"""Every shell example of the README, run as written against a real ACS and the
+real simulator, so the README cannot drift from what the ACS does.
+
+The ```sh blocks of the sections a user runs against a running ACS are taken
+from README.md and executed by bash in README order, in a directory laid out
+like the checkout after `make run` (`.venv` and `var/`), against an ACS with
+`make run`'s settings on a database of its own (fresh, as on a first start:
+the shipped default policies are created). Only the ports differ: the README's
+7547/7557/7567 become this ACS's, and each simulated fleet listens for
+connection requests on a free port. A block that starts with "# in a second
+terminal" runs in the background, as the user's second terminal would, and is
+stopped (Ctrl-C) at the end. `curl` fails on an HTTP error, so a README
+request the API refuses fails the test; after each block the outcome the README
+promises is checked through the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import secrets
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from acs.store.db import drop_database, ensure_database
+from acs.web.server import Running, ensure_shared_credential, running_acs
+from tests.e2e.conftest import make_settings
+from tests.e2e.test_api import Client
+
+pytestmark = pytest.mark.db
+
+REPO = Path(__file__).resolve().parents[2]
+README = REPO / "README.md"
+
+BACKGROUND = "# in a second terminal"
+DEV = "ACDE48-HGW-SIM00000001"  # the README's simulated gateway
+
+#: sections whose shell blocks are not run here, and why; every other section's are
+NOT_RUN = {
+    "Two commands": "make targets: `make test` runs this suite, the fixture here is `make run`",
+    "Settings": "database-side CLI; `acs cpe-credential set` asks for a password on a terminal",
+    "Web UI": "`acs user create` asks for a password on a terminal (tests/e2e/test_ui*.py)",
+    "TLS": "production setup with the operator's own certificate files (tests/e2e/test_tls.py)",
+    "CPE client certificates": "production setup with a CA of the operator's (test_tls.py)",
+    "Session logs": "reference of the routes, with placeholders (tests/e2e/test_session_logs.py)",
+    "Audit log": "reference of the routes, with placeholders (tests/e2e/test_audit.py)",
+    "Webhooks": "its hook URL is a host outside this machine (tests/e2e/test_webhooks.py)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    section: str
+    line: int  # of the opening fence, for messages
+    text: str
+
+    @property
+    def background(self) -> bool:
+        return self.text.startswith(BACKGROUND)
+
+    @property
+    def first(self) -> str:
+        return self.text.splitlines()[0]
+
+
+def shell_blocks(readme: str) -> list[Block]:
+    """The ```sh blocks of the README with the heading (## or ###) each is under."""
+    blocks: list[Block] = []
+    section = ""
+    lines = readme.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        heading = re.match(r"#{2,3} (.+)", line)
+        if heading:
+            section = heading.group(1).strip()
+        elif line.startswith("```"):
+            start = i
+            i += 1
+            body: list[str] = []
+            while not lines[i].startswith("```"):
+                body.append(lines[i])
+                i += 1
+            if line.strip() == "```sh":
+                blocks.append(Block(section, start + 1, "\n".join(body)))
+        i += 1
+    return blocks
+
+
+def localized(text: str, ports: dict[str, int]) -> str:
+    """The block with this ACS's ports, and a free connection-request port per fleet."""
+    for default, name in (("7547", "cwmp"), ("7557", "api"), ("7567", "files")):
+        text = text.replace(f"127.0.0.1:{default}", f"127.0.0.1:{ports[name]}")
+    text = re.sub(r"--cr-port \d+", "--cr-port 0", text)
+    return re.sub(r"cpe-sim (?=--acs-url)(?!.*--cr-port)", "cpe-sim --cr-port 0 ", text)
+
+
+# Every block is one bash; `set -a` exports what it assigns, so the variables a
+# block sets (T, API, DEV...) reach the blocks after it, as in one terminal.
+PRELUDE = """set -euo pipefail
+set -a
+curl() { command curl --fail-with-body -sS "$@"; echo; }
+"""
+_SHELL_OWN = {"PWD", "OLDPWD", "SHLVL", "_"}
+
+
+class Shell:
+    """The user's terminal: runs blocks in the checkout-like directory."""
+
+    def __init__(self, workdir: Path, env: dict[str, str], ports: dict[str, int]) -> None:
+        self.workdir, self.env, self.ports = workdir, env, ports
+        self.background: list[tuple[asyncio.subprocess.Process, Path]] = []
+
+    async def run(self, block: Block, timeout_s: float = 120.0) -> str:
+        state = self.workdir / f".state-{block.line}"
+        script = PRELUDE + localized(block.text, self.ports) + f'\nenv -0 > "{state}"\n'
+        proc = await asyncio.create_subprocess_exec(
+            "bash",
+            "-c",
+            script,
+            cwd=self.workdir,
+            env=self.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout_s)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise AssertionError(f"README line {block.line} ran over {timeout_s} s") from None
+        text = out.decode()
+        assert proc.returncode == 0, f"README line {block.line} failed:\n{block.text}\n---\n{text}"
+        for item in state.read_bytes().split(b"\0"):
+            name, _, value = item.decode().partition("=")
+            if name and name not in _SHELL_OWN and not name.startswith("BASH_FUNC_"):
+                self.env[name] = value
+        return text
+
+    async def start(self, block: Block) -> Path:
+        """A block of the second terminal: started, left running; returns its output file."""
+        out = self.workdir / f".out-{block.line}"
+        proc = await asyncio.create_subprocess_exec(
+            "bash",
+            "-c",
+            PRELUDE + localized(block.text, self.ports),
+            cwd=self.workdir,
+            env=self.env,
+            stdout=out.open("wb"),
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,  # its own process group, which Ctrl-C reaches
+        )
+        self.background.append((proc, out))
+        return out
+
+    async def interrupt(self, out: Path, timeout_s: float = 30.0) -> str:
+        """Ctrl-C in the terminal that writes ``out``; returns all it printed."""
+        for proc, path in self.background:
+            if path == out and proc.returncode is None:
+                os.killpg(proc.pid, signal.SIGINT)
+                await asyncio.wait_for(proc.wait(), timeout_s)
+                assert proc.returncode == 0, out.read_text()
+        return out.read_text()
+
+    async def close(self) -> None:
+        for proc, _ in self.background:
+            if proc.returncode is None:
+                os.killpg(proc.pid, signal.SIGINT)
+                try:
+                    await asyncio.wait_for(proc.wait(), 30)
+                except TimeoutError:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    await proc.wait()
+
+
+async def eventually(what: str, probe: Callable[[], Awaitable[Any]], within_s: float) -> Any:
+    """The first truthy answer of ``probe`` within the time, else fail saying what."""
+    deadline = time.monotonic() + within_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last:
+            return last
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"{what} not within {within_s} s (last: {last!r})")
+
+
+@dataclass
+class World:
+    acs: Running
+    pool: asyncpg.Pool
+    shell: Shell
+    admin: Client | None = None
+
+    async def get(self, path: str) -> Any:
+        assert self.admin is not None
+        status, body = await self.admin.call("GET", path)
+        assert status == 200, (path, status, body)
+        return body
+
+
+# ------------------------------------------------------------------- what each block promises
+
+
+async def _token(w: World, block: Block, out: str) -> None:
+    token = w.shell.env["T"]
+    assert token.startswith("acs_"), token
+    assert w.shell.env["API"] == f"http://127.0.0.1:{w.acs.ports['api']}/api/v1"
+    assert re.search(r"^me\b.*admin", out, re.M), out  # `acs token list`
+    w.admin = Client(w.acs, token)
+    assert (await w.get("/me"))["role"] == "admin"
+    # the viewer token it printed was revoked at once: it opens nothing
+    (ci,) = [t for t in re.findall(r"^acs_\S+$", out, re.M) if t != token]
+    revoked = Client(w.acs, ci)
+    try:
+        status, body = await revoked.call("GET", "/me")
+        assert status == 401, body
+    finally:
+        await revoked.close()
+
+
+async def _gateway(w: World, block: Block, out: str) -> None:
+    async def bootstrapped() -> bool:
+        # its first session ran to the end: the shipped policies gave it its
+        # connection-request credentials, which the knocks below need
+        async with w.pool.acquire() as conn:
+            return bool(
+                await conn.fetchval(
+                    "SELECT d.session_id IS NULL FROM devices d"
+                    " JOIN connection_request_credentials c ON c.device_id = d.id"
+                    " WHERE d.id = $1",
+                    DEV,
+                )
+            )
+
+    try:
+        await eventually("the simulated gateway's first session", bootstrapped, 120)
+    except AssertionError as err:
+        raise AssertionError(f"{err}; the simulator printed:\n{Path(out).read_text()}") from None
+
+
+async def _device_queries(w: World, block: Block, out: str) -> None:
+    assert w.shell.env["DEV"] == DEV
+    assert f'"id":"{DEV}"' in out.replace(" ", ""), out
+    (job,) = [
+        t
+        for t in (await w.get(f"/devices/{DEV}/tasks"))["items"]
+        if t["name"] == "setParameterValues"
+    ]
+    assert job["status"] == "done", job
+    tree = await w.get(f"/devices/{DEV}?prefix=Device.WiFi.SSID.1.SSID")
+    assert tree["parameters"]["Device.WiFi.SSID.1.SSID"]["value"] == "home", tree
+
+
+async def _firmware_job(w: World, block: Block, out: str) -> None:
+    assert (
+        (w.shell.workdir / "fw-2.0.bin").read_bytes().startswith(b"CPE-SIM-FIRMWARE version=2.0.0")
+    )
+    (job,) = [t for t in (await w.get(f"/devices/{DEV}/tasks"))["items"] if t["name"] == "download"]
+    assert job["status"] == "done", job
+    assert job["result"]["transferComplete"]["faultCode"] == 0, job
+    device = await w.get(f"/devices/{DEV}")
+    assert device["softwareVersion"] == "2.0.0", device
+    assert {"M Download", "1 BOOT"} <= set(device["lastEvents"]), device
+
+
+async def _catalog(w: World, block: Block, out: str) -> None:
+    items = (await w.get("/firmware/images"))["items"]
+    assert [(i["file"], i["version"], i["channel"]) for i in items] == [
+        ("fw-2.1.bin", "2.1.0", "stable")
+    ], items
+
+
+async def _campaign(w: World, block: Block, out: str) -> None:
+    async def completed() -> Any:
+        body = await w.get("/campaigns/1")
+        return body if body["status"] == "completed" else None
+
+    # unattended: nothing but the ACS's own ticks and knocks from here on
+    campaign = await eventually("the README's campaign completing", completed, 120)
+    assert campaign["connectionRequest"] is True, campaign
+    devices = (await w.get("/campaigns/1/devices"))["items"]
+    assert [(d["device"], d["state"]) for d in devices] == [(DEV, "succeeded")], devices
+    assert (await w.get(f"/devices/{DEV}"))["softwareVersion"] == "2.1.0"
+
+
+async def _bulk(w: World, block: Block, out: str) -> None:
+    assert '"dryRun":true,"devices":1' in out.replace(" ", ""), out
+
+    async def completed() -> Any:
+        body = await w.get("/bulk-jobs/1")
+        return body if body["status"] == "completed" else None
+
+    # quick typing can leave the gateway busy (it takes 3 knocks in 10 s); the
+    # job knocks it again 30 s later
+    job = await eventually("the README's bulk job completing", completed, 120)
+    assert job["progress"]["done"] == 1 and job["total"] == 1, job
+    (row,) = (await w.get("/bulk-jobs/1/devices"))["items"]
+    assert row["device"] == DEV and row["connectionRequest"]["ok"] is True, row
+
+
+async def _load(w: World, block: Block, out: str) -> None:
+    async def registered() -> int:
+        async with w.pool.acquire() as conn:
+            n: int = await conn.fetchval(
+                "SELECT count(*) FROM devices WHERE serial_number LIKE 'LOAD%'"
+            )
+        return n if n >= 5 else 0
+
+    await eventually("gateways of the load fleet registering", registered, 90)
+    printed = await w.shell.interrupt(Path(out))
+    assert re.search(r"^500 CPEs \(tr181-gateway\)", printed, re.M), printed
+    assert re.search(r"^final: \d+ sessions ok", printed, re.M), printed
+
+
+Check = Callable[[World, Block, str], Awaitable[None]]
+
+#: (section, first line of the block, what it promises), in README order: a
+#: new or moved block of these sections fails the coverage test until listed
+CHECKS: list[tuple[str, str, Check]] = [
+    ("Operator API", "T=$(.venv/bin/acs token create", _token),
+    ("Operator API", BACKGROUND, _gateway),
+    ("Operator API", "DEV=ACDE48-HGW-SIM00000001", _device_queries),
+    ("Operator API", "# a firmware image the simulator accepts", _firmware_job),
+    ("Firmware catalog and campaigns", ".venv/bin/cpe-sim make-image --version 2.1.0", _catalog),
+    (
+        "Firmware catalog and campaigns",
+        'curl -H "Authorization: Bearer $T" -X POST "$API/campaigns"',
+        _campaign,
+    ),
+    ("Bulk jobs", 'curl -H "Authorization: Bearer $T" -X POST "$API/devices/$DEV/tags"', _bulk),
+    ("CPE simulator", BACKGROUND, _load),
+]
+
+
+def covered_blocks() -> list[Block]:
+    return [b for b in shell_blocks(README.read_text()) if b.section not in NOT_RUN]
+
+
+def test_every_shell_block_of_the_readme_is_run_or_excused() -> None:
+    blocks = shell_blocks(README.read_text())
+    sections = {b.section for b in blocks}
+    assert set(NOT_RUN) <= sections, (
+        f"excused sections without shell blocks: {set(NOT_RUN) - sections}"
+    )
+    run = [(b.section, b.first) for b in blocks if b.section not in NOT_RUN]
+    listed = [(section, first) for section, first, _ in CHECKS]
+    assert len(run) == len(listed), f"README blocks run: {run}; checked: {listed}"
+    for (section, first), (want_section, prefix) in zip(run, listed, strict=True):
+        assert section == want_section and first.startswith(prefix), (section, first, prefix)
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def fresh_database(pg_admin_url: str) -> AsyncIterator[str]:
+    """A database of its own: a first start creates the shipped default policies,
+    which must not reach the devices of the suite's other tests."""
+    name = f"acs_readme_{secrets.token_hex(4)}"
+    url = await ensure_database(pg_admin_url, name)
+    try:
+        yield url
+    finally:
+        await drop_database(pg_admin_url, name)
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    """Where the user types: the checkout's `.venv`, and `var/` for the ACS's data."""
+    (tmp_path / ".venv").symlink_to(REPO / ".venv")
+    (tmp_path / "var").mkdir()
+    return tmp_path
+
+
+async def test_the_readme_examples_run_as_written(fresh_database: str, checkout: Path) -> None:
+    # `make run`'s settings (digest with a generated credential in var/, the
+    # default policies) but ephemeral ports; campaigns tick every second
+    # instead of ten, only so the test is shorter
+    settings = ensure_shared_credential(
+        make_settings(
+            cpe_auth="digest",
+            cpe_username=None,
+            cpe_password=None,
+            default_policies=True,
+            data_dir=checkout / "var",
+            campaign_tick_s=1.0,
+        )
+    )
+    assert (checkout / "var" / "cpe-credential").exists()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(checkout),
+        "LANG": "C.UTF-8",
+        "ACS_DATABASE_URL": fresh_database,  # what the acs CLI of the README talks to
+        "ACS_DATA_DIR": str(checkout / "var"),
+    }
+    blocks = covered_blocks()
+    checks = {(s, p): c for s, p, c in CHECKS}
+    async with running_acs(settings, fresh_database) as acs:
+        pool = await asyncpg.create_pool(fresh_database, min_size=1, max_size=2)
+        shell = Shell(checkout, env, acs.ports)
+        world = World(acs, pool, shell)
+        try:
+            for block, (section, prefix, check) in zip(blocks, CHECKS, strict=True):
+                assert checks[(section, prefix)] is check
+                if block.background:
+                    out = await shell.start(block)
+                    await check(world, block, str(out))
+                else:
+                    await check(world, block, await shell.run(block))
+        finally:
+            await shell.close()
+            if world.admin is not None:
+                await world.admin.close()
+            await pool.close()
