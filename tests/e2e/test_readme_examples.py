@@ -32,7 +32,8 @@ import pytest
 import pytest_asyncio
 
 from acs.store.db import drop_database, ensure_database
-from acs.web.server import Running, ensure_shared_credential, running_acs
+from acs.web.launch import ensure_shared_credential
+from acs.web.server import Running, running_acs
 from tests.e2e.conftest import make_settings
 from tests.e2e.test_api import Client
 
@@ -100,6 +101,8 @@ def localized(text: str, ports: dict[str, int]) -> str:
     """The block with this ACS's ports, and a free connection-request port per fleet."""
     for default, name in (("7547", "cwmp"), ("7557", "api"), ("7567", "files")):
         text = text.replace(f"127.0.0.1:{default}", f"127.0.0.1:{ports[name]}")
+    if "stun" in ports:  # STUNServerPort in a JSON body
+        text = text.replace('"3478"', f'"{ports["stun"]}"')
     text = re.sub(r"--cr-port \d+", "--cr-port 0", text)
     return re.sub(r"cpe-sim (?=--acs-url)(?!.*--cr-port)", "cpe-sim --cr-port 0 ", text)
 
@@ -308,6 +311,26 @@ async def _bulk(w: World, block: Block, out: str) -> None:
     assert row["device"] == DEV and row["connectionRequest"]["ok"] is True, row
 
 
+async def _stun(w: World, block: Block, out: str) -> None:
+    (job,) = [
+        t
+        for t in (await w.get(f"/devices/{DEV}/tasks"))["items"]
+        if t["name"] == "setParameterValues"
+        and any("STUNEnable" in p[0] for p in t["args"]["parameterValues"])
+    ]
+    assert job["status"] == "done", job
+
+    async def bound() -> Any:
+        reach = await w.get(f"/devices/{DEV}/connection-request")
+        return reach if reach["stunBinding"] else None
+
+    # the gateway's signed Binding Requests reached the ACS's STUN server
+    reach = await eventually("the gateway's STUN binding", bound, 60)
+    assert reach["stunBinding"]["address"] == "127.0.0.1", reach
+    assert "udp" in reach["order"], reach
+    assert "stun-password-of-this-gateway" not in out, "a secret was shown in clear"
+
+
 async def _load(w: World, block: Block, out: str) -> None:
     async def registered() -> int:
         async with w.pool.acquire() as conn:
@@ -339,6 +362,11 @@ CHECKS: list[tuple[str, str, Check]] = [
     ),
     ("Bulk jobs", 'curl -H "Authorization: Bearer $T" -X POST "$API/devices/$DEV/tags"', _bulk),
     ("CPE simulator", BACKGROUND, _load),
+    (
+        "CPEs behind a NAT (STUN and UDP connection requests)",
+        'curl -H "Authorization: Bearer $T" -X POST "$API/devices/$DEV/tasks?connection_request',
+        _stun,
+    ),
 ]
 
 
