@@ -208,6 +208,13 @@ class Settings(BaseSettings):
     ui_session_max_s: float = Field(
         default=7 * 86400, gt=0, description="a UI session ends this long after sign-in"
     )
+    login_concurrency: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="password checks (Argon2, 64 MiB each) in flight per process;"
+        " more sign-ins wait their turn",
+    )
     ui_cookie_secure: bool | None = Field(
         default=None,
         description="mark the session cookie Secure; unset: when the request came over"
