@@ -22,6 +22,8 @@ import asyncpg
 from acs.core import policies as engine
 from acs.core.filters import parse_filter
 from acs.core.plans import Plan
+from acs.core.sealing import Sealer
+from acs.core.secrets import MASK, is_secret_name, mask_document, mask_value
 from acs.core.templates import ROOTS, TemplateError, parse_template
 from acs.core.windows import Window, is_open
 from acs.logs import log
@@ -252,14 +254,17 @@ async def prepare(
     now: datetime,
     *,
     only: Sequence[LoadedPolicy] | None = None,
+    sealer: Sealer | None = None,
 ) -> tuple[engine.State, engine.Context, list[LoadedPolicy], list[engine.Policy]] | None:
     """The state, template context and policies for one device, or None when
     nothing applies. ``only`` replaces the book and skips preconditions and
-    overrides (the dry run of one policy)."""
+    overrides (the dry run of one policy). With ``sealer`` the engine sees the
+    clear values of sealed secrets, so a policy that set one converges."""
     if only is None:
         candidates = [p for p in await book.current(conn) if p.applies(events, now)]
         applied = await matching(conn, device_id, candidates)
         extra = await store.overrides(conn, device_id) if book.any_overrides else []
+        extra = [(p, _opened_override(sealer, device_id, p, v), t) for p, v, t in extra]
     else:
         applied, extra = list(only), []
     if not applied and not extra:
@@ -271,9 +276,42 @@ async def prepare(
     if root is None:
         root = next((r for r in ROOTS if any(k.startswith(r) for k in tree)), "Device.")
     state = engine.State.from_tree(tree)
+    if sealer is not None:
+        for path, rec in tree.items():
+            if rec.sealed and rec.value == MASK:
+                clear = sealer.open_value(device_id, path, rec.sealed)
+                if clear is not None:
+                    state.values[path] = clear
     ctx = engine.context_for(state, device_id, root, device_fields(dev), await book.key(conn))
     rules = [p.policy for p in applied] + ([override_policy(extra)] if extra else [])
     return state, ctx, applied, rules
+
+
+OVERRIDE = "override"  # where an override's secret is sealed: apart from the tree's
+
+
+def _opened_override(sealer: Sealer | None, device_id: str, path: str, value: str) -> str:
+    if sealer is None or not value.startswith("acs:sealed:"):
+        return value
+    clear = sealer.open_value(device_id, OVERRIDE + ":" + path, value)
+    return value if clear is None else clear
+
+
+async def set_overrides(
+    conn: asyncpg.Connection,
+    sealer: Sealer,
+    device_id: str,
+    values: Sequence[tuple[str, str, str | None]],
+) -> None:
+    """Replace the device's overrides; a secret's value is kept sealed."""
+    await store.set_overrides(
+        conn,
+        device_id,
+        [
+            (p, sealer.seal(v, device_id, OVERRIDE + ":" + p) if v and is_secret_name(p) else v, t)
+            for p, v, t in values
+        ],
+    )
 
 
 async def session_plan(
@@ -284,8 +322,9 @@ async def session_plan(
     events: Sequence[str],
     now: datetime,
     batch_size: int,
+    sealer: Sealer | None = None,
 ) -> tuple[Plan, SessionRun] | None:
-    prepared = await prepare(conn, book, device_id, root, events, now)
+    prepared = await prepare(conn, book, device_id, root, events, now, sealer=sealer)
     if prepared is None:
         return None
     state, ctx, applied, rules = prepared
@@ -303,7 +342,8 @@ async def record(
         conn,
         run.device_id,
         [
-            (path, s["policy"] or None, names.get(s["policy"], "?"), s["value"])
+            # which policy set a value is for operators: a secret's value stays masked
+            (path, s["policy"] or None, names.get(s["policy"], "?"), mask_value(path, s["value"]))
             for path, s in result.get("set", {}).items()
         ],
         at,
@@ -314,7 +354,9 @@ async def record(
         changes = sum(1 for s in result.get("set", {}).values() if s["policy"] == pid)
         changes += sum(1 for a in result.get("attributes", {}).values() if a["policy"] == pid)
         faults = [f for f in result.get("faults", []) if f["policy"] == pid]
-        conflicts = [c for c in result.get("conflicts", []) if pid in (c["loser"], c["winner"])]
+        conflicts = mask_document(
+            [c for c in result.get("conflicts", []) if pid in (c["loser"], c["winner"])]
+        )
         if p.tags_add:
             await device_query.add_tags(conn, run.device_id, p.tags_add)
         if p.tags_remove:
@@ -373,13 +415,15 @@ async def dry_run(
     policy: LoadedPolicy,
     device_id: str,
     now: datetime,
+    sealer: Sealer | None = None,
 ) -> dict[str, Any] | None:
     """What ``policy`` would change on the device now, from the stored tree (no RPC):
-    values to set (from -> to), instances to add or delete, notifications, faults."""
+    values to set (from -> to), instances to add or delete, notifications, faults.
+    Secrets are compared in clear (with ``sealer``) and shown masked."""
     if await devices.get_device(conn, device_id) is None:
         return None
     matches = bool(await matching(conn, device_id, [policy]))
-    prepared = await prepare(conn, book, device_id, None, [], now, only=[policy])
+    prepared = await prepare(conn, book, device_id, None, [], now, only=[policy], sealer=sealer)
     out = engine.Outcome()
     if prepared is None:
         return {
@@ -394,7 +438,11 @@ async def dry_run(
     state, ctx, _, rules = prepared
     want = engine.desired(rules, state, ctx, out)
     changes = [
-        {"path": path, "from": state.values.get(path), "to": value}
+        {
+            "path": path,
+            "from": mask_value(path, state.values.get(path)),
+            "to": mask_value(path, value),
+        }
         for path, (value, xsd_type, _) in want.params.items()
         if not engine.same_value(state.values.get(path), value, xsd_type or state.types.get(path))
     ]
@@ -409,7 +457,7 @@ async def dry_run(
             if state.notification.get(p) != n
         ],
         "faults": out.as_dict()["faults"],
-        "conflicts": out.as_dict()["conflicts"],
+        "conflicts": mask_document(out.as_dict()["conflicts"]),
         "tags": {"add": policy.tags_add, "remove": policy.tags_remove},
         "download": policy.download,
     }

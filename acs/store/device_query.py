@@ -58,6 +58,7 @@ from acs.core.filters import (
     Or,
     parse_time,
 )
+from acs.core.secrets import mask_value
 
 _TEXT_COLUMNS = {
     "DeviceID.ID": "d.id",
@@ -449,7 +450,7 @@ def _item(r: asyncpg.Record) -> dict[str, Any]:
         "tags": list(r["tags"]),
         "parameters": {
             path: {
-                "value": e.get("v"),
+                "value": mask_value(path, e.get("v")),
                 "type": f"xsd:{e['t']}" if e.get("t") else None,
                 "writable": e.get("w"),
                 "valueAt": _iso(

@@ -26,10 +26,11 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from acs.config import LISTENERS, Settings
 from acs.connreq.http import ConnectionRequester
+from acs.core import secrets as secret_rules
 from acs.logs import log
 from acs.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from acs.metrics import Metrics
-from acs.services import bulk_jobs, campaigns, provisioning, retention
+from acs.services import bulk_jobs, campaigns, provisioning, retention, sealing_key
 from acs.services import events as notify
 from acs.services.knock import knock
 from acs.store import credentials
@@ -225,6 +226,9 @@ async def running_acs(
     """
     # before anything starts: a bad certificate is a configuration error, said plainly
     contexts = {name: server_context(settings, name) for name in LISTENERS}
+    # the secrets rule and key, before any value is stored or shown
+    secret_rules.use_extra_endings(secret_rules.parse_endings(settings.secret_parameters))
+    sealing_key.sealer(settings)
     proxies = TrustedProxies(parse_networks(settings.trusted_proxies))
     pool = await create_pool(dsn, max_size=settings.database_pool_size)
     runners: list[web.AppRunner] = []

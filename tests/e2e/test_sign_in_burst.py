@@ -67,9 +67,7 @@ async def _form_token(http: aiohttp.ClientSession, base: str) -> str:
 async def _burst(running: Running, attempts: list[tuple[str, str]]) -> list[int]:
     """Each (username, password) from its own client, all posted at once."""
     base = f"http://127.0.0.1:{running.ports['api']}"
-    clients = [
-        aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) for _ in attempts
-    ]
+    clients = [aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) for _ in attempts]
     try:
         tokens = [await _form_token(c, base) for c in clients]
         go = asyncio.Event()

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from acs.connreq.http import ConnectionRequestResult
 from acs.core import filters
+from acs.core.secrets import mask_document
 from acs.core.tasks import InvalidTask, validate_task
 from acs.logs import log
 from acs.services.knock import knock as knock_device
@@ -335,10 +336,7 @@ def task_out(t: task_store.Task, cr: ConnectionRequestResult | None = None) -> M
     fault = None
     if t.status == "fault" or t.fault_string:
         fault = {"code": t.fault_code, "message": t.fault_string}
-    args = dict(t.args)
-    for secret in ("password",):
-        if args.get(secret):
-            args[secret] = "********"
+    args = mask_document(t.args)
     return M.TaskOut(
         id=t.id,
         device=t.device_id,
@@ -352,7 +350,7 @@ def task_out(t: task_store.Task, cr: ConnectionRequestResult | None = None) -> M
         attempts=t.attempts,
         started=t.started_at,
         finished=t.finished_at,
-        result=t.result,
+        result=mask_document(t.result),
         fault=fault,
         connectionRequest=None
         if cr is None
@@ -397,7 +395,7 @@ async def create_task(request: web.Request) -> web.Response:
             conn,
             dev_id,
             body.name,
-            args,
+            svc.sealer.seal_args(args),  # a password set by a job is kept sealed
             not_before=body.timestamp,
             expires_at=expires,
             unique_key=body.uniqueKey,
@@ -779,3 +777,4 @@ from acs.web.api import firmware as _firmware_routes  # noqa: E402, F401
 from acs.web.api import observability as _observability_routes  # noqa: E402, F401
 from acs.web.api import overview as _overview_routes  # noqa: E402, F401
 from acs.web.api import policies as _policy_routes  # noqa: E402, F401
+from acs.web.api import secrets as _secret_routes  # noqa: E402, F401

@@ -13,6 +13,8 @@ from pydantic import BaseModel, ValidationError
 
 from acs.config import Settings
 from acs.connreq.http import ConnectionRequester
+from acs.core.sealing import Sealer
+from acs.services import sealing_key
 from acs.services.accounts import SignIn
 from acs.store import tokens
 from acs.web.api.errors import ApiError, from_validation
@@ -32,6 +34,10 @@ class Services:
     def __post_init__(self) -> None:
         if self.sign_in is None:
             self.sign_in = SignIn(self.settings.login_concurrency)
+
+    @property
+    def sealer(self) -> Sealer:
+        return sealing_key.sealer(self.settings)
 
 
 SERVICES = web.AppKey("services", Services)

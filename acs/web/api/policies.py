@@ -7,6 +7,7 @@ import logging
 import asyncpg
 from aiohttp import web
 
+from acs.core.secrets import mask_document, mask_value
 from acs.logs import log
 from acs.services import provisioning
 from acs.store import devices
@@ -187,6 +188,7 @@ async def dry_run_policy(request: web.Request) -> web.Response:
             provisioning.load(row),
             q.device,
             provisioning.utcnow(),
+            services(request).sealer,
         )
     if result is None:
         raise not_found(f"device {q.device!r}")
@@ -222,7 +224,7 @@ async def device_policies(request: web.Request) -> web.Response:
                     appliedAt=r.applied_at,
                     changes=r.changes,
                     faults=r.faults,
-                    conflicts=r.conflicts,
+                    conflicts=mask_document(r.conflicts),
                 )
                 for pid, r in sorted(results.items())
                 if pid in rows
@@ -232,7 +234,7 @@ async def device_policies(request: web.Request) -> web.Response:
                     path=s["path"],
                     policy=s["policy_id"],
                     policyName=s["policy_name"],
-                    value=s["value"],
+                    value=mask_value(s["path"], s["value"]),
                     setAt=s["set_at"],
                 )
                 for s in sources
@@ -255,11 +257,13 @@ async def put_overrides(request: web.Request) -> web.Response:
     dev_id = request.match_info["device_id"]
     body: P.OverridesIn = await body_of(request, P.OverridesIn)
     values = [(p[0], p[1], p[2] if len(p) == 3 else None) for p in body.parameters]
-    async with services(request).pool.acquire() as conn:
+    svc = services(request)
+    async with svc.pool.acquire() as conn:
         if await devices.get_device(conn, dev_id) is None:
             raise not_found(f"device {dev_id!r}")
-        await store.set_overrides(conn, dev_id, values)
-    return json_out(P.OverridesOut(device=dev_id, parameters=[list(v) for v in values]))
+        await provisioning.set_overrides(conn, svc.sealer, dev_id, values)
+    shown = mask_document([list(v) for v in values])
+    return json_out(P.OverridesOut(device=dev_id, parameters=shown))
 
 
 @api.route(
@@ -277,4 +281,5 @@ async def get_overrides(request: web.Request) -> web.Response:
         if await devices.get_device(conn, dev_id) is None:
             raise not_found(f"device {dev_id!r}")
         values = await store.overrides(conn, dev_id)
-    return json_out(P.OverridesOut(device=dev_id, parameters=[list(v) for v in values]))
+    shown = mask_document([list(v) for v in values])
+    return json_out(P.OverridesOut(device=dev_id, parameters=shown))
