@@ -12,6 +12,7 @@ it is sealed (acs.core.sealing) and everywhere else it reads ``MASK``.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -84,12 +85,37 @@ def mask_url(text: str) -> str:
     return _USERINFO.sub(r"\1" + MASK + "@", text) if "@" in text else text
 
 
+@functools.lru_cache(maxsize=8)
+def _named_values(words: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
+    word = "(?:" + "|".join(re.escape(w) for w in words) + ")"
+    value = r"([^\s'\",;&<>]+)"
+    return (
+        # "password=hunter2", "X_Secret: 'hunter2'"
+        re.compile(rf"(?i)(\b[\w.]*{word}\b['\"]?\s*[=:]\s*['\"]?){value}"),
+        # "Device.WiFi.AccessPoint.1.Security.KeyPassphrase hunter2": a parameter
+        # path then its value (a CPE echoing a configuration line); plain words
+        # ("the password is wrong") are left alone
+        re.compile(rf"(?i)(\b\w+(?:\.\w+)*\.\w*{word}\b['\"]?\s+['\"]?){value}"),
+    )
+
+
+def mask_free_text(text: str) -> str:
+    """A message that may quote a secret beside its name (a CPE's fault string
+    echoing a configuration line, say) and credentials in URLs."""
+    lowered = text.lower()
+    if any(w in lowered for w in _endings):
+        for pattern in _named_values(_endings):
+            text = pattern.sub(lambda m: m.group(1) + MASK, text)
+    return mask_url(text)
+
+
 def mask_document(data: Any) -> Any:
     """A copy of a JSON-like document with every secret masked: values under a
     secret key, [path, value, ...] pairs of a secret path, {"path": p, "value":
-    v} objects of a secret path, sealed values, and credentials in URLs."""
+    v} objects of a secret path, sealed values, credentials in URLs, and a
+    secret quoted beside its name in free text."""
     if isinstance(data, str):
-        return MASK if is_sealed(data) else mask_url(data)
+        return MASK if is_sealed(data) else mask_free_text(data)
     if isinstance(data, dict):
         named = next((data[k] for k in _NAME_KEYS if isinstance(data.get(k), str)), None)
         secret_object = named is not None and is_secret_name(named)

@@ -335,7 +335,7 @@ async def _change_tags(request: web.Request, *, add: bool) -> web.Response:
 def task_out(t: task_store.Task, cr: ConnectionRequestResult | None = None) -> M.TaskOut:
     fault = None
     if t.status == "fault" or t.fault_string:
-        fault = {"code": t.fault_code, "message": t.fault_string}
+        fault = {"code": t.fault_code, "message": mask_document(t.fault_string)}
     args = mask_document(t.args)
     return M.TaskOut(
         id=t.id,
