@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from acs.core.secrets import SEALED_PREFIX, is_secret_name
+from acs.core.secrets import SEALED_PREFIX, is_secret_name, is_secret_parameter
 from acs.cwmp import messages as m
 
 #: where a task's arguments are sealed: bulk jobs share them between devices
@@ -61,11 +61,13 @@ class Sealer:
     ) -> list[m.ParameterValueStruct]:
         """Values about to be stored in ``device_id``'s tree, each secret one
         sealed for its place (the store keeps it as "x", the mask as "v")."""
-        if not any(v.value and is_secret_name(v.name) for v in values):
+        if not any(v.value and is_secret_parameter(v.name, v.xsd_type) for v in values):
             return values  # the usual case: nothing to seal, nothing copied
         return [
             m.ParameterValueStruct(v.name, self.seal(v.value, device_id, v.name), v.xsd_type)
-            if v.value and is_secret_name(v.name) and not v.value.startswith(SEALED_PREFIX)
+            if v.value
+            and is_secret_parameter(v.name, v.xsd_type)
+            and not v.value.startswith(SEALED_PREFIX)
             else v
             for v in values
         ]

@@ -63,6 +63,12 @@ def is_secret_name(name: str) -> bool:
     return name.strip().lower().endswith(_endings)
 
 
+def is_secret_parameter(name: str, xsd_type: str | None) -> bool:
+    """A secret by name, unless its type says it cannot be one: a boolean
+    named ...Password (TR-098's UserInterface.SharedPassword) is a switch."""
+    return is_secret_name(name) and not (xsd_type or "").endswith("boolean")
+
+
 def is_sealed(value: object) -> bool:
     return isinstance(value, str) and value.startswith(SEALED_PREFIX)
 
@@ -73,9 +79,9 @@ def masked(value: str | None) -> str | None:
     return value if not value else MASK
 
 
-def mask_value(name: str, value: str | None) -> str | None:
+def mask_value(name: str, value: str | None, xsd_type: str | None = None) -> str | None:
     # the cheap tests first: this runs on every entry of every tree read
-    if not value or value == MASK or not is_secret_name(name):
+    if not value or value == MASK or not is_secret_parameter(name, xsd_type):
         return value
     return MASK
 
@@ -135,7 +141,8 @@ def mask_document(data: Any) -> Any:
     if isinstance(data, list | tuple):
         items = [mask_document(v) for v in data]
         if len(items) >= 2 and isinstance(data[0], str) and is_secret_name(data[0]):
-            if _scalar(data[1]):
+            typed = data[2] if len(data) >= 3 and isinstance(data[2], str) else None
+            if _scalar(data[1]) and is_secret_parameter(data[0], typed):
                 items[1] = _masked_scalar(data[1])
         return items if isinstance(data, list) else tuple(items)
     return data

@@ -450,7 +450,7 @@ def _item(r: asyncpg.Record) -> dict[str, Any]:
         "tags": list(r["tags"]),
         "parameters": {
             path: {
-                "value": mask_value(path, e.get("v")),
+                "value": mask_value(path, e.get("v"), e.get("t")),
                 "type": f"xsd:{e['t']}" if e.get("t") else None,
                 "writable": e.get("w"),
                 "valueAt": _iso(

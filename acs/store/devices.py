@@ -32,7 +32,7 @@ from typing import Any
 
 import asyncpg
 
-from acs.core.secrets import MASK, is_sealed, is_secret_name, mask_value
+from acs.core.secrets import MASK, is_sealed, is_secret_parameter, mask_value
 from acs.cwmp.messages import (
     ParameterAttributeStruct,
     ParameterInfoStruct,
@@ -126,7 +126,7 @@ class ParameterRecord:
     def from_entry(cls, path: str, entry: dict[str, Any]) -> ParameterRecord:
         access = entry.get("a")
         return cls(
-            value=mask_value(path, entry.get("v")),
+            value=mask_value(path, entry.get("v"), entry.get("t")),
             xsd_type=_long_type(entry.get("t")),
             writable=entry.get("w"),
             notification=entry.get("n"),
@@ -183,7 +183,7 @@ def _value_patch(values: list[ParameterValueStruct]) -> dict[str, dict[str, str 
 
 
 def _entry_patch(p: ParameterValueStruct) -> dict[str, str | None]:
-    if not is_secret_name(p.name) or not p.value:
+    if not p.value or not is_secret_parameter(p.name, p.xsd_type):
         # an empty secret read back keeps the sealed copy ("x"): CPEs answer
         # "" for every password they hold (TR-069), so "" says nothing new
         return {"v": p.value, "t": _short_type(p.xsd_type)}
