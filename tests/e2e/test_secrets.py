@@ -362,3 +362,47 @@ async def test_operator_declared_secrets_are_masked_in_results_and_webhooks(
         async with db_pool.acquire() as conn:
             await conn.execute("DELETE FROM webhooks WHERE url = $1", receiver.url)
         await receiver.stop()
+
+
+async def test_a_policy_shows_its_literal_secrets_masked_and_keeps_them_on_edit(
+    start_acs: StartAcs, clients: Any, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    acs = await start_acs(**SIM)
+    admin, viewer = await clients(acs, "admin"), await clients(acs, "viewer")
+    psk = "fleet-wide-passphrase-3390"
+    body = {
+        "name": unique_serial("wifi-"),
+        "precondition": f'DeviceID.SerialNumber = "{unique_serial("nobody-")}"',
+        "parameters": [
+            {"path": "WiFi.AccessPoint.1.Security.KeyPassphrase", "value": psk},
+            {"path": "ManagementServer.ConnectionRequestPassword", "value": "{secret:cr}"},
+            {"path": "WiFi.SSID.1.SSID", "value": "home"},
+        ],
+    }
+    status, made = await admin.call("POST", "/policies", json=body)
+    assert status == 201, made
+    try:
+        for caller in (viewer, admin):
+            for path in (f"/policies/{made['id']}", "/policies"):
+                status, shown = await caller.call("GET", path)
+                assert status == 200
+                assert_hidden(json.dumps(shown), psk)
+        status, shown = await viewer.call("GET", f"/policies/{made['id']}")
+        values = [p["value"] for p in shown["parameters"]]
+        assert values == [MASK, "{secret:cr}", "home"]  # a template hides nothing
+
+        # the policy sent back as read, with another change: the passphrase is kept
+        edited = body | {"parameters": shown["parameters"], "description": "edited"}
+        status, changed = await admin.call("PUT", f"/policies/{made['id']}", json=edited)
+        assert status == 200 and changed["version"] == 2, changed
+        async with db_pool.acquire() as conn:
+            spec = await conn.fetchval("SELECT spec FROM policies WHERE id = $1", made["id"])
+        assert spec["parameters"][0]["value"] == psk
+
+        # a new policy cannot be given the mask as a value
+        fresh = body | {"name": unique_serial("wifi-"), "parameters": shown["parameters"][:1]}
+        status, refused = await admin.call("POST", "/policies", json=fresh)
+        assert status == 400, refused
+        assert refused["error"]["errors"][0]["path"] == "WiFi.AccessPoint.1.Security.KeyPassphrase"
+    finally:
+        await admin.call("DELETE", f"/policies/{made['id']}")

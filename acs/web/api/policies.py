@@ -7,6 +7,7 @@ import logging
 import asyncpg
 from aiohttp import web
 
+from acs.core.policy_secrets import keep_masked, shown_spec
 from acs.core.secrets import mask_document, mask_value
 from acs.logs import log
 from acs.services import provisioning
@@ -20,7 +21,7 @@ logger = logging.getLogger("acs.api")
 
 
 def policy_out(row: store.PolicyRow) -> P.PolicyOut:
-    spec = row.spec
+    spec = shown_spec(row.spec)
     return P.PolicyOut(
         id=row.id,
         name=row.name,
@@ -56,6 +57,11 @@ def _values(body: P.PolicyIn) -> dict[str, object]:
     }
 
 
+def _refuse_masks(errors: list[dict[str, str]]) -> None:
+    if errors:
+        raise ApiError(400, "invalid_body", "a secret's value is the mask", errors)
+
+
 def _policy_id(request: web.Request) -> int:
     try:
         return int(request.match_info["policy_id"])
@@ -75,9 +81,11 @@ def _policy_id(request: web.Request) -> int:
 async def create_policy(request: web.Request) -> web.Response:
     """Devices apply it at their next matching session."""
     body: P.PolicyIn = await body_of(request, P.PolicyIn)
+    values = _values(body)
+    _refuse_masks(keep_masked(values["spec"], None))  # type: ignore[arg-type]
     async with services(request).pool.acquire() as conn:
         try:
-            row = await store.create(conn, _values(body), request[TOKEN].name)
+            row = await store.create(conn, values, request[TOKEN].name)
         except asyncpg.UniqueViolationError:
             raise ApiError(409, "exists", f"a policy named {body.name!r} exists") from None
     log(logger, logging.INFO, "policy_created", policy=row.id, token=request[TOKEN].name)
@@ -130,9 +138,15 @@ async def put_policy(request: web.Request) -> web.Response:
     """The change reaches each device at its next matching session."""
     pid = _policy_id(request)
     body: P.PolicyIn = await body_of(request, P.PolicyIn)
+    values = _values(body)
     async with services(request).pool.acquire() as conn:
+        before = await store.get(conn, pid)
+        if before is None:
+            raise not_found(f"policy {pid}")
+        # a secret read back masked and sent unchanged keeps its value
+        _refuse_masks(keep_masked(values["spec"], before.spec))  # type: ignore[arg-type]
         try:
-            row = await store.replace(conn, pid, _values(body))
+            row = await store.replace(conn, pid, values)
         except asyncpg.UniqueViolationError:
             raise ApiError(409, "exists", f"a policy named {body.name!r} exists") from None
     if row is None:
