@@ -30,7 +30,7 @@ from acs.core import secrets as secret_rules
 from acs.logs import log
 from acs.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from acs.metrics import Metrics
-from acs.services import bulk_jobs, campaigns, provisioning, retention, sealing_key
+from acs.services import bulk_jobs, campaigns, provisioning, reseal, retention, sealing_key
 from acs.services import events as notify
 from acs.services.knock import knock
 from acs.store import credentials
@@ -306,6 +306,9 @@ async def prepare_database(pool: asyncpg.Pool, settings: Settings) -> None:
         applied = await migrate(conn)
     if applied:
         log(logger, logging.INFO, "migrated", applied=",".join(applied))
+    # an installation from before secrets were sealed: once, before serving
+    secret_rules.use_extra_endings(secret_rules.parse_endings(settings.secret_parameters))
+    await reseal.seal_existing(pool, sealing_key.sealer(settings))
     if settings.default_policies:
         async with pool.acquire() as conn:
             installed = await provisioning.install_defaults(conn)
