@@ -12,7 +12,12 @@ from dataclasses import dataclass
 import asyncpg
 
 from acs.core.sealing import Sealer
+from acs.core.secrets import is_secret_name
 from acs.store import credentials
+
+
+class NotASecret(ValueError):
+    """The path names no secret parameter: its value is in the device tree."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +29,10 @@ class Revealed:
 async def read_secret(
     conn: asyncpg.Connection, sealer: Sealer, device_id: str, path: str
 ) -> Revealed | None:
-    """The clear value the ACS holds for ``path`` on the device, or None."""
+    """The clear value the ACS holds for ``path`` on the device, or None;
+    NotASecret for a path that is not a secret parameter."""
+    if not is_secret_name(path):
+        raise NotASecret(f"{path!r} is not a secret parameter: its value is in GET /devices/{{id}}")
     sealed = await conn.fetchval(
         "SELECT tree -> $2::text ->> 'x' FROM device_parameters WHERE device_id = $1",
         device_id,

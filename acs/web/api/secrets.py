@@ -7,9 +7,8 @@ import logging
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from acs.core.secrets import is_secret_name
 from acs.logs import log
-from acs.services.device_secrets import read_secret
+from acs.services.device_secrets import NotASecret, read_secret
 from acs.store import audit, devices
 from acs.web.api.errors import ApiError, not_found
 from acs.web.api.plumbing import TOKEN, api, json_out, services
@@ -47,18 +46,19 @@ async def get_secret(request: web.Request) -> web.Response:
     async with svc.pool.acquire() as conn:
         status = 500  # until the read is known to have gone right or been refused
         try:
-            if not is_secret_name(path):
+            if await devices.get_device(conn, dev_id) is None:
+                status = 404
+                raise not_found(f"device {dev_id!r}")
+            try:
+                found = await read_secret(conn, svc.sealer, dev_id, path)
+            except NotASecret as err:
                 status = 400
                 raise ApiError(
                     400,
                     "not_a_secret",
-                    f"{path!r} is not a secret parameter: its value is in GET /devices/{{id}}",
+                    str(err),
                     [{"path": "path", "message": "not a secret parameter"}],
-                )
-            if await devices.get_device(conn, dev_id) is None:
-                status = 404
-                raise not_found(f"device {dev_id!r}")
-            found = await read_secret(conn, svc.sealer, dev_id, path)
+                ) from None
             if found is None:
                 status = 404
                 raise not_found(f"a value of {path!r} on device {dev_id!r}")
