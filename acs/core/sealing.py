@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from acs.core.secrets import SEALED_PREFIX, is_secret_name, is_secret_parameter
+from acs.core.secrets import MASK, SEALED_PREFIX, is_secret_name, is_secret_parameter
 from acs.cwmp import messages as m
 
 #: where a task's arguments are sealed: bulk jobs share them between devices
@@ -28,6 +28,15 @@ TASK_ARGS = "task-args"
 
 class SealError(ValueError):
     """A sealed value that does not open: another key, another place, or damaged."""
+
+
+class MaskGiven(ValueError):
+    """A job would set a secret to the mask: a value read back masked and sent
+    again, which would set the device's password to eight asterisks."""
+
+    def __init__(self, paths: list[str]) -> None:
+        super().__init__(f"{MASK} is the mask of a secret, not a value: send the value")
+        self.paths = paths
 
 
 class Sealer:
@@ -85,12 +94,42 @@ class Sealer:
 
     def seal_args(self, args: dict[str, Any]) -> dict[str, Any]:
         """A job's arguments as stored: the values of secret parameters
-        ([[path, value, type?]]) and secret fields (a download's password) sealed."""
-        return _walk(args, lambda v: v if _already(v) else self.seal(_text(v), TASK_ARGS))
+        ([[path, value, type?]]) and secret fields (a download's password) sealed.
+        MaskGiven when one of them is the mask."""
+        masked: list[str] = []
+
+        def seal(value: Any) -> Any:
+            if value == MASK:
+                masked.append(str(value))
+            return value if _already(value) else self.seal(_text(value), TASK_ARGS)
+
+        sealed = _walk(args, seal)
+        if masked:
+            raise MaskGiven(_mask_paths(args))
+        return sealed
 
     def open_args(self, args: dict[str, Any]) -> dict[str, Any]:
         """What seal_args sealed, opened again, to build the RPC sent to the CPE."""
         return _walk(args, lambda v: self.open(v, TASK_ARGS) if _already(v) else v)
+
+
+def _mask_paths(args: dict[str, Any]) -> list[str]:
+    """Where a job's arguments give a secret the mask, as error paths."""
+    paths = []
+    for key, value in args.items():
+        if is_secret_name(key) and value == MASK:
+            paths.append(key)
+        elif isinstance(value, list):
+            paths.extend(
+                f"{key}.{i}"
+                for i, item in enumerate(value)
+                if isinstance(item, list | tuple)
+                and len(item) >= 2
+                and isinstance(item[0], str)
+                and is_secret_name(item[0])
+                and item[1] == MASK
+            )
+    return paths or ["args"]
 
 
 def _already(value: Any) -> bool:

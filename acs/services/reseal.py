@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 
 from acs.core import secrets
-from acs.core.sealing import Sealer
+from acs.core.sealing import MaskGiven, Sealer
 from acs.logs import log
 from acs.services.provisioning import OVERRIDE
 
@@ -131,6 +131,14 @@ async def _overrides(conn: asyncpg.Connection, sealer: Sealer, pattern: str) -> 
     return len(rows)
 
 
+def _sealed_args(sealer: Sealer, args: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return sealer.seal_args(args)
+    except MaskGiven:
+        # an old job that set a secret to the mask: nothing to keep, only to hide
+        return secrets.mask_document(args)  # type: ignore[no-any-return]
+
+
 async def _jobs(conn: asyncpg.Connection, sealer: Sealer, pattern: str) -> int:
     # a cheap text filter first: most jobs name no secret at all
     rows = await conn.fetch(
@@ -140,7 +148,7 @@ async def _jobs(conn: asyncpg.Connection, sealer: Sealer, pattern: str) -> int:
     )
     changed = 0
     for r in rows:
-        args, result = sealer.seal_args(r["args"]), secrets.mask_document(r["result"])
+        args, result = _sealed_args(sealer, r["args"]), secrets.mask_document(r["result"])
         if args != r["args"] or result != r["result"]:
             await conn.execute(
                 "UPDATE tasks SET args = $2, result = $3 WHERE id = $1", r["id"], args, result
@@ -151,7 +159,7 @@ async def _jobs(conn: asyncpg.Connection, sealer: Sealer, pattern: str) -> int:
         pattern.replace(r"\s*$", ""),
     )
     for r in bulk:
-        args = sealer.seal_args(r["task_args"])
+        args = _sealed_args(sealer, r["task_args"])
         if args != r["task_args"]:
             await conn.execute("UPDATE bulk_jobs SET task_args = $2 WHERE id = $1", r["id"], args)
             changed += 1

@@ -406,3 +406,39 @@ async def test_a_policy_shows_its_literal_secrets_masked_and_keeps_them_on_edit(
         assert refused["error"]["errors"][0]["path"] == "WiFi.AccessPoint.1.Security.KeyPassphrase"
     finally:
         await admin.call("DELETE", f"/policies/{made['id']}")
+
+
+async def test_a_job_cannot_set_a_secret_to_the_mask(
+    start_acs: StartAcs, clients: Any, unique_serial
+) -> None:
+    acs = await start_acs(**SIM)
+    operator = await clients(acs, "operator")
+    fleet = await fleet_of(acs, unique_serial("SMK"))
+    serial = next(iter(fleet.devices))
+    device = dev_id(fleet, serial)
+    try:
+        await fleet.wait_for(lambda: fleet.devices[serial].sessions_ok >= 1)
+        values = [[SSID, "home"], [PSK, MASK]]
+        status, body = await operator.call(
+            "POST",
+            f"/devices/{device}/tasks",
+            json={"name": "setParameterValues", "parameterValues": values},
+        )
+        assert status == 400 and body["error"]["code"] == "invalid_task", body
+        assert [e["path"] for e in body["error"]["errors"]] == ["parameterValues.1"]
+        status, body = await operator.call(
+            "POST",
+            "/bulk-jobs",
+            json={
+                "name": unique_serial("mask-"),
+                "filter": f'DeviceID.SerialNumber = "{serial}"',
+                "task": {"name": "setParameterValues", "parameterValues": values},
+            },
+        )
+        assert status == 400, body
+        assert [e["path"] for e in body["error"]["errors"]] == ["task.parameterValues.1"]
+        status, tasks = await operator.call("GET", f"/devices/{device}/tasks")
+        assert status == 200 and tasks["items"] == []  # nothing half-written
+        assert fleet.devices[serial].tree.value(PSK) != MASK
+    finally:
+        await fleet.stop()

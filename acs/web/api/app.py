@@ -14,6 +14,7 @@ from aiohttp import web
 
 from acs.connreq.http import ConnectionRequestResult
 from acs.core import filters
+from acs.core.sealing import MaskGiven
 from acs.core.secrets import mask_document
 from acs.core.tasks import InvalidTask, validate_task
 from acs.logs import log
@@ -387,6 +388,11 @@ async def create_task(request: web.Request) -> web.Response:
         raise ApiError(400, "invalid_task", bad.reason, bad.errors) from None
     dev_id = request.match_info["device_id"]
     svc = services(request)
+    try:
+        sealed = svc.sealer.seal_args(args)  # a password set by a job is kept sealed
+    except MaskGiven as bad:
+        errors = [{"path": p, "message": str(bad)} for p in bad.paths]
+        raise ApiError(400, "invalid_task", str(bad), errors) from None
     expires = datetime.now(UTC) + timedelta(seconds=body.expiry) if body.expiry else None
     async with svc.pool.acquire() as conn:
         if await devices.get_device(conn, dev_id) is None:
@@ -395,7 +401,7 @@ async def create_task(request: web.Request) -> web.Response:
             conn,
             dev_id,
             body.name,
-            svc.sealer.seal_args(args),  # a password set by a job is kept sealed
+            sealed,
             not_before=body.timestamp,
             expires_at=expires,
             unique_key=body.uniqueKey,
