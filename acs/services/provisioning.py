@@ -22,7 +22,7 @@ import asyncpg
 from acs.core import policies as engine
 from acs.core.filters import parse_filter
 from acs.core.plans import Plan
-from acs.core.sealing import Sealer
+from acs.core.sealing import MaskGiven, Sealer
 from acs.core.secrets import MASK, is_secret_name, mask_document, mask_value
 from acs.core.templates import ROOTS, TemplateError, parse_template
 from acs.core.windows import Window, is_open
@@ -303,7 +303,13 @@ async def set_overrides(
     device_id: str,
     values: Sequence[tuple[str, str, str | None]],
 ) -> None:
-    """Replace the device's overrides; a secret's value is kept sealed."""
+    """Replace the device's overrides; a secret's value is kept sealed.
+    MaskGiven when a secret's value is the mask (nothing is written then)."""
+    masked = [
+        f"parameters.{i}" for i, (p, v, _) in enumerate(values) if v == MASK and is_secret_name(p)
+    ]
+    if masked:
+        raise MaskGiven(masked)
     await store.set_overrides(
         conn,
         device_id,

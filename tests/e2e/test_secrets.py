@@ -10,6 +10,7 @@ admin can read one on purpose, which the audit log records.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from collections.abc import AsyncIterator, Iterator
@@ -440,5 +441,50 @@ async def test_a_job_cannot_set_a_secret_to_the_mask(
         status, tasks = await operator.call("GET", f"/devices/{device}/tasks")
         assert status == 200 and tasks["items"] == []  # nothing half-written
         assert fleet.devices[serial].tree.value(PSK) != MASK
+    finally:
+        await fleet.stop()
+
+
+async def test_a_secret_override_reaches_the_cpe_and_is_kept_sealed(
+    start_acs: StartAcs, clients: Any, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    acs = await start_acs(**SIM)
+    operator, viewer = await clients(acs, "operator"), await clients(acs, "viewer")
+    fleet = await fleet_of(acs, unique_serial("SOV"))
+    serial = next(iter(fleet.devices))
+    device = dev_id(fleet, serial)
+    psk = "override-passphrase-8842"
+    try:
+        cpe = fleet.devices[serial]
+        await fleet.wait_for(lambda: cpe.sessions_ok >= 1)
+        status, body = await operator.call(
+            "PUT", f"/devices/{device}/overrides", json={"parameters": [[PSK, psk]]}
+        )
+        assert status == 200 and body["parameters"] == [[PSK, MASK, None]], body
+        await asyncio.sleep(2.1)  # the policy book notices overrides within two seconds
+        before = cpe.sessions_ok
+        await fleet.trigger(serial)
+        await fleet.wait_for(lambda: cpe.sessions_ok > before and cpe.tree.value(PSK) == psk)
+        # converged: compared in clear with the sealed copy, it is not set again
+        sets, before = cpe.requests_seen["SetParameterValues"], cpe.sessions_ok
+        await fleet.trigger(serial)
+        await fleet.wait_for(lambda: cpe.sessions_ok > before)
+        assert cpe.requests_seen["SetParameterValues"] == sets
+        status, body = await viewer.call("GET", f"/devices/{device}/overrides")
+        assert status == 200 and body["parameters"] == [[PSK, MASK, None]]
+        assert_hidden(await stored_text(db_pool, device), psk)
+        async with db_pool.acquire() as conn:
+            kept = await conn.fetchval(
+                "SELECT value FROM device_overrides WHERE device_id = $1", device
+            )
+        assert kept.startswith("acs:sealed:") and psk not in kept
+        status, body = await operator.call(
+            "PUT", f"/devices/{device}/overrides", json={"parameters": [[PSK, MASK]]}
+        )
+        assert status == 400 and body["error"]["errors"][0]["path"] == "parameters.0", body
+        async with db_pool.acquire() as conn:
+            assert kept == await conn.fetchval(
+                "SELECT value FROM device_overrides WHERE device_id = $1", device
+            )
     finally:
         await fleet.stop()

@@ -8,6 +8,7 @@ import asyncpg
 from aiohttp import web
 
 from acs.core.policy_secrets import keep_masked, shown_spec
+from acs.core.sealing import MaskGiven
 from acs.core.secrets import mask_document, mask_value
 from acs.logs import log
 from acs.services import provisioning
@@ -275,7 +276,11 @@ async def put_overrides(request: web.Request) -> web.Response:
     async with svc.pool.acquire() as conn:
         if await devices.get_device(conn, dev_id) is None:
             raise not_found(f"device {dev_id!r}")
-        await provisioning.set_overrides(conn, svc.sealer, dev_id, values)
+        try:
+            await provisioning.set_overrides(conn, svc.sealer, dev_id, values)
+        except MaskGiven as bad:
+            errors = [{"path": p, "message": str(bad)} for p in bad.paths]
+            raise ApiError(400, "invalid_body", str(bad), errors) from None
     shown = mask_document([list(v) for v in values])
     return json_out(P.OverridesOut(device=dev_id, parameters=shown))
 
