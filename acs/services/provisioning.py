@@ -349,7 +349,12 @@ async def record(
         run.device_id,
         [
             # which policy set a value is for operators: a secret's value stays masked
-            (path, s["policy"] or None, names.get(s["policy"], "?"), mask_value(path, s["value"]))
+            (
+                path,
+                s["policy"] or None,
+                names.get(s["policy"], "?"),
+                mask_value(path, s["value"]) or "",
+            )
             for path, s in result.get("set", {}).items()
         ],
         at,

@@ -249,7 +249,7 @@ async def device_policies(request: web.Request) -> web.Response:
                     path=s["path"],
                     policy=s["policy_id"],
                     policyName=s["policy_name"],
-                    value=mask_value(s["path"], s["value"]),
+                    value=mask_value(s["path"], s["value"]) or "",
                     setAt=s["set_at"],
                 )
                 for s in sources
