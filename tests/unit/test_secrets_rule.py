@@ -88,3 +88,20 @@ def test_sealed_job_arguments_open_again_only_with_the_key() -> None:
         Sealer(b"another key of thirty-two characters").open_args(sealed)
     with pytest.raises(ValueError, match="16 bytes"):
         Sealer(b"short")
+
+
+def test_log_lines_mask_a_quoted_secret(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from acs.logs import log
+
+    with caplog.at_level(logging.INFO):
+        log(
+            logging.getLogger("acs.test"),
+            logging.INFO,
+            "task_fault",
+            reason="9018 bad configuration line 'Device.A.KeyPassphrase logged-pw'",
+            url="http://user:url-pw@127.0.0.1/f",
+        )
+    assert "logged-pw" not in caplog.text and "url-pw" not in caplog.text
+    assert "Device.A.KeyPassphrase ********" in caplog.text
