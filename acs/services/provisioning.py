@@ -22,6 +22,7 @@ import asyncpg
 from acs.core import policies as engine
 from acs.core.filters import parse_filter
 from acs.core.plans import Plan
+from acs.core.policy_secrets import open_spec
 from acs.core.sealing import MaskGiven, Sealer
 from acs.core.secrets import MASK, is_secret_name, mask_document, mask_value
 from acs.core.templates import ROOTS, TemplateError, parse_template
@@ -124,10 +125,11 @@ class LoadedPolicy:
         return is_open(self.windows, now)
 
 
-def load(row: store.PolicyRow) -> LoadedPolicy:
+def load(row: store.PolicyRow, sealer: Sealer | None = None) -> LoadedPolicy:
+    """ValueError when the stored policy no longer parses or its secrets do not open."""
     return LoadedPolicy(
         row=row,
-        policy=policy_from_spec(row.id, row.name, row.priority, row.spec),
+        policy=policy_from_spec(row.id, row.name, row.priority, open_spec(row.spec, sealer)),
         windows=tuple(window_from_json(w) for w in row.windows),
         events=frozenset(row.events),
     )
@@ -144,6 +146,7 @@ class PolicyBook:
     _key: bytes | None = None
     any_overrides: bool = True
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    sealer: Sealer | None = None  # opens the literal secrets policies keep sealed
 
     async def current(self, conn: asyncpg.Connection) -> list[LoadedPolicy]:
         if time.monotonic() - self._checked < self.ttl_s:
@@ -164,7 +167,7 @@ class PolicyBook:
                 loaded = []
                 for p in await store.list_all(conn, enabled_only=True):
                     try:
-                        loaded.append(load(p))
+                        loaded.append(load(p, self.sealer))
                     except (SpecError, ValueError) as err:  # stored before a rule got stricter
                         log(logger, logging.ERROR, "policy_unusable", policy=p.name, error=err)
                 self._policies, self._fingerprint = loaded, fingerprint

@@ -1,6 +1,7 @@
 """Sealing the secrets a database kept in clear before secrets were sealed.
 
-Runs once per installation, at start before serving (acs.web.server): tree
+Runs once per installation, at start before serving (acs.web.server): literal
+secrets in policies are sealed, tree
 values of secret parameters become the mask plus their sealed value, the
 connection-request passwords the ACS kept and secret overrides are sealed,
 job arguments are sealed and job results masked, and the values recorded as
@@ -17,6 +18,7 @@ from typing import Any
 import asyncpg
 
 from acs.core import secrets
+from acs.core.policy_secrets import seal_spec
 from acs.core.sealing import MaskGiven, Sealer
 from acs.logs import log
 from acs.services.provisioning import OVERRIDE
@@ -40,6 +42,7 @@ async def seal_existing(pool: asyncpg.Pool, sealer: Sealer) -> dict[str, int] | 
             return None
         pattern = _name_pattern()
         counts = {
+            "policies": await _policies(conn, sealer),
             "trees": await _trees(conn, sealer, pattern),
             "credentials": await _credentials(conn, sealer),
             "overrides": await _overrides(conn, sealer, pattern),
@@ -59,6 +62,17 @@ async def seal_existing(pool: asyncpg.Pool, sealer: Sealer) -> dict[str, int] | 
     if any(counts.values()):
         log(logger, logging.INFO, "secrets_sealed", **counts)
     return counts
+
+
+async def _policies(conn: asyncpg.Connection, sealer: Sealer) -> int:
+    changed = 0
+    for r in await conn.fetch("SELECT id, spec FROM policies"):
+        spec = r["spec"]
+        if seal_spec(spec, sealer):
+            # the same version: what the policy sets has not changed
+            await conn.execute("UPDATE policies SET spec = $2 WHERE id = $1", r["id"], spec)
+            changed += 1
+    return changed
 
 
 async def _trees(conn: asyncpg.Connection, sealer: Sealer, pattern: str) -> int:

@@ -108,10 +108,10 @@ class SessionDriver:
     ) -> None:
         self.settings = settings
         self.pool = pool
-        self.policies = provisioning.PolicyBook()
-        self.metrics = metrics or Metrics()
         # secrets the CPE reports or the ACS sets are sealed before they are stored
         self.sealer = sealer(settings)
+        self.policies = provisioning.PolicyBook(sealer=self.sealer)
+        self.metrics = metrics or Metrics()
 
     # ------------------------------------------------------------ CPE requests
 

@@ -365,15 +365,16 @@ async def test_operator_declared_secrets_are_masked_in_results_and_webhooks(
         await receiver.stop()
 
 
-async def test_a_policy_shows_its_literal_secrets_masked_and_keeps_them_on_edit(
+async def test_a_policy_keeps_its_literal_secrets_sealed_masked_and_on_edit(
     start_acs: StartAcs, clients: Any, db_pool: asyncpg.Pool, unique_serial
 ) -> None:
     acs = await start_acs(**SIM)
     admin, viewer = await clients(acs, "admin"), await clients(acs, "viewer")
     psk = "fleet-wide-passphrase-3390"
+    prefix = unique_serial("SPL")
     body = {
         "name": unique_serial("wifi-"),
-        "precondition": f'DeviceID.SerialNumber = "{unique_serial("nobody-")}"',
+        "precondition": mine(prefix),
         "parameters": [
             {"path": "WiFi.AccessPoint.1.Security.KeyPassphrase", "value": psk},
             {"path": "ManagementServer.ConnectionRequestPassword", "value": "{secret:cr}"},
@@ -382,6 +383,7 @@ async def test_a_policy_shows_its_literal_secrets_masked_and_keeps_them_on_edit(
     }
     status, made = await admin.call("POST", "/policies", json=body)
     assert status == 201, made
+    fleet = None
     try:
         for caller in (viewer, admin):
             for path in (f"/policies/{made['id']}", "/policies"):
@@ -391,14 +393,24 @@ async def test_a_policy_shows_its_literal_secrets_masked_and_keeps_them_on_edit(
         status, shown = await viewer.call("GET", f"/policies/{made['id']}")
         values = [p["value"] for p in shown["parameters"]]
         assert values == [MASK, "{secret:cr}", "home"]  # a template hides nothing
+        async with db_pool.acquire() as conn:
+            stored = await conn.fetchval(
+                "SELECT spec::text FROM policies WHERE id = $1", made["id"]
+            )
+        assert psk not in stored and "acs:sealed:" in stored
 
-        # the policy sent back as read, with another change: the passphrase is kept
+        # the policy sent back as read, with another change: the passphrase is kept...
         edited = body | {"parameters": shown["parameters"], "description": "edited"}
         status, changed = await admin.call("PUT", f"/policies/{made['id']}", json=edited)
         assert status == 200 and changed["version"] == 2, changed
-        async with db_pool.acquire() as conn:
-            spec = await conn.fetchval("SELECT spec FROM policies WHERE id = $1", made["id"])
-        assert spec["parameters"][0]["value"] == psk
+        # ...and reaches the devices in clear
+        await asyncio.sleep(2.1)  # the policy book reloads within two seconds
+        fleet = await fleet_of(acs, prefix)
+        serial = next(iter(fleet.devices))
+        cpe = fleet.devices[serial]
+        await fleet.wait_for(lambda: cpe.tree.value(PSK) == psk)
+        assert cpe.tree.value(SSID) == "home"
+        assert_hidden(await stored_text(db_pool, dev_id(fleet, serial)), psk)
 
         # a new policy cannot be given the mask as a value
         fresh = body | {"name": unique_serial("wifi-"), "parameters": shown["parameters"][:1]}
@@ -406,6 +418,8 @@ async def test_a_policy_shows_its_literal_secrets_masked_and_keeps_them_on_edit(
         assert status == 400, refused
         assert refused["error"]["errors"][0]["path"] == "WiFi.AccessPoint.1.Security.KeyPassphrase"
     finally:
+        if fleet is not None:
+            await fleet.stop()
         await admin.call("DELETE", f"/policies/{made['id']}")
 
 

@@ -13,9 +13,10 @@ import pytest
 from acs.core.sealing import Sealer, SealError
 from acs.core.secrets import MASK
 from acs.cwmp.messages import ParameterValueStruct as PV
-from acs.services import reseal
+from acs.services import provisioning, reseal
 from acs.services.device_secrets import read_secret
 from acs.store import devices
+from acs.store import policies as policy_store
 from tests.integration.test_store import inform
 
 pytestmark = pytest.mark.db
@@ -100,6 +101,12 @@ async def test_a_database_from_before_sealing_is_sealed_once(
         {"parameterValues": [[PSK, "old-clear-psk"]]},
         {"values": [[PSK, "old-clear-psk", "xsd:string"]]},
     )
+    # disabled, and deleted below: the database is shared by the whole run
+    policy = await conn.fetchval(
+        "INSERT INTO policies (name, spec, enabled) VALUES ($1, $2, false) RETURNING id",
+        unique_serial("old-policy-"),
+        {"parameters": [{"path": "WiFi.AccessPoint.1.Security.KeyPassphrase", "value": "old-pol"}]},
+    )
     await conn.execute("DELETE FROM acs_keys WHERE name = $1", reseal.MARKER)
 
     counts = await reseal.seal_existing(db_pool, sealer)
@@ -117,8 +124,15 @@ async def test_a_database_from_before_sealing_is_sealed_once(
         json.dumps(await conn.fetchval("SELECT args FROM tasks WHERE id = $1", job)),
         json.dumps(await conn.fetchval("SELECT result FROM tasks WHERE id = $1", job)),
     ]
+    rows.append(await conn.fetchval("SELECT spec::text FROM policies WHERE id = $1", policy))
     for text in rows:
-        assert "old-clear-cr" not in text and "old-clear-psk" not in text, text
+        for clear in ("old-clear-cr", "old-clear-psk", "old-pol"):
+            assert clear not in text, text
+    row = await policy_store.get(conn, policy)
+    assert row is not None
+    opened = provisioning.load(row, sealer).policy.parameters[0].value.text
+    assert opened == "old-pol"  # what the engine sets, in clear
+    await conn.execute("DELETE FROM policies WHERE id = $1", policy)
     stored = await devices.get_parameters(conn, dev.id)
     assert stored["Device.UserInterface.SharedPassword"].value == "0"  # a switch, untouched
     assert stored["Device.X.Name"].value == "shown"

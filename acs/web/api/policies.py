@@ -7,7 +7,7 @@ import logging
 import asyncpg
 from aiohttp import web
 
-from acs.core.policy_secrets import keep_masked, shown_spec
+from acs.core.policy_secrets import keep_masked, seal_spec, shown_spec
 from acs.core.sealing import MaskGiven
 from acs.core.secrets import mask_document, mask_value
 from acs.logs import log
@@ -84,6 +84,7 @@ async def create_policy(request: web.Request) -> web.Response:
     body: P.PolicyIn = await body_of(request, P.PolicyIn)
     values = _values(body)
     _refuse_masks(keep_masked(values["spec"], None))  # type: ignore[arg-type]
+    seal_spec(values["spec"], services(request).sealer)  # type: ignore[arg-type]
     async with services(request).pool.acquire() as conn:
         try:
             row = await store.create(conn, values, request[TOKEN].name)
@@ -146,6 +147,7 @@ async def put_policy(request: web.Request) -> web.Response:
             raise not_found(f"policy {pid}")
         # a secret read back masked and sent unchanged keeps its value
         _refuse_masks(keep_masked(values["spec"], before.spec))  # type: ignore[arg-type]
+        seal_spec(values["spec"], services(request).sealer)  # type: ignore[arg-type]
         try:
             row = await store.replace(conn, pid, values)
         except asyncpg.UniqueViolationError:
@@ -187,23 +189,32 @@ async def delete_policy(request: web.Request) -> web.Response:
     tag="policies",
     summary="What the policy would change on a device now (nothing is sent)",
     query=P.DryRunQuery,
-    responses={200: (P.DryRunOut, "the changes"), 404: (None, "unknown policy or device")},
+    responses={
+        200: (P.DryRunOut, "the changes"),
+        404: (None, "unknown policy or device"),
+        409: (None, "the stored policy cannot be used (its secrets do not open, say)"),
+    },
 )
 async def dry_run_policy(request: web.Request) -> web.Response:
     """Computed from the stored tree, as the device's next session would."""
     pid = _policy_id(request)
     q: P.DryRunQuery = query_of(request, P.DryRunQuery)
+    sealer = services(request).sealer
     async with services(request).pool.acquire() as conn:
         row = await store.get(conn, pid)
         if row is None:
             raise not_found(f"policy {pid}")
+        try:
+            loaded = provisioning.load(row, sealer)
+        except ValueError as err:
+            raise ApiError(409, "unusable", f"policy {pid} cannot be used: {err}") from None
         result = await provisioning.dry_run(
             conn,
-            provisioning.PolicyBook(),
-            provisioning.load(row),
+            provisioning.PolicyBook(sealer=sealer),
+            loaded,
             q.device,
             provisioning.utcnow(),
-            services(request).sealer,
+            sealer,
         )
     if result is None:
         raise not_found(f"device {q.device!r}")
