@@ -138,6 +138,19 @@ class Settings(BaseSettings):
         " credentials) on first start",
     )
 
+    # --- secrets (passwords and keys in device trees and jobs; acs.core.secrets)
+    secrets_key: str | None = Field(
+        default=None,
+        min_length=32,
+        description="the key secrets are sealed with at rest; unset: one is made in"
+        " data_dir/secrets.key",
+    )
+    secret_parameters: str = Field(
+        default="",
+        description="comma-separated parameter name endings that are secrets too,"
+        " beyond the built-in ones (Password, Passphrase, PreSharedKey, WEPKey, Secret)",
+    )
+
     # --- firmware campaigns
     campaign_tick_s: float = Field(
         default=10.0, gt=0, description="how often campaigns advance stages and time out devices"
@@ -250,6 +263,13 @@ class Settings(BaseSettings):
     ui_session_max_s: float = Field(
         default=7 * 86400, gt=0, description="a UI session ends this long after sign-in"
     )
+    login_concurrency: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="password checks (Argon2, 64 MiB each) in flight per process;"
+        " more sign-ins wait their turn",
+    )
     ui_cookie_secure: bool | None = Field(
         default=None,
         description="mark the session cookie Secure; unset: when the request came over"
@@ -270,6 +290,14 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown listener(s) {unknown}; choose from {list(LISTENERS)}")
         return ",".join(n for n in LISTENERS if n in names)
+
+    @field_validator("secret_parameters")
+    @classmethod
+    def _secret_endings_parse(cls, value: str) -> str:
+        from acs.core.secrets import parse_endings
+
+        parse_endings(value)  # ValueError names the bad entry
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -1,6 +1,7 @@
 """Structured logs: one event per line, ``event=name key=value ...``.
 
 Every line of a CWMP session carries ``device=`` so one grep follows a device.
+Secrets quoted in a value (acs.core.secrets) are masked.
 """
 
 from __future__ import annotations
@@ -8,9 +9,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from acs.core.secrets import mask_free_text
+
 
 def _fmt(value: Any) -> str:
-    text = str(value)
+    # a CPE's fault string or a URL may quote a secret: logs are an output too
+    text = mask_free_text(str(value))
     if text == "" or any(c in text for c in ' ="\n'):
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
     return text

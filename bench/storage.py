@@ -51,6 +51,7 @@ from urllib.parse import urlencode
 import aiohttp
 import asyncpg
 
+from acs.core.secrets import is_secret_name
 from acs.cwmp.messages import ParameterValueStruct
 from acs.store import db, devices
 from acs.store.ids import device_id
@@ -157,7 +158,11 @@ class FleetBuilder:
         self.values = ref.get_parameter_values([root])
         self.identity_paths = sorted(self.template.identity)
         self._index = {v.name: k for k, v in enumerate(self.values)}
-        self.varying = sorted({*self.identity_paths, SSID_PATH, SOFTWARE_PATH})
+        # secrets read back "" (the simulator hides them as CPEs do), and a
+        # sentinel in their slot would be stored as the mask (acs.core.secrets)
+        self.varying = sorted(
+            p for p in {*self.identity_paths, SSID_PATH, SOFTWARE_PATH} if not is_secret_name(p)
+        )
         self._pieces = self._json_template()
         self._reference = {v.name: v.value for v in self.values}
 

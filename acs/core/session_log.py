@@ -5,9 +5,8 @@ when the session ends. Every body is masked *before* it is buffered and cut
 to the session's byte budget, so no secret is held longer than the exchange
 that carried it, and a truncation never leaves half a password behind.
 
-What is masked: the value of any parameter whose name ends in Password,
-Passphrase, PreSharedKey, KeyPassphrase or WEPKey (any letter case: vendor
-extensions write them as they like), the ``Password`` element of
+What is masked: the value of any parameter that acs.core.secrets calls a
+secret (the one rule every output uses), the ``Password`` element of
 Download/Upload/ScheduleDownload/ChangeDUState, and user:password@ in URLs.
 Masking is structural (lxml, with the codec's hardened parser); a body that is
 not well-formed XML is masked by patterns, which covers the usual layouts of
@@ -17,6 +16,7 @@ HTTP headers are never recorded, so Authorization never reaches the store.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,10 +24,12 @@ from typing import Any
 
 from lxml import etree
 
+from acs.core import secrets
+from acs.core.secrets import MASK, is_secret_name
 from acs.cwmp.soap import CwmpParseError, parse_xml
 
-MASK = "********"
-SECRET_SUFFIXES = ("password", "passphrase", "presharedkey", "keypassphrase", "wepkey")
+__all__ = ["MASK", "Transcript", "is_secret_name", "mask_body", "mask_text"]
+
 #: entries kept per session; beyond it messages are only counted (a CPE that
 #: loops on its own requests must not grow the buffer without end)
 MAX_ENTRIES = 2000
@@ -38,32 +40,34 @@ MAX_ENTRIES = 2000
 # GetParameterAttributes answers, the biggest messages of a discovery) hide nothing.
 # (Substring tests on a lowered copy: a case-insensitive regex alternation is
 # ten times slower on a discovery's 150 KB answers.)
-_SECRET_WORDS = tuple(w.encode() for w in SECRET_SUFFIXES)
 _VALUE_ELEMENT_BYTES = re.compile(rb"(?:Value|Password)[\s>/]")
 _USERINFO_BYTES = re.compile(rb"://[^/\s<>@]*@")
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s<>@]+@")
 
-_SECRET_WORD = "(?:" + "|".join(SECRET_SUFFIXES) + ")"
 _TEXT = r"(?:<!\[CDATA\[.*?\]\]>|[^<])+"
 _EL = r"(?:[\w.-]+:)?"
-_PATTERNS = (
-    # <Password>secret</Password>
-    re.compile(rf"(<{_EL}Password\b[^>]*>)({_TEXT})", re.S),
-    # <Name>...KeyPassphrase</Name><Value>secret</Value>
-    re.compile(
-        rf"(<{_EL}Name\b[^>]*>[^<]*{_SECRET_WORD}\s*</{_EL}Name\s*>\s*<{_EL}Value\b[^>]*>)({_TEXT})",
-        re.S | re.I,
-    ),
-    # the same pair in the other order, which lenient CPEs also send
-    re.compile(
-        rf"(<{_EL}Value\b[^>]*>)({_TEXT})(?=</{_EL}Value\s*>\s*<{_EL}Name\b[^>]*>[^<]*{_SECRET_WORD}\s*<)",
-        re.S | re.I,
-    ),
-)
 
 
-def is_secret_name(name: str) -> bool:
-    return name.strip().lower().endswith(SECRET_SUFFIXES)
+@functools.lru_cache(maxsize=8)
+def _rules(endings: tuple[str, ...]) -> tuple[tuple[bytes, ...], tuple[re.Pattern[str], ...]]:
+    """The byte words and text patterns for these secret name endings (the
+    operator's endings are set at start, after import)."""
+    word = "(?:" + "|".join(re.escape(e) for e in endings) + ")"
+    patterns = (
+        # <Password>secret</Password>
+        re.compile(rf"(<{_EL}Password\b[^>]*>)({_TEXT})", re.S),
+        # <Name>...KeyPassphrase</Name><Value>secret</Value>
+        re.compile(
+            rf"(<{_EL}Name\b[^>]*>[^<]*{word}\s*</{_EL}Name\s*>\s*<{_EL}Value\b[^>]*>)({_TEXT})",
+            re.S | re.I,
+        ),
+        # the same pair in the other order, which lenient CPEs also send
+        re.compile(
+            rf"(<{_EL}Value\b[^>]*>)({_TEXT})(?=</{_EL}Value\s*>\s*<{_EL}Name\b[^>]*>[^<]*{word}\s*<)",
+            re.S | re.I,
+        ),
+    )
+    return tuple(e.encode() for e in endings), patterns
 
 
 def as_text(body: bytes) -> str:
@@ -88,14 +92,15 @@ def _may_hold_secret(body: bytes) -> bool:
     if b"@" in body and _USERINFO_BYTES.search(body):
         return True
     lowered = body.lower()
-    if not any(word in lowered for word in _SECRET_WORDS):
+    words, _ = _rules(secrets.endings())
+    if not any(word in lowered for word in words):
         return False
     return _VALUE_ELEMENT_BYTES.search(body) is not None
 
 
 def mask_text(text: str) -> str:
     """Pattern masking, for bodies that are not well-formed XML."""
-    for pattern in _PATTERNS:
+    for pattern in _rules(secrets.endings())[1]:
         text = pattern.sub(lambda m: m.group(1) + MASK, text)
     return _USERINFO.sub(r"\1" + MASK + "@", text)
 

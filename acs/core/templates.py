@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from acs.core.secrets import is_secret_name
+
 FIELDS = frozenset(
     {
         "DeviceID.ID",
@@ -157,6 +159,9 @@ def _placeholder(body: str, position: int) -> Placeholder:
         raise TemplateError(f"{name!r} is an object, not a parameter", position)
     if not _NAME.fullmatch(name):
         raise TemplateError(f"{name!r} is not a field or parameter name", position)
+    if name not in FIELDS and is_secret_name(name):
+        # its clear value would leave the ACS in whatever parameter the template sets
+        raise TemplateError(f"{name!r} is a secret: a template may not read it", position)
     return Placeholder(name, None, start, stop, is_slice, position)
 
 

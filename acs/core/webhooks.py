@@ -11,6 +11,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from acs.core.secrets import mask_document
+
 DEVICE_REGISTERED = "device.registered"
 JOB_FINISHED = "job.finished"
 JOB_FAULTED = "job.faulted"
@@ -28,12 +30,13 @@ MAX_RETRY_DELAY_S = 3600.0
 
 def envelope(event_type: str, data: dict[str, Any], at: datetime | None = None) -> dict[str, Any]:
     """The document every hook of this event receives; ``id`` is the same for all
-    of them and for every retry, so a receiver can drop duplicates."""
+    of them and for every retry, so a receiver can drop duplicates. Secrets are
+    masked: a hook is outside the ACS (a CPE's fault string may quote one)."""
     return {
         "id": str(uuid.uuid4()),
         "type": event_type,
         "occurredAt": (at or datetime.now(UTC)).isoformat(),
-        "data": data,
+        "data": mask_document(data),
     }
 
 

@@ -2,6 +2,12 @@
 
 Hashing runs in a worker thread: Argon2 is slow on purpose (tens of
 milliseconds) and would otherwise stall every CWMP session on the event loop.
+
+A sign-in is counted against its username and address *before* its password
+is checked (``SignIn.attempt``): counting after the check let a burst of
+concurrent guesses all pass the gate while the first ones were still hashing.
+At most ``concurrency`` checks run at once per process, so a burst queues
+instead of taking every core and 64 MiB per check.
 """
 
 from __future__ import annotations
@@ -34,13 +40,22 @@ async def change_password(conn: asyncpg.Connection, username: str, password: str
     return await users.set_password(conn, username, digest)
 
 
-async def check_login(pool: asyncpg.Pool, username: str, password: str) -> users.User | None:
+async def check_login(
+    pool: asyncpg.Pool,
+    username: str,
+    password: str,
+    gate: asyncio.Semaphore | None = None,
+) -> users.User | None:
     """The user when the password is right, else None; as slow for an unknown
-    username as for a wrong password."""
+    username as for a wrong password. ``gate`` bounds the checks in flight."""
     async with pool.acquire() as conn:
         stored = await users.password_hash_of(conn, username)
     # the database connection goes back to the pool during the slow part
-    ok = await asyncio.to_thread(passwords.verify_password, stored, password)
+    if gate is None:
+        ok = await asyncio.to_thread(passwords.verify_password, stored, password)
+    else:
+        async with gate:
+            ok = await asyncio.to_thread(passwords.verify_password, stored, password)
     if not ok or stored is None:
         return None
     async with pool.acquire() as conn:
@@ -97,5 +112,55 @@ class LoginThrottle:
             for key in list(self._failures)[:50_000]:
                 del self._failures[key]
 
-    def succeeded(self, username: str) -> None:
+    def admit(self, username: str, address: str, now: float | None = None) -> tuple[float, float]:
+        """(seconds to wait, stamp): with no wait, the attempt is counted as
+        failed before it is checked, at ``stamp``. Check and count run with no
+        await between them, so concurrent attempts cannot all pass."""
+        now = time.monotonic() if now is None else now
+        wait = self.retry_after(username, address, now)
+        if wait <= 0:
+            self.failed(username, address, now)
+        return wait, now
+
+    def succeeded(
+        self, username: str, address: str | None = None, stamp: float | None = None
+    ) -> None:
+        """Clear the username's count and give back the address the attempt
+        ``admit`` took at ``stamp``: a right password is not a failure."""
         self._failures.pop("u:" + username.lower(), None)
+        if address is None or stamp is None:
+            return
+        q = self._failures.get("a:" + address)
+        if q is not None:
+            try:
+                q.remove(stamp)
+            except ValueError:
+                pass  # the window already dropped it
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """The outcome of one sign-in: the user, or None and why."""
+
+    user: users.User | None
+    retry_after: float = 0.0  # > 0: refused unchecked, throttled
+
+
+class SignIn:
+    """Password checks of one process: throttled per username and address,
+    at most ``concurrency`` Argon2 checks at once."""
+
+    def __init__(self, concurrency: int = 2, throttle: LoginThrottle | None = None) -> None:
+        self.throttle = throttle or LoginThrottle()
+        self.gate = asyncio.Semaphore(concurrency)
+
+    async def attempt(
+        self, pool: asyncpg.Pool, username: str, password: str, address: str
+    ) -> Attempt:
+        wait, stamp = self.throttle.admit(username, address)
+        if wait > 0:
+            return Attempt(None, wait)
+        user = await check_login(pool, username, password, self.gate)
+        if user is not None:
+            self.throttle.succeeded(username, address, stamp)
+        return Attempt(user)

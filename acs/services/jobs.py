@@ -58,10 +58,12 @@ async def queue(
     not_before: datetime | None = None,
     expires_at: datetime | None = None,
     unique_key: str | None = None,
+    stored: dict[str, Any] | None = None,
 ) -> task_store.Task:
     """Queue a job whose arguments are valid (rules.validate_task) for a device.
 
-    rules.InvalidTask when a value does not fit the type the device reported."""
+    ``stored``: the arguments as kept, secrets sealed (``args`` are checked, in
+    clear). rules.InvalidTask when a value does not fit the type the device reported."""
     device = await devices.get_device(conn, device_id)
     if device is None:
         raise UnknownDevice(device_id)
@@ -76,7 +78,7 @@ async def queue(
         conn,
         device_id,
         name,
-        args,
+        args if stored is None else stored,
         not_before=not_before,
         expires_at=expires_at,
         unique_key=unique_key,

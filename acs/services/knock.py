@@ -22,28 +22,32 @@ from acs.config import Settings
 from acs.connreq.http import ConnectionRequester, ConnectionRequestResult
 from acs.connreq.udp_sender import UdpConnectionRequester
 from acs.core.reach import CHANNELS, plan
+from acs.core.sealing import Sealer
+from acs.core.secrets import is_sealed
 from acs.logs import log
+from acs.services.sealing_key import sealer
 from acs.store import nat
 
 logger = logging.getLogger("acs.connreq")
 
 _ROOTS = ("Device.", "InternetGatewayDevice.")
+PASSWORD = "ManagementServer.ConnectionRequestPassword"
 
 
 async def _credentials(
     conn: asyncpg.Connection, settings: Settings, dev_id: str
 ) -> tuple[str | None, str, str] | None:
     """(ConnectionRequestURL, username, password): the credentials the ACS stored for
-    the device, else the ones in its tree, else the configured defaults."""
+    the device, else the ones in its tree, else the configured defaults. Passwords
+    are kept sealed; they are opened here, for this knock only."""
     row = await conn.fetchrow(
         """
         SELECT d.connection_request_url, c.username, c.password,
                coalesce(dp.tree -> ($2 || 'ManagementServer.ConnectionRequestUsername'),
                         dp.tree -> ($3 || 'ManagementServer.ConnectionRequestUsername'))
                    ->> 'v' AS tree_username,
-               coalesce(dp.tree -> ($2 || 'ManagementServer.ConnectionRequestPassword'),
-                        dp.tree -> ($3 || 'ManagementServer.ConnectionRequestPassword'))
-                   ->> 'v' AS tree_password
+               dp.tree -> ($2 || $4) ->> 'x' AS sealed_under_device,
+               dp.tree -> ($3 || $4) ->> 'x' AS sealed_under_igd
         FROM devices d
         LEFT JOIN connection_request_credentials c ON c.device_id = d.id
         LEFT JOIN device_parameters dp ON dp.device_id = d.id
@@ -51,15 +55,35 @@ async def _credentials(
         """,
         dev_id,
         *_ROOTS,
+        PASSWORD,
     )
     if row is None:
         return None
+    seal = sealer(settings)
     if row["username"] is not None:
-        username, password = row["username"], row["password"]
+        username, password = row["username"], _opened(seal, dev_id, row["password"])
     else:
         username = row["tree_username"] or settings.connection_request_username or ""
-        password = row["tree_password"] or settings.connection_request_password or ""
+        password = (
+            seal.open_value(dev_id, _ROOTS[0] + PASSWORD, row["sealed_under_device"])
+            or seal.open_value(dev_id, _ROOTS[1] + PASSWORD, row["sealed_under_igd"])
+            or settings.connection_request_password
+            or ""
+        )
     return row["connection_request_url"], username, password
+
+
+def _opened(seal: Sealer, dev_id: str, stored: str) -> str:
+    """A kept password: sealed for the parameter path it was set on (either
+    root), or in clear in a row written before passwords were sealed."""
+    if not is_sealed(stored):
+        return stored
+    for root in _ROOTS:
+        clear = seal.open_value(dev_id, root + PASSWORD, stored)
+        if clear is not None:
+            return clear
+    log(logger, logging.WARNING, "connection_request_password_unreadable", device=dev_id)
+    return ""
 
 
 async def knock(

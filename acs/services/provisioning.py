@@ -23,7 +23,10 @@ import asyncpg
 from acs.core import policies as engine
 from acs.core.filters import Expr, FilterError, parse_filter
 from acs.core.plans import Plan
+from acs.core.policy_secrets import open_spec
 from acs.core.policy_spec import SpecError, compile_spec
+from acs.core.sealing import MaskGiven, Sealer
+from acs.core.secrets import MASK, is_secret_name, mask_document, mask_value
 from acs.core.templates import ROOTS, parse_template
 from acs.core.windows import Window, WindowError, is_open
 from acs.logs import log
@@ -85,14 +88,17 @@ class LoadedPolicy:
         return is_open(self.windows, now)
 
 
-def load(row: store.PolicyRow) -> LoadedPolicy:
+def load(row: store.PolicyRow, sealer: Sealer | None = None) -> LoadedPolicy:
     """A stored policy ready for sessions; SpecError (with the fields' paths) for
-    one the compiler refuses, e.g. written to the table by hand."""
+    one the compiler refuses, e.g. written to the table by hand, or one whose
+    sealed secrets do not open with this installation's key."""
     errors: list[dict[str, str]] = []
     try:
-        policy = policy_from_spec(row.id, row.name, row.priority, row.spec)
+        policy = policy_from_spec(row.id, row.name, row.priority, open_spec(row.spec, sealer))
     except SpecError as err:
         errors.extend(err.errors)
+    except ValueError as err:  # a sealed value that does not open
+        errors.append({"path": "spec", "message": str(err)})
     try:
         precondition = parse_filter(row.precondition)
         compile_filter(precondition)  # its SQL is built per session: fail here, not there
@@ -144,6 +150,7 @@ class PolicyBook:
     _key: bytes | None = None
     any_overrides: bool = True
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    sealer: Sealer | None = None  # opens the literal secrets policies keep sealed
 
     async def current(self, conn: asyncpg.Connection) -> list[LoadedPolicy]:
         if time.monotonic() - self._checked < self.ttl_s:
@@ -164,7 +171,7 @@ class PolicyBook:
                 loaded = []
                 for p in await store.list_all(conn, enabled_only=True):
                     try:
-                        loaded.append(load(p))
+                        loaded.append(load(p, self.sealer))
                     except SpecError as err:  # stored before a rule got stricter, or by hand
                         log(logger, logging.ERROR, "policy_unusable", policy=p.name, error=err)
                         stub = _unusable(p, err)
@@ -297,11 +304,13 @@ async def prepare(
     *,
     only: Sequence[LoadedPolicy] | None = None,
     failed: list[tuple[LoadedPolicy, str]] | None = None,
+    sealer: Sealer | None = None,
 ) -> tuple[engine.State, engine.Context, list[LoadedPolicy], list[engine.Policy]] | None:
     """The state, template context and policies for one device, or None when
     nothing applies. ``only`` replaces the book and skips preconditions and
     overrides (the dry run of one policy); ``failed`` collects the policies
-    whose precondition could not be evaluated."""
+    whose precondition could not be evaluated. With ``sealer`` the engine sees
+    the clear values of sealed secrets, so a policy that set one converges."""
     if only is None:
         candidates = [p for p in await book.current(conn) if p.applies(events, now)]
         applied = await matching(conn, device_id, candidates, failed)
@@ -310,6 +319,7 @@ async def prepare(
                 failed.append((p, f"the stored policy cannot be used: {p.unusable}"))
         applied = [p for p in applied if p.unusable is None]
         extra = await store.overrides(conn, device_id) if book.any_overrides else []
+        extra = [(p, _opened_override(sealer, device_id, p, v), t) for p, v, t in extra]
     else:
         applied, extra = list(only), []
     if not applied and not extra:
@@ -321,9 +331,48 @@ async def prepare(
     if root is None:
         root = next((r for r in ROOTS if any(k.startswith(r) for k in tree)), "Device.")
     state = engine.State.from_tree(tree)
+    if sealer is not None:
+        for path, rec in tree.items():
+            if rec.sealed and rec.value == MASK:
+                clear = sealer.open_value(device_id, path, rec.sealed)
+                if clear is not None:
+                    state.values[path] = clear
     ctx = engine.context_for(state, device_id, root, device_fields(dev), await book.key(conn))
     rules = [p.policy for p in applied] + ([override_policy(extra)] if extra else [])
     return state, ctx, applied, rules
+
+
+OVERRIDE = "override"  # where an override's secret is sealed: apart from the tree's
+
+
+def _opened_override(sealer: Sealer | None, device_id: str, path: str, value: str) -> str:
+    if sealer is None or not value.startswith("acs:sealed:"):
+        return value
+    clear = sealer.open_value(device_id, OVERRIDE + ":" + path, value)
+    return value if clear is None else clear
+
+
+async def set_overrides(
+    conn: asyncpg.Connection,
+    sealer: Sealer,
+    device_id: str,
+    values: Sequence[tuple[str, str, str | None]],
+) -> None:
+    """Replace the device's overrides; a secret's value is kept sealed.
+    MaskGiven when a secret's value is the mask (nothing is written then)."""
+    masked = [
+        f"parameters.{i}" for i, (p, v, _) in enumerate(values) if v == MASK and is_secret_name(p)
+    ]
+    if masked:
+        raise MaskGiven(masked)
+    await store.set_overrides(
+        conn,
+        device_id,
+        [
+            (p, sealer.seal(v, device_id, OVERRIDE + ":" + p) if v and is_secret_name(p) else v, t)
+            for p, v, t in values
+        ],
+    )
 
 
 async def session_plan(
@@ -334,9 +383,12 @@ async def session_plan(
     events: Sequence[str],
     now: datetime,
     batch_size: int,
+    sealer: Sealer | None = None,
 ) -> tuple[Plan, SessionRun] | None:
     failed: list[tuple[LoadedPolicy, str]] = []
-    prepared = await prepare(conn, book, device_id, root, events, now, failed=failed)
+    prepared = await prepare(
+        conn, book, device_id, root, events, now, failed=failed, sealer=sealer
+    )
     for p, reason in failed:  # the device's result says why the policy did nothing
         fault = {
             "policy": p.policy.id,
@@ -362,7 +414,13 @@ async def record(
         conn,
         run.device_id,
         [
-            (path, s["policy"] or None, names.get(s["policy"], "?"), s["value"])
+            # which policy set a value is for operators: a secret's value stays masked
+            (
+                path,
+                s["policy"] or None,
+                names.get(s["policy"], "?"),
+                mask_value(path, s["value"]) or "",
+            )
             for path, s in result.get("set", {}).items()
         ],
         at,
@@ -373,7 +431,9 @@ async def record(
         changes = sum(1 for s in result.get("set", {}).values() if s["policy"] == pid)
         changes += sum(1 for a in result.get("attributes", {}).values() if a["policy"] == pid)
         faults = [f for f in result.get("faults", []) if f["policy"] == pid]
-        conflicts = [c for c in result.get("conflicts", []) if pid in (c["loser"], c["winner"])]
+        conflicts = mask_document(
+            [c for c in result.get("conflicts", []) if pid in (c["loser"], c["winner"])]
+        )
         for tags, change in (
             (p.tags_add, device_query.add_tags),
             (p.tags_remove, device_query.remove_tags),
@@ -439,13 +499,15 @@ async def dry_run(
     policy: LoadedPolicy,
     device_id: str,
     now: datetime,
+    sealer: Sealer | None = None,
 ) -> dict[str, Any] | None:
     """What ``policy`` would change on the device now, from the stored tree (no RPC):
-    values to set (from -> to), instances to add or delete, notifications, faults."""
+    values to set (from -> to), instances to add or delete, notifications, faults.
+    Secrets are compared in clear (with ``sealer``) and shown masked."""
     if await devices.get_device(conn, device_id) is None:
         return None
     matches = bool(await matching(conn, device_id, [policy]))
-    prepared = await prepare(conn, book, device_id, None, [], now, only=[policy])
+    prepared = await prepare(conn, book, device_id, None, [], now, only=[policy], sealer=sealer)
     out = engine.Outcome()
     if prepared is None:
         return {
@@ -460,7 +522,11 @@ async def dry_run(
     state, ctx, _, rules = prepared
     want = engine.desired(rules, state, ctx, out)
     changes = [
-        {"path": path, "from": state.values.get(path), "to": value}
+        {
+            "path": path,
+            "from": mask_value(path, state.values.get(path)),
+            "to": mask_value(path, value),
+        }
         for path, (value, xsd_type, _) in want.params.items()
         if not engine.same_value(state.values.get(path), value, xsd_type or state.types.get(path))
     ]
@@ -475,7 +541,7 @@ async def dry_run(
             if state.notification.get(p) != n
         ],
         "faults": out.as_dict()["faults"],
-        "conflicts": out.as_dict()["conflicts"],
+        "conflicts": mask_document(out.as_dict()["conflicts"]),
         "tags": {"add": policy.tags_add, "remove": policy.tags_remove},
         "download": policy.download,
     }

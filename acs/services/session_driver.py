@@ -21,6 +21,7 @@ import asyncpg
 from acs.config import Settings
 from acs.core import tasks as task_rules
 from acs.core.plans import Plan, PlanFault, discover, root_of
+from acs.core.secrets import mask_document
 from acs.core.session_log import Transcript
 from acs.cwmp import messages as m
 from acs.cwmp.session import AcsSession
@@ -28,6 +29,7 @@ from acs.logs import log
 from acs.metrics import Metrics
 from acs.services import events as notify
 from acs.services import provisioning, rollout
+from acs.services.sealing_key import sealer
 from acs.store import credentials, devices, files, nat, session_logs, sessions
 from acs.store import tasks as task_store
 
@@ -109,7 +111,9 @@ class SessionDriver:
     ) -> None:
         self.settings = settings
         self.pool = pool
-        self.policies = provisioning.PolicyBook()
+        # secrets the CPE reports or the ACS sets are sealed before they are stored
+        self.sealer = sealer(settings)
+        self.policies = provisioning.PolicyBook(sealer=self.sealer)
         self.metrics = metrics or Metrics()
 
     # ------------------------------------------------------------ CPE requests
@@ -264,6 +268,7 @@ class SessionDriver:
                         live.events,
                         now(),
                         self.settings.gpv_batch_size,
+                        self.sealer,
                     )
             except provisioning.OPERATOR_DATA_ERRORS as err:
                 # the session's other work goes on without the policies
@@ -296,9 +301,10 @@ class SessionDriver:
             if task.name in task_rules.NEEDS_TYPES:
                 params = await devices.get_parameters(conn, live.device_id)
                 types = {k: v.xsd_type for k, v in params.items() if v.xsd_type}
-            args: dict[str, Any] | None = task.args
+            # the clear values of secrets exist only in the RPC built from these
+            args: dict[str, Any] | None = self.sealer.open_args(task.args)
             if task.name == "download" and not task.args.get("url"):
-                args = await self._resolve_file(conn, task.args)
+                args = await self._resolve_file(conn, args)
         try:
             if args is None:
                 raise task_rules.InvalidTask(
@@ -383,7 +389,8 @@ class SessionDriver:
                     command_key=result["commandKey"],
                 )
             elif fault is None:
-                await task_store.mark_done(conn, task.id, result)
+                # a job's result is for operators: a password the CPE read back is masked
+                await task_store.mark_done(conn, task.id, mask_document(result))
                 await notify.job_closed(conn, task)
                 live.tasks_done += 1
                 self.metrics.job_finished("done")
@@ -501,7 +508,8 @@ class SessionDriver:
                 await devices.merge_parameter_attributes(conn, dev, response.parameter_list, at)
             elif isinstance(response, m.SetParameterValuesResponse):
                 assert isinstance(request, m.SetParameterValues)
-                await devices.merge_parameter_values(conn, dev, request.parameter_list, at)
+                values = self.sealer.seal_values(dev, request.parameter_list)
+                await devices.merge_parameter_values(conn, dev, values, at)
                 if any(
                     v.name.endswith(credentials.CONNECTION_REQUEST_PARAMETERS)
                     for v in request.parameter_list
@@ -546,6 +554,7 @@ class SessionDriver:
                     at,
                 )
             if values:
+                values = self.sealer.seal_values(live.device_id, values)
                 await devices.merge_parameter_values(conn, live.device_id, values, at, read=True)
 
     # ------------------------------------------------------------ lifecycle

@@ -71,15 +71,16 @@ async def remember_connection_request_credentials(
     CPEs answer GetParameterValues on a password with an empty string, so once
     the ACS has set one (a job or a policy), this row is the only place it can
     be read back for the next connection request. Call after the values set
-    have been merged into the stored tree.
+    have been merged into the stored tree. The password is kept as the tree
+    has it, sealed for its parameter path (acs.core.sealing): never in clear.
     """
     await conn.execute(
         """
         INSERT INTO connection_request_credentials (device_id, username, password)
-        SELECT $1, dp.tree -> $2 ->> 'v', dp.tree -> $3 ->> 'v'
+        SELECT $1, dp.tree -> $2 ->> 'v', dp.tree -> $3 ->> 'x'
         FROM device_parameters dp
         WHERE dp.device_id = $1 AND dp.tree -> $2 ->> 'v' IS NOT NULL
-          AND dp.tree -> $3 ->> 'v' IS NOT NULL
+          AND dp.tree -> $3 ->> 'x' IS NOT NULL
         ON CONFLICT (device_id) DO UPDATE SET
             username = EXCLUDED.username, password = EXCLUDED.password, updated_at = now()
         """,

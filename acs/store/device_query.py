@@ -57,6 +57,7 @@ from acs.core.filters import (
     Or,
     parse_time,
 )
+from acs.core.secrets import mask_value
 from acs.core.tags import tag_problem
 
 _TEXT_COLUMNS = {
@@ -448,7 +449,7 @@ def _item(r: asyncpg.Record) -> dict[str, Any]:
         "tags": list(r["tags"]),
         "parameters": {
             path: {
-                "value": e.get("v"),
+                "value": mask_value(path, e.get("v"), e.get("t")),
                 "type": f"xsd:{e['t']}" if e.get("t") else None,
                 "writable": e.get("w"),
                 "valueAt": _iso(

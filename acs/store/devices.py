@@ -7,6 +7,9 @@ compact object, keys absent when unknown::
     {"v": value, "t": xsd type without "xsd:", "w": writable, "n": notification,
      "a": [access list], "vt": ..., "at": ..., "nt": ...}
 
+A secret's (acs.core.secrets) "v" is the mask and "x" its sealed value
+(acs.core.sealing), so nothing that reads "v" ever sees a password.
+
 ``vt``/``at``/``nt`` are epoch seconds at which the value / attributes /
 name+writable were last *learned to be what they are*: a read that confirms
 what we already store does not move them. That is deliberate: a periodic
@@ -29,6 +32,7 @@ from typing import Any
 
 import asyncpg
 
+from acs.core.secrets import MASK, is_sealed, is_secret_parameter, mask_value
 from acs.cwmp.messages import (
     ParameterAttributeStruct,
     ParameterInfoStruct,
@@ -116,12 +120,13 @@ class ParameterRecord:
     attributes_at: datetime | None
     names_at: datetime | None
     object: bool
+    sealed: str | None = None  # a secret's sealed value; ``value`` is then the mask
 
     @classmethod
     def from_entry(cls, path: str, entry: dict[str, Any]) -> ParameterRecord:
         access = entry.get("a")
         return cls(
-            value=entry.get("v"),
+            value=mask_value(path, entry.get("v"), entry.get("t")),
             xsd_type=_long_type(entry.get("t")),
             writable=entry.get("w"),
             notification=entry.get("n"),
@@ -130,6 +135,7 @@ class ParameterRecord:
             attributes_at=_from_epoch(entry.get("at")),
             names_at=_from_epoch(entry.get("nt")),
             object=path.endswith("."),
+            sealed=entry.get("x"),
         )
 
 
@@ -172,8 +178,18 @@ def _from_epoch(seconds: int | float | None) -> datetime | None:
     return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
 
 
-def _value_patch(values: list[ParameterValueStruct]) -> dict[str, dict[str, str]]:
-    return {p.name: {"v": p.value, "t": _short_type(p.xsd_type)} for p in values}
+def _value_patch(values: list[ParameterValueStruct]) -> dict[str, dict[str, str | None]]:
+    return {p.name: _entry_patch(p) for p in values}
+
+
+def _entry_patch(p: ParameterValueStruct) -> dict[str, str | None]:
+    if not p.value or not is_secret_parameter(p.name, p.xsd_type):
+        # an empty secret read back keeps the sealed copy ("x"): CPEs answer
+        # "" for every password they hold (TR-069), so "" says nothing new
+        return {"v": p.value, "t": _short_type(p.xsd_type)}
+    # a secret is never stored in clear: callers seal it (acs.core.sealing) for
+    # the ACS's own use; one that reaches here unsealed is only masked
+    return {"v": MASK, "t": _short_type(p.xsd_type), "x": p.value if is_sealed(p.value) else None}
 
 
 def _object_path(name: str) -> str:
@@ -198,7 +214,8 @@ patch AS (
     WHERE ({touch} OR NOT COALESCE((SELECT tree FROM cur) @> $2::jsonb, false))
       AND ({touch}
        OR ((SELECT tree FROM cur) -> p.key -> 'v') IS DISTINCT FROM (p.value -> 'v')
-       OR ((SELECT tree FROM cur) -> p.key -> 't') IS DISTINCT FROM (p.value -> 't'))
+       OR ((SELECT tree FROM cur) -> p.key -> 't') IS DISTINCT FROM (p.value -> 't')
+       OR ((SELECT tree FROM cur) -> p.key -> 'x') IS DISTINCT FROM (p.value -> 'x'))
 ),
 merged AS (
     SELECT COALESCE((SELECT tree FROM cur), '{}'::jsonb) || jsonb_object_agg(key, entry) AS tree,
@@ -347,7 +364,13 @@ def apply_parameter_values(
     changed = 0
     for name, patch in _value_patch(values).items():
         entry = tree.get(name)
-        if read or entry is None or entry.get("v") != patch["v"] or entry.get("t") != patch["t"]:
+        if (
+            read
+            or entry is None
+            or entry.get("v") != patch["v"]
+            or entry.get("t") != patch["t"]
+            or entry.get("x") != patch.get("x")
+        ):
             tree[name] = {**(entry or {}), **patch, "vt": now}
             changed += 1
     return changed

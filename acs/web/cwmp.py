@@ -358,7 +358,8 @@ class CwmpEndpoint:
             events=events,
             remote_address=remote,
             cwmp_version=cwmp_version_of(envelope, acs.use_cwmp_version),
-            parameters=inform.parameter_list,
+            # a secret in an Inform (a value change the CPE was told to report)
+            parameters=self.driver.sealer.seal_values(dev_id, inform.parameter_list),
             at=now(),
         )
         ttl = self.settings.session_timeout_s

@@ -27,12 +27,13 @@ from acs.config import LISTENERS, Settings
 from acs.connreq.http import ConnectionRequester
 from acs.connreq.stun_server import StunServer
 from acs.connreq.udp_sender import UdpConnectionRequester
+from acs.core import secrets as secret_rules
 from acs.core.auth_throttle import Throttle
 from acs.core.reach import StunPeer
 from acs.logs import log
 from acs.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from acs.metrics import Metrics
-from acs.services import bulk_jobs, campaigns, provisioning, retention
+from acs.services import bulk_jobs, campaigns, provisioning, reseal, retention, sealing_key
 from acs.services import events as notify
 from acs.services.knock import knock
 from acs.store import credentials, nat
@@ -242,6 +243,9 @@ async def running_acs(
     """
     # before anything starts: a bad certificate is a configuration error, said plainly
     contexts = {name: server_context(settings, name) for name in LISTENERS}
+    # the secrets rule and key, before any value is stored or shown
+    secret_rules.use_extra_endings(secret_rules.parse_endings(settings.secret_parameters))
+    sealing_key.sealer(settings)
     proxies = TrustedProxies(parse_networks(settings.trusted_proxies))
     pool = await create_pool(dsn, max_size=settings.database_pool_size)
     runners: list[web.AppRunner] = []
@@ -360,6 +364,9 @@ async def prepare_database(pool: asyncpg.Pool, settings: Settings) -> None:
         applied = await migrate(conn)
     if applied:
         log(logger, logging.INFO, "migrated", applied=",".join(applied))
+    # an installation from before secrets were sealed: once, before serving
+    secret_rules.use_extra_endings(secret_rules.parse_endings(settings.secret_parameters))
+    await reseal.seal_existing(pool, sealing_key.sealer(settings))
     if settings.default_policies:
         async with pool.acquire() as conn:
             installed = await provisioning.install_defaults(conn)

@@ -119,7 +119,22 @@ async def test_shipped_bootstrap_policies_configure_a_fleet_with_one_spv_each(
                     " WHERE device_id = $1",
                     dev_id(fleet, serial),
                 )
-            assert (kept["username"], kept["password"]) == (serial, password)
+            # kept for the knock, but sealed: the clear password is nowhere in the database
+            assert kept["username"] == serial and kept["password"].startswith("acs:sealed:")
+            async with db_pool.acquire() as conn:
+                stored = await conn.fetchval(
+                    "SELECT tree::text FROM device_parameters WHERE device_id = $1",
+                    dev_id(fleet, serial),
+                )
+                anywhere = await conn.fetchval(
+                    "SELECT count(*) FROM parameter_sources WHERE value = $1", password
+                )
+            assert password not in stored and password not in kept["password"]
+            assert anywhere == 0
+            status, secret = await admin.call(
+                "GET", f"/devices/{dev_id(fleet, serial)}/secrets/{ms}ConnectionRequestPassword"
+            )
+            assert status == 200 and secret["value"] == password, secret
             # the ACS can knock with the credentials it set
             status, knock = await admin.call(
                 "POST", f"/devices/{dev_id(fleet, serial)}/connection-request"
@@ -130,6 +145,8 @@ async def test_shipped_bootstrap_policies_configure_a_fleet_with_one_spv_each(
                 ms + "PeriodicInformTime",
                 ms + "ConnectionRequestPassword",
             }
+            shown = {s["path"]: s["value"] for s in why["sources"]}
+            assert shown[ms + "ConnectionRequestPassword"] == "********"
             assert all(r["faults"] == [] and r["current"] for r in why["results"])
         assert len(times) > 1  # each device Informs at its own offset
     finally:

@@ -429,3 +429,53 @@ async def test_caller_supplied_session_is_left_open(cpe_server) -> None:
         await shared.close()
         assert r.ok
         assert not http.closed
+
+
+# ----------------------------------------------------------------- knocking with a sealed password
+
+
+@pytest.mark.db
+async def test_the_knock_opens_the_sealed_password_the_acs_set(
+    cpe_server, requester: ConnectionRequester, db_pool, tmp_path, unique_serial
+) -> None:
+    """The ACS keeps a password it set only sealed; the knock opens it (and
+    nothing else can: another installation's key gets the CPE's 401)."""
+    from datetime import UTC, datetime
+
+    from acs.config import Settings
+    from acs.cwmp.messages import ParameterValueStruct as PV
+    from acs.services.knock import knock
+    from acs.services.sealing_key import sealer
+    from acs.store import credentials, devices
+    from tests.integration.test_store import inform
+
+    cpe, url = await cpe_server("digest")
+    ms = "Device.ManagementServer."
+    settings = Settings(data_dir=tmp_path / "one")
+    other = Settings(data_dir=tmp_path / "two")
+    async with db_pool.acquire() as conn:
+        rec = inform(unique_serial())
+        rec.parameters.append(PV(ms + "ConnectionRequestURL", url))
+        dev, _ = await devices.upsert_from_inform(conn, rec)
+        values = [
+            PV(ms + "ConnectionRequestUsername", USER),
+            PV(ms + "ConnectionRequestPassword", PASSWORD),
+        ]
+        # as the session driver stores the SetParameterValues the CPE accepted
+        at = datetime.now(UTC)
+        await devices.merge_parameter_values(
+            conn, dev.id, sealer(settings).seal_values(dev.id, values), at
+        )
+        await credentials.remember_connection_request_credentials(conn, dev.id, "Device.")
+        kept = await conn.fetchval(
+            "SELECT password FROM connection_request_credentials WHERE device_id = $1", dev.id
+        )
+        tree = await conn.fetchval(
+            "SELECT tree::text FROM device_parameters WHERE device_id = $1", dev.id
+        )
+    assert PASSWORD not in kept and PASSWORD not in tree
+
+    result = await knock(db_pool, requester, settings, dev.id)
+    assert result.ok and cpe.accepted == 1, result
+    refused = await knock(db_pool, requester, other, dev.id)
+    assert not refused.ok and refused.status == 401 and cpe.accepted == 1

@@ -126,3 +126,17 @@ def test_csv_cells_never_start_a_formula() -> None:
     assert _csv_cell(["a", "b"]) == "a b"
     assert _csv_cell(None) == ""
     assert _csv_cell(3) == "3"
+
+
+def test_the_throttle_counts_an_attempt_before_it_is_checked() -> None:
+    t = LoginThrottle(per_user=2, per_address=3, window_s=60)
+    assert t.admit("bob", "10.0.0.1", now=100)[0] == 0
+    assert t.admit("bob", "10.0.0.1", now=100)[0] == 0
+    # two checks still in flight already spend bob's allowance
+    wait, _ = t.admit("bob", "10.0.0.1", now=100.5)
+    assert wait == pytest.approx(59.5)
+    wait, stamp = t.admit("alice", "10.0.0.1", now=101)
+    assert wait == 0
+    assert t.admit("carol", "10.0.0.1", now=101)[0] > 0  # the address has spent its 3
+    t.succeeded("alice", "10.0.0.1", stamp)  # a right password gives its slot back
+    assert t.admit("carol", "10.0.0.1", now=102)[0] == 0

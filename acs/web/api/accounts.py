@@ -197,6 +197,7 @@ async def me(request: web.Request) -> web.Response:
     responses={
         204: (None, "changed; every session of the user ended, sign in again"),
         400: (None, "wrong current password or a weak new one"),
+        429: (None, "too many wrong passwords for this user or address"),
         409: (None, "the caller is an API token, which has no password"),
     },
 )
@@ -207,7 +208,18 @@ async def change_own_password(request: web.Request) -> web.Response:
     username = request[SESSION].username
     body: PasswordChangeIn = await body_of(request, PasswordChangeIn)
     svc = services(request)
-    if await accounts.check_login(svc.pool, username, body.current) is None:
+    # the same throttle as the sign-in form: a stolen session must not become
+    # an unthrottled oracle for its owner's password
+    attempt = await svc.sign_in.attempt(
+        svc.pool, username, body.current, request.remote or "unknown"
+    )
+    if attempt.retry_after > 0:
+        raise ApiError(
+            429,
+            "throttled",
+            f"too many wrong passwords; try again in {int(attempt.retry_after) + 1} s",
+        )
+    if attempt.user is None:
         raise ApiError(
             400,
             "wrong_password",

@@ -14,7 +14,8 @@ from aiohttp import web
 
 from acs.connreq.http import ConnectionRequestResult
 from acs.core import filters
-from acs.core.session_log import MASK, is_secret_name
+from acs.core.sealing import MaskGiven
+from acs.core.secrets import mask_document
 from acs.core.tasks import InvalidTask, validate_task
 from acs.logs import log
 from acs.services import jobs
@@ -187,9 +188,7 @@ def device_out(
         if params is None
         else {
             path: M.ParameterOut(
-                # the ACS keeps what it set (ConnectionRequestPassword, STUNPassword...):
-                # it is not shown in clear
-                value=MASK if p.value and is_secret_name(path) else p.value,
+                value=p.value,  # a secret's is the mask: the store keeps it sealed
                 type=p.xsd_type,
                 writable=p.writable,
                 notification=p.notification,
@@ -336,22 +335,11 @@ async def _change_tags(request: web.Request, *, add: bool) -> web.Response:
 # --------------------------------------------------------------------------- jobs
 
 
-def masked_value(pv: Any) -> Any:
-    if isinstance(pv, list) and len(pv) >= 2 and isinstance(pv[0], str) and is_secret_name(pv[0]):
-        return [pv[0], MASK, *pv[2:]]
-    return pv
-
-
 def task_out(t: task_store.Task, cr: ConnectionRequestResult | None = None) -> M.TaskOut:
     fault = None
     if t.status == "fault" or t.fault_string:
-        fault = {"code": t.fault_code, "message": t.fault_string}
-    args = dict(t.args)
-    for secret in ("password",):
-        if args.get(secret):
-            args[secret] = "********"
-    if isinstance(args.get("parameterValues"), list):  # e.g. a STUNPassword being set
-        args["parameterValues"] = [masked_value(pv) for pv in args["parameterValues"]]
+        fault = {"code": t.fault_code, "message": mask_document(t.fault_string)}
+    args = mask_document(t.args)
     return M.TaskOut(
         id=t.id,
         device=t.device_id,
@@ -365,7 +353,7 @@ def task_out(t: task_store.Task, cr: ConnectionRequestResult | None = None) -> M
         attempts=t.attempts,
         started=t.started_at,
         finished=t.finished_at,
-        result=t.result,
+        result=mask_document(t.result),
         fault=fault,
         connectionRequest=None
         if cr is None
@@ -403,6 +391,11 @@ async def create_task(request: web.Request) -> web.Response:
         raise ApiError(400, "invalid_task", bad.reason, bad.errors) from None
     dev_id = request.match_info["device_id"]
     svc = services(request)
+    try:
+        sealed = svc.sealer.seal_args(args)  # a password set by a job is kept sealed
+    except MaskGiven as bad:
+        errors = [{"path": p, "message": str(bad)} for p in bad.paths]
+        raise ApiError(400, "invalid_task", str(bad), errors) from None
     expires = datetime.now(UTC) + timedelta(seconds=body.expiry) if body.expiry else None
     try:
         async with svc.pool.acquire() as conn:
@@ -411,6 +404,7 @@ async def create_task(request: web.Request) -> web.Response:
                 dev_id,
                 body.name,
                 args,
+                stored=sealed,
                 not_before=body.timestamp,
                 expires_at=expires,
                 unique_key=body.uniqueKey,
@@ -833,3 +827,4 @@ from acs.web.api import firmware as _firmware_routes  # noqa: E402, F401
 from acs.web.api import observability as _observability_routes  # noqa: E402, F401
 from acs.web.api import overview as _overview_routes  # noqa: E402, F401
 from acs.web.api import policies as _policy_routes  # noqa: E402, F401
+from acs.web.api import secrets as _secret_routes  # noqa: E402, F401

@@ -8,6 +8,8 @@ import asyncpg
 from aiohttp import web
 
 from acs.core import filters
+from acs.core.sealing import MaskGiven
+from acs.core.secrets import mask_document
 from acs.core.tasks import InvalidTask, validate_task
 from acs.services import bulk_jobs as engine
 from acs.services import jobs
@@ -16,15 +18,9 @@ from acs.web.api import bulk_models as B
 from acs.web.api.errors import ApiError, not_found
 from acs.web.api.plumbing import TOKEN, api, body_of, json_out, query_of, services
 
-_SECRETS = ("password",)
-
 
 def _masked(task_name: str, args: dict[str, Any]) -> dict[str, Any]:
-    shown = {"name": task_name, **args}
-    for key in _SECRETS:
-        if shown.get(key):
-            shown[key] = "********"
-    return shown
+    return {"name": task_name, **mask_document(args)}
 
 
 async def job_out(conn: asyncpg.Connection, job: bulk_store.BulkJob) -> B.BulkJobOut:
@@ -83,6 +79,11 @@ async def create_bulk_job(request: web.Request) -> web.Response:
         errors = [{**e, "path": ".".join(p for p in ("task", e["path"]) if p)} for e in bad.errors]
         raise ApiError(400, "invalid_task", bad.reason, errors) from None
     try:
+        sealed = services(request).sealer.seal_args(args)  # kept sealed, opened per session
+    except MaskGiven as bad:
+        errors = [{"path": f"task.{p}", "message": str(bad)} for p in bad.paths]
+        raise ApiError(400, "invalid_task", str(bad), errors) from None
+    try:
         expr = filters.parse_filter(body.filter)
     except filters.FilterError as err:
         raise ApiError(
@@ -102,7 +103,7 @@ async def create_bulk_job(request: web.Request) -> web.Response:
                 expr,
                 name=body.name,
                 task_name=body.task.name,
-                task_args=args,
+                task_args=sealed,
                 filter_text=body.filter,
                 rate_per_minute=body.ratePerMinute,
                 connection_request=body.connectionRequest,

@@ -4,7 +4,7 @@ and reading bodies and queries into models with errors that name the bad field."
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -14,6 +14,9 @@ from pydantic import BaseModel, ValidationError
 from acs.config import Settings
 from acs.connreq.http import ConnectionRequester
 from acs.connreq.udp_sender import UdpConnectionRequester
+from acs.core.sealing import Sealer
+from acs.services import sealing_key
+from acs.services.accounts import SignIn
 from acs.store import tokens
 from acs.web.api.errors import ApiError, from_validation
 from acs.web.api.routing import Api
@@ -27,6 +30,16 @@ class Services:
     pool: asyncpg.Pool
     connreq: ConnectionRequester
     udp_connreq: UdpConnectionRequester | None = None  # None: ACS_STUN_ENABLE=false
+    # one per process: its throttle and Argon2 gate serve the UI form and the API alike
+    sign_in: SignIn = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.sign_in is None:
+            self.sign_in = SignIn(self.settings.login_concurrency)
+
+    @property
+    def sealer(self) -> Sealer:
+        return sealing_key.sealer(self.settings)
 
 
 SERVICES = web.AppKey("services", Services)

@@ -7,7 +7,10 @@ import logging
 import asyncpg
 from aiohttp import web
 
+from acs.core.policy_secrets import keep_masked, seal_spec, shown_spec
 from acs.core.policy_spec import SpecError, check_overrides, compile_spec
+from acs.core.sealing import MaskGiven
+from acs.core.secrets import mask_document, mask_value
 from acs.logs import log
 from acs.services import provisioning
 from acs.store import devices
@@ -20,7 +23,7 @@ logger = logging.getLogger("acs.api")
 
 
 def policy_out(row: store.PolicyRow) -> P.PolicyOut:
-    spec = row.spec
+    spec = shown_spec(row.spec)
     return P.PolicyOut(
         id=row.id,
         name=row.name,
@@ -61,6 +64,11 @@ def _values(body: P.PolicyIn) -> dict[str, object]:
     }
 
 
+def _refuse_masks(errors: list[dict[str, str]]) -> None:
+    if errors:
+        raise ApiError(400, "invalid_body", "a secret's value is the mask", errors)
+
+
 def _policy_id(request: web.Request) -> int:
     try:
         return int(request.match_info["policy_id"])
@@ -80,9 +88,12 @@ def _policy_id(request: web.Request) -> int:
 async def create_policy(request: web.Request) -> web.Response:
     """Devices apply it at their next matching session."""
     body: P.PolicyIn = await body_of(request, P.PolicyIn)
+    values = _values(body)
+    _refuse_masks(keep_masked(values["spec"], None))  # type: ignore[arg-type]
+    seal_spec(values["spec"], services(request).sealer)  # type: ignore[arg-type]
     async with services(request).pool.acquire() as conn:
         try:
-            row = await store.create(conn, _values(body), request[TOKEN].name)
+            row = await store.create(conn, values, request[TOKEN].name)
         except asyncpg.UniqueViolationError:
             raise ApiError(409, "exists", f"a policy named {body.name!r} exists") from None
     log(logger, logging.INFO, "policy_created", policy=row.id, token=request[TOKEN].name)
@@ -135,9 +146,16 @@ async def put_policy(request: web.Request) -> web.Response:
     """The change reaches each device at its next matching session."""
     pid = _policy_id(request)
     body: P.PolicyIn = await body_of(request, P.PolicyIn)
+    values = _values(body)
     async with services(request).pool.acquire() as conn:
+        before = await store.get(conn, pid)
+        if before is None:
+            raise not_found(f"policy {pid}")
+        # a secret read back masked and sent unchanged keeps its value
+        _refuse_masks(keep_masked(values["spec"], before.spec))  # type: ignore[arg-type]
+        seal_spec(values["spec"], services(request).sealer)  # type: ignore[arg-type]
         try:
-            row = await store.replace(conn, pid, _values(body))
+            row = await store.replace(conn, pid, values)
         except asyncpg.UniqueViolationError:
             raise ApiError(409, "exists", f"a policy named {body.name!r} exists") from None
     if row is None:
@@ -177,26 +195,34 @@ async def delete_policy(request: web.Request) -> web.Response:
     tag="policies",
     summary="What the policy would change on a device now (nothing is sent)",
     query=P.DryRunQuery,
-    responses={200: (P.DryRunOut, "the changes"), 404: (None, "unknown policy or device")},
+    responses={
+        200: (P.DryRunOut, "the changes"),
+        404: (None, "unknown policy or device"),
+        409: (None, "the stored policy cannot be used (its secrets do not open, say)"),
+    },
 )
 async def dry_run_policy(request: web.Request) -> web.Response:
     """Computed from the stored tree, as the device's next session would."""
     pid = _policy_id(request)
     q: P.DryRunQuery = query_of(request, P.DryRunQuery)
+    sealer = services(request).sealer
     async with services(request).pool.acquire() as conn:
         row = await store.get(conn, pid)
         if row is None:
             raise not_found(f"policy {pid}")
         try:
-            loaded = provisioning.load(row)
+            loaded = provisioning.load(row, sealer)
         except SpecError as bad:  # written to the table by hand, or before a rule got stricter
             raise ApiError(409, "policy_unusable", str(bad), bad.errors) from None
+        except ValueError as err:  # its sealed secrets do not open with this key
+            raise ApiError(409, "policy_unusable", f"policy {pid} cannot be used: {err}") from None
         result = await provisioning.dry_run(
             conn,
-            provisioning.PolicyBook(),
+            provisioning.PolicyBook(sealer=sealer),
             loaded,
             q.device,
             provisioning.utcnow(),
+            sealer,
         )
     if result is None:
         raise not_found(f"device {q.device!r}")
@@ -232,7 +258,7 @@ async def device_policies(request: web.Request) -> web.Response:
                     appliedAt=r.applied_at,
                     changes=r.changes,
                     faults=r.faults,
-                    conflicts=r.conflicts,
+                    conflicts=mask_document(r.conflicts),
                 )
                 for pid, r in sorted(results.items())
                 if pid in rows
@@ -242,7 +268,7 @@ async def device_policies(request: web.Request) -> web.Response:
                     path=s["path"],
                     policy=s["policy_id"],
                     policyName=s["policy_name"],
-                    value=s["value"],
+                    value=mask_value(s["path"], s["value"]) or "",
                     setAt=s["set_at"],
                 )
                 for s in sources
@@ -269,11 +295,17 @@ async def put_overrides(request: web.Request) -> web.Response:
         check_overrides(values)
     except SpecError as bad:
         raise ApiError(400, "invalid_overrides", str(bad), bad.errors) from None
-    async with services(request).pool.acquire() as conn:
+    svc = services(request)
+    async with svc.pool.acquire() as conn:
         if await devices.get_device(conn, dev_id) is None:
             raise not_found(f"device {dev_id!r}")
-        await store.set_overrides(conn, dev_id, values)
-    return json_out(P.OverridesOut(device=dev_id, parameters=[list(v) for v in values]))
+        try:
+            await provisioning.set_overrides(conn, svc.sealer, dev_id, values)
+        except MaskGiven as bad:
+            errors = [{"path": p, "message": str(bad)} for p in bad.paths]
+            raise ApiError(400, "invalid_body", str(bad), errors) from None
+    shown = mask_document([list(v) for v in values])
+    return json_out(P.OverridesOut(device=dev_id, parameters=shown))
 
 
 @api.route(
@@ -291,4 +323,5 @@ async def get_overrides(request: web.Request) -> web.Response:
         if await devices.get_device(conn, dev_id) is None:
             raise not_found(f"device {dev_id!r}")
         values = await store.overrides(conn, dev_id)
-    return json_out(P.OverridesOut(device=dev_id, parameters=[list(v) for v in values]))
+    shown = mask_document([list(v) for v in values])
+    return json_out(P.OverridesOut(device=dev_id, parameters=shown))

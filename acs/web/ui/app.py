@@ -27,7 +27,6 @@ from jinja2 import Environment
 
 from acs.core.tasks import TASK_ARGS
 from acs.logs import log
-from acs.services.accounts import LoginThrottle, check_login
 from acs.store import tokens, users
 from acs.web.api.plumbing import api
 from acs.web.ui import render
@@ -46,7 +45,6 @@ logger = logging.getLogger("acs.ui")
 PREFIX = "/ui"
 LOGIN_CSRF = "acs_login_csrf"
 ENV = web.AppKey("ui_env", Environment)
-THROTTLE = web.AppKey("ui_throttle", LoginThrottle)
 STATIC = Path(str(resources.files("acs.web.ui") / "static"))
 
 # No inline script or style may run: a value a CPE reported that slipped past
@@ -255,11 +253,11 @@ async def login(request: web.Request) -> web.StreamResponse:
         )
     if not username or not password:
         return _login_form(request, 400, "Enter your username and password.", username)
-    throttle = request.config_dict[THROTTLE]
     address = request.remote or "unknown"
-    wait = throttle.retry_after(username, address)
-    if wait > 0:
-        minutes = max(1, round(wait / 60))
+    svc = services_of(request)
+    attempt = await svc.sign_in.attempt(svc.pool, username, password, address)
+    if attempt.retry_after > 0:
+        minutes = max(1, round(attempt.retry_after / 60))
         log(logger, logging.WARNING, "ui_login_throttled", user=username, address=address)
         response = _login_form(
             request,
@@ -267,16 +265,13 @@ async def login(request: web.Request) -> web.StreamResponse:
             f"Too many failed sign-ins for this account or address. Try again in {minutes} min.",
             username,
         )
-        response.headers["Retry-After"] = str(int(wait) + 1)
+        response.headers["Retry-After"] = str(int(attempt.retry_after) + 1)
         return response
-    svc = services_of(request)
-    user = await check_login(svc.pool, username, password)
+    user = attempt.user
     if user is None:
-        throttle.failed(username, address)
         log(logger, logging.WARNING, "ui_login_failed", user=username, address=address)
         # one message for both cases: which usernames exist is not for strangers
         return _login_form(request, 401, "Wrong username or password.", username)
-    throttle.succeeded(username)
     async with svc.pool.acquire() as conn:
         session_id, _ = await users.open_session(
             conn, user.username, timedelta(seconds=svc.settings.ui_session_idle_s)
@@ -769,7 +764,6 @@ async def to_ui(_request: web.Request) -> web.StreamResponse:
 def ui_app() -> web.Application:
     app = web.Application(middlewares=[ui_middleware])
     app[ENV] = render.environment()
-    app[THROTTLE] = LoginThrottle()
     app.on_startup.append(start_client)
     app.on_cleanup.append(close_client)
     r = app.router
