@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 
 from acs.config import Settings
+from acs.core import policies as policy_rules
 from acs.core import tasks as task_rules
 from acs.core.plans import Plan, PlanFault, discover, root_of
 from acs.core.session_log import Transcript
@@ -84,6 +85,9 @@ class LiveSession:
     in_campaign: bool = False
     campaign_member: bool = False
     events: list[str] = field(default_factory=list)
+    # the device is new to this ACS (its data model never learned): first
+    # contact, whether or not it said 0 BOOTSTRAP
+    first_contact: bool = False
     policies_checked: bool = False
     started: float = field(default_factory=time.monotonic)
     last_activity: float = field(default_factory=time.monotonic)
@@ -239,7 +243,8 @@ class SessionDriver:
                 return work
         if not live.policies_checked:
             live.policies_checked = True
-            if self.policies.surely_nothing_for(live.events, now()):
+            events = policy_rules.session_events(live.events, live.first_contact)
+            if self.policies.surely_nothing_for(events, now()):
                 return await self._campaign_work(live)
             async with self.pool.acquire() as conn:
                 found = await provisioning.session_plan(
@@ -247,7 +252,7 @@ class SessionDriver:
                     self.policies,
                     live.device_id,
                     live.root,
-                    live.events,
+                    events,
                     now(),
                     self.settings.gpv_batch_size,
                 )

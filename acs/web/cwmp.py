@@ -55,6 +55,7 @@ from acs.metrics import (
     Metrics,
 )
 from acs.services import events as notify
+from acs.services.session_driver import LiveSession, SessionDriver, now, root_for
 from acs.store import campaigns as campaign_store
 from acs.store import devices, sessions
 from acs.store import tasks as task_store
@@ -64,7 +65,6 @@ from acs.web.cpe_auth import CpeAuthenticator
 from acs.web.fota import FotaEndpoint
 from acs.web.proxy import client_address, client_scheme, via_proxy
 from acs.web.relay import Relay, is_relayed
-from acs.services.session_driver import LiveSession, SessionDriver, now, root_for
 from acs.web.tls import peer_subject
 
 logger = logging.getLogger("acs.cwmp")
@@ -402,6 +402,7 @@ class CwmpEndpoint:
             in_campaign=in_campaign,
             campaign_member=in_campaign,
             events=events,
+            first_contact=tree_unknown,
         )
         if self.settings.session_log_per_device > 0:
             live.transcript = Transcript(
