@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -96,7 +97,13 @@ class LiveSession:
     last_renewal: float = field(default_factory=time.monotonic)
     work: Work | None = None
     rpcs_sent: int = 0
+    sent: Counter[str] = field(default_factory=Counter)  # RPC name -> times sent
     tasks_done: int = 0
+    cpe_faults: int = 0
+    policies_applied: list[str] = field(default_factory=list)
+    # for the session's one log line: what the Inform said and who presented it
+    cwmp_version: str | None = None
+    cert: str | None = None
     # jobs put off in this session (transient CPE fault): not again before it ends
     deferred: list[int] = field(default_factory=list)
     # every message in and out, masked, written once when the session ends;
@@ -123,7 +130,7 @@ class SessionDriver:
         if isinstance(request, m.AutonomousTransferComplete):
             log(
                 logger,
-                logging.INFO,
+                logging.DEBUG,
                 "autonomous_transfer_complete",
                 device=live.device_id,
                 url=request.transfer_url,
@@ -135,7 +142,7 @@ class SessionDriver:
         if isinstance(request, m.RequestDownload):
             log(
                 logger,
-                logging.INFO,
+                logging.DEBUG,
                 "request_download",
                 device=live.device_id,
                 file_type=request.file_type,
@@ -168,7 +175,7 @@ class SessionDriver:
         }
         log(
             logger,
-            logging.INFO,
+            logging.DEBUG,
             "transfer_complete",
             device=live.device_id,
             command_key=tc.command_key,
@@ -227,6 +234,7 @@ class SessionDriver:
                 continue
             work.outstanding = request
             live.rpcs_sent += 1
+            live.sent[request.rpc] += 1
             self.metrics.rpc_sent(request.rpc)
             return request
 
@@ -235,7 +243,7 @@ class SessionDriver:
         provisioning policies, then what a firmware campaign owes the device."""
         if live.needs_discovery:
             live.needs_discovery = False
-            log(logger, logging.INFO, "discovery_started", device=live.device_id, root=live.root)
+            log(logger, logging.DEBUG, "discovery_started", device=live.device_id, root=live.root)
             return Work(discover(live.root, self.settings.gpv_batch_size), label="discovery")
         if live.may_have_tasks:
             work = await self._next_task(live)
@@ -310,7 +318,7 @@ class SessionDriver:
             return await self._next_task(live)
         log(
             logger,
-            logging.INFO,
+            logging.DEBUG,
             "task_started",
             device=live.device_id,
             task=task.id,
@@ -349,7 +357,7 @@ class SessionDriver:
         if task is None:
             log(
                 logger,
-                logging.INFO,
+                logging.DEBUG,
                 "discovery_finished",
                 device=live.device_id,
                 **({"fault": fault.code} if fault else (result or {}) | {"values": None}),
@@ -363,7 +371,7 @@ class SessionDriver:
                 )
                 log(
                     logger,
-                    logging.INFO,
+                    logging.DEBUG,
                     "task_awaiting_transfer",
                     device=live.device_id,
                     task=task.id,
@@ -376,7 +384,7 @@ class SessionDriver:
                 self.metrics.job_finished("done")
                 log(
                     logger,
-                    logging.INFO,
+                    logging.DEBUG,
                     "task_done",
                     device=live.device_id,
                     task=task.id,
@@ -395,7 +403,7 @@ class SessionDriver:
                 live.deferred.append(task.id)
                 log(
                     logger,
-                    logging.INFO,
+                    logging.DEBUG,
                     "task_deferred",
                     device=live.device_id,
                     task=task.id,
@@ -412,7 +420,7 @@ class SessionDriver:
                 await notify.job_closed(conn, task, fault_code=code, fault_string=string)
                 log(
                     logger,
-                    logging.INFO,
+                    logging.DEBUG,
                     "task_fault",
                     device=live.device_id,
                     task=task.id,
@@ -444,9 +452,10 @@ class SessionDriver:
         async with self.pool.acquire() as conn, conn.transaction():
             if await provisioning.record(conn, run, outcome, now()):
                 live.may_have_tasks = True  # a policy's file: download it in this session
+        live.policies_applied.extend(p.row.name for p in run.applied)
         log(
             logger,
-            logging.INFO,
+            logging.DEBUG,
             "policies_applied",
             device=live.device_id,
             policies=",".join(p.row.name for p in run.applied) or None,
@@ -458,10 +467,11 @@ class SessionDriver:
     async def _record(self, live: LiveSession, request: m.Message, response: m.Message) -> None:
         """Write what a response teaches us about the device into its stored tree."""
         if isinstance(response, m.Fault):
+            live.cpe_faults += 1
             self.metrics.cpe_fault(request.rpc, response.fault_code)
             log(
                 logger,
-                logging.INFO,
+                logging.DEBUG,
                 "cpe_fault",
                 device=live.device_id,
                 method=request.rpc,
@@ -581,12 +591,24 @@ class SessionDriver:
         log(
             logger,
             logging.INFO if not abandoned else logging.WARNING,
-            "session_abandoned" if abandoned else "session_ended",
+            "session",
             device=live.device_id,
             session=live.session_id,
+            remote=live.remote,
+            events=",".join(live.events),
+            cwmp=live.cwmp_version,
             rpcs=live.rpcs_sent,
+            sent=",".join(
+                name if count == 1 else f"{name}:{count}" for name, count in live.sent.items()
+            )
+            or None,
             tasks=live.tasks_done,
+            cpe_faults=live.cpe_faults or None,
+            policies=",".join(live.policies_applied) or None,
+            outcome="abandoned" if abandoned else "completed",
             reason=reason or None,
+            duration_ms=round((time.monotonic() - live.started) * 1000),
+            cert=live.cert,
         )
 
     async def _write_transcript(

@@ -413,9 +413,11 @@ class CwmpEndpoint:
         if request.transport is not None and not via_proxy(request):
             self.by_transport[request.transport] = session_id
             live.transports.add(request.transport)
+        live.cwmp_version = record.cwmp_version
+        live.cert = peer_subject(request.transport)
         log(
             logger,
-            logging.INFO,
+            logging.DEBUG,
             "inform",
             device=dev_id,
             session=session_id,
@@ -423,7 +425,7 @@ class CwmpEndpoint:
             events=",".join(events),
             cwmp=record.cwmp_version,
             retry=inform.retry_count or None,
-            cert=peer_subject(request.transport),
+            cert=live.cert,
         )
         self.metrics.informed(events)
         resp = self._reply(acs, m.InformResponse(max_envelopes=1), live)
