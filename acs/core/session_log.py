@@ -24,6 +24,7 @@ from typing import Any
 
 from lxml import etree
 
+from acs.core.times import rfc3339
 from acs.cwmp.soap import CwmpParseError, parse_xml
 
 MASK = "********"
@@ -165,7 +166,7 @@ class Transcript:
             return
         entry: dict[str, Any] = {
             "direction": direction,
-            "at": (at or _now()).isoformat(),
+            "at": rfc3339(at or _now()),
             "status": status,
             "rpc": rpc,
             "size": len(body),

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from acs.core.plans import Plan, PlanFault, discover, expect, read_values
+from acs.core.times import rfc3339_or_none
 from acs.cwmp import messages as m
 
 # xsd types a setParameterValues may name; anything else is refused up front
@@ -318,8 +319,8 @@ def _transfer_result(ck: str, status: int, start: Any, complete: Any) -> dict[st
     return {
         "commandKey": ck,
         "status": status,
-        "startTime": start.isoformat() if start else None,
-        "completeTime": complete.isoformat() if complete else None,
+        "startTime": rfc3339_or_none(start),
+        "completeTime": rfc3339_or_none(complete),
     }
 
 

@@ -11,6 +11,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from acs.core.times import rfc3339
+
 DEVICE_REGISTERED = "device.registered"
 JOB_FINISHED = "job.finished"
 JOB_FAULTED = "job.faulted"
@@ -32,7 +34,7 @@ def envelope(event_type: str, data: dict[str, Any], at: datetime | None = None) 
     return {
         "id": str(uuid.uuid4()),
         "type": event_type,
-        "occurredAt": (at or datetime.now(UTC)).isoformat(),
+        "occurredAt": rfc3339(at or datetime.now(UTC)),
         "data": data,
     }
 

@@ -24,6 +24,7 @@ from acs.core import policies as policy_rules
 from acs.core import tasks as task_rules
 from acs.core.plans import Plan, PlanFault, discover, root_of
 from acs.core.session_log import Transcript
+from acs.core.times import rfc3339_or_none
 from acs.cwmp import messages as m
 from acs.cwmp.session import AcsSession
 from acs.logs import log
@@ -170,8 +171,8 @@ class SessionDriver:
             "commandKey": tc.command_key,
             "faultCode": tc.fault.fault_code,
             "faultString": tc.fault.fault_string,
-            "startTime": tc.start_time.isoformat() if tc.start_time else None,
-            "completeTime": tc.complete_time.isoformat() if tc.complete_time else None,
+            "startTime": rfc3339_or_none(tc.start_time),
+            "completeTime": rfc3339_or_none(tc.complete_time),
         }
         log(
             logger,
