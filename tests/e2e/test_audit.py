@@ -50,7 +50,7 @@ async def test_a_queued_job_and_a_revoked_token_are_audited_with_actor_and_objec
         )
         assert status == 201
         [entry] = await audit(admin, actor=names["operator"])
-        assert entry["action"] == "task queued"
+        assert entry["action"] == "device.task.create"
         assert (entry["method"], entry["route"]) == ("POST", "/api/v1/devices/{device_id}/tasks")
         assert (entry["objectType"], entry["objectId"]) == ("device", device)
         assert entry["status"] == 201 and entry["role"] == "operator"
@@ -66,11 +66,11 @@ async def test_a_queued_job_and_a_revoked_token_are_audited_with_actor_and_objec
         assert status == 204
         revoked, created = await audit(admin, object=doomed)
         assert (revoked["action"], revoked["status"], revoked["method"]) == (
-            "token revoked",
+            "token.revoke",
             204,
             "DELETE",
         )
-        assert (created["action"], created["status"]) == ("token created", 201)
+        assert (created["action"], created["status"]) == ("token.create", 201)
         assert {revoked["actor"], created["actor"]} == {names["admin"]}
         assert revoked["objectType"] == created["objectType"] == "token"
         assert created["detail"] == {"role": "viewer"}  # never the token itself
@@ -83,7 +83,7 @@ async def test_a_queued_job_and_a_revoked_token_are_audited_with_actor_and_objec
         status, _ = await operator.call("DELETE", "/tokens/" + names["admin"])
         assert status == 403
         forbidden = (await audit(admin, actor=names["operator"]))[0]
-        assert (forbidden["action"], forbidden["status"]) == ("token revoked", 403)
+        assert (forbidden["action"], forbidden["status"]) == ("token.revoke", 403)
         for _ in range(3):
             assert (await clients["viewer"].call("GET", f"/devices/{device}"))[0] == 200
         assert await audit(admin, actor=names["viewer"]) == []
@@ -113,14 +113,14 @@ async def test_files_and_campaigns_are_audited_by_name_and_id(
     entries = await audit(admin, actor=names["admin"])
     actions = [(e["action"], e["objectType"], e["objectId"]) for e in entries]
     assert actions == [
-        ("campaign started", "campaign", str(campaign["id"])),
-        ("campaign created", "campaign", str(campaign["id"])),
-        ("image added", "image", str(image["id"])),
-        ("file uploaded", "file", image["file"]),
+        ("campaign.start", "campaign", str(campaign["id"])),
+        ("campaign.create", "campaign", str(campaign["id"])),
+        ("image.create", "image", str(image["id"])),
+        ("file.upload", "file", image["file"]),
     ]
     # ids of different kinds can coincide: the type tells them apart
     by_campaign = await audit(admin, object=str(campaign["id"]), objectType="campaign")
-    assert [e["action"] for e in by_campaign] == ["campaign started", "campaign created"]
+    assert [e["action"] for e in by_campaign] == ["campaign.start", "campaign.create"]
 
 
 async def test_audit_paging_and_filters(acs: Running, people: Any, unique_serial) -> None:
@@ -195,7 +195,7 @@ async def test_bad_input_gets_a_4xx_with_a_reason_and_is_still_audited(
     assert status == 400 and body["error"]["errors"][0]["path"] == "name"
     refused = await audit(admin, actor=names["admin"])
     assert [(e["action"], e["status"]) for e in refused[:2]] == [
-        ("token created", 400),
-        ("device deleted", 400),
+        ("token.create", 400),
+        ("device.delete", 400),
     ]
     assert refused[1]["objectId"] == "a\ufffdb"
