@@ -42,12 +42,16 @@ def _with_database(
     a second, new installation would be refused by the running ACS.
     Which database was used goes to stderr; stdout stays the command's output.
     """
-    from acs.store.db import EmbeddedPostgres, has_cluster, postmaster_running
+    from acs.store.db import UNAVAILABLE, EmbeddedPostgres, has_cluster, postmaster_running
 
     async def main() -> T:
         if settings.database_url:
-            click.echo(f"database: {_masked(settings.database_url)}", err=True)
-            return await work(settings.database_url)
+            where = _masked(settings.database_url)
+            click.echo(f"database: {where}", err=True)
+            try:
+                return await work(settings.database_url)
+            except UNAVAILABLE as exc:
+                raise click.ClickException(f"cannot use the database {where}: {exc}") from None
         pgdata = settings.pgdata_dir.resolve()
         if not has_cluster(pgdata) and not create:
             raise NoDatabase(

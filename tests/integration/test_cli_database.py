@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -33,6 +35,16 @@ def acs(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProce
     return subprocess.run(
         [ACS, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=180
     )
+
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """Outside pytest's own temp root: pgserver, run as root, runs PostgreSQL as
+    the "pgserver" user and opens the directories above the data for it, and
+    every pytest session starting meanwhile closes /tmp/pytest-of-<user> again."""
+    path = Path(tempfile.mkdtemp(prefix="acs-cli-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
@@ -169,3 +181,13 @@ async def test_a_database_url_without_acs_tables_is_refused(
         assert "acs migrate" in refused.stderr
     finally:
         await drop_database(pg_admin_url, name)
+
+
+def test_an_unreachable_database_is_named_without_its_password(tmp_path: Path) -> None:
+    # port 1 on loopback: nothing listens there
+    env = env_for(tmp_path, ACS_DATABASE_URL="postgresql://acs:s3cret-pw@127.0.0.1:1/acs")
+    refused = acs(tmp_path, env, "token", "list")
+    assert refused.returncode == 1
+    assert "cannot use the database postgresql://acs:***@127.0.0.1:1/acs" in refused.stderr
+    assert "s3cret-pw" not in refused.stderr + refused.stdout
+    assert "Traceback" not in refused.stderr
