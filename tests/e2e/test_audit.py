@@ -379,9 +379,7 @@ async def test_every_changing_route_writes_its_declared_action_object_and_id(
             lambda b: str(b["id"]),
             json={"url": "http://127.0.0.1:9/hook", "events": ["job.finished"]},
         )
-        await call(
-            "DELETE", "/webhooks/{webhook_id}", 204, str(hook["id"]), webhook_id=hook["id"]
-        )
+        await call("DELETE", "/webhooks/{webhook_id}", 204, str(hook["id"]), webhook_id=hook["id"])
         ci = unique_serial("walk-ci-")
         await call("POST", "/tokens", 201, ci, json={"name": ci, "role": "viewer"})
         await call("DELETE", "/tokens/{name}", 204, ci, name=ci)
@@ -409,10 +407,14 @@ async def test_every_changing_route_writes_its_declared_action_object_and_id(
 
     assert walk.called == set(walk.declared), set(walk.declared) - walk.called
     with_dry_runs = {k for k, v in walk.declared.items() if "dryRunAction" in v}
-    assert walk.dry_runs == with_dry_runs == {
-        ("POST", "/api/v1/bulk-jobs"),
-        ("POST", "/api/v1/campaigns"),
-    }
+    assert (
+        walk.dry_runs
+        == with_dry_runs
+        == {
+            ("POST", "/api/v1/bulk-jobs"),
+            ("POST", "/api/v1/campaigns"),
+        }
+    )
 
 
 class person_client:  # noqa: N801 - reads as a function at the call

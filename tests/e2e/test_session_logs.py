@@ -341,8 +341,8 @@ async def test_each_session_is_one_info_line_and_ticks_stay_quiet(
     assert boot["events"] == "0 BOOTSTRAP,1 BOOT" and knock["events"] == "6 CONNECTION REQUEST"
     assert boot["outcome"] == knock["outcome"] == "completed"
     sent = dict(
-        (name, int(count or 1)) for name, _, count in
-        (part.partition(":") for part in boot["sent"].split(","))
+        (name, int(count or 1))
+        for name, _, count in (part.partition(":") for part in boot["sent"].split(","))
     )
     assert sent["GetParameterNames"] >= 1 and sent["SetParameterValues"] == 1
     assert sum(sent.values()) == int(boot["rpcs"])
