@@ -302,19 +302,26 @@ def give_pgserver_a_runtime_dir() -> None:
 
     pgserver asks platformdirs for the user's runtime directory at import, and
     without the variable platformdirs warns (RuntimeDirWarning) on every command
-    and falls back to ``<tmp>/runtime-<uid>``. We name that same directory, made
-    as XDG requires (ours, mode 0700), so every process, ours or not, still
-    agrees on where pgserver's lock file is, and nothing warns.
+    and falls back to ``/run/user/<uid>`` or ``<tmp>/runtime-<uid>``. We name that
+    same directory (the second made as XDG requires: ours, mode 0700), so every
+    process, ours or not, still agrees on where pgserver's lock file is, and
+    nothing warns.
     """
     if os.environ.get("XDG_RUNTIME_DIR") or not hasattr(os, "geteuid"):
         return
     import tempfile
 
-    path = Path(tempfile.gettempdir()) / f"runtime-{os.geteuid()}"
+    uid = os.geteuid()
+    # platformdirs' own order: the login manager's directory, else one in /tmp
+    login = Path(f"/run/user/{uid}")
+    if login.is_dir() and not login.is_symlink() and login.stat().st_uid == uid:
+        os.environ["XDG_RUNTIME_DIR"] = str(login)
+        return
+    path = Path(tempfile.gettempdir()) / f"runtime-{uid}"
     try:
         path.mkdir(mode=0o700, exist_ok=True)
         st = path.lstat()
-        if not path.is_dir() or path.is_symlink() or st.st_uid != os.geteuid():
+        if not path.is_dir() or path.is_symlink() or st.st_uid != uid:
             return  # someone else's: let platformdirs say so
         path.chmod(0o700)
     except OSError:
