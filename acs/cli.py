@@ -5,30 +5,79 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import click
 
 from acs import logs
 from acs.config import Settings
 
+if TYPE_CHECKING:
+    import asyncpg
+
 T = TypeVar("T")
 
 
-def _with_database(settings: Settings, work: Callable[[str], Awaitable[T]]) -> T:
-    """Run ``work(dsn)`` against the configured or the embedded database."""
-    from acs.store.db import EmbeddedPostgres
+class NoDatabase(click.ClickException):
+    """The command would have had to create a database nobody asked for."""
+
+
+def _masked(dsn: str) -> str:
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def _with_database(
+    settings: Settings, work: Callable[[str], Awaitable[T]], *, create: bool = False
+) -> T:
+    """Run ``work(dsn)`` against the database the ACS of these settings uses.
+
+    Without ACS_DATABASE_URL that is the embedded server of ACS_DATA_DIR: the
+    running one, else started for this command. A data dir with no database
+    is refused unless ``create`` (``acs migrate``): a token or user written to
+    a second, new installation would be refused by the running ACS.
+    Which database was used goes to stderr; stdout stays the command's output.
+    """
+    from acs.store.db import UNAVAILABLE, EmbeddedPostgres, has_cluster, postmaster_running
 
     async def main() -> T:
         if settings.database_url:
-            return await work(settings.database_url)
+            where = _masked(settings.database_url)
+            click.echo(f"database: {where}", err=True)
+            try:
+                return await work(settings.database_url)
+            except UNAVAILABLE as exc:
+                raise click.ClickException(f"cannot use the database {where}: {exc}") from None
+        pgdata = settings.pgdata_dir.resolve()
+        if not has_cluster(pgdata) and not create:
+            raise NoDatabase(
+                f"no ACS database in {pgdata} (ACS_DATA_DIR={settings.data_dir}). "
+                "Run this command where the running ACS runs, or set ACS_DATA_DIR to its "
+                "data dir, or ACS_DATABASE_URL to its PostgreSQL; to make a new "
+                "installation here, run `acs migrate` (or `acs serve`) first."
+            )
+        how = "running" if postmaster_running(pgdata) else "started for this command"
+        click.echo(f"database: embedded, data in {pgdata} ({how})", err=True)
         embedded = EmbeddedPostgres()
         try:
-            return await work(embedded.start(settings.pgdata_dir.resolve()))
+            return await work(embedded.start(pgdata))
         finally:
             embedded.stop()
 
     return asyncio.run(main())
+
+
+async def _require_schema(conn: asyncpg.Connection) -> None:
+    """Refuse a database the ACS never set up (the wrong ACS_DATABASE_URL, say)."""
+    if await conn.fetchval("SELECT to_regclass('schema_migrations')") is None:
+        raise NoDatabase(
+            "this database has no ACS tables: is it the one the ACS uses? "
+            "`acs migrate` (or `acs serve`) sets a new one up"
+        )
 
 
 @click.group()
@@ -70,7 +119,7 @@ def migrate() -> None:
         finally:
             await conn.close()
 
-    applied = _with_database(Settings(), work)
+    applied = _with_database(Settings(), work, create=True)
     click.echo("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
 
 
@@ -92,6 +141,7 @@ def credential_set(username: str, password: str, device_id: str | None) -> None:
     async def work(dsn: str) -> None:
         conn = await connect(dsn)
         try:
+            await _require_schema(conn)
             await credentials.set_credential(
                 conn, username, password, settings.cpe_auth_realm, device_id
             )
@@ -111,6 +161,7 @@ def credential_delete(username: str) -> None:
     async def work(dsn: str) -> bool:
         conn = await connect(dsn)
         try:
+            await _require_schema(conn)
             return await credentials.delete_credential(conn, username)
         finally:
             await conn.close()
@@ -136,6 +187,7 @@ def token_create(name: str, role: str) -> None:
     async def work(dsn: str) -> str:
         conn = await connect(dsn)
         try:
+            await _require_schema(conn)
             await migrate(conn)
             return await tokens.create_token(conn, name, role)
         finally:
@@ -157,6 +209,7 @@ def token_list() -> None:
     async def work(dsn: str) -> list[tokens.ApiToken]:
         conn = await connect(dsn)
         try:
+            await _require_schema(conn)
             return await tokens.list_tokens(conn)
         finally:
             await conn.close()
@@ -179,6 +232,7 @@ def token_revoke(name: str) -> None:
     async def work(dsn: str) -> bool:
         conn = await connect(dsn)
         try:
+            await _require_schema(conn)
             return await tokens.revoke_token(conn, name)
         finally:
             await conn.close()
@@ -215,6 +269,7 @@ def user_create(username: str, role: str, password_stdin: bool) -> None:
     async def work(dsn: str) -> None:
         conn = await connect(dsn)
         try:
+            await _require_schema(conn)
             await migrate(conn)
             await accounts.create_user(conn, username, password, role)
         finally:
@@ -241,6 +296,7 @@ def user_passwd(username: str, password_stdin: bool) -> None:
     async def work(dsn: str) -> bool:
         conn = await connect(dsn)
         try:
+            await _require_schema(conn)
             return await accounts.change_password(conn, username, password)
         finally:
             await conn.close()
@@ -264,6 +320,7 @@ def user_delete(username: str) -> None:
     async def work(dsn: str) -> bool:
         conn = await connect(dsn)
         try:
+            await _require_schema(conn)
             return await users.delete_user(conn, username)
         finally:
             await conn.close()
@@ -282,6 +339,7 @@ def user_list() -> None:
     async def work(dsn: str) -> list[users.User]:
         conn = await connect(dsn)
         try:
+            await _require_schema(conn)
             return await users.list_users(conn)
         finally:
             await conn.close()

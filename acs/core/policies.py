@@ -30,6 +30,21 @@ from acs.cwmp import messages as m
 
 OVERRIDE_PRIORITY = 1 << 30  # per-device overrides sit above every policy
 MAX_ROUNDS = 3
+BOOTSTRAP = "0 BOOTSTRAP"
+
+
+def session_events(events: Sequence[str], first_contact: bool) -> list[str]:
+    """The events policies are matched against in a session.
+
+    TR-069 sends 0 BOOTSTRAP on a CPE's first contact with an ACS, but a CPE
+    that was served by another ACS before (a migrated fleet) or that skips it
+    (many field CPEs) never does, and a policy "on first contact" would then
+    never reach it. So a session of a device this ACS does not know yet is a
+    bootstrap as far as the policies are concerned.
+    """
+    if first_contact and BOOTSTRAP not in events:
+        return [BOOTSTRAP, *events]
+    return list(events)
 
 
 @dataclass(frozen=True, slots=True)

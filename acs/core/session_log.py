@@ -26,6 +26,7 @@ from lxml import etree
 
 from acs.core import secrets
 from acs.core.secrets import MASK, is_secret_name
+from acs.core.times import rfc3339
 from acs.cwmp.soap import CwmpParseError, parse_xml
 
 __all__ = ["MASK", "Transcript", "is_secret_name", "mask_body", "mask_text"]
@@ -170,7 +171,7 @@ class Transcript:
             return
         entry: dict[str, Any] = {
             "direction": direction,
-            "at": (at or _now()).isoformat(),
+            "at": rfc3339(at or _now()),
             "status": status,
             "rpc": rpc,
             "size": len(body),

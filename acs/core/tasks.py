@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from acs.core import values
 from acs.core.plans import Plan, PlanFault, discover, expect, read_values
+from acs.core.times import rfc3339_or_none
 from acs.cwmp import messages as m
 
 # xsd types a setParameterValues may name; anything else is refused up front
@@ -425,8 +426,8 @@ def _transfer_result(ck: str, status: int, start: Any, complete: Any) -> dict[st
     return {
         "commandKey": ck,
         "status": status,
-        "startTime": start.isoformat() if start else None,
-        "completeTime": complete.isoformat() if complete else None,
+        "startTime": rfc3339_or_none(start),
+        "completeTime": rfc3339_or_none(complete),
     }
 
 

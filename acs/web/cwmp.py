@@ -398,6 +398,7 @@ class CwmpEndpoint:
             campaign_member=in_campaign,
             events=events,
             username=verdict.username,
+            first_contact=tree_unknown,
         )
         if self.settings.session_log_per_device > 0:
             live.transcript = Transcript(
@@ -408,9 +409,11 @@ class CwmpEndpoint:
         if request.transport is not None and not via_proxy(request):
             self.by_transport[request.transport] = session_id
             live.transports.add(request.transport)
+        live.cwmp_version = record.cwmp_version
+        live.cert = peer_subject(request.transport)
         log(
             logger,
-            logging.INFO,
+            logging.DEBUG,
             "inform",
             device=dev_id,
             session=session_id,
@@ -418,7 +421,7 @@ class CwmpEndpoint:
             events=",".join(events),
             cwmp=record.cwmp_version,
             retry=inform.retry_count or None,
-            cert=peer_subject(request.transport),
+            cert=live.cert,
         )
         self.metrics.informed(events)
         resp = self._reply(acs, m.InformResponse(max_envelopes=1), live)

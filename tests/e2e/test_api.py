@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import aiohttp
@@ -459,3 +462,145 @@ async def test_file_over_the_limit_is_refused_and_nothing_is_stored(
         assert status == 400 and body["error"]["code"] == "invalid_name"
     finally:
         await admin.close()
+
+
+# an RFC 3339 date-time anywhere in a string, and what follows its seconds
+_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(Z|[+-]\d{2}:?\d{2})?")
+# what the CPE said verbatim (SOAP bodies, parameter values), not the ACS's own timestamps
+_CPE_TEXT = {"body", "value"}
+
+
+def timestamps_in(data: Any, where: str = "") -> Iterator[tuple[str, str]]:
+    """(JSON path, text) of every date-time in a response, however deeply nested."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if key not in _CPE_TEXT:
+                yield from timestamps_in(value, f"{where}.{key}")
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            yield from timestamps_in(value, f"{where}[{i}]")
+    elif isinstance(data, str):
+        for found in _DATETIME.finditer(data):
+            yield where, found.group(0)
+
+
+async def test_every_timestamp_the_api_returns_is_rfc3339_in_utc_with_z(
+    acs: Running, api: dict[str, Client], db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    admin = api["admin"]
+    cpe = await registered(acs, unique_serial())
+    dev = dev_id_of(cpe)
+    name = f"fw-{unique_serial()}.bin"
+    made: list[tuple[str, str]] = []
+    try:
+        status, file = await admin.call(
+            "PUT", f"/files/{name}", data=b"image", params={"fileType": "1 Firmware Upgrade Image"}
+        )
+        assert status == 201, file
+        made.append(("DELETE", f"/files/{name}"))
+        status, job = await admin.call(
+            "POST", f"/devices/{dev}/tasks", json={"name": "download", "fileName": name}
+        )
+        assert status == 201, job
+        pending: list[m.Download] = []
+
+        def answer(request: m.Message) -> m.Message:
+            if isinstance(request, m.Download):
+                pending.append(request)
+                return m.DownloadResponse(status=1)
+            return cpe.answer(request)
+
+        await cpe.session(["2 PERIODIC"], answer=answer)
+        # the CPE reports its transfer in its own local time
+        paris = timezone(timedelta(hours=2))
+        start = datetime(2026, 6, 1, 14, 0, 0, tzinfo=paris)
+        tc = m.TransferComplete(
+            pending[0].command_key, m.FaultStruct(), start, start + timedelta(seconds=30)
+        )
+        await cpe.session(["7 TRANSFER COMPLETE", "M Download"], before_empty=[tc])
+        status, done = await admin.call("GET", f"/tasks/{job['id']}")
+        assert done["status"] == "done", done
+        assert done["result"]["transferComplete"]["startTime"] == "2026-06-01T12:00:00Z"
+        assert done["result"]["transferComplete"]["completeTime"] == "2026-06-01T12:00:30Z"
+        status, policy = await admin.call(
+            "POST",
+            "/policies",
+            json={"name": unique_serial("ts-"), "precondition": f'DeviceID.ID = "{dev}"'},
+        )
+        assert status == 201, policy
+        made.append(("DELETE", f"/policies/{policy['id']}"))
+        status, hook = await admin.call(
+            "POST", "/webhooks", json={"url": "http://127.0.0.1:9/hook", "events": ["job.finished"]}
+        )
+        assert status == 201, hook
+        made.append(("DELETE", f"/webhooks/{hook['id']}"))
+        status, bulk = await admin.call(
+            "POST",
+            "/bulk-jobs",
+            json={
+                "name": unique_serial("ts-"),
+                "filter": f'DeviceID.ID = "{dev}"',
+                "task": {"name": "reboot"},
+            },
+        )
+        assert status == 201, bulk
+        status, image = await admin.call(
+            "POST",
+            "/firmware/images",
+            json={
+                "file": name,
+                "oui": "ACDE48",
+                "productClass": "HGW",
+                "hardwareVersions": ["HW1.0"],
+                "version": "2.0.0",
+            },
+        )
+        assert status == 201, image
+        made.append(("DELETE", f"/firmware/images/{image['id']}"))
+        later = (datetime.now(UTC) + timedelta(days=1)).isoformat()  # "+00:00" in, "Z" out
+        status, campaign = await admin.call(
+            "POST",
+            "/campaigns",
+            json={
+                "name": unique_serial("ts-"),
+                "image": image["id"],
+                "filter": f'DeviceID.ID = "{dev}"',
+                "stages": [{"size": "100%"}],
+                "startAt": later,
+            },
+        )
+        assert status == 201, campaign
+        made.append(("DELETE", f"/campaigns/{campaign['id']}"))
+        status, sessions = await admin.call("GET", f"/devices/{dev}/sessions")
+        values = {
+            "image_id": str(image["id"]),
+            "campaign_id": str(campaign["id"]),
+            "device_id": dev,
+            "task_id": str(job["id"]),
+            "name": name,
+            "policy_id": str(policy["id"]),
+            "webhook_id": str(hook["id"]),
+            "bulk_id": str(bulk["id"]),
+            "session_id": str(sessions["items"][0]["id"]),
+        }
+        status, doc = await admin.call("GET", "/openapi.json")
+        seen: list[str] = []
+        read = 0
+        for path, ops in doc["paths"].items():
+            if "get" not in ops or path.endswith("openapi.json"):
+                continue
+            params = re.findall(r"{(\w+)}", path)
+            assert all(p in values for p in params), f"{path}: no object made to read"
+            status, body = await admin.call("GET", path.removeprefix("/api/v1").format(**values))
+            assert status == 200, (path, body)
+            read += 1
+            for where, text in timestamps_in(body):
+                seen.append(text)
+                assert text.endswith("Z") and "T" in text, f"{path}: {where} = {text}"
+        assert read >= 20
+        # the check saw real timestamps: the device's, the job's, the session's, the audit's...
+        assert len(seen) > 50
+    finally:
+        for method, path in reversed(made):
+            await admin.call(method, path)
+        await cpe.close()

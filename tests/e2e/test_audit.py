@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,8 +11,11 @@ import pytest
 
 from acs.store import tokens
 from acs.web.server import Running
+from acs.web.ui.session import USER_PREFIX
+from cpe_simulator.firmware import make_image
 from tests.e2e.test_api import Client, dev_id_of, registered
 from tests.e2e.test_campaigns import catalog_image, ok
+from tests.e2e.test_ui_http import PASSWORD, Browserless
 
 pytestmark = pytest.mark.db
 
@@ -50,7 +54,7 @@ async def test_a_queued_job_and_a_revoked_token_are_audited_with_actor_and_objec
         )
         assert status == 201
         [entry] = await audit(admin, actor=names["operator"])
-        assert entry["action"] == "task queued"
+        assert entry["action"] == "device.task.create"
         assert (entry["method"], entry["route"]) == ("POST", "/api/v1/devices/{device_id}/tasks")
         assert (entry["objectType"], entry["objectId"]) == ("device", device)
         assert entry["status"] == 201 and entry["role"] == "operator"
@@ -66,11 +70,11 @@ async def test_a_queued_job_and_a_revoked_token_are_audited_with_actor_and_objec
         assert status == 204
         revoked, created = await audit(admin, object=doomed)
         assert (revoked["action"], revoked["status"], revoked["method"]) == (
-            "token revoked",
+            "token.revoke",
             204,
             "DELETE",
         )
-        assert (created["action"], created["status"]) == ("token created", 201)
+        assert (created["action"], created["status"]) == ("token.create", 201)
         assert {revoked["actor"], created["actor"]} == {names["admin"]}
         assert revoked["objectType"] == created["objectType"] == "token"
         assert created["detail"] == {"role": "viewer"}  # never the token itself
@@ -83,7 +87,7 @@ async def test_a_queued_job_and_a_revoked_token_are_audited_with_actor_and_objec
         status, _ = await operator.call("DELETE", "/tokens/" + names["admin"])
         assert status == 403
         forbidden = (await audit(admin, actor=names["operator"]))[0]
-        assert (forbidden["action"], forbidden["status"]) == ("token revoked", 403)
+        assert (forbidden["action"], forbidden["status"]) == ("token.revoke", 403)
         for _ in range(3):
             assert (await clients["viewer"].call("GET", f"/devices/{device}"))[0] == 200
         assert await audit(admin, actor=names["viewer"]) == []
@@ -113,14 +117,14 @@ async def test_files_and_campaigns_are_audited_by_name_and_id(
     entries = await audit(admin, actor=names["admin"])
     actions = [(e["action"], e["objectType"], e["objectId"]) for e in entries]
     assert actions == [
-        ("campaign started", "campaign", str(campaign["id"])),
-        ("campaign created", "campaign", str(campaign["id"])),
-        ("image added", "image", str(image["id"])),
-        ("file uploaded", "file", image["file"]),
+        ("campaign.start", "campaign", str(campaign["id"])),
+        ("campaign.create", "campaign", str(campaign["id"])),
+        ("image.create", "image", str(image["id"])),
+        ("file.upload", "file", image["file"]),
     ]
     # ids of different kinds can coincide: the type tells them apart
     by_campaign = await audit(admin, object=str(campaign["id"]), objectType="campaign")
-    assert [e["action"] for e in by_campaign] == ["campaign started", "campaign created"]
+    assert [e["action"] for e in by_campaign] == ["campaign.start", "campaign.create"]
 
 
 async def test_audit_paging_and_filters(acs: Running, people: Any, unique_serial) -> None:
@@ -195,7 +199,229 @@ async def test_bad_input_gets_a_4xx_with_a_reason_and_is_still_audited(
     assert status == 400 and body["error"]["errors"][0]["path"] == "name"
     refused = await audit(admin, actor=names["admin"])
     assert [(e["action"], e["status"]) for e in refused[:2]] == [
-        ("token created", 400),
-        ("device deleted", 400),
+        ("token.create", 400),
+        ("device.delete", 400),
     ]
     assert refused[1]["objectId"] == "a\ufffdb"
+
+
+STABLE_ACTION = re.compile(r"^[a-z_]+(\.[a-z_]+)+$")
+
+
+class Walk:
+    """Calls changing routes one at a time and checks the audit row each one wrote."""
+
+    def __init__(self, doc: dict[str, Any], admin: Client, admin_name: str) -> None:
+        self.declared = {
+            (method.upper(), path): op["x-audit"]
+            for path, ops in doc["paths"].items()
+            for method, op in ops.items()
+            if method.upper() not in ("GET", "HEAD", "OPTIONS")
+        }
+        self.admin, self.admin_name = admin, admin_name
+        self.called: set[tuple[str, str]] = set()
+        self.dry_runs: set[tuple[str, str]] = set()
+
+    async def call(
+        self,
+        method: str,
+        template: str,
+        status: int | tuple[int, ...],
+        object_id: Any,
+        *,
+        client: Any = None,
+        actor: str | None = None,
+        dry_run: bool = False,
+        **values: Any,
+    ) -> Any:
+        """``object_id``: the id expected in the row, or a function of the response."""
+        kw = {k: values.pop(k) for k in ("json", "params", "data") if k in values}
+        path = template.format(**values)
+        got, body = await (client or self.admin).call(method, path, **kw)
+        assert got in (status if isinstance(status, tuple) else (status,)), (path, got, body)
+        route = "/api/v1" + template
+        declared = self.declared[(method, route)]
+        [entry] = await audit(self.admin, actor=actor or self.admin_name, limit=1)
+        expected_id = object_id(body) if callable(object_id) else object_id
+        assert (entry["method"], entry["route"], entry["status"]) == (method, route, got)
+        action = declared["dryRunAction"] if dry_run else declared["action"]
+        assert entry["action"] == action, (route, entry)
+        assert (entry["objectType"], entry["objectId"]) == (declared["objectType"], expected_id), (
+            route,
+            entry,
+        )
+        (self.dry_runs if dry_run else self.called).add((method, route))
+        return body
+
+
+async def test_every_changing_route_writes_its_declared_action_object_and_id(
+    acs: Running, people: Any, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    clients, names = people
+    admin = clients["admin"]
+    status, doc = await admin.call("GET", "/openapi.json")
+    assert status == 200
+    walk = Walk(doc, admin, names["admin"])
+    for (method, path), declared in walk.declared.items():
+        assert STABLE_ACTION.match(declared["action"]), (method, path, declared)
+        assert declared["objectType"], (method, path)
+        assert STABLE_ACTION.match(declared.get("dryRunAction", "x.dry_run")), (method, path)
+    actions = [d["action"] for d in walk.declared.values()]
+    assert len(set(actions)) == len(actions)  # one action names one kind of change
+
+    cpe = await registered(acs, unique_serial())
+    dev = dev_id_of(cpe)
+    user = unique_serial("walker-").lower()
+    person = Browserless(acs)
+    try:
+        call = walk.call
+        d = {"device_id": dev}
+        await call("POST", "/devices/{device_id}/tags", 200, dev, json={"tags": ["walk"]}, **d)
+        await call("DELETE", "/devices/{device_id}/tags/{tag}", 200, dev, tag="walk", **d)
+        await call(
+            "PUT",
+            "/devices/{device_id}/overrides",
+            200,
+            dev,
+            json={"parameters": [["Device.WiFi.SSID.1.SSID", "walk"]]},
+            **d,
+        )
+        # nobody listens at the device's connection-request URL: refused (said in the body)
+        await call("POST", "/devices/{device_id}/connection-request", 200, dev, **d)
+        job = await call(
+            "POST", "/devices/{device_id}/tasks", 201, dev, json={"name": "reboot"}, **d
+        )
+        t = {"task_id": str(job["id"])}
+        await call("DELETE", "/tasks/{task_id}", 200, t["task_id"], **t)
+        await call("POST", "/tasks/{task_id}/retry", 409, t["task_id"], **t)
+
+        name = f"fw-{unique_serial()}-2.0.0.bin"
+        await call("PUT", "/files/{name}", 201, name, data=make_image("2.0.0", 2_000), name=name)
+        await call(
+            "PUT",
+            "/firmware/products/{oui}/{product_class}",
+            200,
+            "ACDE48/HGW",
+            json={"versionScheme": "semver"},
+            oui="ACDE48",
+            product_class="HGW",
+        )
+        image = await call(
+            "POST",
+            "/firmware/images",
+            201,
+            lambda b: str(b["id"]),
+            json={
+                "file": name,
+                "oui": "ACDE48",
+                "productClass": "HGW",
+                "hardwareVersions": ["HW1.0"],
+                "version": "2.0.0",
+            },
+        )
+        campaign = {
+            "name": unique_serial("walk-"),
+            "image": image["id"],
+            "filter": f'DeviceID.SerialNumber = "{unique_serial("nobody-")}"',
+            "stages": [{"size": "100%"}],
+        }
+        await call(
+            "POST", "/campaigns", 200, None, json=campaign, params={"dryRun": "true"}, dry_run=True
+        )
+        made = await call("POST", "/campaigns", 201, lambda b: str(b["id"]), json=campaign)
+        c = {"campaign_id": str(made["id"])}
+        cid = c["campaign_id"]
+        await call("POST", "/campaigns/{campaign_id}/start", 200, cid, **c)
+        for step in ("pause", "resume", "approve", "retry-failed", "cancel"):
+            # an empty campaign may finish as soon as it starts: 409s are audited the same
+            await call("POST", "/campaigns/{campaign_id}/" + step, (200, 409), cid, **c)
+        await call("DELETE", "/campaigns/{campaign_id}", 204, cid, **c)
+        await call(
+            "DELETE", "/firmware/images/{image_id}", 204, str(image["id"]), image_id=image["id"]
+        )
+        await call("DELETE", "/files/{name}", 204, name, name=name)
+
+        bulk = {
+            "name": unique_serial("walk-"),
+            "filter": f'DeviceID.ID = "{dev}"',
+            "task": {"name": "reboot"},
+            "ratePerMinute": 1,
+        }
+        preview = await call(
+            "POST", "/bulk-jobs", 200, None, json=bulk, params={"dryRun": "true"}, dry_run=True
+        )
+        assert preview["devices"] == 1
+        job = await call("POST", "/bulk-jobs", 201, lambda b: str(b["id"]), json=bulk)
+        b = {"bulk_id": str(job["id"])}
+        for step in ("pause", "resume", "cancel"):
+            await call("POST", "/bulk-jobs/{bulk_id}/" + step, 200, b["bulk_id"], **b)
+
+        policy = {"name": unique_serial("walk-"), "precondition": f'DeviceID.ID = "{dev}"'}
+        made = await call("POST", "/policies", 201, lambda b: str(b["id"]), json=policy)
+        p = {"policy_id": str(made["id"])}
+        await call("PUT", "/policies/{policy_id}", 200, p["policy_id"], json=policy, **p)
+        await call(
+            "POST",
+            "/policies/{policy_id}/dry-run",
+            200,
+            p["policy_id"],
+            params={"device": dev},
+            **p,
+        )
+        [dry] = await audit(admin, actor=names["admin"], limit=1)
+        assert dry["detail"] == {"device": dev}
+        await call("DELETE", "/policies/{policy_id}", 204, p["policy_id"], **p)
+
+        hook = await call(
+            "POST",
+            "/webhooks",
+            201,
+            lambda b: str(b["id"]),
+            json={"url": "http://127.0.0.1:9/hook", "events": ["job.finished"]},
+        )
+        await call("DELETE", "/webhooks/{webhook_id}", 204, str(hook["id"]), webhook_id=hook["id"])
+        ci = unique_serial("walk-ci-")
+        await call("POST", "/tokens", 201, ci, json={"name": ci, "role": "viewer"})
+        await call("DELETE", "/tokens/{name}", 204, ci, name=ci)
+
+        body = {"username": user, "password": PASSWORD, "role": "viewer"}
+        await call("POST", "/users", 201, user, json=body)
+        u = {"username": user}
+        await call("PATCH", "/users/{username}", 200, user, json={"role": "operator"}, **u)
+        # a person signed in to the web UI changes their own password
+        assert (await person.login(user)).status == 303
+        await call(
+            "POST",
+            "/me/password",
+            204,
+            user,
+            client=person_client(person),
+            actor=USER_PREFIX + user,
+            json={"current": PASSWORD, "new": PASSWORD + " changed"},
+        )
+        await call("DELETE", "/users/{username}", 204, user, **u)
+        await call("DELETE", "/devices/{device_id}", 204, dev, **d)
+    finally:
+        await person.close()
+        await cpe.close()
+
+    assert walk.called == set(walk.declared), set(walk.declared) - walk.called
+    with_dry_runs = {k for k, v in walk.declared.items() if "dryRunAction" in v}
+    assert (
+        walk.dry_runs
+        == with_dry_runs
+        == {
+            ("POST", "/api/v1/bulk-jobs"),
+            ("POST", "/api/v1/campaigns"),
+        }
+    )
+
+
+class person_client:  # noqa: N801 - reads as a function at the call
+    """Browserless with Client's call(): the API with the session cookie and CSRF header."""
+
+    def __init__(self, person: Browserless) -> None:
+        self.person = person
+
+    async def call(self, method: str, path: str, **kw: Any) -> tuple[int, Any]:
+        return await self.person.api(method, path, **kw)

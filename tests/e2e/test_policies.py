@@ -153,6 +153,77 @@ async def test_shipped_bootstrap_policies_configure_a_fleet_with_one_spv_each(
         await fleet.stop()
 
 
+async def test_shipped_policies_reach_devices_that_never_send_bootstrap(
+    pol_acs: Running, admin: Client, policies: Policies, unique_serial
+) -> None:
+    """A fleet moved over from another ACS Informs with 1 BOOT / 2 PERIODIC only:
+    its first contact with this ACS still gets the shipped policies, once."""
+    moved_prefix, new_prefix = unique_serial("M"), unique_serial("N")
+    scope = f"({mine(moved_prefix)} OR {mine(new_prefix)})"
+    for shipped in DEFAULT_POLICIES:
+        body = copy.deepcopy(shipped)
+        spec = body.pop("spec")
+        await policies.create(
+            body | spec | {"name": unique_serial(body["name"] + "-"), "precondition": scope}
+        )
+    # Informing every 60 s until the policy says hourly
+    moved = await fleet_of(pol_acs, moved_prefix, 2, periodic_interval=60, faults="no-bootstrap")
+    fresh = await fleet_of(pol_acs, new_prefix, 1, periodic_interval=60)
+    ms = "Device.ManagementServer."
+    try:
+        everyone = [*moved.devices.values(), *fresh.devices.values()]
+        for fleet in (moved, fresh):
+            await fleet.wait_for(
+                lambda f=fleet: all(
+                    c.tree.value(ms + "ConnectionRequestUsername") == c.serial
+                    for c in f.devices.values()
+                ),
+                60,
+            )
+        for fleet, bootstrapped in ((moved, False), (fresh, True)):
+            for serial, cpe in fleet.devices.items():
+                assert cpe.tree.value(ms + "PeriodicInformInterval") == "3600"
+                assert cpe.tree.value(ms + "PeriodicInformEnable") in ("1", "true")
+                logged: list[dict[str, Any]] = []
+
+                async def session_logged(
+                    device: str = dev_id(fleet, serial), logged: list[Any] = logged
+                ) -> bool:
+                    # a session's log is written when it ends, a moment after the CPE's last word
+                    status, sessions = await admin.call("GET", f"/devices/{device}/sessions")
+                    assert status == 200
+                    logged[:] = sessions["items"]
+                    return bool(logged)
+
+                await until(session_logged)
+                said = {e for s in logged for e in s["events"]}
+                assert ("0 BOOTSTRAP" in said) is bootstrapped, said
+                why = await results_of(admin, dev_id(fleet, serial))
+                assert len(why["results"]) == 2
+                assert all(r["faults"] == [] and r["current"] for r in why["results"])
+
+        # first contact only: a bootstrap policy made now waits for a real 0 BOOTSTRAP
+        late = await policies.create(
+            {
+                "name": unique_serial("late-"),
+                "precondition": scope,
+                "events": ["0 BOOTSTRAP"],
+                "parameters": [{"path": "WiFi.SSID.1.SSID", "value": "late"}],
+            }
+        )
+        for fleet in (moved, fresh):  # now Informing hourly, as the policy said: knock
+            for serial in fleet.devices:
+                for _ in range(2):
+                    await fleet.trigger(serial)
+        assert all(c.tree.value("Device.WiFi.SSID.1.SSID") != "late" for c in everyone)
+        for cpe in everyone:
+            assert cpe.requests_seen["SetParameterValues"] == 1, cpe.requests_seen
+        await admin.call("DELETE", f"/policies/{late['id']}")
+    finally:
+        await moved.stop()
+        await fresh.stop()
+
+
 async def test_a_changed_policy_reaches_devices_at_their_next_periodic_session(
     pol_acs: Running, admin: Client, policies: Policies, unique_serial
 ) -> None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import re
 from typing import Any
 
 import asyncpg
 import pytest
 
+from acs import logs
 from acs.cwmp import messages as m
 from acs.cwmp.soap import parse_envelope
 from acs.web.server import Running
@@ -128,8 +132,15 @@ async def test_a_key_passphrase_set_by_a_job_is_masked_in_the_log(
         assert status == 200 and job["status"] == "done", job
         assert cpe.tree.value("Device.WiFi.AccessPoint.1.Security.KeyPassphrase") == secret
 
-        items = await sessions_of(operator, device)
-        bodies = [x for s in items for x in (await session(operator, device, s["id"]))["messages"]]
+        bodies: list[dict[str, Any]] = []
+        for _ in range(100):  # the job is done before its session ends and is logged
+            items = await sessions_of(operator, device)
+            bodies = [
+                x for s in items for x in (await session(operator, device, s["id"]))["messages"]
+            ]
+            if any(x["rpc"] == "SetParameterValuesResponse" for x in bodies):
+                break
+            await asyncio.sleep(0.1)
         assert not any(secret in x["body"] for x in bodies)
         spv = next(x for x in bodies if x["rpc"] == "SetParameterValues")
         assert spv["direction"] == "out" and spv["status"] == 200
@@ -275,3 +286,69 @@ async def test_session_logs_can_be_turned_off(
         assert await sessions_of(viewer, dev_id_of(cpe)) == []
     finally:
         await cpe.close()
+
+
+def fields_of(line: str) -> dict[str, str]:
+    """``event=session device=X events="1 BOOT,2 PERIODIC"`` -> a dict (acs.logs' format)."""
+    return {k: v.strip('"') for k, v in re.findall(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)', line)}
+
+
+async def test_each_session_is_one_info_line_and_ticks_stay_quiet(
+    start_acs: StartAcs, clients: Any, unique_serial, caplog: pytest.LogCaptureFixture
+) -> None:
+    logs.setup("INFO")  # what `acs` does at start: the ticks' filter too
+    caplog.set_level(logging.INFO)
+    # ticks every 0.2 s: ten Running job / executed successfully pairs a second if shown
+    acs = await start_acs(**SIM, bulk_tick_s=0.2, campaign_tick_s=0.2)
+    admin = await clients(acs, "admin")
+    prefix = unique_serial("Q")
+    status, policy = await admin.call(
+        "POST",
+        "/policies",
+        json={
+            "name": unique_serial("quiet-"),
+            "precondition": f'DeviceID.SerialNumber LIKE "{prefix}%"',
+            "parameters": [{"path": "WiFi.SSID.1.SSID", "value": "quiet"}],
+        },
+    )
+    assert status == 201, policy
+    fleet = await fleet_of(acs, prefix)
+    serial = next(iter(fleet.devices))
+    cpe = fleet.devices[serial]
+    device = dev_id(fleet, serial)
+    try:
+        await fleet.wait_for(lambda: cpe.sessions_ok >= 1)
+        await fleet.trigger(serial)  # a second session with nothing to do
+        items: list[dict[str, Any]] = []
+        for _ in range(100):  # each session's log row is written as it ends
+            items = await sessions_of(admin, device)
+            if len(items) == 2:
+                break
+            await asyncio.sleep(0.1)
+        assert len(items) == 2
+    finally:
+        await fleet.stop()
+        await admin.call("DELETE", f"/policies/{policy['id']}")
+
+    mine = [r for r in caplog.records if f"device={device}" in r.getMessage()]
+    assert [(r.name, r.levelname) for r in mine] == [("acs.cwmp", "INFO")] * 2, [
+        r.getMessage() for r in mine
+    ]
+    boot, knock = (fields_of(r.getMessage()) for r in mine)
+    newest, oldest = items
+    assert boot["event"] == knock["event"] == "session"
+    assert (boot["session"], knock["session"]) == (oldest["sessionKey"], newest["sessionKey"])
+    assert boot["events"] == "0 BOOTSTRAP,1 BOOT" and knock["events"] == "6 CONNECTION REQUEST"
+    assert boot["outcome"] == knock["outcome"] == "completed"
+    sent = dict(
+        (name, int(count or 1))
+        for name, _, count in (part.partition(":") for part in boot["sent"].split(","))
+    )
+    assert sent["GetParameterNames"] >= 1 and sent["SetParameterValues"] == 1
+    assert sum(sent.values()) == int(boot["rpcs"])
+    assert boot["policies"] == policy["name"] and boot["remote"] == "127.0.0.1"
+    assert (knock["rpcs"], knock.get("sent")) == ("0", None)
+    assert int(boot["duration_ms"]) > 0 and int(knock["duration_ms"]) >= 0
+    assert boot["cwmp"] and boot["tasks"] == "0"
+    # the scheduler ran all along (the campaigns' tick, the bulk tick), unheard at INFO
+    assert not [r for r in caplog.records if r.name.startswith("apscheduler")]

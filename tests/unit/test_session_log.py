@@ -127,7 +127,7 @@ def test_transcript_bounds_stored_bytes_and_masks_before_cutting() -> None:
     assert "[truncated:" in second["body"] and second["size"] == len(secret_tail)
     assert empty["body"] == "" and empty["size"] == 0 and "truncated" not in empty
     assert late["body"].startswith("[truncated:") and late["size"] == len(small)
-    assert first["at"] == "2026-01-01T00:00:00+00:00" and first["status"] == 200
+    assert first["at"] == "2026-01-01T00:00:00Z" and first["status"] == 200
 
 
 def test_a_transcript_stops_listing_messages_past_its_entry_limit() -> None:

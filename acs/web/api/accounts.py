@@ -14,7 +14,7 @@ from acs.logs import log
 from acs.services import accounts
 from acs.store import users
 from acs.web.api.errors import ApiError, not_found
-from acs.web.api.plumbing import TOKEN, api, body_of, json_out, services
+from acs.web.api.plumbing import TOKEN, api, audit_note, body_of, json_out, services
 from acs.web.ui.session import SESSION
 
 logger = logging.getLogger("acs.api")
@@ -92,6 +92,8 @@ async def list_users(request: web.Request) -> web.Response:
 @api.route(
     "POST",
     "/users",
+    audit="user.create",
+    audit_object="user",
     role="admin",
     tag="admin",
     summary="Create a web UI user",
@@ -101,6 +103,7 @@ async def list_users(request: web.Request) -> web.Response:
 async def create_user(request: web.Request) -> web.Response:
     """Passwords have at least 10 characters and are stored as Argon2id hashes."""
     body: UserIn = await body_of(request, UserIn)
+    audit_note(request, object_id=body.username, role=body.role)
     async with services(request).pool.acquire() as conn:
         try:
             user = await accounts.create_user(conn, body.username, body.password, body.role)
@@ -124,6 +127,7 @@ async def _refuse_last_admin(request: web.Request, username: str, what: str) -> 
 @api.route(
     "PATCH",
     "/users/{username}",
+    audit="user.update",
     role="admin",
     tag="admin",
     summary="Change a user's role or password",
@@ -156,6 +160,7 @@ async def change_user(request: web.Request) -> web.Response:
 @api.route(
     "DELETE",
     "/users/{username}",
+    audit="user.delete",
     role="admin",
     tag="admin",
     summary="Delete a web UI user",
@@ -190,6 +195,8 @@ async def me(request: web.Request) -> web.Response:
 @api.route(
     "POST",
     "/me/password",
+    audit="user.password.change",
+    audit_object="user",
     role="viewer",
     tag="admin",
     summary="Change your own password (web UI users)",
@@ -206,6 +213,7 @@ async def change_own_password(request: web.Request) -> web.Response:
     if SESSION not in request:
         raise ApiError(409, "not_a_user", "API tokens have no password; create a new token")
     username = request[SESSION].username
+    audit_note(request, object_id=username)
     body: PasswordChangeIn = await body_of(request, PasswordChangeIn)
     svc = services(request)
     # the same throttle as the sign-in form: a stolen session must not become

@@ -265,7 +265,7 @@ async def get_device(request: web.Request) -> web.Response:
 @api.route(
     "DELETE",
     "/devices/{device_id}",
-    audit="device deleted",
+    audit="device.delete",
     role="operator",
     tag="devices",
     summary="Delete a device (it registers again at its next Inform)",
@@ -284,7 +284,7 @@ async def delete_device(request: web.Request) -> web.Response:
 @api.route(
     "POST",
     "/devices/{device_id}/tags",
-    audit="tags added",
+    audit="device.tag.add",
     role="operator",
     tag="devices",
     summary="Add tags",
@@ -299,7 +299,7 @@ async def add_tags(request: web.Request) -> web.Response:
 @api.route(
     "DELETE",
     "/devices/{device_id}/tags/{tag}",
-    audit="tag removed",
+    audit="device.tag.remove",
     role="operator",
     tag="devices",
     summary="Remove a tag",
@@ -364,7 +364,7 @@ def task_out(t: task_store.Task, cr: ConnectionRequestResult | None = None) -> M
 @api.route(
     "POST",
     "/devices/{device_id}/tasks",
-    audit="task queued",
+    audit="device.task.create",
     role="operator",
     tag="jobs",
     summary="Queue a job for a device (optionally knock and wait)",
@@ -455,7 +455,7 @@ async def knock(svc: Services, dev_id: str) -> ConnectionRequestResult:
 @api.route(
     "POST",
     "/devices/{device_id}/connection-request",
-    audit="connection request sent",
+    audit="device.connection_request",
     role="operator",
     tag="jobs",
     summary="Ask the device to open a session now",
@@ -552,7 +552,7 @@ async def get_task(request: web.Request) -> web.Response:
 @api.route(
     "DELETE",
     "/tasks/{task_id}",
-    audit="task cancelled",
+    audit="task.cancel",
     role="operator",
     tag="jobs",
     summary="Cancel a pending job",
@@ -581,7 +581,7 @@ async def cancel_task(request: web.Request) -> web.Response:
 @api.route(
     "POST",
     "/tasks/{task_id}/retry",
-    audit="task retried",
+    audit="task.retry",
     role="operator",
     tag="jobs",
     summary="Retry a faulted or expired job",
@@ -630,7 +630,7 @@ def file_out(svc: Services, f: files.FileRecord) -> M.FileOut:
 @api.route(
     "PUT",
     "/files/{name}",
-    audit="file uploaded",
+    audit="file.upload",
     role="admin",
     tag="files",
     summary="Upload a file (streamed) with its metadata",
@@ -717,7 +717,7 @@ async def get_file(request: web.Request) -> web.Response:
 @api.route(
     "DELETE",
     "/files/{name}",
-    audit="file deleted",
+    audit="file.delete",
     role="admin",
     tag="files",
     summary="Delete a file",
@@ -769,7 +769,8 @@ async def list_api_tokens(request: web.Request) -> web.Response:
 @api.route(
     "POST",
     "/tokens",
-    audit="token created",
+    audit="token.create",
+    audit_object="token",
     role="admin",
     tag="admin",
     summary="Create an API token",
@@ -792,7 +793,7 @@ async def create_api_token(request: web.Request) -> web.Response:
 @api.route(
     "DELETE",
     "/tokens/{name}",
-    audit="token revoked",
+    audit="token.revoke",
     role="admin",
     tag="admin",
     summary="Revoke an API token",

@@ -11,11 +11,10 @@ from aiohttp import web
 from acs.logs import log
 from acs.store import audit
 from acs.web.api.plumbing import AUDIT, TOKEN, services
-from acs.web.api.routing import Route
+from acs.web.api.routing import READ_ONLY, Route
 
 logger = logging.getLogger("acs.audit")
 
-READ_ONLY = frozenset({"GET", "HEAD", "OPTIONS"})
 DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 
@@ -31,7 +30,10 @@ async def record(request: web.Request, route: Route | None, status: int) -> None
     found = route.object_of(dict(request.match_info))
     object_type = note.get("object_type", found[0] if found else None)
     object_id = note.get("object_id", found[1] if found else None)
-    action = note.get("action", route.action)
+    action = route.action
+    if note.get("dry_run"):
+        assert route.audit_dry_run is not None, f"{route.path} declares no dry-run action"
+        action = route.audit_dry_run
     if object_id is not None:
         # a refused path may hold what PostgreSQL cannot store; keep the entry
         object_id = object_id.replace("\x00", "\ufffd")

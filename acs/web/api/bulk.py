@@ -16,7 +16,7 @@ from acs.services import jobs
 from acs.store import bulk_jobs as bulk_store
 from acs.web.api import bulk_models as B
 from acs.web.api.errors import ApiError, not_found
-from acs.web.api.plumbing import TOKEN, api, body_of, json_out, query_of, services
+from acs.web.api.plumbing import TOKEN, api, audit_note, body_of, json_out, query_of, services
 
 
 def _masked(task_name: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -54,6 +54,9 @@ def _bulk_id(request: web.Request) -> int:
 @api.route(
     "POST",
     "/bulk-jobs",
+    audit="bulk_job.create",
+    audit_dry_run="bulk_job.dry_run",
+    audit_object="bulk_job",
     role="operator",
     tag="bulk jobs",
     summary="Apply a job to every device matching a filter, or preview it with dryRun=true",
@@ -70,6 +73,8 @@ async def create_bulk_job(request: web.Request) -> web.Response:
     order); later matches do not join. The task takes GenieACS NBI's shape,
     e.g. ``{"name": "setParameterValues", "parameterValues": [[path, value]]}``."""
     q: B.BulkJobQuery = query_of(request, B.BulkJobQuery)
+    if q.dryRun:
+        audit_note(request, dry_run=True)
     body: B.BulkJobIn = await body_of(request, B.BulkJobIn)
     args = dict(body.task.model_extra or {})
     try:
@@ -97,6 +102,7 @@ async def create_bulk_job(request: web.Request) -> web.Response:
         async with services(request).pool.acquire() as conn:
             if q.dryRun:
                 preview = await engine.preview(conn, expr, body.task.name, args)
+                audit_note(request, name=body.name, devices=preview.total)
                 return json_out(B.BulkDryRunOut(devices=preview.total, sample=preview.sample))
             job = await engine.create(
                 conn,
@@ -111,6 +117,7 @@ async def create_bulk_job(request: web.Request) -> web.Response:
                 created_by=who,
             )
             out = await job_out(conn, job)
+        audit_note(request, object_id=str(job.id), name=body.name, task=body.task.name)
     except engine.InvalidFilter as err:
         raise ApiError(
             400, "invalid_filter", str(err), [{"path": "filter", "message": str(err)}]
@@ -219,6 +226,7 @@ def _control_route(path: str, summary: str, action: Any) -> None:
         role="operator",
         tag="bulk jobs",
         summary=summary,
+        audit=f"bulk_job.{path}",
         responses={
             200: (B.BulkJobOut, "done"),
             404: (None, "unknown bulk job"),

@@ -69,7 +69,7 @@ def _int_id(request: web.Request, key: str) -> int:
 @api.route(
     "PUT",
     "/firmware/products/{oui}/{product_class}",
-    audit="version scheme set",
+    audit="product.version_scheme.set",
     audit_object="product:{oui}/{product_class}",
     role="admin",
     tag="firmware",
@@ -98,7 +98,8 @@ async def put_scheme(request: web.Request) -> web.Response:
 @api.route(
     "POST",
     "/firmware/images",
-    audit="image added",
+    audit="image.create",
+    audit_object="image",
     role="admin",
     tag="firmware",
     summary="Add an image to the catalog",
@@ -180,7 +181,7 @@ async def list_images(request: web.Request) -> web.Response:
 @api.route(
     "DELETE",
     "/firmware/images/{image_id}",
-    audit="image removed",
+    audit="image.delete",
     role="admin",
     tag="firmware",
     summary="Remove an image from the catalog",
@@ -273,7 +274,9 @@ def _spec(body: F.CampaignIn, who: str) -> dict[str, Any]:
 @api.route(
     "POST",
     "/campaigns",
-    audit="campaign created",
+    audit="campaign.create",
+    audit_dry_run="campaign.dry_run",
+    audit_object="campaign",
     role="operator",
     tag="campaigns",
     summary="Create a campaign (a draft), or preview it with dryRun=true",
@@ -288,8 +291,10 @@ def _spec(body: F.CampaignIn, who: str) -> dict[str, Any]:
 )
 async def create_campaign(request: web.Request) -> web.Response:
     """Stage sizes are cumulative shares (or counts) of the eligible audience."""
-    body: F.CampaignIn = await body_of(request, F.CampaignIn)
     q: F.CampaignQuery = query_of(request, F.CampaignQuery)
+    if q.dryRun:
+        audit_note(request, dry_run=True)
+    body: F.CampaignIn = await body_of(request, F.CampaignIn)
     svc = services(request)
     async with svc.pool.acquire() as conn:
         if body.image is not None and await catalog.get_image(conn, body.image) is None:
@@ -301,7 +306,7 @@ async def create_campaign(request: web.Request) -> web.Response:
             )
         spec = _spec(body, request[TOKEN].name)
         if q.dryRun:
-            audit_note(request, action="campaign previewed", name=body.name)
+            audit_note(request, name=body.name)
             preview = await engine.preview(conn, campaign_store.unsaved(spec))
             return json_out(_dry_run_out(preview))
         try:
@@ -368,7 +373,7 @@ async def get_campaign(request: web.Request) -> web.Response:
 @api.route(
     "DELETE",
     "/campaigns/{campaign_id}",
-    audit="campaign deleted",
+    audit="campaign.delete",
     role="operator",
     tag="campaigns",
     summary="Delete a draft or finished campaign",
@@ -434,7 +439,7 @@ async def list_members(request: web.Request) -> web.Response:
     )
 
 
-def _control_route(path: str, summary: str, action: Any, audit: str) -> None:
+def _control_route(path: str, summary: str, action: Any) -> None:
     async def handler(request: web.Request) -> web.Response:
         cid = _campaign_id(request)
         async with services(request).pool.acquire() as conn:
@@ -458,7 +463,7 @@ def _control_route(path: str, summary: str, action: Any, audit: str) -> None:
         role="operator",
         tag="campaigns",
         summary=summary,
-        audit=audit,
+        audit="campaign." + path.replace("-", "_"),
         responses={
             200: (response, "done"),
             404: (None, "unknown"),
@@ -471,19 +476,12 @@ async def _start(conn: asyncpg.Connection, cid: int, _who: str) -> campaign_stor
     return await engine.start(conn, cid)
 
 
-_control_route("start", "Start a draft: admit its audience into stages", _start, "campaign started")
-_control_route(
-    "pause", "Pause: no new Downloads (those in flight finish)", engine.pause, "campaign paused"
-)
-_control_route("resume", "Resume a paused campaign at its stage", engine.resume, "campaign resumed")
-_control_route("approve", "Start the next stage now", engine.approve, "campaign stage approved")
-_control_route("cancel", "Cancel: pending devices are skipped", engine.cancel, "campaign cancelled")
-_control_route(
-    "retry-failed",
-    "Give failed devices another round of attempts",
-    engine.retry_failed,
-    "campaign failed devices retried",
-)
+_control_route("start", "Start a draft: admit its audience into stages", _start)
+_control_route("pause", "Pause: no new Downloads (those in flight finish)", engine.pause)
+_control_route("resume", "Resume a paused campaign at its stage", engine.resume)
+_control_route("approve", "Start the next stage now", engine.approve)
+_control_route("cancel", "Cancel: pending devices are skipped", engine.cancel)
+_control_route("retry-failed", "Give failed devices another round of attempts", engine.retry_failed)
 
 
 # --------------------------------------------------------------------------- explanation

@@ -158,11 +158,12 @@ def _hook_out(h: hooks.Webhook, counts: dict[int, dict[str, int]]) -> O.WebhookO
 @api.route(
     "POST",
     "/webhooks",
+    audit="webhook.create",
+    audit_object="webhook",
     role="admin",
     tag="webhooks",
     summary="Register a webhook",
     body=O.WebhookIn,
-    audit="webhook created",
     responses={201: (O.WebhookCreatedOut, "registered; the secret is shown once")},
 )
 async def create_webhook(request: web.Request) -> web.Response:
@@ -204,10 +205,10 @@ async def list_webhooks(request: web.Request) -> web.Response:
 @api.route(
     "DELETE",
     "/webhooks/{webhook_id}",
+    audit="webhook.delete",
     role="admin",
     tag="webhooks",
     summary="Delete a webhook",
-    audit="webhook deleted",
     responses={204: (None, "deleted"), 404: (None, "unknown webhook")},
 )
 async def delete_webhook(request: web.Request) -> web.Response:

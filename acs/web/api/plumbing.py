@@ -52,19 +52,20 @@ def audit_note(
     *,
     object_type: str | None = None,
     object_id: str | None = None,
-    action: str | None = None,
+    dry_run: bool = False,
     **detail: Any,
 ) -> None:
     """What a handler knows better than its route about the audit entry of this
-    request: the object it created (a new job, campaign, token), a different
-    action (a dry run), details. Never put a secret in ``detail``."""
+    request: the object it created (a new job, campaign, token), that it is a
+    dry run (recorded under the route's dry-run action), details. Never put a
+    secret in ``detail``."""
     note = request.get(AUDIT) or {}
     if object_type is not None:
         note["object_type"] = object_type
     if object_id is not None:
         note["object_id"] = object_id
-    if action is not None:
-        note["action"] = action
+    if dry_run:
+        note["dry_run"] = True
     if detail:
         note.setdefault("detail", {}).update(detail)
     request[AUDIT] = note

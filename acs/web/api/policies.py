@@ -17,7 +17,7 @@ from acs.store import devices
 from acs.store import policies as store
 from acs.web.api import policy_models as P
 from acs.web.api.errors import ApiError, not_found
-from acs.web.api.plumbing import TOKEN, api, body_of, json_out, query_of, services
+from acs.web.api.plumbing import TOKEN, api, audit_note, body_of, json_out, query_of, services
 
 logger = logging.getLogger("acs.api")
 
@@ -79,6 +79,8 @@ def _policy_id(request: web.Request) -> int:
 @api.route(
     "POST",
     "/policies",
+    audit="policy.create",
+    audit_object="policy",
     role="operator",
     tag="policies",
     summary="Create a provisioning policy",
@@ -96,6 +98,7 @@ async def create_policy(request: web.Request) -> web.Response:
             row = await store.create(conn, values, request[TOKEN].name)
         except asyncpg.UniqueViolationError:
             raise ApiError(409, "exists", f"a policy named {body.name!r} exists") from None
+    audit_note(request, object_id=str(row.id), name=row.name)
     log(logger, logging.INFO, "policy_created", policy=row.id, token=request[TOKEN].name)
     return json_out(policy_out(row), 201)
 
@@ -136,6 +139,7 @@ async def get_policy(request: web.Request) -> web.Response:
 @api.route(
     "PUT",
     "/policies/{policy_id}",
+    audit="policy.update",
     role="operator",
     tag="policies",
     summary="Replace a policy (its version goes up)",
@@ -174,6 +178,7 @@ async def put_policy(request: web.Request) -> web.Response:
 @api.route(
     "DELETE",
     "/policies/{policy_id}",
+    audit="policy.delete",
     role="operator",
     tag="policies",
     summary="Delete a policy",
@@ -191,6 +196,7 @@ async def delete_policy(request: web.Request) -> web.Response:
 @api.route(
     "POST",
     "/policies/{policy_id}/dry-run",
+    audit="policy.dry_run",
     role="viewer",
     tag="policies",
     summary="What the policy would change on a device now (nothing is sent)",
@@ -206,6 +212,7 @@ async def dry_run_policy(request: web.Request) -> web.Response:
     pid = _policy_id(request)
     q: P.DryRunQuery = query_of(request, P.DryRunQuery)
     sealer = services(request).sealer
+    audit_note(request, device=q.device)
     async with services(request).pool.acquire() as conn:
         row = await store.get(conn, pid)
         if row is None:
@@ -280,6 +287,7 @@ async def device_policies(request: web.Request) -> web.Response:
 @api.route(
     "PUT",
     "/devices/{device_id}/overrides",
+    audit="device.overrides.set",
     role="operator",
     tag="policies",
     summary="Values this device must have whatever the policies say",

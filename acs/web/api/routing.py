@@ -5,6 +5,7 @@ cannot drift from what the server accepts."""
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,22 +30,37 @@ class Route:
     query: type[BaseModel] | None = None
     responses: dict[int, tuple[type[BaseModel] | None, str]] = field(default_factory=dict)
     tag: str = ""
-    # the audit log's "what" for a changing request (default: the summary), and
-    # its object as "type:{path_param}" (default: the first path parameter,
-    # typed by the collection it follows: /tasks/{task_id} is a job)
+    # the audit log's stable action for a changing request ("policy.create"),
+    # the one recorded instead when the handler says the request is a dry run,
+    # and its object as "type:{path_param}" or, for a create whose id the
+    # handler reports, "type" (default: the first path parameter, typed by the
+    # collection it follows: /tasks/{task_id} is a task)
     audit: str | None = None
+    audit_dry_run: str | None = None
     audit_object: str | None = None
 
     @property
-    def action(self) -> str:
-        return self.audit or self.summary
+    def mutating(self) -> bool:
+        return self.method not in READ_ONLY
 
-    def object_of(self, match_info: dict[str, str]) -> tuple[str, str] | None:
+    @property
+    def action(self) -> str:
+        assert self.audit is not None, f"{self.method} {self.path} declares no audit action"
+        return self.audit
+
+    @property
+    def object_type(self) -> str | None:
+        template = self.audit_object or _default_object(self.path)
+        return None if template is None else template.partition(":")[0]
+
+    def object_of(self, match_info: dict[str, str]) -> tuple[str, str | None] | None:
         """(type, id) of the object the request acts on, from its path."""
         template = self.audit_object or _default_object(self.path)
         if template is None:
             return None
         kind, _, ident = template.partition(":")
+        if not ident:
+            return kind, None  # made by the request: the handler names it
         try:
             return kind, ident.format_map(match_info)
         except KeyError:  # a template naming a parameter the path lacks: a bug, not a 500
@@ -69,8 +85,16 @@ class Api:
         query: type[BaseModel] | None = None,
         responses: dict[int, tuple[type[BaseModel] | None, str]] | None = None,
         audit: str | None = None,
+        audit_dry_run: str | None = None,
         audit_object: str | None = None,
     ) -> Callable[[Handler], Handler]:
+        for action in (audit, audit_dry_run):
+            if action is not None and not _ACTION.match(action):
+                raise ValueError(f"{method} {path}: audit action {action!r} is not noun.verb")
+        if method not in READ_ONLY and audit is None:
+            # every change is audited under a name that clients can filter on
+            raise ValueError(f"{method} {path} changes state and declares no audit action")
+
         def register(handler: Handler) -> Handler:
             self.routes.append(
                 Route(
@@ -85,6 +109,7 @@ class Api:
                     responses or {},
                     tag,
                     audit,
+                    audit_dry_run,
                     audit_object,
                 )
             )
@@ -170,6 +195,12 @@ class Api:
                         "content": {"application/json": {"schema": ref(ErrorResponse)}},
                     },
                 )
+            if r.mutating:
+                # what the audit log records for this operation (x- extensions are OpenAPI's)
+                audit: dict[str, Any] = {"action": r.action, "objectType": r.object_type}
+                if r.audit_dry_run is not None:
+                    audit["dryRunAction"] = r.audit_dry_run
+                op["x-audit"] = audit
             paths.setdefault(r.path, {})[r.method.lower()] = op
         return {
             "openapi": "3.1.0",
@@ -182,15 +213,22 @@ class Api:
         }
 
 
+READ_ONLY = frozenset({"GET", "HEAD", "OPTIONS"})
+#: audit actions: the object type, then what was done to it ("device.task.create")
+_ACTION = re.compile(r"^[a-z_]+(\.[a-z_]+)+$")
+
 # collection segment -> the object type its items are called by in the audit log
 _OBJECT_TYPES = {
     "devices": "device",
-    "tasks": "job",
+    "tasks": "task",
     "files": "file",
     "tokens": "token",
     "campaigns": "campaign",
     "images": "image",
     "webhooks": "webhook",
+    "policies": "policy",
+    "bulk-jobs": "bulk_job",
+    "users": "user",
 }
 
 
