@@ -187,7 +187,7 @@ async def test_passwords_a_job_sets_are_masked_for_every_caller_and_still_knock(
         async with db_pool.acquire() as conn:
             audited = await conn.fetch(
                 "SELECT actor, status, detail->>'path' AS path FROM audit_log"
-                " WHERE action = 'secret read' AND object_id = $1 ORDER BY id",
+                " WHERE action = 'device.secret.read' AND object_id = $1 ORDER BY id",
                 device,
             )
         assert [(r["status"], r["path"]) for r in audited] == [

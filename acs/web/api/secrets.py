@@ -71,7 +71,7 @@ async def get_secret(request: web.Request) -> web.Response:
                 role=who.role,
                 method="GET",
                 route=api.prefix + ROUTE,
-                action="secret read",
+                action="device.secret.read",
                 object_type="device",
                 object_id=dev_id.replace("\x00", "\ufffd"),
                 status=status,
