@@ -7,6 +7,8 @@ from datetime import datetime
 import asyncpg
 
 from acs.core.reach import Binding, Reach, StunPeer
+from acs.core.sealing import Sealer
+from acs.core.secrets import MASK, is_sealed
 
 _ROOTS = ("Device.", "InternetGatewayDevice.")
 STUN_CREDENTIAL_PARAMETERS = ("ManagementServer.STUNUsername", "ManagementServer.STUNPassword")
@@ -14,24 +16,26 @@ STUN_CREDENTIAL_PARAMETERS = ("ManagementServer.STUNUsername", "ManagementServer
 
 async def remember_stun_credentials(conn: asyncpg.Connection, device_id: str, root: str) -> None:
     """Keep the STUN credential the ACS just set on a device (after the values set
-    have been merged into the stored tree): the CPE will not read the password back."""
+    have been merged into the stored tree): the CPE will not read the password back.
+    The password is kept as the tree keeps it, sealed ("x")."""
     await conn.execute(
         """
         INSERT INTO stun_credentials (device_id, username, password)
-        SELECT $1, dp.tree -> $2 ->> 'v', dp.tree -> $3 ->> 'v'
+        SELECT $1, dp.tree -> $2 ->> 'v', coalesce(dp.tree -> $3 ->> 'x', dp.tree -> $3 ->> 'v')
         FROM device_parameters dp
         WHERE dp.device_id = $1 AND coalesce(dp.tree -> $2 ->> 'v', '') <> ''
-          AND coalesce(dp.tree -> $3 ->> 'v', '') <> ''
+          AND coalesce(dp.tree -> $3 ->> 'x', dp.tree -> $3 ->> 'v', '') NOT IN ('', $4)
         ON CONFLICT (device_id) DO UPDATE SET
             username = EXCLUDED.username, password = EXCLUDED.password, updated_at = now()
         """,
         device_id,
         root + STUN_CREDENTIAL_PARAMETERS[0],
         root + STUN_CREDENTIAL_PARAMETERS[1],
+        MASK,
     )
 
 
-async def stun_peer(conn: asyncpg.Connection, username: str) -> StunPeer | None:
+async def stun_peer(conn: asyncpg.Connection, username: str, sealer: Sealer) -> StunPeer | None:
     """The device whose STUN credential has this username: the one the ACS set, else
     the STUNUsername/STUNPassword the device reported (when it reports the password)."""
     row = await conn.fetchrow(
@@ -47,8 +51,11 @@ async def stun_peer(conn: asyncpg.Connection, username: str) -> StunPeer | None:
         rows = await conn.fetch(
             """
             SELECT dp.device_id, d.connection_request_url,
-                   coalesce(dp.tree -> ($2 || 'ManagementServer.STUNPassword'),
-                            dp.tree -> ($3 || 'ManagementServer.STUNPassword')) ->> 'v' AS password
+                   coalesce(dp.tree -> ($2 || 'ManagementServer.STUNPassword') ->> 'x',
+                            dp.tree -> ($3 || 'ManagementServer.STUNPassword') ->> 'x',
+                            dp.tree -> ($2 || 'ManagementServer.STUNPassword') ->> 'v',
+                            dp.tree -> ($3 || 'ManagementServer.STUNPassword') ->> 'v')
+                       AS password
             FROM device_parameters dp JOIN devices d ON d.id = dp.device_id
             WHERE dp.tree @> jsonb_build_object($2 || 'ManagementServer.STUNUsername',
                                                 jsonb_build_object('v', $1::text))
@@ -61,9 +68,26 @@ async def stun_peer(conn: asyncpg.Connection, username: str) -> StunPeer | None:
         )
         # two devices reporting one username: neither is trusted with the binding
         row = rows[0] if len(rows) == 1 else None
-    if row is None or not row["password"]:
+    if row is None:
         return None
-    return StunPeer(row["device_id"], row["password"], row["connection_request_url"])
+    password = _opened(sealer, row["device_id"], row["password"])
+    if not password:
+        return None
+    return StunPeer(row["device_id"], password, row["connection_request_url"])
+
+
+def _opened(sealer: Sealer, device_id: str, stored: str | None) -> str | None:
+    """A STUN password as kept: sealed for its path under either root, or (reported
+    by the device before passwords were sealed) in clear; never the mask."""
+    if not stored or stored == MASK:
+        return None
+    if not is_sealed(stored):
+        return stored
+    for root in _ROOTS:
+        clear = sealer.open_value(device_id, root + STUN_CREDENTIAL_PARAMETERS[1], stored)
+        if clear is not None:
+            return clear
+    return None
 
 
 async def record_binding(

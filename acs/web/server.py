@@ -337,10 +337,11 @@ async def running_acs(
 
 def stun_listener(settings: Settings, pool: asyncpg.Pool, metrics: Metrics) -> StunServer:
     """The STUN server, finding devices' credentials and keeping their bindings in PostgreSQL."""
+    seal = sealing_key.sealer(settings)
 
     async def lookup(username: str) -> StunPeer | None:
         async with pool.acquire() as conn:
-            return await nat.stun_peer(conn, username)
+            return await nat.stun_peer(conn, username, seal)
 
     async def record(device_id: str, address: str, port: int, nat_detected: bool) -> bool:
         async with pool.acquire() as conn:

@@ -19,6 +19,7 @@ import asyncpg
 import pytest
 
 from acs.connreq import stun
+from acs.services import sealing_key
 from acs.store import nat
 from acs.store.ids import device_id
 from acs.web.server import Running
@@ -125,8 +126,11 @@ async def test_a_natted_cpe_is_reached_over_udp_through_its_stun_binding(
                 "SELECT username, password FROM stun_credentials WHERE device_id = $1", dev
             )
             binding = await nat.binding_details(conn, dev)
-        # the ACS kept the credential it set (the CPE reads STUNPassword back as "")
-        assert dict(stored) == {"username": serial, "password": STUN_PASSWORD}
+            peer = await nat.stun_peer(conn, serial, sealing_key.sealer(acs.settings))
+        # the ACS kept the credential it set (the CPE reads STUNPassword back as ""),
+        # the password sealed
+        assert stored["username"] == serial and STUN_PASSWORD not in stored["password"]
+        assert peer is not None and (peer.device_id, peer.password) == (dev, STUN_PASSWORD)
         assert binding is not None and binding["address"] == "127.0.0.1"
         agent = fleet.stun[serial]
         assert agent.transport is not None

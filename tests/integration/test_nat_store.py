@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
+from acs.core.sealing import Sealer
 from acs.cwmp.messages import ParameterValueStruct as PV
 from acs.store import devices, nat
 from tests.integration.test_store import inform
@@ -16,6 +17,7 @@ pytestmark = pytest.mark.db
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 MS = "Device.ManagementServer."
+SEAL = Sealer(b"the STUN test key, of 32 characters+")
 
 
 async def device_with(
@@ -23,7 +25,10 @@ async def device_with(
 ) -> str:
     params = [PV(MS + "ConnectionRequestURL", "http://192.168.1.2:7547/cr")]
     params += [PV(MS + name, value) for name, value in values]
-    dev, _ = await devices.upsert_from_inform(conn, inform(serial, params, events=events, at=T0))
+    record = inform(serial, params, events=events, at=T0)
+    # as the CWMP endpoint stores an Inform: a secret the device reports, sealed
+    record.parameters = SEAL.seal_values(record.device_id, record.parameters)
+    dev, _ = await devices.upsert_from_inform(conn, record)
     return dev.id
 
 
@@ -35,24 +40,28 @@ async def test_the_credential_the_acs_set_wins_and_an_ambiguous_username_is_nobo
     reported = await device_with(
         conn, unique_serial(), ("STUNUsername", user), ("STUNPassword", "r")
     )
-    peer = await nat.stun_peer(conn, user)
+    peer = await nat.stun_peer(conn, user, SEAL)
     assert peer is not None and (peer.device_id, peer.password) == (reported, "r")
     assert peer.connection_request_url == "http://192.168.1.2:7547/cr"
     # the same username on a second device: which one sent the request cannot be told
     await device_with(conn, unique_serial(), ("STUNUsername", user), ("STUNPassword", "r2"))
-    assert await nat.stun_peer(conn, user) is None
+    assert await nat.stun_peer(conn, user, SEAL) is None
     # the ACS sets a credential on the first: that row names it again
-    await devices.merge_parameter_values(
-        conn, reported, [PV(MS + "STUNUsername", user), PV(MS + "STUNPassword", "set")], T0
-    )
+    # as the session driver stores a SetParameterValues: the password sealed
+    sent = [PV(MS + "STUNUsername", user), PV(MS + "STUNPassword", "set")]
+    await devices.merge_parameter_values(conn, reported, SEAL.seal_values(reported, sent), T0)
     await nat.remember_stun_credentials(conn, reported, "Device.")
-    peer = await nat.stun_peer(conn, user)
+    kept = await conn.fetchval(
+        "SELECT password FROM stun_credentials WHERE device_id = $1", reported
+    )
+    assert kept and "set" not in kept, "the STUN password is kept sealed, not in clear"
+    peer = await nat.stun_peer(conn, user, SEAL)
     assert peer is not None and (peer.device_id, peer.password) == (reported, "set")
     # a device that reads its password back as "": unknown until the ACS sets one
     hidden = unique_serial("stun-")
     await device_with(conn, unique_serial(), ("STUNUsername", hidden), ("STUNPassword", ""))
-    assert await nat.stun_peer(conn, hidden) is None
-    assert await nat.stun_peer(conn, unique_serial("nobody-")) is None
+    assert await nat.stun_peer(conn, hidden, SEAL) is None
+    assert await nat.stun_peer(conn, unique_serial("nobody-"), SEAL) is None
 
 
 async def test_a_binding_records_when_it_moved(
