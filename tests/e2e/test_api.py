@@ -502,6 +502,13 @@ async def test_every_timestamp_the_api_returns_is_rfc3339_in_utc_with_z(
             "POST", f"/devices/{dev}/tasks", json={"name": "download", "fileName": name}
         )
         assert status == 201, job
+        secret = "Device.ManagementServer.ConnectionRequestPassword"
+        status, setting = await admin.call(
+            "POST",
+            f"/devices/{dev}/tasks",
+            json={"name": "setParameterValues", "parameterValues": [[secret, "cr-secret-1"]]},
+        )
+        assert status == 201, setting  # gives the admin secret route a value to read
         pending: list[m.Download] = []
 
         def answer(request: m.Message) -> m.Message:
@@ -582,6 +589,7 @@ async def test_every_timestamp_the_api_returns_is_rfc3339_in_utc_with_z(
             "webhook_id": str(hook["id"]),
             "bulk_id": str(bulk["id"]),
             "session_id": str(sessions["items"][0]["id"]),
+            "path": secret,
         }
         status, doc = await admin.call("GET", "/openapi.json")
         seen: list[str] = []

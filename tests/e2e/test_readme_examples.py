@@ -17,6 +17,7 @@ promises is checked through the API.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import secrets
@@ -331,6 +332,22 @@ async def _stun(w: World, block: Block, out: str) -> None:
     assert "stun-password-of-this-gateway" not in out, "a secret was shown in clear"
 
 
+async def _secret_read(w: World, block: Block, out: str) -> None:
+    path = "Device.ManagementServer.ConnectionRequestPassword"
+    read = json.loads(out)
+    assert read["device"] == DEV and read["path"] == path, read
+    assert read["value"] and read["value"] != "********", read
+    tree = await w.get(f"/devices/{DEV}?prefix={path}")
+    assert tree["parameters"][path]["value"] == "********", tree  # only this route shows it
+    async with w.pool.acquire() as conn:
+        action = await conn.fetchval(
+            "SELECT action FROM audit_log WHERE object_id = $1 AND detail->>'path' = $2",
+            DEV,
+            path,
+        )
+    assert action == "device.secret.read"
+
+
 async def _load(w: World, block: Block, out: str) -> None:
     async def registered() -> int:
         async with w.pool.acquire() as conn:
@@ -367,6 +384,7 @@ CHECKS: list[tuple[str, str, Check]] = [
         'curl -H "Authorization: Bearer $T" -X POST "$API/devices/$DEV/tasks?connection_request',
         _stun,
     ),
+    ("Secrets", "# the simulated gateway's connection-request password", _secret_read),
 ]
 
 
