@@ -30,6 +30,7 @@ found, so the API can point at it.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -178,7 +179,9 @@ def parse_time(value: str | int | float) -> datetime:
     try:
         if isinstance(value, str):
             when = datetime.fromisoformat(value)
-            return when if when.tzinfo else when.replace(tzinfo=UTC)
+            # in UTC now, as PostgreSQL gets it: 9999-12-31T23:59:59-14:00 is
+            # past datetime's range there, and must fail here, not in the query
+            return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
         return datetime.fromtimestamp(value, UTC)
     except (ValueError, OverflowError, OSError):
         raise ValueError(
@@ -301,7 +304,14 @@ class _Parser:
                 raise FilterError(
                     f'LIKE needs a "quoted" pattern, got {_describe(value)}', value.pos
                 )
-            return Like(field, _unquote(value.text), negated)
+            pattern = _unquote(value.text)
+            if (len(pattern) - len(pattern.rstrip("\\"))) % 2:
+                # PostgreSQL's LIKE escapes with backslash and refuses a dangling one
+                raise FilterError(
+                    "a LIKE pattern may not end with a single backslash: write \\\\\\\\ for one",
+                    value.pos,
+                )
+            return Like(field, pattern, negated)
         if negated:
             raise FilterError(f"expected LIKE after NOT, got {_describe(self.peek())}", op.pos)
         if op.kind != "op":
@@ -332,7 +342,12 @@ class _Parser:
             if field in TEXT_FIELDS or field == TAG_FIELD:
                 literal = value.text  # keeps leading zeros: OUIs and serials are text
             else:
-                literal = float(value.text) if "." in value.text else int(value.text)
+                try:
+                    literal = float(value.text) if "." in value.text else int(value.text)
+                except ValueError:  # int() refuses more than 4300 digits
+                    raise FilterError(f"number too long: {value.text[:20]}...", value.pos) from None
+                if not math.isfinite(literal):
+                    raise FilterError(f"number out of range: {value.text[:20]}...", value.pos)
         elif value.kind == "word":
             raise FilterError(
                 f"expected a value after {op.text!r}: put text in double quotes,"

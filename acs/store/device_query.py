@@ -260,9 +260,18 @@ def _decode_cursor(cursor: str, sort: str, descending: bool) -> tuple[Any, str]:
         c_sort, c_dir, key, device_id = json.loads(raw)
         if not isinstance(device_id, str) or not (key is None or isinstance(key, str)):
             raise ValueError(bad)
+        # a forged cursor: text PostgreSQL cannot take (NUL, a lone surrogate)
+        # would fail in the query, so it is refused as any other bad cursor
+        for text in (device_id, key or ""):
+            text.encode("utf-8")
+            if "\x00" in text:
+                raise ValueError(bad)
         if SORTS[sort].pg_type == "timestamptz" and key is not None:
             key = datetime.fromisoformat(key)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+            if key.tzinfo is None:
+                raise ValueError(bad)
+            key = key.astimezone(UTC)  # OverflowError past datetime's range in UTC
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeError):
         raise ValueError(bad) from None
     if (c_sort, c_dir) != (sort, "d" if descending else "a"):
         raise ValueError(

@@ -46,7 +46,7 @@ logger = logging.getLogger("acs.files")
 
 FILES_REALM = "files"
 CHUNK = 256 * 1024
-_RANGE = re.compile(r"bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", re.IGNORECASE)
+_RANGE = re.compile(r"bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", re.IGNORECASE | re.ASCII)
 
 
 @dataclass(slots=True, frozen=True)
@@ -63,6 +63,13 @@ class Unsatisfiable(Exception):
     pass
 
 
+_HUGE = str(2**63)
+
+
+def _clamp(digits: str) -> str:
+    return _HUGE if len(digits) > len(_HUGE) else digits
+
+
 def parse_range(header: str, size: int) -> ByteRange | None:
     """The single byte range asked for, or None to send the whole file.
 
@@ -73,7 +80,9 @@ def parse_range(header: str, size: int) -> ByteRange | None:
     m = _RANGE.fullmatch(header.strip())
     if m is None:
         return None
-    first, last = m.group(1), m.group(2)
+    # a number longer than any file is clamped: int() refuses more than 4300
+    # digits, and a range past the end is 416 (or clipped) whatever its length
+    first, last = _clamp(m.group(1)), _clamp(m.group(2))
     if not first:  # suffix range: the last N bytes
         if not last:
             return None

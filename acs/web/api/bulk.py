@@ -13,7 +13,7 @@ from acs.services import bulk_jobs as engine
 from acs.store import bulk_jobs as bulk_store
 from acs.web.api import bulk_models as B
 from acs.web.api.errors import ApiError, not_found
-from acs.web.api.plumbing import TOKEN, api, body_of, json_out, query_of, services
+from acs.web.api.plumbing import TOKEN, api, body_of, json_out, path_id, query_of, services
 
 _SECRETS = ("password",)
 
@@ -48,10 +48,7 @@ async def job_out(conn: asyncpg.Connection, job: bulk_store.BulkJob) -> B.BulkJo
 
 
 def _bulk_id(request: web.Request) -> int:
-    raw = request.match_info["bulk_id"]
-    if not raw.isdigit() or len(raw) > 18:
-        raise ApiError(400, "invalid_id", f"bulk job id must be a number, got {raw!r}")
-    return int(raw)
+    return path_id(request, "bulk_id")
 
 
 @api.route(

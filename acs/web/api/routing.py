@@ -12,9 +12,31 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from acs.web.api.errors import ErrorResponse
+from acs.web.api.bounds import BIGINT_MAX
+from acs.web.api.errors import ApiError, ErrorResponse
 
 Handler = Callable[..., Awaitable[web.StreamResponse]]
+
+# path parameters naming a row by its bigserial id: integers in the document,
+# checked before a handler runs, so 2**63 is a 400 and not PostgreSQL's overflow
+ID_PARAMS = frozenset(
+    {"task_id", "bulk_id", "campaign_id", "policy_id", "image_id", "webhook_id", "session_id"}
+)
+ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": BIGINT_MAX}
+
+
+def parse_id(name: str, raw: str) -> int:
+    """The id in a path parameter, or a 400 naming the parameter."""
+    # isascii: str.isdigit() also takes digits int() refuses, such as "²"
+    if raw.isascii() and raw.isdigit() and len(raw) <= 19 and 1 <= int(raw) <= BIGINT_MAX:
+        return int(raw)
+    message = f"must be an integer from 1 to {BIGINT_MAX}"
+    raise ApiError(
+        400,
+        "invalid_id",
+        f"{name} {message}, got {raw[:40]!r}",
+        [{"path": name, "message": message}],
+    )
 
 
 @dataclass(slots=True)
@@ -49,6 +71,11 @@ class Route:
             return kind, ident.format_map(match_info)
         except KeyError:  # a template naming a parameter the path lacks: a bug, not a 500
             return kind, ident
+
+    def check_path(self, match_info: dict[str, str]) -> None:
+        for name in _path_params(self.path):
+            if name in ID_PARAMS and name in match_info:
+                parse_id(name, match_info[name])
 
 
 class Api:
@@ -127,8 +154,9 @@ class Api:
                 "responses": {},
             }
             for name in _path_params(r.path):
+                schema = ID_SCHEMA if name in ID_PARAMS else {"type": "string", "minLength": 1}
                 op["parameters"].append(
-                    {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                    {"name": name, "in": "path", "required": True, "schema": schema}
                 )
             if r.query is not None:
                 for name, info in r.query.model_fields.items():
@@ -158,11 +186,15 @@ class Api:
                 if model is not None:
                     resp["content"] = {"application/json": {"schema": ref(model)}}
                 op["responses"][str(status)] = resp
-            for status, description in (
+            defaults = [
                 (400, "invalid request"),
                 (401, "no or bad token"),
                 (403, "role not allowed"),
-            ):
+                (503, "the database is unavailable; retry after Retry-After seconds"),
+            ]
+            if r.body is not None:
+                defaults.append((413, "the body is over the size limit"))
+            for status, description in defaults:
                 op["responses"].setdefault(
                     str(status),
                     {

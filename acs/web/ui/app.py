@@ -87,6 +87,8 @@ def safe_next(target: str | None) -> str:
         and target.startswith(PREFIX + "/")
         and not target.startswith("//")
         and "\\" not in target
+        # CR/LF would split the Location header (aiohttp refuses to send it)
+        and target.isprintable()
     ):
         return target
     return PREFIX + "/"
