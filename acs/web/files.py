@@ -67,7 +67,8 @@ _HUGE = str(2**63)
 
 
 def _clamp(digits: str) -> str:
-    return _HUGE if len(digits) > len(_HUGE) else digits
+    value = digits.lstrip("0") or digits[:1]  # "" stays "" (no number given)
+    return _HUGE if len(value) > len(_HUGE) else value
 
 
 def parse_range(header: str, size: int) -> ByteRange | None:
