@@ -7,7 +7,7 @@ document is generated from them.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -80,9 +80,12 @@ class DeviceQuery(BaseModel):
     prefix: str = Field(default="", max_length=1024, description="only parameters under this path")
 
 
+Tag = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+
+
 class TagsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    tags: list[str] = Field(min_length=1, max_length=100)
+    tags: list[Tag] = Field(min_length=1, max_length=100)
 
 
 class TaskIn(BaseModel):

@@ -61,8 +61,10 @@ def services(request: web.Request) -> Services:
     return request.app[SERVICES]
 
 
-MAX_JSON_DEPTH = 32  # bodies are shallow; deeper nesting is refused before any recursion
-INT64 = (-(2**63), 2**64 - 1)  # what jsonb's encoder (orjson) and the int columns can take
+# bodies are shallow; deeper ones are refused by an iterative walk before
+# pydantic, the task rules or the store recurse into them
+MAX_JSON_DEPTH = 32
+INT64 = (-(2**63), 2**64 - 1)  # what the store's jsonb encoder (orjson) can write
 _BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
 
 

@@ -183,6 +183,8 @@ class Api:
                 }
             for status, (model, description) in sorted(r.responses.items()):
                 resp: dict[str, Any] = {"description": description}
+                if model is None and status >= 400:
+                    model = ErrorResponse  # every error answers in the API's error format
                 if model is not None:
                     resp["content"] = {"application/json": {"schema": ref(model)}}
                 op["responses"][str(status)] = resp
