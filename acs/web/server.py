@@ -136,7 +136,8 @@ def ops_routes(
 
     async def scrape(request: web.Request) -> web.Response:
         if expected is not None:
-            given = request.headers.get("Authorization", "").encode()
+            # surrogateescape: header bytes beyond ASCII arrive as lone surrogates
+            given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
             if not hmac.compare_digest(given, expected):
                 return web.Response(
                     status=401,

@@ -3,6 +3,7 @@ status the protocol prescribes) with the API's error body naming the field."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -280,3 +281,47 @@ async def test_put_file_without_a_body_is_refused(admin: Client) -> None:
     assert_names(status, body, "body", "empty_body")
     status, body = await admin.call("GET", "/files/empty.bin")
     assert status == 404  # nothing stored
+
+
+async def _raw(port: int, request: bytes) -> int:
+    """The status of a request sent byte for byte (clients refuse non-ASCII headers)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 30)
+    finally:
+        writer.close()
+    return int(status_line.split()[1])
+
+
+def _get(path: str, *headers: bytes) -> bytes:
+    lines = [f"GET {path} HTTP/1.1".encode(), b"Host: 127.0.0.1", *headers, b"Connection: close"]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+async def test_header_bytes_beyond_ascii_are_refused_not_crashed(
+    start_acs, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    running = await start_acs(metrics_token="m" * 32)
+    port = running.ports["api"]
+    # aiohttp hands such bytes over as lone surrogates, which no encoder takes
+    assert await _raw(port, _get("/api/v1/devices", b"Authorization: Bearer \xff\xfe")) == 401
+    assert await _raw(port, _get("/api/v1/devices", b"Cookie: acs_session=\xff\xfe")) == 401
+    assert await _raw(port, _get("/ui/", b"Cookie: acs_session=\xff\xfe")) == 303  # to sign-in
+    assert await _raw(port, _get("/metrics", b"Authorization: Bearer \xff")) == 401
+    # a signed-in user's CSRF header with such bytes is a wrong header, a 403
+    user = await make_user(db_pool, unique_serial, "admin")
+    browser = Browserless(running)
+    try:
+        assert (await browser.login(user)).status == 303
+        cookie = next(c.value for c in browser.http.cookie_jar if c.key == "acs_session")
+    finally:
+        await browser.close()
+    post = (
+        b"POST /api/v1/tokens HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        + f"Cookie: acs_session={cookie}\r\n".encode()
+        + b"X-CSRF-Token: \xff\xfe\r\nContent-Type: application/json\r\n"
+        + b"Content-Length: 2\r\nConnection: close\r\n\r\n{}"
+    )
+    assert await _raw(port, post) == 403

@@ -110,6 +110,9 @@ async def identify(request: web.Request) -> tokens.ApiToken:
             "send Authorization: Bearer <token>, or sign in to the web UI at /ui/login",
         )
     token = token.strip()
+    if not (token.isascii() and token.isprintable()):
+        # header bytes beyond ASCII arrive as lone surrogates: no token of ours
+        raise ApiError(401, "unauthenticated", "unknown or revoked token")
     cached = _token_cache.get(token)
     if cached is not None and time.monotonic() - cached[0] < TOKEN_CACHE_S:
         found: tokens.ApiToken | None = cached[1]
