@@ -269,6 +269,17 @@ async def test_openapi_is_exact_about_ids_statuses_and_allow(acs: Running, admin
     assert {"minimum": 1, "maximum": 2**63 - 1}.items() <= image_in["anyOf"][0].items()
     expiry = doc["components"]["schemas"]["BulkJobIn"]["properties"]["expiry"]["anyOf"][0]
     assert expiry["maximum"] == 2**31 - 1
+    # two models named DryRunOut (campaign and policy) each keep their own schema
+    schemas = doc["components"]["schemas"]
+    campaign_dry = doc["paths"]["/api/v1/campaigns"]["post"]["responses"]["200"]
+    policy_dry = doc["paths"]["/api/v1/policies/{policy_id}/dry-run"]["post"]["responses"]["200"]
+    names = [
+        r["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+        for r in (campaign_dry, policy_dry)
+    ]
+    assert names[0] != names[1]
+    assert "stages" in schemas[names[0]]["properties"]
+    assert "policy" in schemas[names[1]]["properties"]
     # 405 says which methods the path has
     async with admin.http.patch(admin.base + "/campaigns") as resp:
         assert resp.status == 405

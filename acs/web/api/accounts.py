@@ -128,7 +128,11 @@ async def _refuse_last_admin(request: web.Request, username: str, what: str) -> 
     tag="admin",
     summary="Change a user's role or password",
     body=UserChangeIn,
-    responses={200: (UserOut, "changed"), 404: (None, "unknown user")},
+    responses={
+        200: (UserOut, "changed"),
+        404: (None, "unknown user"),
+        409: (None, "the last admin may not lose the role"),
+    },
 )
 async def change_user(request: web.Request) -> web.Response:
     """A new password ends the user's sessions; a new role applies to them at once."""
@@ -159,7 +163,11 @@ async def change_user(request: web.Request) -> web.Response:
     role="admin",
     tag="admin",
     summary="Delete a web UI user",
-    responses={204: (None, "deleted, sessions ended"), 404: (None, "unknown user")},
+    responses={
+        204: (None, "deleted, sessions ended"),
+        404: (None, "unknown user"),
+        409: (None, "the last admin may not be deleted"),
+    },
 )
 async def delete_user(request: web.Request) -> web.Response:
     """Campaigns and policies keep the name of who created them."""

@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
 from acs.web.api.bounds import BIGINT_MAX
 from acs.web.api.errors import ApiError, ErrorResponse
@@ -133,14 +134,22 @@ class Api:
     # ------------------------------------------------------------ OpenAPI
 
     def openapi(self, title: str, version: str) -> dict[str, Any]:
-        schemas: dict[str, Any] = {}
+        # every model in one pass: pydantic then gives two models of the same
+        # name (policy and campaign DryRunOut, device and policy TagsIn) distinct
+        # component names, where one would otherwise overwrite the other
+        models: set[type[BaseModel]] = {ErrorResponse}
+        for r in self.routes:
+            models.update(m for m, _ in r.responses.values() if m is not None)
+            if r.body is not None:
+                models.add(r.body)
+        ordered = sorted(models, key=lambda m: (m.__module__, m.__qualname__))
+        refs, top = models_json_schema(
+            [(m, "validation") for m in ordered], ref_template="#/components/schemas/{model}"
+        )
+        schemas: dict[str, Any] = top.get("$defs", {})
 
         def ref(model: type[BaseModel]) -> dict[str, Any]:
-            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-            for name, sub in schema.pop("$defs", {}).items():
-                schemas[name] = sub
-            schemas[model.__name__] = schema
-            return {"$ref": f"#/components/schemas/{model.__name__}"}
+            return refs[(model, "validation")]
 
         paths: dict[str, Any] = {}
         for r in self.routes:
