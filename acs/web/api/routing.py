@@ -24,6 +24,10 @@ ID_PARAMS = frozenset(
     {"task_id", "bulk_id", "campaign_id", "policy_id", "image_id", "webhook_id", "session_id"}
 )
 ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": BIGINT_MAX}
+# other path parameters with a rule of their own (the store's tag rule)
+PATH_SCHEMAS: dict[str, dict[str, Any]] = {
+    "tag": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"},
+}
 
 
 def parse_id(name: str, raw: str) -> int:
@@ -31,7 +35,7 @@ def parse_id(name: str, raw: str) -> int:
     # isascii: str.isdigit() also takes digits int() refuses, such as "²"
     if raw.isascii() and raw.isdigit() and len(raw) <= 19 and 1 <= int(raw) <= BIGINT_MAX:
         return int(raw)
-    message = f"must be an integer from 1 to {BIGINT_MAX}"
+    message = f"must be a number from 1 to {BIGINT_MAX}"
     raise ApiError(
         400,
         "invalid_id",
@@ -163,7 +167,10 @@ class Api:
                 "responses": {},
             }
             for name in _path_params(r.path):
-                schema = ID_SCHEMA if name in ID_PARAMS else {"type": "string", "minLength": 1}
+                if name in ID_PARAMS:
+                    schema = ID_SCHEMA
+                else:
+                    schema = PATH_SCHEMAS.get(name, {"type": "string", "minLength": 1})
                 op["parameters"].append(
                     {"name": name, "in": "path", "required": True, "schema": schema}
                 )
