@@ -238,7 +238,10 @@ async def list_devices(request: web.Request) -> web.Response:
                 projection=projection or None,
             )
     except ValueError as err:
-        raise ApiError(400, "invalid_query", str(err)) from None
+        field = err.field if isinstance(err, device_query.InvalidParameter) else "filter"
+        raise ApiError(
+            400, "invalid_query", str(err), [{"path": field, "message": str(err)}]
+        ) from None
     return json_out(
         M.DevicePageOut(items=page.items, total=page.total, nextCursor=page.next_cursor)
     )
