@@ -335,3 +335,21 @@ async def test_header_bytes_beyond_ascii_are_refused_not_crashed(
         + b"Content-Length: 2\r\nConnection: close\r\n\r\n{}"
     )
     assert await _raw(port, post) == 403
+
+
+async def test_sign_in_with_a_nul_in_the_username_is_a_wrong_sign_in(acs: Running) -> None:
+    browser = Browserless(acs)
+    try:
+        async with browser.http.get(browser.base + "/ui/login") as resp:
+            page = await resp.text()
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert csrf is not None
+        async with browser.http.post(
+            browser.base + "/ui/login",
+            data={"username": "ad\x00min", "password": "x" * 12, "csrf": csrf.group(1)},
+            allow_redirects=False,
+        ) as resp:
+            assert resp.status == 401
+            assert "Wrong username or password." in await resp.text()
+    finally:
+        await browser.close()

@@ -25,6 +25,7 @@ from urllib.parse import quote
 from aiohttp import web
 from jinja2 import Environment
 
+from acs.core.passwords import USERNAME
 from acs.core.tasks import TASK_ARGS
 from acs.logs import log
 from acs.services.accounts import LoginThrottle, check_login
@@ -272,7 +273,10 @@ async def login(request: web.Request) -> web.StreamResponse:
         response.headers["Retry-After"] = str(int(wait) + 1)
         return response
     svc = services_of(request)
-    user = await check_login(svc.pool, username, password)
+    # a name no user can have (a NUL, which PostgreSQL cannot even compare) is
+    # a wrong sign-in, answered without asking the database
+    known_shape = USERNAME.fullmatch(username) is not None
+    user = await check_login(svc.pool, username, password) if known_shape else None
     if user is None:
         throttle.failed(username, address)
         log(logger, logging.WARNING, "ui_login_failed", user=username, address=address)
