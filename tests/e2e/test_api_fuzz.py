@@ -42,7 +42,7 @@ pytestmark = pytest.mark.db
 
 # the default run is the same every time (a fixed seed); asking for more
 # examples also asks for new ones each run
-EXAMPLES = int(os.environ.get("ACS_FUZZ_EXAMPLES", "0")) or 8
+EXAMPLES = int(os.environ.get("ACS_FUZZ_EXAMPLES", "0")) or 16
 DERANDOMIZE = "ACS_FUZZ_EXAMPLES" not in os.environ
 CHECKS = [
     not_a_server_error,
