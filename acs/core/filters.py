@@ -30,6 +30,7 @@ found, so the API can point at it.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -179,7 +180,9 @@ def parse_time(value: str | int | float) -> datetime:
     try:
         if isinstance(value, str):
             when = datetime.fromisoformat(value)
-            return when if when.tzinfo else when.replace(tzinfo=UTC)
+            # in UTC now, as PostgreSQL gets it: 9999-12-31T23:59:59-14:00 is
+            # past datetime's range there, and must fail here, not in the query
+            return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
         return datetime.fromtimestamp(value, UTC)
     except (ValueError, OverflowError, OSError):
         raise ValueError(
@@ -343,6 +346,8 @@ class _Parser:
                 literal = value.text  # keeps leading zeros: OUIs and serials are text
             else:
                 literal = float(value.text) if "." in value.text else int(value.text)
+                if not math.isfinite(literal):  # 400 digits and a fraction: inf
+                    raise FilterError(f"number out of range: {value.text[:20]}...", value.pos)
         elif value.kind == "word":
             raise FilterError(
                 f"expected a value after {op.text!r}: put text in double quotes,"

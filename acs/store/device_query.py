@@ -254,6 +254,14 @@ def _encode_cursor(sort: str, descending: bool, key: Any, device_id: str) -> str
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
+class InvalidParameter(ValueError):
+    """A listing parameter the query cannot take; ``field`` names it for the caller."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 def _decode_cursor(cursor: str, sort: str, descending: bool) -> tuple[Any, str]:
     bad = "invalid cursor: pass next_cursor of the previous page unchanged"
     try:
@@ -261,13 +269,23 @@ def _decode_cursor(cursor: str, sort: str, descending: bool) -> tuple[Any, str]:
         c_sort, c_dir, key, device_id = json.loads(raw)
         if not isinstance(device_id, str) or not (key is None or isinstance(key, str)):
             raise ValueError(bad)
+        # a forged cursor: text PostgreSQL cannot take (NUL, a lone surrogate)
+        # would fail in the query, so it is refused as any other bad cursor
+        for text in (device_id, key or ""):
+            text.encode("utf-8")
+            if "\x00" in text:
+                raise ValueError(bad)
         if SORTS[sort].pg_type == "timestamptz" and key is not None:
             key = datetime.fromisoformat(key)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise ValueError(bad) from None
+            if key.tzinfo is None:
+                raise ValueError(bad)
+            key = key.astimezone(UTC)  # OverflowError past datetime's range in UTC
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeError):
+        raise InvalidParameter("cursor", bad) from None
     if (c_sort, c_dir) != (sort, "d" if descending else "a"):
-        raise ValueError(
-            "cursor belongs to another sort order: keep sort and order unchanged while paging"
+        raise InvalidParameter(
+            "cursor",
+            "cursor belongs to another sort order: keep sort and order unchanged while paging",
         )
     return key, device_id
 
@@ -298,11 +316,14 @@ def _keyset_branches(
 
 def _projection_params(projection: list[str]) -> tuple[list[str], list[str]]:
     if len(projection) > MAX_PROJECTION:
-        raise ValueError(f"projection names {len(projection)} paths; the limit is {MAX_PROJECTION}")
+        raise InvalidParameter(
+            "projection", f"projection names {len(projection)} paths; the limit is {MAX_PROJECTION}"
+        )
     for path in projection:
         if not path.startswith(PARAMETER_ROOTS):
-            raise ValueError(
-                f"projection path {path!r} must start with Device. or InternetGatewayDevice."
+            raise InvalidParameter(
+                "projection",
+                f"projection path {path!r} must start with Device. or InternetGatewayDevice.",
             )
     exact = [p for p in projection if not p.endswith(".")]
     prefixes = [p for p in projection if p.endswith(".")]

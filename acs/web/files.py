@@ -52,7 +52,7 @@ logger = logging.getLogger("acs.files")
 
 FILES_REALM = "files"
 CHUNK = 256 * 1024
-_RANGE = re.compile(r"bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", re.IGNORECASE)
+_RANGE = re.compile(r"bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", re.IGNORECASE | re.ASCII)
 
 
 @dataclass(slots=True, frozen=True)
@@ -69,6 +69,14 @@ class Unsatisfiable(Exception):
     pass
 
 
+_HUGE = str(2**63)
+
+
+def _clamp(digits: str) -> str:
+    value = digits.lstrip("0") or digits[:1]  # "" stays "" (no number given)
+    return _HUGE if len(value) > len(_HUGE) else value
+
+
 def parse_range(header: str, size: int) -> ByteRange | None:
     """The single byte range asked for, or None to send the whole file.
 
@@ -79,7 +87,9 @@ def parse_range(header: str, size: int) -> ByteRange | None:
     m = _RANGE.fullmatch(header.strip())
     if m is None:
         return None
-    first, last = m.group(1), m.group(2)
+    # a number longer than any file is clamped: int() refuses more than 4300
+    # digits, and a range past the end is 416 (or clipped) whatever its length
+    first, last = _clamp(m.group(1)), _clamp(m.group(2))
     if not first:  # suffix range: the last N bytes
         if not last:
             return None

@@ -241,7 +241,7 @@ class Relay:
 
         @web.middleware
         async def relayed(request: web.Request, handler: Handler) -> web.StreamResponse:
-            given = request.headers.get(TOKEN_HEADER, "").encode()
+            given = request.headers.get(TOKEN_HEADER, "").encode("utf-8", "surrogateescape")
             if not hmac.compare_digest(given, token):
                 return web.Response(status=403, text="not a worker of this ACS\n")
             scheme = request.headers.get(SCHEME_HEADER, "http")

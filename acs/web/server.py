@@ -52,6 +52,9 @@ from acs.web.ui import app as ui
 from acs.web.webhooks import WebhookSender
 
 logger = logging.getLogger("acs.server")
+# the API's request line: a filter, a projection and a cursor at their documented
+# lengths, percent-encoded UTF-8, fit (aiohttp's default is 8190 bytes)
+API_MAX_LINE = 128 * 1024
 
 
 @dataclass(slots=True)
@@ -151,7 +154,8 @@ def ops_routes(
 
     async def scrape(request: web.Request) -> web.Response:
         if expected is not None:
-            given = request.headers.get("Authorization", "").encode()
+            # surrogateescape: header bytes beyond ASCII arrive as lone surrogates
+            given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
             if not hmac.compare_digest(given, expected):
                 return web.Response(
                     status=401,
@@ -220,8 +224,9 @@ async def _listen(
     port: int,
     tls: ssl.SSLContext | None,
     reuse_port: bool = False,
+    max_line_size: int = 8190,
 ) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, max_line_size=max_line_size)
     await runner.setup()
     site = web.TCPSite(
         runner, host, port, reuse_address=True, reuse_port=reuse_port or None, ssl_context=tls
@@ -310,7 +315,12 @@ async def running_acs(
             # outermost, so every handler and middleware sees the real client
             app.middlewares.insert(0, proxies.middleware())
             runner, ports[name] = await _listen(
-                app, settings.host, port, contexts[name], reuse_port=workers is not None
+                app,
+                settings.host,
+                port,
+                contexts[name],
+                reuse_port=workers is not None,
+                max_line_size=API_MAX_LINE if name == "api" else 8190,
             )
             runners.append(runner)
         # port 0 asks for any free port; the URLs we hand out need the real ones

@@ -317,3 +317,34 @@ def test_rendered_ast_parses_back_to_itself(expr: Expr) -> None:
         assume("nested more than" not in err.message)
         raise
     assert parsed == expr
+
+
+# ----------------------------------------------------------------- bounds PostgreSQL would hit
+
+
+@pytest.mark.parametrize("text", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"])
+def test_a_time_out_of_range_once_in_utc_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="ISO 8601"):
+        parse_time(text)
+    with pytest.raises(FilterError) as err:
+        parse_filter(f'LastInform < "{text}"')
+    assert err.value.position == len("LastInform < ")
+
+
+def test_a_time_with_an_offset_is_returned_in_utc() -> None:
+    when = parse_time("2026-01-31T08:00:00+02:00")
+    assert when == datetime(2026, 1, 31, 6, tzinfo=UTC) and when.utcoffset().total_seconds() == 0
+
+
+def test_like_may_not_end_in_a_dangling_backslash() -> None:
+    with pytest.raises(FilterError, match="backslash"):
+        parse_filter('DeviceID.SerialNumber LIKE "abc\\\\"')
+    # an escaped backslash is a literal one: fine
+    assert parse_filter('DeviceID.SerialNumber LIKE "abc\\\\\\\\"') == Like(
+        "DeviceID.SerialNumber", "abc\\\\", False
+    )
+
+
+def test_a_number_too_large_for_a_float_is_refused() -> None:
+    with pytest.raises(FilterError, match="out of range"):
+        parse_filter("Device.X.Count > " + "9" * 400 + ".5")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from acs.core.passwords import PasswordRejected
+from acs.core.passwords import MIN_LENGTH, PasswordRejected
 from acs.logs import log
 from acs.services import accounts
 from acs.store import users
@@ -21,10 +21,15 @@ logger = logging.getLogger("acs.api")
 Role = Literal["admin", "operator", "viewer"]
 
 
+# the document states the password rule; acs.core.passwords enforces it, with
+# its own message
+_PASSWORD_RULE: dict[str, Any] = {"minLength": MIN_LENGTH}
+
+
 class UserIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     username: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
-    password: str = Field(min_length=1, max_length=1024)
+    password: str = Field(min_length=1, max_length=1024, json_schema_extra=_PASSWORD_RULE)
     role: Role
 
 
@@ -32,7 +37,11 @@ class UserChangeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     role: Role | None = None
     password: str | None = Field(
-        default=None, min_length=1, max_length=1024, description="ends the user's sessions"
+        default=None,
+        min_length=1,
+        max_length=1024,
+        description="ends the user's sessions",
+        json_schema_extra=_PASSWORD_RULE,
     )
 
 
@@ -57,7 +66,7 @@ class MeOut(BaseModel):
 class PasswordChangeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     current: str = Field(min_length=1, max_length=1024)
-    new: str = Field(min_length=1, max_length=1024)
+    new: str = Field(min_length=1, max_length=1024, json_schema_extra=_PASSWORD_RULE)
 
 
 def user_out(u: users.User) -> UserOut:
@@ -132,7 +141,11 @@ async def _refuse_last_admin(request: web.Request, username: str, what: str) -> 
     tag="admin",
     summary="Change a user's role or password",
     body=UserChangeIn,
-    responses={200: (UserOut, "changed"), 404: (None, "unknown user")},
+    responses={
+        200: (UserOut, "changed"),
+        404: (None, "unknown user"),
+        409: (None, "the last admin may not lose the role"),
+    },
 )
 async def change_user(request: web.Request) -> web.Response:
     """A new password ends the user's sessions; a new role applies to them at once."""
@@ -164,7 +177,11 @@ async def change_user(request: web.Request) -> web.Response:
     role="admin",
     tag="admin",
     summary="Delete a web UI user",
-    responses={204: (None, "deleted, sessions ended"), 404: (None, "unknown user")},
+    responses={
+        204: (None, "deleted, sessions ended"),
+        404: (None, "unknown user"),
+        409: (None, "the last admin may not be deleted"),
+    },
 )
 async def delete_user(request: web.Request) -> web.Response:
     """Campaigns and policies keep the name of who created them."""

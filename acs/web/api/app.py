@@ -35,8 +35,9 @@ from acs.web.api.plumbing import (
     audit_note,
     body_of,
     json_out,
+    path_id,
     query_of,
-    refuse_nul,
+    refuse_bad_text,
     services,
 )
 from acs.web.ui import session as ui_session
@@ -58,7 +59,8 @@ async def api_middleware(
         if route is not None:
             request[TOKEN] = await identify(request)
             require_role(request[TOKEN], route.role)
-            refuse_nul(dict(request.match_info), "invalid_path")
+            refuse_bad_text(dict(request.match_info), "invalid_path")
+            route.check_path(request.match_info)
         response = await handler(request)
     except ApiError as err:
         headers = {"WWW-Authenticate": 'Bearer realm="acs"'} if err.status == 401 else None
@@ -84,7 +86,9 @@ async def api_middleware(
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
             exc.status, "http_error"
         )
-        response = ApiError(exc.status, code, exc.reason).response()
+        # a 405 says which methods the path has (RFC 9110 15.5.6)
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        response = ApiError(exc.status, code, exc.reason).response(allow)
     except Exception:
         await auditing.record(request, route, 500)
         raise
@@ -110,6 +114,9 @@ async def identify(request: web.Request) -> tokens.ApiToken:
             "send Authorization: Bearer <token>, or sign in to the web UI at /ui/login",
         )
     token = token.strip()
+    if not (token.isascii() and token.isprintable()):
+        # header bytes beyond ASCII arrive as lone surrogates: no token of ours
+        raise ApiError(401, "unauthenticated", "unknown or revoked token")
     cached = _token_cache.get(token)
     if cached is not None and time.monotonic() - cached[0] < TOKEN_CACHE_S:
         found: tokens.ApiToken | None = cached[1]
@@ -235,7 +242,10 @@ async def list_devices(request: web.Request) -> web.Response:
                 projection=projection or None,
             )
     except ValueError as err:
-        raise ApiError(400, "invalid_query", str(err)) from None
+        field = err.field if isinstance(err, device_query.InvalidParameter) else "filter"
+        raise ApiError(
+            400, "invalid_query", str(err), [{"path": field, "message": str(err)}]
+        ) from None
     return json_out(
         M.DevicePageOut(items=page.items, total=page.total, nextCursor=page.next_cursor)
     )
@@ -525,11 +535,7 @@ async def list_tasks(request: web.Request) -> web.Response:
 
 
 def _task_id(request: web.Request) -> int:
-    raw = request.match_info["task_id"]
-    # isascii: str.isdigit() also takes digits int() refuses, such as "²"
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
-        raise ApiError(400, "invalid_id", f"job id must be a number, got {raw!r}")
-    return int(raw)
+    return path_id(request, "task_id")
 
 
 @api.route(
@@ -640,6 +646,7 @@ def file_out(svc: Services, f: files.FileRecord) -> M.FileOut:
         201: (M.FileOut, "stored"),
         409: (None, "name taken (use replace=true)"),
         413: (None, "over the size limit"),
+        507: (None, "the file could not be stored"),
     },
 )
 async def upload_file(request: web.Request) -> web.Response:
@@ -652,6 +659,11 @@ async def upload_file(request: web.Request) -> web.Response:
     except ValueError as err:
         raise ApiError(400, "invalid_name", str(err)) from None
     limit = svc.settings.api_max_upload_bytes
+    if not request.body_exists:
+        # the document requires a body; an empty PUT is a mistake, not a file
+        raise ApiError(
+            400, "empty_body", "send the file as the body", [{"path": "body", "message": "empty"}]
+        )
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "too_large", f"the file exceeds the limit of {limit} bytes")
     hw = [h.strip() for h in q.hardwareVersions.split(",") if h.strip()]
@@ -721,7 +733,11 @@ async def get_file(request: web.Request) -> web.Response:
     role="admin",
     tag="files",
     summary="Delete a file",
-    responses={204: (None, "deleted"), 404: (None, "unknown file")},
+    responses={
+        204: (None, "deleted"),
+        404: (None, "unknown file"),
+        409: (None, "the firmware catalog offers the file"),
+    },
 )
 async def delete_file(request: web.Request) -> web.Response:
     """Removes the row and the bytes."""

@@ -16,7 +16,16 @@ from acs.services import jobs
 from acs.store import bulk_jobs as bulk_store
 from acs.web.api import bulk_models as B
 from acs.web.api.errors import ApiError, not_found
-from acs.web.api.plumbing import TOKEN, api, audit_note, body_of, json_out, query_of, services
+from acs.web.api.plumbing import (
+    TOKEN,
+    api,
+    audit_note,
+    body_of,
+    json_out,
+    path_id,
+    query_of,
+    services,
+)
 
 
 def _masked(task_name: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -45,10 +54,7 @@ async def job_out(conn: asyncpg.Connection, job: bulk_store.BulkJob) -> B.BulkJo
 
 
 def _bulk_id(request: web.Request) -> int:
-    raw = request.match_info["bulk_id"]
-    if not raw.isdigit() or len(raw) > 18:
-        raise ApiError(400, "invalid_id", f"bulk job id must be a number, got {raw!r}")
-    return int(raw)
+    return path_id(request, "bulk_id")
 
 
 @api.route(

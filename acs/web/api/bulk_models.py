@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from acs.core.bulk import DEVICE_STATES, JOB_STATES, MAX_RATE_PER_MINUTE
+from acs.web.api.bounds import BIGINT_MAX, INT_MAX
 from acs.web.api.models import TaskName
 
 
@@ -39,7 +40,7 @@ class BulkJobIn(_In):
         default=False, description="knock on each device as its task is queued"
     )
     expiry: int | None = Field(
-        default=None, ge=1, description="seconds a queued task may wait for its device"
+        default=None, ge=1, le=INT_MAX, description="seconds a queued task may wait for its device"
     )
 
 
@@ -79,7 +80,9 @@ class BulkJobOut(BaseModel):
 
 class BulkJobListQuery(_In):
     limit: int = Field(default=50, ge=1, le=200)
-    before: int | None = Field(default=None, ge=1, description="next of the previous page")
+    before: int | None = Field(
+        default=None, ge=1, le=BIGINT_MAX, description="next of the previous page"
+    )
 
 
 class BulkJobListOut(BaseModel):

@@ -23,6 +23,7 @@ from acs.web.api.plumbing import (
     audit_note,
     body_of,
     json_out,
+    path_id,
     query_of,
     services,
 )
@@ -57,13 +58,6 @@ def image_out(request: web.Request, image: Image) -> F.ImageOut:
         allowDowngrade=image.allow_downgrade,
         releaseNotes=image.release_notes,
     )
-
-
-def _int_id(request: web.Request, key: str) -> int:
-    try:
-        return int(request.match_info[key])
-    except ValueError:
-        raise ApiError(400, "invalid_id", f"{key} must be a number") from None
 
 
 @api.route(
@@ -189,7 +183,7 @@ async def list_images(request: web.Request) -> web.Response:
 )
 async def delete_image(request: web.Request) -> web.Response:
     """Refused while a campaign names the image."""
-    image_id = _int_id(request, "image_id")
+    image_id = path_id(request, "image_id")
     try:
         async with services(request).pool.acquire() as conn:
             gone = await catalog.delete_image(conn, image_id)
@@ -334,7 +328,7 @@ def _dry_run_out(p: engine.Preview) -> F.DryRunOut:
 
 
 def _campaign_id(request: web.Request) -> int:
-    return _int_id(request, "campaign_id")
+    return path_id(request, "campaign_id")
 
 
 @api.route(

@@ -11,6 +11,7 @@ from acs.core.campaigns import Amount, CampaignError
 from acs.core.filters import FilterError, parse_filter
 from acs.core.versions import SCHEMES, validate_scheme
 from acs.core.windows import WindowError, parse_window
+from acs.web.api.bounds import BIGINT_MAX, INT_MAX, UtcTime
 
 Name = Field(min_length=1, max_length=200)
 
@@ -139,17 +140,17 @@ class WindowIn(_In):
 
 class CampaignIn(_In):
     name: str = Field(min_length=1, max_length=200)
-    image: int | None = Field(default=None, description="a catalog image id")
+    image: int | None = Field(default=None, ge=1, le=BIGINT_MAX, description="a catalog image id")
     channel: str | None = Field(
         default=None, max_length=32, description="or: the newest fitting image of this channel"
     )
     filter: str = Field(default="", max_length=4096, description="the API's filter language")
     membership: Literal["snapshot", "continuous"] = "snapshot"
     stages: list[StageIn] = Field(min_length=1, max_length=20)
-    startAt: datetime | None = None
+    startAt: UtcTime | None = None
     windows: list[WindowIn] = Field(default_factory=list, max_length=50)
-    maxInFlight: int | None = Field(default=None, ge=1, description="downloads at once")
-    startsPerMinute: int | None = Field(default=None, ge=1)
+    maxInFlight: int | None = Field(default=None, ge=1, le=INT_MAX, description="downloads at once")
+    startsPerMinute: int | None = Field(default=None, ge=1, le=INT_MAX)
     maxAttempts: int = Field(default=3, ge=1, le=20)
     retryBackoffS: float = Field(default=300, ge=0, le=86400)
     verifyTimeoutS: float = Field(default=3600, ge=1, le=30 * 86400)
@@ -285,8 +286,8 @@ class MemberQuery(_In):
         ]
         | None
     ) = None
-    stage: int | None = Field(default=None, ge=1)
-    after: str | None = None
+    stage: int | None = Field(default=None, ge=1, le=INT_MAX)
+    after: str | None = Field(default=None, max_length=1024)
     limit: int = Field(default=100, ge=1, le=1000)
 
 

@@ -7,11 +7,12 @@ document is generated from them.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from acs.core.tasks import TASK_ARGS
+from acs.web.api.bounds import INT_MAX, UtcTime
 
 TaskName = Literal[tuple(TASK_ARGS)]  # type: ignore[valid-type]
 
@@ -58,9 +59,13 @@ class DeviceListQuery(BaseModel):
     sort: Literal["id", "last_inform", "product_class", "software_version", "serial_number"] = "id"
     order: Literal["asc", "desc"] = "asc"
     limit: int = Field(default=50, ge=1, le=1000)
-    cursor: str | None = Field(default=None, description="next_cursor of the previous page")
+    cursor: str | None = Field(
+        default=None, max_length=1024, description="next_cursor of the previous page"
+    )
     projection: str = Field(
-        default="", description="comma-separated parameter paths or prefixes (ending with '.')"
+        default="",
+        max_length=4096,
+        description="comma-separated parameter paths or prefixes (ending with '.')",
     )
 
 
@@ -75,9 +80,12 @@ class DeviceQuery(BaseModel):
     prefix: str = Field(default="", max_length=1024, description="only parameters under this path")
 
 
+Tag = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+
+
 class TagsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    tags: list[str] = Field(min_length=1, max_length=100)
+    tags: list[Tag] = Field(min_length=1, max_length=100)
 
 
 class TaskIn(BaseModel):
@@ -86,14 +94,14 @@ class TaskIn(BaseModel):
     model_config = ConfigDict(extra="allow")
     name: TaskName
     expiry: int | None = Field(
-        default=None, ge=1, description="seconds until a pending job expires"
+        default=None, ge=1, le=INT_MAX, description="seconds until a pending job expires"
     )
     uniqueKey: str | None = Field(
         default=None,
         max_length=200,
         description="replaces a pending job of the device with this key",
     )
-    timestamp: datetime | None = Field(default=None, description="do not run before this time")
+    timestamp: UtcTime | None = Field(default=None, description="do not run before this time")
 
 
 class TaskQuery(BaseModel):
@@ -174,7 +182,7 @@ class FileQuery(BaseModel):
     oui: str = Field(default="", max_length=6)
     productClass: str = Field(default="", max_length=64)
     version: str | None = Field(default=None, max_length=64)
-    hardwareVersions: str = Field(default="", description="comma-separated")
+    hardwareVersions: str = Field(default="", max_length=1024, description="comma-separated")
     replace: bool = False
 
 

@@ -11,17 +11,19 @@ from acs.logs import log
 from acs.store import audit, devices, session_logs
 from acs.store import webhooks as hooks
 from acs.web.api import observability_models as O
-from acs.web.api.errors import ApiError, not_found
-from acs.web.api.plumbing import TOKEN, api, audit_note, body_of, json_out, query_of, services
+from acs.web.api.errors import not_found
+from acs.web.api.plumbing import (
+    TOKEN,
+    api,
+    audit_note,
+    body_of,
+    json_out,
+    path_id,
+    query_of,
+    services,
+)
 
 logger = logging.getLogger("acs.api")
-
-
-def _int_param(request: web.Request, key: str, what: str) -> int:
-    raw = request.match_info[key]
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
-        raise ApiError(400, "invalid_id", f"{what} must be a number, got {raw!r}")
-    return int(raw)
 
 
 # --------------------------------------------------------------------------- session logs
@@ -73,7 +75,7 @@ async def get_device_session(request: web.Request) -> web.Response:
     """Bodies as text with passwords, passphrases and keys masked; HTTP headers
     (and so Authorization) are never recorded."""
     dev_id = request.match_info["device_id"]
-    session_id = _int_param(request, "session_id", "session id")
+    session_id = path_id(request, "session_id")
     async with services(request).pool.acquire() as conn:
         if await devices.get_device(conn, dev_id) is None:
             raise not_found(f"device {dev_id!r}")
@@ -213,7 +215,7 @@ async def list_webhooks(request: web.Request) -> web.Response:
 )
 async def delete_webhook(request: web.Request) -> web.Response:
     """Its undelivered events are dropped with it."""
-    hook_id = _int_param(request, "webhook_id", "webhook id")
+    hook_id = path_id(request, "webhook_id")
     async with services(request).pool.acquire() as conn:
         if not await hooks.delete(conn, hook_id):
             raise not_found(f"webhook {hook_id}")
@@ -231,7 +233,7 @@ async def delete_webhook(request: web.Request) -> web.Response:
 )
 async def list_deliveries(request: web.Request) -> web.Response:
     """Pending ones say when they are tried next; abandoned ones why they failed."""
-    hook_id = _int_param(request, "webhook_id", "webhook id")
+    hook_id = path_id(request, "webhook_id")
     q: O.DeliveryQuery = query_of(request, O.DeliveryQuery)
     async with services(request).pool.acquire() as conn:
         if await hooks.get(conn, hook_id) is None:

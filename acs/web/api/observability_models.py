@@ -9,8 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from acs.core.webhooks import EVENT_TYPES
-
-BIGINT_MAX = 2**63 - 1
+from acs.web.api.bounds import BIGINT_MAX, UtcTime
 
 EventType = Literal[tuple(EVENT_TYPES)]  # type: ignore[valid-type]
 
@@ -71,7 +70,7 @@ class AuditQuery(BaseModel):
     objectType: str | None = Field(
         default=None, max_length=32, description="device, job, file, token, campaign, image..."
     )
-    since: datetime | None = Field(default=None, description="entries at or after this time")
+    since: UtcTime | None = Field(default=None, description="entries at or after this time")
     limit: int = Field(default=100, ge=1, le=1000)
     cursor: int | None = Field(
         default=None, ge=1, le=BIGINT_MAX, description="nextCursor of the previous page"

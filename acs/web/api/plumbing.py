@@ -4,6 +4,8 @@ and reading bodies and queries into models with errors that name the bad field."
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +21,7 @@ from acs.services import sealing_key
 from acs.services.accounts import SignIn
 from acs.store import tokens
 from acs.web.api.errors import ApiError, from_validation
-from acs.web.api.routing import Api
+from acs.web.api.routing import Api, parse_id
 
 api = Api("/api/v1")
 
@@ -75,42 +77,72 @@ def services(request: web.Request) -> Services:
     return request.app[SERVICES]
 
 
-BIGINT_MAX = 2**63 - 1  # ids and cursors beyond it cannot name a row
+# bodies are shallow; deeper ones are refused by an iterative walk before
+# pydantic, the task rules or the store recurse into them
+MAX_JSON_DEPTH = 32
+INT64 = (-(2**63), 2**64 - 1)  # what the store's jsonb encoder (orjson) can write
+_BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
 
 
-def _nul_path(data: Any, path: str = "") -> str | None:
-    """The path of the first string holding a NUL character, which PostgreSQL
-    cannot store or compare: refused up front instead of failing in the query."""
-    if isinstance(data, str):
-        return path if "\x00" in data else None
-    if isinstance(data, dict):
-        items: Any = data.items()
-    elif isinstance(data, list):
-        items = enumerate(data)
-    else:
+def _bad_string(text: str) -> str | None:
+    found = _BAD_CHARS.search(text)
+    if found is None:
         return None
-    for key, value in items:
-        sub = f"{path}.{key}" if path else str(key)
-        found = _nul_path(key, sub) if isinstance(key, str) else None
-        found = found or _nul_path(value, sub)
-        if found is not None:
-            return found
+    if found.group() == "\x00":
+        return "contains a NUL character"
+    # a lone surrogate (a JSON "\ud800" escape) has no UTF-8 form: PostgreSQL
+    # and every encoder would fail on it later
+    return "contains a lone surrogate (an unpaired \\ud800-\\udfff escape)"
+
+
+def bad_value(data: Any) -> tuple[str, str] | None:
+    """(path, reason) of the first value no later layer could take: a string
+    with a NUL (PostgreSQL cannot store it) or a lone surrogate, an integer
+    beyond 64 bits, a non-finite number, nesting deeper than MAX_JSON_DEPTH.
+    Iterative, so a deep document cannot exhaust the stack here either."""
+    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if isinstance(value, str):
+            reason = _bad_string(value)
+            if reason is not None:
+                return path, reason
+        elif isinstance(value, bool):
+            continue
+        elif isinstance(value, int):
+            if not INT64[0] <= value <= INT64[1]:
+                return path, "is an integer beyond 64 bits"
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                return path, "is not a finite number"
+        elif isinstance(value, dict | list):
+            if depth >= MAX_JSON_DEPTH:
+                return path, f"nests deeper than {MAX_JSON_DEPTH} levels"
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
+                sub = f"{path}.{key}" if path else str(key)
+                if isinstance(key, str) and (reason := _bad_string(key)) is not None:
+                    return sub, "the key " + reason
+                stack.append((item, sub, depth + 1))
     return None
 
 
-def refuse_nul(data: Any, code: str) -> None:
-    where = _nul_path(data)
-    if where is not None:
+def refuse_bad_text(data: Any, code: str) -> None:
+    found = bad_value(data)
+    if found is not None:
+        path, reason = found
         raise ApiError(
-            400,
-            code,
-            "NUL characters are not allowed",
-            [{"path": where, "message": "contains a NUL character"}],
+            400, code, f"{path or 'the value'} {reason}", [{"path": path, "message": reason}]
         )
 
 
+def path_id(request: web.Request, name: str) -> int:
+    """A path parameter that names a row by id (the middleware checked it already)."""
+    return parse_id(name, request.match_info[name])
+
+
 def query_of(request: web.Request, model: type[BaseModel]) -> Any:
-    refuse_nul(dict(request.query), "invalid_query")
+    refuse_bad_text(dict(request.query), "invalid_query")
     try:
         return model.model_validate(dict(request.query))
     except ValidationError as exc:
@@ -119,14 +151,24 @@ def query_of(request: web.Request, model: type[BaseModel]) -> Any:
         ) from None
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 async def body_of(request: web.Request, model: type[BaseModel]) -> Any:
+    raw = await request.read()
     try:
-        data = await request.json(loads=json.loads)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        # the C decoder refuses nesting near the interpreter's limit by itself
+        raise ApiError(
+            400, "invalid_json", f"the body nests deeper than {MAX_JSON_DEPTH} levels"
+        ) from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_body", "the body must be a JSON object")
-    refuse_nul(data, "invalid_body")
+    refuse_bad_text(data, "invalid_body")
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -17,7 +17,16 @@ from acs.store import devices
 from acs.store import policies as store
 from acs.web.api import policy_models as P
 from acs.web.api.errors import ApiError, not_found
-from acs.web.api.plumbing import TOKEN, api, audit_note, body_of, json_out, query_of, services
+from acs.web.api.plumbing import (
+    TOKEN,
+    api,
+    audit_note,
+    body_of,
+    json_out,
+    path_id,
+    query_of,
+    services,
+)
 
 logger = logging.getLogger("acs.api")
 
@@ -70,10 +79,7 @@ def _refuse_masks(errors: list[dict[str, str]]) -> None:
 
 
 def _policy_id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["policy_id"])
-    except ValueError:
-        raise ApiError(400, "invalid_id", "policy_id must be a number") from None
+    return path_id(request, "policy_id")
 
 
 @api.route(

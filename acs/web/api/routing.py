@@ -12,10 +12,37 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
-from acs.web.api.errors import ErrorResponse
+from acs.web.api.bounds import BIGINT_MAX
+from acs.web.api.errors import ApiError, ErrorResponse
 
 Handler = Callable[..., Awaitable[web.StreamResponse]]
+
+# path parameters naming a row by its bigserial id: integers in the document,
+# checked before a handler runs, so 2**63 is a 400 and not PostgreSQL's overflow
+ID_PARAMS = frozenset(
+    {"task_id", "bulk_id", "campaign_id", "policy_id", "image_id", "webhook_id", "session_id"}
+)
+ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": BIGINT_MAX}
+# other path parameters with a rule of their own (the store's tag rule)
+PATH_SCHEMAS: dict[str, dict[str, Any]] = {
+    "tag": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"},
+}
+
+
+def parse_id(name: str, raw: str) -> int:
+    """The id in a path parameter, or a 400 naming the parameter."""
+    # isascii: str.isdigit() also takes digits int() refuses, such as "²"
+    if raw.isascii() and raw.isdigit() and len(raw) <= 19 and 1 <= int(raw) <= BIGINT_MAX:
+        return int(raw)
+    message = f"must be a number from 1 to {BIGINT_MAX}"
+    raise ApiError(
+        400,
+        "invalid_id",
+        f"{name} {message}, got {raw[:40]!r}",
+        [{"path": name, "message": message}],
+    )
 
 
 @dataclass(slots=True)
@@ -65,6 +92,11 @@ class Route:
             return kind, ident.format_map(match_info)
         except KeyError:  # a template naming a parameter the path lacks: a bug, not a 500
             return kind, ident
+
+    def check_path(self, match_info: dict[str, str]) -> None:
+        for name in _path_params(self.path):
+            if name in ID_PARAMS and name in match_info:
+                parse_id(name, match_info[name])
 
 
 class Api:
@@ -131,14 +163,22 @@ class Api:
     # ------------------------------------------------------------ OpenAPI
 
     def openapi(self, title: str, version: str) -> dict[str, Any]:
-        schemas: dict[str, Any] = {}
+        # every model in one pass: pydantic then gives two models of the same
+        # name (policy and campaign DryRunOut, device and policy TagsIn) distinct
+        # component names, where one would otherwise overwrite the other
+        models: set[type[BaseModel]] = {ErrorResponse}
+        for r in self.routes:
+            models.update(m for m, _ in r.responses.values() if m is not None)
+            if r.body is not None:
+                models.add(r.body)
+        ordered = sorted(models, key=lambda m: (m.__module__, m.__qualname__))
+        refs, top = models_json_schema(
+            [(m, "validation") for m in ordered], ref_template="#/components/schemas/{model}"
+        )
+        schemas: dict[str, Any] = top.get("$defs", {})
 
         def ref(model: type[BaseModel]) -> dict[str, Any]:
-            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-            for name, sub in schema.pop("$defs", {}).items():
-                schemas[name] = sub
-            schemas[model.__name__] = schema
-            return {"$ref": f"#/components/schemas/{model.__name__}"}
+            return refs[(model, "validation")]
 
         paths: dict[str, Any] = {}
         for r in self.routes:
@@ -152,8 +192,12 @@ class Api:
                 "responses": {},
             }
             for name in _path_params(r.path):
+                if name in ID_PARAMS:
+                    schema = ID_SCHEMA
+                else:
+                    schema = PATH_SCHEMAS.get(name, {"type": "string", "minLength": 1})
                 op["parameters"].append(
-                    {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                    {"name": name, "in": "path", "required": True, "schema": schema}
                 )
             if r.query is not None:
                 for name, info in r.query.model_fields.items():
@@ -180,14 +224,20 @@ class Api:
                 }
             for status, (model, description) in sorted(r.responses.items()):
                 resp: dict[str, Any] = {"description": description}
+                if model is None and status >= 400:
+                    model = ErrorResponse  # every error answers in the API's error format
                 if model is not None:
                     resp["content"] = {"application/json": {"schema": ref(model)}}
                 op["responses"][str(status)] = resp
-            for status, description in (
+            defaults = [
                 (400, "invalid request"),
                 (401, "no or bad token"),
                 (403, "role not allowed"),
-            ):
+                (503, "the database is unavailable; retry after Retry-After seconds"),
+            ]
+            if r.body is not None:
+                defaults.append((413, "the body is over the size limit"))
+            for status, description in defaults:
                 op["responses"].setdefault(
                     str(status),
                     {

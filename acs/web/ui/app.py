@@ -25,6 +25,7 @@ from urllib.parse import quote
 from aiohttp import web
 from jinja2 import Environment
 
+from acs.core.passwords import USERNAME
 from acs.core.tasks import TASK_ARGS
 from acs.logs import log
 from acs.store import tokens, users
@@ -85,6 +86,8 @@ def safe_next(target: str | None) -> str:
         and target.startswith(PREFIX + "/")
         and not target.startswith("//")
         and "\\" not in target
+        # CR/LF would split the Location header (aiohttp refuses to send it)
+        and target.isprintable()
     ):
         return target
     return PREFIX + "/"
@@ -255,6 +258,11 @@ async def login(request: web.Request) -> web.StreamResponse:
         return _login_form(request, 400, "Enter your username and password.", username)
     address = request.remote or "unknown"
     svc = services_of(request)
+    if USERNAME.fullmatch(username) is None:
+        # a name no user can have (a NUL, which PostgreSQL cannot even compare) is
+        # a wrong sign-in, answered without asking the database
+        log(logger, logging.WARNING, "ui_login_failed", user=username, address=address)
+        return _login_form(request, 401, "Wrong username or password.", username)
     attempt = await svc.sign_in.attempt(svc.pool, username, password, address)
     if attempt.retry_after > 0:
         minutes = max(1, round(attempt.retry_after / 60))

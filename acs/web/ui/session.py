@@ -36,7 +36,8 @@ def services_of(request: web.Request) -> Services:
 def session_cookie(request: web.Request) -> str | None:
     value = request.cookies.get(COOKIE)
     # a real cookie value is 43 url-safe characters; anything else is not ours
-    return value if value and len(value) < 100 else None
+    # (bytes beyond ASCII arrive as lone surrogates, which no query could take)
+    return value if value and len(value) < 100 and value.isascii() else None
 
 
 async def current_session(request: web.Request) -> users.UiSession | None:
@@ -61,8 +62,9 @@ async def current_session(request: web.Request) -> users.UiSession | None:
 
 def csrf_ok(session: users.UiSession, presented: str | None) -> bool:
     # compare_digest: the time taken must not tell how much of a guess was right
+    # surrogateescape: header bytes beyond ASCII arrive as lone surrogates
     return bool(presented) and hmac.compare_digest(
-        session.csrf_token.encode(), (presented or "").encode()
+        session.csrf_token.encode(), (presented or "").encode("utf-8", "surrogateescape")
     )
 
 
