@@ -15,7 +15,6 @@ from aiohttp import web
 from acs.connreq.http import ConnectionRequestResult
 from acs.core import filters
 from acs.core.sealing import MaskGiven
-from acs.core.secrets import mask_document
 from acs.core.tasks import InvalidTask, validate_task
 from acs.logs import log
 from acs.services import jobs
@@ -40,6 +39,7 @@ from acs.web.api.plumbing import (
     refuse_bad_text,
     services,
 )
+from acs.web.api.task_views import task_out
 from acs.web.ui import session as ui_session
 
 logger = logging.getLogger("acs.api")
@@ -343,32 +343,6 @@ async def _change_tags(request: web.Request, *, add: bool) -> web.Response:
 
 
 # --------------------------------------------------------------------------- jobs
-
-
-def task_out(t: task_store.Task, cr: ConnectionRequestResult | None = None) -> M.TaskOut:
-    fault = None
-    if t.status == "fault" or t.fault_string:
-        fault = {"code": t.fault_code, "message": mask_document(t.fault_string)}
-    args = mask_document(t.args)
-    return M.TaskOut(
-        id=t.id,
-        device=t.device_id,
-        name=t.name,
-        args=args,
-        status=t.status,  # type: ignore[arg-type]
-        created=t.created_at,
-        notBefore=t.not_before,
-        expires=t.expires_at,
-        uniqueKey=t.unique_key,
-        attempts=t.attempts,
-        started=t.started_at,
-        finished=t.finished_at,
-        result=mask_document(t.result),
-        fault=fault,
-        connectionRequest=None
-        if cr is None
-        else {"ok": cr.ok, "status": cr.status, "reason": cr.reason, "elapsedS": cr.elapsed_s},
-    )
 
 
 @api.route(

@@ -12,9 +12,9 @@ from acs.store import campaigns as campaign_store
 from acs.store import overview
 from acs.web.api import firmware_models as F
 from acs.web.api import models as M
-from acs.web.api.app import task_out
 from acs.web.api.firmware import campaign_out
 from acs.web.api.plumbing import api, json_out, services
+from acs.web.api.task_views import task_out
 
 IN_PROGRESS = ("running", "paused")
 
