@@ -34,6 +34,7 @@ from aiohttp import web
 from acs.config import Settings
 from acs.core.session_log import Transcript
 from acs.cwmp import messages as m
+from acs.cwmp.bounds import InformOutOfBounds, check_inform
 from acs.cwmp.session import (
     AcsSession,
     CpeRequestsDone,
@@ -55,6 +56,7 @@ from acs.metrics import (
     Metrics,
 )
 from acs.services import events as notify
+from acs.services.session_driver import LiveSession, SessionDriver, now, root_for
 from acs.store import campaigns as campaign_store
 from acs.store import devices, sessions
 from acs.store import tasks as task_store
@@ -64,7 +66,6 @@ from acs.web.cpe_auth import CpeAuthenticator
 from acs.web.fota import FotaEndpoint
 from acs.web.proxy import client_address, client_scheme, via_proxy
 from acs.web.relay import Relay, is_relayed
-from acs.services.session_driver import LiveSession, SessionDriver, now, root_for
 from acs.web.tls import peer_subject
 
 logger = logging.getLogger("acs.cwmp")
@@ -249,15 +250,12 @@ class CwmpEndpoint:
         assert isinstance(inform, m.Inform)
         remote = client_address(request)
         ident = inform.device_id
-        if not ident.oui.strip() or not ident.serial_number.strip():
+        try:
+            # before the device id is even built: nothing of a bad Inform is stored
+            check_inform(inform)
+        except InformOutOfBounds as bad:
             return self._fault_reply(
-                400,
-                8003,
-                "DeviceId needs an OUI and a SerialNumber",
-                envelope.cwmp_ns,
-                envelope.cwmp_id,
-                remote,
-                None,
+                400, 8003, bad.reason, envelope.cwmp_ns, envelope.cwmp_id, remote, None
             )
         dev_id = make_device_id(ident.oui, ident.product_class, ident.serial_number)
         replacing = previous is not None and previous.device_id == dev_id
