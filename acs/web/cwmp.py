@@ -13,6 +13,8 @@ Rules that live here because they are about HTTP, not CWMP:
 - past ``max_sessions_per_worker`` sessions in flight a new Inform gets 503 with
   Retry-After before anything is read from or written to the database, so an
   overloaded process sheds new work instead of slowing every session down;
+  likewise past ``max_sessions_per_address`` from one client address or
+  ``max_sessions_per_credential`` under one CPE username (acs/core/admission.py);
 - with several worker processes, a request for a session another worker owns
   is relayed there (acs/web/relay.py).
 """
@@ -32,6 +34,7 @@ import asyncpg
 from aiohttp import web
 
 from acs.config import Settings
+from acs.core.admission import Admission, Limit, Ticket
 from acs.core.session_log import Transcript
 from acs.cwmp import messages as m
 from acs.cwmp.bounds import InformOutOfBounds, check_inform
@@ -50,6 +53,8 @@ from acs.metrics import (
     ABANDONED,
     COMPLETED,
     DB_UNAVAILABLE,
+    LIMITED_ADDRESS,
+    LIMITED_CREDENTIAL,
     OVERLOADED,
     REFUSED,
     REJECTED,
@@ -62,6 +67,7 @@ from acs.store import devices, sessions
 from acs.store import tasks as task_store
 from acs.store.db import UNAVAILABLE
 from acs.store.ids import device_id as make_device_id
+from acs.web.admission import claimed_username
 from acs.web.cpe_auth import CpeAuthenticator
 from acs.web.fota import FotaEndpoint
 from acs.web.proxy import client_address, client_scheme, via_proxy
@@ -77,6 +83,7 @@ RETRY_AFTER_S = "10"
 # that the refused do not all return in the same second
 OVERLOAD_RETRY_AFTER_S = (10, 40)
 DB_ERRORS = UNAVAILABLE
+_FROM = {"address": "from this address", "credential": "with this credential"}
 
 
 class CwmpEndpoint:
@@ -97,6 +104,11 @@ class CwmpEndpoint:
         self.by_transport: dict[Any, str] = {}
         self.relay = relay  # None: the only worker, every session is ours
         self._opening = 0  # Informs past the overload check, not yet in by_id
+        assert settings.max_sessions_per_address and settings.max_sessions_per_credential
+        self.admission = Admission(
+            settings.max_sessions_per_address, settings.max_sessions_per_credential
+        )
+        self._tickets: dict[str, Ticket] = {}  # session id -> the slots it holds
         self._reaper: asyncio.Task[None] | None = None
         self.metrics.track_in_flight(lambda: len(self.by_id))
 
@@ -260,18 +272,28 @@ class CwmpEndpoint:
         dev_id = make_device_id(ident.oui, ident.product_class, ident.serial_number)
         replacing = previous is not None and previous.device_id == dev_id
         # a CPE starting over takes its old session's place: no more load
-        if not replacing and self.in_flight() >= self.settings.max_sessions_per_worker:
-            return self._overloaded(dev_id, remote)
+        if not replacing:
+            if self.in_flight() >= self.settings.max_sessions_per_worker:
+                return self._overloaded(dev_id, remote)
+            # the claimed username, unverified: verifying may need the database
+            limit = self.admission.refusal(
+                remote, claimed_username(request.headers.get("Authorization"))
+            )
+            if limit is not None:
+                return self._limited(limit, dev_id, remote)
         if previous is not None and replacing:
             # the same CPE starting over (it rebooted, or gave up on the old one);
             # a proxy or pooled connection may carry other CPEs' sessions too,
             # and those go on untouched
             await self._drop(previous, "new Inform opened a new session")
+        ticket = self.admission.enter(remote)
         self._opening += 1
         try:
-            return await self._open(request, envelope, body, received_at, dev_id)
+            return await self._open(request, envelope, body, received_at, dev_id, ticket)
         finally:
             self._opening -= 1
+            if not ticket.kept:  # refused, failed or faulted: its slots are free again
+                self.admission.leave(ticket)
 
     def in_flight(self) -> int:
         """Sessions this worker holds, counting Informs being admitted right now: a
@@ -296,6 +318,26 @@ class CwmpEndpoint:
             headers={"Retry-After": str(random.randint(*OVERLOAD_RETRY_AFTER_S))},
         )
 
+    def _limited(self, limit: Limit, dev_id: str, remote: str | None) -> web.Response:
+        """A client past its fair share: told to come back later, like an overload."""
+        log(
+            logger,
+            logging.WARNING,
+            "session_refused",
+            device=dev_id,
+            remote=remote,
+            reason=f"{limit} limit",
+            limit=(
+                self.admission.per_address if limit == "address" else self.admission.per_credential
+            ),
+        )
+        self.metrics.session(LIMITED_ADDRESS if limit == "address" else LIMITED_CREDENTIAL)
+        return web.Response(
+            status=503,
+            text=f"too many sessions in progress {_FROM[limit]}, retry later\n",
+            headers={"Retry-After": str(random.randint(*OVERLOAD_RETRY_AFTER_S))},
+        )
+
     async def _open(
         self,
         request: web.Request,
@@ -303,6 +345,7 @@ class CwmpEndpoint:
         body: bytes,
         received_at: datetime,
         dev_id: str,
+        ticket: Ticket,
     ) -> web.StreamResponse:
         inform = envelope.body
         assert isinstance(inform, m.Inform)
@@ -345,6 +388,10 @@ class CwmpEndpoint:
                 remote,
                 None,
             )
+        # the verified username now: concurrent Informs claiming it may have
+        # passed the first check together, only this one is exact
+        if not self.admission.authenticate(ticket, verdict.username):
+            return self._limited("credential", dev_id, remote)
 
         acs = AcsSession(id_prefix=secrets.token_hex(4))
         event = acs.receive(envelope)
@@ -407,6 +454,8 @@ class CwmpEndpoint:
             )
             self._record_in(live, body, envelope, received_at)
         self.by_id[session_id] = live
+        ticket.kept = True
+        self._tickets[session_id] = ticket
         if request.transport is not None and not via_proxy(request):
             self.by_transport[request.transport] = session_id
             live.transports.add(request.transport)
@@ -561,6 +610,9 @@ class CwmpEndpoint:
         """The session is over: stop finding it, and count how it ended (once)."""
         if self.by_id.pop(live.session_id, None) is not None:
             self.metrics.session(outcome, time.monotonic() - live.started)
+        ticket = self._tickets.pop(live.session_id, None)
+        if ticket is not None:
+            self.admission.leave(ticket)
         # only the connections this session used: scanning every connection of
         # every session was quadratic in a boot storm
         for transport in live.transports:
