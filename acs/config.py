@@ -34,6 +34,18 @@ class Settings(BaseSettings):
     public_host: str | None = Field(
         default=None, description="host name CPEs and operators use to reach us, for printed URLs"
     )
+    http_header_timeout_s: float = Field(
+        default=20.0,
+        gt=0,
+        description="every listener: request line and headers must arrive within this, "
+        "counted from the connection opening or a request's first byte; else 408 and close",
+    )
+    http_body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="every listener: the longest silence while a request body is received; "
+        "past it the connection is closed",
+    )
     workers: int = Field(
         default=1,
         ge=1,

@@ -32,6 +32,7 @@ from typing import Any
 
 import asyncpg
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from acs.config import Settings
 from acs.core.admission import Admission, Limit, Ticket
@@ -164,6 +165,8 @@ class CwmpEndpoint:
             return self._reject(413, too_large, remote, self._find_session(request))
         except (ConnectionError, asyncio.IncompleteReadError):
             return self._reject(400, "connection dropped while reading the body", remote)
+        except RequestPayloadError as bad:  # a chunk that is not one (acs/web/guard.py)
+            return self._reject(400, str(bad), remote)
 
         if self.relay is not None and not is_relayed(request):
             owner = self.relay.foreign_owner(request.cookies.get(COOKIE))

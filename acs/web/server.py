@@ -39,6 +39,7 @@ from acs.web.api.app import Services, build_api_app
 from acs.web.cpe_auth import CpeAuthenticator, Credential, ha1_of
 from acs.web.cwmp import CwmpEndpoint
 from acs.web.files import files_app
+from acs.web.guard import GuardedRunner
 from acs.web.proxy import TrustedProxies, parse_networks
 from acs.web.relay import Relay, Workers
 from acs.web.tls import TlsConfigError, server_context
@@ -198,12 +199,20 @@ async def bulk_tick(pool: asyncpg.Pool, knock: bulk_jobs.Knock, tick_s: float) -
 
 async def _listen(
     app: web.Application,
-    host: str,
-    port: int,
+    listener: str,
+    settings: Settings,
     tls: ssl.SSLContext | None,
     reuse_port: bool = False,
 ) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(app, access_log=None)
+    host, port = settings.host, getattr(settings, f"{listener}_port")
+    # header and body deadlines, and one log line for malformed HTTP (acs/web/guard.py)
+    runner = GuardedRunner(
+        app,
+        listener=listener,
+        header_timeout_s=settings.http_header_timeout_s,
+        body_timeout_s=settings.http_body_timeout_s,
+        access_log=None,
+    )
     await runner.setup()
     site = web.TCPSite(
         runner, host, port, reuse_address=True, reuse_port=reuse_port or None, ssl_context=tls
@@ -265,15 +274,15 @@ async def running_acs(
 
         api = build_api_app(Services(settings, pool, requester), api_extras)
         ports = {}
-        for name, app, port in (
-            ("cwmp", cwmp.app(), settings.cwmp_port),
-            ("api", api, settings.api_port),
-            ("files", files_app(settings, pool), settings.files_port),
+        for name, app in (
+            ("cwmp", cwmp.app()),
+            ("api", api),
+            ("files", files_app(settings, pool)),
         ):
             # outermost, so every handler and middleware sees the real client
             app.middlewares.insert(0, proxies.middleware())
             runner, ports[name] = await _listen(
-                app, settings.host, port, contexts[name], reuse_port=workers is not None
+                app, name, settings, contexts[name], reuse_port=workers is not None
             )
             runners.append(runner)
         # port 0 asks for any free port; the URLs we hand out need the real ones
