@@ -12,6 +12,7 @@ import functools
 import hmac
 import logging
 import os
+import re
 import secrets
 import signal
 import ssl
@@ -87,6 +88,8 @@ def make_authenticator(
     async def lookup(username: str) -> Credential | None:
         if shared is not None and username == shared.username:
             return shared
+        if not _may_be_stored(username):
+            return None  # PostgreSQL would refuse the query: no such credential can exist
         async with pool.acquire() as conn:
             row = await credentials.get_credential(conn, username)
         if row is None:
@@ -99,6 +102,16 @@ def make_authenticator(
     # workers share the nonce key: a CPE's Digest answer may reach another worker
     # than the one that challenged it
     return CpeAuthenticator(settings.cpe_auth, settings.cpe_auth_realm, lookup, secret=nonce_secret)
+
+
+# NUL, and the lone surrogates undecodable header bytes turn into, are not text
+# PostgreSQL can hold; a hostile Authorization header carries both
+_NOT_STORABLE = re.compile("[\x00\ud800-\udfff]")
+USERNAME_MAX = 256
+
+
+def _may_be_stored(username: str) -> bool:
+    return len(username) <= USERNAME_MAX and _NOT_STORABLE.search(username) is None
 
 
 def ops_routes(
