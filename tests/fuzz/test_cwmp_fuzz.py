@@ -36,7 +36,7 @@ from tests.e2e.conftest import make_settings
 
 pytestmark = pytest.mark.db
 
-EXAMPLES = int(os.environ.get("ACS_FUZZ_EXAMPLES", "100"))
+EXAMPLES = int(os.environ.get("ACS_FUZZ_EXAMPLES", "60"))
 FUZZ = settings(
     max_examples=EXAMPLES,
     derandomize=True,  # the same examples on every run, so a failure reproduces
