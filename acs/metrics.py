@@ -295,6 +295,13 @@ class Metrics:
         )
         for reason in RELAY_REASONS:
             self.relayed.labels(reason)
+        self.http_refused = Counter(
+            "acs_http_refused",
+            "Requests refused below the application (acs/web/guard.py), by listener and "
+            "reason: header_timeout, body_timeout, malformed",
+            ["listener", "reason"],
+            registry=r,
+        )
         self.database: DatabaseCollector | None = None
         if pool is not None:
             self.database = DatabaseCollector(pool, cache_s=db_cache_s, wait_s=db_wait_s)

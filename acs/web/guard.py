@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -59,9 +60,11 @@ class GuardedHandler(RequestHandler):
         listener: str,
         header_timeout_s: float,
         body_timeout_s: float,
+        count: Callable[[str], None],
         **kwargs: Any,
     ) -> None:
         super().__init__(manager, **kwargs)
+        self._count = count
         self._listener = listener
         self._header_timeout_s = header_timeout_s
         self._body_timeout_s = body_timeout_s
@@ -147,6 +150,7 @@ class GuardedHandler(RequestHandler):
             phase=phase,
             after_s=self._body_timeout_s if phase == "body" else self._header_timeout_s,
         )
+        self._count("header_timeout" if phase == "headers" else "body_timeout")
         if phase == "headers":
             transport.write(_TIMEOUT_408)
         transport.close()
@@ -184,6 +188,7 @@ class GuardedHandler(RequestHandler):
         else:
             status = 400
         reason = reason_of(exc)
+        self._count("malformed")
         log(
             logger,
             logging.WARNING,
@@ -235,6 +240,7 @@ class GuardedRunner(web.AppRunner):
         listener: str,
         header_timeout_s: float,
         body_timeout_s: float,
+        count: Callable[[str], None] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(app, **kwargs)
@@ -242,6 +248,7 @@ class GuardedRunner(web.AppRunner):
             "listener": listener,
             "header_timeout_s": header_timeout_s,
             "body_timeout_s": body_timeout_s,
+            "count": count or (lambda _reason: None),
         }
 
     async def _make_server(self) -> Any:

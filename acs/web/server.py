@@ -215,6 +215,7 @@ async def _listen(
     listener: str,
     settings: Settings,
     tls: ssl.SSLContext | None,
+    metrics: Metrics,
     reuse_port: bool = False,
 ) -> tuple[web.AppRunner, int]:
     host, port = settings.host, getattr(settings, f"{listener}_port")
@@ -224,6 +225,7 @@ async def _listen(
         listener=listener,
         header_timeout_s=settings.http_header_timeout_s,
         body_timeout_s=settings.http_body_timeout_s,
+        count=lambda reason: metrics.http_refused.labels(listener, reason).inc(),
         access_log=None,
     )
     await runner.setup()
@@ -295,7 +297,7 @@ async def running_acs(
             # outermost, so every handler and middleware sees the real client
             app.middlewares.insert(0, proxies.middleware())
             runner, ports[name] = await _listen(
-                app, name, settings, contexts[name], reuse_port=workers is not None
+                app, name, settings, contexts[name], metrics, reuse_port=workers is not None
             )
             runners.append(runner)
         # port 0 asks for any free port; the URLs we hand out need the real ones

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 
 import aiohttp
@@ -26,6 +27,14 @@ CLOSED_WITHIN_S = TIMEOUT_S + 2.0
 
 async def start(start_acs: StartAcs) -> Running:
     return await start_acs(http_header_timeout_s=TIMEOUT_S, http_body_timeout_s=TIMEOUT_S)
+
+
+async def refused(running: Running, listener: str, reason: str) -> float:
+    text = (await running.metrics.render()).decode()
+    found = re.search(
+        rf'^acs_http_refused_total\{{listener="{listener}",reason="{reason}"\}} (\S+)$', text, re.M
+    )
+    return float(found.group(1)) if found else 0.0
 
 
 async def connect(running: Running, listener: str):
@@ -91,6 +100,8 @@ async def test_slow_loris_headers_are_closed_while_others_are_served(
         assert max(after for after, _ in results) < CLOSED_WITHIN_S
         # and all of them closed after the deadline, not before
         assert elapsed >= TIMEOUT_S * 0.9
+        for listener in LISTENERS:
+            assert await refused(running, listener, "header_timeout") == 20
     finally:
         feeding.cancel()
         for _, _, writer in conns:
@@ -129,6 +140,8 @@ async def test_a_body_that_stops_half_way_is_closed(
         assert await served(running, listener) in (200, 404)
         await asyncio.gather(*(closed_after(r, CLOSED_WITHIN_S + 2) for r, _ in readers))
         assert time.monotonic() - started < CLOSED_WITHIN_S
+        assert await refused(running, listener, "body_timeout") == 10
+        assert await refused(running, listener, "header_timeout") == 0
     finally:
         for _, writer in readers:
             writer.close()
@@ -224,6 +237,7 @@ async def test_malformed_http_is_one_warning_line(
         for record in caplog.records:
             assert record.exc_info is None, record.getMessage()
             assert "secret" not in record.getMessage()
+    assert await refused(running, listener, "malformed") == len(GARBAGE)
     # and the listener goes on serving
     assert await served(running, listener) in (200, 404)
 
