@@ -31,6 +31,8 @@ import pytest_asyncio
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from acs.cwmp import messages as m
+from acs.cwmp.soap import Envelope, parse_envelope, serialize_envelope
 from acs.web.server import Running, running_acs
 from tests.e2e.conftest import make_settings
 
@@ -96,10 +98,15 @@ class RawCpe:
         self.port = port
         self.cookie: str | None = None
         self._conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self._turn = asyncio.Lock()  # one request at a time on the connection
 
     async def post(self, body: bytes, extra: bytes = b"") -> Answer | None:
         """The answer, or None when the ACS closed the connection without one
         (which it may do to a broken request, never to a good one)."""
+        async with self._turn:
+            return await self._post(body, extra)
+
+    async def _post(self, body: bytes, extra: bytes) -> Answer | None:
         if self._conn is None:
             self._conn = await asyncio.open_connection("127.0.0.1", self.port)
         reader, writer = self._conn
@@ -362,12 +369,58 @@ def informs(draw: st.DrawFn, valid_identity: bool = False) -> Inform:
     return Inform(envelope(ns, cw_prefix, header, body), prefix, len(params))
 
 
+@dataclass
+class Answering:
+    """Answer the ACS's last request coherently, with these hostile strings in it:
+    a discovery then stores them in the device's tree."""
+
+    names: list[str]
+    values: list[str]
+
+
+def answer_to(request: bytes, answering: Answering) -> bytes:
+    env = parse_envelope(request) if request else None
+    if env is None or not isinstance(env.body, m.GetParameterNames | m.GetParameterValues):
+        return b""  # nothing to answer: the empty POST
+    if isinstance(env.body, m.GetParameterNames):
+        base = env.body.parameter_path or "Device."
+        reply: m.Message = m.GetParameterNamesResponse(
+            [m.ParameterInfoStruct(base + n, True) for n in answering.names]
+        )
+    else:
+        values = itertools.cycle(answering.values or [""])
+        reply = m.GetParameterValuesResponse(
+            [m.ParameterValueStruct(n, next(values)) for n in env.body.parameter_names]
+        )
+    return serialize_envelope(Envelope(body=reply, cwmp_id=env.cwmp_id, cwmp_ns=env.cwmp_ns))
+
+
+answering = st.builds(
+    Answering,
+    st.lists(
+        st.one_of(st.text(xml_char, min_size=1, max_size=30), long_text).map(
+            lambda t: t.replace(".", "_")
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+    st.lists(text, max_size=5),
+)
+
+
 @st.composite
-def cpe_messages(draw: st.DrawFn) -> bytes:
+def cpe_messages(draw: st.DrawFn) -> bytes | Answering:
+    if rarely(draw, 3):
+        return draw(answering)
+    return draw(hostile_cpe_messages())
+
+
+@st.composite
+def hostile_cpe_messages(draw: st.DrawFn) -> bytes:
     """What a CPE may send inside a session: responses (right or wrong), requests,
     faults, garbage."""
     names = draw(st.lists(st.one_of(st.sampled_from(PARAM_NAMES + ["Device."]), text), max_size=4))
-    kind = draw(st.integers(0, 9))
+    kind = draw(st.integers(0, 12))
     if kind == 0:
         items = b"".join(
             b"<ParameterInfoStruct><Name>%s</Name><Writable>%s</Writable></ParameterInfoStruct>"
@@ -421,10 +474,49 @@ def cpe_messages(draw: st.DrawFn) -> bytes:
         return b""  # the empty POST
     elif kind == 8:
         return draw(st.sampled_from([b"<not-xml", b"\x00\x01\x02", b"<a/>", b"<soap:Envelope/>"]))
+    elif kind == 10:
+        body = (
+            b"<CW:RequestDownload><FileType>%s</FileType><FileTypeArg>"
+            b"<ArgStruct><Name>%s</Name><Value>%s</Value></ArgStruct></FileTypeArg>"
+            b"</CW:RequestDownload>"
+            % (draw(field_bytes()), draw(field_bytes()), draw(field_bytes()))
+        )
+    elif kind == 11:
+        body = (
+            b"<CW:Kicked><Command>%s</Command><Referer>%s</Referer><Arg>%s</Arg>"
+            b"<Next>%s</Next></CW:Kicked>" % tuple(draw(field_bytes()) for _ in range(4))
+        )
+    elif kind == 12:
+        body = (
+            b"<CW:DUStateChangeComplete><Results><UUID>%s</UUID><DeploymentUnitRef>%s"
+            b"</DeploymentUnitRef><Version>1</Version><CurrentState>%s</CurrentState>"
+            b"<Resolved>%s</Resolved><ExecutionUnitRefList/><StartTime>%s</StartTime>"
+            b"<CompleteTime>2026-01-01T00:00:00Z</CompleteTime><Fault><FaultCode>0</FaultCode>"
+            b"<FaultString/></Fault></Results><CommandKey>%s</CommandKey>"
+            b"</CW:DUStateChangeComplete>"
+            % (
+                draw(field_bytes()),
+                draw(field_bytes()),
+                draw(st.sampled_from([b"Installed", b"Nonsense", b""])),
+                draw(st.sampled_from([b"1", b"maybe"])),
+                draw(st.sampled_from([b"2026-01-01T00:00:00Z", b"soon"])),
+                draw(field_bytes()),
+            )
+        )
     else:
         body = (
-            b"<CW:AutonomousTransferComplete><AnnounceURL>%s</AnnounceURL></CW:AutonomousTransferComplete>"
-            % (draw(field_bytes()))
+            b"<CW:AutonomousTransferComplete><AnnounceURL>%s</AnnounceURL><TransferURL>%s"
+            b"</TransferURL><IsDownload>%s</IsDownload><FileType>%s</FileType><FileSize>%s"
+            b"</FileSize><TargetFileName/><FaultStruct><FaultCode>0</FaultCode><FaultString/>"
+            b"</FaultStruct><StartTime>2026-01-01T00:00:00Z</StartTime>"
+            b"<CompleteTime>2026-01-01T00:00:00Z</CompleteTime></CW:AutonomousTransferComplete>"
+            % (
+                draw(field_bytes()),
+                draw(field_bytes()),
+                draw(st.sampled_from([b"1", b"0", b"perhaps"])),
+                draw(field_bytes()),
+                draw(st.sampled_from([b"0", b"123", b"-1", b"9" * 25])),
+            )
         )
     header = draw(
         st.sampled_from([b"<CW:ID>1</CW:ID>", b"", b"<CW:ID>" + b"z" * 500 + b"</CW:ID>"])
@@ -490,45 +582,63 @@ async def test_mutated_sessions(
     running = acs_pair["open"]
     cpe = RawCpe(running.ports["cwmp"])
     try:
-        first = no_5xx(await cpe.post(inform.body))
-        informed = first is not None and first.status == 200
+        last = no_5xx(await cpe.post(inform.body))
+        informed = last is not None and last.status == 200
         for message in messages if informed else []:
-            no_5xx(await cpe.post(message))
+            if isinstance(message, Answering):
+                message = answer_to(last.body if last and last.status == 200 else b"", message)
+            last = no_5xx(await cpe.post(message))
+            if last is not None and last.status == 204:
+                event("session completed")
     finally:
         await cpe.close()
     await assert_absent_or_complete(running.pool, inform.serial_prefix, informed, inform.params > 0)
 
 
-ACTIONS = st.sampled_from(["inform", "empty", "message", "close", "partial"])
+ACTIONS = st.sampled_from(["inform", "empty", "message", "close", "partial", "cookie"])
 
 
 @FUZZ
 @given(
     steps=st.lists(st.tuples(st.integers(0, 2), ACTIONS, cpe_messages()), min_size=1, max_size=12),
     bodies=st.lists(informs(valid_identity=True), min_size=3, max_size=3),
+    at_once=st.integers(1, 3),
 )
 async def test_interleaved_connections(
-    acs_pair: dict[str, Running], steps: list[tuple[int, str, bytes]], bodies: list[Inform]
+    acs_pair: dict[str, Running],
+    steps: list[tuple[int, str, bytes | Answering]],
+    bodies: list[Inform],
+    at_once: int,
 ) -> None:
+    """Three CPEs' requests interleaved, ``at_once`` of them in flight together."""
     running = acs_pair["open"]
     cpes = [RawCpe(running.ports["cwmp"]) for _ in bodies]
     informed = [False] * len(bodies)
+
+    async def step(i: int, action: str, message: bytes | Answering) -> None:
+        cpe = cpes[i]
+        if isinstance(message, Answering):
+            message = b""
+        if action == "inform":
+            answer = no_5xx(await cpe.post(bodies[i].body))
+            informed[i] = informed[i] or (answer is not None and answer.status == 200)
+        elif action == "empty":
+            no_5xx(await cpe.post(b""))
+        elif action == "message":
+            no_5xx(await cpe.post(message))
+        elif action == "close":
+            await cpe.close()
+        elif action == "cookie":  # another CPE's session cookie, or a forged one
+            other = cpes[(i + 1) % len(cpes)].cookie
+            cpe.cookie = other or "acs_session=" + message[:40].hex()
+        else:
+            await cpe.send_partial(
+                b"POST / HTTP/1.1\r\nHost: acs\r\nContent-Length: 500\r\n\r\n" + message[:100]
+            )
+
     try:
-        for i, action, message in steps:
-            cpe = cpes[i]
-            if action == "inform":
-                answer = no_5xx(await cpe.post(bodies[i].body))
-                informed[i] = informed[i] or (answer is not None and answer.status == 200)
-            elif action == "empty":
-                no_5xx(await cpe.post(b""))
-            elif action == "message":
-                no_5xx(await cpe.post(message))
-            elif action == "close":
-                await cpe.close()
-            else:
-                await cpe.send_partial(
-                    b"POST / HTTP/1.1\r\nHost: acs\r\nContent-Length: 500\r\n\r\n" + message[:100]
-                )
+        for start in range(0, len(steps), at_once):
+            await asyncio.gather(*(step(*s) for s in steps[start : start + at_once]))
     finally:
         for cpe in cpes:
             await cpe.close()
