@@ -4,6 +4,7 @@ work, counted in the metrics, while other clients go on being served."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import aiohttp
@@ -162,3 +163,19 @@ async def test_a_failed_handshake_gives_its_slot_back(start_acs: StartAcs, uniqu
         assert running.cwmp.admission.sessions_at("127.0.0.30") == 0
     finally:
         await client.close()
+
+
+async def test_a_burst_from_one_address_gets_exactly_its_share(
+    start_acs: StartAcs, unique_serial
+) -> None:
+    """Informs arriving together cannot all pass the check before the first is counted."""
+    running = await start_acs(max_sessions_per_worker=50, max_sessions_per_address=3)
+    clients = [Client(running, "127.0.0.40") for _ in range(12)]
+    try:
+        results = await asyncio.gather(*(c.inform(unique_serial("ADMB")) for c in clients))
+        statuses = sorted(status for status, _, _ in results)
+        assert statuses == [200] * 3 + [503] * 9, statuses
+        assert running.cwmp.admission.sessions_at("127.0.0.40") == 3
+    finally:
+        for client in clients:
+            await client.close()
