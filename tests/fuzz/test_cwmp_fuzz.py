@@ -253,11 +253,13 @@ class Inform:
     body: bytes
     serial_prefix: str
     params: int = 0
-    notes: list[str] = field(default_factory=list)
+    identity: dict[str, str] = field(default_factory=dict)  # as sent, when well-formed
 
 
 @st.composite
-def informs(draw: st.DrawFn, valid_identity: bool = False) -> Inform:
+def informs(
+    draw: st.DrawFn, valid_identity: bool = False, unicode_identity: bool = False
+) -> Inform:
     prefix = token()
     hostile = not valid_identity
     ns = draw(st.sampled_from(NAMESPACES if hostile else NAMESPACES[:2]))
@@ -273,13 +275,20 @@ def informs(draw: st.DrawFn, valid_identity: bool = False) -> Inform:
         "ProductClass": draw(field_bytes()),
         "SerialNumber": prefix.encode() + draw(field_bytes()),
     }
+    identity: dict[str, str] = {}
     if valid_identity:
-        ident_parts = {
-            "Manufacturer": b"Acme",
-            "OUI": b"ACDE48",
-            "ProductClass": b"FUZZ",
-            "SerialNumber": prefix.encode(),
+        identity = {
+            "Manufacturer": "Acme",
+            "OUI": "ACDE48",
+            "ProductClass": "FUZZ",
+            "SerialNumber": prefix,
         }
+        if unicode_identity:  # any characters, lengths around TR-069's 64
+            near_bound = st.text(xml_char, max_size=66)
+            identity["Manufacturer"] = draw(near_bound)
+            identity["ProductClass"] = draw(near_bound)
+            identity["SerialNumber"] = prefix + draw(st.text(xml_char, max_size=66 - len(prefix)))
+        ident_parts = {k: escape(v).encode() for k, v in identity.items()}
     order = list(ident_parts)
     if not valid_identity:
         order = draw(st.permutations(order))
@@ -366,7 +375,7 @@ def informs(draw: st.DrawFn, valid_identity: bool = False) -> Inform:
     body = b"<CW:Inform>" + b"".join(parts) + b"</CW:Inform>"
     if not valid_identity and rarely(draw, 10):
         body += b"<CW:Inform/>"  # two messages in one envelope
-    return Inform(envelope(ns, cw_prefix, header, body), prefix, len(params))
+    return Inform(envelope(ns, cw_prefix, header, body), prefix, len(params), identity)
 
 
 @dataclass
@@ -570,6 +579,36 @@ async def test_mutated_informs(acs_pair: dict[str, Running], inform: Inform) -> 
     else:
         assert answer is None or 400 <= answer.status < 500
     await assert_absent_or_complete(running.pool, inform.serial_prefix, informed, inform.params > 0)
+
+
+@FUZZ
+@given(inform=informs(valid_identity=True, unicode_identity=True))
+async def test_unicode_identities(acs_pair: dict[str, Running], inform: Inform) -> None:
+    """Any characters within the bounds are stored exactly; past one, fault 8003."""
+    running = acs_pair["open"]
+    cpe = RawCpe(running.ports["cwmp"])
+    try:
+        answer = no_5xx(await cpe.post(inform.body))
+    finally:
+        await cpe.close()
+    assert answer is not None
+    within = all(len(v) <= 64 for v in inform.identity.values())
+    if not within:
+        assert answer.status == 400 and b"<FaultCode>8003</FaultCode>" in answer.body
+        await assert_absent_or_complete(running.pool, inform.serial_prefix, False, False)
+        return
+    assert answer.status == 200, answer.body[:300]
+    await assert_absent_or_complete(running.pool, inform.serial_prefix, True, inform.params > 0)
+    async with running.pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT manufacturer, product_class, serial_number FROM devices"
+            " WHERE starts_with(serial_number, $1)",
+            inform.serial_prefix,
+        )
+    assert row is not None
+    assert row["manufacturer"] == inform.identity["Manufacturer"]
+    assert row["product_class"] == inform.identity["ProductClass"]
+    assert row["serial_number"] == inform.identity["SerialNumber"]
 
 
 @FUZZ
