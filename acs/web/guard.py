@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
@@ -47,8 +48,9 @@ def reason_of(exc: BaseException) -> str:
     reason line, then an excerpt of the raw bytes (header values, a body)."""
     text = getattr(exc, "message", None) or str(exc)
     first = next((line.strip() for line in str(text).splitlines() if line.strip()), "")
-    # the reason ends where the excerpt starts ("...: b'GET /secret'", "...: bytearray(")
-    phrase = first.partition(":")[0].strip()[:120]
+    # the reason ends where the excerpt starts: "...: b'GET /secret'", "...: bytearray(",
+    # "Bad status line 'secret'"
+    phrase = re.split(r"[:'\"]", first, maxsplit=1)[0].strip()[:120]
     return f"{type(exc).__name__}: {phrase}" if phrase else type(exc).__name__
 
 
