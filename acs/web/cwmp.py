@@ -165,8 +165,12 @@ class CwmpEndpoint:
             return self._reject(413, too_large, remote, self._find_session(request))
         except (ConnectionError, asyncio.IncompleteReadError):
             return self._reject(400, "connection dropped while reading the body", remote)
-        except RequestPayloadError as bad:  # a chunk that is not one (acs/web/guard.py)
-            return self._reject(400, str(bad), remote)
+        except RequestPayloadError as bad:  # a broken chunk or compression (acs/web/guard.py)
+            # aiohttp's text is "400, message:\n  <reason>": the reason is the last line
+            reason = str(bad).strip().splitlines()[-1].strip()
+            if not reason.startswith("malformed body"):
+                reason = f"malformed body: {reason}"
+            return self._reject(400, reason, remote)
 
         if self.relay is not None and not is_relayed(request):
             owner = self.relay.foreign_owner(request.cookies.get(COOKIE))

@@ -29,7 +29,7 @@ from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_exceptions import HttpProcessingError, InvalidURLError
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 
@@ -46,6 +46,8 @@ _TIMEOUT_408 = (
 def reason_of(exc: BaseException) -> str:
     """What went wrong, without what the client sent: aiohttp's message is a
     reason line, then an excerpt of the raw bytes (header values, a body)."""
+    if isinstance(exc, InvalidURLError):
+        return "InvalidURLError: the request target is not a URL"  # its message is the target
     text = getattr(exc, "message", None) or str(exc)
     first = next((line.strip() for line in str(text).splitlines() if line.strip()), "")
     # the reason ends where the excerpt starts: "...: b'GET /secret'", "...: bytearray(",

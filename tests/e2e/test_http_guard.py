@@ -206,6 +206,7 @@ GARBAGE = [
     (b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03secret", "HTTPS"),
     (b"POST / HTTP/1.1\r\nHost: x\r\nX: secret\x00\x01\r\n\r\n", "header value"),
     (b"POST /" + b"s" * 9000 + b" HTTP/1.1\r\n\r\n", "LineTooLong"),
+    (b"POST secret-target HTTP/1.1\r\nHost: x\r\n\r\n", "InvalidURLError"),
 ]
 
 

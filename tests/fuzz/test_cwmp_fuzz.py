@@ -68,6 +68,9 @@ async def acs_pair(database_url: str, tmp_path_factory: Any) -> AsyncIterator[di
         "max_sessions_per_worker": 5000,
         "max_sessions_per_address": 5000,
         "max_sessions_per_credential": 5000,
+        # a request whose framing promises more than it sends is closed soon
+        "http_header_timeout_s": 2.0,
+        "http_body_timeout_s": 1.0,
     }
     open_ = make_settings(data_dir=tmp_path_factory.mktemp("fuzz-open"), **common)
     guarded = make_settings(
@@ -139,16 +142,21 @@ class RawCpe:
             self._conn = None
 
 
-async def read_answer(reader: asyncio.StreamReader) -> Answer:
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
+async def read_answer(reader: asyncio.StreamReader, head_only: bool = False) -> Answer:
+    while True:
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        if not 100 <= status < 200:  # 100 Continue comes before the answer
+            break
     headers: dict[str, str] = {}
     for line in lines[1:]:
         if ":" in line:
             k, _, v = line.partition(":")
             headers.setdefault(k.strip().lower(), v.strip())
-    if headers.get("transfer-encoding", "").lower() == "chunked":
+    if head_only:
+        body = b""  # the answer to HEAD has the headers of a GET, not its body
+    elif headers.get("transfer-encoding", "").lower() == "chunked":
         body = b""
         while size := int((await reader.readuntil(b"\r\n")).strip() or b"0", 16):
             body += await reader.readexactly(size + 2)
@@ -816,3 +824,77 @@ async def test_hostile_usernames_are_refused_not_500(
     # a NUL in a header is refused by the HTTP parser itself (400), the rest by auth
     assert answer.status in (400, 401), (answer.status, answer.body[:300])
     await assert_absent_or_complete(running.pool, prefix, False, False)
+
+
+# ------------------------------------------------------------------ HTTP framing
+
+METHODS = [b"POST", b"GET", b"PUT", b"HEAD", b"OPTIONS", b"DELETE", b"P\xc3\xb6ST", b""]
+PATHS = [b"/", b"/cwmp", b"/%00", b"/../../etc/passwd", b"*", b"http://evil/", b"/" + b"p" * 300]
+HEADER_LINES = [
+    b"Content-Type: text/xml",
+    b"Content-Type: text/xml; charset=latin-1",
+    b"Content-Type: application/x-www-form-urlencoded",
+    b"Transfer-Encoding: chunked",
+    b"Transfer-Encoding: gzip, chunked",
+    b"Content-Encoding: gzip",
+    b"Content-Encoding: deflate",
+    b"Content-Length: 0",
+    b"Content-Length: 10",
+    b"Content-Length: -1",
+    b"Content-Length: 5, 6",
+    b"Expect: 100-continue",
+    b"Connection: keep-alive",
+    b"Connection: close, upgrade",
+    b"Upgrade: websocket",
+    b"Cookie: acs_session=" + b"c" * 100,
+    b"Cookie: ===;;;",
+    b"X-Forwarded-For: 10.0.0.1, garbage",
+    b"Authorization: Basic",
+    b"Host:",
+    b" folded: continuation",
+]
+
+
+@FUZZ
+@given(
+    listener=st.sampled_from(["cwmp", "api", "files"]),
+    method=st.sampled_from(METHODS),
+    path=st.sampled_from(PATHS),
+    version=st.sampled_from([b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2.0", b"HTTP/1.1x", b""]),
+    headers=st.lists(st.sampled_from(HEADER_LINES), max_size=5),
+    body=st.one_of(st.binary(max_size=64), hostile_cpe_messages()),
+)
+async def test_mutated_http_framing(
+    acs_pair: dict[str, Running],
+    listener: str,
+    method: bytes,
+    path: bytes,
+    version: bytes,
+    headers: list[bytes],
+    body: bytes,
+) -> None:
+    """Whatever the framing, an answer below 500 or a closed connection, and the
+    listener goes on serving."""
+    running = acs_pair["open"]
+    reader, writer = await asyncio.open_connection("127.0.0.1", running.ports[listener])
+    try:
+        head = b" ".join(filter(None, [method, path, version])) + b"\r\nHost: acs\r\n"
+        if not any(h.startswith((b"Content-Length", b"Transfer-Encoding")) for h in headers):
+            headers = [*headers, b"Content-Length: %d" % len(body)]
+        writer.write(head + b"".join(h + b"\r\n" for h in headers) + b"\r\n" + body)
+        try:
+            answer: Answer | None = await asyncio.wait_for(
+                read_answer(reader, head_only=method == b"HEAD"), 30
+            )
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError, IndexError):
+            answer = None  # closed, or not an HTTP answer we can read: no 5xx either way
+    finally:
+        writer.close()
+    no_5xx(answer)
+    probe = RawCpe(running.ports[listener])
+    try:
+        # a normal request afterwards is served (a 4xx for a non-CWMP body is fine)
+        after = await probe.post(b"")
+    finally:
+        await probe.close()
+    assert after is not None and after.status < 500

@@ -8,6 +8,7 @@ from aiohttp.http_exceptions import (
     BadHttpMethod,
     BadStatusLine,
     InvalidHeader,
+    InvalidURLError,
     LineTooLong,
 )
 
@@ -27,6 +28,8 @@ from acs.web.guard import reason_of
             "BadHttpMessage: Invalid header token",
         ),
         (ConnectionResetError(), "ConnectionResetError"),
+        # found by test_mutated_http_framing: the message is the raw request target
+        (InvalidURLError("/secret?password=x"), "InvalidURLError: the request target is not a URL"),
     ],
 )
 def test_reason_of(exc: Exception, reason: str) -> None:
