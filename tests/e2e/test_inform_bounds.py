@@ -123,12 +123,10 @@ async def test_inform_past_a_bound_is_fault_8003_naming_the_field(
         assert fault.fault_code == 8003
         assert field in fault.fault_string and problem in fault.fault_string, fault.fault_string
         async with db_pool.acquire() as conn:
+            # by serial: this test's own (other tests share the OUI and product class)
             written = await conn.fetchval(
-                "SELECT count(*) FROM devices WHERE serial_number = $1 OR oui = $2 "
-                "OR product_class = $3",
-                inform.device_id.serial_number,
-                inform.device_id.oui,
-                inform.device_id.product_class,
+                "SELECT count(*) FROM devices WHERE serial_number = ANY($1::text[])",
+                [serial, inform.device_id.serial_number],
             )
         assert written == 0
         assert acs.cwmp.by_id == {}
