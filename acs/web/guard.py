@@ -74,6 +74,7 @@ class GuardedHandler(RequestHandler):
         self._body_timeout_s = body_timeout_s
         self._timer: asyncio.TimerHandle | None = None
         self._phase = ""  # "headers" or "body" while a deadline runs
+        self._body_deadline = 0.0  # moved on by each piece of the body, checked when due
         self._body: StreamReader | None = None  # the last request's body
         self._requests_seen = 0
 
@@ -107,7 +108,11 @@ class GuardedHandler(RequestHandler):
                 )
             self._body = body
         if self._body is not None and not self._body.is_eof():
-            self._arm("body", self._body_timeout_s)  # each piece restarts the clock
+            # each piece restarts the clock; the timer itself is moved only when it
+            # fires, not for each of a large upload's thousands of pieces
+            self._body_deadline = self._loop.time() + self._body_timeout_s
+            if self._phase != "body":
+                self._arm("body", self._body_timeout_s)
         elif headers_done or in_body or not data:
             # a whole request, a body complete, or aiohttp re-feeding its own buffer;
             # an idle keep-alive connection is aiohttp's keepalive_timeout's business
@@ -129,12 +134,15 @@ class GuardedHandler(RequestHandler):
         self._phase = ""
 
     def _expired(self) -> None:
-        phase, self._timer = self._phase, None
+        phase, self._timer, self._phase = self._phase, None, ""
         transport = self.transport
         if transport is None or transport.is_closing():
             return
         if phase == "body":
             if self._body is None or self._body.is_eof():
+                return
+            if self._loop.time() < self._body_deadline:  # pieces came meanwhile
+                self._arm("body", self._body_deadline - self._loop.time())
                 return
             if self._reading_paused or self._buffer_paused:
                 # we stopped reading (a busy handler): the client is not late

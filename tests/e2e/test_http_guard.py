@@ -262,3 +262,33 @@ async def test_a_chunked_body_that_turns_to_garbage_gets_400_not_500(
     for record in caplog.records:
         assert record.exc_info is None, record.getMessage()
         assert "secret" not in record.getMessage()
+
+
+async def test_time_the_server_stops_reading_is_not_held_against_the_client() -> None:
+    """A handler busy before it reads a large body makes aiohttp stop reading the
+    socket (flow control): the client, blocked by us, is not late."""
+    from aiohttp import web
+
+    from acs.web.guard import GuardedRunner
+
+    async def slow_reader(request: web.Request) -> web.Response:
+        await asyncio.sleep(TIMEOUT_S * 2.5)  # busy: the socket buffers fill, reading pauses
+        return web.Response(text=str(len(await request.read())))
+
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_post("/", slow_reader)
+    runner = GuardedRunner(
+        app, listener="test", header_timeout_s=TIMEOUT_S, body_timeout_s=TIMEOUT_S
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    body = b"x" * (32 * 1024 * 1024)  # far more than the socket buffers hold
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"http://127.0.0.1:{port}/", data=body) as resp:
+                assert resp.status == 200
+                assert await resp.text() == str(len(body))
+    finally:
+        await runner.cleanup()
