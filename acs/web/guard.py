@@ -43,6 +43,11 @@ _TIMEOUT_408 = (
 )
 
 
+# where an excerpt of the request begins: a colon, or a quote opening a quoted
+# (or bytes) value; an apostrophe inside a word ("can't") is not one
+_EXCERPT = re.compile(r"""[:]|\s(?:b|bytearray\()?['"]""")
+
+
 def reason_of(exc: BaseException) -> str:
     """What went wrong, without what the client sent: aiohttp's message is a
     reason line, then an excerpt of the raw bytes (header values, a body)."""
@@ -52,7 +57,7 @@ def reason_of(exc: BaseException) -> str:
     first = next((line.strip() for line in str(text).splitlines() if line.strip()), "")
     # the reason ends where the excerpt starts: "...: b'GET /secret'", "...: bytearray(",
     # "Bad status line 'secret'"
-    phrase = re.split(r"[:'\"]", first, maxsplit=1)[0].strip()[:120]
+    phrase = _EXCERPT.split(first, maxsplit=1)[0].strip()[:120]
     return f"{type(exc).__name__}: {phrase}" if phrase else type(exc).__name__
 
 

@@ -35,3 +35,10 @@ from acs.web.guard import reason_of
 def test_reason_of(exc: Exception, reason: str) -> None:
     assert reason_of(exc) == reason
     assert "secret" not in reason_of(exc).lower()
+
+
+def test_an_apostrophe_is_not_an_excerpt() -> None:
+    exc = BadHttpMessage("Content-Length can't be present with Transfer-Encoding")
+    assert reason_of(exc) == (
+        "BadHttpMessage: Content-Length can't be present with Transfer-Encoding"
+    )
