@@ -34,6 +34,18 @@ class Settings(BaseSettings):
     public_host: str | None = Field(
         default=None, description="host name CPEs and operators use to reach us, for printed URLs"
     )
+    http_header_timeout_s: float = Field(
+        default=20.0,
+        gt=0,
+        description="every listener: request line and headers must arrive within this, "
+        "counted from the connection opening or a request's first byte; else 408 and close",
+    )
+    http_body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="every listener: the longest silence while a request body is received; "
+        "past it the connection is closed",
+    )
     workers: int = Field(
         default=1,
         ge=1,
@@ -115,6 +127,21 @@ class Settings(BaseSettings):
         ge=1,
         description="CWMP sessions in flight in one process; a new Inform past it gets "
         "HTTP 503 with Retry-After, and sessions already running finish",
+    )
+    # fair admission (acs/core/admission.py): behind a carrier-grade NAT hundreds
+    # of real CPEs share one address, so the per-address limit is generous; the
+    # shared credential's leaves room for CPEs with credentials of their own
+    max_sessions_per_address: int | None = Field(
+        default=None,
+        ge=1,
+        description="CWMP sessions in flight in one process from one client address; "
+        "unset: half of max_sessions_per_worker",
+    )
+    max_sessions_per_credential: int | None = Field(
+        default=None,
+        ge=1,
+        description="CWMP sessions in flight in one process under one CPE username; "
+        "unset: four fifths of max_sessions_per_worker",
     )
     session_timeout_s: float = Field(
         default=30.0, gt=0, description="a session idle longer than this is abandoned"
@@ -275,6 +302,14 @@ class Settings(BaseSettings):
         description="mark the session cookie Secure; unset: when the request came over"
         " TLS (directly or per X-Forwarded-Proto from a TLS-terminating proxy)",
     )
+
+    @model_validator(mode="after")
+    def _admission_defaults(self) -> Settings:
+        if self.max_sessions_per_address is None:
+            self.max_sessions_per_address = max(1, self.max_sessions_per_worker // 2)
+        if self.max_sessions_per_credential is None:
+            self.max_sessions_per_credential = max(1, self.max_sessions_per_worker * 4 // 5)
+        return self
 
     @model_validator(mode="after")
     def _shared_credential_is_whole(self) -> Settings:

@@ -57,8 +57,20 @@ ABANDONED: Final = "abandoned"
 REFUSED: Final = "refused"
 REJECTED: Final = "rejected"
 OVERLOADED: Final = "overloaded"
+# past a fair-admission limit (one client address, one CPE username)
+LIMITED_ADDRESS: Final = "limited_address"
+LIMITED_CREDENTIAL: Final = "limited_credential"
 DB_UNAVAILABLE: Final = "db_unavailable"
-SESSION_OUTCOMES: Final = (COMPLETED, ABANDONED, REFUSED, REJECTED, OVERLOADED, DB_UNAVAILABLE)
+SESSION_OUTCOMES: Final = (
+    COMPLETED,
+    ABANDONED,
+    REFUSED,
+    REJECTED,
+    OVERLOADED,
+    LIMITED_ADDRESS,
+    LIMITED_CREDENTIAL,
+    DB_UNAVAILABLE,
+)
 
 # Why a worker handed a CWMP request to the worker that owns its session
 # (acs/web/relay.py): the session cookie named it, or the CPE sent no usable
@@ -290,6 +302,13 @@ class Metrics:
         )
         for reason in RELAY_REASONS:
             self.relayed.labels(reason)
+        self.http_refused = Counter(
+            "acs_http_refused",
+            "Requests refused below the application (acs/web/guard.py), by listener and "
+            "reason: header_timeout, body_timeout, malformed",
+            ["listener", "reason"],
+            registry=r,
+        )
         self.database: DatabaseCollector | None = None
         if pool is not None:
             self.database = DatabaseCollector(pool, cache_s=db_cache_s, wait_s=db_wait_s)

@@ -40,6 +40,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
+from acs.config import Settings
 from bench import common, loadgen
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -415,7 +416,14 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     )
     dsn = await common.fresh_database(args.database)
     try:
-        extra = {"ACS_MAX_SESSIONS_PER_WORKER": str(args.max_sessions)} if args.max_sessions else {}
+        limit = str(args.max_sessions or Settings().max_sessions_per_worker)
+        # the whole simulated fleet comes from one address with one credential: the
+        # fair-admission limits, meant for one client among many, would cap the storm
+        extra = {
+            "ACS_MAX_SESSIONS_PER_WORKER": limit,
+            "ACS_MAX_SESSIONS_PER_ADDRESS": limit,
+            "ACS_MAX_SESSIONS_PER_CREDENTIAL": limit,
+        }
         serve_args = ("--workers", str(args.workers)) if args.workers > 1 else ()
         with common.running_acs(dsn, args.port, work / "acs", *serve_args, **extra) as acs:
             result["storm"] = await storm(

@@ -248,7 +248,10 @@ INFORM_SET = """
     last_inform = {src}.last_inform,
     last_boot = COALESCE({src}.last_boot, d.last_boot),
     last_bootstrap = COALESCE({src}.last_bootstrap, d.last_bootstrap),
-    last_events = {src}.last_events,
+    -- an empty Event list (firmware that reloaded its configuration sends one)
+    -- says nothing happened: it must not erase the events that did
+    last_events = CASE WHEN cardinality({src}.last_events) > 0
+                       THEN {src}.last_events ELSE d.last_events END,
     remote_address = COALESCE({src}.remote_address, d.remote_address),
     connection_request_url = COALESCE({src}.connection_request_url, d.connection_request_url),
     software_version = COALESCE({src}.software_version, d.software_version),

@@ -18,6 +18,8 @@ Rules that live here because they are about HTTP, not CWMP:
 - past ``max_sessions_per_worker`` sessions in flight a new Inform gets 503 with
   Retry-After before anything is read from or written to the database, so an
   overloaded process sheds new work instead of slowing every session down;
+  likewise past ``max_sessions_per_address`` from one client address or
+  ``max_sessions_per_credential`` under one CPE username (acs/core/admission.py);
 - with several worker processes, a request for a session another worker owns
   is relayed there (acs/web/relay.py).
 """
@@ -36,10 +38,13 @@ from typing import Any
 
 import asyncpg
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from acs.config import Settings
+from acs.core.admission import Admission, Limit, Ticket
 from acs.core.session_log import Transcript
 from acs.cwmp import messages as m
+from acs.cwmp.bounds import InformOutOfBounds, check_inform
 from acs.cwmp.session import (
     AcsSession,
     CpeRequestsDone,
@@ -55,6 +60,8 @@ from acs.metrics import (
     ABANDONED,
     COMPLETED,
     DB_UNAVAILABLE,
+    LIMITED_ADDRESS,
+    LIMITED_CREDENTIAL,
     OVERLOADED,
     REFUSED,
     REJECTED,
@@ -67,6 +74,7 @@ from acs.store import devices, sessions
 from acs.store import tasks as task_store
 from acs.store.db import UNAVAILABLE
 from acs.store.ids import device_id as make_device_id
+from acs.web.admission import claimed_username
 from acs.web.cpe_auth import THROTTLED_TEXT, UNAUTHORIZED_TEXT, AuthResult, CpeAuthenticator
 from acs.web.fota import FotaEndpoint
 from acs.web.proxy import client_address, client_scheme, via_proxy
@@ -83,6 +91,7 @@ RETRY_AFTER_S = "10"
 # that the refused do not all return in the same second
 OVERLOAD_RETRY_AFTER_S = (10, 40)
 DB_ERRORS = UNAVAILABLE
+_FROM = {"address": "from this address", "credential": "with this credential"}
 
 
 class CwmpEndpoint:
@@ -105,6 +114,11 @@ class CwmpEndpoint:
         # workers share the secret, so a cookie one of them signed is good at all
         self.cookies = SessionCookies(relay.workers.secret if relay is not None else os.urandom(32))
         self._opening = 0  # Informs past the overload check, not yet in by_id
+        assert settings.max_sessions_per_address and settings.max_sessions_per_credential
+        self.admission = Admission(
+            settings.max_sessions_per_address, settings.max_sessions_per_credential
+        )
+        self._tickets: dict[str, Ticket] = {}  # session id -> the slots it holds
         self._reaper: asyncio.Task[None] | None = None
         self.metrics.track_in_flight(lambda: len(self.by_id))
 
@@ -160,6 +174,12 @@ class CwmpEndpoint:
             return self._reject(413, too_large, remote, self._find_session(request))
         except (ConnectionError, asyncio.IncompleteReadError):
             return self._reject(400, "connection dropped while reading the body", remote)
+        except RequestPayloadError as bad:  # a broken chunk or compression (acs/web/guard.py)
+            # aiohttp's text is "400, message:\n  <reason>": the reason is the last line
+            reason = str(bad).strip().splitlines()[-1].strip()
+            if not reason.startswith("malformed body"):
+                reason = f"malformed body: {reason}"
+            return self._reject(400, reason, remote)
 
         if self.relay is not None and not is_relayed(request):
             owner = self.relay.foreign_owner(self._cookie_session(request))
@@ -258,31 +278,38 @@ class CwmpEndpoint:
         assert isinstance(inform, m.Inform)
         remote = client_address(request)
         ident = inform.device_id
-        if not ident.oui.strip() or not ident.serial_number.strip():
+        try:
+            # before the device id is even built: nothing of a bad Inform is stored
+            check_inform(inform)
+        except InformOutOfBounds as bad:
             return self._fault_reply(
-                400,
-                8003,
-                "DeviceId needs an OUI and a SerialNumber",
-                envelope.cwmp_ns,
-                envelope.cwmp_id,
-                remote,
-                None,
+                400, 8003, bad.reason, envelope.cwmp_ns, envelope.cwmp_id, remote, None
             )
         dev_id = make_device_id(ident.oui, ident.product_class, ident.serial_number)
         replacing = previous is not None and previous.device_id == dev_id
         # a CPE starting over takes its old session's place: no more load
-        if not replacing and self.in_flight() >= self.settings.max_sessions_per_worker:
-            return self._overloaded(dev_id, remote)
+        if not replacing:
+            if self.in_flight() >= self.settings.max_sessions_per_worker:
+                return self._overloaded(dev_id, remote)
+            # the claimed username, unverified: verifying may need the database
+            limit = self.admission.refusal(
+                remote, claimed_username(request.headers.get("Authorization"))
+            )
+            if limit is not None:
+                return self._limited(limit, dev_id, remote)
         if previous is not None and replacing:
             # the same CPE starting over (it rebooted, or gave up on the old one);
             # a proxy or pooled connection may carry other CPEs' sessions too,
             # and those go on untouched
             await self._drop(previous, "new Inform opened a new session")
+        ticket = self.admission.enter(remote)
         self._opening += 1
         try:
-            return await self._open(request, envelope, body, received_at, dev_id)
+            return await self._open(request, envelope, body, received_at, dev_id, ticket)
         finally:
             self._opening -= 1
+            if not ticket.kept:  # refused, failed or faulted: its slots are free again
+                self.admission.leave(ticket)
 
     def in_flight(self) -> int:
         """Sessions this worker holds, counting Informs being admitted right now: a
@@ -307,6 +334,26 @@ class CwmpEndpoint:
             headers={"Retry-After": str(random.randint(*OVERLOAD_RETRY_AFTER_S))},
         )
 
+    def _limited(self, limit: Limit, dev_id: str, remote: str | None) -> web.Response:
+        """A client past its fair share: told to come back later, like an overload."""
+        log(
+            logger,
+            logging.WARNING,
+            "session_refused",
+            device=dev_id,
+            remote=remote,
+            reason=f"{limit} limit",
+            limit=(
+                self.admission.per_address if limit == "address" else self.admission.per_credential
+            ),
+        )
+        self.metrics.session(LIMITED_ADDRESS if limit == "address" else LIMITED_CREDENTIAL)
+        return web.Response(
+            status=503,
+            text=f"too many sessions in progress {_FROM[limit]}, retry later\n",
+            headers={"Retry-After": str(random.randint(*OVERLOAD_RETRY_AFTER_S))},
+        )
+
     async def _open(
         self,
         request: web.Request,
@@ -314,6 +361,7 @@ class CwmpEndpoint:
         body: bytes,
         received_at: datetime,
         dev_id: str,
+        ticket: Ticket,
     ) -> web.StreamResponse:
         inform = envelope.body
         assert isinstance(inform, m.Inform)
@@ -341,6 +389,10 @@ class CwmpEndpoint:
                 remote,
                 None,
             )
+        # the verified username now: concurrent Informs claiming it may have
+        # passed the first check together, only this one is exact
+        if not self.admission.authenticate(ticket, verdict.username):
+            return self._limited("credential", dev_id, remote)
 
         acs = AcsSession(id_prefix=secrets.token_hex(4))
         event = acs.receive(envelope)
@@ -406,6 +458,8 @@ class CwmpEndpoint:
             )
             self._record_in(live, body, envelope, received_at)
         self.by_id[session_id] = live
+        ticket.kept = True
+        self._tickets[session_id] = ticket
         if request.transport is not None and not via_proxy(request):
             self.by_transport[request.transport] = session_id
             live.transports.add(request.transport)
@@ -631,6 +685,9 @@ class CwmpEndpoint:
         """The session is over: stop finding it, and count how it ended (once)."""
         if self.by_id.pop(live.session_id, None) is not None:
             self.metrics.session(outcome, time.monotonic() - live.started)
+        ticket = self._tickets.pop(live.session_id, None)
+        if ticket is not None:
+            self.admission.leave(ticket)
         # only the connections this session used: scanning every connection of
         # every session was quadratic in a boot storm
         for transport in live.transports:

@@ -12,6 +12,7 @@ import functools
 import hmac
 import logging
 import os
+import re
 import signal
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -44,6 +45,7 @@ from acs.web.cpe_auth import CpeAuthenticator, Credential, ha1_of
 from acs.web.cpe_auth_state import PgAuthState
 from acs.web.cwmp import CwmpEndpoint
 from acs.web.files import files_app
+from acs.web.guard import GuardedRunner
 from acs.web.proxy import TrustedProxies, parse_networks
 from acs.web.relay import Relay, Workers
 from acs.web.tls import TlsConfigError, server_context
@@ -94,6 +96,8 @@ def make_authenticator(
     async def lookup(username: str) -> Credential | None:
         if shared is not None and username == shared.username:
             return shared
+        if not _may_be_stored(username):
+            return None  # PostgreSQL would refuse the query: no such credential can exist
         async with pool.acquire() as conn:
             row = await credentials.get_credential(conn, username)
         if row is None:
@@ -119,6 +123,16 @@ def make_authenticator(
         state=PgAuthState(pool, throttle),
         allow_no_qop=settings.cpe_digest_allow_no_qop,
     )
+
+
+# NUL, and the lone surrogates undecodable header bytes turn into, are not text
+# PostgreSQL can hold; a hostile Authorization header carries both
+_NOT_STORABLE = re.compile("[\x00\ud800-\udfff]")
+USERNAME_MAX = 256
+
+
+def _may_be_stored(username: str) -> bool:
+    return len(username) <= USERNAME_MAX and _NOT_STORABLE.search(username) is None
 
 
 def ops_routes(
@@ -220,13 +234,24 @@ async def bulk_tick(pool: asyncpg.Pool, knock: bulk_jobs.Knock, tick_s: float) -
 
 async def _listen(
     app: web.Application,
-    host: str,
-    port: int,
+    listener: str,
+    settings: Settings,
     tls: ssl.SSLContext | None,
+    metrics: Metrics,
     reuse_port: bool = False,
     max_line_size: int = 8190,
 ) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(app, access_log=None, max_line_size=max_line_size)
+    host, port = settings.host, getattr(settings, f"{listener}_port")
+    # header and body deadlines, and one log line for malformed HTTP (acs/web/guard.py)
+    runner = GuardedRunner(
+        app,
+        listener=listener,
+        header_timeout_s=settings.http_header_timeout_s,
+        body_timeout_s=settings.http_body_timeout_s,
+        count=lambda reason: metrics.http_refused.labels(listener, reason).inc(),
+        access_log=None,
+        max_line_size=max_line_size,
+    )
     await runner.setup()
     site = web.TCPSite(
         runner, host, port, reuse_address=True, reuse_port=reuse_port or None, ssl_context=tls
@@ -307,18 +332,19 @@ async def running_acs(
 
         api = build_api_app(Services(settings, pool, requester, udp), api_extras)
         ports = {}
-        for name, app, port in (
-            ("cwmp", cwmp.app(), settings.cwmp_port),
-            ("api", api, settings.api_port),
-            ("files", files_app(settings, pool), settings.files_port),
+        for name, app in (
+            ("cwmp", cwmp.app()),
+            ("api", api),
+            ("files", files_app(settings, pool)),
         ):
             # outermost, so every handler and middleware sees the real client
             app.middlewares.insert(0, proxies.middleware())
             runner, ports[name] = await _listen(
                 app,
-                settings.host,
-                port,
+                name,
+                settings,
                 contexts[name],
+                metrics,
                 reuse_port=workers is not None,
                 max_line_size=API_MAX_LINE if name == "api" else 8190,
             )

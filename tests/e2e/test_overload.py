@@ -41,7 +41,10 @@ async def test_inform_past_the_limit_gets_503_and_open_sessions_finish(
     unique_serial: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    running = await start_acs(max_sessions_per_worker=3)
+    # the fleet shares one address: only the worker-wide limit is under test here
+    running = await start_acs(
+        max_sessions_per_worker=3, max_sessions_per_address=10, max_sessions_per_credential=10
+    )
     url = f"http://127.0.0.1:{running.ports['cwmp']}/"
     # the three CPEs stop at the first RPC the ACS sends them (discovery of a new
     # device) until released: their sessions are open and in flight
