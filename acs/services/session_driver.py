@@ -33,6 +33,7 @@ from acs.metrics import Metrics
 from acs.services import events as notify
 from acs.services import provisioning, rollout
 from acs.services.sealing_key import sealer
+from acs.store import campaigns as campaign_store
 from acs.store import credentials, devices, files, nat, session_logs, sessions
 from acs.store import tasks as task_store
 
@@ -129,6 +130,47 @@ class SessionDriver:
         self.metrics = metrics or Metrics()
 
     # ------------------------------------------------------------ CPE requests
+
+    async def open(
+        self, record: devices.InformRecord, session_id: str
+    ) -> sessions.Opened | None:
+        """Store the Inform and take the device's session lease; None while another
+        session of the device holds it (the CPE gets 8005 and retries).
+
+        A known device with its lease free costs one round trip and no
+        transaction; on first contact the device is created and
+        ``device.registered`` raised in the same transaction."""
+        # a secret in an Inform (a value change the CPE was told to report) is sealed
+        record.parameters = self.sealer.seal_values(record.device_id, record.parameters)
+        ttl = self.settings.session_timeout_s
+        async with self.pool.acquire() as conn:
+            opened = await sessions.open_session(conn, record, session_id, ttl)
+            if opened is None:  # first contact, or another session holds the lease
+                async with conn.transaction():
+                    opened = await self._open_the_long_way(conn, record, session_id)
+        return opened
+
+    async def _open_the_long_way(
+        self, conn: asyncpg.Connection, record: devices.InformRecord, session_id: str
+    ) -> sessions.Opened | None:
+        """Create the device on first contact, then take its lease; None if it is held."""
+        dev_id, ttl = record.device_id, self.settings.session_timeout_s
+        try:
+            locked = await sessions.acquire_session(conn, dev_id, session_id, ttl)
+        except LookupError:  # first contact: create the device, then lock it
+            device, is_new = await devices.upsert_from_inform(conn, record)
+            if is_new:
+                await notify.device_registered(conn, device)
+            locked = await sessions.acquire_session(conn, dev_id, session_id, ttl)
+        if not locked:
+            return None
+        await devices.upsert_from_inform(conn, record)
+        requeued = await task_store.requeue_running(conn, dev_id)
+        return sessions.Opened(
+            may_have_tasks=requeued > 0 or await task_store.has_pending(conn, dev_id),
+            in_campaign=await campaign_store.has_open_work(conn, dev_id),
+            tree_unknown=await devices.tree_is_empty(conn, dev_id),
+        )
 
     async def answer_cpe_request(self, live: LiveSession, request: m.Message) -> m.Message:
         """The ACS's answer to one of the CPE's own requests."""

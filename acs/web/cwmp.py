@@ -67,11 +67,8 @@ from acs.metrics import (
     REJECTED,
     Metrics,
 )
-from acs.services import events as notify
 from acs.services.session_driver import LiveSession, SessionDriver, now, root_for
-from acs.store import campaigns as campaign_store
-from acs.store import devices, sessions
-from acs.store import tasks as task_store
+from acs.store import devices
 from acs.store.db import UNAVAILABLE
 from acs.store.ids import device_id as make_device_id
 from acs.web.admission import claimed_username
@@ -410,17 +407,10 @@ class CwmpEndpoint:
             events=events,
             remote_address=remote,
             cwmp_version=cwmp_version_of(envelope, acs.use_cwmp_version),
-            # a secret in an Inform (a value change the CPE was told to report)
-            parameters=self.driver.sealer.seal_values(dev_id, inform.parameter_list),
+            parameters=inform.parameter_list,
             at=now(),
         )
-        ttl = self.settings.session_timeout_s
-        async with self.pool.acquire() as conn:
-            # a known device with its lock free: one round trip, no transaction
-            opened = await sessions.open_session(conn, record, session_id, ttl)
-            if opened is None:  # first contact, or another session holds the lock
-                async with conn.transaction():
-                    opened = await self._open_the_long_way(conn, record, session_id)
+        opened = await self.driver.open(record, session_id)
         if opened is None:
             log(
                 logger,
@@ -488,28 +478,6 @@ class CwmpEndpoint:
             secure=client_scheme(request) == "https",
         )
         return resp
-
-    async def _open_the_long_way(
-        self, conn: asyncpg.Connection, record: devices.InformRecord, session_id: str
-    ) -> sessions.Opened | None:
-        """Create the device on first contact, then take its lock; None if it is held."""
-        dev_id, ttl = record.device_id, self.settings.session_timeout_s
-        try:
-            locked = await sessions.acquire_session(conn, dev_id, session_id, ttl)
-        except LookupError:  # first contact: create the device, then lock it
-            device, is_new = await devices.upsert_from_inform(conn, record)
-            if is_new:
-                await notify.device_registered(conn, device)
-            locked = await sessions.acquire_session(conn, dev_id, session_id, ttl)
-        if not locked:
-            return None
-        await devices.upsert_from_inform(conn, record)
-        requeued = await task_store.requeue_running(conn, dev_id)
-        return sessions.Opened(
-            may_have_tasks=requeued > 0 or await task_store.has_pending(conn, dev_id),
-            in_campaign=await campaign_store.has_open_work(conn, dev_id),
-            tree_unknown=await devices.tree_is_empty(conn, dev_id),
-        )
 
     async def _continue(self, live: LiveSession, envelope: Envelope | None) -> web.StreamResponse:
         # the session timeout counts the CPE's silence, not our own work: a
