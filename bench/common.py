@@ -177,6 +177,8 @@ def running_acs(dsn: str, port: int, data_dir: Path, *args: str, **extra: str): 
     data_dir.mkdir(parents=True, exist_ok=True)
     env = acs_env(dsn, port, data_dir, **extra)
     name = f"bench-{time.time_ns()}"
+    # a fresh database: the CLI creates an installation only when told to
+    subprocess.run([str(BIN / "acs"), "migrate"], env=env, check=True, capture_output=True)
     token = subprocess.run(
         [str(BIN / "acs"), "token", "create", "--name", name, "--role", "admin"],
         env=env,

@@ -211,6 +211,8 @@ def measure_acs(
             ACS_STUN_PORT="0",
             ACS_LOG_LEVEL="WARNING",
         )
+        # a fresh database: the CLI creates an installation only when told to
+        subprocess.run([str(BIN / "acs"), "migrate"], env=env, check=True, capture_output=True)
         token = subprocess.run(
             [str(BIN / "acs"), "token", "create", "--name", "bench", "--role", "admin"],
             env=env,

@@ -220,7 +220,8 @@ async def _http(
     except TimeoutError:
         requester.metrics.connection_request("timeout")
         elapsed = round(time.monotonic() - begun, 3)
-        reason = f"timeout after {limit_s:.1f} s (its share of the connection-request timeout)"
+        # worded as the requester's own timeout: callers compare reasons
+        reason = f"timeout after {limit_s:.1f} s"
         return ConnectionRequestResult(False, None, reason, elapsed, "timeout")
 
 

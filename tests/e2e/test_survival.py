@@ -904,7 +904,8 @@ async def test_dead_connection_request_targets_answer_in_time_and_starve_nobody(
         assert took < 0.5, (took, body)  # no wait behind the hung knocks
         await healthy.wait_for(lambda: healthy.devices[serial].sessions_ok >= 2, 10)
         for status, body, took in await asyncio.gather(*stormed):
-            assert status == 200 and not body["ok"] and body["reason"].startswith("timeout")
+            # every channel is named: HTTP timed out, UDP had no binding to try
+            assert status == 200 and not body["ok"] and body["reason"].startswith("http: timeout")
             assert took < CR_TIMEOUT_S + slack, (took, body)
         assert hanging.most_open <= 4  # ACS_CONNECTION_REQUEST_PER_HOST's default
     finally:

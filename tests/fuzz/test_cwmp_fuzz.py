@@ -78,6 +78,10 @@ async def acs_pair(database_url: str, tmp_path_factory: Any) -> AsyncIterator[di
         cpe_auth="any",
         cpe_username="cpe",
         cpe_password="pw",
+        # every example fails to authenticate from one address: with the throttle
+        # on, all after the tenth would meet its 503 and no header would be parsed
+        # (the throttle has its own tests, tests/e2e/test_cpe_trust.py)
+        cpe_auth_max_failures=0,
         **common,
     )
     async with running_acs(open_, database_url) as a, running_acs(guarded, database_url) as b:

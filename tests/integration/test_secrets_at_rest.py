@@ -64,6 +64,9 @@ async def test_a_secret_is_stored_masked_beside_its_sealed_value(
     assert await read_secret(conn, sealer, dev.id, PSK) is None
 
 
+PASSPHRASE = "WiFi.AccessPoint.1.Security.KeyPassphrase"
+
+
 async def test_a_database_from_before_sealing_is_sealed_once(
     db_pool: asyncpg.Pool, conn: asyncpg.Connection, unique_serial
 ) -> None:
@@ -105,7 +108,7 @@ async def test_a_database_from_before_sealing_is_sealed_once(
     policy = await conn.fetchval(
         "INSERT INTO policies (name, spec, enabled) VALUES ($1, $2, false) RETURNING id",
         unique_serial("old-policy-"),
-        {"parameters": [{"path": "WiFi.AccessPoint.1.Security.KeyPassphrase", "value": "old-pol"}]},
+        {"parameters": [{"path": PASSPHRASE, "value": "old-policy-passphrase"}]},
     )
     await conn.execute("DELETE FROM acs_keys WHERE name = $1", reseal.MARKER)
 
@@ -126,12 +129,12 @@ async def test_a_database_from_before_sealing_is_sealed_once(
     ]
     rows.append(await conn.fetchval("SELECT spec::text FROM policies WHERE id = $1", policy))
     for text in rows:
-        for clear in ("old-clear-cr", "old-clear-psk", "old-pol"):
+        for clear in ("old-clear-cr", "old-clear-psk", "old-policy-passphrase"):
             assert clear not in text, text
     row = await policy_store.get(conn, policy)
     assert row is not None
     opened = provisioning.load(row, sealer).policy.parameters[0].value.text
-    assert opened == "old-pol"  # what the engine sets, in clear
+    assert opened == "old-policy-passphrase"  # what the engine sets, in clear
     await conn.execute("DELETE FROM policies WHERE id = $1", policy)
     stored = await devices.get_parameters(conn, dev.id)
     assert stored["Device.UserInterface.SharedPassword"].value == "0"  # a switch, untouched
