@@ -9,7 +9,9 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,dev]'
+	@# setuptools' notice that a folder named like the package takes precedence over
+	@# the install: in a checkout that folder is the package, as intended
+	PYTHONWARNINGS='ignore:Editable installation' $(BIN)/pip install --quiet -e '.[test,dev]'
 	touch $(STAMP)
 
 ## make run: set up and start the ACS (embedded PostgreSQL unless ACS_DATABASE_URL is set)
