@@ -274,6 +274,17 @@ class Settings(BaseSettings):
         " requests; keep it above the CPEs' STUNMaximumKeepAlivePeriod",
     )
 
+    # --- XMPP connection requests (TR-069 Annex K); off while xmpp_server is unset
+    xmpp_server: str | None = Field(
+        default=None,
+        description="host[:port] (5222) of the operator's XMPP server the ACS logs in to",
+    )
+    xmpp_jid: str | None = Field(default=None, description="the ACS's own JID on that server")
+    xmpp_password: str | None = Field(default=None, description="the password of xmpp_jid")
+    xmpp_require_tls: bool = Field(
+        default=True, description="refuse an XMPP server that offers no STARTTLS"
+    )
+
     # --- API and files
     api_max_upload_bytes: int = Field(default=1024 * 1024 * 1024, ge=1)
     files_public_url: str | None = Field(
@@ -315,6 +326,12 @@ class Settings(BaseSettings):
     def _shared_credential_is_whole(self) -> Settings:
         if (self.cpe_username is None) != (self.cpe_password is None):
             raise ValueError("set both ACS_CPE_USERNAME and ACS_CPE_PASSWORD, or neither")
+        return self
+
+    @model_validator(mode="after")
+    def _xmpp_login_is_whole(self) -> Settings:
+        if self.xmpp_server and not (self.xmpp_jid and self.xmpp_password):
+            raise ValueError("ACS_XMPP_SERVER needs ACS_XMPP_JID and ACS_XMPP_PASSWORD")
         return self
 
     @field_validator("tls_listeners")

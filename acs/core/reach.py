@@ -1,10 +1,12 @@
-"""Which way to knock on a device (TR-069 3.2.2 HTTP, TR-111 Part 2 UDP): pure rules.
+"""Which way to knock on a device (TR-069 3.2.2 HTTP, TR-111 Part 2 UDP, Annex K XMPP): pure rules.
 
 A CPE behind a NAT publishes a ConnectionRequestURL on its private address,
 which nobody outside can reach; what reaches it is a UDP datagram to the
 public binding its STUN keep-alives hold open (or the UDPConnectionRequestAddress
 it reports). This module decides, from what the ACS knows of a device, which
 channels are worth trying and in which order; acs.services.knock does the I/O.
+XMPP (Annex K) comes last: the device's ConnReqJabberID, through the operator's
+XMPP server the ACS is logged in to, reaches a CPE whatever NAT it sits behind.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from datetime import datetime, timedelta
 
 from yarl import URL
 
-CHANNELS = ("http", "udp")
+CHANNELS = ("http", "udp", "xmpp")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,7 @@ class Reach:
     binding: Binding | None
     udp_address: str | None  # UDPConnectionRequestAddress as the CPE reported it
     nat_detected: bool | None  # NATDetected as the CPE reported it; None: unknown
+    jabber_id: str | None = None  # ManagementServer.ConnReqJabberID (Annex K), a full JID
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +88,10 @@ def behind_nat(source_ip: str, connection_request_url: str | None) -> bool:
     return ip != ipaddress.ip_address(source_ip)
 
 
-def plan(reach: Reach, now: datetime, binding_fresh: timedelta) -> Plan:
-    """HTTP first where it can work, UDP first where the device sits behind a NAT;
-    each channel that cannot be tried at all is named with its reason."""
+def plan(reach: Reach, now: datetime, binding_fresh: timedelta, *, xmpp: bool = False) -> Plan:
+    """HTTP first where it can work, UDP first where the device sits behind a NAT,
+    XMPP after both (``xmpp``: the ACS has an XMPP server configured); each channel
+    that cannot be tried at all is named with its reason."""
     unusable: dict[str, str] = {}
     if not reach.connection_request_url:
         unusable["http"] = "the device has sent no ConnectionRequestURL"
@@ -110,6 +114,10 @@ def plan(reach: Reach, now: datetime, binding_fresh: timedelta) -> Plan:
             "no STUN binding and no UDPConnectionRequestAddress (STUN not enabled on the device?)"
         )
     natted = bool(reach.nat_detected) or (b is not None and b.nat_detected)
-    preferred = ("udp", "http") if natted else ("http", "udp")
+    if not xmpp:
+        unusable["xmpp"] = "XMPP not configured (ACS_XMPP_SERVER)"
+    elif not reach.jabber_id:
+        unusable["xmpp"] = "no ConnReqJabberID (the device reports none)"
+    preferred = ("udp", "http", "xmpp") if natted else ("http", "udp", "xmpp")
     order = tuple(c for c in preferred if c not in unusable)
     return Plan(order, target, unusable)

@@ -4,8 +4,8 @@ Used by the API (a job "now") and by campaigns and bulk jobs that pull
 devices in instead of waiting for their periodic Inform. One knock picks the
 channels that can reach the device (acs.core.reach: HTTP to its
 ConnectionRequestURL, UDP to its STUN binding or UDPConnectionRequestAddress,
-UDP first behind a NAT), tries them in order inside the one timeout, and
-records each channel's outcome for operators.
+UDP first behind a NAT, then XMPP to its ConnReqJabberID), tries them in order
+inside the one timeout, and records each channel's outcome for operators.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import asyncpg
 from acs.config import Settings
 from acs.connreq.http import ConnectionRequester, ConnectionRequestResult
 from acs.connreq.udp_sender import UdpConnectionRequester
+from acs.connreq.xmpp_client import XmppConnectionRequester
 from acs.core.reach import CHANNELS, plan
 from acs.core.sealing import Sealer
 from acs.core.secrets import is_sealed
@@ -92,6 +93,7 @@ async def knock(
     settings: Settings,
     dev_id: str,
     udp: UdpConnectionRequester | None = None,
+    xmpp: XmppConnectionRequester | None = None,
 ) -> ConnectionRequestResult:
     """Ask the device to open a session now, over the first channel that works."""
     start = time.monotonic()
@@ -103,7 +105,7 @@ async def knock(
         requester.metrics.connection_request("no_url")
         return ConnectionRequestResult(False, None, "unknown device", 0.0, "no_url")
     url, username, password = creds
-    p = plan(reach, since, timedelta(seconds=settings.stun_binding_fresh_s))
+    p = plan(reach, since, timedelta(seconds=settings.stun_binding_fresh_s), xmpp=xmpp is not None)
     unusable = dict(p.unusable)
     order = list(p.order)
     if udp is None and "udp" in order:
@@ -122,15 +124,19 @@ async def knock(
         # a channel with another behind it gets half the time, so a hanging one
         # leaves the next its chance inside the caller's timeout
         share = remaining if i == len(order) - 1 else remaining / 2
+
+        async def arrived() -> bool:
+            async with pool.acquire() as conn:
+                return await nat.connection_request_arrived(conn, dev_id, since)
+
         if channel == "http":
             assert url is not None
             r = await _http(requester, url, username, password, share)
+        elif channel == "xmpp":
+            assert xmpp is not None and reach.jabber_id is not None
+            r = await xmpp.send(reach.jabber_id, username, password, arrived, share)
         else:
             assert udp is not None and p.udp_target is not None
-
-            async def arrived() -> bool:
-                async with pool.acquire() as conn:
-                    return await nat.connection_request_arrived(conn, dev_id, since)
 
             async def retarget() -> tuple[str, int] | None:
                 async with pool.acquire() as conn:
@@ -226,7 +232,7 @@ async def _http(
 
 
 async def reach_view(
-    pool: asyncpg.Pool, settings: Settings, dev_id: str, *, udp_on: bool
+    pool: asyncpg.Pool, settings: Settings, dev_id: str, *, udp_on: bool, xmpp_on: bool = False
 ) -> dict[str, Any] | None:
     """What a knock on the device would do now, and how each channel last went."""
     async with pool.acquire() as conn:
@@ -235,7 +241,12 @@ async def reach_view(
             return None
         details = await nat.binding_details(conn, dev_id)
         last = await nat.outcomes(conn, dev_id)
-    p = plan(reach, datetime.now(UTC), timedelta(seconds=settings.stun_binding_fresh_s))
+    p = plan(
+        reach,
+        datetime.now(UTC),
+        timedelta(seconds=settings.stun_binding_fresh_s),
+        xmpp=xmpp_on,
+    )
     order, unusable = list(p.order), dict(p.unusable)
     if not udp_on and "udp" in order:
         order.remove("udp")
@@ -246,6 +257,7 @@ async def reach_view(
         "connectionRequestUrl": reach.connection_request_url,
         "udpConnectionRequestAddress": reach.udp_address,
         "natDetected": reach.nat_detected,
+        "connReqJabberId": reach.jabber_id,
         "stunBinding": details,
         "last": last,
     }

@@ -148,7 +148,9 @@ async def reach(conn: asyncpg.Connection, device_id: str) -> Reach | None:
                         dp.tree -> ($3 || 'ManagementServer.UDPConnectionRequestAddress'))
                    ->> 'v' AS udp_address,
                coalesce(dp.tree -> ($2 || 'ManagementServer.NATDetected'),
-                        dp.tree -> ($3 || 'ManagementServer.NATDetected')) ->> 'v' AS nat
+                        dp.tree -> ($3 || 'ManagementServer.NATDetected')) ->> 'v' AS nat,
+               coalesce(dp.tree -> ($2 || 'ManagementServer.ConnReqJabberID'),
+                        dp.tree -> ($3 || 'ManagementServer.ConnReqJabberID')) ->> 'v' AS jid
         FROM devices d LEFT JOIN device_parameters dp ON dp.device_id = d.id
         WHERE d.id = $1
         """,
@@ -163,6 +165,7 @@ async def reach(conn: asyncpg.Connection, device_id: str) -> Reach | None:
         binding=await binding(conn, device_id),
         udp_address=row["udp_address"] or None,
         nat_detected=None if nat in (None, "") else nat.lower() in ("1", "true"),
+        jabber_id=row["jid"] or None,
     )
 
 

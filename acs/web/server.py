@@ -28,6 +28,7 @@ from acs.config import LISTENERS, Settings
 from acs.connreq.http import ConnectionRequester
 from acs.connreq.stun_server import StunServer
 from acs.connreq.udp_sender import UdpConnectionRequester
+from acs.connreq.xmpp_client import XmppConnectionRequester
 from acs.core import secrets as secret_rules
 from acs.core.auth_throttle import Throttle
 from acs.core.reach import StunPeer
@@ -322,6 +323,17 @@ async def running_acs(
                 metrics=metrics,
             )
             closers.append(udp.close)
+        xmpp: XmppConnectionRequester | None = None
+        if settings.xmpp_server:
+            xmpp = XmppConnectionRequester(
+                settings.xmpp_server,
+                settings.xmpp_jid or "",
+                settings.xmpp_password or "",
+                require_tls=settings.xmpp_require_tls,
+                metrics=metrics,
+            )
+            xmpp.start()  # logs in (and back in) in the background; knocks fail fast meanwhile
+            closers.append(xmpp.close)
         ops = ops_routes(
             pool, metrics, settings.metrics_token, relay.all_metrics if relay else None
         )
@@ -330,7 +342,7 @@ async def running_acs(
             ops(app)
             ui.install(app)  # the web UI, on the API's port and its session-aware auth
 
-        api = build_api_app(Services(settings, pool, requester, udp), api_extras)
+        api = build_api_app(Services(settings, pool, requester, udp, xmpp), api_extras)
         ports = {}
         for name, app in (
             ("cwmp", cwmp.app()),
@@ -356,7 +368,7 @@ async def running_acs(
             ports["files"],
         )
         if workers is None or workers.index == 0:
-            await _start_background(settings, pool, metrics, requester, closers, udp)
+            await _start_background(settings, pool, metrics, requester, closers, udp, xmpp)
         if stun_port is not None:
             ports["stun"] = stun_port
         yield Running(settings, pool, cwmp, api, runners, ports, metrics, contexts)
@@ -418,6 +430,7 @@ async def _start_background(
     requester: ConnectionRequester,
     closers: list[Callable[[], Awaitable[None]]],
     udp: UdpConnectionRequester | None = None,
+    xmpp: XmppConnectionRequester | None = None,
 ) -> None:
     """The periodic ticks and the webhook sender: in one process only.
 
@@ -442,7 +455,7 @@ async def _start_background(
         campaign_tick,
         "interval",
         seconds=settings.campaign_tick_s,
-        args=[pool, functools.partial(knock, pool, requester, settings, udp=udp)],
+        args=[pool, functools.partial(knock, pool, requester, settings, udp=udp, xmpp=xmpp)],
         max_instances=1,
         coalesce=True,
     )
@@ -460,7 +473,7 @@ async def _start_background(
         seconds=settings.bulk_tick_s,
         args=[
             pool,
-            functools.partial(knock, pool, requester, settings, udp=udp),
+            functools.partial(knock, pool, requester, settings, udp=udp, xmpp=xmpp),
             settings.bulk_tick_s,
         ],
         max_instances=1,

@@ -254,12 +254,13 @@ def test_a_fresh_natted_binding_puts_udp_first_and_a_stale_one_is_named() -> Non
     assert p.udp_target == ("203.0.113.9", 40777) and p.order == ("udp", "http")
 
 
-def test_no_url_and_no_udp_leaves_nothing_with_both_reasons() -> None:
+def test_no_url_and_no_udp_leaves_nothing_with_every_reason() -> None:
     p = plan(reach(connection_request_url=None, udp_address="nonsense"), NOW, FRESH)
     assert p.order == ()
     assert p.unusable == {
         "http": "the device has sent no ConnectionRequestURL",
         "udp": "UDPConnectionRequestAddress 'nonsense' is not host:port",
+        "xmpp": "XMPP not configured (ACS_XMPP_SERVER)",
     }
 
 

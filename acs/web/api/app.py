@@ -433,7 +433,9 @@ def unknown_file(err: jobs.UnknownFile) -> ApiError:
 
 
 async def knock(svc: Services, dev_id: str) -> ConnectionRequestResult:
-    return await knock_device(svc.pool, svc.connreq, svc.settings, dev_id, svc.udp_connreq)
+    return await knock_device(
+        svc.pool, svc.connreq, svc.settings, dev_id, svc.udp_connreq, svc.xmpp_connreq
+    )
 
 
 @api.route(
@@ -484,7 +486,13 @@ async def connection_request_channels(request: web.Request) -> web.Response:
     which would be tried, in which order, why one would not, and how each last went."""
     dev_id = request.match_info["device_id"]
     svc = services(request)
-    view = await reach_view(svc.pool, svc.settings, dev_id, udp_on=svc.udp_connreq is not None)
+    view = await reach_view(
+        svc.pool,
+        svc.settings,
+        dev_id,
+        udp_on=svc.udp_connreq is not None,
+        xmpp_on=svc.xmpp_connreq is not None,
+    )
     if view is None:
         raise not_found(f"device {dev_id!r}")
     return json_out(M.ReachOut(**view))

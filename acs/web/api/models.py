@@ -138,7 +138,7 @@ class ConnectionRequestOut(BaseModel):
     reason: str
     elapsedS: float
     channel: str | None = Field(
-        default=None, description="http or udp: the channel that answered, or the last tried"
+        default=None, description="http, udp or xmpp: the channel that answered, or the last tried"
     )
     channels: dict[str, dict[str, Any]] | None = Field(
         default=None, description="each channel: tried or not, its outcome and reason"
@@ -151,6 +151,9 @@ class ReachOut(BaseModel):
     connectionRequestUrl: str | None
     udpConnectionRequestAddress: str | None
     natDetected: bool | None = Field(description="as the CPE reports NATDetected")
+    connReqJabberId: str | None = Field(
+        default=None, description="as the CPE reports ConnReqJabberID (XMPP, TR-069 Annex K)"
+    )
     stunBinding: dict[str, Any] | None = Field(
         description="the public address:port of the last STUN Binding Request, when seen, "
         "since when unchanged, how often it changed, and whether it showed a NAT"

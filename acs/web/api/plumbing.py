@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from acs.config import Settings
 from acs.connreq.http import ConnectionRequester
 from acs.connreq.udp_sender import UdpConnectionRequester
+from acs.connreq.xmpp_client import XmppConnectionRequester
 from acs.core.sealing import Sealer
 from acs.services import sealing_key
 from acs.services.accounts import SignIn
@@ -32,6 +33,7 @@ class Services:
     pool: asyncpg.Pool
     connreq: ConnectionRequester
     udp_connreq: UdpConnectionRequester | None = None  # None: ACS_STUN_ENABLE=false
+    xmpp_connreq: XmppConnectionRequester | None = None  # None: no ACS_XMPP_SERVER
     # one per process: its throttle and Argon2 gate serve the UI form and the API alike
     sign_in: SignIn = field(default=None)  # type: ignore[assignment]
 
