@@ -64,6 +64,13 @@ def rss_mb() -> float:
     help="behind a NAT: no inbound TCP connection requests; reachable by STUN + UDP only",
 )
 @click.option(
+    "--xmpp-server",
+    default=None,
+    help="host:port of an XMPP server: each CPE logs in as <serial>@DOMAIN/cwmp (Annex K)",
+)
+@click.option("--xmpp-domain", default="", help="the XMPP domain of the CPEs' accounts")
+@click.option("--xmpp-password", default="", help="the password of every CPE's XMPP account")
+@click.option(
     "--max-concurrent", type=click.IntRange(1), default=200, help="sessions in flight at once"
 )
 @click.option("--retry-min-wait", type=float, default=5.0, help="TR-069 3.2.1.1 m, seconds")
@@ -93,6 +100,9 @@ def main(
     cr_host: str,
     cr_port: int,
     nat: bool,
+    xmpp_server: str | None,
+    xmpp_domain: str,
+    xmpp_password: str,
     max_concurrent: int,
     retry_min_wait: float,
     ca_file: str | None,
@@ -108,6 +118,8 @@ def main(
     if acs_url is None:
         raise click.UsageError("Missing option '--acs-url' (the ACS's CWMP URL).")
     logging.basicConfig(level=logging.WARNING)
+    if xmpp_server and (":" not in xmpp_server or not xmpp_domain):
+        raise click.UsageError("--xmpp-server needs host:port and --xmpp-domain")
     try:
         parse_profiles(faults)
     except ProfileError as err:
@@ -129,6 +141,9 @@ def main(
         cr_host=cr_host,
         cr_port=cr_port,
         nat=nat,
+        xmpp_server=xmpp_server,
+        xmpp_domain=xmpp_domain,
+        xmpp_password=xmpp_password,
         cwmp_version=cwmp_version,
         max_concurrent=max_concurrent,
         timing=Timing(retry_min_wait_s=retry_min_wait),

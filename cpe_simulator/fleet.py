@@ -29,6 +29,7 @@ from cpe_simulator.datamodel import Identity, load_template
 from cpe_simulator.profiles import Timing, parse_profiles, profiles_for, retry_wait_range
 from cpe_simulator.stun import StunAgent
 from cpe_simulator.tree import ParameterTree
+from cpe_simulator.xmpp import XmppAgent
 
 
 @dataclass(slots=True)
@@ -55,6 +56,11 @@ class FleetConfig:
     # published ConnectionRequestURL leads nowhere, as a NATed CPE's private one
     # does from outside. STUN (when the ACS enables it) is then the way in.
     nat: bool = False
+    # XMPP connection requests (TR-069 Annex K): each CPE logs in to this server
+    # ("host:port") as <serial>@xmpp_domain/cwmp with xmpp_password
+    xmpp_server: str | None = None
+    xmpp_domain: str = ""
+    xmpp_password: str = ""
     cwmp_version: str = "1.0"  # "1.0" speaks urn:dslforum-org:cwmp-1-0, else cwmp-1-2
     max_concurrent: int = 200
     jitter: float = 0.1
@@ -89,6 +95,7 @@ class Fleet:
         self.http: aiohttp.ClientSession = None  # type: ignore[assignment]  # set by start()
         self.cr_server = ConnectionRequestServer(self)
         self.stun: dict[str, StunAgent] = {}  # devices with STUNEnable, by serial
+        self.xmpp: dict[str, XmppAgent] = {}  # with xmpp_server: every device, by serial
         self._heap: list[tuple[float, int, str]] = []
         self._seq = itertools.count()
         self._wakeup = asyncio.Event()
@@ -165,6 +172,15 @@ class Fleet:
                 tree.take_value_changes()
             cpe = SimulatedCpe(self, tree, profiles_for(serial, self.shares))
             self.devices[serial] = cpe
+            if c.xmpp_server:
+                host, _, xport = c.xmpp_server.rpartition(":")
+                agent = XmppAgent(self, cpe, (host, int(xport)), c.xmpp_domain, c.xmpp_password)
+                ms = f"{tree.root}ManagementServer."
+                tree.set_value_internal(ms + "ConnReqJabberID", agent.jid)
+                tree.set_value_internal(ms + "SupportedConnReqMethods", "HTTP,STUN,XMPP")
+                tree.take_value_changes()
+                self.xmpp[serial] = agent
+                agent.start()
             cpe.power_on()
             delay = self._rng.uniform(0, c.ramp_s) if c.ramp_s > 0 else 0.0
             self._push(cpe, delay)
@@ -192,6 +208,8 @@ class Fleet:
             await asyncio.wait(pending, timeout=5)
         for agent in self.stun.values():
             await agent.stop()
+        for xagent in self.xmpp.values():
+            await xagent.stop()
         await self.cr_server.stop()
 
     async def __aenter__(self) -> Fleet:
