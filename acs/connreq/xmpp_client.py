@@ -93,6 +93,17 @@ class XmppConnectionRequester:
     def where(self) -> str:
         return f"{self.host}:{self.port}"
 
+    def status(self) -> dict[str, object]:
+        """For operators: where, as whom, whether logged in now, and if not why."""
+        up = self.client is not None
+        return {
+            "server": self.where,
+            "jid": self.jid,
+            "connected": up,
+            "reason": None if up else self.last_error,
+            "logins": self.connects,
+        }
+
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._supervise())

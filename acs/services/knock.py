@@ -232,7 +232,12 @@ async def _http(
 
 
 async def reach_view(
-    pool: asyncpg.Pool, settings: Settings, dev_id: str, *, udp_on: bool, xmpp_on: bool = False
+    pool: asyncpg.Pool,
+    settings: Settings,
+    dev_id: str,
+    *,
+    udp_on: bool,
+    xmpp: XmppConnectionRequester | None = None,
 ) -> dict[str, Any] | None:
     """What a knock on the device would do now, and how each channel last went."""
     async with pool.acquire() as conn:
@@ -245,7 +250,7 @@ async def reach_view(
         reach,
         datetime.now(UTC),
         timedelta(seconds=settings.stun_binding_fresh_s),
-        xmpp=xmpp_on,
+        xmpp=xmpp is not None,
     )
     order, unusable = list(p.order), dict(p.unusable)
     if not udp_on and "udp" in order:
@@ -258,6 +263,7 @@ async def reach_view(
         "udpConnectionRequestAddress": reach.udp_address,
         "natDetected": reach.nat_detected,
         "connReqJabberId": reach.jabber_id,
+        "xmppServer": None if xmpp is None else xmpp.status(),
         "stunBinding": details,
         "last": last,
     }

@@ -491,7 +491,7 @@ async def connection_request_channels(request: web.Request) -> web.Response:
         svc.settings,
         dev_id,
         udp_on=svc.udp_connreq is not None,
-        xmpp_on=svc.xmpp_connreq is not None,
+        xmpp=svc.xmpp_connreq,
     )
     if view is None:
         raise not_found(f"device {dev_id!r}")

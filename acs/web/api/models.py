@@ -154,6 +154,10 @@ class ReachOut(BaseModel):
     connReqJabberId: str | None = Field(
         default=None, description="as the CPE reports ConnReqJabberID (XMPP, TR-069 Annex K)"
     )
+    xmppServer: dict[str, Any] | None = Field(
+        default=None,
+        description="the ACS's XMPP connection: server, JID, connected, why not, logins so far",
+    )
     stunBinding: dict[str, Any] | None = Field(
         description="the public address:port of the last STUN Binding Request, when seen, "
         "since when unchanged, how often it changed, and whether it showed a NAT"

@@ -34,5 +34,12 @@ def task_out(t: task_store.Task, cr: ConnectionRequestResult | None = None) -> M
         fault=fault,
         connectionRequest=None
         if cr is None
-        else {"ok": cr.ok, "status": cr.status, "reason": cr.reason, "elapsedS": cr.elapsed_s},
+        else {
+            "ok": cr.ok,
+            "status": cr.status,
+            "reason": cr.reason,
+            "elapsedS": cr.elapsed_s,
+            "channel": cr.channel,  # which one brought the device (http, udp, xmpp)
+            "channels": cr.channels,
+        },
     )
