@@ -49,12 +49,18 @@ class _Client(slixmpp.ClientXMPP):
         self.plugin["feature_mechanisms"].unencrypted_scram = not require_tls
         self.outcome: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         self.add_event_handler("session_start", self._started)
-        self.add_event_handler(
-            "failed_all_auth", lambda _e: self._ended("login refused (ACS_XMPP_JID/PASSWORD)")
-        )
+        self.require_tls = require_tls
+        self.add_event_handler("failed_all_auth", self._no_login)
         self.add_event_handler("connection_failed", lambda e: self._ended(f"cannot connect: {e}"))
         self.add_event_handler("disconnected", lambda e: self._ended(f"disconnected: {e}"))
         self.gone: asyncio.Event = asyncio.Event()
+
+    def _no_login(self, _event: object) -> None:
+        if self.require_tls and not _secure(self):
+            # SASL over a plain stream is off with TLS required: no mechanism was left
+            self._ended("the XMPP server offered no STARTTLS (ACS_XMPP_REQUIRE_TLS=true)")
+        else:
+            self._ended("login refused (ACS_XMPP_JID/ACS_XMPP_PASSWORD)")
 
     async def _started(self, _event: object) -> None:
         self.send_presence()  # available, so servers route IQs to this resource

@@ -248,3 +248,63 @@ async def test_the_server_down_fails_fast_and_the_acs_logs_in_again(
     finally:
         await fleet.stop()
         await client.close()
+
+
+async def test_a_cpe_answers_service_unavailable_to_a_jid_it_does_not_allow(
+    start_acs: StartAcs, db_pool: asyncpg.Pool, unique_serial, xmpp_server: prosody.Prosody
+) -> None:
+    acs = await start_acs(**xmpp_settings(xmpp_server), **CR)
+    client = Client(acs, await token(db_pool, "operator", unique_serial))
+    fleet, dev = await xmpp_device(acs, db_pool, client, xmpp_server, unique_serial("XAL"))
+    try:
+        serial = next(iter(fleet.devices))
+        ms = "Device.ManagementServer."
+        fleet.devices[serial].tree.set_value_internal(
+            ms + "ConnReqAllowedJabberIDs", f"other-acs@{xmpp_server.domain}"
+        )
+        status, body = await client.call("POST", f"/devices/{dev}/connection-request")
+        assert status == 200 and body["ok"] is False, body
+        assert body["channels"]["xmpp"]["outcome"] == "refused"
+        assert "xmpp: IQ error service-unavailable" in body["reason"], body["reason"]
+        assert fleet.counters[("xmpp_connection_request", "not_allowed")] == 1
+        # the ACS's own bare JID in the list: accepted
+        fleet.devices[serial].tree.set_value_internal(
+            ms + "ConnReqAllowedJabberIDs",
+            f"other-acs@{xmpp_server.domain},acs@{xmpp_server.domain}",
+        )
+        status, body = await client.call("POST", f"/devices/{dev}/connection-request")
+        assert status == 200 and body["ok"] is True and body["channel"] == "xmpp", body
+    finally:
+        await fleet.stop()
+        await client.close()
+
+
+async def test_with_tls_required_a_plain_server_is_refused_with_the_reason(
+    start_acs: StartAcs, db_pool: asyncpg.Pool, unique_serial, xmpp_server: prosody.Prosody
+) -> None:
+    acs = await start_acs(**{**xmpp_settings(xmpp_server), "xmpp_require_tls": True}, **CR)
+    client = Client(acs, await token(db_pool, "operator", unique_serial))
+    fleet = Fleet(
+        FleetConfig(
+            acs_url=cwmp_url(acs), serial_prefix=unique_serial("XTLS"), nat=True, timing=FAST
+        )
+    )
+    await fleet.start()
+    serial = next(iter(fleet.devices))
+    dev = device_id(fleet.config.oui, fleet.config.product_class, serial)
+    try:
+        await fleet.wait_for(lambda: fleet.devices[serial].sessions_ok >= 1, 15)
+
+        async def refused() -> Any:
+            _s, v = await client.call("GET", f"/devices/{dev}/connection-request")
+            return v["xmppServer"] if v["xmppServer"]["reason"] != "not connected yet" else None
+
+        state = await wait_until(refused, 10, "the ACS's first XMPP login attempt")
+        assert state["connected"] is False and state["logins"] == 0
+        assert "offered no STARTTLS" in state["reason"], state
+        _s, view = await client.call("GET", f"/devices/{dev}/connection-request")
+        # this CPE reports no ConnReqJabberID: the channel is left out, with that reason
+        assert view["unusable"]["xmpp"].startswith("no ConnReqJabberID"), view
+    finally:
+        await fleet.stop()
+        await client.close()
