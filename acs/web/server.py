@@ -532,6 +532,8 @@ def print_banner(acs: Running, dsn: str, *, embedded: bool, workers: Workers | N
     if "stun" in acs.ports:
         host = settings.public_host or "127.0.0.1"
         print(f"STUN (TR-111, UDP):           {host}:{acs.ports['stun']} (STUNServerAddress/Port)")
+    if settings.xmpp_server:
+        print(f"XMPP (Annex K):               {settings.xmpp_jid} on {settings.xmpp_server}")
     print(f"API (operators):              {acs.url('api', '/api/v1/')}")
     print("  create a token: .venv/bin/acs token create --name me --role admin")
     print(f"  metrics: {acs.url('api', '/metrics')}, health: /healthz, /readyz")
