@@ -5,7 +5,8 @@ its connection dropped and its cookie gone with the RAM, so the new Inform comes
 on a new connection that proves nothing but its credentials. TR-069 allows one
 session per device, so while the old session waits on the CPE the new Inform
 proves it dead: it is ended at once, its job given back without spending an
-attempt. A request the ACS is working on right now proves the opposite (8005),
+attempt. A request the ACS is working on right now proves the opposite (8005:
+tests/e2e/test_cwmp_sessions.py, test_second_concurrent_session_is_refused_with_8005),
 and only the device's own credentials may end its session.
 """
 
@@ -100,63 +101,6 @@ async def test_a_cpe_back_from_a_power_loss_is_served_at_once_and_its_job_keeps_
     log = await session_log(db_pool, dev, old)
     assert (log.outcome, log.reason) == ("abandoned", SUPERSEDED)
     assert acs.cwmp.by_id == {}
-
-
-async def test_a_concurrent_inform_while_the_acs_works_on_the_session_gets_8005(
-    start_acs: StartAcs, db_pool: asyncpg.Pool, unique_serial
-) -> None:
-    acs = await start_acs(session_timeout_s=120)
-    serial = unique_serial()
-    cpe = CpeDouble(cwmp_url(acs), serial)
-    twin = CpeDouble(cwmp_url(acs), serial)  # the same device id, its own connection
-    dev = dev_of(cpe)
-    try:
-        await cpe.session(["0 BOOTSTRAP"])
-        job = await job_in_flight(cpe, db_pool)
-        old = live_session_of(acs, dev)
-        answer = cpe.answer(m.GetParameterValues(parameter_names=["Device.DeviceInfo.UpTime"]))
-        # hold the job's row: the ACS, recording the CPE's answer, waits on it mid-request
-        async with db_pool.acquire() as lock:
-            tx = lock.transaction()
-            await tx.start()
-            await lock.execute("SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE", job.id)
-            answering = asyncio.ensure_future(cpe.post(answer))
-            try:
-                for _ in range(100):
-                    # not on ``lock``: in a transaction, pg_stat_activity is one snapshot
-                    waiting = await db_pool.fetchval(
-                        "SELECT count(*) FROM pg_stat_activity"
-                        " WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE tasks%'"
-                    )
-                    if waiting and acs.cwmp.by_id[old].busy:
-                        break
-                    await asyncio.sleep(0.05)
-                else:
-                    rows = await db_pool.fetch(
-                        "SELECT wait_event_type, state, left(query, 80) AS q"
-                        " FROM pg_stat_activity WHERE datname = current_database()"
-                    )
-                    raise AssertionError(
-                        ("the ACS never got to the job's row", answering.done(), rows)
-                    )
-                refused = await twin.post(twin.inform_message(["1 BOOT"]))
-                assert refused.status == 200
-                assert isinstance(refused.message, m.Fault), refused.body[:300]
-                assert refused.message.fault_code == 8005
-                assert old in acs.cwmp.by_id  # not ended by it
-            finally:
-                await tx.rollback()
-        end = await answering
-        assert end.status == 204, end.body[:300]  # the old session went on to its end
-        async with db_pool.acquire() as conn:
-            done = await tasks.get_task(conn, job.id)
-        assert done is not None and done.status == "done" and done.attempts == 1
-        assert done.restarts == 0
-        log = await session_log(db_pool, dev, old)
-        assert (log.outcome, log.reason) == ("completed", None)
-    finally:
-        await cpe.close()
-        await twin.close()
 
 
 async def test_only_the_devices_own_credential_ends_its_session(
