@@ -103,6 +103,41 @@ async def test_a_cpe_back_from_a_power_loss_is_served_at_once_and_its_job_keeps_
     assert acs.cwmp.by_id == {}
 
 
+async def test_a_job_that_crashes_its_cpe_every_time_still_runs_out_of_attempts(
+    start_acs: StartAcs, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    """Restarts are free only ACS_MAX_TASK_ATTEMPTS times per job: then they cost an
+    attempt as a timeout does, and the job faults instead of coming back forever."""
+    acs = await start_acs(max_task_attempts=2, session_timeout_s=120)
+    serial = unique_serial()
+    cpe = CpeDouble(cwmp_url(acs), serial)
+    dev = dev_of(cpe)
+    async with db_pool.acquire() as conn:
+        await cpe.session(["0 BOOTSTRAP"])
+        job = await tasks.enqueue(conn, dev, "reboot", {})
+    await cpe.close()
+    seen: list[tuple[int, int]] = []
+    for _ in range(6):  # each time: sent the job's Reboot, the CPE dies before answering
+        cpe = CpeDouble(cwmp_url(acs), serial)
+        try:
+            reply = await cpe.post(cpe.inform_message(["1 BOOT"]))
+            assert isinstance(reply.message, m.InformResponse), reply.body[:300]
+            sent = await cpe.post(None)
+        finally:
+            await cpe.close()
+        async with db_pool.acquire() as conn:
+            state = await tasks.get_task(conn, job.id)
+        assert state is not None
+        if not isinstance(sent.message, m.Reboot):
+            break  # the job is over: the session had nothing to send
+        seen.append((state.attempts, state.restarts))
+    # the first two restarts gave the attempt back, the next two spent one each
+    assert seen == [(1, 0), (1, 1), (1, 2), (2, 2)], seen
+    assert state.status == "fault" and state.fault_string is not None
+    assert state.fault_string.startswith("timeout: the CPE did not answer in 2 sessions")
+    assert SUPERSEDED in state.fault_string
+
+
 async def test_only_the_devices_own_credential_ends_its_session(
     start_acs: StartAcs, db_pool: asyncpg.Pool, unique_serial
 ) -> None:
