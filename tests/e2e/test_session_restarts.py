@@ -13,8 +13,10 @@ and only the device's own credentials may end its session.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -188,11 +190,10 @@ async def test_only_the_devices_own_credential_ends_its_session(
         await stranger.close()
 
 
-async def test_a_restart_landing_on_the_other_worker_takes_over_through_the_owner(
-    database_url: str, db_pool: asyncpg.Pool, unique_serial
-) -> None:
+@contextlib.asynccontextmanager
+async def two_workers(database_url: str) -> AsyncIterator[tuple[Running, Running]]:
     """Two workers of one ACS (the secret `acs serve --workers 2` hands out), each on a
-    port of its own so that the test chooses where the new Inform lands."""
+    port of its own so that the test chooses where a request lands."""
     run_dir = Path(tempfile.mkdtemp(prefix="acs-restart-"))
     secret = secrets.token_bytes(32)
     contexts = []
@@ -205,7 +206,16 @@ async def test_a_restart_landing_on_the_other_worker_takes_over_through_the_owne
             ctx = running_acs(settings, database_url, Workers(index, 2, run_dir, secret))
             running.append(await ctx.__aenter__())
             contexts.append(ctx)
-        w0, w1 = running
+        yield running[0], running[1]
+    finally:
+        for ctx in reversed(contexts):
+            await ctx.__aexit__(None, None, None)
+
+
+async def test_a_restart_landing_on_the_other_worker_takes_over_through_the_owner(
+    database_url: str, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    async with two_workers(database_url) as (w0, w1):
         serial = unique_serial()
         user, pw = await per_device_credential(db_pool, serial)
         cpe = CpeDouble(cwmp_url(w0), serial, digest=(user, pw))
@@ -230,6 +240,48 @@ async def test_a_restart_landing_on_the_other_worker_takes_over_through_the_owne
         assert done.session_id is not None and done.session_id.startswith("1.")  # ran at w1
         log = await session_log(db_pool, dev, old)
         assert (log.outcome, log.reason) == ("abandoned", SUPERSEDED)
-    finally:
-        for ctx in reversed(contexts):
-            await ctx.__aexit__(None, None, None)
+
+
+async def test_a_concurrent_inform_at_the_other_worker_gets_8005_while_the_owner_is_busy(
+    database_url: str, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    async with two_workers(database_url) as (w0, w1):
+        serial = unique_serial()
+        user, pw = await per_device_credential(db_pool, serial)
+        cpe = CpeDouble(cwmp_url(w0), serial, digest=(user, pw))
+        twin = CpeDouble(cwmp_url(w1), serial, digest=(user, pw))
+        dev = dev_of(cpe)
+        try:
+            await cpe.session(["0 BOOTSTRAP"])
+            job = await job_in_flight(cpe, db_pool)
+            old = live_session_of(w0, dev)
+            answer = cpe.answer(m.GetParameterValues(UPTIME["parameterNames"]))
+            # the job's row held: recording the CPE's answer, worker 0 waits mid-request
+            async with db_pool.acquire() as lock, lock.transaction():
+                await lock.execute("SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE", job.id)
+                answering = asyncio.ensure_future(cpe.post(answer))
+                for _ in range(100):
+                    # not on ``lock``: in a transaction, pg_stat_activity is one snapshot
+                    waiting = await db_pool.fetchval(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE tasks%'"
+                    )
+                    if waiting and w0.cwmp.by_id[old].busy:
+                        break
+                    await asyncio.sleep(0.05)
+                else:
+                    answering.cancel()
+                    raise AssertionError("worker 0 never got to the job's row")
+                refused = await twin.post(twin.inform_message(["1 BOOT"]))
+                assert isinstance(refused.message, m.Fault), refused.body[:300]
+                assert refused.message.fault_code == 8005
+                assert old in w0.cwmp.by_id
+            end = await answering
+            assert end.status == 204, end.body[:300]
+            async with db_pool.acquire() as conn:
+                done = await tasks.get_task(conn, job.id)
+            assert done is not None and done.status == "done" and done.attempts == 1
+            assert (await session_log(db_pool, dev, old)).outcome == "completed"
+        finally:
+            await cpe.close()
+            await twin.close()
