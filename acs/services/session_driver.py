@@ -54,6 +54,10 @@ ACS_RPC_METHODS = [
 ]
 
 
+# the session log's reason for a session ended by its device's new Inform
+SUPERSEDED = "superseded by a new Inform of the device"
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 
@@ -131,9 +135,7 @@ class SessionDriver:
 
     # ------------------------------------------------------------ CPE requests
 
-    async def open(
-        self, record: devices.InformRecord, session_id: str
-    ) -> sessions.Opened | None:
+    async def open(self, record: devices.InformRecord, session_id: str) -> sessions.Opened | None:
         """Store the Inform and take the device's session lease; None while another
         session of the device holds it (the CPE gets 8005 and retries).
 
@@ -373,8 +375,10 @@ class SessionDriver:
                 type_of=types.get,
                 batch_size=self.settings.gpv_batch_size,
                 root=live.root,
-                # attempts counts the sessions that took the job before this one
-                sent_before=task.attempts > 0,
+                # attempts counts the sessions that took the job before this one;
+                # restarts those whose attempt was given back (the CPE restarted),
+                # which may have accepted a transfer all the same
+                sent_before=task.attempts > 0 or task.restarts > 0,
             )
         except task_rules.InvalidTask as bad:
             reason = bad.reason + "".join(f"; {e['path']}: {e['message']}" for e in bad.errors)
@@ -629,12 +633,22 @@ class SessionDriver:
                 conn, live.device_id, live.session_id, self.settings.session_timeout_s
             )
 
-    async def close(self, live: LiveSession, *, abandoned: bool, reason: str = "") -> None:
-        """End a session: give the device lock back; an abandoned one requeues its job."""
+    async def lease_holder(self, device_id: str) -> str | None:
+        """The session holding the device's lease now (None: free)."""
+        async with self.pool.acquire() as conn:
+            return await sessions.lease_holder(conn, device_id)
+
+    async def close(
+        self, live: LiveSession, *, abandoned: bool, reason: str = "", superseded: bool = False
+    ) -> None:
+        """End a session: give the device lock back; an abandoned one requeues its job.
+
+        ``superseded``: the device's new Inform proved this session dead (the CPE
+        restarted); its job in flight goes back without spending the attempt."""
         if abandoned:
             live.acs.abandon()
         task = live.work.task if abandoned and live.work is not None else None
-        given_up = task is not None and task.attempts + 1 >= self.settings.max_task_attempts
+        given_up = False
         async with self.pool.acquire() as conn:
             if task is None:
                 # the common case: the session log and the lock in one statement
@@ -643,6 +657,10 @@ class SessionDriver:
                     await sessions.release_session(conn, live.device_id, live.session_id)
             else:
                 async with conn.transaction():
+                    refunded = superseded and await task_store.refund_attempt(
+                        conn, live.device_id, live.session_id, self.settings.max_task_attempts
+                    )
+                    given_up = not refunded and task.attempts + 1 >= self.settings.max_task_attempts
                     if given_up:
                         # the CPE went away in the middle of this job every time: give up
                         why = (

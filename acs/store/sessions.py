@@ -156,3 +156,15 @@ async def live_session_of(
         device_id,
         remote_address,
     )
+
+
+async def lease_holder(conn: asyncpg.Connection, device_id: str) -> str | None:
+    """The session id holding this device's unexpired lease; None when it is free.
+    Its prefix names the worker that owns it (acs/web/relay.py)."""
+    return await conn.fetchval(
+        """
+        SELECT session_id FROM devices
+        WHERE id = $1 AND session_id IS NOT NULL AND session_expires_at >= clock_timestamp()
+        """,
+        device_id,
+    )

@@ -18,7 +18,7 @@ STATUSES = ("pending", "running", "done", "fault", "expired", "cancelled")
 _COLUMNS = (
     "id, device_id, name, args, status, created_at, not_before, expires_at, unique_key,"
     " attempts, session_id, started_at, finished_at, result, fault_code, fault_string,"
-    " command_key"
+    " command_key, restarts"
 )
 
 
@@ -41,6 +41,9 @@ class Task:
     fault_code: int | None
     fault_string: str | None
     command_key: str | None
+    # sessions of this job that ended because the CPE restarted (a new Inform),
+    # their attempt given back (refund_attempt)
+    restarts: int = 0
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Task:
@@ -216,6 +219,28 @@ async def requeue_running(conn: asyncpg.Connection, device_id: str) -> int:
         device_id,
     )
     return requeued
+
+
+async def refund_attempt(
+    conn: asyncpg.Connection, device_id: str, session_id: str, max_refunds: int
+) -> bool:
+    """Give back the attempt ``session_id`` spent on its running job, when the
+    session ended because the CPE restarted (a new Inform superseded it): the
+    job was sent and never answered, through no fault of its own. At most
+    ``max_refunds`` times per job (``restarts``), so that a job whose RPC crashes
+    the CPE still runs out of attempts. Call before requeue_running, in its
+    transaction; False when nothing was refunded."""
+    done = await conn.fetchval(
+        """
+        UPDATE tasks SET attempts = greatest(attempts - 1, 0), restarts = restarts + 1
+        WHERE device_id = $1 AND status = 'running' AND session_id = $2 AND restarts < $3
+        RETURNING 1
+        """,
+        device_id,
+        session_id,
+        max_refunds,
+    )
+    return done is not None
 
 
 async def cancel(conn: asyncpg.Connection, task_id: int) -> bool:

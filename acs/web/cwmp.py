@@ -67,7 +67,7 @@ from acs.metrics import (
     REJECTED,
     Metrics,
 )
-from acs.services.session_driver import LiveSession, SessionDriver, now, root_for
+from acs.services.session_driver import SUPERSEDED, LiveSession, SessionDriver, now, root_for
 from acs.store import devices
 from acs.store.db import UNAVAILABLE
 from acs.store.ids import device_id as make_device_id
@@ -308,6 +308,55 @@ class CwmpEndpoint:
             if not ticket.kept:  # refused, failed or faulted: its slots are free again
                 self.admission.leave(ticket)
 
+    async def _supersede(self, dev_id: str, username: str | None) -> bool:
+        """An authenticated Inform of a device whose lease is held: end the holder if
+        it is dead, and say whether the lease is worth trying again.
+
+        TR-069 allows one session per device at a time, so a new Inform while the
+        old session waits on the CPE (the ACS answered and works on none of its
+        requests) proves the CPE restarted: power loss, a crash, a new connection
+        without the cookie. The old one is ended at once instead of costing the
+        CPE 8005 until it times out. The lease row names the holder; another
+        worker's is asked through the relay (only the owner knows whether it is
+        busy, and it must write its log and give back its job itself)."""
+        holder = await self.driver.lease_holder(dev_id)
+        if holder is None:
+            return True  # it ended meanwhile: the lease is free
+        owner = self.relay.foreign_owner(holder) if self.relay is not None else None
+        if owner is not None:
+            assert self.relay is not None
+            return await self.relay.supersede(owner, holder, dev_id, username)
+        return await self.end_superseded(holder, dev_id, username)
+
+    async def end_superseded(self, session_id: str, dev_id: str, username: str | None) -> bool:
+        """End our session ``session_id`` for a new Inform of its device, as ``username``
+        authenticated it; True when it was ended. Refused (False) when the session
+        is not ours, of another device, opened under another CPE username (only
+        the credential that opened it may end it: with a shared one, any holder),
+        or busy: a request of it is being handled right now, so the CPE is alive
+        and the new Inform is genuinely concurrent (8005)."""
+        live = self.by_id.get(session_id)
+        if live is None or live.device_id != dev_id or live.username != username or live.busy:
+            return False
+        log(
+            logger,
+            logging.INFO,
+            "session_superseded",
+            device=dev_id,
+            session=session_id,
+            remote=live.remote,
+            job=live.work.task.id if live.work is not None and live.work.task else None,
+        )
+        # unreachable first: a late request of the dead session must not run in it
+        self._forget(live, ABANDONED)
+        try:
+            await self.driver.close(live, abandoned=True, reason=SUPERSEDED, superseded=True)
+        except DB_ERRORS as exc:
+            # its lease stays until it expires, and its job with it: as before
+            log(logger, logging.WARNING, "supersede_failed", device=dev_id, error=repr(exc))
+            return False
+        return True
+
     def in_flight(self) -> int:
         """Sessions this worker holds, counting Informs being admitted right now: a
         burst of Informs must not all pass the limit before the first is registered."""
@@ -411,6 +460,8 @@ class CwmpEndpoint:
             at=now(),
         )
         opened = await self.driver.open(record, session_id)
+        if opened is None and await self._supersede(dev_id, verdict.username):
+            opened = await self.driver.open(record, session_id)
         if opened is None:
             log(
                 logger,

@@ -26,6 +26,16 @@ so a request must reach that worker:
   query runs only on this miss path, never for a request a cookie or a
   connection identifies.
 
+A new Inform of a device whose lease another worker holds asks that owner to
+end the old session (``SUPERSEDE_PATH``): a CPE that restarted mid-session
+(power loss, crash) comes back on a new connection, without its cookie, and
+TR-069 allows one session at a time, so the old one is dead. Only the owner can
+tell whether that session is idle (waiting on the CPE) or busy in a request
+right now, and only it holds the job in flight and the transcript it must
+close; taking the lease over in PostgreSQL instead would leave the owner
+writing a session that is no longer the device's. The owner answers whether it
+ended the session; the new Inform then takes the free lease, else gets 8005.
+
 The private listener also serves each worker's own metrics, so that /metrics
 on any worker can answer for all of them (a scrape lands on a random worker).
 """
@@ -61,6 +71,7 @@ SCHEME_HEADER = "X-ACS-Relay-Scheme"
 # on the private listener, behind the relay token
 USER_HEADER = "X-ACS-Relay-Cpe-User"
 METRICS_PATH = "/_worker/metrics"
+SUPERSEDE_PATH = "/_worker/supersede"
 RELAYED = web.RequestKey("relayed", bool)
 # hop-by-hop headers (RFC 9110 7.6.1) and those the next hop sets again itself
 _NOT_FORWARDED = frozenset(
@@ -87,6 +98,8 @@ _MAX_SOCKET_PATH = 100
 RETRY_AFTER_S = "10"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# (session id, device id, verified CPE username) -> whether the owner ended it
+Supersede = Callable[[str, str, str | None], Awaitable[bool]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,9 +247,41 @@ class Relay:
         self.metrics.relay(reason)
         return web.Response(status=status, body=data or None, headers=answer)
 
+    async def supersede(
+        self, owner: int, session_id: str, device_id: str, username: str | None
+    ) -> bool:
+        """Ask the owner to end its session ``session_id`` of ``device_id``, which a
+        new Inform of the device (authenticated as ``username``) proves dead;
+        True when it did. An owner that is gone or does not answer ended nothing:
+        its lease then simply runs out, as before."""
+        doc = {"session": session_id, "device": device_id, "username": username}
+        try:
+            async with asyncio.timeout(10):
+                async with self._client(owner).post(
+                    f"http://worker{owner}{SUPERSEDE_PATH}",
+                    json=doc,
+                    headers={TOKEN_HEADER: self.workers.relay_token},
+                ) as resp:
+                    if resp.status != 200:
+                        log(
+                            logger,
+                            logging.WARNING,
+                            "relay_supersede_failed",
+                            owner=owner,
+                            status=resp.status,
+                        )
+                        return False
+                    answer = await resp.json()
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+            log(logger, logging.WARNING, "relay_supersede_failed", owner=owner, error=repr(exc))
+            return False
+        return isinstance(answer, dict) and answer.get("ended") is True
+
     # ------------------------------------------------------------ in: the private listener
 
-    def private_app(self, handle: Handler, max_body_bytes: int) -> web.Application:
+    def private_app(
+        self, handle: Handler, max_body_bytes: int, supersede: Supersede | None = None
+    ) -> web.Application:
         token = self.workers.relay_token.encode()
 
         @web.middleware
@@ -258,13 +303,33 @@ class Relay:
         async def own_metrics(_request: web.Request) -> web.Response:
             return web.Response(body=await self.metrics.render())
 
+        async def end_superseded(request: web.Request) -> web.Response:
+            try:
+                doc = await request.json()
+                session_id, device_id = doc["session"], doc["device"]
+                username = doc.get("username")
+                if not all(isinstance(v, str) for v in (session_id, device_id)) or not (
+                    username is None or isinstance(username, str)
+                ):
+                    raise TypeError("session and device must be strings")
+            except (ValueError, KeyError, TypeError) as bad:
+                return web.Response(status=400, text=f"not a supersede request: {bad}\n")
+            ended = supersede is not None and await supersede(session_id, device_id, username)
+            return web.json_response({"ended": ended})
+
         app = web.Application(client_max_size=max_body_bytes, middlewares=[relayed])
         app.router.add_get(METRICS_PATH, own_metrics)
+        # before the catch-all, which takes every other POST for a CWMP request
+        app.router.add_post(SUPERSEDE_PATH, end_superseded)
         app.router.add_post("/{tail:.*}", handle)
         return app
 
-    async def listen(self, handle: Handler, max_body_bytes: int) -> None:
-        self._runner = web.AppRunner(self.private_app(handle, max_body_bytes), access_log=None)
+    async def listen(
+        self, handle: Handler, max_body_bytes: int, supersede: Supersede | None = None
+    ) -> None:
+        self._runner = web.AppRunner(
+            self.private_app(handle, max_body_bytes, supersede), access_log=None
+        )
         await self._runner.setup()
         path = self.workers.socket_path(self.index)
         await web.UnixSite(self._runner, str(path)).start()

@@ -298,7 +298,7 @@ async def running_acs(
             relay,
         )
         if relay is not None:
-            await relay.listen(cwmp.handle, settings.max_body_bytes)
+            await relay.listen(cwmp.handle, settings.max_body_bytes, cwmp.end_superseded)
         requester = ConnectionRequester(
             timeout_s=settings.connection_request_timeout_s,
             max_concurrent=settings.connection_request_concurrency,

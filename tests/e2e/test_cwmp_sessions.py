@@ -9,7 +9,7 @@ import pytest
 
 from acs.cwmp import messages as m
 from acs.cwmp.soap import CWMP_NS_1_0, CWMP_NS_1_2, parse_envelope
-from acs.store import devices, tasks
+from acs.store import devices, session_logs, tasks
 from acs.store.ids import device_id
 from acs.web.server import Running
 from tests.e2e.conftest import StartAcs, cwmp_url
@@ -284,6 +284,9 @@ async def test_transfer_complete_closes_the_download_job(
 async def test_second_concurrent_session_is_refused_with_8005(
     acs: Running, db_pool: asyncpg.Pool, unique_serial
 ) -> None:
+    """Concurrent: the ACS is in the middle of a request of the first session. (An
+    Inform while the first one waits on its CPE proves that CPE restarted and ends
+    it instead: tests/e2e/test_session_restarts.py.)"""
     serial = unique_serial()
     first = CpeDouble(cwmp_url(acs), serial)
     twin = CpeDouble(cwmp_url(acs), serial)  # same device id, its own connection and cookies
@@ -296,17 +299,41 @@ async def test_second_concurrent_session_is_refused_with_8005(
             )
         reply = await first.post(first.inform_message(["2 PERIODIC"]))
         assert isinstance(reply.message, m.InformResponse)
-        refused = await twin.post(twin.inform_message(["2 PERIODIC"]))
-        assert refused.status == 200
-        assert isinstance(refused.message, m.Fault) and refused.message.fault_code == 8005
-        validate_envelope(refused.body)
-        # the first session is untouched and runs its job
         request = (await first.post(None)).message
         assert isinstance(request, m.GetParameterValues)
-        end = await first.post(first.answer(request))
+        [old] = [s.session_id for s in acs.cwmp.by_id.values() if s.device_id == dev_id]
+        # the job's row held: recording the first CPE's answer, the ACS waits mid-request
+        async with db_pool.acquire() as lock, lock.transaction():
+            await lock.execute("SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE", job.id)
+            answering = asyncio.ensure_future(first.post(first.answer(request)))
+            for _ in range(100):
+                # not on ``lock``: in a transaction, pg_stat_activity is one snapshot
+                waiting = await db_pool.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE tasks%'"
+                )
+                if waiting and acs.cwmp.by_id[old].busy:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                answering.cancel()
+                raise AssertionError("the ACS never got to the job's row")
+            refused = await twin.post(twin.inform_message(["2 PERIODIC"]))
+            assert refused.status == 200
+            assert isinstance(refused.message, m.Fault) and refused.message.fault_code == 8005
+            validate_envelope(refused.body)
+            assert old in acs.cwmp.by_id
+            # the lock is let go here (the transaction, having changed nothing, commits)
+        # the first session is untouched and finishes its job
+        end = await answering
         assert end.status == 204
         async with db_pool.acquire() as conn:
-            assert (await tasks.get_task(conn, job.id)).status == "done"
+            finished = await tasks.get_task(conn, job.id)
+            logs = await session_logs.list_sessions(conn, dev_id)
+        assert finished.status == "done" and finished.attempts == 1 and finished.restarts == 0
+        assert [(s.outcome, s.reason) for s in logs if s.session_key == old] == [
+            ("completed", None)
+        ]
         # and once it ended the twin may come in
         assert await twin.session(["2 PERIODIC"]) == []
     finally:

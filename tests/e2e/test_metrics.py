@@ -13,8 +13,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from acs.cwmp import messages as m
-from acs.store import tasks
+from acs.store import credentials, tasks
 from acs.store.db import drop_database, ensure_database, migrate
+from acs.store.ids import device_id
 from acs.web.server import Running, running_acs
 from tests.e2e.conftest import StartAcs, cwmp_url, make_settings
 from tests.e2e.cpe_double import CpeDouble
@@ -126,18 +127,26 @@ async def test_counters_move_with_a_fleets_sessions(
 
 
 async def test_every_way_a_session_ends_is_counted_once(
-    metered_acs: Running, unique_serial
+    metered_acs: Running, db_pool: asyncpg.Pool, unique_serial
 ) -> None:
     url = cwmp_url(metered_acs)
     first = CpeDouble(url, unique_serial(), digest=("cpe", "cpe-pw"))
-    twin = CpeDouble(url, first.identity.serial_number, digest=("cpe", "cpe-pw"))
+    # the device's own credential, not the shared one that opened the session: under
+    # the shared one the twin's Inform would be the same CPE restarting, and would
+    # end the waiting session (tests/e2e/test_session_restarts.py) instead of 8005
+    serial = first.identity.serial_number
+    async with db_pool.acquire() as conn:
+        await credentials.set_credential(
+            conn, serial, "twin-pw", "acs", device_id("ACDE48", "HGW", serial)
+        )
+    twin = CpeDouble(url, serial, digest=(serial, "twin-pw"))
     stranger = CpeDouble(url, unique_serial())  # no credential
     try:
         opened = await first.post(first.inform_message(["1 BOOT"]))
         assert opened.status == 200
         during = await scrape(metered_acs)
         assert value(during, "acs_cwmp_sessions_in_flight") == 1
-        # the same device again while its session is open: 8005
+        # the same device again while its session is open, under another credential: 8005
         refused = await twin.post(twin.inform_message(["1 BOOT"]))
         assert isinstance(refused.message, m.Fault) and refused.message.fault_code == 8005
         # a message that breaks the open session: it is abandoned (and not also "rejected")
