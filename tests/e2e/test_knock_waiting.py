@@ -114,7 +114,7 @@ async def test_a_campaign_without_connection_requests_runs_once_its_devices_are_
         status, body = await op.call("POST", "/campaigns/987654321/knock")
         assert status == 404, body
         status, body = await op.call("POST", "/campaigns/not-a-number/knock")
-        assert status in (400, 404) and status != 500, body
+        assert status == 400 and body["error"]["message"], body
     finally:
         await fleet.stop()
 
@@ -194,5 +194,9 @@ async def test_a_bulk_job_without_connection_requests_runs_once_its_devices_are_
         assert status == 409 and "cancelled" in body["error"]["message"], body
         status, body = await op.call("POST", "/bulk-jobs/987654321/knock")
         assert status == 404, body
+        status, body = await op.call("POST", "/bulk-jobs/0/knock")
+        assert status == 400 and body["error"]["message"], body
+        status, body = await clients["viewer"].call("POST", f"/bulk-jobs/{bid}/knock")
+        assert status == 403, body
     finally:
         await fleet.stop()
