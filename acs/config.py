@@ -247,6 +247,19 @@ class Settings(BaseSettings):
         " holds no more than this many of the process's slots",
     )
     connection_request_allow_basic: bool = False
+    knock_waiting_rate_per_s: float = Field(
+        default=20.0,
+        gt=0,
+        le=10000,
+        description="POST /campaigns/{id}/knock and /bulk-jobs/{id}/knock: connection requests"
+        " started per second by one action (the process-wide limits above still apply)",
+    )
+    knock_waiting_max: int = Field(
+        default=500,
+        ge=1,
+        le=100000,
+        description="devices one knock action knocks at most; the answer says how many wait still",
+    )
     connection_request_username: str | None = Field(
         default=None, description="used when a device has none of its own"
     )

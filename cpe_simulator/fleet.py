@@ -170,6 +170,14 @@ class Fleet:
                     "true" if tree.root == "Device." else "1",
                 )
                 tree.take_value_changes()
+            if c.nat:
+                # behind a NAT from power-on, as a CPE whose own STUN (or modem)
+                # found it out: it says so before any ACS turns STUN on
+                tree.set_value_internal(
+                    f"{tree.root}ManagementServer.NATDetected",
+                    "true" if tree.root == "Device." else "1",
+                )
+                tree.take_value_changes()
             cpe = SimulatedCpe(self, tree, profiles_for(serial, self.shares))
             self.devices[serial] = cpe
             if c.xmpp_server:

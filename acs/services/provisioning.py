@@ -20,6 +20,7 @@ from typing import Any
 
 import asyncpg
 
+from acs.config import Settings
 from acs.core import policies as engine
 from acs.core.filters import Expr, FilterError, parse_filter
 from acs.core.plans import Plan
@@ -602,20 +603,77 @@ DEFAULT_POLICIES: list[dict[str, Any]] = [
 ]
 _DEFAULTS_MARKER = "default-policies-installed"
 
+STUN_POLICY_NAME = "stun-behind-nat"
+_STUN_MARKER = "default-stun-policy-installed"
+NAT_DETECTED = " OR ".join(
+    f'{root}ManagementServer.NATDetected = "{v}"' for root in ROOTS for v in ("true", "1")
+)
 
-async def install_defaults(conn: asyncpg.Connection) -> list[str]:
+
+def stun_policy(settings: Settings) -> dict[str, Any]:
+    """The shipped STUN policy, created disabled: for devices that report a NAT,
+    STUN on towards this ACS's STUN server, a credential of the device's own, and
+    active notification of UDPConnectionRequestAddress. The server's address and
+    port are written in from the settings when it is created (a template cannot
+    read settings): the operator checks them, then enables it."""
+    host = settings.public_host or (settings.host if settings.host != "0.0.0.0" else "127.0.0.1")
+    return {
+        "name": STUN_POLICY_NAME,
+        "description": (
+            "Shipped default, disabled: enable it once STUNServerAddress/Port are the ones"
+            " your CPEs reach. For devices reporting NATDetected: STUN on towards this ACS,"
+            " STUNUsername = the device id, STUNPassword = a secret of the device's own"
+            " (derived from this installation's key, as the connection-request password),"
+            " and active notification of UDPConnectionRequestAddress, so the ACS learns the"
+            " binding and can knock over UDP."
+        ),
+        "enabled": False,
+        "precondition": NAT_DETECTED,
+        "events": [],
+        "spec": {
+            "parameters": [
+                {"path": "ManagementServer.STUNEnable", "value": "true", "type": "xsd:boolean"},
+                {"path": "ManagementServer.STUNServerAddress", "value": host},
+                {
+                    "path": "ManagementServer.STUNServerPort",
+                    "value": str(settings.stun_port),
+                    "type": "xsd:unsignedInt",
+                },
+                {"path": "ManagementServer.STUNUsername", "value": "{DeviceID.ID}"},
+                {"path": "ManagementServer.STUNPassword", "value": "{secret:stun}"},
+            ],
+            "attributes": [
+                {"path": "ManagementServer.UDPConnectionRequestAddress", "notification": 2}
+            ],
+        },
+    }
+
+
+async def install_defaults(
+    conn: asyncpg.Connection, settings: Settings | None = None
+) -> list[str]:
     """Create the shipped default policies once per installation; an operator may
-    then edit, disable or delete them, and they are not created again."""
+    then edit, disable or delete them, and they are not created again. The STUN
+    policy (disabled) has its own marker, so installations from before it get it
+    once too."""
+    created = []
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", _DEFAULTS_MARKER)
-        if await conn.fetchval("SELECT 1 FROM acs_keys WHERE name = $1", _DEFAULTS_MARKER):
-            return []
-        created = []
-        for policy in DEFAULT_POLICIES:
-            if await store.get_by_name(conn, policy["name"]) is None:
-                await store.create(conn, policy, "acs")
-                created.append(policy["name"])
-        await conn.execute(
-            "INSERT INTO acs_keys (name, value) VALUES ($1, ''::bytea)", _DEFAULTS_MARKER
-        )
+        if not await conn.fetchval("SELECT 1 FROM acs_keys WHERE name = $1", _DEFAULTS_MARKER):
+            for policy in DEFAULT_POLICIES:
+                if await store.get_by_name(conn, policy["name"]) is None:
+                    await store.create(conn, policy, "acs")
+                    created.append(policy["name"])
+            await conn.execute(
+                "INSERT INTO acs_keys (name, value) VALUES ($1, ''::bytea)", _DEFAULTS_MARKER
+            )
+        if settings is not None and not await conn.fetchval(
+            "SELECT 1 FROM acs_keys WHERE name = $1", _STUN_MARKER
+        ):
+            if await store.get_by_name(conn, STUN_POLICY_NAME) is None:
+                await store.create(conn, stun_policy(settings), "acs")
+                created.append(STUN_POLICY_NAME)
+            await conn.execute(
+                "INSERT INTO acs_keys (name, value) VALUES ($1, ''::bytea)", _STUN_MARKER
+            )
     return created

@@ -340,6 +340,23 @@ async def record_knocks(
     )
 
 
+async def waiting(conn: asyncpg.Connection, bulk_id: int, limit: int) -> tuple[list[str], int]:
+    """Up to ``limit`` devices whose task of the job is still pending (not
+    expired), longest unknocked first, and how many there are in all."""
+    where = """
+        FROM bulk_job_devices d JOIN tasks t ON t.id = d.task_id
+        WHERE d.bulk_id = $1 AND t.status = 'pending'
+          AND (t.expires_at IS NULL OR t.expires_at > now())
+    """
+    total: int = await conn.fetchval("SELECT count(*) " + where, bulk_id)
+    rows = await conn.fetch(
+        "SELECT d.device_id " + where + " ORDER BY d.knocked_at NULLS FIRST, d.device_id LIMIT $2",
+        bulk_id,
+        limit,
+    )
+    return sorted(r["device_id"] for r in rows), total
+
+
 async def claim_knocks_again(conn: asyncpg.Connection, bulk_id: int, limit: int) -> list[str]:
     """Devices due to be knocked again whose task still waits, claimed (their
     due time cleared) so a second ticking process does not knock them too."""

@@ -421,6 +421,37 @@ async def mark_knocked(
     return [r["device_id"] for r in rows]
 
 
+async def claim_waiting(
+    conn: asyncpg.Connection, campaign: Campaign, limit: int
+) -> tuple[list[str], int]:
+    """The devices whose Download is still owed (pending, their stage started, or
+    owed a rollback), up to ``limit`` of them stamped as knocked now (so the tick
+    does not knock them again at once), and how many wait in all."""
+    total: int = await conn.fetchval(
+        "SELECT count(*) FROM campaign_devices"
+        " WHERE campaign_id = $1 AND state = 'pending' AND (stage <= $2 OR rollback)",
+        campaign.id,
+        campaign.current_stage,
+    )
+    rows = await conn.fetch(
+        """
+        WITH picked AS MATERIALIZED (
+            SELECT device_id FROM campaign_devices
+            WHERE campaign_id = $1 AND state = 'pending' AND (stage <= $2 OR rollback)
+            ORDER BY knocked_at NULLS FIRST, device_id
+            LIMIT $3
+            FOR UPDATE SKIP LOCKED)
+        UPDATE campaign_devices cd SET knocked_at = now()
+        FROM picked WHERE cd.campaign_id = $1 AND cd.device_id = picked.device_id
+        RETURNING cd.device_id
+        """,
+        campaign.id,
+        campaign.current_stage,
+        limit,
+    )
+    return sorted(r["device_id"] for r in rows), total
+
+
 async def knock_again_in(
     conn: asyncpg.Connection,
     campaign_id: int,

@@ -418,7 +418,7 @@ async def prepare_database(pool: asyncpg.Pool, settings: Settings) -> None:
     await reseal.seal_existing(pool, sealing_key.sealer(settings))
     if settings.default_policies:
         async with pool.acquire() as conn:
-            installed = await provisioning.install_defaults(conn)
+            installed = await provisioning.install_defaults(conn, settings)
         if installed:
             log(logger, logging.INFO, "default_policies", created=",".join(installed))
 

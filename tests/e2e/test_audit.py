@@ -332,7 +332,7 @@ async def test_every_changing_route_writes_its_declared_action_object_and_id(
         c = {"campaign_id": str(made["id"])}
         cid = c["campaign_id"]
         await call("POST", "/campaigns/{campaign_id}/start", 200, cid, **c)
-        for step in ("pause", "resume", "approve", "retry-failed", "cancel"):
+        for step in ("knock", "pause", "resume", "approve", "retry-failed", "cancel"):
             # an empty campaign may finish as soon as it starts: 409s are audited the same
             await call("POST", "/campaigns/{campaign_id}/" + step, (200, 409), cid, **c)
         await call("DELETE", "/campaigns/{campaign_id}", 204, cid, **c)
@@ -353,7 +353,7 @@ async def test_every_changing_route_writes_its_declared_action_object_and_id(
         assert preview["devices"] == 1
         job = await call("POST", "/bulk-jobs", 201, lambda b: str(b["id"]), json=bulk)
         b = {"bulk_id": str(job["id"])}
-        for step in ("pause", "resume", "cancel"):
+        for step in ("knock", "pause", "resume", "cancel"):
             await call("POST", "/bulk-jobs/{bulk_id}/" + step, 200, b["bulk_id"], **b)
 
         policy = {"name": unique_serial("walk-"), "precondition": f'DeviceID.ID = "{dev}"'}

@@ -19,6 +19,8 @@ import pytest_asyncio
 from acs.web.server import Running
 from cpe_simulator.firmware import make_image
 from tests.e2e.conftest import StartAcs
+from tests.e2e.test_api import Client, token
+from tests.e2e.test_campaigns import ok
 from tests.e2e.test_simulator_fleet import dev_id, fleet_of
 from tests.e2e.test_ui_http import PASSWORD, make_user
 
@@ -289,6 +291,61 @@ async def test_a_small_campaign_is_built_started_and_finishes_in_the_ui(
         await expect(page.get_by_test_id("failed")).to_have_count(0)
         assert all(c.tree.software_version == "2.0.0" for c in fleet.devices.values())
     finally:
+        await fleet.stop()
+
+
+async def test_the_knock_button_brings_a_waiting_campaign_in(
+    person: Any, ui_acs: Running, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    """A campaign that does not knock, devices that would come in an hour: the
+    campaign page's button knocks them, says how it went, and they update."""
+    fleet = await fleet_of(ui_acs, unique_serial("KU"), 2, periodic_interval=3600)
+    api = Client(ui_acs, await token(db_pool, "admin", unique_serial))
+    try:
+        await fleet.wait_for(lambda: all(c.sessions_ok for c in fleet.devices.values()))
+        name = f"fw-{unique_serial()}.bin"
+        await ok(api, "PUT", f"/files/{name}", 201, data=make_image("2.0.0", 20_000))
+        image = await ok(
+            api,
+            "POST",
+            "/firmware/images",
+            201,
+            json={
+                "file": name,
+                "oui": "ACDE48",
+                "productClass": "HGW",
+                "hardwareVersions": ["HW1.0"],
+                "version": "2.0.0",
+            },
+        )
+        campaign = await ok(
+            api,
+            "POST",
+            "/campaigns",
+            201,
+            json={
+                "name": unique_serial("ui-knock-"),
+                "image": image["id"],
+                "filter": f'DeviceID.SerialNumber LIKE "{fleet.config.serial_prefix}%"',
+                "stages": [{"size": "100%"}],
+                "connectionRequest": False,
+            },
+        )
+        await ok(api, "POST", f"/campaigns/{campaign['id']}/start")
+        operator = await person()
+        await operator.sign_in(await make_user(db_pool, unique_serial, "operator"))
+        page = operator.page
+        await operator.goto(f"/ui/campaigns/{campaign['id']}")
+        await expect(page.get_by_test_id("totals")).to_have_text("pending 2")
+        await page.get_by_role("button", name="Knock waiting devices").click()
+        await expect(page.locator(".msg-ok")).to_have_text(
+            "Knocked 2 of 2 waiting devices (http: 2 accepted); 2 open a session now."
+        )
+        status = page.get_by_test_id("campaign-status")
+        await expect(status).to_have_attribute("data-status", "completed", timeout=30_000)
+        assert all(c.tree.software_version == "2.0.0" for c in fleet.devices.values())
+    finally:
+        await api.close()
         await fleet.stop()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import asyncpg
@@ -12,10 +13,12 @@ from acs.core.sealing import MaskGiven
 from acs.core.secrets import mask_document
 from acs.core.tasks import InvalidTask, validate_task
 from acs.services import bulk_jobs as engine
-from acs.services import jobs
+from acs.services import jobs, knock_waiting
+from acs.services.knock import knock as knock_device
 from acs.store import bulk_jobs as bulk_store
 from acs.web.api import bulk_models as B
 from acs.web.api.errors import ApiError, not_found
+from acs.web.api.models import KnockWaitingOut, UnreachableOut
 from acs.web.api.plumbing import (
     TOKEN,
     api,
@@ -244,3 +247,49 @@ def _control_route(path: str, summary: str, action: Any) -> None:
 _control_route("cancel", "Cancel: queue no more, withdraw the tasks still pending", engine.cancel)
 _control_route("pause", "Pause: queue no more until resumed (queued tasks still run)", engine.pause)
 _control_route("resume", "Resume queuing at the job's rate", engine.resume)
+
+
+def _knock_out(r: knock_waiting.KnockReport) -> KnockWaitingOut:
+    return KnockWaitingOut(
+        waiting=r.waiting,
+        knocked=r.knocked,
+        reached=r.reached,
+        remaining=r.remaining,
+        byChannel=r.by_channel,
+        unreachable=[UnreachableOut(**u) for u in r.unreachable],
+    )
+
+
+@api.route(
+    "POST",
+    "/bulk-jobs/{bulk_id}/knock",
+    audit="bulk_job.knock",
+    role="operator",
+    tag="bulk jobs",
+    summary="Knock the devices whose task of the job still waits",
+    responses={
+        200: (
+            KnockWaitingOut,
+            "how many were knocked, by channel and outcome, who was not reached",
+        ),
+        404: (None, "unknown bulk job"),
+        409: (None, "the job is finished"),
+    },
+)
+async def bulk_job_knock(request: web.Request) -> web.Response:
+    """A connection request to each device whose task is still pending, at most
+    ``ACS_KNOCK_WAITING_RATE_PER_S`` started a second and ``ACS_KNOCK_WAITING_MAX``
+    per call; the outcome is kept on the device's row of ``/devices``."""
+    bulk_id = _bulk_id(request)
+    svc = services(request)
+    knock = functools.partial(
+        knock_device, svc.pool, svc.connreq, svc.settings, udp=svc.udp_connreq
+    )
+    try:
+        r = await knock_waiting.bulk_job(svc.pool, svc.settings, bulk_id, knock)
+    except LookupError:
+        raise not_found(f"bulk job {bulk_id}") from None
+    except engine.ControlError as err:
+        raise ApiError(409, "conflict", str(err)) from None
+    audit_note(request, knocked=r.knocked, reached=r.reached)
+    return json_out(_knock_out(r))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -12,11 +13,14 @@ from acs.core.firmware import Image, Region, Scheme
 from acs.core.versions import VersionError
 from acs.logs import log
 from acs.services import campaigns as engine
+from acs.services import knock_waiting
 from acs.services.explain import explain
+from acs.services.knock import knock as knock_device
 from acs.store import campaigns as campaign_store
 from acs.store import firmware as catalog
 from acs.web.api import firmware_models as F
 from acs.web.api.errors import ApiError, not_found
+from acs.web.api.models import KnockWaitingOut, UnreachableOut
 from acs.web.api.plumbing import (
     TOKEN,
     api,
@@ -533,3 +537,52 @@ async def device_firmware(request: web.Request) -> web.Response:
             ],
         )
     )
+
+
+def _knock_out(r: knock_waiting.KnockReport) -> KnockWaitingOut:
+    return KnockWaitingOut(
+        waiting=r.waiting,
+        knocked=r.knocked,
+        reached=r.reached,
+        remaining=r.remaining,
+        byChannel=r.by_channel,
+        unreachable=[UnreachableOut(**u) for u in r.unreachable],
+    )
+
+
+@api.route(
+    "POST",
+    "/campaigns/{campaign_id}/knock",
+    audit="campaign.knock",
+    role="operator",
+    tag="campaigns",
+    summary="Knock the devices whose Download is still owed",
+    responses={
+        200: (
+            KnockWaitingOut,
+            "how many were knocked, by channel and outcome, who was not reached",
+        ),
+        404: (None, "unknown"),
+        409: (None, "the campaign is not running"),
+    },
+)
+async def campaign_knock(request: web.Request) -> web.Response:
+    """A connection request to each pending device of a started stage (or owed a
+    rollback), at most ``ACS_KNOCK_WAITING_RATE_PER_S`` started a second and
+    ``ACS_KNOCK_WAITING_MAX`` per call, whatever the campaign's
+    ``connectionRequest``; their sessions take the Download inside the
+    campaign's windows and rate limits, as always."""
+    cid = _campaign_id(request)
+    svc = services(request)
+    knock = functools.partial(
+        knock_device, svc.pool, svc.connreq, svc.settings, udp=svc.udp_connreq
+    )
+    try:
+        r = await knock_waiting.campaign(svc.pool, svc.settings, cid, knock)
+    except LookupError:
+        raise not_found(f"campaign {cid}") from None
+    except engine.ControlError as err:
+        raise ApiError(409, "conflict", str(err)) from None
+    log(logger, logging.INFO, "campaign_knock", campaign=cid, knocked=r.knocked, reached=r.reached)
+    audit_note(request, knocked=r.knocked, reached=r.reached)
+    return json_out(_knock_out(r))

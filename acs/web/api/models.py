@@ -145,6 +145,27 @@ class ConnectionRequestOut(BaseModel):
     )
 
 
+class UnreachableOut(BaseModel):
+    device: str
+    channel: str | None = Field(description="the last channel tried, or none")
+    outcome: str
+    status: int | None = Field(default=None, description="the CPE's HTTP status, if it answered")
+    reason: str
+
+
+class KnockWaitingOut(BaseModel):
+    waiting: int = Field(description="devices waiting when the action began")
+    knocked: int = Field(description="of them, knocked now")
+    reached: int = Field(description="knocks that worked: those devices open a session now")
+    remaining: int = Field(
+        description="waiting devices left for another action (ACS_KNOCK_WAITING_MAX)"
+    )
+    byChannel: dict[str, dict[str, int]] = Field(
+        description="per channel (http, udp, none), knocks by outcome"
+    )
+    unreachable: list[UnreachableOut] = Field(description="devices no channel reached, and why")
+
+
 class ReachOut(BaseModel):
     order: list[str] = Field(description="channels a knock would try now, in order")
     unusable: dict[str, str] = Field(description="channels a knock would skip, and why")

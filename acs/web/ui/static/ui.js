@@ -143,7 +143,23 @@
   // ------------------------------------------------------------------ buttons
 
   // <button data-api="POST" data-path="/api/v1/..." data-body='{...}' data-query="a=b"
-  //         data-confirm="..." data-done="reload|go:/ui/..." data-ok="..." data-kind="task|knock|retry">
+  //         data-confirm="..." data-done="reload|go:/ui/..." data-ok="..." data-kind="task|knock|knock-waiting|retry">
+  // the answer of POST /campaigns/{id}/knock or /bulk-jobs/{id}/knock, in words
+  function knockWaitingText(k) {
+    if (!k.waiting) return "No device is waiting: nothing to knock.";
+    const counts = Object.entries(k.byChannel)
+      .map(([ch, by]) => `${ch}: ` + Object.entries(by).map(([o, n]) => `${n} ${o}`).join(", "))
+      .join("; ");
+    let text = `Knocked ${k.knocked} of ${k.waiting} waiting devices (${counts}); ${k.reached} open a session now.`;
+    if (k.unreachable.length) {
+      const shown = k.unreachable.slice(0, 5).map((u) => `${u.device} (${u.reason})`).join(", ");
+      const more = k.unreachable.length > 5 ? ` and ${k.unreachable.length - 5} more` : "";
+      text += ` Not reached: ${shown}${more}.`;
+    }
+    if (k.remaining) text += ` ${k.remaining} still wait: knock again for the next ones.`;
+    return text;
+  }
+
   async function onApiButton(btn) {
     if (btn.dataset.confirm && !confirm(btn.dataset.confirm)) return;
     const query = Object.fromEntries(new URLSearchParams(btn.dataset.query || ""));
@@ -164,6 +180,9 @@
         say(btn, c.ok ? "ok" : "error", c.ok
           ? `The device answered the connection request in ${c.elapsedS.toFixed(1)} s; it opens a session now.`
           : `The connection request failed: ${c.reason}.`);
+      } else if (kind === "knock-waiting") {
+        if (!r.ok) return say(btn, "error", r.message);
+        say(btn, r.data.unreachable.length ? "error" : "ok", knockWaitingText(r.data));
       } else if (kind === "retry") {
         if (!r.ok) return say(btn, "error", r.message);
         finish(btn.dataset.done, "ok", `${r.data.retried} failed devices get another round.`, btn);
