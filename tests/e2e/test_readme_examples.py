@@ -53,8 +53,6 @@ NOT_RUN = {
     "Web UI": "`acs user create` asks for a password on a terminal (tests/e2e/test_ui*.py)",
     "TLS": "production setup with the operator's own certificate files (tests/e2e/test_tls.py)",
     "CPE client certificates": "production setup with a CA of the operator's (test_tls.py)",
-    "Session logs": "reference of the routes, with placeholders (tests/e2e/test_session_logs.py)",
-    "Audit log": "reference of the routes, with placeholders (tests/e2e/test_audit.py)",
     "Webhooks": "its hook URL is a host outside this machine (tests/e2e/test_webhooks.py)",
 }
 
@@ -348,6 +346,26 @@ async def _secret_read(w: World, block: Block, out: str) -> None:
     assert action == "device.secret.read"
 
 
+async def _session_logs(w: World, block: Block, out: str) -> None:
+    # three answers: the list, then (after S=...) the newest session with its messages
+    listed, session = (json.loads(line) for line in out.split("\n") if line.startswith("{"))
+    assert listed["items"] and all(i["id"] for i in listed["items"]), listed
+    assert session["id"] == listed["items"][0]["id"], (session, listed["items"][0])
+    rpcs = [msg["rpc"] for msg in session["messages"]]
+    assert rpcs and rpcs[0] == "Inform", rpcs  # every session starts with the CPE's Inform
+
+
+async def _audit_log(w: World, block: Block, out: str) -> None:
+    by_actor, by_device, by_campaign = (
+        json.loads(line) for line in out.split("\n") if line.startswith("{")
+    )
+    assert by_actor["items"] and {r["actor"] for r in by_actor["items"]} == {"me"}, by_actor
+    actions = {r["action"] for r in by_device["items"]}
+    assert "device.task.create" in actions, actions  # the README's jobs on the gateway
+    assert {r["objectType"] for r in by_campaign["items"]} == {"campaign"}, by_campaign
+    assert 1 <= len(by_campaign["items"]) <= 2, by_campaign
+
+
 async def _load(w: World, block: Block, out: str) -> None:
     async def registered() -> int:
         async with w.pool.acquire() as conn:
@@ -385,6 +403,12 @@ CHECKS: list[tuple[str, str, Check]] = [
         _stun,
     ),
     ("Secrets", "# the simulated gateway's connection-request password", _secret_read),
+    (
+        "Session logs",
+        'curl -H "Authorization: Bearer $T" "$API/devices/$DEV/sessions"',
+        _session_logs,
+    ),
+    ("Audit log", 'curl -H "Authorization: Bearer $T" "$API/audit?actor=me', _audit_log),
 ]
 
 
