@@ -48,15 +48,24 @@ def setup(level: str = "INFO", worker: int | None = None) -> None:
 TICK_LOGGERS = ("apscheduler.scheduler", "apscheduler.executors.default")
 
 
+#: APScheduler's WARNING when a tick is still running at its next fire time. The
+#: ticks run with max_instances=1 and coalesce on purpose: the running one does
+#: the skipped one's work, so under load this is expected, not a fault (a tick
+#: that fails logs tick_failed itself)
+_OVERLAP = "maximum number of running instances reached"
+
+
 class _DemoteToDebug(logging.Filter):
-    """INFO records become DEBUG ones, shown only when the log level is DEBUG.
+    """INFO records, and the warning that a tick overlapped its next run, become
+    DEBUG ones, shown only when the log level is DEBUG.
 
     A filter, not a level on the logger: with ACS_LOG_LEVEL=DEBUG the ticks
-    are still there to read, and warnings and errors pass unchanged.
+    are still there to read, and other warnings and errors pass unchanged.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno == logging.INFO:
+        overlap = record.levelno == logging.WARNING and _OVERLAP in str(record.msg)
+        if record.levelno == logging.INFO or overlap:
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
             return logging.getLogger().isEnabledFor(logging.DEBUG)
         return True
