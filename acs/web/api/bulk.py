@@ -18,7 +18,7 @@ from acs.services.knock import knock as knock_device
 from acs.store import bulk_jobs as bulk_store
 from acs.web.api import bulk_models as B
 from acs.web.api.errors import ApiError, not_found
-from acs.web.api.models import KnockWaitingOut, UnreachableOut
+from acs.web.api.models import KnockWaitingOut
 from acs.web.api.plumbing import (
     TOKEN,
     api,
@@ -249,17 +249,6 @@ _control_route("pause", "Pause: queue no more until resumed (queued tasks still 
 _control_route("resume", "Resume queuing at the job's rate", engine.resume)
 
 
-def _knock_out(r: knock_waiting.KnockReport) -> KnockWaitingOut:
-    return KnockWaitingOut(
-        waiting=r.waiting,
-        knocked=r.knocked,
-        reached=r.reached,
-        remaining=r.remaining,
-        byChannel=r.by_channel,
-        unreachable=[UnreachableOut(**u) for u in r.unreachable],
-    )
-
-
 @api.route(
     "POST",
     "/bulk-jobs/{bulk_id}/knock",
@@ -292,4 +281,4 @@ async def bulk_job_knock(request: web.Request) -> web.Response:
     except engine.ControlError as err:
         raise ApiError(409, "conflict", str(err)) from None
     audit_note(request, knocked=r.knocked, reached=r.reached)
-    return json_out(_knock_out(r))
+    return json_out(KnockWaitingOut.of(r))

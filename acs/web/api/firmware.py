@@ -20,7 +20,7 @@ from acs.store import campaigns as campaign_store
 from acs.store import firmware as catalog
 from acs.web.api import firmware_models as F
 from acs.web.api.errors import ApiError, not_found
-from acs.web.api.models import KnockWaitingOut, UnreachableOut
+from acs.web.api.models import KnockWaitingOut
 from acs.web.api.plumbing import (
     TOKEN,
     api,
@@ -539,17 +539,6 @@ async def device_firmware(request: web.Request) -> web.Response:
     )
 
 
-def _knock_out(r: knock_waiting.KnockReport) -> KnockWaitingOut:
-    return KnockWaitingOut(
-        waiting=r.waiting,
-        knocked=r.knocked,
-        reached=r.reached,
-        remaining=r.remaining,
-        byChannel=r.by_channel,
-        unreachable=[UnreachableOut(**u) for u in r.unreachable],
-    )
-
-
 @api.route(
     "POST",
     "/campaigns/{campaign_id}/knock",
@@ -585,4 +574,4 @@ async def campaign_knock(request: web.Request) -> web.Response:
         raise ApiError(409, "conflict", str(err)) from None
     log(logger, logging.INFO, "campaign_knock", campaign=cid, knocked=r.knocked, reached=r.reached)
     audit_note(request, knocked=r.knocked, reached=r.reached)
-    return json_out(_knock_out(r))
+    return json_out(KnockWaitingOut.of(r))

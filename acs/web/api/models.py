@@ -7,12 +7,15 @@ document is generated from them.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from acs.core.tasks import TASK_ARGS
 from acs.web.api.bounds import INT_MAX, UtcTime
+
+if TYPE_CHECKING:
+    from acs.services.knock_waiting import KnockReport
 
 TaskName = Literal[tuple(TASK_ARGS)]  # type: ignore[valid-type]
 
@@ -164,6 +167,18 @@ class KnockWaitingOut(BaseModel):
         description="per channel (http, udp, none), knocks by outcome"
     )
     unreachable: list[UnreachableOut] = Field(description="devices no channel reached, and why")
+
+    @classmethod
+    def of(cls, r: KnockReport) -> KnockWaitingOut:
+        """The answer of a campaign's or a bulk job's knock action."""
+        return cls(
+            waiting=r.waiting,
+            knocked=r.knocked,
+            reached=r.reached,
+            remaining=r.remaining,
+            byChannel=r.by_channel,
+            unreachable=[UnreachableOut(**u) for u in r.unreachable],
+        )
 
 
 class ReachOut(BaseModel):
