@@ -352,3 +352,34 @@ async def test_each_session_is_one_info_line_and_ticks_stay_quiet(
     assert boot["cwmp"] and boot["tasks"] == "0"
     # the scheduler ran all along (the campaigns' tick, the bulk tick), unheard at INFO
     assert not [r for r in caplog.records if r.name.startswith("apscheduler")]
+
+
+async def test_device_events_are_read_through_the_api_page_by_page(
+    start_acs: StartAcs, clients: Any, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    from acs.store import device_events
+
+    acs = await start_acs(cpe_auth="none")
+    viewer = await clients(acs)
+    cpe = CpeDouble(cwmp_url(acs), unique_serial())
+    try:
+        await cpe.session(["0 BOOTSTRAP", "1 BOOT"])
+        device = dev_id_of(cpe)
+        status, body = await viewer.call("GET", f"/devices/{device}/events")
+        assert status == 200 and body == {"device": device, "items": [], "nextCursor": None}
+        async with db_pool.acquire() as conn:
+            for n in range(3):
+                await device_events.record(conn, device, "Kicked", {"n": n})
+            await device_events.record(conn, device, "RequestDownload", {"fileType": "x"})
+        status, page = await viewer.call("GET", f"/devices/{device}/events?limit=2")
+        assert status == 200 and [e["kind"] for e in page["items"]] == ["RequestDownload", "Kicked"]
+        status, rest = await viewer.call(
+            "GET", f"/devices/{device}/events?cursor={page['nextCursor']}&kind=Kicked"
+        )
+        assert status == 200 and [e["detail"]["n"] for e in rest["items"]] == [1, 0]
+        status, body = await viewer.call("GET", "/devices/NO-SUCH-DEVICE/events")
+        assert status == 404 and "NO-SUCH-DEVICE" in body["error"]["message"]
+        status, body = await viewer.call("GET", f"/devices/{device}/events?limit=0")
+        assert status == 400
+    finally:
+        await cpe.close()

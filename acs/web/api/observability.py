@@ -8,7 +8,7 @@ import secrets
 from aiohttp import web
 
 from acs.logs import log
-from acs.store import audit, devices, session_logs
+from acs.store import audit, device_events, devices, session_logs
 from acs.store import webhooks as hooks
 from acs.web.api import observability_models as O
 from acs.web.api.errors import not_found
@@ -88,6 +88,35 @@ async def get_device_session(request: web.Request) -> web.Response:
             **_summary_out(summary).model_dump(),
             device=dev_id,
             messages=[O.SessionMessageOut(**m) for m in messages],
+        )
+    )
+
+
+@api.route(
+    "GET",
+    "/devices/{device_id}/events",
+    role="viewer",
+    tag="sessions",
+    summary="What the device reported on its own, outside any job",
+    responses={200: (O.DeviceEventPageOut, "newest first"), 404: (None, "unknown device")},
+)
+async def list_device_events(request: web.Request) -> web.Response:
+    """AutonomousTransferComplete, AutonomousDUStateChangeComplete, a
+    DUStateChangeComplete no job owns, a RequestDownload and what the ACS did
+    with it. Page on with ``cursor=<nextCursor>``."""
+    dev_id = request.match_info["device_id"]
+    q: O.DeviceEventQuery = query_of(request, O.DeviceEventQuery)
+    async with services(request).pool.acquire() as conn:
+        if await devices.get_device(conn, dev_id) is None:
+            raise not_found(f"device {dev_id!r}")
+        rows = await device_events.list_events(
+            conn, dev_id, kind=q.kind, before=q.cursor, limit=q.limit
+        )
+    return json_out(
+        O.DeviceEventPageOut(
+            device=dev_id,
+            items=[O.DeviceEventOut(id=e.id, at=e.at, kind=e.kind, detail=e.detail) for e in rows],
+            nextCursor=rows[-1].id if len(rows) == q.limit else None,
         )
     )
 

@@ -52,6 +52,30 @@ class SessionOut(SessionSummaryOut):
     messages: list[SessionMessageOut]
 
 
+class DeviceEventQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: str | None = Field(
+        default=None, min_length=1, max_length=64, description="e.g. AutonomousTransferComplete"
+    )
+    limit: int = Field(default=100, ge=1, le=500)
+    cursor: int | None = Field(
+        default=None, ge=1, le=BIGINT_MAX, description="nextCursor of the previous page"
+    )
+
+
+class DeviceEventOut(BaseModel):
+    id: int
+    at: datetime
+    kind: str = Field(description="the CWMP method the CPE sent, or the ACS's label for it")
+    detail: dict[str, Any] = Field(description="its arguments as the ACS understood them")
+
+
+class DeviceEventPageOut(BaseModel):
+    device: str
+    items: list[DeviceEventOut]
+    nextCursor: int | None = None
+
+
 # --------------------------------------------------------------------------- audit
 
 
