@@ -294,6 +294,10 @@ async def test_every_changing_route_writes_its_declared_action_object_and_id(
         t = {"task_id": str(job["id"])}
         await call("DELETE", "/tasks/{task_id}", 200, t["task_id"], **t)
         await call("POST", "/tasks/{task_id}/retry", 409, t["task_id"], **t)
+        picked = {"ids": [int(t["task_id"])]}
+        await call("POST", "/tasks/retry", 200, None, json=picked)
+        await call("POST", "/tasks/cancel", 200, None, json=picked)
+        await call("POST", "/faults/dismiss", 200, None, json=picked)
 
         name = f"fw-{unique_serial()}-2.0.0.bin"
         await call("PUT", "/files/{name}", 201, name, data=make_image("2.0.0", 2_000), name=name)

@@ -380,6 +380,18 @@ async def _load(w: World, block: Block, out: str) -> None:
     assert re.search(r"^final: \d+ sessions ok", printed, re.M), printed
 
 
+async def _fleet_jobs(w: World, block: Block, out: str) -> None:
+    faulted = await w.get(f"/tasks?status=fault&device={DEV}")
+    (job,) = [t for t in faulted["items"] if t["name"] == "setParameterValues"]
+    assert job["fault"]["code"] == 9003, job
+    assert "Device.DeviceInfo.SoftwareVersion: 9008" in job["fault"]["cause"], job
+    assert '"cause":' in out and '"groups":' in out and '"counts":' in out, out
+    assert out.rstrip().endswith('{"matched":1,"action":"dismissed"}'), out
+    # dismissed: off the open list, the job keeps its fault
+    assert (await w.get(f"/faults?device={DEV}"))["total"] == 0
+    assert (await w.get(f"/tasks/{job['id']}"))["status"] == "fault"
+
+
 Check = Callable[[World, Block, str], Awaitable[None]]
 
 #: (section, first line of the block, what it promises), in README order: a
@@ -389,6 +401,7 @@ CHECKS: list[tuple[str, str, Check]] = [
     ("Operator API", BACKGROUND, _gateway),
     ("Operator API", "DEV=ACDE48-HGW-SIM00000001", _device_queries),
     ("Operator API", "# a firmware image the simulator accepts", _firmware_job),
+    ("Jobs and faults across the fleet", "# a job the gateway refuses", _fleet_jobs),
     ("Firmware catalog and campaigns", ".venv/bin/cpe-sim make-image --version 2.1.0", _catalog),
     (
         "Firmware catalog and campaigns",

@@ -7,6 +7,7 @@ the overview's latest faults) and none of them should import another.
 from __future__ import annotations
 
 from acs.connreq.http import ConnectionRequestResult
+from acs.core import fault_causes
 from acs.core.secrets import mask_document
 from acs.store import tasks as task_store
 from acs.web.api import models as M
@@ -15,7 +16,13 @@ from acs.web.api import models as M
 def task_out(t: task_store.Task, cr: ConnectionRequestResult | None = None) -> M.TaskOut:
     fault = None
     if t.status == "fault" or t.fault_string:
-        fault = {"code": t.fault_code, "message": mask_document(t.fault_string)}
+        message = mask_document(t.fault_string)
+        fault = {
+            "code": t.fault_code,
+            "message": message,
+            # the reason in words: a 9003 names the parameters that caused it
+            "cause": fault_causes.cause(t.fault_code, message, t.result),
+        }
     args = mask_document(t.args)
     return M.TaskOut(
         id=t.id,
