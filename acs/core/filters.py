@@ -172,6 +172,11 @@ def _unquote(token: str) -> str:
     return re.sub(r"\\(.)", r"\1", token[1:-1], flags=re.DOTALL)
 
 
+def quote(value: str) -> str:
+    """``value`` as a string literal of the filter language (what _unquote reads)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def parse_time(value: str | int | float) -> datetime:
     """An ISO 8601 time (UTC when it has no offset) or epoch seconds, as an aware datetime.
 

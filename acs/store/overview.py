@@ -55,11 +55,13 @@ async def device_totals(conn: asyncpg.Connection) -> SeenCount:
 
 
 async def faulted_tasks(conn: asyncpg.Connection, limit: int = 20) -> tuple[int, list[Task]]:
-    """How many jobs are in fault (not retried or cancelled since), and the latest."""
-    count: int = await conn.fetchval("SELECT count(*) FROM tasks WHERE status = 'fault'")
+    """How many jobs are in fault (not retried, cancelled or dismissed since), and the latest."""
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM tasks WHERE status = 'fault' AND dismissed_at IS NULL"
+    )
     rows = await conn.fetch(
-        "SELECT * FROM tasks WHERE status = 'fault' ORDER BY finished_at DESC NULLS LAST, id DESC"
-        " LIMIT $1",
+        "SELECT * FROM tasks WHERE status = 'fault' AND dismissed_at IS NULL"
+        " ORDER BY finished_at DESC NULLS LAST, id DESC LIMIT $1",
         limit,
     )
     return count, [Task.from_row(r) for r in rows]

@@ -8,6 +8,7 @@ missing (a fresh machine running `make test`); .ci/run installs both.
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from cpe_simulator.firmware import make_image
 from tests.e2e.conftest import StartAcs
 from tests.e2e.test_api import Client, token
 from tests.e2e.test_campaigns import ok
-from tests.e2e.test_simulator_fleet import dev_id, fleet_of
+from tests.e2e.test_simulator_fleet import dev_id, fleet_of, queue_and_run
 from tests.e2e.test_ui_http import PASSWORD, make_user
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -131,6 +132,8 @@ async def test_sign_in_and_every_page_renders(
     await admin.sign_in(name)
     for link, heading in (
         ("Devices", "Devices"),
+        ("Jobs", "Jobs"),
+        ("Faults", "Open faults"),
         ("Files & firmware", "Files & firmware catalog"),
         ("Campaigns", "Firmware campaigns"),
         ("Policies", "Provisioning policies"),
@@ -452,6 +455,59 @@ async def test_jobs_are_queued_retried_and_cancelled_from_the_device_page(
         await expect(page.locator("#jobs .notice .msg-error")).to_contain_text(
             "The arguments: not valid JSON"
         )
+    finally:
+        await fleet.stop()
+
+
+async def test_a_fault_group_is_found_retried_in_bulk_and_dismissed(
+    person: Any, ui_acs: Running, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    klass = unique_serial("UF")
+    fleet = await fleet_of(ui_acs, unique_serial("G"), 2, product_class=klass)
+    try:
+        await fleet.wait_for(lambda: all(c.sessions_ok for c in fleet.devices.values()))
+        for serial in fleet.devices:  # each gateway refuses to set a read-only parameter
+            job = await queue_and_run(
+                db_pool,
+                fleet,
+                serial,
+                "setParameterValues",
+                {"parameterValues": [["Device.DeviceInfo.SoftwareVersion", "9"]]},
+            )
+            assert job.status == "fault"
+        op = await person()
+        await op.sign_in(await make_user(db_pool, unique_serial, "operator"))
+        page = op.page
+        await nav(page, "Faults").click()
+        await page.locator('input[name="filter"]').fill(f'DeviceID.ProductClass = "{klass}"')
+        await page.get_by_role("button", name="Show").click()
+        [group] = await page.get_by_test_id("fault-groups").locator("tbody tr").all()
+        # the 9003 wrapper is shown with what really went wrong
+        await expect(group).to_contain_text("Device.DeviceInfo.SoftwareVersion: 9008")
+        await expect(group).to_contain_text(klass)
+        page.once("dialog", lambda d: d.accept())
+        await group.get_by_role("button", name="Retry").click()
+        await expect(page.locator("#notice .msg-ok")).to_contain_text("2 jobs retried")
+        # both jobs run again at the gateways' next sessions and fault again
+        for serial in fleet.devices:
+            await fleet.trigger(serial)
+        await op.goto("/ui/faults?filter=" + quote(f'DeviceID.ProductClass = "{klass}"'))
+        group = page.get_by_test_id("fault-groups").locator("tbody tr").first
+        await expect(group).to_contain_text("9008")
+        # drill into the group: the Jobs page lists its jobs; select one and dismiss the rest
+        await group.get_by_role("link").first.click()
+        await expect(page.get_by_role("heading", level=1)).to_contain_text("2 matching")
+        rows = page.get_by_test_id("jobs").locator("tbody tr")
+        await expect(rows).to_have_count(2)
+        await expect(rows.first).to_contain_text("9008")
+        await rows.first.get_by_role("checkbox").check()
+        await page.get_by_test_id("retry-selected").click()
+        await expect(page.locator("#notice .msg-ok")).to_contain_text("1 job retried")
+        await op.goto("/ui/faults?filter=" + quote(f'DeviceID.ProductClass = "{klass}"'))
+        page.once("dialog", lambda d: d.accept())
+        await page.get_by_test_id("fault-groups").get_by_role("button", name="Dismiss").click()
+        await expect(page.locator("#notice .msg-ok")).to_contain_text("1 job dismissed")
+        await expect(page.get_by_test_id("fault-groups")).to_contain_text("No open fault.")
     finally:
         await fleet.stop()
 

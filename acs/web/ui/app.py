@@ -20,11 +20,12 @@ from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 from jinja2 import Environment
 
+from acs.core import filters
 from acs.core.passwords import USERNAME
 from acs.core.tasks import TASK_ARGS
 from acs.logs import log
@@ -628,6 +629,139 @@ async def _none() -> tuple[None, None]:
     return None, None
 
 
+# --------------------------------------------------------------------------- jobs and faults
+
+# the Jobs page's filters, passed on to GET /api/v1/tasks as they are
+JOB_FILTERS = ("status", "name", "faultCode", "filter", "device", "openFaults")
+JOB_STATUSES = ("pending", "running", "done", "fault", "expired", "cancelled")
+JOB_GROUPS = {
+    "faultCode": "Fault code",
+    "productClass": "Product",
+    "softwareVersion": "Firmware",
+    "name": "Job",
+    "status": "Status",
+}
+
+
+def job_selection(query: dict[str, str], group: dict[str, str | None] | None = None) -> str:
+    """The body of POST /tasks/retry|cancel for the page's filters (and one group)."""
+    body: dict[str, Any] = {}
+    if query.get("status"):
+        body["status"] = [s for s in query["status"].split(",") if s]
+    if query.get("name"):
+        body["name"] = [n for n in query["name"].split(",") if n]
+    if query.get("faultCode", "").isdigit():
+        body["faultCode"] = int(query["faultCode"])
+    if query.get("device"):
+        body["device"] = query["device"]
+    if query.get("openFaults") == "true":
+        body["openFaults"] = True
+    clauses = [f"({query['filter']})"] if query.get("filter") else []
+    for key, value in (group or {}).items():
+        if key == "faultCode" and value is not None:
+            body["faultCode"] = int(value)
+        elif key == "name" and value is not None:
+            body["name"] = [value]
+        elif key == "status" and value is not None:
+            body["status"] = [value]
+        elif key in ("productClass", "softwareVersion"):
+            field = "DeviceID.ProductClass" if key == "productClass" else "SoftwareVersion"
+            clauses.append(
+                f"{field} IS NULL" if value is None else f"{field} = {filters.quote(value)}"
+            )
+    if clauses:
+        body["filter"] = " AND ".join(clauses)
+    return json.dumps(body)
+
+
+def jobs_link(**query: str) -> str:
+    return f"{PREFIX}/jobs?" + urlencode({k: v for k, v in query.items() if v})
+
+
+@page("jobs")
+async def jobs_page(request: web.Request, ctx: dict[str, Any]) -> web.StreamResponse:
+    q = {k: request.query[k].strip() for k in JOB_FILTERS if request.query.get(k, "").strip()}
+    by = request.query.get("by", "")
+    by = by if by in JOB_GROUPS else ""
+    (jobs, failed), (groups, groups_failed) = await asyncio.gather(
+        settle(api_get(request, "/tasks", limit=50, cursor=request.query.get("cursor"), **q)),
+        settle(api_get(request, "/tasks/groups", by=by, **q)) if by else _none(),
+    )
+    group_rows = [
+        {
+            **g,
+            "selection": job_selection(q, g["key"]),
+            "link": jobs_link(**(q | _group_filters(q, g["key"]))),
+        }
+        for g in (groups or {}).get("groups", [])
+    ]
+    return html(
+        request,
+        "jobs.html",
+        {
+            **ctx,
+            "q": q,
+            "by": by,
+            "groups_by": JOB_GROUPS,
+            "statuses": JOB_STATUSES,
+            "jobs": jobs,
+            "failed": failed or groups_failed,
+            "groups": group_rows,
+            "selection": job_selection(q),
+            "next_link": jobs_link(**q, by=by, cursor=str(jobs["nextCursor"]))
+            if jobs and jobs.get("nextCursor")
+            else None,
+        },
+    )
+
+
+def _group_filters(q: dict[str, str], key: dict[str, str | None]) -> dict[str, str]:
+    """The Jobs page's query that lists one group's jobs."""
+    out: dict[str, str] = {}
+    body = json.loads(job_selection(q, key))
+    if "faultCode" in body:
+        out["faultCode"] = str(body["faultCode"])
+    if "name" in body:
+        out["name"] = ",".join(body["name"])
+    if "status" in body:
+        out["status"] = ",".join(body["status"])
+    if "filter" in body:
+        out["filter"] = body["filter"]
+    return out
+
+
+@page("faults")
+async def faults_page(request: web.Request, ctx: dict[str, Any]) -> web.StreamResponse:
+    device_filter = request.query.get("filter", "").strip()
+    data, failed = await settle(api_get(request, "/faults", filter=device_filter or None))
+    groups = []
+    for g in (data or {}).get("groups", []):
+        base = (
+            {"openFaults": "true", "filter": device_filter}
+            if device_filter
+            else {"openFaults": "true"}
+        )
+        key = {"faultCode": g["key"]["faultCode"], "productClass": g["key"]["productClass"]}
+        groups.append(
+            {
+                **g,
+                "selection": job_selection(base, key),
+                "link": jobs_link(status="fault", **_group_filters(base, key), openFaults="true"),
+            }
+        )
+    return html(
+        request,
+        "faults.html",
+        {
+            **ctx,
+            "groups": groups,
+            "total": (data or {}).get("total", 0),
+            "failed": failed,
+            "filter": device_filter,
+        },
+    )
+
+
 # --------------------------------------------------------------------------- files
 
 
@@ -782,6 +916,8 @@ def ui_app() -> web.Application:
     r.add_get("/devices", devices_page)
     r.add_get("/devices.csv", devices_csv)
     r.add_get("/devices/{device_id}", device_page)
+    r.add_get("/jobs", jobs_page)
+    r.add_get("/faults", faults_page)
     r.add_get("/files", files_page)
     r.add_get("/campaigns", campaigns_page)
     r.add_get("/campaigns/{campaign_id}", campaign_page)

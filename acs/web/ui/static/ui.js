@@ -143,7 +143,8 @@
   // ------------------------------------------------------------------ buttons
 
   // <button data-api="POST" data-path="/api/v1/..." data-body='{...}' data-query="a=b"
-  //         data-confirm="..." data-done="reload|go:/ui/..." data-ok="..." data-kind="task|knock|knock-waiting|retry">
+  //         data-confirm="..." data-done="reload|go:/ui/..." data-ok="..." data-kind="task|knock|knock-waiting|retry|selection"
+  //         data-selected="name of the row checkboxes whose values become {"ids": [...]}">
   // the answer of POST /campaigns/{id}/knock or /bulk-jobs/{id}/knock, in words
   function knockWaitingText(k) {
     if (!k.waiting) return "No device is waiting: nothing to knock.";
@@ -165,6 +166,14 @@
     const query = Object.fromEntries(new URLSearchParams(btn.dataset.query || ""));
     const opts = { query };
     if (btn.dataset.body) opts.json = JSON.parse(btn.dataset.body);
+    if (btn.dataset.selected) {
+      // the checked rows of the button's own section: {"ids": [...]}
+      const scope = btn.closest("[data-selection]") || document;
+      const ids = [...scope.querySelectorAll(`input[name="${btn.dataset.selected}"]:checked`)]
+        .map((box) => Number(box.value));
+      if (!ids.length) return say(btn, "error", "Select at least one row first.");
+      opts.json = { ids };
+    }
     btn.disabled = true;
     btn.classList.add("busy");
     say(btn, "info", "Working…");
@@ -183,6 +192,10 @@
       } else if (kind === "knock-waiting") {
         if (!r.ok) return say(btn, "error", r.message);
         say(btn, r.data.unreachable.length ? "error" : "ok", knockWaitingText(r.data));
+      } else if (kind === "selection") {
+        if (!r.ok) return say(btn, "error", r.message);
+        const n = r.data.matched;
+        finish(btn.dataset.done, "ok", `${n} job${n === 1 ? "" : "s"} ${r.data.action}.`, btn);
       } else if (kind === "retry") {
         if (!r.ok) return say(btn, "error", r.message);
         finish(btn.dataset.done, "ok", `${r.data.retried} failed devices get another round.`, btn);
