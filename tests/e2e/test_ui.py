@@ -8,10 +8,10 @@ missing (a fresh machine running `make test`); .ci/run installs both.
 from __future__ import annotations
 
 import re
-from urllib.parse import quote
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import asyncpg
 import pytest
