@@ -161,7 +161,7 @@ def decide(
             return Decision(
                 "pause",
                 f"stage {current + 1} reached its success threshold ({succeeded} of {c.total});"
-                f" approve to start stage {current + 2}",
+                f" {GATE} start stage {current + 2}",
                 current,
             )
         return Decision("advance", f"stage {current + 1}: {succeeded} of {c.total} succeeded")
@@ -169,10 +169,20 @@ def decide(
         return Decision(
             "pause",
             f"stage {current + 1} finished below its success threshold {stage.success} "
-            f"({succeeded} of {c.total} succeeded); approve to go on",
+            f"({succeeded} of {c.total} succeeded); {GATE} go on",
             current,
         )
     return Decision("none")
+
+
+# the words every stage-gate pause ends its reason with: the campaign waits for
+# an operator's approve (a resume would only stop at the same gate again)
+GATE = "approve to"
+
+
+def awaits_approval(status: str, reason: str | None) -> bool:
+    """Whether a paused campaign stands at a stage gate (approve, not resume)."""
+    return status == "paused" and reason is not None and GATE in reason
 
 
 def retry_delay(attempts: int, base_s: float) -> float:

@@ -285,8 +285,13 @@ async def test_a_small_campaign_is_built_started_and_finishes_in_the_ui(
         preview = page.get_by_test_id("preview")
         await expect(preview).to_contain_text("Dry run: 3 devices would take part")
         await expect(preview.locator("tbody tr")).to_have_count(2)
+        await expect(preview).not_to_contain_text("null")  # nothing beyond the last stage
         await form.get_by_role("button", name="Create draft").click()
         await expect(page.get_by_role("heading", level=1)).to_have_text(f"Campaign {name}")
+        # the target as operators name it, not a catalog row number
+        target = page.get_by_test_id("campaign-target")
+        await expect(target).to_contain_text("ACDE48 HGW 2.0.0")
+        await expect(target).to_contain_text(file_name)
         await page.get_by_role("button", name="Start").click()
         status = page.get_by_test_id("campaign-status")
         await expect(status).to_have_attribute("data-status", "completed", timeout=90_000)
@@ -294,6 +299,53 @@ async def test_a_small_campaign_is_built_started_and_finishes_in_the_ui(
         await expect(page.get_by_test_id("failed")).to_have_count(0)
         assert all(c.tree.software_version == "2.0.0" for c in fleet.devices.values())
     finally:
+        await fleet.stop()
+
+
+async def test_a_stage_gate_offers_approve_only_and_the_last_stage_no_approve(
+    person: Any, ui_acs: Running, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    from tests.e2e.test_campaigns import catalog_image
+
+    fleet = await fleet_of(ui_acs, unique_serial("Q"), 2, periodic_interval=1)
+    admin_api = Client(ui_acs, await token(db_pool, "admin", unique_serial))
+    try:
+        await fleet.wait_for(lambda: all(c.sessions_ok for c in fleet.devices.values()))
+        image = await catalog_image(admin_api, unique_serial, "2.0.0")
+        campaign = await ok(
+            admin_api,
+            "POST",
+            "/campaigns",
+            201,
+            json={
+                "name": unique_serial("gate-"),
+                "image": image["id"],
+                "filter": f'DeviceID.SerialNumber LIKE "{fleet.config.serial_prefix}%"',
+                "stages": [{"size": "50%", "onSuccess": "pause"}, {"size": "100%"}],
+                "connectionRequest": True,
+            },
+        )
+        cid = campaign["id"]
+        await ok(admin_api, "POST", f"/campaigns/{cid}/start")
+        op = await person()
+        await op.sign_in(await make_user(db_pool, unique_serial, "operator"))
+        page = op.page
+        await op.goto(f"/ui/campaigns/{cid}")
+        # the gate: stage 1 reached its threshold and waits for approval
+        for _ in range(120):
+            await page.reload()
+            if await page.get_by_role("button", name="Approve stage 2").count():
+                break
+            await page.wait_for_timeout(500)
+        await expect(page.get_by_role("button", name="Approve stage 2")).to_be_visible()
+        await expect(page.get_by_role("button", name="Resume")).to_have_count(0)
+        await page.get_by_role("button", name="Approve stage 2").click()
+        await expect(page.locator("#notice .msg-ok")).to_contain_text("Next stage started")
+        # on the last stage there is nothing to approve
+        await expect(page.get_by_role("button", name=re.compile("Approve"))).to_have_count(0)
+        await expect(page.get_by_role("button", name="Pause")).to_be_visible()
+    finally:
+        await admin_api.close()
         await fleet.stop()
 
 
@@ -369,6 +421,7 @@ async def test_a_viewer_sees_but_cannot_change(
         await expect(page.get_by_test_id("params")).to_be_visible()
         # no control that would change anything is offered
         await expect(page.get_by_text("Edit", exact=True)).to_have_count(0)
+        await expect(page.get_by_title("writable")).to_have_count(0)  # no edit affordance
         await expect(page.get_by_role("button", name="Reboot now")).to_have_count(0)
         await expect(page.get_by_test_id("refresh-subtree")).to_have_count(0)
         await viewer.goto("/ui/devices")
@@ -393,6 +446,39 @@ async def test_a_viewer_sees_but_cannot_change(
         )
     finally:
         await fleet.stop()
+
+
+async def test_on_a_phone_every_page_and_sign_out_stay_reachable(
+    browser: Any, ui_acs: Running, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    context = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    try:
+        phone = Person(context, f"http://127.0.0.1:{ui_acs.ports['api']}")
+        page = await phone.open()
+        await phone.sign_in(await make_user(db_pool, unique_serial, "admin"))
+        links = page.get_by_role("navigation", name="Main").get_by_role("link")
+        names = await links.all_inner_texts()
+        assert {"Devices", "Jobs", "Faults", "Campaigns", "Policies", "Admin"} <= set(names)
+        for name in ("Campaigns", "Policies", "Admin"):
+            link = nav(page, name)
+            await link.scroll_into_view_if_needed()
+            box = await link.bounding_box()
+            # inside the screen once scrolled to, so a tap reaches it
+            assert box is not None and 0 <= box["x"] and box["x"] + box["width"] <= 390, (name, box)
+            await link.click()
+            await expect(page.get_by_role("heading", level=1)).to_be_visible()
+        sign_out = page.get_by_role("button", name="Sign out")
+        box = await sign_out.bounding_box()
+        assert box is not None and box["x"] + box["width"] <= 390, box
+        # the page itself does not scroll sideways: wide tables scroll in their card
+        await phone.goto("/ui/jobs")
+        width = await page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, width
+        await sign_out.click()
+        await expect(page).to_have_url(re.compile(r"/ui/login"))
+        assert not phone.errors
+    finally:
+        await context.close()
 
 
 async def test_a_post_without_the_csrf_token_is_refused(

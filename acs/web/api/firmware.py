@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
+from acs.core import campaigns as campaign_rules
 from acs.core.firmware import Image, Region, Scheme
 from acs.core.versions import VersionError
 from acs.logs import log
@@ -210,6 +211,7 @@ async def campaign_out(conn: asyncpg.Connection, c: campaign_store.Campaign) -> 
         name=c.name,
         status=c.status,
         statusReason=c.status_reason,
+        awaitingApproval=campaign_rules.awaits_approval(c.status, c.status_reason),
         image=c.image_id,
         channel=c.channel,
         filter=c.filter,

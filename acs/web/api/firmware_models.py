@@ -204,6 +204,9 @@ class CampaignOut(BaseModel):
     name: str
     status: str
     statusReason: str | None = None
+    awaitingApproval: bool = Field(
+        default=False, description="paused at a stage gate: approve starts the next stage"
+    )
     image: int | None = None
     channel: str | None = None
     filter: str

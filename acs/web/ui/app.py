@@ -784,18 +784,29 @@ async def campaigns_page(request: web.Request, ctx: dict[str, Any]) -> web.Strea
     return html(
         request,
         "campaigns.html",
-        {**ctx, "campaigns": campaigns["items"], "images": images["items"]},
+        {
+            **ctx,
+            "campaigns": campaigns["items"],
+            "images": images["items"],
+            # a campaign's target as operators name it: product, version, file
+            "image_names": {
+                i["id"]: f"{i['productClass']} {i['version']} ({i['file']})"
+                for i in images["items"]
+            },
+        },
     )
 
 
 async def _campaign_data(request: web.Request) -> dict[str, Any]:
     cid = request.match_info["campaign_id"]
-    campaign, failed = await asyncio.gather(
+    campaign, failed, images = await asyncio.gather(
         api_get(request, f"/campaigns/{seg(cid)}"),
         api_get(request, f"/campaigns/{seg(cid)}/devices", state="failed", limit=100),
+        api_get(request, "/firmware/images"),
     )
     return {
         "c": campaign,
+        "image": next((i for i in images["items"] if i["id"] == campaign["image"]), None),
         "failed": failed["items"],
         "live": campaign["status"] in ("running", "paused"),
     }

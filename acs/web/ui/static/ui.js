@@ -388,6 +388,12 @@
     return el("a", { href: `/ui/devices/${encodeURIComponent(id)}` }, id);
   }
 
+  // replaceChildren, leaving out the parts a condition left null (DOM's own
+  // replaceChildren would print them as the text "null")
+  function fill(node, ...children) {
+    node.replaceChildren(...children.filter((c) => c !== null && c !== undefined && c !== false));
+  }
+
   function showPreview(out, p) {
     const rows = p.stages.map((s) => el("tr", {},
       el("td", {}, s.stage), el("td", {}, s.devices),
@@ -395,7 +401,7 @@
         s.sample.length > 5 ? ` and ${s.devices - 5} more` : "")));
     const skipped = Object.entries(p.skipped).map(([why, n]) => el("li", {}, `${n} skipped: ${why}`));
     const overlap = Object.entries(p.overlapping).map(([cid, n]) => el("li", {}, `${n} devices are also in campaign #${cid}`));
-    out.replaceChildren(
+    fill(out,
       el("h3", {}, `Dry run: ${p.audience} devices would take part`),
       el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "Stage"), el("th", {}, "Devices"), el("th", {}, "For example"))),
         el("tbody", {}, rows)),
