@@ -89,6 +89,19 @@ def mask_body(body: bytes) -> str:
     return etree.tostring(root, encoding="unicode")
 
 
+def pretty(body: str) -> str:
+    """A stored (already masked) body indented for reading; as it is when it is
+    not well-formed XML, which is how the CPE sent it."""
+    if not body.strip():
+        return body
+    try:
+        root = parse_xml(body.encode("utf-8"))
+    except CwmpParseError:
+        return body
+    etree.indent(root, space="  ")
+    return etree.tostring(root, encoding="unicode")
+
+
 def _may_hold_secret(body: bytes) -> bool:
     if b"@" in body and _USERINFO_BYTES.search(body):
         return True

@@ -481,6 +481,51 @@ async def test_on_a_phone_every_page_and_sign_out_stay_reachable(
         await context.close()
 
 
+async def test_a_session_log_is_read_in_the_viewer_with_secrets_masked(
+    person: Any, ui_acs: Running, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    fleet = await fleet_of(ui_acs, unique_serial("L"), 1)
+    try:
+        await fleet.wait_for(lambda: all(c.sessions_ok for c in fleet.devices.values()))
+        serial = next(iter(fleet.devices))
+        secret = "wpa-" + unique_serial().lower()
+        job = await queue_and_run(
+            db_pool,
+            fleet,
+            serial,
+            "setParameterValues",
+            {"parameterValues": [["Device.WiFi.AccessPoint.1.Security.KeyPassphrase", secret]]},
+        )
+        assert job.status == "done"
+        viewer = await person()
+        await viewer.sign_in(await make_user(db_pool, unique_serial, "viewer"))
+        page = viewer.page
+        await viewer.goto(f"/ui/devices/{dev_id(fleet, serial)}")
+        await page.get_by_role("link", name="Session logs").click()
+        await expect(page.get_by_role("heading", level=1)).to_contain_text("Sessions")
+        # the newest session is the one that set the passphrase
+        await page.get_by_test_id("sessions").get_by_role("link", name="Open").first.click()
+        timeline = page.get_by_test_id("timeline")
+        await expect(timeline).to_contain_text("Inform")
+        await expect(timeline).to_contain_text("SetParameterValues")
+        messages = page.get_by_test_id("message")
+        for i in range(await messages.count()):
+            await messages.nth(i).locator("summary").click()
+        body = await page.locator("main").inner_text()
+        assert "KeyPassphrase" in body and "********" in body
+        assert secret not in body
+        # one element per line: the XML is shown indented
+        assert "\n  <soap" in body or "\n  <SOAP" in body or "\n  <soapenv" in body, body[:2000]
+        async with page.expect_download() as got:
+            await page.get_by_role("link", name="Download as a file").click()
+        path = await (await got.value).path()
+        text = Path(path).read_text()
+        assert "=== ACS -> CPE" in text and "SetParameterValues" in text
+        assert secret not in text
+    finally:
+        await fleet.stop()
+
+
 async def test_a_post_without_the_csrf_token_is_refused(
     person: Any, db_pool: asyncpg.Pool, unique_serial
 ) -> None:

@@ -27,6 +27,7 @@ from jinja2 import Environment
 
 from acs.core import filters
 from acs.core.passwords import USERNAME
+from acs.core.session_log import pretty
 from acs.core.tasks import TASK_ARGS
 from acs.logs import log
 from acs.store import tokens, users
@@ -587,7 +588,7 @@ def session_log_path(device_id: str) -> str | None:
     once the API has the route."""
     for r in api.routes:
         if r.method == "GET" and r.path.startswith("/api/v1/devices/{device_id}/session"):
-            return r.path.replace("{device_id}", seg(device_id))
+            return f"{PREFIX}/devices/{seg(device_id)}/sessions"
     return None
 
 
@@ -622,6 +623,68 @@ async def device_page(request: web.Request, ctx: dict[str, Any]) -> web.StreamRe
             "task_names": sorted(TASK_ARGS),
             "session_log": session_log_path(dev_id),
         },
+    )
+
+
+# --------------------------------------------------------------------------- session logs
+
+
+def _session_view(log: dict[str, Any]) -> dict[str, Any]:
+    """A stored session as the viewer shows it: each message indented, with its
+    time from the session's start, and the RPC sequence as one line."""
+    started = datetime.fromisoformat(log["started"].replace("Z", "+00:00"))
+    messages = []
+    for m in log["messages"]:
+        at = datetime.fromisoformat(m["at"].replace("Z", "+00:00"))
+        messages.append(
+            {
+                **m,
+                "offsetMs": int((at - started).total_seconds() * 1000),
+                "pretty": pretty(m["body"]),
+            }
+        )
+    return {
+        **log,
+        "messages": messages,
+        "sequence": [m["rpc"] or "(empty)" for m in log["messages"]],
+    }
+
+
+@page("devices")
+async def sessions_page(request: web.Request, ctx: dict[str, Any]) -> web.StreamResponse:
+    dev_id = request.match_info["device_id"]
+    data = await api_get(request, f"/devices/{seg(dev_id)}/sessions")
+    return html(request, "sessions.html", {**ctx, "dev_id": dev_id, "sessions": data["items"]})
+
+
+@page("devices")
+async def session_page(request: web.Request, ctx: dict[str, Any]) -> web.StreamResponse:
+    dev_id, sid = request.match_info["device_id"], request.match_info["session_id"]
+    log = await api_get(request, f"/devices/{seg(dev_id)}/sessions/{seg(sid)}")
+    return html(request, "session.html", {**ctx, "dev_id": dev_id, "s": _session_view(log)})
+
+
+@page("devices")
+async def session_download(request: web.Request, ctx: dict[str, Any]) -> web.StreamResponse:
+    """The session as one text file: each message with its direction, time and
+    status, then its body (secrets masked, as stored)."""
+    dev_id, sid = request.match_info["device_id"], request.match_info["session_id"]
+    log = await api_get(request, f"/devices/{seg(dev_id)}/sessions/{seg(sid)}")
+    out = io.StringIO()
+    out.write(f"# device {dev_id} session {log['id']} ({log['sessionKey']})\n")
+    out.write(f"# {log['started']} .. {log['ended']} outcome={log['outcome']}")
+    out.write(f" reason={log['reason']}\n" if log.get("reason") else "\n")
+    out.write(f"# events: {', '.join(log['events'])}\n\n")
+    for m in log["messages"]:
+        arrow = "CPE -> ACS" if m["direction"] == "in" else "ACS -> CPE"
+        status = f" HTTP {m['status']}" if m.get("status") else ""
+        out.write(f"=== {arrow} {m['at']} {m['rpc'] or '(empty)'}{status} {m['size']} bytes\n")
+        out.write(pretty(m["body"]).rstrip() + "\n\n")
+    name = f"session-{log['id']}.txt"
+    return web.Response(
+        text=out.getvalue(),
+        content_type="text/plain",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
 
 
@@ -927,6 +990,9 @@ def ui_app() -> web.Application:
     r.add_get("/devices", devices_page)
     r.add_get("/devices.csv", devices_csv)
     r.add_get("/devices/{device_id}", device_page)
+    r.add_get("/devices/{device_id}/sessions", sessions_page)
+    r.add_get("/devices/{device_id}/sessions/{session_id}", session_page)
+    r.add_get("/devices/{device_id}/sessions/{session_id}/download", session_download)
     r.add_get("/jobs", jobs_page)
     r.add_get("/faults", faults_page)
     r.add_get("/files", files_page)
