@@ -74,7 +74,9 @@ async def search(
     actor: str | None = None,
     object_id: str | None = None,
     object_type: str | None = None,
+    action: str | None = None,
     since: datetime | None = None,
+    until: datetime | None = None,
     before_id: int | None = None,
     limit: int = 100,
 ) -> list[AuditEntry]:
@@ -89,7 +91,9 @@ async def search(
         ("actor", "=", actor),
         ("object_id", "=", object_id),
         ("object_type", "=", object_type),
+        ("action", "=", action),
         ("at", ">=", since),
+        ("at", "<", until),
         ("id", "<", before_id),
     ):
         if value is not None:

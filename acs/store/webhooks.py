@@ -148,6 +148,28 @@ async def list_deliveries(
     return [OutboxRow.from_row(r) for r in rows]
 
 
+async def redeliver(conn: asyncpg.Connection, webhook_id: int, delivery_id: int) -> str | None:
+    """A finished delivery (delivered or abandoned) due again now with a fresh
+    count of attempts; the event id stays, so receivers see the same event.
+    Returns the state it had (``pending`` means it was left as it is), or None
+    for no such delivery of that hook."""
+    before: str | None = await conn.fetchval(
+        """
+        WITH old AS (
+            SELECT id, state FROM webhook_outbox WHERE id = $2 AND webhook_id = $1 FOR UPDATE
+        ), redone AS (
+            UPDATE webhook_outbox o SET state = 'pending', attempts = 0, next_attempt_at = now(),
+                finished_at = NULL
+            FROM old WHERE o.id = old.id AND old.state <> 'pending'
+        )
+        SELECT state FROM old
+        """,
+        webhook_id,
+        delivery_id,
+    )
+    return before
+
+
 # --------------------------------------------------------------------------- events
 
 

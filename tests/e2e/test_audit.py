@@ -383,6 +383,14 @@ async def test_every_changing_route_writes_its_declared_action_object_and_id(
             lambda b: str(b["id"]),
             json={"url": "http://127.0.0.1:9/hook", "events": ["job.finished"]},
         )
+        await call(
+            "POST",
+            "/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver",
+            404,  # refused requests are audited too
+            str(hook["id"]),
+            webhook_id=hook["id"],
+            delivery_id="999999999",
+        )
         await call("DELETE", "/webhooks/{webhook_id}", 204, str(hook["id"]), webhook_id=hook["id"])
         ci = unique_serial("walk-ci-")
         await call("POST", "/tokens", 201, ci, json={"name": ci, "role": "viewer"})

@@ -7,6 +7,7 @@ missing (a fresh machine running `make test`); .ci/run installs both.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -137,6 +138,8 @@ async def test_sign_in_and_every_page_renders(
         ("Files & firmware", "Files & firmware catalog"),
         ("Campaigns", "Firmware campaigns"),
         ("Policies", "Provisioning policies"),
+        ("Audit", "Audit log"),
+        ("Webhooks", "Webhooks"),
         ("Admin", "Admin"),
         ("Overview", "Overview"),
     ):
@@ -524,6 +527,67 @@ async def test_a_session_log_is_read_in_the_viewer_with_secrets_masked(
         assert secret not in text
     finally:
         await fleet.stop()
+
+
+async def test_webhooks_and_the_audit_log_have_their_pages(
+    person: Any, ui_acs: Running, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    admin = await person()
+    await admin.sign_in(await make_user(db_pool, unique_serial, "admin"))
+    page = admin.page
+    url = f"http://127.0.0.1:9/{unique_serial('hook-').lower()}"  # nobody listens on port 9
+    try:
+        await nav(page, "Webhooks").click()
+        form = page.get_by_test_id("webhook-form")
+        await form.get_by_label("URL").fill(url)
+        await form.get_by_label("device.registered").check()
+        await form.get_by_role("button", name="Add webhook").click()
+        await expect(page.locator(".out .msg-ok")).to_contain_text("signing secret, shown once")
+        async with db_pool.acquire() as conn:
+            hook_id = await conn.fetchval("SELECT id FROM webhooks WHERE url = $1", url)
+        # an event for it: a new device; its delivery fails, and is given up on here
+        fleet = await fleet_of(ui_acs, unique_serial("W"), 1)
+        try:
+            await fleet.wait_for(lambda: all(c.sessions_ok for c in fleet.devices.values()))
+        finally:
+            await fleet.stop()
+        async with db_pool.acquire() as conn:
+            for _ in range(100):
+                if await conn.fetchval(
+                    "SELECT count(*) FROM webhook_outbox WHERE webhook_id = $1", hook_id
+                ):
+                    break
+                await asyncio.sleep(0.1)
+            await conn.execute(
+                "UPDATE webhook_outbox SET state = 'abandoned', attempts = 9, finished_at = now(),"
+                " last_error = 'connection refused' WHERE webhook_id = $1",
+                hook_id,
+            )
+        await admin.goto("/ui/webhooks")
+        await page.get_by_test_id("webhooks").get_by_role("link", name=f"#{hook_id}").click()
+        row = page.get_by_test_id("deliveries").locator("tbody tr").first
+        await expect(row).to_have_attribute("data-state", "abandoned")
+        await expect(row).to_contain_text("connection refused")
+        await row.get_by_role("button", name="Redeliver").click()
+        await expect(page.locator("#notice .msg-ok")).to_contain_text("is due again")
+        async with db_pool.acquire() as conn:
+            state, attempts = await conn.fetchrow(
+                "SELECT state, attempts FROM webhook_outbox WHERE webhook_id = $1", hook_id
+            )
+        assert (state, attempts) == ("pending", 0) or attempts >= 1  # due again (or tried)
+
+        # the audit log shows both changes, filtered by action
+        await nav(page, "Audit").click()
+        search = page.get_by_test_id("audit-search")
+        await search.get_by_label("Action").fill("webhook.redeliver")
+        await search.get_by_role("button", name="Search").click()
+        entries = page.get_by_test_id("audit").locator("tbody tr")
+        await expect(entries).to_have_count(1)
+        await expect(entries.first).to_contain_text("webhook.redeliver")
+        await expect(entries.first).to_contain_text("202")
+    finally:
+        async with db_pool.acquire() as conn:
+            await conn.execute("DELETE FROM webhooks WHERE url = $1", url)
 
 
 async def test_a_post_without_the_csrf_token_is_refused(

@@ -245,6 +245,30 @@ async def test_a_failed_delivery_is_retried_and_a_hopeless_one_abandoned(
         assert given_up["nextAttemptAt"] is None and given_up["finished"] is not None
         await asyncio.sleep(0.5)
         assert len(broken.requests) == 3  # and never tried again
+
+        # the receiver is mended; the operator sends the abandoned delivery again
+        broken.mode = "ok"
+        path = f"/webhooks/{broken_hook['id']}/deliveries/{given_up['id']}/redeliver"
+        status, body = await admin.call("POST", path)
+        assert status == 202 and body == {
+            "delivery": given_up["id"],
+            "was": "abandoned",
+            "state": "pending",
+        }
+        await eventually(lambda: len(broken.requests) == 4)
+        assert broken.requests[3][1] == broken.requests[0][1]  # the same event, same bytes
+        [redone] = await deliveries(admin, broken_hook)
+        assert (redone["state"], redone["attempts"], redone["lastStatus"]) == ("delivered", 1, 204)
+        # a pending or unknown delivery is refused with the reason; viewers may not
+        unknown = f"/webhooks/{broken_hook['id']}/deliveries/999999999/redeliver"
+        status, body = await admin.call("POST", unknown)
+        assert status == 404 and "delivery 999999999" in body["error"]["message"]
+        other = f"/webhooks/{flaky_hook['id']}/deliveries/{given_up['id']}/redeliver"
+        status, _ = await admin.call("POST", other)  # not a delivery of that hook
+        assert status == 404
+        viewer = await world.client(acs, "viewer")
+        status, _ = await viewer.call("POST", path)
+        assert status == 403
     finally:
         await cpe.close()
 

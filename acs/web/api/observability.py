@@ -11,7 +11,7 @@ from acs.logs import log
 from acs.store import audit, device_events, devices, session_logs
 from acs.store import webhooks as hooks
 from acs.web.api import observability_models as O
-from acs.web.api.errors import not_found
+from acs.web.api.errors import ApiError, not_found
 from acs.web.api.plumbing import (
     TOKEN,
     api,
@@ -143,7 +143,9 @@ async def list_audit(request: web.Request) -> web.Response:
             actor=q.actor,
             object_id=q.object,
             object_type=q.objectType,
+            action=q.action,
             since=q.since,
+            until=q.until,
             before_id=q.cursor,
             limit=q.limit,
         )
@@ -291,3 +293,33 @@ async def list_deliveries(request: web.Request) -> web.Response:
             nextCursor=rows[-1].id if len(rows) == q.limit else None,
         )
     )
+
+
+@api.route(
+    "POST",
+    "/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver",
+    audit="webhook.redeliver",
+    role="admin",
+    tag="webhooks",
+    summary="Send a delivered or abandoned delivery again",
+    responses={
+        202: (O.RedeliverOut, "due now; the sender takes it at its next round"),
+        404: (None, "unknown webhook or delivery"),
+        409: (None, "the delivery is still pending"),
+    },
+)
+async def redeliver(request: web.Request) -> web.Response:
+    """With a fresh count of attempts and the same payload: its ``id`` is the
+    event's, so a receiver that keeps ids can tell a redelivery."""
+    hook_id = path_id(request, "webhook_id")
+    delivery_id = path_id(request, "delivery_id")
+    async with services(request).pool.acquire() as conn:
+        if await hooks.get(conn, hook_id) is None:
+            raise not_found(f"webhook {hook_id}")
+        before = await hooks.redeliver(conn, hook_id, delivery_id)
+    if before is None:
+        raise not_found(f"delivery {delivery_id} of webhook {hook_id}")
+    if before == "pending":
+        raise ApiError(409, "still_pending", "the delivery is pending: the sender tries it anyway")
+    audit_note(request, delivery=delivery_id, was=before)
+    return json_out(O.RedeliverOut(delivery=delivery_id, was=before), 202)  # type: ignore[arg-type]

@@ -94,13 +94,17 @@ class AuditQuery(BaseModel):
     objectType: str | None = Field(
         default=None, max_length=32, description="device, job, file, token, campaign, image..."
     )
+    action: str | None = Field(
+        default=None, max_length=64, description="the stable action, e.g. device.task.create"
+    )
     since: UtcTime | None = Field(default=None, description="entries at or after this time")
+    until: UtcTime | None = Field(default=None, description="entries before this time")
     limit: int = Field(default=100, ge=1, le=1000)
     cursor: int | None = Field(
         default=None, ge=1, le=BIGINT_MAX, description="nextCursor of the previous page"
     )
 
-    _utc = field_validator("since")(_as_utc)
+    _utc = field_validator("since", "until")(_as_utc)
 
 
 class AuditEntryOut(BaseModel):
@@ -196,6 +200,12 @@ class DeliveryOut(BaseModel):
     created: datetime
     finished: datetime | None = None
     payload: dict[str, Any]
+
+
+class RedeliverOut(BaseModel):
+    delivery: int
+    was: Literal["delivered", "abandoned"] = Field(description="its state before")
+    state: Literal["pending"] = "pending"
 
 
 class DeliveryPageOut(BaseModel):

@@ -29,6 +29,7 @@ from acs.core import filters
 from acs.core.passwords import USERNAME
 from acs.core.session_log import pretty
 from acs.core.tasks import TASK_ARGS
+from acs.core.webhooks import EVENT_TYPES
 from acs.logs import log
 from acs.store import tokens, users
 from acs.web.api.plumbing import api
@@ -964,6 +965,90 @@ async def admin_page(request: web.Request, ctx: dict[str, Any]) -> web.StreamRes
     )
 
 
+def _admin_only(request: web.Request, ctx: dict[str, Any], what: str) -> web.Response | None:
+    if ctx["is_admin"]:
+        return None
+    return error_page(
+        request,
+        403,
+        "Not allowed",
+        f"The {what} page needs the admin role; you are signed in as {ctx['role']}.",
+        ctx,
+    )
+
+
+AUDIT_FILTERS = ("actor", "action", "object", "objectType", "since", "until")
+
+
+@page("audit")
+async def audit_page(request: web.Request, ctx: dict[str, Any]) -> web.StreamResponse:
+    if (refused := _admin_only(request, ctx, "audit log")) is not None:
+        return refused
+    q = {k: request.query[k].strip() for k in AUDIT_FILTERS if request.query.get(k, "").strip()}
+    data, failed = await settle(
+        api_get(request, "/audit", limit=100, cursor=request.query.get("cursor"), **q)
+    )
+    next_link = None
+    if data and data.get("nextCursor"):
+        next_link = f"{PREFIX}/audit?" + urlencode(q | {"cursor": data["nextCursor"]})
+    return html(
+        request,
+        "audit.html",
+        {
+            **ctx,
+            "q": q,
+            "entries": (data or {}).get("items", []),
+            "failed": failed,
+            "next_link": next_link,
+        },
+    )
+
+
+@page("webhooks")
+async def webhooks_page(request: web.Request, ctx: dict[str, Any]) -> web.StreamResponse:
+    if (refused := _admin_only(request, ctx, "webhooks")) is not None:
+        return refused
+    data = await api_get(request, "/webhooks")
+    return html(
+        request, "webhooks.html", {**ctx, "hooks": data["items"], "event_types": EVENT_TYPES}
+    )
+
+
+@page("webhooks")
+async def webhook_page(request: web.Request, ctx: dict[str, Any]) -> web.StreamResponse:
+    if (refused := _admin_only(request, ctx, "webhooks")) is not None:
+        return refused
+    hook_id = request.match_info["webhook_id"]
+    state = request.query.get("state") or None
+    hooks, deliveries = await asyncio.gather(
+        api_get(request, "/webhooks"),
+        api_get(
+            request,
+            f"/webhooks/{seg(hook_id)}/deliveries",
+            state=state,
+            cursor=request.query.get("cursor"),
+        ),
+    )
+    hook = next((h for h in hooks["items"] if str(h["id"]) == hook_id), None)
+    if hook is None:
+        return error_page(request, 404, "Not found", f"There is no webhook {hook_id}.", ctx)
+    next_link = None
+    if deliveries.get("nextCursor"):
+        query = {"cursor": deliveries["nextCursor"]} | ({"state": state} if state else {})
+        next_link = f"{PREFIX}/webhooks/{seg(hook_id)}?" + urlencode(query)
+    return html(
+        request,
+        "webhook.html",
+        {
+            **ctx,
+            "hook": hook,
+            "deliveries": deliveries["items"],
+            "state": state,
+            "next_link": next_link,
+        },
+    )
+
+
 @page("account")
 async def account_page(request: web.Request, ctx: dict[str, Any]) -> web.StreamResponse:
     me = await api_get(request, "/me")
@@ -1003,6 +1088,9 @@ def ui_app() -> web.Application:
     r.add_get("/policies/new", policy_page)
     r.add_get("/policies/{policy_id}", policy_page)
     r.add_get("/admin", admin_page)
+    r.add_get("/audit", audit_page)
+    r.add_get("/webhooks", webhooks_page)
+    r.add_get("/webhooks/{webhook_id}", webhook_page)
     r.add_get("/account", account_page)
     r.add_static("/static", STATIC)
     return app

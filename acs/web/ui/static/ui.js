@@ -356,6 +356,18 @@
       finish("go:/ui/login", "ok", "Password changed. Sign in with the new one.", form);
     },
 
+    async "webhook-create"(form, fd) {
+      const events = fd.getAll("events").map(String);
+      if (!events.length) throw new Error("Choose at least one event.");
+      const r = await api("POST", "/api/v1/webhooks", { json: { url: text(fd, "url"), events } });
+      if (!r.ok) throw new Error(r.message);
+      fill(form.parentElement.querySelector(".out"),
+        el("div", { class: "msg msg-ok", role: "status" },
+          `Webhook #${r.data.id} added. Its signing secret, shown once (verify X-ACS-Signature with it): `,
+          el("code", { class: "secret" }, r.data.secret)),
+        el("p", {}, el("a", { href: "/ui/webhooks" }, "Back to the list")));
+    },
+
     async "token-create"(form, fd) {
       const r = await api("POST", "/api/v1/tokens", { json: { name: text(fd, "name"), role: text(fd, "role") } });
       if (!r.ok) throw new Error(r.message);
