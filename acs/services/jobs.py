@@ -47,6 +47,10 @@ async def check_file(conn: asyncpg.Connection, name: str, args: dict[str, Any]) 
     wanted = rules.file_of(name, args)
     if wanted is not None and await files.get_file(conn, wanted) is None:
         raise UnknownFile(wanted, "fileName" if "fileName" in args else "file")
+    if name == "changeDUState":  # each Install from the file server
+        for named, path in rules.software.files_of(args):
+            if await files.get_file(conn, named) is None:
+                raise UnknownFile(named, path)
 
 
 async def queue(
