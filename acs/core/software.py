@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from acs.core.plans import Plan, expect
+from acs.core.plans import Plan, PlanFault, expect
 from acs.core.times import rfc3339_or_none
 from acs.cwmp import messages as m
 
@@ -60,17 +60,21 @@ class InstallOp(_Op):
 
 
 class UpdateOp(_Op):
-    """Update the DU named by ``uuid`` (or, without one, by the URL it came from)."""
+    """Update the DU named by ``uuid`` (or, without one, by the URL it came from)
+    from ``url`` or ``fileName`` of the file server (neither: the DU's own URL)."""
 
     type: Literal["Update"]
     uuid: Uuid | Literal[""] = ""
     version: Version = ""
     url: Url | Literal[""] = ""
+    fileName: str | None = Field(default=None, min_length=1, max_length=255, alias="file")
     username: Text = ""
     password: Text = ""
 
     @model_validator(mode="after")
     def _names_a_du(self) -> UpdateOp:
+        if self.url and self.fileName is not None:
+            raise ValueError("give at most one of url or fileName")
         if not self.uuid and not self.url:
             raise ValueError("give the uuid of the deployment unit to update (or its url)")
         return self
@@ -92,11 +96,19 @@ class ChangeDUStateArgs(_Op):
     commandKey: str | None = Field(default=None, max_length=32)
 
 
+def unsupported(cwmp_version: str | None) -> str | None:
+    """Why a device speaking ``cwmp_version`` cannot be sent ChangeDUState, or None:
+    the RPC came with CWMP 1.2 (cwmp-1-2.xsd); no earlier schema has it."""
+    if cwmp_version in ("1.0", "1.1"):
+        return f"ChangeDUState needs CWMP 1.2 or later; the device speaks CWMP {cwmp_version}"
+    return None
+
+
 def files_of(args: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(file name, error path) of each Install from the ACS's file server."""
+    """(file name, error path) of each Install or Update from the ACS's file server."""
     out = []
     for i, op in enumerate(args.get("operations") or []):
-        if isinstance(op, dict) and op.get("type") == "Install":
+        if isinstance(op, dict) and op.get("type") in ("Install", "Update"):
             for key in ("fileName", "file"):
                 if op.get(key):
                     out.append((str(op[key]), f"operations.{i}.{key}"))
@@ -106,8 +118,8 @@ def files_of(args: Mapping[str, Any]) -> list[tuple[str, str]]:
 def resolve_files(
     args: dict[str, Any], url_of: Callable[[str], str | None], username: str, password: str
 ) -> dict[str, Any] | str:
-    """``args`` with each Install by file name given its file-server URL and the file
-    server's credentials; the unknown file name when one is missing."""
+    """``args`` with each Install or Update by file name given its file-server URL and
+    the file server's credentials; the unknown file name when one is missing."""
     ops = []
     for op in args.get("operations") or []:
         name = op.get("fileName") or op.get("file") if isinstance(op, dict) else None
@@ -144,9 +156,9 @@ def _struct(op: InstallOp | UpdateOp | UninstallOp) -> Any:
 
 
 def plan(a: ChangeDUStateArgs, ck: str) -> Plan:
-    if any(isinstance(op, InstallOp) and op.url is None for op in a.operations):
+    if any(getattr(op, "fileName", None) is not None for op in a.operations):
         # the session driver resolves file names first; reaching here means it did not
-        raise ValueError("an Install by fileName reached the plan unresolved")
+        raise PlanFault(8002, "an operation by fileName reached the plan unresolved")
     resp = yield m.ChangeDUState(operations=[_struct(op) for op in a.operations], command_key=ck)
     expect(resp, m.ChangeDUStateResponse)
     # status 1 + commandKey: the job stays open until DUStateChangeComplete

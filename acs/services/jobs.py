@@ -72,6 +72,8 @@ async def queue(
     if device is None:
         raise UnknownDevice(device_id)
     reason = rules.never_runs(name, device_id, cwmp_seen=device.cwmp_version is not None)
+    if reason is None and name == "changeDUState":
+        reason = rules.software.unsupported(device.cwmp_version)
     if reason is not None:
         raise NeverRuns(reason)
     await check_file(conn, name, args)

@@ -402,6 +402,10 @@ class SessionDriver:
             if args is None:
                 named = missing or task.args.get("fileName") or task.args.get("file")
                 raise task_rules.InvalidTask(f"unknown file {named!r}")
+            if task.name == "changeDUState":
+                why = task_rules.software.unsupported(live.cwmp_version)
+                if why is not None:  # never sent: no schema of its version has the RPC
+                    raise task_rules.InvalidTask(why, code=9000)
             plan = task_rules.plan_for(
                 task.id,
                 task.name,
