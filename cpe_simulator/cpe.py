@@ -480,6 +480,8 @@ class SimulatedCpe:
         modules = SoftwareModules(self.tree)
         if not modules.supported:
             raise CpeFault(9000)
+        if not r.operations:
+            raise CpeFault(9003, "Invalid arguments: no operations")
 
         async def run() -> None:
             report = await modules.execute(self.fleet.http, r)
