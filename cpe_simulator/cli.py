@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ import click
 from cpe_simulator.firmware import make_image
 from cpe_simulator.fleet import Fleet, FleetConfig
 from cpe_simulator.profiles import PROFILES, ProfileError, Timing, parse_profiles
+from cpe_simulator.software import make_package
 
 
 def rss_mb() -> float:
@@ -220,3 +222,27 @@ def make_image_command(version: str, output: str, size: int) -> None:
         f"{output}: firmware {version}, {len(data)} bytes, "
         f"sha256 {hashlib.sha256(data).hexdigest()}"
     )
+
+
+@main.command("make-package", context_settings={"show_default": True})
+@click.option("--name", required=True, help="the deployment unit's name")
+@click.option("--version", "version", required=True, help="its version")
+@click.option("--unit", "units", multiple=True, help="an execution unit it brings (repeat)")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    required=True,
+    help="file to write",
+)
+def make_package_command(name: str, version: str, units: tuple[str, ...], output: str) -> None:
+    """Write a deployment unit package the simulated CPEs install with ChangeDUState
+    (see cpe_simulator/software.py); without --unit it brings one unit named after it."""
+    checks = [(name, "--name", 64), (version, "--version", 32), *((u, "--unit", 64) for u in units)]
+    for value, hint, most in checks:
+        if not re.fullmatch(rf"[A-Za-z0-9_.-]{{1,{most}}}", value):
+            # the header is space- and comma-separated: such a value would not parse back
+            raise click.BadParameter("letters, digits, '.', '_' and '-' only", param_hint=hint)
+    data = make_package(name, version, units)
+    Path(output).write_bytes(data)
+    click.echo(f"{output}: deployment unit {name} {version}, {len(data)} bytes")

@@ -30,6 +30,7 @@ from acs.cwmp.session import Conversation, ProtocolError
 from acs.cwmp.soap import CwmpParseError, Envelope, parse_envelope, serialize_envelope
 from cpe_simulator.faults import CpeFault
 from cpe_simulator.firmware import BadImage, verify_image
+from cpe_simulator.software import Package, SoftwareModules
 from cpe_simulator.transfers import Transfer, check_url, config_file_parameters, download, upload
 from cpe_simulator.tree import ParameterTree
 
@@ -55,6 +56,7 @@ CPE_RPCS = (
     "GetQueuedTransfers",
     "GetAllQueuedTransfers",
     "CancelTransfer",
+    "ChangeDUState",
 )
 
 
@@ -95,6 +97,8 @@ class SimulatedCpe:
         "last_requests",
         "requests_seen",
         "reboots_owed",
+        "du_reports",
+        "local_du_installed",
     )
 
     def __init__(self, fleet: Fleet, tree: ParameterTree, profiles: frozenset[str]) -> None:
@@ -125,6 +129,9 @@ class SimulatedCpe:
         self.requests_seen: Counter[str] = Counter()
         # CommandKeys of Reboots accepted and not yet carried out, in order
         self.reboots_owed: dict[str, None] = {}
+        # DUStateChangeComplete / AutonomousDUStateChangeComplete not yet delivered
+        self.du_reports: list[m.DUStateChangeComplete | m.AutonomousDUStateChangeComplete] = []
+        self.local_du_installed = False
 
     @property
     def serial(self) -> str:
@@ -181,6 +188,8 @@ class SimulatedCpe:
             actions, self.after_session = self.after_session, []
             for action in actions:
                 await action()
+            if self.has("autonomous-du") and not self.local_du_installed:
+                self._install_local_module()
         return log.ok
 
     async def _session(self, log: SessionLog) -> None:
@@ -209,6 +218,19 @@ class SimulatedCpe:
                 raise SessionFailed(f"TransferComplete answered with {_describe(env)}")
             self._acs_sends(conv, env.body)
             self.transfer_results.remove(tc)
+
+        for report in list(self.du_reports):
+            conv.cpe_sends(report)
+            env = await self._exchange(report, None)
+            wanted = (
+                m.DUStateChangeCompleteResponse
+                if isinstance(report, m.DUStateChangeComplete)
+                else m.AutonomousDUStateChangeCompleteResponse
+            )
+            if env is None or not isinstance(env.body, wanted):
+                raise SessionFailed(f"{report.element_name} answered with {_describe(env)}")
+            self._acs_sends(conv, env.body)
+            self.du_reports.remove(report)
 
         # a faulty device breaks about half of its sessions, at one of the first answers
         drop_at = self._fails_at("drop")
@@ -413,6 +435,8 @@ class SimulatedCpe:
                     for t in self.transfers
                 ]
             )
+        if isinstance(r, m.ChangeDUState):
+            return self._accept_du_change(r)
         if isinstance(r, m.CancelTransfer):
             for t in self.transfers:
                 if t.command_key == r.command_key:
@@ -450,6 +474,39 @@ class SimulatedCpe:
         if is_download:
             return m.DownloadResponse(status=1)
         return m.UploadResponse(status=1)
+
+    def _accept_du_change(self, r: m.ChangeDUState) -> m.Message:
+        """Accepted in the session, carried out after it (TR-069 A.4.2.1)."""
+        modules = SoftwareModules(self.tree)
+        if not modules.supported:
+            raise CpeFault(9000)
+        if not r.operations:
+            raise CpeFault(9003, "Invalid arguments: no operations")
+
+        async def run() -> None:
+            report = await modules.execute(self.fleet.http, r)
+            self.du_reports.append(report)
+            self.add_event("11 DU STATE CHANGE COMPLETE")
+            self.add_event("M ChangeDUState", r.command_key)
+            self.fleet.count("du_change", "ok" if _all_ok(report) else "fault")
+            self.fleet.wake(self)
+
+        async def start_later() -> None:
+            self.fleet.later(0, run())
+
+        self.after_session.append(start_later)
+        return m.ChangeDUStateResponse()
+
+    def _install_local_module(self) -> None:
+        """The autonomous-du profile: a module installed on the device itself,
+        reported with AutonomousDUStateChangeComplete (TR-069 A.3.3.3)."""
+        modules = SoftwareModules(self.tree)
+        self.local_du_installed = True
+        if not modules.supported:
+            return
+        self.du_reports.append(modules.install_local(Package("local-tools", "1.0", ("shell",))))
+        self.add_event("12 AUTONOMOUS DU STATE CHANGE COMPLETE")
+        self.fleet.wake(self)
 
     # ------------------------------------------------------------ after the session
 
@@ -557,6 +614,10 @@ class SimulatedCpe:
             raise CpeFault(
                 9018, f"File transfer failure: configuration rejected ({err.string})"
             ) from None
+
+
+def _all_ok(report: m.DUStateChangeComplete) -> bool:
+    return not any(r.fault.fault_code for r in report.results)
 
 
 def _describe(env: Envelope | None) -> str:

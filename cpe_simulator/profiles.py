@@ -28,6 +28,7 @@ PROFILES: dict[str, str] = {
     "reject-root-gpn": "refuses GetParameterNames on the root object (9005)",
     "tc-without-event": "sends TransferComplete without the 7 TRANSFER COMPLETE event",
     "slow-9005": "answers unknown parameter names with 9005 only after a delay",
+    "autonomous-du": "installs a module on its own and sends AutonomousDUStateChangeComplete",
     "nat-rebind": "its NAT gives it a new public UDP port every few STUN keep-alives",
 }
 

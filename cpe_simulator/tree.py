@@ -452,6 +452,52 @@ class ParameterTree:
                     del store[key]
         self._set_parameter_key(parameter_key)
 
+    def add_instance_internal(self, table: str, values: dict[str, str]) -> int:
+        """The device adds a row to one of its own read-only tables (an installed
+        deployment unit, its execution units); ``values`` by parameter name."""
+        obj = self._object(table)
+        if obj is None or obj.kind != "table":
+            raise CpeFault(9005)
+        current = self._instances_of(table)
+        number = self._fresh_instance_number(table, current)
+        if self._instances is None:
+            self._instances = {}
+        self._instances[table] = (*current, number)
+        if self._next_instance is None:
+            self._next_instance = {}
+        self._next_instance[table] = number + 1
+        for name, value in values.items():
+            path = f"{table}{number}.{name}"
+            pdef = self._param(path)
+            if pdef is None:
+                raise CpeFault(9005)
+            self._store(path, pdef, value)  # a new row: no value change to notify
+        return number
+
+    def delete_instance_internal(self, instance: str) -> None:
+        """The device removes a row of one of its own tables (an uninstalled DU)."""
+        obj = self._object(instance)
+        if obj is None or obj.kind != "instance":
+            raise CpeFault(9005)
+        table, _, number = instance[:-1].rpartition(".")
+        table += "."
+        if self._next_instance is None:
+            self._next_instance = {}
+        self._next_instance.setdefault(
+            table, self._fresh_instance_number(table, self._instances_of(table))
+        )
+        if self._instances is None:
+            self._instances = {}
+        self._instances[table] = tuple(n for n in self._instances_of(table) if n != int(number))
+        for store in (self._values, self._attrs, self._changes, self._instances):
+            if store:
+                for key in [k for k in store if k.startswith(instance)]:
+                    del store[key]
+
+    def instances(self, table: str) -> tuple[int, ...]:
+        """The instance numbers of a table, in order; () when the model lacks it."""
+        return self._instances_of(table) if self._object(table) is not None else ()
+
     # ------------------------------------------------------------------ device life
 
     def factory_reset(self) -> None:

@@ -120,6 +120,12 @@ TR181 = ModelSpec(
         "Device.Firewall.": 1,
         "Device.Users.": 1,
         "Device.Users.User.{i}.": 2,
+        # TR-157 software modules: one execution environment the ACS installs
+        # deployment units into (ChangeDUState); the DU and EU tables start empty
+        "Device.SoftwareModules.": 1,
+        "Device.SoftwareModules.ExecEnv.{i}.": 1,
+        "Device.SoftwareModules.DeploymentUnit.{i}.": 0,
+        "Device.SoftwareModules.ExecutionUnit.{i}.": 0,
     },
     keep_deprecated=frozenset(),
     identity={
@@ -277,6 +283,14 @@ TR181 = ModelSpec(
         "Device.Users.User.2.Username": "support",
         "Device.Users.User.2.Enable": "false",
         "Device.UserInterface.PasswordRequired": "true",
+        "Device.SoftwareModules.ExecEnv.1.Name": "apps",
+        "Device.SoftwareModules.ExecEnv.1.Type": "Linux container",
+        "Device.SoftwareModules.ExecEnv.1.Vendor": "cpe-sim",
+        "Device.SoftwareModules.ExecEnv.1.Version": "1.0",
+        "Device.SoftwareModules.ExecEnv.1.AllocatedDiskSpace": "65536",
+        "Device.SoftwareModules.ExecEnv.1.AvailableDiskSpace": "65536",
+        "Device.SoftwareModules.ExecEnv.1.AllocatedMemory": "32768",
+        "Device.SoftwareModules.ExecEnv.1.AvailableMemory": "32768",
         **{f"Device.Hosts.Host.{n}.IPAddress": f"192.168.1.{100 + n}" for n in range(1, 9)},
         **{
             f"Device.Hosts.Host.{n}.IPv4Address.1.IPAddress": f"192.168.1.{100 + n}"

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from acs.core import values
+from acs.core import software, values
 from acs.core.plans import Plan, PlanFault, discover, expect, read_values
 from acs.core.times import rfc3339_or_none
 from acs.cwmp import messages as m
@@ -146,6 +146,7 @@ TASK_ARGS: dict[str, type[_Args]] = {
     "getParameterAttributes": GetParameterValuesArgs,
     "setParameterAttributes": SetParameterAttributesArgs,
     "getRPCMethods": NoArgs,
+    "changeDUState": software.ChangeDUStateArgs,
 }
 
 
@@ -485,6 +486,7 @@ _PLANS: dict[str, Callable[[Any, str, Any, int, str], Plan]] = {
     "getParameterAttributes": _get_attributes,
     "setParameterAttributes": _set_attributes,
     "getRPCMethods": _get_rpc_methods,
+    "changeDUState": lambda a, ck, _t, _b, _r: software.plan(a, ck),
 }
 
 # Faults worth another attempt in a later session (TR-069: 9002 internal

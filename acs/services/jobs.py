@@ -47,6 +47,10 @@ async def check_file(conn: asyncpg.Connection, name: str, args: dict[str, Any]) 
     wanted = rules.file_of(name, args)
     if wanted is not None and await files.get_file(conn, wanted) is None:
         raise UnknownFile(wanted, "fileName" if "fileName" in args else "file")
+    if name == "changeDUState":  # each Install from the file server
+        for named, path in rules.software.files_of(args):
+            if await files.get_file(conn, named) is None:
+                raise UnknownFile(named, path)
 
 
 async def queue(
@@ -68,6 +72,8 @@ async def queue(
     if device is None:
         raise UnknownDevice(device_id)
     reason = rules.never_runs(name, device_id, cwmp_seen=device.cwmp_version is not None)
+    if reason is None and name == "changeDUState":
+        reason = rules.software.unsupported(device.cwmp_version)
     if reason is not None:
         raise NeverRuns(reason)
     await check_file(conn, name, args)

@@ -32,6 +32,7 @@ from acs.logs import log
 from acs.metrics import Metrics
 from acs.services import events as notify
 from acs.services import provisioning, rollout
+from acs.services import software as software_svc
 from acs.services.sealing_key import sealer
 from acs.store import campaigns as campaign_store
 from acs.store import credentials, devices, files, nat, session_logs, sessions
@@ -120,6 +121,8 @@ class LiveSession:
     # the CPE username that authenticated the Inform (None: authentication off); a
     # cookie-less request on a new connection joins the session only as that user
     username: str | None = None
+    # a DU state change was reported: re-read SoftwareModules. in this session
+    refresh_software: bool = False
 
 
 class SessionDriver:
@@ -202,10 +205,13 @@ class SessionDriver:
             return m.RequestDownloadResponse()
         if isinstance(request, m.Kicked):
             return m.KickedResponse(next_url=request.next)
-        if isinstance(request, m.DUStateChangeComplete):
-            return m.DUStateChangeCompleteResponse()
-        if isinstance(request, m.AutonomousDUStateChangeComplete):
-            return m.AutonomousDUStateChangeCompleteResponse()
+        if isinstance(request, m.DUStateChangeComplete | m.AutonomousDUStateChangeComplete):
+            await self._du_state_changed(live, request)
+            return (
+                m.DUStateChangeCompleteResponse()
+                if isinstance(request, m.DUStateChangeComplete)
+                else m.AutonomousDUStateChangeCompleteResponse()
+            )
         log(
             logger,
             logging.WARNING,
@@ -251,6 +257,27 @@ class SessionDriver:
                 await rollout.transfer_complete(conn, live.device_id, task)
                 await notify.job_closed(conn, task)
         self.metrics.job_finished("fault" if tc.fault.fault_code else "done")
+
+    async def _du_state_changed(
+        self,
+        live: LiveSession,
+        report: m.DUStateChangeComplete | m.AutonomousDUStateChangeComplete,
+    ) -> None:
+        """Close the changeDUState job (or keep a device event); refresh the inventory."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if isinstance(report, m.DUStateChangeComplete):
+                closed, _job = await software_svc.du_state_change_complete(
+                    conn, live.device_id, report
+                )
+            else:
+                await software_svc.autonomous_du_state_change_complete(
+                    conn, live.device_id, report
+                )
+                closed = "event"
+        if closed != "event":
+            live.tasks_done += 1
+            self.metrics.job_finished(closed)
+        live.refresh_software = True
 
     # ------------------------------------------------------------ ACS requests
 
@@ -307,6 +334,10 @@ class SessionDriver:
             live.needs_discovery = False
             log(logger, logging.DEBUG, "discovery_started", device=live.device_id, root=live.root)
             return Work(discover(live.root, self.settings.gpv_batch_size), label="discovery")
+        if live.refresh_software:
+            live.refresh_software = False
+            subtree = live.root + "SoftwareModules."
+            return Work(discover(subtree, self.settings.gpv_batch_size), label="software")
         if live.may_have_tasks:
             work = await self._next_task(live)
             if work is not None:
@@ -361,13 +392,20 @@ class SessionDriver:
                 types = {k: v.xsd_type for k, v in params.items() if v.xsd_type}
             # the clear values of secrets exist only in the RPC built from these
             args: dict[str, Any] | None = self.sealer.open_args(task.args)
+            missing: str | None = None  # a changeDUState's Install of a file gone since
             if task.name == "download" and not task.args.get("url"):
                 args = await self._resolve_file(conn, args)
+            elif task.name == "changeDUState" and args is not None:
+                resolved = await software_svc.resolve_files(conn, self.settings, args)
+                missing, args = (resolved, None) if isinstance(resolved, str) else (None, resolved)
         try:
             if args is None:
-                raise task_rules.InvalidTask(
-                    f"unknown file {task.args.get('fileName') or task.args.get('file')!r}"
-                )
+                named = missing or task.args.get("fileName") or task.args.get("file")
+                raise task_rules.InvalidTask(f"unknown file {named!r}")
+            if task.name == "changeDUState":
+                why = task_rules.software.unsupported(live.cwmp_version)
+                if why is not None:  # never sent: no schema of its version has the RPC
+                    raise task_rules.InvalidTask(why, code=9000)
             plan = task_rules.plan_for(
                 task.id,
                 task.name,
@@ -436,9 +474,11 @@ class SessionDriver:
             return
         async with self.pool.acquire() as conn, conn.transaction():
             if fault is None and result and result.get("status") == 1 and "commandKey" in result:
-                # accepted, finishes later: TransferComplete (or the timeout) closes it
+                # accepted, finishes later: TransferComplete (DUStateChangeComplete for
+                # a ChangeDUState; the plan says which) or the timeout closes it
+                awaits = "awaiting" + result.pop("awaits", "TransferComplete")
                 await task_store.await_transfer(
-                    conn, task.id, result["commandKey"], result | {"awaitingTransferComplete": True}
+                    conn, task.id, result["commandKey"], result | {awaits: True}
                 )
                 log(
                     logger,

@@ -282,8 +282,15 @@ async def await_transfer(
 
 
 async def find_awaiting_transfer(
-    conn: asyncpg.Connection, device_id: str, command_key: str
+    conn: asyncpg.Connection,
+    device_id: str,
+    command_key: str,
+    awaits: str = "TransferComplete",
+    names: tuple[str, ...] = ("download", "upload"),
 ) -> Task | None:
+    """The job a CPE's ``awaits`` report (TransferComplete, DUStateChangeComplete)
+    with this CommandKey closes: one waiting for that very report (its result
+    says ``awaiting<awaits>``), or one of ``names`` sent and requeued."""
     # The second case: a transfer sent in a session that died before the ACS heard
     # the CPE accept it. The job went back to pending, but the CPE may have taken it
     # and now reports it done; closing the job here keeps it from being sent twice.
@@ -291,23 +298,30 @@ async def find_awaiting_transfer(
         f"""
         SELECT {_COLUMNS} FROM tasks
         WHERE device_id = $1 AND (
-            (status = 'running' AND session_id IS NULL AND command_key = $2)
-            OR (status = 'pending' AND attempts > 0 AND name IN ('download', 'upload')
+            (status = 'running' AND session_id IS NULL AND command_key = $2
+                AND coalesce(result->>$3, '') = 'true')
+            OR (status = 'pending' AND attempts > 0 AND name = ANY($4::text[])
                 AND coalesce(args->>'commandKey', 'task-' || id) = $2))
         ORDER BY id DESC LIMIT 1 FOR UPDATE
         """,
         device_id,
         command_key,
+        "awaiting" + awaits,
+        list(names),
     )
     return None if row is None else Task.from_row(row)
 
 
 async def expire_transfers(conn: asyncpg.Connection, timeout_s: float) -> list[Task]:
-    """Fault transfers whose TransferComplete did not come within ``timeout_s``."""
+    """Fault transfers whose TransferComplete (ChangeDUStates whose
+    DUStateChangeComplete) did not come within ``timeout_s``."""
     rows = await conn.fetch(
         f"""
         UPDATE tasks SET status = 'fault', fault_code = NULL, finished_at = now(),
-            fault_string = 'timeout: no TransferComplete within ' || $1::text || ' s'
+            fault_string = 'timeout: no '
+                || CASE WHEN result ? 'awaitingDUStateChangeComplete'
+                        THEN 'DUStateChangeComplete' ELSE 'TransferComplete' END
+                || ' within ' || $1::text || ' s'
         WHERE status = 'running' AND session_id IS NULL
           AND started_at < now() - make_interval(secs => $1)
         RETURNING {_COLUMNS}

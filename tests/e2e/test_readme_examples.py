@@ -295,6 +295,52 @@ async def _campaign(w: World, block: Block, out: str) -> None:
     assert (await w.get(f"/devices/{DEV}"))["softwareVersion"] == "2.1.0"
 
 
+DU_DEV = "ACDE48-HGW-DU00000001"  # the Software modules section's CWMP 1.4 gateway
+
+
+async def _du_gateway(w: World, block: Block, out: str) -> None:
+    async def bootstrapped() -> bool:
+        # as _gateway: its first session over, its connection-request credentials set
+        async with w.pool.acquire() as conn:
+            return bool(
+                await conn.fetchval(
+                    "SELECT d.session_id IS NULL AND d.cwmp_version = '1.4' FROM devices d"
+                    " JOIN connection_request_credentials c ON c.device_id = d.id"
+                    " WHERE d.id = $1",
+                    DU_DEV,
+                )
+            )
+
+    try:
+        await eventually("the CWMP 1.4 gateway's first session", bootstrapped, 120)
+    except AssertionError as err:
+        raise AssertionError(f"{err}; the simulator printed:\n{Path(out).read_text()}") from None
+
+
+async def _software(w: World, block: Block, out: str) -> None:
+    uuid = "0b8f3c57-2d43-4d6c-9a41-5a2f7f0e6a11"
+    (job,) = [
+        t
+        for t in (await w.get(f"/devices/{DU_DEV}/tasks"))["items"]
+        if t["name"] == "changeDUState"
+    ]
+
+    async def closed() -> Any:
+        body = await w.get(f"/tasks/{job['id']}")
+        return body if body["status"] in ("done", "fault") else None
+
+    job = await eventually("the README's changeDUState job", closed, 60)
+    assert job["status"] == "done" and job["result"]["results"][0]["uuid"] == uuid, job
+
+    async def listed() -> Any:
+        # the session that closed the job re-reads SoftwareModules. before it ends
+        return (await w.get(f"/devices/{DU_DEV}/software"))["modules"]
+
+    (module,) = await eventually("the installed module in the inventory", listed, 30)
+    assert (module["name"], module["version"], module["uuid"]) == ("weather", "1.0", uuid)
+    assert [u["name"] for u in module["executionUnits"]] == ["weather-main"], module
+
+
 async def _bulk(w: World, block: Block, out: str) -> None:
     assert '"dryRun":true,"devices":1' in out.replace(" ", ""), out
 
@@ -409,6 +455,8 @@ CHECKS: list[tuple[str, str, Check]] = [
         _campaign,
     ),
     ("Bulk jobs", 'curl -H "Authorization: Bearer $T" -X POST "$API/devices/$DEV/tags"', _bulk),
+    ("Software modules", BACKGROUND, _du_gateway),
+    ("Software modules", "DU_DEV=ACDE48-HGW-DU00000001", _software),
     ("CPE simulator", BACKGROUND, _load),
     (
         "CPEs behind a NAT (STUN and UDP connection requests)",

@@ -20,6 +20,7 @@ import pytest_asyncio
 
 from acs.web.server import Running
 from cpe_simulator.firmware import make_image
+from cpe_simulator.software import make_package
 from tests.e2e.conftest import StartAcs
 from tests.e2e.test_api import Client, token
 from tests.e2e.test_campaigns import ok
@@ -776,3 +777,43 @@ async def test_an_admin_manages_users_and_tokens(
     await expect(page.get_by_test_id("tokens")).to_contain_text(token_name)
     await expect(page.locator("table.settings")).to_contain_text("ACS_CPE_PASSWORD")
     await expect(page.locator("table.settings")).to_contain_text("********")
+
+
+async def test_a_module_installed_from_the_device_page_shows_in_its_software_panel(
+    person: Any, ui_acs: Running, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    admin = Client(ui_acs, await token(db_pool, "admin", unique_serial))
+    name = f"clock-{unique_serial()}.du"
+    await ok(admin, "PUT", f"/files/{name}", 201, data=make_package("clock", "4.2", ("tick",)))
+    await admin.close()
+    # ChangeDUState exists from CWMP 1.2
+    fleet = await fleet_of(ui_acs, unique_serial("SWU"), 1, cwmp_version="1.4")
+    try:
+        cpe = next(iter(fleet.devices.values()))
+        await fleet.wait_for(lambda: cpe.sessions_ok >= 1)
+        op = await person()
+        await op.sign_in(await make_user(db_pool, unique_serial, "operator"))
+        page = op.page
+        await op.goto(f"/ui/devices/{dev_id(fleet, cpe.serial)}")
+        panel = page.get_by_test_id("software")
+        await expect(panel).to_contain_text("No software modules installed.")
+        await page.get_by_text("Queue another job", exact=True).click()
+        form = page.locator('form[data-action="task"]').filter(has=page.locator("textarea"))
+        await form.locator('select[name="name"]').select_option("changeDUState")
+        uuid = "5d0c2f0e-8a7b-4c1d-9e2f-3a4b5c6d7e8f"
+        await form.locator("textarea").fill(
+            f'{{"operations": [{{"type": "Install", "fileName": "{name}", "uuid": "{uuid}"}}]}}'
+        )
+        await form.get_by_label("now (connection request, wait up to 30 s)").check()
+        await form.get_by_role("button", name="Queue").click()
+        await expect(page.locator("#notice .msg-ok")).to_contain_text("(changeDUState) is done")
+        # the session that closed the job re-read the device's modules before it ended
+        await fleet.wait_for(lambda: not cpe.in_session and not cpe.du_reports)
+        await page.reload()
+        row = page.get_by_test_id("software").locator(f'tr[data-uuid="{uuid}"]')
+        await expect(row).to_contain_text("clock")
+        await expect(row).to_contain_text("4.2")
+        await expect(row).to_contain_text("Installed")
+        await expect(row.locator('[data-eu="tick"]')).to_have_text("tick: Active")
+    finally:
+        await fleet.stop()

@@ -828,3 +828,4 @@ from acs.web.api import observability as _observability_routes  # noqa: E402, F4
 from acs.web.api import overview as _overview_routes  # noqa: E402, F401
 from acs.web.api import policies as _policy_routes  # noqa: E402, F401
 from acs.web.api import secrets as _secret_routes  # noqa: E402, F401
+from acs.web.api import software as _software_routes  # noqa: E402, F401

@@ -606,6 +606,7 @@ async def device_page(request: web.Request, ctx: dict[str, Any]) -> web.StreamRe
         settle(api_get(request, base + "/policies")),
         settle(api_get(request, "/files")) if ctx["can_operate"] else _none(),
     )
+    software = await settle(api_get(request, base + "/software"))
     return html(
         request,
         "device.html",
@@ -623,6 +624,7 @@ async def device_page(request: web.Request, ctx: dict[str, Any]) -> web.StreamRe
             "files": (files[0] or {}).get("items", []),
             "task_names": sorted(TASK_ARGS),
             "session_log": session_log_path(dev_id),
+            "software": software,
         },
     )
 
