@@ -135,6 +135,7 @@ async def test_sign_in_and_every_page_renders(
     for link, heading in (
         ("Devices", "Devices"),
         ("Jobs", "Jobs"),
+        ("Bulk jobs", "Bulk jobs"),
         ("Faults", "Open faults"),
         ("Files & firmware", "Files & firmware catalog"),
         ("Campaigns", "Firmware campaigns"),
@@ -234,6 +235,75 @@ async def test_bulk_tagging_and_export_from_the_device_list(
         await page.get_by_role("link", name=first).click()
         await expect(page.get_by_role("heading", level=1)).to_have_text(dev_id(fleet, first))
         await expect(page.locator("p.tags")).to_contain_text("ui-bulk")
+    finally:
+        await fleet.stop()
+
+
+async def test_a_bulk_job_is_created_from_a_filter_and_finishes(
+    person: Any, ui_acs: Running, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    fleet = await fleet_of(ui_acs, unique_serial("B"), 3, periodic_interval=1)
+    try:
+        await fleet.wait_for(lambda: all(c.sessions_ok for c in fleet.devices.values()))
+        op = await person()
+        await op.sign_in(await make_user(db_pool, unique_serial, "operator"))
+        page = op.page
+        await nav(page, "Bulk jobs").click()
+        form = page.get_by_test_id("bulk-job-form")
+        name = unique_serial("ui-bulk-")
+        await form.get_by_label("Name", exact=True).fill(name)
+        prefix = fleet.config.serial_prefix
+        # the match count follows the filter as it is typed
+        await form.get_by_test_id("bulk-job-filter").fill(f'DeviceID.SerialNumber LIKE "{prefix}%')
+        await expect(page.get_by_test_id("bulk-match")).to_contain_text("unterminated string")
+        await form.get_by_test_id("bulk-job-filter").fill(f'DeviceID.SerialNumber LIKE "{prefix}%"')
+        await expect(page.get_by_test_id("bulk-match")).to_contain_text("3 device(s) match")
+        await form.locator('select[name="action"]').select_option("set")
+        await form.get_by_role("textbox", name="Parameter").fill(
+            "Device.ManagementServer.PeriodicInformInterval"
+        )
+        await form.get_by_role("textbox", name="Value").fill("77")
+        await form.get_by_label("Devices a minute").fill("600")
+        await form.get_by_role("button", name="Preview (dry run)").click()
+        await expect(page.get_by_test_id("bulk-job-out")).to_contain_text("would reach 3 device(s)")
+        await form.get_by_role("button", name="Create and start").click()
+        await expect(page.get_by_role("heading", level=1)).to_have_text(f"Bulk job {name}")
+        # the page follows the job: every device's job ran at its next periodic Inform
+        status = page.get_by_test_id("bulk-status")
+        await expect(status).to_have_attribute("data-status", "completed", timeout=90_000)
+        await expect(page.get_by_test_id("bulk-counts")).to_contain_text("done 3")
+        await expect(page.get_by_test_id("bulk-devices").locator("tbody tr")).to_have_count(3)
+        assert all(c.tree.periodic_inform_interval == 77 for c in fleet.devices.values())
+        # and it is listed with its numbers
+        await nav(page, "Bulk jobs").click()
+        row = page.get_by_test_id("bulk-jobs").locator("tbody tr", has_text=name)
+        await expect(row).to_contain_text("3 of 3 queued")
+    finally:
+        await fleet.stop()
+
+
+async def test_the_device_lists_all_matching_action_is_one_bulk_job(
+    person: Any, ui_acs: Running, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    fleet = await fleet_of(ui_acs, unique_serial("M"), 2, periodic_interval=1)
+    try:
+        await fleet.wait_for(lambda: all(c.sessions_ok for c in fleet.devices.values()))
+        op = await person()
+        await op.sign_in(await make_user(db_pool, unique_serial, "operator"))
+        page = op.page
+        prefix = fleet.config.serial_prefix
+        await op.goto(f"/ui/devices?filter=DeviceID.SerialNumber%20LIKE%20%22{prefix}%25%22")
+        await page.get_by_text("Bulk action…").click()
+        form = page.get_by_test_id("bulk-form")
+        await form.get_by_label(re.compile("all 2 matching")).check()
+        await form.locator('select[name="action"]').select_option("reboot")
+        page.once("dialog", lambda d: d.accept())
+        await form.get_by_role("button", name="Queue").click()
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Bulk job Reboot")
+        await expect(page.get_by_test_id("bulk-status")).to_have_attribute(
+            "data-status", "completed", timeout=90_000
+        )
+        await expect(page.get_by_test_id("bulk-counts")).to_contain_text("done 2")
     finally:
         await fleet.stop()
 

@@ -695,6 +695,50 @@ async def _none() -> tuple[None, None]:
     return None, None
 
 
+# --------------------------------------------------------------------------- bulk jobs
+
+@page("bulk")
+async def bulk_jobs_page(request: web.Request, ctx: dict[str, Any]) -> web.StreamResponse:
+    jobs, files = await asyncio.gather(
+        api_get(request, "/bulk-jobs", limit=100),
+        settle(api_get(request, "/files")) if ctx["can_operate"] else _none(),
+    )
+    return html(
+        request,
+        "bulk_jobs.html",
+        {
+            **ctx,
+            "jobs": jobs["items"],
+            "files": (files[0] or {}).get("items", []),
+            "filter": request.query.get("filter", ""),
+        },
+    )
+
+
+async def _bulk_data(request: web.Request) -> dict[str, Any]:
+    bid = request.match_info["bulk_id"]
+    job, devices = await asyncio.gather(
+        api_get(request, f"/bulk-jobs/{seg(bid)}"),
+        api_get(request, f"/bulk-jobs/{seg(bid)}/devices", limit=200),
+    )
+    return {
+        "j": job,
+        "devices": devices["items"],
+        "live": job["status"] in ("running", "paused"),
+    }
+
+
+@page("bulk")
+async def bulk_job_page(request: web.Request, ctx: dict[str, Any]) -> web.StreamResponse:
+    return html(request, "bulk_job.html", {**ctx, **await _bulk_data(request)})
+
+
+@page("bulk")
+async def bulk_job_progress(request: web.Request, ctx: dict[str, Any]) -> web.StreamResponse:
+    """The live part of a bulk job's page, fetched again every few seconds."""
+    return html(request, "bulk_job_progress.html", {**ctx, **await _bulk_data(request)})
+
+
 # --------------------------------------------------------------------------- jobs and faults
 
 # the Jobs page's filters, passed on to GET /api/v1/tasks as they are
@@ -1080,6 +1124,9 @@ def ui_app() -> web.Application:
     r.add_get("/devices/{device_id}/sessions", sessions_page)
     r.add_get("/devices/{device_id}/sessions/{session_id}", session_page)
     r.add_get("/devices/{device_id}/sessions/{session_id}/download", session_download)
+    r.add_get("/bulk-jobs", bulk_jobs_page)
+    r.add_get("/bulk-jobs/{bulk_id}", bulk_job_page)
+    r.add_get("/bulk-jobs/{bulk_id}/progress", bulk_job_progress)
     r.add_get("/jobs", jobs_page)
     r.add_get("/faults", faults_page)
     r.add_get("/files", files_page)

@@ -356,6 +356,28 @@
       finish("go:/ui/login", "ok", "Password changed. Sign in with the new one.", form);
     },
 
+    async "bulk-job-create"(form, fd, submitter) {
+      const body = {
+        name: text(fd, "name"),
+        filter: text(fd, "filter"),
+        task: bulkJobTask(fd),
+        ratePerMinute: Number(fd.get("ratePerMinute") || 60),
+        connectionRequest: !!fd.get("connectionRequest"),
+      };
+      if (text(fd, "expiry")) body.expiry = Number(fd.get("expiry"));
+      const preview = submitter && submitter.value === "preview";
+      const r = await api("POST", "/api/v1/bulk-jobs", { json: body, query: preview ? { dryRun: "true" } : {} });
+      if (!r.ok) throw new Error(r.message);
+      const out = form.parentElement.querySelector(".out");
+      if (preview) {
+        const shown = r.data.sample.slice(0, 10);
+        return fill(out, el("p", { class: "msg msg-ok", role: "status" },
+          `Dry run: the job would reach ${r.data.devices} device(s)`, shown.length ? ", for example " : ".",
+          ...shown.flatMap((id, i) => (i ? [", ", deviceLink(id)] : [deviceLink(id)]))));
+      }
+      finish(`go:/ui/bulk-jobs/${r.data.id}`, "ok", `Bulk job #${r.data.id} started on ${r.data.total} device(s).`, form);
+    },
+
     async "webhook-create"(form, fd) {
       const events = fd.getAll("events").map(String);
       if (!events.length) throw new Error("Choose at least one event.");
@@ -454,6 +476,36 @@
     return action === "tag-add" ? { label: `Tag with ${tag}`, tag, add: true } : { label: `Remove tag ${tag}`, tag, add: false };
   }
 
+  // the task of the Bulk jobs page's form, in the API's shape
+  function bulkJobTask(fd) {
+    const action = text(fd, "action");
+    if (action === "json") return parseJson(text(fd, "task"), "The job");
+    const what = bulkRequest(fd);
+    return what.task;
+  }
+
+  // <input data-match-count="ID">: how many devices the filter matches, and the
+  // first of them, said in #ID as the operator types (one request per pause)
+  function matchCount(input) {
+    const out = document.getElementById(input.dataset.matchCount);
+    let timer = null;
+    let asked = 0;
+    const ask = async () => {
+      const mine = ++asked;
+      const filter = input.value.trim();
+      if (!filter) return fill(out);
+      const r = await api("GET", "/api/v1/devices", { query: { filter, limit: 5 } });
+      if (mine !== asked) return; // a newer question is on its way
+      if (!r.ok) return fill(out, el("p", { class: "msg msg-error" }, r.message));
+      const ids = r.data.items.map((d) => d.id);
+      fill(out, el("p", { class: "muted" }, `${r.data.total} device(s) match`,
+        ids.length ? ": " : "", ...ids.flatMap((id, i) => (i ? [", ", deviceLink(id)] : [deviceLink(id)])),
+        r.data.total > ids.length ? " …" : ""));
+    };
+    input.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(ask, 400); });
+    if (input.value.trim()) ask();
+  }
+
   async function bulkTargets(fd) {
     if (text(fd, "scope") === "matching") {
       const r = await api("GET", "/api/v1/devices", { query: { filter: text(fd, "filter"), limit: BULK_MAX } });
@@ -468,6 +520,16 @@
 
   async function runBulk(form, fd) {
     const what = bulkRequest(fd);
+    if (what.task && text(fd, "scope") === "matching") {
+      // every device of the filter, however many: one bulk job, queued at its rate
+      // by the ACS, watched on its own page
+      if (!text(fd, "filter")) throw new Error("Give a filter first: a bulk job never takes every device by accident.");
+      if (!confirm(`${what.label} on every device matching the filter, as a bulk job?`)) return;
+      const r = await api("POST", "/api/v1/bulk-jobs", { json: {
+        name: what.label, filter: text(fd, "filter"), task: what.task, connectionRequest: !!fd.get("knock") } });
+      if (!r.ok) throw new Error(r.message);
+      return finish(`go:/ui/bulk-jobs/${r.data.id}`, "ok", `Bulk job #${r.data.id} started on ${r.data.total} device(s).`, form);
+    }
     const ids = await bulkTargets(fd);
     if (!ids.length) throw new Error("Tick at least one device in the table, or choose all matching devices.");
     if (ids.length > BULK_MAX) throw new Error(`At most ${BULK_MAX} devices at once.`);
@@ -570,5 +632,6 @@
     showFlash();
     document.querySelectorAll("[data-poll]").forEach(poll);
     document.querySelectorAll("select[data-toggles]").forEach(toggleOptions);
+    document.querySelectorAll("input[data-match-count]").forEach(matchCount);
   });
 })();
