@@ -29,6 +29,8 @@ PROFILES: dict[str, str] = {
     "tc-without-event": "sends TransferComplete without the 7 TRANSFER COMPLETE event",
     "slow-9005": "answers unknown parameter names with 9005 only after a delay",
     "nat-rebind": "its NAT gives it a new public UDP port every few STUN keep-alives",
+    "diagnostics-hang": "accepts a diagnostics test and never completes it",
+    "diagnostics-unresolvable": "diagnostics resolve no host name (Error_CannotResolveHostName)",
 }
 
 

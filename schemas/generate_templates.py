@@ -99,6 +99,17 @@ TR181 = ModelSpec(
         "Device.IP.Interface.{i}.IPv4Address.{i}.": 1,
         "Device.IP.Interface.{i}.IPv6Address.{i}.": 1,
         "Device.IP.Interface.{i}.Stats.": 1,
+        # TR-143 diagnostics (the simulator runs them: cpe_simulator/diagnostics.py)
+        "Device.IP.Diagnostics.": 1,
+        "Device.IP.Diagnostics.IPPing.": 1,
+        "Device.IP.Diagnostics.TraceRoute.": 1,
+        "Device.IP.Diagnostics.TraceRoute.RouteHops.{i}.": 0,
+        "Device.IP.Diagnostics.DownloadDiagnostics.": 1,
+        "Device.IP.Diagnostics.DownloadDiagnostics.PerConnectionResult.{i}.": 0,
+        "Device.IP.Diagnostics.UploadDiagnostics.": 1,
+        "Device.IP.Diagnostics.UploadDiagnostics.PerConnectionResult.{i}.": 0,
+        "Device.IP.Diagnostics.UDPEchoDiagnostics.": 1,
+        "Device.IP.Diagnostics.ServerSelectionDiagnostics.": 1,
         "Device.Routing.": 1,
         "Device.Routing.Router.{i}.": 1,
         "Device.Routing.Router.{i}.IPv4Forwarding.{i}.": 1,
@@ -152,6 +163,14 @@ TR181 = ModelSpec(
     },
     extra_forced_inform=("Device.IP.Interface.2.IPv4Address.1.IPAddress",),
     values={
+        # the tests the simulator runs (over IPv4 loopback), and how
+        **{
+            f"Device.IP.Diagnostics.IPv4{t}Supported": "true"
+            for t in ("Ping", "TraceRoute", "DownloadDiagnostics", "UploadDiagnostics")
+            + ("UDPEchoDiagnostics", "ServerSelectionDiagnostics")
+        },
+        "Device.IP.Diagnostics.DownloadDiagnostics.DownloadTransports": "HTTP",
+        "Device.IP.Diagnostics.UploadDiagnostics.UploadTransports": "HTTP",
         "Device.RootDataModelVersion": "2.17",
         "Device.DeviceInfo.Description": "Home gateway (simulated)",
         "Device.DeviceInfo.ProvisioningCode": "",
@@ -318,6 +337,10 @@ TR098 = ModelSpec(
         "InternetGatewayDevice.Layer3Forwarding.Forwarding.{i}.": 1,
         "InternetGatewayDevice.LANConfigSecurity.": 1,
         "InternetGatewayDevice.IPPingDiagnostics.": 1,
+        "InternetGatewayDevice.TraceRouteDiagnostics.": 1,
+        "InternetGatewayDevice.TraceRouteDiagnostics.RouteHops.{i}.": 0,
+        "InternetGatewayDevice.DownloadDiagnostics.": 1,
+        "InternetGatewayDevice.UploadDiagnostics.": 1,
         "InternetGatewayDevice.LANDevice.{i}.": 1,
         "InternetGatewayDevice.LANDevice.{i}.LANHostConfigManagement.": 1,
         "InternetGatewayDevice.LANDevice.{i}.LANHostConfigManagement.IPInterface.{i}.": 1,
