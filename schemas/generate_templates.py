@@ -63,6 +63,18 @@ class ModelSpec:
     boolean_style: tuple[str, str]  # how this vendor writes true/false
 
 
+def _diagnostics_defaults(base: str, ping: str, trace: str) -> dict[str, str]:
+    return {
+        base + ping + "Timeout": "5000",
+        base + ping + "NumberOfRepetitions": "4",
+        base + ping + "DataBlockSize": "64",
+        base + trace + "Timeout": "5000",
+        base + trace + "NumberOfTries": "3",
+        base + trace + "DataBlockSize": "38",
+        base + trace + "MaxHopCount": "30",
+    }
+
+
 # ----------------------------------------------------------------------------- TR-181
 
 _D = "Device."
@@ -171,6 +183,11 @@ TR181 = ModelSpec(
         },
         "Device.IP.Diagnostics.DownloadDiagnostics.DownloadTransports": "HTTP",
         "Device.IP.Diagnostics.UploadDiagnostics.UploadTransports": "HTTP",
+        # a gateway's own defaults where an ACS sets only the host (the model's
+        # minimum, 1 ms, is no timeout a vendor ships)
+        **_diagnostics_defaults("Device.IP.Diagnostics.", "IPPing.", "TraceRoute."),
+        "Device.IP.Diagnostics.UDPEchoDiagnostics.Timeout": "5000",
+        "Device.IP.Diagnostics.ServerSelectionDiagnostics.Timeout": "5000",
         "Device.RootDataModelVersion": "2.17",
         "Device.DeviceInfo.Description": "Home gateway (simulated)",
         "Device.DeviceInfo.ProvisioningCode": "",
@@ -394,6 +411,9 @@ TR098 = ModelSpec(
     },
     extra_forced_inform=(),
     values={
+        **_diagnostics_defaults(
+            "InternetGatewayDevice.", "IPPingDiagnostics.", "TraceRouteDiagnostics."
+        ),
         _I + "DeviceSummary": (
             "InternetGatewayDevice:1.4[](Baseline:1, EthernetLAN:1, WiFiLAN:1, Time:1)"
         ),
