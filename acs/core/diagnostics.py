@@ -117,7 +117,7 @@ class DiagnosticsArgs(BaseModel):
     dscp: int | None = Field(default=None, ge=0, le=63)
     maxHopCount: int | None = Field(default=None, ge=1, le=64)
     url: str | None = Field(default=None, min_length=1, max_length=256)  # Download/UploadURL
-    testFileLength: int | None = Field(default=None, ge=1, le=2**32 - 1)
+    testFileLength: int | None = Field(default=None, ge=1, le=2**63 - 1)  # per model at run time
     ethernetPriority: int | None = Field(default=None, ge=0, le=7)
     port: int | None = Field(default=None, ge=1, le=65535)
     interTransmissionTime: int | None = Field(default=None, ge=1, le=65535)
