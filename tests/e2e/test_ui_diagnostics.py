@@ -38,7 +38,8 @@ async def test_a_ping_from_the_device_page_and_a_traceroute_shown_with_its_hops(
 
         # queue a ping from the form; the knock brings the device, which runs the test
         form = page.get_by_test_id("diagnostics-form")
-        await form.locator('input[name="args"]').fill('{"test": "ping", "host": "127.0.0.1", "count": 3}')
+        args = form.locator('input[name="args"]')
+        await args.fill('{"test": "ping", "host": "127.0.0.1", "count": 3}')
         await form.get_by_label("now (connection request)").check()
         await form.get_by_role("button", name="Run test").click()
         _, jobs = await api.call("GET", f"/devices/{dev_id(fleet, serial)}/tasks")
