@@ -327,6 +327,13 @@ async def test_a_test_whose_results_never_come_times_out(
         }
         assert job["result"]["requested"]["DiagnosticsState"] == "Requested"
         assert "awaitingDiagnosticsComplete" not in job["result"]
+        # a late (or unasked-for) 8 DIAGNOSTICS COMPLETE finds no test waiting: the
+        # session goes through and the timed-out job stays as it ended
+        cpe = fleet.devices[serial]
+        await fleet.trigger(serial, "8 DIAGNOSTICS COMPLETE")
+        assert cpe.last_session is not None and cpe.last_session.ok
+        _, again = await client.call("GET", f"/tasks/{job['id']}")
+        assert (again["status"], again["fault"]) == ("fault", job["fault"])
         # the device is free for the next test: it is sent, not held back
         nxt = await queue(client, fleet, serial, test="ping", host="127.0.0.1")
         await fleet.trigger(serial)
