@@ -157,6 +157,11 @@ class Settings(BaseSettings):
         gt=0,
         description="a Download/Upload without TransferComplete by then faults",
     )
+    diagnostics_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="a diagnostics job without 8 DIAGNOSTICS COMPLETE by then faults",
+    )
 
     # --- provisioning
     default_policies: bool = Field(

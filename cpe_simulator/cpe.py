@@ -28,6 +28,7 @@ import aiohttp
 from acs.cwmp import messages as m
 from acs.cwmp.session import Conversation, ProtocolError
 from acs.cwmp.soap import CwmpParseError, Envelope, parse_envelope, serialize_envelope
+from cpe_simulator import diagnostics
 from cpe_simulator.faults import CpeFault
 from cpe_simulator.firmware import BadImage, verify_image
 from cpe_simulator.software import Package, SoftwareModules
@@ -360,9 +361,9 @@ class SimulatedCpe:
         if isinstance(r, m.GetParameterValues):
             return m.GetParameterValuesResponse(tree.get_parameter_values(r.parameter_names))
         if isinstance(r, m.SetParameterValues):
-            return m.SetParameterValuesResponse(
-                tree.set_parameter_values(r.parameter_list, r.parameter_key)
-            )
+            status = tree.set_parameter_values(r.parameter_list, r.parameter_key)
+            diagnostics.requested(self, r.parameter_list)  # tests run after the session
+            return m.SetParameterValuesResponse(status)
         if isinstance(r, m.GetParameterAttributes):
             return m.GetParameterAttributesResponse(
                 tree.get_parameter_attributes(r.parameter_names)

@@ -30,6 +30,8 @@ PROFILES: dict[str, str] = {
     "slow-9005": "answers unknown parameter names with 9005 only after a delay",
     "autonomous-du": "installs a module on its own and sends AutonomousDUStateChangeComplete",
     "nat-rebind": "its NAT gives it a new public UDP port every few STUN keep-alives",
+    "diagnostics-hang": "accepts a diagnostics test and never completes it",
+    "diagnostics-unresolvable": "diagnostics resolve no host name (Error_CannotResolveHostName)",
 }
 
 

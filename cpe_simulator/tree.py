@@ -497,6 +497,21 @@ class ParameterTree:
     def instances(self, table: str) -> tuple[int, ...]:
         """The instance numbers of a table, in order; () when the model lacks it."""
         return self._instances_of(table) if self._object(table) is not None else ()
+    def rebuild_table_internal(self, table: str, count: int) -> list[str]:
+        """The device itself refills a table the ACS cannot write (a test's results,
+        e.g. TraceRoute.RouteHops.): rows 1..count, the old rows' values gone.
+        The new instance paths, for set_value_internal."""
+        for store in (self._values, self._attrs, self._changes):
+            if store:
+                for key in [k for k in store if k.startswith(table)]:
+                    del store[key]
+        if self._instances is None:
+            self._instances = {}
+        self._instances[table] = tuple(range(1, count + 1))
+        if self._next_instance is None:
+            self._next_instance = {}
+        self._next_instance[table] = count + 1
+        return [f"{table}{n}." for n in range(1, count + 1)]
 
     # ------------------------------------------------------------------ device life
 

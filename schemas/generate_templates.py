@@ -63,6 +63,18 @@ class ModelSpec:
     boolean_style: tuple[str, str]  # how this vendor writes true/false
 
 
+def _diagnostics_defaults(base: str, ping: str, trace: str) -> dict[str, str]:
+    return {
+        base + ping + "Timeout": "5000",
+        base + ping + "NumberOfRepetitions": "4",
+        base + ping + "DataBlockSize": "64",
+        base + trace + "Timeout": "5000",
+        base + trace + "NumberOfTries": "3",
+        base + trace + "DataBlockSize": "38",
+        base + trace + "MaxHopCount": "30",
+    }
+
+
 # ----------------------------------------------------------------------------- TR-181
 
 _D = "Device."
@@ -99,6 +111,17 @@ TR181 = ModelSpec(
         "Device.IP.Interface.{i}.IPv4Address.{i}.": 1,
         "Device.IP.Interface.{i}.IPv6Address.{i}.": 1,
         "Device.IP.Interface.{i}.Stats.": 1,
+        # TR-143 diagnostics (the simulator runs them: cpe_simulator/diagnostics.py)
+        "Device.IP.Diagnostics.": 1,
+        "Device.IP.Diagnostics.IPPing.": 1,
+        "Device.IP.Diagnostics.TraceRoute.": 1,
+        "Device.IP.Diagnostics.TraceRoute.RouteHops.{i}.": 0,
+        "Device.IP.Diagnostics.DownloadDiagnostics.": 1,
+        "Device.IP.Diagnostics.DownloadDiagnostics.PerConnectionResult.{i}.": 0,
+        "Device.IP.Diagnostics.UploadDiagnostics.": 1,
+        "Device.IP.Diagnostics.UploadDiagnostics.PerConnectionResult.{i}.": 0,
+        "Device.IP.Diagnostics.UDPEchoDiagnostics.": 1,
+        "Device.IP.Diagnostics.ServerSelectionDiagnostics.": 1,
         "Device.Routing.": 1,
         "Device.Routing.Router.{i}.": 1,
         "Device.Routing.Router.{i}.IPv4Forwarding.{i}.": 1,
@@ -158,6 +181,19 @@ TR181 = ModelSpec(
     },
     extra_forced_inform=("Device.IP.Interface.2.IPv4Address.1.IPAddress",),
     values={
+        # the tests the simulator runs (over IPv4 loopback), and how
+        **{
+            f"Device.IP.Diagnostics.IPv4{t}Supported": "true"
+            for t in ("Ping", "TraceRoute", "DownloadDiagnostics", "UploadDiagnostics")
+            + ("UDPEchoDiagnostics", "ServerSelectionDiagnostics")
+        },
+        "Device.IP.Diagnostics.DownloadDiagnostics.DownloadTransports": "HTTP",
+        "Device.IP.Diagnostics.UploadDiagnostics.UploadTransports": "HTTP",
+        # a gateway's own defaults where an ACS sets only the host (the model's
+        # minimum, 1 ms, is no timeout a vendor ships)
+        **_diagnostics_defaults("Device.IP.Diagnostics.", "IPPing.", "TraceRoute."),
+        "Device.IP.Diagnostics.UDPEchoDiagnostics.Timeout": "5000",
+        "Device.IP.Diagnostics.ServerSelectionDiagnostics.Timeout": "5000",
         "Device.RootDataModelVersion": "2.17",
         "Device.DeviceInfo.Description": "Home gateway (simulated)",
         "Device.DeviceInfo.ProvisioningCode": "",
@@ -332,6 +368,10 @@ TR098 = ModelSpec(
         "InternetGatewayDevice.Layer3Forwarding.Forwarding.{i}.": 1,
         "InternetGatewayDevice.LANConfigSecurity.": 1,
         "InternetGatewayDevice.IPPingDiagnostics.": 1,
+        "InternetGatewayDevice.TraceRouteDiagnostics.": 1,
+        "InternetGatewayDevice.TraceRouteDiagnostics.RouteHops.{i}.": 0,
+        "InternetGatewayDevice.DownloadDiagnostics.": 1,
+        "InternetGatewayDevice.UploadDiagnostics.": 1,
         "InternetGatewayDevice.LANDevice.{i}.": 1,
         "InternetGatewayDevice.LANDevice.{i}.LANHostConfigManagement.": 1,
         "InternetGatewayDevice.LANDevice.{i}.LANHostConfigManagement.IPInterface.{i}.": 1,
@@ -385,6 +425,9 @@ TR098 = ModelSpec(
     },
     extra_forced_inform=(),
     values={
+        **_diagnostics_defaults(
+            "InternetGatewayDevice.", "IPPingDiagnostics.", "TraceRouteDiagnostics."
+        ),
         _I + "DeviceSummary": (
             "InternetGatewayDevice:1.4[](Baseline:1, EthernetLAN:1, WiFiLAN:1, Time:1)"
         ),

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from acs.core import software, values
+from acs.core import diagnostics, software, values
 from acs.core.plans import Plan, PlanFault, discover, expect, read_values
 from acs.core.times import rfc3339_or_none
 from acs.cwmp import messages as m
@@ -131,6 +131,10 @@ class NoArgs(_Args):
     pass
 
 
+class DiagnosticsArgs(_Args, diagnostics.DiagnosticsArgs):
+    """A TR-143 test (acs.core.diagnostics): ``test`` and that test's arguments."""
+
+
 TASK_ARGS: dict[str, type[_Args]] = {
     "getParameterValues": GetParameterValuesArgs,
     "getParameterNames": GetParameterNamesArgs,
@@ -147,6 +151,7 @@ TASK_ARGS: dict[str, type[_Args]] = {
     "setParameterAttributes": SetParameterAttributesArgs,
     "getRPCMethods": NoArgs,
     "changeDUState": software.ChangeDUStateArgs,
+    "diagnostics": DiagnosticsArgs,
 }
 
 
@@ -471,6 +476,15 @@ def _get_rpc_methods(_a: Any, _ck: str, _t: Any, _b: int, _r: str) -> Plan:
     return {"methods": list(expect(resp, m.GetRPCMethodsResponse).method_list)}
 
 
+def _diagnostics(a: Any, _ck: str, _t: Any, _b: int, root: str) -> Plan:
+    # built now, not at the first RPC: a test this data model lacks, or a value out
+    # of its range, faults the job before anything is sent
+    try:
+        return diagnostics.request_plan(a, root)
+    except ValueError as bad:
+        raise InvalidTask(f"invalid arguments for diagnostics: {bad}") from None
+
+
 _PLANS: dict[str, Callable[[Any, str, Any, int, str], Plan]] = {
     "getParameterValues": _get_values,
     "getParameterNames": _get_names,
@@ -487,6 +501,7 @@ _PLANS: dict[str, Callable[[Any, str, Any, int, str], Plan]] = {
     "setParameterAttributes": _set_attributes,
     "getRPCMethods": _get_rpc_methods,
     "changeDUState": lambda a, ck, _t, _b, _r: software.plan(a, ck),
+    "diagnostics": _diagnostics,
 }
 
 # Faults worth another attempt in a later session (TR-069: 9002 internal

@@ -30,8 +30,8 @@ from acs.cwmp import messages as m
 from acs.cwmp.session import AcsSession
 from acs.logs import log
 from acs.metrics import Metrics
+from acs.services import diagnostics, provisioning, rollout
 from acs.services import events as notify
-from acs.services import provisioning, rollout
 from acs.services import software as software_svc
 from acs.services.sealing_key import sealer
 from acs.store import campaigns as campaign_store
@@ -79,6 +79,9 @@ class Work:
     )
     values_read: dict[str, m.ParameterValueStruct] = field(default_factory=dict)
     policy_run: provisioning.SessionRun | None = None
+    # a diagnostics job whose results this plan reads (8 DIAGNOSTICS COMPLETE); it
+    # stays waiting, not requeued, if the session dies before they are read
+    diagnostics: task_store.Task | None = None
 
 
 @dataclass(slots=True)
@@ -99,6 +102,7 @@ class LiveSession:
     # contact, whether or not it said 0 BOOTSTRAP
     first_contact: bool = False
     policies_checked: bool = False
+    diagnostics_checked: bool = False
     started: float = field(default_factory=time.monotonic)
     last_activity: float = field(default_factory=time.monotonic)
     busy: int = 0  # requests of this session being handled now (never reaped then)
@@ -334,6 +338,11 @@ class SessionDriver:
             live.needs_discovery = False
             log(logger, logging.DEBUG, "discovery_started", device=live.device_id, root=live.root)
             return Work(discover(live.root, self.settings.gpv_batch_size), label="discovery")
+        if not live.diagnostics_checked and diagnostics.COMPLETE_EVENT in live.events:
+            live.diagnostics_checked = True  # results first: a second test may be queued
+            found = await diagnostics.read_work(self.pool, live.device_id)
+            if found is not None:
+                return Work(found[1], label="diagnostics", diagnostics=found[0])
         if live.refresh_software:
             live.refresh_software = False
             subtree = live.root + "SoftwareModules."
@@ -382,6 +391,13 @@ class SessionDriver:
     async def _next_task(self, live: LiveSession) -> Work | None:
         async with self.pool.acquire() as conn, conn.transaction():
             task = await task_store.next_pending(conn, live.device_id, live.deferred)
+            while (
+                task is not None
+                and task.name == "diagnostics"
+                and await diagnostics.busy(conn, live.device_id)
+            ):
+                live.deferred.append(task.id)  # one test at a time: this one waits its turn
+                task = await task_store.next_pending(conn, live.device_id, live.deferred)
             if task is None:
                 live.may_have_tasks = False
                 return None
@@ -462,6 +478,9 @@ class SessionDriver:
         if work.policy_run is not None:
             await self._policies_done(live, work.policy_run, result, fault)
             return
+        if work.diagnostics is not None:
+            await diagnostics.record(self.pool, self.metrics, work.diagnostics, result, fault)
+            return
         task = work.task
         if task is None:
             log(
@@ -473,7 +492,10 @@ class SessionDriver:
             )
             return
         async with self.pool.acquire() as conn, conn.transaction():
-            if fault is None and result and result.get("status") == 1 and "commandKey" in result:
+            if fault is None and diagnostics.waits(result):
+                assert result is not None
+                await diagnostics.park(conn, task, result)
+            elif fault is None and result and result.get("status") == 1 and "commandKey" in result:
                 # accepted, finishes later: TransferComplete (DUStateChangeComplete for
                 # a ChangeDUState; the plan says which) or the timeout closes it
                 awaits = "awaiting" + result.pop("awaits", "TransferComplete")

@@ -314,7 +314,8 @@ async def find_awaiting_transfer(
 
 async def expire_transfers(conn: asyncpg.Connection, timeout_s: float) -> list[Task]:
     """Fault transfers whose TransferComplete (ChangeDUStates whose
-    DUStateChangeComplete) did not come within ``timeout_s``."""
+    DUStateChangeComplete) did not come within ``timeout_s`` (diagnostics jobs
+    wait too, for another event: acs.store.diagnostics.expire)."""
     rows = await conn.fetch(
         f"""
         UPDATE tasks SET status = 'fault', fault_code = NULL, finished_at = now(),
@@ -322,7 +323,7 @@ async def expire_transfers(conn: asyncpg.Connection, timeout_s: float) -> list[T
                 || CASE WHEN result ? 'awaitingDUStateChangeComplete'
                         THEN 'DUStateChangeComplete' ELSE 'TransferComplete' END
                 || ' within ' || $1::text || ' s'
-        WHERE status = 'running' AND session_id IS NULL
+        WHERE status = 'running' AND session_id IS NULL AND name <> 'diagnostics'
           AND started_at < now() - make_interval(secs => $1)
         RETURNING {_COLUMNS}
         """,

@@ -36,6 +36,7 @@ from acs.logs import log
 from acs.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from acs.metrics import Metrics
 from acs.services import bulk_jobs, campaigns, provisioning, reseal, retention, sealing_key
+from acs.services import diagnostics as diagnostics_jobs
 from acs.services import events as notify
 from acs.services.knock import knock
 from acs.store import credentials, nat
@@ -448,6 +449,14 @@ async def _start_background(
         "interval",
         seconds=60,
         args=[pool, settings.transfer_complete_timeout_s, metrics],
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.add_job(
+        diagnostics_jobs.expire,
+        "interval",
+        seconds=diagnostics_jobs.tick_interval_s(settings.diagnostics_timeout_s),
+        args=[pool, settings.diagnostics_timeout_s, metrics],
         max_instances=1,
         coalesce=True,
     )

@@ -356,6 +356,19 @@ async def _bulk(w: World, block: Block, out: str) -> None:
     assert row["device"] == DEV and row["connectionRequest"]["ok"] is True, row
 
 
+async def _diagnostics(w: World, block: Block, out: str) -> None:
+    ping, trace = [
+        t for t in (await w.get(f"/devices/{DEV}/tasks"))["items"] if t["name"] == "diagnostics"
+    ]
+    assert ping["status"] == trace["status"] == "done", (ping, trace)
+    assert (ping["result"]["ping"]["successCount"], ping["result"]["ping"]["failureCount"]) == (
+        3,
+        0,
+    )
+    assert [h["address"] for h in trace["result"]["traceroute"]["hops"]] == ["127.0.0.1"], trace
+    assert out.replace(" ", "").count('"diagnosticsState":"Complete"') >= 2, out  # as printed
+
+
 async def _stun(w: World, block: Block, out: str) -> None:
     (job,) = [
         t
@@ -457,6 +470,7 @@ CHECKS: list[tuple[str, str, Check]] = [
     ("Bulk jobs", 'curl -H "Authorization: Bearer $T" -X POST "$API/devices/$DEV/tags"', _bulk),
     ("Software modules", BACKGROUND, _du_gateway),
     ("Software modules", "DU_DEV=ACDE48-HGW-DU00000001", _software),
+    ("Diagnostics", "# a ping from the gateway to the ACS's own host", _diagnostics),
     ("CPE simulator", BACKGROUND, _load),
     (
         "CPEs behind a NAT (STUN and UDP connection requests)",
