@@ -324,6 +324,7 @@ async def test_a_test_whose_results_never_come_times_out(
         assert job["fault"] == {
             "code": None,
             "message": "timeout: no 8 DIAGNOSTICS COMPLETE within 1 s",
+            "cause": "timeout: no 8 DIAGNOSTICS COMPLETE within 1 s",
         }
         assert job["result"]["requested"]["DiagnosticsState"] == "Requested"
         assert "awaitingDiagnosticsComplete" not in job["result"]
@@ -354,6 +355,7 @@ async def test_an_unresolvable_host_fails_the_job_with_the_cpes_state(
         assert job["fault"] == {
             "code": None,
             "message": "traceroute diagnostics failed: Error_CannotResolveHostName",
+            "cause": "traceroute diagnostics failed: Error_CannotResolveHostName",
         }
         assert job["result"]["diagnosticsState"] == "Error_CannotResolveHostName"
     finally:
