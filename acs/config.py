@@ -201,6 +201,14 @@ class Settings(BaseSettings):
         description="message bodies stored per session; the rest is cut with a marker",
     )
 
+    # --- history (5-minute buckets of sessions, faults, knocks and online devices)
+    history_flush_s: float = Field(
+        default=60.0, gt=0, le=300, description="how often each process adds its counts"
+    )
+    history_keep_days: int = Field(
+        default=30, ge=1, le=3650, description="days of history kept; older buckets are pruned"
+    )
+
     # --- retention (an APScheduler job prunes in batches)
     retention_interval_s: float = Field(default=3600.0, gt=0, description="how often to prune")
     job_retention_s: float = Field(

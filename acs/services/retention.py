@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import asyncpg
 
 from acs.config import Settings
-from acs.store import retention
+from acs.store import history, retention
 
 
 async def prune(pool: asyncpg.Pool, settings: Settings) -> dict[str, int]:
@@ -18,4 +20,5 @@ async def prune(pool: asyncpg.Pool, settings: Settings) -> dict[str, int]:
             "jobs": await retention.prune_tasks(conn, settings.job_retention_s),
             "audit": await retention.prune_audit(conn, settings.audit_retention_s),
             "webhook_deliveries": await retention.prune_outbox(conn, settings.webhook_retention_s),
+            "history": await history.prune(conn, timedelta(days=settings.history_keep_days)),
         }

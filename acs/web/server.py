@@ -38,6 +38,7 @@ from acs.metrics import Metrics
 from acs.services import bulk_jobs, campaigns, provisioning, reseal, retention, sealing_key
 from acs.services import diagnostics as diagnostics_jobs
 from acs.services import events as notify
+from acs.services.history import HistoryRecorder
 from acs.services.knock import knock
 from acs.store import credentials, nat
 from acs.store import tasks as task_store
@@ -368,7 +369,11 @@ async def running_acs(
             ports["api"],
             ports["files"],
         )
-        if workers is None or workers.index == 0:
+        leader = workers is None or workers.index == 0
+        recorder = HistoryRecorder(pool, metrics, settings.history_flush_s, online=leader)
+        recorder.start()
+        closers.append(recorder.close)
+        if leader:
             await _start_background(settings, pool, metrics, requester, closers, udp, xmpp)
         if stun_port is not None:
             ports["stun"] = stun_port

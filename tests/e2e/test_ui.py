@@ -73,6 +73,7 @@ async def ui_acs(start_acs: StartAcs) -> Running:
         connection_request_password="cr-secret",
         session_timeout_s=5.0,
         campaign_tick_s=0.3,
+        history_flush_s=0.3,
     )
 
 
@@ -659,6 +660,35 @@ async def test_webhooks_and_the_audit_log_have_their_pages(
     finally:
         async with db_pool.acquire() as conn:
             await conn.execute("DELETE FROM webhooks WHERE url = $1", url)
+
+
+async def test_history_charts_are_drawn_from_real_sessions(
+    person: Any, ui_acs: Running, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    fleet = await fleet_of(ui_acs, unique_serial("H"), 2, periodic_interval=1)
+    try:
+        await fleet.wait_for(lambda: all(c.sessions_ok >= 3 for c in fleet.devices.values()))
+        served = sum(c.sessions_ok for c in fleet.devices.values())
+        await asyncio.sleep(1.0)  # a flush of the ACS's counts (every 0.3 s here)
+        viewer = await person()
+        await viewer.sign_in(await make_user(db_pool, unique_serial, "viewer"))
+        page = viewer.page
+        chart = page.get_by_test_id("history").locator('figure[data-metric="sessions"] svg')
+        label = await chart.get_attribute("aria-label")
+        total = int(re.search(r"(\d+) in all", label or "").group(1))  # type: ignore[union-attr]
+        assert total >= served, (label, served)  # this run's other tests add theirs
+        assert await chart.locator("rect.s0").count() >= 1  # at least one column drawn
+        await page.get_by_role("link", name="last 30 days, per day").click()
+        await expect(page.get_by_test_id("history").locator("figure")).to_have_count(5)
+        # one device's own sessions per day, from its session logs
+        serial = next(iter(fleet.devices))
+        await viewer.goto(f"/ui/devices/{dev_id(fleet, serial)}")
+        own = page.get_by_test_id("device-history").locator('figure[data-metric="sessions"]')
+        await expect(own).to_contain_text("Sessions")
+        label = await own.locator("svg").get_attribute("aria-label")
+        assert int(re.search(r"(\d+) in all", label or "").group(1)) >= 3  # type: ignore[union-attr]
+    finally:
+        await fleet.stop()
 
 
 async def test_a_post_without_the_csrf_token_is_refused(

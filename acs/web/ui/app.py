@@ -318,9 +318,43 @@ async def logout(request: web.Request) -> web.StreamResponse:
 # --------------------------------------------------------------------------- overview
 
 
+HISTORY_CHARTS = {
+    "sessions": "Sessions",
+    "boots": "Boots (1 BOOT Informs)",
+    "jobs_faulted": "Jobs in fault",
+    "connection_requests": "Connection requests",
+    "online": "Devices online (seen within the hour)",
+}
+# span -> (step, points per axis label)
+HISTORY_SPANS = {"24h": ("1h", 3), "30d": ("1d", 5)}
+
+
+async def history_charts(request: web.Request, span: str) -> list[dict[str, Any]]:
+    step, every = HISTORY_SPANS[span]
+    since = datetime.now(UTC) - (timedelta(days=1) if span == "24h" else timedelta(days=30))
+    data = await api_get(
+        request, "/history", metrics=",".join(HISTORY_CHARTS), step=step, since=_iso(since)
+    )
+    return [
+        {
+            "metric": s["metric"],
+            "title": HISTORY_CHARTS[s["metric"]],
+            "total": sum(v for _, v in s["points"]),
+            "chart": render.time_chart(
+                s["points"], title=HISTORY_CHARTS[s["metric"]], label_every=every
+            ),
+        }
+        for s in data["series"]
+    ]
+
+
 @page("overview")
 async def overview_page(request: web.Request, ctx: dict[str, Any]) -> web.StreamResponse:
-    data = await api_get(request, "/overview")
+    span = request.query.get("span", "24h")
+    span = span if span in HISTORY_SPANS else "24h"
+    data, (charts, charts_failed) = await asyncio.gather(
+        api_get(request, "/overview"), settle(history_charts(request, span))
+    )
     by_product = [
         render.Bar(
             p["productClass"],
@@ -357,6 +391,9 @@ async def overview_page(request: web.Request, ctx: dict[str, Any]) -> web.Stream
             "software_chart": render.bar_chart(
                 by_software, series, title="Devices by product and software version"
             ),
+            "history": charts or [],
+            "history_failed": charts_failed,
+            "span": span,
         },
     )
 
@@ -606,7 +643,21 @@ async def device_page(request: web.Request, ctx: dict[str, Any]) -> web.StreamRe
         settle(api_get(request, base + "/policies")),
         settle(api_get(request, "/files")) if ctx["can_operate"] else _none(),
     )
-    software = await settle(api_get(request, base + "/software"))
+    software, (history, _) = await asyncio.gather(
+        settle(api_get(request, base + "/software")),
+        settle(api_get(request, base + "/history", days=30)),
+    )
+    device_history = [
+        {
+            "metric": h["metric"],
+            "title": {"sessions": "Sessions", "jobs_faulted": "Jobs in fault"}[h["metric"]],
+            "total": sum(v for _, v in h["points"]),
+            "chart": render.time_chart(
+                h["points"], title=f"{h['metric']} per day", label_every=5, width=480
+            ),
+        }
+        for h in (history or {}).get("series", [])
+    ]
     return html(
         request,
         "device.html",
@@ -623,6 +674,7 @@ async def device_page(request: web.Request, ctx: dict[str, Any]) -> web.StreamRe
             "policies": policies,
             "files": (files[0] or {}).get("items", []),
             "task_names": sorted(TASK_ARGS),
+            "device_history": device_history,
             "session_log": session_log_path(dev_id),
             "software": software,
         },
@@ -696,6 +748,7 @@ async def _none() -> tuple[None, None]:
 
 
 # --------------------------------------------------------------------------- bulk jobs
+
 
 @page("bulk")
 async def bulk_jobs_page(request: web.Request, ctx: dict[str, Any]) -> web.StreamResponse:

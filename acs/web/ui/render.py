@@ -127,6 +127,48 @@ def bar_chart(
     return Markup("".join(out))
 
 
+def time_chart(
+    points: Sequence[tuple[str, int]], *, title: str, label_every: int, width: int = 640
+) -> Markup:
+    """A column per time step (``points``: [ISO time, value]), its top value on
+    the axis and each column's time and value in its tooltip; the total in the
+    accessible name, so the chart says what it shows without the picture."""
+    height, left, bottom = 120, 40, 18
+    plot_w, plot_h = width - left - 4, height - bottom - 6
+    top = max((v for _, v in points), default=0)
+    scale = top or 1
+    col = plot_w / max(1, len(points))
+    total = sum(v for _, v in points)
+    out = [
+        f'<svg class="chart timeline-chart" viewBox="0 0 {width} {height}" width="100%"'
+        f' role="img" aria-label="{escape(title)}: {total} in all, at most {top} per step">'
+        f"<title>{escape(title)}</title>",
+        f'<text x="{left - 4}" y="12" text-anchor="end" class="num">{top}</text>',
+        f'<text x="{left - 4}" y="{plot_h + 6}" text-anchor="end" class="num">0</text>',
+        f'<line x1="{left}" y1="{plot_h + 6}" x2="{width - 4}" y2="{plot_h + 6}" class="axis"/>',
+    ]
+    for i, (at, v) in enumerate(points):
+        x = left + i * col
+        h = v / scale * plot_h
+        if v:
+            out.append(
+                f'<rect x="{x:.1f}" y="{plot_h + 6 - h:.1f}" width="{max(col - 1, 1):.1f}"'
+                f' height="{max(h, 1):.1f}" class="s0"><title>{escape(at)}: {v}</title></rect>'
+            )
+        if i % label_every == 0:
+            out.append(f'<text x="{x:.1f}" y="{height - 4}" class="lbl">{escape(_tick(at))}</text>')
+    out.append("</svg>")
+    return Markup("".join(out))
+
+
+def _tick(at: str) -> str:
+    """An axis label: the hour for points of a day, the date for longer spans."""
+    t = parse_time(at)
+    if t is None:
+        return at
+    return t.strftime("%H:%M") if t.hour or t.minute else t.strftime("%d %b")
+
+
 def stacked_bar(counts: dict[str, int], total: int | None = None, width: int = 360) -> Markup:
     """One bar split by campaign device state; ``total`` leaves room for devices
     not counted yet (a stage's share not admitted)."""
@@ -162,5 +204,7 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(ago=ago, when=when, size=size, seg=seg)
-    env.globals.update(query=query, stacked_bar=stacked_bar, STATE_ORDER=STATE_ORDER)
+    env.globals.update(
+        query=query, stacked_bar=stacked_bar, time_chart=time_chart, STATE_ORDER=STATE_ORDER
+    )
     return env
