@@ -30,7 +30,14 @@ from acs.cwmp.session import Conversation, ProtocolError
 from acs.cwmp.soap import CwmpParseError, Envelope, parse_envelope, serialize_envelope
 from cpe_simulator.faults import CpeFault
 from cpe_simulator.firmware import BadImage, verify_image
-from cpe_simulator.transfers import Transfer, check_url, config_file_parameters, download, upload
+from cpe_simulator.transfers import (
+    Transfer,
+    check_url,
+    config_file,
+    config_file_parameters,
+    download,
+    upload,
+)
 from cpe_simulator.tree import ParameterTree
 
 if TYPE_CHECKING:
@@ -541,11 +548,7 @@ class SimulatedCpe:
 
     async def _upload(self, t: Transfer) -> None:
         """A vendor configuration file (or log) of the device's own making."""
-        body = "\n".join(
-            f"{p.name}={p.value}"
-            for p in self.tree.get_parameter_values([f"{self.tree.root}ManagementServer."])
-        ).encode()
-        await upload(self.fleet.http, t, body)
+        await upload(self.fleet.http, t, config_file(self.tree))
 
     def _apply_config(self, data: bytes) -> None:
         """A vendor configuration file, applied all or nothing."""

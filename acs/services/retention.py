@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from acs.config import Settings
+from acs.services import backups
 from acs.store import retention
 
 
@@ -18,4 +19,5 @@ async def prune(pool: asyncpg.Pool, settings: Settings) -> dict[str, int]:
             "jobs": await retention.prune_tasks(conn, settings.job_retention_s),
             "audit": await retention.prune_audit(conn, settings.audit_retention_s),
             "webhook_deliveries": await retention.prune_outbox(conn, settings.webhook_retention_s),
+            "backups": await backups.prune(conn, settings),  # rows and their files
         }

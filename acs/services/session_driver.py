@@ -30,8 +30,8 @@ from acs.cwmp import messages as m
 from acs.cwmp.session import AcsSession
 from acs.logs import log
 from acs.metrics import Metrics
+from acs.services import backups, provisioning, rollout
 from acs.services import events as notify
-from acs.services import provisioning, rollout
 from acs.services.sealing_key import sealer
 from acs.store import campaigns as campaign_store
 from acs.store import credentials, devices, files, nat, session_logs, sessions
@@ -361,12 +361,16 @@ class SessionDriver:
                 types = {k: v.xsd_type for k, v in params.items() if v.xsd_type}
             # the clear values of secrets exist only in the RPC built from these
             args: dict[str, Any] | None = self.sealer.open_args(task.args)
-            if task.name == "download" and not task.args.get("url"):
+            refused = ""
+            if backups.needs_grant(task.name, task.args):  # a config backup or restore
+                args, refused = await backups.grant_args(conn, self.settings, task, args)
+            elif task.name == "download" and not task.args.get("url"):
                 args = await self._resolve_file(conn, args)
         try:
             if args is None:
                 raise task_rules.InvalidTask(
-                    f"unknown file {task.args.get('fileName') or task.args.get('file')!r}"
+                    refused
+                    or f"unknown file {task.args.get('fileName') or task.args.get('file')!r}"
                 )
             plan = task_rules.plan_for(
                 task.id,

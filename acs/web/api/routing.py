@@ -22,7 +22,16 @@ Handler = Callable[..., Awaitable[web.StreamResponse]]
 # path parameters naming a row by its bigserial id: integers in the document,
 # checked before a handler runs, so 2**63 is a 400 and not PostgreSQL's overflow
 ID_PARAMS = frozenset(
-    {"task_id", "bulk_id", "campaign_id", "policy_id", "image_id", "webhook_id", "session_id"}
+    {
+        "task_id",
+        "bulk_id",
+        "campaign_id",
+        "policy_id",
+        "image_id",
+        "webhook_id",
+        "session_id",
+        "backup_id",
+    }
 )
 ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": BIGINT_MAX}
 # other path parameters with a rule of their own (the store's tag rule)
@@ -279,6 +288,7 @@ _OBJECT_TYPES = {
     "policies": "policy",
     "bulk-jobs": "bulk_job",
     "users": "user",
+    "backups": "backup",
 }
 
 
