@@ -22,6 +22,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 
+import aiohttp
 import asyncpg
 from aiohttp import web
 
@@ -61,8 +62,8 @@ async def _form_file(request: web.Request) -> AsyncIterator[bytes]:
     while True:
         part = await reader.next()
         if part is None:
-            raise web.HTTPBadRequest(text="multipart upload without a file part\n")
-        if isinstance(part, web.BodyPartReader) and part.filename is not None:
+            raise ValueError("a multipart upload without a file part")
+        if isinstance(part, aiohttp.BodyPartReader) and part.filename is not None:
             break
     while chunk := await part.read_chunk(CHUNK):
         yield chunk
@@ -146,6 +147,8 @@ def with_transfers(app: web.Application, settings: Settings, pool: asyncpg.Pool)
             return web.Response(status=413, text=f"{err}\n")
         except backups.NotWaiting as err:
             return not_waiting(grant, str(err).removeprefix("the job "))
+        except ValueError as err:  # a multipart body that does not parse
+            return web.Response(status=400, text=f"malformed upload: {err}\n")
         log(
             logger,
             logging.INFO,

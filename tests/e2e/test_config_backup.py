@@ -148,3 +148,174 @@ async def test_a_backup_of_one_device_restored_onto_a_replacement(
     finally:
         await fleet.stop()
         await admin.close()
+
+
+async def captured(cpe: CpeDouble, kind: type[m.Message]) -> Any:
+    """Run a session in which the CPE accepts the ACS's transfer and returns it."""
+    got: list[m.Message] = []
+
+    def answer(request: m.Message) -> m.Message:
+        if isinstance(request, kind):
+            got.append(request)
+            if isinstance(request, m.Download):
+                return m.DownloadResponse(status=1)
+            return m.UploadResponse(status=1)
+        return cpe.answer(request)
+
+    await cpe.session(["6 CONNECTION REQUEST"], answer=answer)
+    assert len(got) == 1, got
+    return got[0]
+
+
+async def transfer_complete(cpe: CpeDouble, command_key: str, fault: int = 0) -> None:
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    tc = m.TransferComplete(
+        command_key, m.FaultStruct(fault, "Upload failure" if fault else ""), now, now
+    )
+    await cpe.session(["7 TRANSFER COMPLETE"], before_empty=[tc])
+
+
+def basic(username: str, password: str) -> dict[str, str]:
+    return {"Authorization": aiohttp.encode_basic_auth(username, password)}
+
+
+async def chunks(n: int, size: int):  # type: ignore[no-untyped-def]
+    for _ in range(n):
+        yield b"y" * size
+
+
+async def test_uploads_refused_without_the_jobs_credential_too_large_or_not_waiting(
+    backup_acs: Running, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    admin = Client(backup_acs, await token(db_pool, "admin", unique_serial))
+    url = cwmp_url(backup_acs)
+    cpe_a = CpeDouble(url, unique_serial("BA"), digest=("cpe", "cpe-pw"))
+    cpe_b = CpeDouble(url, unique_serial("BB"), digest=("cpe", "cpe-pw"))
+    http = aiohttp.ClientSession()
+    try:
+        for cpe in (cpe_a, cpe_b):
+            await cpe.session(["0 BOOTSTRAP", "1 BOOT"])
+        a, b = dev_id_of(cpe_a), dev_id_of(cpe_b)
+        _, job_a = await admin.call("POST", f"/devices/{a}/tasks", json={"name": "upload"})
+        _, job_b = await admin.call(
+            "POST", f"/devices/{b}/tasks", json={"name": "upload", "fileType": "2 Vendor Log File"}
+        )
+        up_a: m.Upload = await captured(cpe_a, m.Upload)
+        up_b: m.Upload = await captured(cpe_b, m.Upload)
+        assert up_a.url != up_b.url and "/transfers/" in up_a.url
+        assert up_a.username and up_a.password and up_a.username != up_b.username
+        basic_a = basic(up_a.username, up_a.password)
+        basic_b = basic(up_b.username, up_b.password)
+        config = b"Device.WiFi.SSID.1.SSID=restored\n"
+
+        async def put(target: str, **kw: Any) -> int:
+            try:
+                async with http.put(target, **kw) as resp:
+                    await resp.read()
+                    return resp.status
+            except aiohttp.ClientOSError:
+                # the server answered 413 and closed before the whole body went out
+                return -1
+
+        # 401: no credential, the device's CWMP credential (Basic and Digest), the
+        # other device's job credential
+        assert await put(up_a.url, data=config) == 401
+        assert await put(up_a.url, data=config, headers=basic("cpe", "cpe-pw")) == 401
+        digest = aiohttp.DigestAuthMiddleware("cpe", "cpe-pw")
+        assert await put(up_a.url, data=config, middlewares=(digest,)) == 401
+        assert await put(up_a.url, data=config, headers=basic_b) == 401
+        assert await put(up_a.url, data=config, headers=basic(up_a.username, "x")) == 401
+        # 413: declared too large, and streamed past the limit without a length
+        assert await put(up_a.url, data=b"x" * (LIMIT + 1), headers=basic_a) == 413
+        assert await put(up_a.url, data=chunks(8, LIMIT // 4), headers=basic_a) in (413, -1)
+        status, listing = await admin.call("GET", f"/devices/{a}/backups")
+        assert listing["items"] == [] and disk(backup_acs) == []
+
+        # the job's own credential (Digest, as the simulator sends it): stored
+        own = aiohttp.DigestAuthMiddleware(up_a.username, up_a.password)
+        assert await put(up_a.url, data=config, middlewares=(own,)) == 201
+        # 409: the job has its file already
+        assert await put(up_a.url, data=b"second", headers=basic_a) == 409
+        _, listing = await admin.call("GET", f"/devices/{a}/backups")
+        [backup] = listing["items"]
+        assert backup["sha256"] == hashlib.sha256(config).hexdigest()
+        assert backup["size"] == len(config)
+        assert disk(backup_acs) and not any(n.startswith(".") for n in disk(backup_acs))
+
+        # POST, as a multipart form (how some CPEs upload)
+        form = aiohttp.FormData()
+        form.add_field("file", b"log line\n", filename="log.txt")
+        async with http.post(up_b.url, data=form, headers=basic_b) as resp:
+            assert resp.status == 201, await resp.text()
+        _, logs = await admin.call("GET", f"/devices/{b}/backups")
+        [log_file] = logs["items"]
+        assert log_file["fileType"] == "2 Vendor Log File" and log_file["restorable"] is False
+        assert log_file["size"] == len(b"log line\n")
+
+        # 409: a job that ended (its TransferComplete said it failed)
+        _, job_a2 = await admin.call("POST", f"/devices/{a}/tasks", json={"name": "upload"})
+        up_a2: m.Upload = await captured(cpe_a, m.Upload)
+        await transfer_complete(cpe_a, up_a2.command_key, fault=9011)
+        assert (await until_done(admin, job_a2["id"]))["status"] == "fault"
+        before = disk(backup_acs)
+        basic_a2 = basic(up_a2.username, up_a2.password)
+        assert await put(up_a2.url, data=config, headers=basic_a2) == 409
+        assert disk(backup_acs) == before
+
+        for cpe, up, job in ((cpe_a, up_a, job_a), (cpe_b, up_b, job_b)):
+            await transfer_complete(cpe, up.command_key)
+            assert (await until_done(admin, job["id"]))["status"] == "done"
+
+        # restore: refused for a log, an unknown target, a bad body
+        one = f"/devices/{b}/backups/{log_file['id']}"
+        status, err = await admin.call("POST", one + "/restore", json={})
+        assert status == 409 and err["error"]["code"] == "not_restorable", err
+        one = f"/devices/{a}/backups/{backup['id']}"
+        status, err = await admin.call("POST", one + "/restore", json={"targetDevice": "nope"})
+        assert status == 404 and err["error"]["errors"][0]["path"] == "targetDevice", err
+        status, err = await admin.call("POST", one + "/restore", json={"target": b})
+        assert status == 400, err
+        status, err = await admin.call("GET", f"/devices/{b}/backups/{backup['id']}")
+        assert status == 404, err  # A's backup is not B's
+
+        # restore A's backup onto B: its URL serves only B's job credential
+        status, restore = await admin.call("POST", one + "/restore", json={"targetDevice": b})
+        assert status == 201, restore
+        dl: m.Download = await captured(cpe_b, m.Download)
+        assert dl.file_type == "3 Vendor Configuration File" and dl.file_size == len(config)
+        async with http.get(dl.url) as resp:
+            assert resp.status == 401
+        async with http.get(dl.url, headers=basic_a) as resp:
+            assert resp.status == 401
+        async with http.put(dl.url, data=config, headers=basic_b) as resp:
+            assert resp.status == 401  # B's upload credential is another job's
+        own_b = basic(dl.username, dl.password)
+        async with http.get(dl.url, headers=own_b) as resp:
+            assert resp.status == 200 and await resp.read() == config
+            assert resp.headers["ETag"] == f'"{backup["sha256"]}"'
+        async with http.put(dl.url, data=config, headers=own_b) as resp:
+            assert resp.status == 405
+        await transfer_complete(cpe_b, dl.command_key)
+        assert (await until_done(admin, restore["id"]))["status"] == "done"
+        async with http.get(dl.url, headers=own_b) as resp:
+            assert resp.status == 409  # the job is over
+
+        # delete: the row and the file together
+        files_before = disk(backup_acs)
+        status, _ = await admin.call("DELETE", one)
+        assert status == 204
+        assert len(disk(backup_acs)) == len(files_before) - 1
+        status, _ = await admin.call("GET", one + "/content")
+        assert status == 404
+        status, _ = await admin.call("DELETE", one)
+        assert status == 404
+
+        assert "Upload" in await acs_messages_validate(db_pool, a)
+        assert "Download" in await acs_messages_validate(db_pool, b)
+    finally:
+        await http.close()
+        for cpe in (cpe_a, cpe_b):
+            await cpe.close()
+        await admin.close()
