@@ -11,6 +11,7 @@ session log masks it). A job run again gets a new password and keeps its URL.
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -100,6 +101,46 @@ async def restore_args(
     if await devices.get_device(conn, target_device) is None:
         raise LookupError(target_device)
     return {"fileType": RESTORE_FILE_TYPE, "backupId": backup.id}
+
+
+async def queue_policy_backup(
+    conn: asyncpg.Connection,
+    device_id: str,
+    policy_id: int,
+    spec: dict[str, Any],
+    at: datetime,
+) -> bool:
+    """Queue the config backup a policy asks for, when it is due; True when queued.
+
+    Due: with ``onFirmwareChange``, when the device runs firmware its newest
+    backup was not taken on (or it has none); with ``every``, when the last one
+    this policy queued is that old; with neither, in each session the policy
+    applies to (its ``events`` say which, e.g. "M Download"). Never a second
+    one while the policy's last is still open.
+    """
+    key = f"policy-{policy_id}-backup"
+    if await task_store.open_with_key(conn, device_id, key):
+        return False
+    every, on_change = spec.get("every"), bool(spec.get("onFirmwareChange"))
+    due = every is None and not on_change
+    if on_change:
+        device = await devices.get_device(conn, device_id)
+        has_one, firmware = await backups.newest_firmware(conn, device_id)
+        due = due or not has_one or (device is not None and device.software_version != firmware)
+    if every is not None:
+        last = await backups.last_policy_run(conn, policy_id, device_id)
+        due = due or last is None or (at - last).total_seconds() >= float(every)
+    if not due:
+        return False
+    await task_store.enqueue(
+        conn,
+        device_id,
+        "upload",
+        {"fileType": spec.get("fileType") or "1 Vendor Configuration File"},
+        unique_key=key,
+    )
+    await backups.set_policy_run(conn, policy_id, device_id, at)
+    return True
 
 
 async def prune(conn: asyncpg.Connection, settings: Settings) -> int:

@@ -333,3 +333,41 @@ async def sweep(conn: asyncpg.Connection, root: Path) -> int:
     old = [n for n in strays if (root / n).exists() and (root / n).stat().st_mtime < started - 60]
     await asyncio.to_thread(_unlink, root, old)
     return len(old)
+
+
+# ----------------------------------------------------------------- policies' backups
+
+
+async def last_policy_run(
+    conn: asyncpg.Connection, policy_id: int, device_id: str
+) -> datetime | None:
+    value = await conn.fetchval(
+        "SELECT last_run FROM policy_backup_runs WHERE policy_id = $1 AND device_id = $2",
+        policy_id,
+        device_id,
+    )
+    return value  # type: ignore[no-any-return]
+
+
+async def set_policy_run(
+    conn: asyncpg.Connection, policy_id: int, device_id: str, at: datetime
+) -> None:
+    await conn.execute(
+        """
+        INSERT INTO policy_backup_runs (policy_id, device_id, last_run) VALUES ($1, $2, $3)
+        ON CONFLICT (policy_id, device_id) DO UPDATE SET last_run = EXCLUDED.last_run
+        """,
+        policy_id,
+        device_id,
+        at,
+    )
+
+
+async def newest_firmware(conn: asyncpg.Connection, device_id: str) -> tuple[bool, str | None]:
+    """(whether the device has a backup, the firmware its newest one was taken on)."""
+    row = await conn.fetchrow(
+        "SELECT firmware_version FROM device_backups WHERE device_id = $1"
+        " ORDER BY created_at DESC, id DESC LIMIT 1",
+        device_id,
+    )
+    return (False, None) if row is None else (True, row["firmware_version"])

@@ -319,3 +319,90 @@ async def test_uploads_refused_without_the_jobs_credential_too_large_or_not_wait
         for cpe in (cpe_a, cpe_b):
             await cpe.close()
         await admin.close()
+
+
+async def test_policies_schedule_backups_after_a_firmware_change_and_every_interval(
+    backup_acs: Running, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    admin = Client(backup_acs, await token(db_pool, "admin", unique_serial))
+    fleet = await fleet_of(backup_acs, unique_serial("BP"), 2)
+    serial_f, serial_w = sorted(fleet.devices)
+    f, w = dev_id(fleet, serial_f), dev_id(fleet, serial_w)
+    cpe_f, cpe_w = fleet.devices[serial_f], fleet.devices[serial_w]
+
+    async def quiet(cpe: Any, serial: str) -> None:
+        """One more whole session, and nothing of the ACS left in flight."""
+        before = cpe.sessions_ok
+        await fleet.trigger(serial)
+        await fleet.wait_for(lambda: cpe.sessions_ok > before and not cpe.in_session)
+        await fleet.wait_for(lambda: not cpe.transfers and not cpe.transfer_results)
+
+    async def backups_of(device: str, n: int) -> list[dict[str, Any]]:
+        """The device's backups once there are n, with sessions until then (the
+        policy book reloads every two seconds: a new policy may miss a session)."""
+        cpe = cpe_f if device == f else cpe_w
+        for _ in range(200):
+            _, listing = await admin.call("GET", f"/devices/{device}/backups")
+            if len(listing["items"]) >= n:
+                return listing["items"]
+            await quiet(cpe, serial_f if device == f else serial_w)
+        raise AssertionError(f"{device}: {listing}")
+
+    try:
+        await fleet.wait_for(lambda: cpe_f.sessions_ok >= 1 and cpe_w.sessions_ok >= 1)
+        status, bad = await admin.call(
+            "POST", "/policies", json={"name": unique_serial("bk-"), "backup": {"every": 5}}
+        )
+        assert status == 400 and bad["error"]["errors"][0]["path"] == "backup.every", bad
+        status, on_change = await admin.call(
+            "POST",
+            "/policies",
+            json={
+                "name": unique_serial("bk-fw-"),
+                "precondition": f'DeviceID.ID = "{f}"',
+                "backup": {"onFirmwareChange": True},
+            },
+        )
+        assert status == 201, on_change
+        assert on_change["backup"]["onFirmwareChange"] is True
+        status, weekly = await admin.call(
+            "POST",
+            "/policies",
+            json={
+                "name": unique_serial("bk-week-"),
+                "precondition": f'DeviceID.ID = "{w}"',
+                "backup": {"every": 7 * 86400},
+            },
+        )
+        assert status == 201, weekly
+
+        # the first sessions after: neither device has a backup
+        [first] = await backups_of(f, 1)
+        assert first["firmware"] == "1.0.0"
+        await backups_of(w, 1)
+        for cpe, serial in ((cpe_f, serial_f), (cpe_w, serial_w)):
+            await quiet(cpe, serial)
+        # not again: the same firmware, and a week has not passed
+        await quiet(cpe_f, serial_f)
+        await quiet(cpe_w, serial_w)
+        _, listing = await admin.call("GET", f"/devices/{f}/backups")
+        assert len(listing["items"]) == 1
+        _, listing = await admin.call("GET", f"/devices/{w}/backups")
+        assert len(listing["items"]) == 1
+
+        # new firmware on f (its Inform says so): a backup of that firmware
+        cpe_f.tree.set_value_internal("Device.DeviceInfo.SoftwareVersion", "2.0.0")
+        newest = (await backups_of(f, 2))[0]
+        assert newest["firmware"] == "2.0.0"
+        # a week later for w (its last run moved back, not waited for)
+        async with db_pool.acquire() as conn:
+            moved = await conn.execute(
+                "UPDATE policy_backup_runs SET last_run = last_run - interval '8 days'"
+                " WHERE device_id = $1",
+                w,
+            )
+        assert moved == "UPDATE 1"
+        await backups_of(w, 2)
+    finally:
+        await fleet.stop()
+        await admin.close()

@@ -38,3 +38,12 @@ CREATE TABLE transfer_grants (
     created_at timestamptz NOT NULL DEFAULT now(),
     CHECK ((direction = 'download') = (backup_id IS NOT NULL))
 );
+
+-- when a policy's backup (spec.backup) last queued an upload for a device:
+-- its "every" interval counts from here
+CREATE TABLE policy_backup_runs (
+    policy_id bigint NOT NULL REFERENCES policies (id) ON DELETE CASCADE,
+    device_id text NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+    last_run  timestamptz NOT NULL,
+    PRIMARY KEY (policy_id, device_id)
+);
