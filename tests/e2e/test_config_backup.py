@@ -406,3 +406,18 @@ async def test_policies_schedule_backups_after_a_firmware_change_and_every_inter
     finally:
         await fleet.stop()
         await admin.close()
+
+
+async def a_backup(admin: Client, cpe: CpeDouble, body: bytes = b"k=v\n") -> dict[str, Any]:
+    """A backup of the CPE double's device, uploaded the way a CPE does (for walks
+    of every route that need one)."""
+    dev = dev_id_of(cpe)
+    status, job = await admin.call("POST", f"/devices/{dev}/tasks", json={"name": "upload"})
+    assert status == 201, job
+    up: m.Upload = await captured(cpe, m.Upload)
+    async with aiohttp.ClientSession() as http:
+        async with http.put(up.url, data=body, headers=basic(up.username, up.password)) as resp:
+            assert resp.status == 201, await resp.text()
+    status, listing = await admin.call("GET", f"/devices/{dev}/backups")
+    assert status == 200, listing
+    return listing["items"][0]
