@@ -279,6 +279,16 @@ async def test_uploads_refused_without_the_jobs_credential_too_large_or_not_wait
         assert status == 400, err
         status, err = await admin.call("GET", f"/devices/{b}/backups/{backup['id']}")
         assert status == 404, err  # A's backup is not B's
+        status, err = await admin.call(
+            "POST", f"/devices/{b}/tasks", json={"name": "download", "backupId": 2**40}
+        )
+        assert status == 404 and err["error"]["errors"][0]["path"] == "backupId", err
+        status, err = await admin.call(
+            "POST",
+            f"/devices/{b}/tasks",
+            json={"name": "download", "backupId": backup["id"], "fileName": "x"},
+        )
+        assert status == 400, err  # one source only
 
         # restore A's backup onto B: its URL serves only B's job credential
         status, restore = await admin.call("POST", one + "/restore", json={"targetDevice": b})
