@@ -180,17 +180,18 @@ def _unlink(root: Path, names: list[str]) -> None:
 # ----------------------------------------------------------------- uploads
 
 
-async def store_upload(
-    conn: asyncpg.Connection,
-    root: Path,
-    grant: Grant,
-    chunks: AsyncIterator[bytes],
-    *,
-    max_bytes: int,
-) -> Backup:
-    """Stream an upload to disk and record it; see the module doc for the order.
+@dataclass(slots=True, frozen=True)
+class Received:
+    """An upload's body on disk under a temporary name, fsynced, not yet recorded."""
 
-    Raises TooLarge, NotWaiting, OSError; in every case nothing is stored."""
+    path: Path
+    size: int
+    sha256: str
+
+
+async def receive(root: Path, chunks: AsyncIterator[bytes], *, max_bytes: int) -> Received:
+    """Steps 1-2 of the module doc, with no database connection held while a slow
+    CPE sends. Raises TooLarge or OSError, leaving nothing behind."""
     out: BinaryIO | None = None
     tmp: Path | None = None
     try:
@@ -206,46 +207,73 @@ async def store_upload(
             await asyncio.to_thread(writing.write, chunk)
         out = None  # _finish_temp closes it
         await asyncio.to_thread(_finish_temp, writing)
-        storage_name = secrets.token_hex(16)
-        async with conn.transaction():
-            # the grant and its job again, locked: the job may have ended (timeout,
-            # cancel) or another upload of it won while this body streamed
-            state = await conn.fetchrow(
-                """
-                SELECT g.used_at, t.status, d.software_version
-                FROM transfer_grants g JOIN tasks t ON t.id = g.task_id
-                     JOIN devices d ON d.id = g.device_id
-                WHERE g.token = $1 FOR UPDATE OF g
-                """,
-                grant.token,
-            )
-            if state is None or state["used_at"] is not None or state["status"] != "running":
-                raise NotWaiting("the job is not waiting for an upload")
-            row = await conn.fetchrow(
-                f"""
-                INSERT INTO device_backups (device_id, task_id, file_type, size, sha256,
-                                            firmware_version, storage_name)
-                VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {_BACKUP_COLUMNS}
-                """,
-                grant.device_id,
-                grant.task_id,
-                grant.file_type,
-                size,
-                digest.hexdigest(),
-                state["software_version"],
-                storage_name,
-            )
-            await conn.execute(
-                "UPDATE transfer_grants SET used_at = now() WHERE token = $1", grant.token
-            )
-            await asyncio.to_thread(_publish, written, root / storage_name)
-            tmp = None
-        assert row is not None
-        return Backup.from_row(row)
+        return Received(written, size, digest.hexdigest())
     except BaseException:
         # cancellation included: the temporary file must not outlive the upload
         await asyncio.shield(asyncio.to_thread(_discard, out, tmp))
         raise
+
+
+async def discard(received: Received) -> None:
+    """Remove the temporary file; nothing once ``commit`` renamed it into place."""
+    await asyncio.shield(asyncio.to_thread(_discard, None, received.path))
+
+
+async def commit(conn: asyncpg.Connection, root: Path, grant: Grant, received: Received) -> Backup:
+    """Step 3: record the received file and rename it into place, or raise
+    NotWaiting (the caller discards the temporary file either way)."""
+    storage_name = secrets.token_hex(16)
+    async with conn.transaction():
+        # the grant and its job again, locked: the job may have ended (timeout,
+        # cancel) or another upload of it won while this body streamed
+        state = await conn.fetchrow(
+            """
+            SELECT g.used_at, t.status, d.software_version
+            FROM transfer_grants g JOIN tasks t ON t.id = g.task_id
+                 JOIN devices d ON d.id = g.device_id
+            WHERE g.token = $1 FOR UPDATE OF g
+            """,
+            grant.token,
+        )
+        if state is None or state["used_at"] is not None or state["status"] != "running":
+            raise NotWaiting("the job is not waiting for an upload")
+        row = await conn.fetchrow(
+            f"""
+            INSERT INTO device_backups (device_id, task_id, file_type, size, sha256,
+                                        firmware_version, storage_name)
+            VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {_BACKUP_COLUMNS}
+            """,
+            grant.device_id,
+            grant.task_id,
+            grant.file_type,
+            received.size,
+            received.sha256,
+            state["software_version"],
+            storage_name,
+        )
+        await conn.execute(
+            "UPDATE transfer_grants SET used_at = now() WHERE token = $1", grant.token
+        )
+        await asyncio.to_thread(_publish, received.path, root / storage_name)
+    assert row is not None
+    return Backup.from_row(row)
+
+
+async def store_upload(
+    conn: asyncpg.Connection,
+    root: Path,
+    grant: Grant,
+    chunks: AsyncIterator[bytes],
+    *,
+    max_bytes: int,
+) -> Backup:
+    """``receive`` then ``commit``; raises TooLarge, NotWaiting, OSError, and in
+    every case nothing is stored."""
+    received = await receive(root, chunks, max_bytes=max_bytes)
+    try:
+        return await commit(conn, root, grant, received)
+    finally:
+        await discard(received)
 
 
 # ----------------------------------------------------------------- the history

@@ -141,8 +141,13 @@ def with_transfers(app: web.Application, settings: Settings, pool: asyncpg.Pool)
         multipart = request.method == "POST" and request.content_type == "multipart/form-data"
         chunks = _form_file(request) if multipart else _raw_body(request)
         try:
-            async with pool.acquire() as conn:
-                backup = await backups.store_upload(conn, root, grant, chunks, max_bytes=limit)
+            # the body first, with no database connection held while a slow CPE sends
+            received = await backups.receive(root, chunks, max_bytes=limit)
+            try:
+                async with pool.acquire() as conn:
+                    backup = await backups.commit(conn, root, grant, received)
+            finally:
+                await backups.discard(received)  # nothing once it is in place
         except backups.TooLarge as err:
             return web.Response(status=413, text=f"{err}\n")
         except backups.NotWaiting as err:
