@@ -5,7 +5,10 @@ their URL and credential when they run (as a download by ``fileName`` gets
 the file server's): a random URL under ``/transfers/`` of the file server and a
 fresh password of a username that belongs to that job and so to that device.
 Only the password's HA1 is stored; the password exists only in the RPC (the
-session log masks it). A job run again gets a new password and keeps its URL.
+session log masks it). It is derived from the URL's token with the
+installation's sealing key, so a job sent again (its session died) gets the
+same URL and password: a transfer the CPE had queued from the first attempt,
+and that the ACS adopts, still authenticates.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from typing import Any
 import asyncpg
 
 from acs.config import Settings
+from acs.core.sealing import Sealer
+from acs.core.secrets import SEALED_PREFIX
 from acs.store import backups, devices
 from acs.store import tasks as task_store
 from acs.store.credentials import compute_ha1
@@ -41,18 +46,30 @@ def transfer_url(settings: Settings, token: str) -> str:
     return f"{settings.files_base_url}transfers/{token}"
 
 
+def password_of(sealer: Sealer, token: str) -> str:
+    """The grant's password: AES-SIV is deterministic, so sealing the token gives
+    the same unguessable string each time, and only this installation can make it."""
+    return sealer.seal(token, "transfer-password").removeprefix(SEALED_PREFIX)
+
+
 async def grant_args(
-    conn: asyncpg.Connection, settings: Settings, task: task_store.Task, args: dict[str, Any]
+    conn: asyncpg.Connection,
+    settings: Settings,
+    sealer: Sealer,
+    task: task_store.Task,
+    args: dict[str, Any],
 ) -> tuple[dict[str, Any] | None, str]:
     """The job's arguments with the grant's URL and credential filled in, or
     (None, why) when the backup to restore is gone."""
     username = username_of(task.id)
-    password = secrets.token_urlsafe(18)
+    token = await backups.grant_token(conn, task.id) or secrets.token_urlsafe(24)
+    password = password_of(sealer, token)
     ha1 = compute_ha1(username, TRANSFER_REALM, password)
     resolved = {k: v for k, v in args.items() if k != "backupId"}
     if task.name == "upload":
         token = await backups.put_grant(
             conn,
+            token=token,
             task_id=task.id,
             device_id=task.device_id,
             direction="upload",
@@ -65,6 +82,7 @@ async def grant_args(
             return None, f"backup {args['backupId']} is gone (deleted or past retention)"
         token = await backups.put_grant(
             conn,
+            token=token,
             task_id=task.id,
             device_id=task.device_id,
             direction="download",

@@ -363,7 +363,9 @@ class SessionDriver:
             args: dict[str, Any] | None = self.sealer.open_args(task.args)
             refused = ""
             if backups.needs_grant(task.name, task.args):  # a config backup or restore
-                args, refused = await backups.grant_args(conn, self.settings, task, args)
+                args, refused = await backups.grant_args(
+                    conn, self.settings, self.sealer, task, args
+                )
             elif task.name == "download" and not task.args.get("url"):
                 args = await self._resolve_file(conn, args)
         try:

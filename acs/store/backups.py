@@ -97,9 +97,16 @@ def _grant(row: asyncpg.Record | None) -> Grant | None:
 # ----------------------------------------------------------------- grants
 
 
+async def grant_token(conn: asyncpg.Connection, task_id: int) -> str | None:
+    """The token of the job's grant, if it ran before."""
+    token = await conn.fetchval("SELECT token FROM transfer_grants WHERE task_id = $1", task_id)
+    return None if token is None else str(token)
+
+
 async def put_grant(
     conn: asyncpg.Connection,
     *,
+    token: str,
     task_id: int,
     device_id: str,
     direction: str,
@@ -107,8 +114,8 @@ async def put_grant(
     ha1: str,
     backup_id: int | None = None,
 ) -> str:
-    """The job's grant with this credential; its token (URL) is kept when the job
-    runs again, the password is new each time. Returns the token."""
+    """The job's grant with this credential (its token kept when the job runs
+    again). Returns the token."""
     token = await conn.fetchval(
         """
         INSERT INTO transfer_grants (token, task_id, device_id, direction, username, ha1,
@@ -117,7 +124,7 @@ async def put_grant(
         ON CONFLICT (task_id) DO UPDATE SET ha1 = EXCLUDED.ha1, backup_id = EXCLUDED.backup_id
         RETURNING token
         """,
-        secrets.token_urlsafe(24),
+        token,
         task_id,
         device_id,
         direction,

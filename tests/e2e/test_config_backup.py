@@ -431,3 +431,44 @@ async def a_backup(admin: Client, cpe: CpeDouble, body: bytes = b"k=v\n") -> dic
     status, listing = await admin.call("GET", f"/devices/{dev}/backups")
     assert status == 200, listing
     return listing["items"][0]
+
+
+async def test_an_upload_sent_again_after_a_dead_session_keeps_its_url_and_credential(
+    backup_acs: Running, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    """The CPE accepted the Upload but the session died before the ACS heard it: the
+    next session adopts the CPE's queued transfer, which must still authenticate."""
+    admin = Client(backup_acs, await token(db_pool, "admin", unique_serial))
+    cpe = CpeDouble(cwmp_url(backup_acs), unique_serial("BR"), digest=("cpe", "cpe-pw"))
+    try:
+        await cpe.session(["0 BOOTSTRAP", "1 BOOT"])
+        dev = dev_id_of(cpe)
+        _, job = await admin.call("POST", f"/devices/{dev}/tasks", json={"name": "upload"})
+        assert (await cpe.post(cpe.inform_message(["6 CONNECTION REQUEST"]))).status == 200
+        sent = (await cpe.post(None)).message
+        assert isinstance(sent, m.Upload), sent
+        # the CPE restarts without answering; its new Inform supersedes the session
+
+        def answer(request: m.Message) -> m.Message:
+            if isinstance(request, m.GetAllQueuedTransfers):
+                queued = m.AllQueuedTransferStruct(
+                    sent.command_key, 1, False, sent.file_type, 0, ""
+                )
+                return m.GetAllQueuedTransfersResponse(transfer_list=[queued])
+            assert not isinstance(request, m.Upload), "adopted, not sent twice"
+            return cpe.answer(request)
+
+        await cpe.session(["1 BOOT"], answer=answer)
+        _, running = await admin.call("GET", f"/tasks/{job['id']}")
+        assert running["status"] == "running" and running["result"]["adopted"] is True, running
+        async with aiohttp.ClientSession() as http:
+            auth = basic(sent.username, sent.password)
+            async with http.put(sent.url, data=b"k=v\n", headers=auth) as resp:
+                assert resp.status == 201, await resp.text()
+        await transfer_complete(cpe, sent.command_key)
+        assert (await until_done(admin, job["id"]))["status"] == "done"
+        _, listing = await admin.call("GET", f"/devices/{dev}/backups")
+        assert [b["task"] for b in listing["items"]] == [job["id"]]
+    finally:
+        await cpe.close()
+        await admin.close()

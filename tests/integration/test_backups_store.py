@@ -31,6 +31,7 @@ async def waiting_upload(conn: asyncpg.Connection, dev: str) -> backups.Grant:
     await tasks.await_transfer(conn, job.id, f"task-{job.id}", {"status": 1})
     token = await backups.put_grant(
         conn,
+        token=f"t-{job.id}",
         task_id=job.id,
         device_id=dev,
         direction="upload",
