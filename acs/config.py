@@ -320,6 +320,17 @@ class Settings(BaseSettings):
     files_username: str | None = None
     files_password: str | None = None
 
+    # --- config backup and restore (files CPEs upload; acs/web/transfers.py)
+    backup_max_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1, description="largest file a CPE may upload; more is 413"
+    )
+    backups_per_device: int = Field(
+        default=10, ge=0, description="newest uploaded files kept per device (0: no limit)"
+    )
+    backup_max_age_s: float = Field(
+        default=365 * 86400.0, ge=0, description="uploaded files older than this go (0: no limit)"
+    )
+
     # --- web UI (/ui on the API port)
     ui_session_idle_s: float = Field(
         default=8 * 3600, gt=0, description="a UI session unused this long ends"
@@ -425,6 +436,10 @@ class Settings(BaseSettings):
     @property
     def files_dir(self) -> Path:
         return self.data_dir / "files"
+
+    @property
+    def backups_dir(self) -> Path:
+        return self.data_dir / "backups"
 
     @property
     def files_base_url(self) -> str:

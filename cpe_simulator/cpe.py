@@ -32,7 +32,14 @@ from cpe_simulator import diagnostics
 from cpe_simulator.faults import CpeFault
 from cpe_simulator.firmware import BadImage, verify_image
 from cpe_simulator.software import Package, SoftwareModules
-from cpe_simulator.transfers import Transfer, check_url, config_file_parameters, download, upload
+from cpe_simulator.transfers import (
+    Transfer,
+    check_url,
+    config_file,
+    config_file_parameters,
+    download,
+    upload,
+)
 from cpe_simulator.tree import ParameterTree
 
 if TYPE_CHECKING:
@@ -599,11 +606,7 @@ class SimulatedCpe:
 
     async def _upload(self, t: Transfer) -> None:
         """A vendor configuration file (or log) of the device's own making."""
-        body = "\n".join(
-            f"{p.name}={p.value}"
-            for p in self.tree.get_parameter_values([f"{self.tree.root}ManagementServer."])
-        ).encode()
-        await upload(self.fleet.http, t, body)
+        await upload(self.fleet.http, t, config_file(self.tree))
 
     def _apply_config(self, data: bytes) -> None:
         """A vendor configuration file, applied all or nothing."""

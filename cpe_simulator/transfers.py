@@ -17,12 +17,17 @@ offers Digest and Basic otherwise, as CPE HTTP clients commonly do.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import aiohttp
 
 from acs.cwmp.messages import ParameterValueStruct
 from cpe_simulator.faults import CpeFault
+
+if TYPE_CHECKING:
+    from cpe_simulator.tree import ParameterTree
 
 CHUNK = 64 * 1024
 ATTEMPTS = 3  # a cut transfer is resumed with Range this many times in all
@@ -146,11 +151,32 @@ def config_file_parameters(data: bytes) -> list[ParameterValueStruct]:
         raise CpeFault(9018, "File transfer failure: configuration file is not text") from None
     params = []
     for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
+        if not line.strip() or line.lstrip().startswith("#"):
             continue
         path, eq, value = line.partition("=")
         if not eq:
             raise CpeFault(9018, f"File transfer failure: bad configuration line {line[:60]!r}")
-        params.append(ParameterValueStruct(path.strip(), value.strip(), ""))
+        # a value's trailing blanks are its own (TR-181 RegulatoryDomain "DE ")
+        params.append(ParameterValueStruct(path.strip(), value.lstrip(" "), ""))
     return params
+
+
+# credentials stay out of the file: a configuration restored onto a replacement
+# device must not take over the old device's passwords, nor its usernames at
+# the ACS (the swap keeps its own); a secret also reads back empty (TR-069 A.3.2.1)
+_NOT_IN_CONFIG = re.compile(r"(Password|Passphrase|Key|Secret|Username)$", re.IGNORECASE)
+
+
+def config_file(tree: ParameterTree) -> bytes:
+    """The device's vendor configuration file: every writable parameter but the
+    credentials, ``path=value`` a line, sorted; the same tree gives the same bytes."""
+    names = sorted(
+        info.name
+        for info in tree.get_parameter_names(tree.root, False)
+        if info.writable
+        and not info.name.endswith(".")
+        and not _NOT_IN_CONFIG.search(info.name.rsplit(".", 1)[-1])
+    )
+    lines = [f"# vendor configuration file of {tree.root.rstrip('.')}"]
+    lines += [f"{p.name}={p.value}" for p in tree.get_parameter_values(names)]
+    return ("\n".join(lines) + "\n").encode()

@@ -163,6 +163,7 @@ def compile_spec(policy_id: int, name: str, priority: int, spec: Any) -> engine.
             refresh.append(engine.RefreshRule(ok, age))
     _tags(spec.get("tags", {}), errors)
     _download(spec.get("download"), errors)
+    _backup(spec.get("backup"), errors)
     if errors.items:
         raise SpecError(errors.items)
     return engine.Policy(
@@ -243,6 +244,22 @@ def _download(download: Any, errors: _Errors) -> None:
         errors.add("download.file", "must be a file name of 1-200 characters")
     if "fileType" in download and not _text(download["fileType"], 64):
         errors.add("download.fileType", "must be a file type of 1-64 characters")
+
+
+def _backup(backup: Any, errors: _Errors) -> None:
+    """A config backup job: its FileType, ``every`` (seconds) and ``onFirmwareChange``."""
+    if backup is None:
+        return
+    if not isinstance(backup, dict):
+        errors.add("backup", "must be an object with fileType, every or onFirmwareChange")
+        return
+    if "fileType" in backup and not _text(backup["fileType"], 64):
+        errors.add("backup.fileType", "must be a file type of 1-64 characters")
+    every = backup.get("every")
+    if every is not None and (_number(every, 60, MAX_AGE_S) is None or every != int(every)):
+        errors.add("backup.every", f"must be a whole number of seconds, 60 to {MAX_AGE_S}")
+    if not isinstance(backup.get("onFirmwareChange", False), bool):
+        errors.add("backup.onFirmwareChange", "must be true or false")
 
 
 def _text(value: Any, most: int) -> bool:

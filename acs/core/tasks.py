@@ -84,11 +84,13 @@ class CommandKeyArgs(_Args):
 
 class DownloadArgs(_Args):
     """Either a ``url``, or a ``fileName`` (GenieACS also says ``file``) of our file server,
-    whose URL, size and credentials the ACS fills in when the job runs."""
+    or a ``backupId`` (a config backup to restore), whose URL, size and credentials
+    the ACS fills in when the job runs."""
 
     fileType: str = "1 Firmware Upgrade Image"
     url: str | None = Field(default=None, min_length=1)
     fileName: str | None = Field(default=None, min_length=1, alias="file")
+    backupId: int | None = Field(default=None, ge=1, le=2**63 - 1)
     username: str = ""
     password: str = ""
     fileSize: int = Field(default=0, ge=0)
@@ -98,14 +100,17 @@ class DownloadArgs(_Args):
 
     @model_validator(mode="after")
     def _one_source(self) -> DownloadArgs:
-        if (self.url is None) == (self.fileName is None):
-            raise ValueError("give exactly one of url or fileName")
+        if [self.url, self.fileName, self.backupId].count(None) != 2:
+            raise ValueError("give exactly one of url, fileName or backupId")
         return self
 
 
 class UploadArgs(_Args):
+    """Without a ``url`` the CPE uploads to the ACS's own file server, at a URL and
+    with a credential made for this job when it runs (a config backup)."""
+
     fileType: str = "1 Vendor Configuration File"
-    url: str = Field(min_length=1)
+    url: str | None = Field(default=None, min_length=1)
     username: str = ""
     password: str = ""
     delaySeconds: int = Field(default=0, ge=0)
@@ -399,6 +404,8 @@ def _factory_reset(_a: Any, _ck: str, _t: Any, _b: int, _r: str) -> Plan:
 
 
 def _download(a: Any, ck: str, _t: Any, _b: int, _r: str) -> Plan:
+    if a.url is None:  # a fileName or backupId the session driver did not resolve
+        raise PlanFault(8003, "download without a url: its file was not resolved")
     resp = yield m.Download(
         command_key=ck,
         file_type=a.fileType,
@@ -414,6 +421,8 @@ def _download(a: Any, ck: str, _t: Any, _b: int, _r: str) -> Plan:
 
 
 def _upload(a: Any, ck: str, _t: Any, _b: int, _r: str) -> Plan:
+    if a.url is None:  # the session driver fills it in; never sent without one
+        raise PlanFault(8003, "upload without a url: the ACS made it no transfer grant")
     resp = yield m.Upload(
         command_key=ck,
         file_type=a.fileType,

@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 
 from acs.core import tasks as rules
-from acs.store import devices, files
+from acs.store import backups, devices, files
 from acs.store import tasks as task_store
 
 
@@ -32,6 +32,15 @@ class UnknownFile(LookupError):
         super().__init__(f"file {name!r} is not on the file server; upload it first (PUT /files/…)")
         self.name = name
         self.field = field  # the argument that named it, for the error's path
+
+
+class UnknownBackup(UnknownFile):
+    """A restore (a download by ``backupId``) of a backup that does not exist (API 404)."""
+
+    def __init__(self, backup_id: int) -> None:
+        LookupError.__init__(self, f"backup {backup_id} does not exist (deleted or past retention)")
+        self.name = str(backup_id)
+        self.field = "backupId"
 
 
 class NeverRuns(Exception):
@@ -51,6 +60,9 @@ async def check_file(conn: asyncpg.Connection, name: str, args: dict[str, Any]) 
         for named, path in rules.software.files_of(args):
             if await files.get_file(conn, named) is None:
                 raise UnknownFile(named, path)
+    backup_id = args.get("backupId") if name == "download" else None
+    if isinstance(backup_id, int) and await backups.get_backup(conn, backup_id) is None:
+        raise UnknownBackup(backup_id)
 
 
 async def queue(

@@ -31,6 +31,7 @@ from acs.core.secrets import MASK, is_secret_name, mask_document, mask_value
 from acs.core.templates import ROOTS, parse_template
 from acs.core.windows import Window, WindowError, is_open
 from acs.logs import log
+from acs.services import backups
 from acs.services.catalog import window_from_json
 from acs.store import device_query, devices, files
 from acs.store import policies as store
@@ -82,6 +83,10 @@ class LoadedPolicy:
     @property
     def download(self) -> dict[str, Any] | None:
         return self.row.spec.get("download")
+
+    @property
+    def backup(self) -> dict[str, Any] | None:
+        return self.row.spec.get("backup")
 
     def applies(self, events: Sequence[str], now: datetime) -> bool:
         if self.events and not self.events.intersection(events):
@@ -450,6 +455,10 @@ async def record(
             if isinstance(fault, dict):
                 faults.append(fault)
             queued = queued or fault is True
+        if p.backup:  # a config backup the policy schedules (acs/services/backups.py)
+            queued = (
+                await backups.queue_policy_backup(conn, run.device_id, pid, p.backup, at) or queued
+            )
         await store.save_result(
             conn, run.device_id, pid, p.row.version, at, changes, faults, conflicts
         )

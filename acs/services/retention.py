@@ -7,6 +7,7 @@ from datetime import timedelta
 import asyncpg
 
 from acs.config import Settings
+from acs.services import backups
 from acs.store import history, retention
 
 
@@ -21,4 +22,5 @@ async def prune(pool: asyncpg.Pool, settings: Settings) -> dict[str, int]:
             "audit": await retention.prune_audit(conn, settings.audit_retention_s),
             "webhook_deliveries": await retention.prune_outbox(conn, settings.webhook_retention_s),
             "history": await history.prune(conn, timedelta(days=settings.history_keep_days)),
+            "backups": await backups.prune(conn, settings),  # rows and their files
         }

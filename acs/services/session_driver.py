@@ -30,7 +30,7 @@ from acs.cwmp import messages as m
 from acs.cwmp.session import AcsSession
 from acs.logs import log
 from acs.metrics import Metrics
-from acs.services import diagnostics, provisioning, rollout
+from acs.services import backups, diagnostics, provisioning, rollout
 from acs.services import events as notify
 from acs.services import software as software_svc
 from acs.services.sealing_key import sealer
@@ -409,7 +409,12 @@ class SessionDriver:
             # the clear values of secrets exist only in the RPC built from these
             args: dict[str, Any] | None = self.sealer.open_args(task.args)
             missing: str | None = None  # a changeDUState's Install of a file gone since
-            if task.name == "download" and not task.args.get("url"):
+            refused = ""
+            if backups.needs_grant(task.name, task.args):  # a config backup or restore
+                args, refused = await backups.grant_args(
+                    conn, self.settings, self.sealer, task, args
+                )
+            elif task.name == "download" and not task.args.get("url"):
                 args = await self._resolve_file(conn, args)
             elif task.name == "changeDUState" and args is not None:
                 resolved = await software_svc.resolve_files(conn, self.settings, args)
@@ -417,7 +422,7 @@ class SessionDriver:
         try:
             if args is None:
                 named = missing or task.args.get("fileName") or task.args.get("file")
-                raise task_rules.InvalidTask(f"unknown file {named!r}")
+                raise task_rules.InvalidTask(refused or f"unknown file {named!r}")
             if task.name == "changeDUState":
                 why = task_rules.software.unsupported(live.cwmp_version)
                 if why is not None:  # never sent: no schema of its version has the RPC

@@ -115,6 +115,17 @@ PENDING_DUE = """EXISTS (
       AND (expires_at IS NULL OR expires_at > now()))"""
 
 
+async def open_with_key(conn: asyncpg.Connection, device_id: str, unique_key: str) -> bool:
+    """Whether a job of the device with this key is pending or running."""
+    found = await conn.fetchval(
+        "SELECT 1 FROM tasks WHERE device_id = $1 AND unique_key = $2"
+        " AND status IN ('pending', 'running') LIMIT 1",
+        device_id,
+        unique_key,
+    )
+    return found is not None
+
+
 async def has_pending(conn: asyncpg.Connection, device_id: str) -> bool:
     """Whether a task is due now; one index probe, for every periodic session."""
     found = await conn.fetchval(f"SELECT {PENDING_DUE}", device_id)

@@ -43,6 +43,7 @@ from acs.services.knock import knock
 from acs.store import credentials, nat
 from acs.store import tasks as task_store
 from acs.store.db import UNAVAILABLE, create_pool, migrate
+from acs.web import transfers
 from acs.web.api.app import Services, build_api_app
 from acs.web.cpe_auth import CpeAuthenticator, Credential, ha1_of
 from acs.web.cpe_auth_state import PgAuthState
@@ -349,7 +350,7 @@ async def running_acs(
         for name, app in (
             ("cwmp", cwmp.app()),
             ("api", api),
-            ("files", files_app(settings, pool)),
+            ("files", transfers.with_transfers(files_app(settings, pool), settings, pool)),
         ):
             # outermost, so every handler and middleware sees the real client
             app.middlewares.insert(0, proxies.middleware())

@@ -529,6 +529,25 @@ async def test_every_timestamp_the_api_returns_is_rfc3339_in_utc_with_z(
         assert done["status"] == "done", done
         assert done["result"]["transferComplete"]["startTime"] == "2026-06-01T12:00:00Z"
         assert done["result"]["transferComplete"]["completeTime"] == "2026-06-01T12:00:30Z"
+        # a config backup, so the backup routes have one to read
+        status, up = await admin.call("POST", f"/devices/{dev}/tasks", json={"name": "upload"})
+        assert status == 201, up
+        uploads: list[m.Upload] = []
+
+        def take_upload(request: m.Message) -> m.Message:
+            if isinstance(request, m.Upload):
+                uploads.append(request)
+                return m.UploadResponse(status=1)
+            return cpe.answer(request)
+
+        await cpe.session(["6 CONNECTION REQUEST"], answer=take_upload)
+        [upload] = uploads
+        auth = {"Authorization": aiohttp.encode_basic_auth(upload.username, upload.password)}
+        async with aiohttp.ClientSession() as http:
+            async with http.put(upload.url, data=b"k=v\n", headers=auth) as resp:
+                assert resp.status == 201, await resp.text()
+        status, backups = await admin.call("GET", f"/devices/{dev}/backups")
+        assert status == 200 and backups["items"], backups
         status, policy = await admin.call(
             "POST",
             "/policies",
@@ -590,6 +609,7 @@ async def test_every_timestamp_the_api_returns_is_rfc3339_in_utc_with_z(
             "bulk_id": str(bulk["id"]),
             "session_id": str(sessions["items"][0]["id"]),
             "path": secret,
+            "backup_id": str(backups["items"][0]["id"]),
         }
         status, doc = await admin.call("GET", "/openapi.json")
         seen: list[str] = []

@@ -15,6 +15,7 @@ from acs.web.ui.session import USER_PREFIX
 from cpe_simulator.firmware import make_image
 from tests.e2e.test_api import Client, dev_id_of, registered
 from tests.e2e.test_campaigns import catalog_image, ok
+from tests.e2e.test_config_backup import a_backup
 from tests.e2e.test_ui_http import PASSWORD, Browserless
 
 pytestmark = pytest.mark.db
@@ -412,6 +413,11 @@ async def test_every_changing_route_writes_its_declared_action_object_and_id(
             json={"current": PASSWORD, "new": PASSWORD + " changed"},
         )
         await call("DELETE", "/users/{username}", 204, user, **u)
+        backup = await a_backup(admin, cpe)
+        k = {"device_id": dev, "backup_id": str(backup["id"])}
+        one = "/devices/{device_id}/backups/{backup_id}"
+        await call("POST", one + "/restore", 201, k["backup_id"], json={}, **k)
+        await call("DELETE", one, 204, k["backup_id"], **k)
         await call("DELETE", "/devices/{device_id}", 204, dev, **d)
     finally:
         await person.close()

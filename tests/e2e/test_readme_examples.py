@@ -275,6 +275,21 @@ async def _firmware_job(w: World, block: Block, out: str) -> None:
     assert {"M Download", "1 BOOT"} <= set(device["lastEvents"]), device
 
 
+async def _backup(w: World, block: Block, out: str) -> None:
+    import hashlib
+
+    (backup,) = (await w.get(f"/devices/{DEV}/backups"))["items"]
+    assert backup["id"] == 1 and backup["firmware"] == "2.0.0", backup
+    saved = (w.shell.workdir / "gateway.cfg").read_bytes()
+    assert hashlib.sha256(saved).hexdigest() == backup["sha256"], backup
+    assert b"Device.WiFi.SSID.1.SSID=home\n" in saved  # the value the README set
+    jobs = (await w.get(f"/devices/{DEV}/tasks"))["items"]
+    (upload,) = [t for t in jobs if t["name"] == "upload"]
+    assert upload["status"] == "done", upload
+    (restore,) = [t for t in jobs if t["args"].get("backupId") == 1]
+    assert restore["args"]["fileType"] == "3 Vendor Configuration File", restore
+
+
 async def _catalog(w: World, block: Block, out: str) -> None:
     items = (await w.get("/firmware/images"))["items"]
     assert [(i["file"], i["version"], i["channel"]) for i in items] == [
@@ -461,6 +476,7 @@ CHECKS: list[tuple[str, str, Check]] = [
     ("Operator API", "DEV=ACDE48-HGW-SIM00000001", _device_queries),
     ("Operator API", "# a firmware image the simulator accepts", _firmware_job),
     ("Jobs and faults across the fleet", "# a job the gateway refuses", _fleet_jobs),
+    ("Config backup and restore", "# back up the gateway", _backup),
     ("Firmware catalog and campaigns", ".venv/bin/cpe-sim make-image --version 2.1.0", _catalog),
     (
         "Firmware catalog and campaigns",

@@ -917,3 +917,59 @@ async def test_a_module_installed_from_the_device_page_shows_in_its_software_pan
         await expect(row.locator('[data-eu="tick"]')).to_have_text("tick: Active")
     finally:
         await fleet.stop()
+
+
+async def test_config_backups_are_taken_downloaded_restored_and_deleted_on_the_device_page(
+    person: Any, ui_acs: Running, db_pool: asyncpg.Pool, unique_serial, tmp_path: Path
+) -> None:
+    import hashlib
+
+    fleet = await fleet_of(ui_acs, unique_serial("BU"), 2)
+    ssid = "Device.WiFi.SSID.1.SSID"
+    try:
+        await fleet.wait_for(lambda: all(c.sessions_ok for c in fleet.devices.values()))
+        serial_a, serial_b = sorted(fleet.devices)
+        a, b = dev_id(fleet, serial_a), dev_id(fleet, serial_b)
+        cpe_a, cpe_b = fleet.devices[serial_a], fleet.devices[serial_b]
+        wanted = f"configured-on-{serial_a[-6:]}"  # an SSID has at most 32 characters
+        cpe_a.tree.set_value_internal(ssid, wanted)
+        op = await person()
+        await op.sign_in(await make_user(db_pool, unique_serial, "operator"))
+        page = op.page
+        await op.goto(f"/ui/devices/{a}")
+        section = page.locator("#backups")
+        await expect(section.get_by_test_id("backups")).to_contain_text("No backups yet.")
+        await section.get_by_role("button", name="Back up now").click()
+        await expect(page.locator("#notice .msg-ok")).to_contain_text("is done")
+        row = section.get_by_test_id("backups").locator("tbody tr").first
+        await expect(row).to_contain_text("1 Vendor Configuration File")
+        await expect(row).to_contain_text(cpe_a.tree.software_version)
+
+        async with page.expect_download() as download:
+            await row.get_by_role("link", name="Download").click()
+        saved = tmp_path / "backup.cfg"
+        await (await download.value).save_as(saved)
+        content = saved.read_bytes()
+        assert f"{ssid}={wanted}\n".encode() in content
+        await expect(row.locator("td.mono")).to_have_attribute(
+            "title", hashlib.sha256(content).hexdigest()
+        )
+
+        # the swap: restore onto B, which then runs A's configuration
+        await row.locator('input[name="targetDevice"]').fill(b)
+        await row.get_by_role("button", name="Restore").click()
+        await expect(page.locator("#notice .msg-ok")).to_contain_text("Restore queued as job")
+        await fleet.trigger(serial_b)
+        await fleet.wait_for(lambda: cpe_b.tree.value(ssid) == wanted)
+
+        page.once("dialog", lambda d: d.accept())
+        await (
+            section.get_by_test_id("backups")
+            .locator("tbody tr")
+            .first.get_by_role("button", name="Delete")
+            .click()
+        )
+        await expect(page.locator("#notice .msg-ok")).to_contain_text("deleted")
+        await expect(section.get_by_test_id("backups")).to_contain_text("No backups yet.")
+    finally:
+        await fleet.stop()

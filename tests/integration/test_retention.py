@@ -194,5 +194,12 @@ async def test_prune_reports_counts_by_kind(db_pool: asyncpg.Pool, unique_serial
         dev = await a_device(conn, unique_serial("RET"))
         await a_session_log(conn, dev, 3)
     counts = await prune_all(db_pool, make_settings(session_log_max_age_s=2 * DAY))
-    assert set(counts) == {"session_logs", "jobs", "audit", "webhook_deliveries", "history"}
+    assert set(counts) == {
+        "session_logs",
+        "jobs",
+        "audit",
+        "webhook_deliveries",
+        "history",
+        "backups",
+    }
     assert counts["session_logs"] >= 1

@@ -48,6 +48,7 @@ def policy_out(row: store.PolicyRow) -> P.PolicyOut:
         refresh=spec.get("refresh", []),
         tags=spec.get("tags", {}),
         download=spec.get("download"),
+        backup=spec.get("backup"),
         version=row.version,
         createdBy=row.created_by,
         created=row.created_at,

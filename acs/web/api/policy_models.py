@@ -88,6 +88,22 @@ class DownloadIn(_In):
     fileType: str = Field(default="3 Vendor Configuration File", max_length=64)
 
 
+class BackupIn(_In):
+    """A config backup (an Upload to the ACS's own file server) when the policy applies."""
+
+    fileType: str = Field(default="1 Vendor Configuration File", min_length=1, max_length=64)
+    every: int | None = Field(
+        default=None,
+        ge=60,
+        le=365 * 86400,
+        description="at most once per this many seconds per device (e.g. 604800: weekly)",
+    )
+    onFirmwareChange: bool = Field(
+        default=False,
+        description="when the device runs firmware its newest backup was not taken on",
+    )
+
+
 class PolicyIn(_In):
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=2000)
@@ -106,6 +122,7 @@ class PolicyIn(_In):
     refresh: list[RefreshIn] = Field(default_factory=list, max_length=100)
     tags: TagsIn = Field(default_factory=TagsIn)
     download: DownloadIn | None = None
+    backup: BackupIn | None = None
 
     @field_validator("precondition")
     @classmethod
@@ -127,7 +144,15 @@ class PolicyIn(_In):
     def spec(self) -> dict[str, Any]:
         """The stored desired state: the body minus the columns of its own."""
         return self.model_dump(
-            include={"parameters", "objects", "attributes", "refresh", "tags", "download"},
+            include={
+                "parameters",
+                "objects",
+                "attributes",
+                "refresh",
+                "tags",
+                "download",
+                "backup",
+            },
             exclude_none=True,
         )
 
@@ -147,6 +172,7 @@ class PolicyOut(BaseModel):
     refresh: list[dict[str, Any]] = []
     tags: dict[str, list[str]] = {}
     download: dict[str, Any] | None = None
+    backup: dict[str, Any] | None = None
     version: int
     createdBy: str | None = None
     created: datetime

@@ -31,6 +31,7 @@ ID_PARAMS = frozenset(
         "webhook_id",
         "session_id",
         "delivery_id",
+        "backup_id",
     }
 )
 ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": BIGINT_MAX}
@@ -288,6 +289,7 @@ _OBJECT_TYPES = {
     "policies": "policy",
     "bulk-jobs": "bulk_job",
     "users": "user",
+    "backups": "backup",
 }
 
 

@@ -325,6 +325,13 @@
       finish(`go:/ui/policies/${r.data.id}`, "ok", `Policy ${r.data.name} saved (version ${r.data.version}).`, form);
     },
 
+    async "backup-restore"(form, fd) {
+      const target = text(fd, "targetDevice");
+      const r = await api("POST", form.dataset.path, { json: target ? { targetDevice: target } : {} });
+      if (!r.ok) throw new Error(r.message);
+      finish("reload", "ok", `Restore queued as job ${r.data.id} for ${r.data.device}; it runs at its next session.`, form);
+    },
+
     async "policy-dry-run"(form, fd) {
       const r = await api("POST", form.dataset.path, { query: { device: text(fd, "device") } });
       if (!r.ok) throw new Error(r.message);
