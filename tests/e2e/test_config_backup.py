@@ -356,6 +356,9 @@ async def test_policies_schedule_backups_after_a_firmware_change_and_every_inter
             if len(listing["items"]) >= n:
                 return listing["items"]
             await quiet(cpe, serial_f if device == f else serial_w)
+            # sessions on a quiet machine take milliseconds: give the policy
+            # book its reload (every two seconds) a chance within the loop
+            await asyncio.sleep(0.1)
         raise AssertionError(f"{device}: {listing}")
 
     try:
