@@ -210,6 +210,25 @@ async def admit_newcomers(conn: asyncpg.Connection, campaign: store.Campaign) ->
     return len(admission.eligible)
 
 
+async def admit_device(
+    conn: asyncpg.Connection,
+    campaign: store.Campaign,
+    device_id: str,
+    view: CatalogView,
+    facts: DeviceFacts,
+) -> int:
+    """Continuous membership for one device the filter matches (acs.services.joining
+    checked it): it joins the current stage as admit_newcomers would; 1 if
+    eligible, 0 if recorded as refused."""
+    image, verdict = view.target_for(campaign, facts)
+    candidate = Candidate(device_id, facts, image, verdict)
+    placed = [(candidate, campaign.current_stage)] if verdict.ok else []
+    await store.add_members(
+        conn, _member_records(campaign, placed, [] if verdict.ok else [candidate])
+    )
+    return 1 if verdict.ok else 0
+
+
 # --------------------------------------------------------------------------- controls
 
 

@@ -13,15 +13,13 @@ from datetime import datetime
 import asyncpg
 
 from acs.core import campaigns as rules
-from acs.core.filters import parse_filter
 from acs.core.firmware import DeviceFacts, Image, Scheme, Verdict, fit
 from acs.core.times import rfc3339
 from acs.core.versions import VersionError
-from acs.services import rollout
+from acs.services import joining, rollout
 from acs.services.catalog import CatalogView, device_facts
 from acs.store import campaigns as store
 from acs.store import devices
-from acs.store.device_query import compile_filter
 
 MAX_CAMPAIGNS = 100  # the newest ones; older finished campaigns rarely explain anything
 
@@ -58,36 +56,15 @@ async def explain(conn: asyncpg.Connection, device_id: str) -> Explanation | Non
     open_work = await store.open_work_of_device(conn, device_id)
     campaigns = [c for c in await store.list_all(conn) if c.status != "draft"][-MAX_CAMPAIGNS:]
     verdicts = []
+    now = rollout.utcnow()
     for campaign in reversed(campaigns):
         member = members.get(campaign.id)
         if member is None:
-            verdict = await _outsider(conn, campaign, device_id)
+            verdict = await joining.outsider_verdict(conn, campaign, device_id, now)
         else:
             verdict = await _member_verdict(conn, campaign, member, open_work, view, facts, dev)
         verdicts.append((campaign, member, verdict))
     return Explanation(dev, scheme, parsed, images, verdicts)
-
-
-async def _outsider(conn: asyncpg.Connection, campaign: store.Campaign, device_id: str) -> Verdict:
-    if campaign.status in ("completed", "aborted", "cancelled"):
-        return Verdict(False, "not_in_campaign", f"not in this campaign ({campaign.status})")
-    where, params = compile_filter(parse_filter(campaign.filter), first_param=2)
-    matches = await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM devices d LEFT JOIN device_parameters dp"
-        f" ON dp.device_id = d.id WHERE d.id = $1 AND ({where}))",
-        device_id,
-        *params,
-    )
-    if not matches:
-        return Verdict(False, "filter_mismatch", "the campaign's filter does not match the device")
-    if campaign.membership == "continuous":
-        return Verdict(False, "joining", "matches the filter; joins at the campaign's next tick")
-    return Verdict(
-        False,
-        "not_in_audience",
-        "matches the filter now, but the audience was fixed when the campaign started "
-        "(snapshot membership)",
-    )
 
 
 async def _member_verdict(

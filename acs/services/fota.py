@@ -20,7 +20,7 @@ from acs.core import campaigns as rules
 from acs.core.firmware import DeviceFacts, Image, Scheme, Verdict, choose_image, fit, newest
 from acs.logs import log
 from acs.services import events as notify
-from acs.services import rollout
+from acs.services import joining, rollout
 from acs.services.catalog import CatalogView, device_facts, same_version
 from acs.store import campaigns as store
 from acs.store import devices, terminals
@@ -104,6 +104,16 @@ async def check_in(conn: asyncpg.Connection, check: terminals.CheckIn) -> Offer 
         answer = await _next_download(conn, work, view, facts)
         if isinstance(answer, Offer):
             return answer
+        # about to join a continuous campaign: join now, as the explanation says
+        joined, waiting = await joining.join_now(
+            conn, check.device_id, view, facts, rollout.utcnow()
+        )
+        if joined:
+            work = await store.open_work_of_device(conn, check.device_id)
+            answer = await _next_download(conn, work, view, facts)
+            if isinstance(answer, Offer):
+                return answer
+        answer = answer or _verdict_or_none(waiting)
         if verified is not None:
             return verified  # what just happened matters more than why nothing follows
         return answer or _catalog_verdict(view, facts, scheme)
