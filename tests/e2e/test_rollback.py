@@ -66,15 +66,21 @@ async def member(admin: Client, cid: int, fleet: Fleet) -> dict[str, Any]:
 async def test_a_device_finishing_its_install_after_the_abort_is_rolled_back(
     fw_acs: Running, admin: Client, unique_serial: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    slow = await fleet_of(fw_acs, unique_serial("RS"), 1, periodic_interval=1)
+    # a product of its own: the catalog is shared by the run's tests, and another
+    # test's 1.0.0 image lives in that test's ACS's file store
+    product = unique_serial("RBP")
+    slow = await fleet_of(
+        fw_acs, unique_serial("RS"), 1, periodic_interval=1, product_class=product
+    )
     bad_prefix = unique_serial("RX")
-    bad = await fleet_of(fw_acs, bad_prefix, 1, periodic_interval=1, faults="corrupt-download")
+    bad_kw: dict[str, Any] = {"faults": "corrupt-download", "product_class": product}
+    bad = await fleet_of(fw_acs, bad_prefix, 1, periodic_interval=1, **bad_kw)
     try:
         everyone = [*slow.devices.values(), *bad.devices.values()]
         await slow.wait_for(lambda: all(c.sessions_ok for c in everyone))
         await bad.stop()  # offline until the slow device's Download is on its way
-        await catalog_image(admin, unique_serial, "1.0.0")  # what the rollback installs
-        image = await catalog_image(admin, unique_serial, "2.0.0")
+        await catalog_image(admin, unique_serial, "1.0.0", productClass=product)  # the rollback's
+        image = await catalog_image(admin, unique_serial, "2.0.0", productClass=product)
         cpe = next(iter(slow.devices.values()))
         held = HeldDownload(monkeypatch, cpe.serial)
         spec = {
@@ -89,14 +95,18 @@ async def test_a_device_finishing_its_install_after_the_abort_is_rolled_back(
         await held.entered.wait()  # the CPE accepted the Download of 2.0.0
         assert (await member(admin, cid, slow))["state"] == "downloading"
 
-        bad = await fleet_of(fw_acs, bad_prefix, 1, periodic_interval=1, faults="corrupt-download")
+        bad = await fleet_of(fw_acs, bad_prefix, 1, periodic_interval=1, **bad_kw)
         aborted = await wait_campaign(admin, cid, lambda b: b["status"] == "aborted")
         assert "failure threshold" in aborted["statusReason"]
         # still in flight at the abort: it cannot be stopped mid-flash
         assert (await member(admin, cid, slow))["state"] == "downloading"
 
         held.release.set()  # the install finishes after the abort
-        done = await wait_campaign(admin, cid, lambda b: b["totals"].get("rolled_back") == 1)
+        done = await wait_campaign(
+            admin, cid, lambda b: b["totals"].get("rolled_back") == 1 or b["totals"]["failed"] > 1
+        )
+        late = await member(admin, cid, slow)
+        assert done["totals"].get("rolled_back") == 1, late
         # it ran 2.0.0, and went back
         await slow.wait_for(
             lambda: (cpe.firmware_before, cpe.tree.software_version) == ("2.0.0", "1.0.0")
