@@ -7,7 +7,7 @@ sentence, from the same rules the campaign engine decides with.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import asyncpg
@@ -16,7 +16,7 @@ from acs.core import campaigns as rules
 from acs.core.firmware import DeviceFacts, Image, Scheme, Verdict, fit
 from acs.core.times import rfc3339
 from acs.core.versions import VersionError
-from acs.services import joining, rollout
+from acs.services import joining, mirrors, rollout
 from acs.services.catalog import CatalogView, device_facts
 from acs.store import campaigns as store
 from acs.store import devices
@@ -31,6 +31,9 @@ class Explanation:
     parsed_version: str | None
     images: list[tuple[Image, Verdict]]
     campaigns: list[tuple[store.Campaign, store.Member | None, Verdict]]
+    # where each offered image, and each campaign's Download, is (or would be) fetched
+    image_sources: dict[int, mirrors.Source] = field(default_factory=dict)
+    campaign_sources: dict[int, tuple[Image, mirrors.Source]] = field(default_factory=dict)
 
 
 async def explain(conn: asyncpg.Connection, device_id: str) -> Explanation | None:
@@ -64,7 +67,16 @@ async def explain(conn: asyncpg.Connection, device_id: str) -> Explanation | Non
         else:
             verdict = await _member_verdict(conn, campaign, member, open_work, view, facts, dev)
         verdicts.append((campaign, member, verdict))
-    return Explanation(dev, scheme, parsed, images, verdicts)
+    found = Explanation(dev, scheme, parsed, images, verdicts)
+    for image, verdict in images:
+        if verdict.ok:
+            found.image_sources[image.id] = await mirrors.source_for(conn, image, device_id, facts)
+    for campaign, member, _ in verdicts:
+        if member is not None:
+            source = await mirrors.of_member(conn, campaign, member, view, facts)
+            if source is not None:
+                found.campaign_sources[campaign.id] = source
+    return found
 
 
 async def _member_verdict(

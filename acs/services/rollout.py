@@ -25,7 +25,7 @@ from acs.core.times import rfc3339
 from acs.core.windows import is_open, next_opening
 from acs.logs import log
 from acs.services import events as notify
-from acs.services import rollback
+from acs.services import mirrors, rollback
 from acs.services.catalog import CatalogView, device_facts, same_version, windows_of
 from acs.store import campaigns as store
 from acs.store import devices
@@ -215,11 +215,12 @@ async def _start(
         return None
     attempt = member.attempts + 1
     command_key = f"campaign-{campaign.id}-{'rb' if member.rollback else 'up'}-{attempt}"
+    source = await mirrors.source_for(conn, image, member.device_id, facts)  # region mirror?
     task = await task_store.enqueue(
         conn,
         member.device_id,
         "download",
-        {"fileName": image.file_name, "fileType": FIRMWARE_FILE_TYPE, "commandKey": command_key},
+        mirrors.download_args(image, source, FIRMWARE_FILE_TYPE, command_key),
     )
     moved = await store.transition(
         conn,
@@ -248,6 +249,7 @@ async def _start(
         version=image.version,
         attempt=attempt,
         rollback=member.rollback or None,
+        mirror=source.url,
     )
     return task.id
 

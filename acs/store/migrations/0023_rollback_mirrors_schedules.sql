@@ -8,3 +8,17 @@ CREATE TABLE campaign_rollbacks (
     started_at  timestamptz NOT NULL DEFAULT now(),
     reason      text NOT NULL
 );
+
+-- Region mirrors: download URLs of an image per region, each a base URL for
+-- the devices carrying a tag or matching a filter; the first that fits a
+-- device is its URL, chosen when its Download is sent. No mirror fits: the
+-- ACS's own file server.
+CREATE TABLE firmware_image_mirrors (
+    image_id  bigint NOT NULL REFERENCES firmware_images (id) ON DELETE CASCADE,
+    position  integer NOT NULL CHECK (position >= 0),
+    base_url  text NOT NULL,
+    tag       text,
+    filter    text,
+    PRIMARY KEY (image_id, position),
+    CHECK ((tag IS NULL) <> (filter IS NULL))
+);
