@@ -22,3 +22,10 @@ CREATE TABLE firmware_image_mirrors (
     PRIMARY KEY (image_id, position),
     CHECK ((tag IS NULL) <> (filter IS NULL))
 );
+
+-- Scheduled bulk jobs: a start time and maintenance windows (as campaigns
+-- have, acs/core/windows.py). The rate epoch of a job that starts later is
+-- its start time, so the rate counts from then.
+ALTER TABLE bulk_jobs
+    ADD COLUMN start_at timestamptz,
+    ADD COLUMN windows  jsonb NOT NULL DEFAULT '[]'::jsonb;
