@@ -40,7 +40,10 @@ async def _fits(conn: asyncpg.Connection, m: Mirror, device_id: str, facts: Devi
     if m.tag is not None:
         return m.tag in facts.tags
     assert m.filter is not None
-    where, params = compile_filter(parse_filter(m.filter), first_param=2)
+    try:
+        where, params = compile_filter(parse_filter(m.filter), first_param=2)
+    except ValueError:  # refused when the mirror was set (acs.web.api.mirrors)
+        return False
     found = await conn.fetchval(
         "SELECT EXISTS (SELECT 1 FROM devices d LEFT JOIN device_parameters dp"
         f" ON dp.device_id = d.id WHERE d.id = $1 AND ({where}))",

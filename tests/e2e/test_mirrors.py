@@ -189,6 +189,8 @@ async def test_mirror_bad_input_is_refused_naming_the_position(
     err = await refused({"baseUrl": "https://eu.example.net/", "filter": 'tag = "eu" AND'})
     assert err["errors"][0]["path"] == "mirrors[1].filter"
     assert "does not compile at position" in err["message"]
+    err = await refused({"baseUrl": "https://eu.example.net/", "filter": 'tag LIKE "e%"'})
+    assert err["errors"][0]["path"] == "mirrors[1].filter"  # parses; only SQL refuses it
     err = await refused({"baseUrl": "https://u:secret@eu.example.net/", "tag": "eu"})
     assert "credentials" in err["message"] and "secret" not in err["message"]
     err = await refused({"baseUrl": "https://eu.example.net/", "tag": "eu", "filter": "tag = 1"})

@@ -7,9 +7,11 @@ import logging
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from acs.core.filters import parse_filter
 from acs.core.mirrors import MAX_MIRRORS, MAX_URL, Mirror, MirrorError, parse_mirrors, url_of
 from acs.logs import log
 from acs.store import mirrors as store
+from acs.store.device_query import compile_filter
 from acs.web.api.errors import ApiError, not_found
 from acs.web.api.plumbing import TOKEN, api, audit_note, body_of, json_out, path_id, services
 
@@ -91,6 +93,12 @@ async def set_mirrors(request: web.Request) -> web.Response:
     body: MirrorsIn = await body_of(request, MirrorsIn)
     try:
         mirrors = parse_mirrors([m.model_dump() for m in body.mirrors])
+        for i, m in enumerate(mirrors):
+            if m.filter is not None:
+                try:  # parsed, but some filters only the SQL compiler refuses
+                    compile_filter(parse_filter(m.filter))
+                except ValueError as bad:
+                    raise MirrorError(f"mirrors[{i}].filter", str(bad)) from None
     except MirrorError as err:
         raise ApiError(
             400, "invalid_mirror", str(err), [{"path": err.path, "message": err.message}]
