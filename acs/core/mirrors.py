@@ -45,8 +45,8 @@ def url_problem(url: str) -> str | None:
     """Why ``url`` cannot be a mirror's base URL, or None."""
     if len(url) > MAX_URL:
         return f"longer than {MAX_URL} characters"
-    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in url):
-        return "a URL has no spaces or control characters"
+    if any(ord(c) <= 0x20 or ord(c) == 0x7F or 0xD800 <= ord(c) <= 0xDFFF for c in url):
+        return "a URL has no spaces, control characters or unpaired surrogates"
     try:
         parts = urlsplit(url)
         port = parts.port  # raises on a port that is not a number in range
@@ -88,6 +88,8 @@ def parse_mirrors(items: Sequence[dict[str, Any]]) -> list[Mirror]:
         else:
             if not isinstance(flt, str) or not flt.strip():
                 raise MirrorError(f"{at}.filter", "a filter must not be empty")
+            if "\x00" in flt:
+                raise MirrorError(f"{at}.filter", "NUL characters are not allowed")
             try:
                 parse_filter(flt)
             except FilterError as err:
