@@ -22,7 +22,7 @@ import asyncpg
 
 from acs.connreq.http import ConnectionRequestResult
 from acs.core import bulk as rules
-from acs.core import knocks
+from acs.core import bulk_schedule, knocks
 from acs.core import tasks as task_rules
 from acs.core.filters import Expr
 from acs.logs import log
@@ -100,6 +100,7 @@ async def create(
     connection_request: bool,
     expiry_s: int | None,
     created_by: str | None,
+    schedule: bulk_schedule.Schedule | None = None,
 ) -> store.BulkJob:
     """Create a running job with its devices. The arguments must already be
     valid (acs.core.tasks.validate_task); a filter the compiler refuses raises
@@ -118,6 +119,8 @@ async def create(
             connection_request=connection_request,
             expiry_s=expiry_s,
             created_by=created_by,
+            start_at=None if schedule is None else schedule.start_at,
+            windows=[] if schedule is None else schedule.as_json(),
         )
         total = await store.snapshot(conn, job.id, where, params)
         if total == 0:
@@ -226,6 +229,10 @@ async def tick(pool: asyncpg.Pool, knock: Knock | None, tick_s: float) -> None:
 async def tick_job(
     conn: asyncpg.Connection, bulk_id: int, knock: Knock | None, tick_s: float
 ) -> None:
+    if not await may_send(conn, bulk_id):
+        # before its start time, or outside its windows: queue and knock nothing
+        await complete_if_done(conn, bulk_id)
+        return
     job, queued = await queue_due(conn, bulk_id, tick_s)
     if job is None:
         return  # paused, cancelled or ticked by another process meanwhile
@@ -237,6 +244,41 @@ async def tick_job(
             log(logger, logging.INFO, "bulk_job_knocked_again", bulk=bulk_id, devices=len(again))
             await knock_devices(conn, bulk_id, again, knock)
     await complete_if_done(conn, bulk_id)
+
+
+def schedule_of(job: store.BulkJob) -> bulk_schedule.Schedule:
+    return bulk_schedule.from_stored(job.start_at, job.windows)
+
+
+def held(job: store.BulkJob) -> str | None:
+    """Why a running job does not send now (its start time, its windows), or None."""
+    if job.status != "running":
+        return None
+    return bulk_schedule.held(schedule_of(job), datetime.now(UTC))
+
+
+async def may_send(conn: asyncpg.Connection, bulk_id: int) -> bool:
+    """Whether the job may queue now. At its start time it is marked started;
+    when its window closes, the tasks no session has taken yet are withdrawn,
+    to be queued again at the next opening."""
+    job = await store.get(conn, bulk_id)
+    if job is None or (job.start_at is None and not job.windows):
+        return True
+    now = datetime.now(UTC)
+    schedule = schedule_of(job)
+    if schedule.start_at is not None and schedule.start_at > now:
+        return False
+    if job.started_at is None:
+        await store.mark_started(conn, bulk_id)
+    if bulk_schedule.held(schedule, now) is None:
+        return True
+    async with conn.transaction():
+        if await store.lock_running(conn, bulk_id) is None:
+            return False
+        withdrawn = await store.withdraw_unsent(conn, bulk_id)
+    if withdrawn:
+        log(logger, logging.INFO, "bulk_job_window_closed", bulk=bulk_id, withdrawn=withdrawn)
+    return False
 
 
 async def queue_due(

@@ -24,7 +24,7 @@ from acs.core.firmware import DeviceFacts, Image, Verdict
 from acs.core.windows import is_open
 from acs.logs import log
 from acs.services import events as notify
-from acs.services import rollout
+from acs.services import rollback, rollout
 from acs.services.catalog import (
     CatalogView,
     chunks,
@@ -41,6 +41,8 @@ utcnow = rollout.utcnow
 logger = logging.getLogger("acs.campaigns")
 
 ADMISSION_BATCH = 5000
+# where a rollback goes on (rollout.serves): retry-failed retries its failures there
+ROLLING_BACK = ("running", "paused", "aborted")
 
 
 class ControlError(Exception):
@@ -208,6 +210,25 @@ async def admit_newcomers(conn: asyncpg.Connection, campaign: store.Campaign) ->
     return len(admission.eligible)
 
 
+async def admit_device(
+    conn: asyncpg.Connection,
+    campaign: store.Campaign,
+    device_id: str,
+    view: CatalogView,
+    facts: DeviceFacts,
+) -> int:
+    """Continuous membership for one device the filter matches (acs.services.joining
+    checked it): it joins the current stage as admit_newcomers would; 1 if
+    eligible, 0 if recorded as refused."""
+    image, verdict = view.target_for(campaign, facts)
+    candidate = Candidate(device_id, facts, image, verdict)
+    placed = [(candidate, campaign.current_stage)] if verdict.ok else []
+    await store.add_members(
+        conn, _member_records(campaign, placed, [] if verdict.ok else [candidate])
+    )
+    return 1 if verdict.ok else 0
+
+
 # --------------------------------------------------------------------------- controls
 
 
@@ -223,6 +244,12 @@ async def _control(
             f" (only when {' or '.join(allowed)})"
         )
     return campaign
+
+
+async def _refuse_if_rolling_back(conn: asyncpg.Connection, campaign_id: int, action: str) -> None:
+    refused = rollback.refuse_upgrade(await rollback.rolling_back(conn, campaign_id), action)
+    if refused is not None:
+        raise ControlError(refused)
 
 
 async def _failed_counts(conn: asyncpg.Connection, campaign_id: int) -> dict[str, int]:
@@ -263,6 +290,7 @@ async def resume(conn: asyncpg.Connection, campaign_id: int, who: str) -> store.
     only new ones count against the thresholds."""
     async with conn.transaction():
         before = await _control(conn, campaign_id, ("paused",), "resume")
+        await _refuse_if_rolling_back(conn, campaign_id, "resume")
         result = await store.update(
             conn,
             campaign_id,
@@ -279,6 +307,7 @@ async def approve(conn: asyncpg.Connection, campaign_id: int, who: str) -> store
     """Start the next stage now (after a pause for approval, or ahead of its threshold)."""
     async with conn.transaction():
         campaign = await _control(conn, campaign_id, ("running", "paused"), "approve")
+        await _refuse_if_rolling_back(conn, campaign_id, "approve")
         if campaign.current_stage >= len(campaign.stages) - 1:
             raise ControlError("the campaign is already at its last stage")
         result = await store.update(
@@ -311,8 +340,14 @@ async def cancel(conn: asyncpg.Connection, campaign_id: int, who: str) -> store.
 
 
 async def retry_failed(conn: asyncpg.Connection, campaign_id: int, who: str) -> int:
-    """Failed devices get another round of attempts; a finished campaign runs again."""
+    """Failed devices get another round of attempts; a finished campaign runs again.
+    In a rolling-back campaign (paused or aborted too), the failed rollbacks."""
     async with conn.transaction():
+        if await rollback.rolling_back(conn, campaign_id) is not None:
+            return await rollback.retry_failed(
+                conn,
+                await _control(conn, campaign_id, ROLLING_BACK, "retry the failed rollbacks of"),
+            )
         before = await _control(
             conn, campaign_id, ("running", "paused", "completed"), "retry the failed devices of"
         )
@@ -472,7 +507,7 @@ async def _apply(
         reason=decision.reason,
     )
     if campaign.rollback and decision.failure:
-        await start_rollback(conn, campaign)
+        await start_rollback(conn, after or campaign)
 
 
 async def knock_pending(conn: asyncpg.Connection, campaign_id: int, knock: Knock) -> int:
@@ -515,23 +550,10 @@ async def knock_pending(conn: asyncpg.Connection, campaign_id: int, knock: Knock
 
 
 async def start_rollback(conn: asyncpg.Connection, campaign: store.Campaign) -> int:
-    """Devices that took the image are sent back the version they had."""
-    moved: int = await conn.fetchval(
-        """
-        WITH moved AS (
-            UPDATE campaign_devices SET state = 'pending', rollback = true, attempts = 0,
-                next_attempt_at = NULL, finished_at = NULL, updated_at = now(),
-                target_version = from_version, from_version = target_version,
-                reason = 'rollback: the campaign crossed a failure threshold'
-            WHERE campaign_id = $1 AND state = 'succeeded' AND NOT rollback
-              AND from_version IS NOT NULL
-            RETURNING 1)
-        SELECT count(*)::int FROM moved
-        """,
-        campaign.id,
-    )
-    log(logger, logging.WARNING, "campaign_rollback", campaign=campaign.id, devices=moved)
-    return moved
+    """Devices that took the image, or will, are sent back the version they had
+    (acs.services.rollback); returns how many were sent back now."""
+    started = await rollback.start(conn, campaign, campaign.status_reason or "failure threshold")
+    return started.sent_back
 
 
 # --------------------------------------------------------------------------- reading

@@ -7,21 +7,19 @@ sentence, from the same rules the campaign engine decides with.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import asyncpg
 
 from acs.core import campaigns as rules
-from acs.core.filters import parse_filter
 from acs.core.firmware import DeviceFacts, Image, Scheme, Verdict, fit
 from acs.core.times import rfc3339
 from acs.core.versions import VersionError
-from acs.services import rollout
+from acs.services import joining, mirrors, rollout
 from acs.services.catalog import CatalogView, device_facts
 from acs.store import campaigns as store
 from acs.store import devices
-from acs.store.device_query import compile_filter
 
 MAX_CAMPAIGNS = 100  # the newest ones; older finished campaigns rarely explain anything
 
@@ -33,6 +31,9 @@ class Explanation:
     parsed_version: str | None
     images: list[tuple[Image, Verdict]]
     campaigns: list[tuple[store.Campaign, store.Member | None, Verdict]]
+    # where each offered image, and each campaign's Download, is (or would be) fetched
+    image_sources: dict[int, mirrors.Source] = field(default_factory=dict)
+    campaign_sources: dict[int, tuple[Image, mirrors.Source]] = field(default_factory=dict)
 
 
 async def explain(conn: asyncpg.Connection, device_id: str) -> Explanation | None:
@@ -58,36 +59,24 @@ async def explain(conn: asyncpg.Connection, device_id: str) -> Explanation | Non
     open_work = await store.open_work_of_device(conn, device_id)
     campaigns = [c for c in await store.list_all(conn) if c.status != "draft"][-MAX_CAMPAIGNS:]
     verdicts = []
+    now = rollout.utcnow()
     for campaign in reversed(campaigns):
         member = members.get(campaign.id)
         if member is None:
-            verdict = await _outsider(conn, campaign, device_id)
+            verdict = await joining.outsider_verdict(conn, campaign, device_id, now)
         else:
             verdict = await _member_verdict(conn, campaign, member, open_work, view, facts, dev)
         verdicts.append((campaign, member, verdict))
-    return Explanation(dev, scheme, parsed, images, verdicts)
-
-
-async def _outsider(conn: asyncpg.Connection, campaign: store.Campaign, device_id: str) -> Verdict:
-    if campaign.status in ("completed", "aborted", "cancelled"):
-        return Verdict(False, "not_in_campaign", f"not in this campaign ({campaign.status})")
-    where, params = compile_filter(parse_filter(campaign.filter), first_param=2)
-    matches = await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM devices d LEFT JOIN device_parameters dp"
-        f" ON dp.device_id = d.id WHERE d.id = $1 AND ({where}))",
-        device_id,
-        *params,
-    )
-    if not matches:
-        return Verdict(False, "filter_mismatch", "the campaign's filter does not match the device")
-    if campaign.membership == "continuous":
-        return Verdict(False, "joining", "matches the filter; joins at the campaign's next tick")
-    return Verdict(
-        False,
-        "not_in_audience",
-        "matches the filter now, but the audience was fixed when the campaign started "
-        "(snapshot membership)",
-    )
+    found = Explanation(dev, scheme, parsed, images, verdicts)
+    for image, verdict in images:
+        if verdict.ok:
+            found.image_sources[image.id] = await mirrors.source_for(conn, image, device_id, facts)
+    for campaign, member, _ in verdicts:
+        if member is not None:
+            source = await mirrors.of_member(conn, campaign, member, view, facts)
+            if source is not None:
+                found.campaign_sources[campaign.id] = source
+    return found
 
 
 async def _member_verdict(

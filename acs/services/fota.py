@@ -20,7 +20,7 @@ from acs.core import campaigns as rules
 from acs.core.firmware import DeviceFacts, Image, Scheme, Verdict, choose_image, fit, newest
 from acs.logs import log
 from acs.services import events as notify
-from acs.services import rollout
+from acs.services import joining, mirrors, rollout
 from acs.services.catalog import CatalogView, device_facts, same_version
 from acs.store import campaigns as store
 from acs.store import devices, terminals
@@ -47,6 +47,7 @@ class ReportRefused(Exception):
 class Offer:
     campaign_id: int
     image: Image
+    url: str | None = None  # a region mirror's; None: the ACS's file server
 
 
 @dataclass(slots=True, frozen=True)
@@ -104,6 +105,16 @@ async def check_in(conn: asyncpg.Connection, check: terminals.CheckIn) -> Offer 
         answer = await _next_download(conn, work, view, facts)
         if isinstance(answer, Offer):
             return answer
+        # about to join a continuous campaign: join now, as the explanation says
+        joined, waiting = await joining.join_now(
+            conn, check.device_id, view, facts, rollout.utcnow()
+        )
+        if joined:
+            work = await store.open_work_of_device(conn, check.device_id)
+            answer = await _next_download(conn, work, view, facts)
+            if isinstance(answer, Offer):
+                return answer
+        answer = answer or _verdict_or_none(waiting)
         if verified is not None:
             return verified  # what just happened matters more than why nothing follows
         return answer or _catalog_verdict(view, facts, scheme)
@@ -119,7 +130,18 @@ async def _same_download(
         reason = "the image being downloaded left the catalog"
         await rollout.fail(conn, campaign, member, None, reason, "no_image")
         return NoUpdate("no_image", reason)
-    return Offer(campaign.id, image)
+    return await _offer(conn, campaign, member, image)
+
+
+async def _offer(
+    conn: asyncpg.Connection, campaign: store.Campaign, member: store.Member, image: Image
+) -> Offer:
+    """The offer, with the URL of the image's region mirror for this terminal, if any."""
+    facts = await device_facts(conn, member.device_id, [])
+    source = (
+        None if facts is None else await mirrors.source_for(conn, image, member.device_id, facts)
+    )
+    return Offer(campaign.id, image, None if source is None else source.url)
 
 
 async def _next_download(
@@ -201,7 +223,7 @@ async def _start(
         attempt=attempt,
         rollback=member.rollback or None,
     )
-    return Offer(campaign.id, image)
+    return await _offer(conn, campaign, member, image)
 
 
 def _catalog_verdict(view: CatalogView, facts: DeviceFacts, scheme: Scheme) -> NoUpdate:

@@ -25,6 +25,7 @@ from acs.core.times import rfc3339
 from acs.core.windows import is_open, next_opening
 from acs.logs import log
 from acs.services import events as notify
+from acs.services import mirrors, rollback
 from acs.services.catalog import CatalogView, device_facts, same_version, windows_of
 from acs.store import campaigns as store
 from acs.store import devices
@@ -214,11 +215,12 @@ async def _start(
         return None
     attempt = member.attempts + 1
     command_key = f"campaign-{campaign.id}-{'rb' if member.rollback else 'up'}-{attempt}"
+    source = await mirrors.source_for(conn, image, member.device_id, facts)  # region mirror?
     task = await task_store.enqueue(
         conn,
         member.device_id,
         "download",
-        {"fileName": image.file_name, "fileType": FIRMWARE_FILE_TYPE, "commandKey": command_key},
+        mirrors.download_args(image, source, FIRMWARE_FILE_TYPE, command_key),
     )
     moved = await store.transition(
         conn,
@@ -247,6 +249,7 @@ async def _start(
         version=image.version,
         attempt=attempt,
         rollback=member.rollback or None,
+        mirror=source.url,
     )
     return task.id
 
@@ -341,6 +344,8 @@ async def settle_member(
 async def succeed(
     conn: asyncpg.Connection, campaign: store.Campaign, member: store.Member, version: str
 ) -> None:
+    if await rollback.catch(conn, campaign, member, version):
+        return  # installed after the rollback started: sent back instead
     state = "rolled_back" if member.rollback else "succeeded"
     done = await store.transition(
         conn,
@@ -406,6 +411,8 @@ async def fail(
     retry = rules.is_transient(fault_code, reason.removeprefix("rollback failed: ")) and (
         member.attempts < campaign.max_attempts
     )
+    if retry and await rollback.no_retry(conn, campaign, member):
+        retry, reason = False, f"{reason} (not retried: the campaign is rolling back)"
     if retry:
         moved = await store.transition(
             conn,

@@ -9,7 +9,7 @@ processes ticking at once cannot queue one device twice or exceed the rate.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -38,6 +38,8 @@ class BulkJob:
     started_at: datetime | None
     finished_at: datetime | None
     updated_at: datetime
+    start_at: datetime | None = None
+    windows: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> BulkJob:
@@ -83,13 +85,20 @@ async def create(
     connection_request: bool,
     expiry_s: int | None,
     created_by: str | None,
+    start_at: datetime | None = None,
+    windows: Sequence[dict[str, Any]] = (),
 ) -> BulkJob:
-    """A running job, without devices yet (snapshot() adds them)."""
+    """A running job, without devices yet (snapshot() adds them). One that
+    starts later counts its rate from its start (rate_epoch) and has no
+    started_at until then (mark_started)."""
     row = await conn.fetchrow(
         f"""
         INSERT INTO bulk_jobs (name, task_name, task_args, filter, rate_per_minute,
-                               connection_request, expiry_s, created_by, started_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now())
+                               connection_request, expiry_s, created_by, started_at,
+                               start_at, windows, rate_epoch)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8,
+                CASE WHEN $9::timestamptz > now() THEN NULL ELSE now() END,
+                $9, $10, greatest(now(), coalesce($9, now())))
         RETURNING {_COLUMNS}
         """,
         name,
@@ -100,6 +109,8 @@ async def create(
         connection_request,
         expiry_s,
         created_by,
+        start_at,
+        list(windows),
     )
     assert row is not None
     return BulkJob.from_row(row)
@@ -377,6 +388,40 @@ async def claim_knocks_again(conn: asyncpg.Connection, bulk_id: int, limit: int)
         limit,
     )
     return [r["device_id"] for r in rows]
+
+
+async def mark_started(conn: asyncpg.Connection, bulk_id: int) -> None:
+    """A scheduled job reached its start time."""
+    await conn.execute(
+        "UPDATE bulk_jobs SET started_at = now(), updated_at = now()"
+        " WHERE id = $1 AND started_at IS NULL",
+        bulk_id,
+    )
+
+
+async def withdraw_unsent(conn: asyncpg.Connection, bulk_id: int) -> int:
+    """Its window closed: the job's tasks no session has picked up are withdrawn
+    and their devices wait for the next opening, queued again then (the task
+    rows stay, cancelled). Returns how many; call with the job's row lock."""
+    withdrawn: int = await conn.fetchval(
+        """
+        WITH gone AS (
+            UPDATE tasks t SET status = 'cancelled', finished_at = now()
+            FROM bulk_job_devices b
+            WHERE b.bulk_id = $1 AND t.id = b.task_id AND t.status = 'pending'
+            RETURNING b.device_id),
+        back AS (
+            UPDATE bulk_job_devices b SET task_id = NULL, queued_at = NULL,
+                knocked_at = NULL, knock_error = NULL, knock_again_at = NULL
+            FROM gone WHERE b.bulk_id = $1 AND b.device_id = gone.device_id
+            RETURNING 1),
+        n AS (SELECT count(*)::int AS n FROM back)
+        UPDATE bulk_jobs SET queued = queued - n.n, updated_at = now()
+        FROM n WHERE id = $1 RETURNING n.n
+        """,
+        bulk_id,
+    )
+    return withdrawn or 0
 
 
 async def cancel_pending_tasks(conn: asyncpg.Connection, bulk_id: int) -> int:

@@ -192,7 +192,7 @@ class FotaEndpoint:
                 "update": True,
                 "image": {
                     "version": image.version,
-                    "url": self.settings.files_base_url + image.file_name,
+                    "url": answer.url or self.settings.files_base_url + image.file_name,
                     "size": image.file_size,
                     "sha256": image.sha256,
                     "releaseNotes": image.release_notes,

@@ -342,6 +342,14 @@ async def test_every_changing_route_writes_its_declared_action_object_and_id(
             await call("POST", "/campaigns/{campaign_id}/" + step, (200, 409), cid, **c)
         await call("DELETE", "/campaigns/{campaign_id}", 204, cid, **c)
         await call(
+            "PUT",
+            "/firmware/images/{image_id}/mirrors",
+            200,
+            str(image["id"]),
+            json={"mirrors": [{"baseUrl": "https://eu.example.net/fw/", "tag": "eu"}]},
+            image_id=image["id"],
+        )
+        await call(
             "DELETE", "/firmware/images/{image_id}", 204, str(image["id"]), image_id=image["id"]
         )
         await call("DELETE", "/files/{name}", 204, name, name=name)

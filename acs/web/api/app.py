@@ -826,6 +826,7 @@ from acs.web.api import bulk as _bulk_routes  # noqa: E402, F401
 from acs.web.api import firmware as _firmware_routes  # noqa: E402, F401
 from acs.web.api import fleet_jobs as _fleet_job_routes  # noqa: E402, F401
 from acs.web.api import history as _history_routes  # noqa: E402, F401
+from acs.web.api import mirrors as _mirror_routes  # noqa: E402, F401
 from acs.web.api import observability as _observability_routes  # noqa: E402, F401
 from acs.web.api import overview as _overview_routes  # noqa: E402, F401
 from acs.web.api import policies as _policy_routes  # noqa: E402, F401

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import functools
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 from aiohttp import web
 
-from acs.core import filters
+from acs.core import bulk_schedule, filters
 from acs.core.sealing import MaskGiven
 from acs.core.secrets import mask_document
 from acs.core.tasks import InvalidTask, validate_task
@@ -53,6 +54,9 @@ async def job_out(conn: asyncpg.Connection, job: bulk_store.BulkJob) -> B.BulkJo
         created=job.created_at,
         started=job.started_at,
         finished=job.finished_at,
+        startAt=job.start_at,
+        windows=job.windows,
+        waiting=engine.held(job),
     )
 
 
@@ -106,6 +110,14 @@ async def create_bulk_job(request: web.Request) -> web.Response:
             str(err),
             [{"path": "filter", "message": f"position {err.position}: {err.message}"}],
         ) from None
+    try:
+        schedule = bulk_schedule.check_schedule(
+            body.startAt, [w.model_dump() for w in body.windows], datetime.now(UTC)
+        )
+    except bulk_schedule.ScheduleError as err:
+        raise ApiError(
+            400, "invalid_schedule", str(err), [{"path": err.path, "message": err.message}]
+        ) from None
     who = request[TOKEN].name
     try:
         async with services(request).pool.acquire() as conn:
@@ -124,6 +136,7 @@ async def create_bulk_job(request: web.Request) -> web.Response:
                 connection_request=body.connectionRequest,
                 expiry_s=body.expiry,
                 created_by=who,
+                schedule=schedule,
             )
             out = await job_out(conn, job)
         audit_note(request, object_id=str(job.id), name=body.name, task=body.task.name)

@@ -8,7 +8,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from acs.core.bulk import DEVICE_STATES, JOB_STATES, MAX_RATE_PER_MINUTE
-from acs.web.api.bounds import BIGINT_MAX, INT_MAX
+from acs.web.api.bounds import BIGINT_MAX, INT_MAX, UtcTime
+from acs.web.api.firmware_models import WindowIn
 from acs.web.api.models import TaskName
 
 
@@ -41,6 +42,15 @@ class BulkJobIn(_In):
     )
     expiry: int | None = Field(
         default=None, ge=1, le=INT_MAX, description="seconds a queued task may wait for its device"
+    )
+    startAt: UtcTime | None = Field(
+        default=None, description="queue nothing before this time (at most a year ahead)"
+    )
+    windows: list[WindowIn] = Field(
+        default_factory=list,
+        max_length=50,
+        description="maintenance windows: devices are queued and knocked only while one is "
+        "open; a task not yet taken when its window closes waits for the next opening",
     )
 
 
@@ -76,6 +86,11 @@ class BulkJobOut(BaseModel):
     created: datetime
     started: datetime | None = None
     finished: datetime | None = None
+    startAt: datetime | None = None
+    windows: list[dict[str, Any]] = Field(default_factory=list)
+    waiting: str | None = Field(
+        default=None, description="why a running job queues nothing now: its start, its windows"
+    )
 
 
 class BulkJobListQuery(_In):

@@ -17,6 +17,7 @@ from acs.services import campaigns as engine
 from acs.services import knock_waiting
 from acs.services.explain import explain
 from acs.services.knock import knock as knock_device
+from acs.services.mirrors import Source
 from acs.store import campaigns as campaign_store
 from acs.store import firmware as catalog
 from acs.web.api import firmware_models as F
@@ -522,6 +523,7 @@ async def device_firmware(request: web.Request) -> web.Response:
                     offered=v.ok,
                     code=v.code,
                     reason=v.reason,
+                    downloadUrl=_url(request, i, found.image_sources.get(i.id)),
                 )
                 for i, v in found.images
             ],
@@ -534,11 +536,19 @@ async def device_firmware(request: web.Request) -> web.Response:
                     stage=None if m is None or m.stage is None else m.stage + 1,
                     code=v.code,
                     reason=v.reason,
+                    downloadUrl=_url(request, *found.campaign_sources.get(c.id, (None, None))),
                 )
                 for c, m, v in found.campaigns
             ],
         )
     )
+
+
+def _url(request: web.Request, image: Image | None, source: Source | None) -> str | None:
+    """A region mirror's URL, or the ACS's file server's for the image."""
+    if image is None or source is None:
+        return None
+    return source.url or services(request).settings.files_base_url + image.file_name
 
 
 @api.route(

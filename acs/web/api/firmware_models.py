@@ -305,6 +305,9 @@ class ImageVerdictOut(BaseModel):
     offered: bool
     code: str
     reason: str
+    downloadUrl: str | None = Field(
+        default=None, description="where the device would fetch it: a region mirror or ours"
+    )
 
 
 class CampaignVerdictOut(BaseModel):
@@ -315,6 +318,11 @@ class CampaignVerdictOut(BaseModel):
     stage: int | None = None
     code: str
     reason: str
+    downloadUrl: str | None = Field(
+        default=None,
+        description="the URL the device's Download gave (sent) or would give (pending): "
+        "a region mirror or the ACS's file server",
+    )
 
 
 class FirmwareExplainOut(BaseModel):
