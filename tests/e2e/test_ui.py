@@ -283,6 +283,51 @@ async def test_a_bulk_job_is_created_from_a_filter_and_finishes(
         await fleet.stop()
 
 
+async def test_a_bulk_job_scheduled_for_later_waits_for_its_start(
+    person: Any, ui_acs: Running, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    fleet = await fleet_of(ui_acs, unique_serial("S"), 1)
+    try:
+        await fleet.wait_for(lambda: all(c.sessions_ok for c in fleet.devices.values()))
+        serial = next(iter(fleet.devices))
+        op = await person()
+        await op.sign_in(await make_user(db_pool, unique_serial, "operator"))
+        page = op.page
+        await nav(page, "Bulk jobs").click()
+        form = page.get_by_test_id("bulk-job-form")
+        name = unique_serial("ui-later-")
+        await form.get_by_label("Name", exact=True).fill(name)
+        await form.get_by_test_id("bulk-job-filter").fill(f'DeviceID.SerialNumber = "{serial}"')
+        # an hour from now, in the browser's own time
+        later = await page.evaluate(
+            "() => { const d = new Date(Date.now() + 3600e3);"
+            " d.setMinutes(d.getMinutes() - d.getTimezoneOffset());"
+            " return d.toISOString().slice(0, 16); }"
+        )
+        await form.get_by_label(re.compile("Start at")).fill(later)
+        await form.get_by_label(re.compile("Window")).fill("0 2 * * *")
+        await form.get_by_role("button", name="Create and start").click()
+        await expect(page.get_by_role("heading", level=1)).to_have_text(f"Bulk job {name}")
+        status = page.get_by_test_id("bulk-status")
+        await expect(status).to_have_attribute("data-status", "running")
+        await expect(page.get_by_test_id("bulk-counts")).to_contain_text("0 of 1 queued")
+        await expect(page.locator("dl.kv")).to_contain_text("0 2 * * *")
+        page.once("dialog", lambda d: d.accept())
+        await page.get_by_role("button", name="Cancel…").click()
+        await expect(page.locator("#notice .msg-ok")).to_contain_text("Bulk job cancelled")
+        # a window that can never open is refused with its reason, nothing created
+        await nav(page, "Bulk jobs").click()
+        form = page.get_by_test_id("bulk-job-form")
+        await form.get_by_label("Name", exact=True).fill(name + "-bad")
+        await form.get_by_test_id("bulk-job-filter").fill(f'DeviceID.SerialNumber = "{serial}"')
+        await form.get_by_label(re.compile("Window")).fill("0 2 31 2 *")  # 31 February
+        await form.get_by_role("button", name="Create and start").click()
+        await expect(page.locator(".msg-error").first).to_be_visible()
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Bulk jobs")
+    finally:
+        await fleet.stop()
+
+
 async def test_the_device_lists_all_matching_action_is_one_bulk_job(
     person: Any, ui_acs: Running, db_pool: asyncpg.Pool, unique_serial
 ) -> None:

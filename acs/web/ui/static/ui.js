@@ -372,6 +372,11 @@
         connectionRequest: !!fd.get("connectionRequest"),
       };
       if (text(fd, "expiry")) body.expiry = Number(fd.get("expiry"));
+      if (text(fd, "startAt")) body.startAt = new Date(text(fd, "startAt")).toISOString();
+      if (text(fd, "windowCron")) {
+        body.windows = [{ cron: text(fd, "windowCron"), durationMinutes: Number(fd.get("windowMinutes") || 60),
+          timezone: Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC" }];
+      }
       const preview = submitter && submitter.value === "preview";
       const r = await api("POST", "/api/v1/bulk-jobs", { json: body, query: preview ? { dryRun: "true" } : {} });
       if (!r.ok) throw new Error(r.message);
