@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from acs.core import values
+from acs.core import transfers, values
 from acs.core.plans import Plan, PlanFault, discover, expect, read_values
 from acs.core.times import rfc3339_or_none
 from acs.cwmp import messages as m
@@ -146,6 +146,7 @@ TASK_ARGS: dict[str, type[_Args]] = {
     "getParameterAttributes": GetParameterValuesArgs,
     "setParameterAttributes": SetParameterAttributesArgs,
     "getRPCMethods": NoArgs,
+    **transfers.TASK_ARGS,
 }
 
 
@@ -243,7 +244,7 @@ def _check_values(name: str, parsed: _Args, type_of: TypeOf) -> None:
 
 def file_of(name: str, args: dict[str, Any]) -> str | None:
     """The file-server file a job names (a download by ``fileName``/``file``), or None."""
-    if name != "download":
+    if name not in ("download", "scheduleDownload"):
         return None
     named = args.get("fileName") or args.get("file")
     return str(named) if named else None
@@ -313,7 +314,7 @@ def plan_for(
     parsed = validate_task(name, args, type_of)
     command_key = getattr(parsed, "commandKey", None) or f"task-{task_id}"
     plan = _PLANS[name](parsed, command_key, type_of, batch_size, root)
-    if sent_before and name in ("download", "upload"):
+    if sent_before and name in transfers.TRANSFER_TASKS:
         return _unless_queued(command_key, plan)
     return plan
 
@@ -485,6 +486,7 @@ _PLANS: dict[str, Callable[[Any, str, Any, int, str], Plan]] = {
     "getParameterAttributes": _get_attributes,
     "setParameterAttributes": _set_attributes,
     "getRPCMethods": _get_rpc_methods,
+    **transfers.PLANS,
 }
 
 # Faults worth another attempt in a later session (TR-069: 9002 internal

@@ -30,8 +30,8 @@ from acs.cwmp import messages as m
 from acs.cwmp.session import AcsSession
 from acs.logs import log
 from acs.metrics import Metrics
+from acs.services import cpe_requests, provisioning, rollout, transfer_jobs
 from acs.services import events as notify
-from acs.services import provisioning, rollout
 from acs.services.sealing_key import sealer
 from acs.store import campaigns as campaign_store
 from acs.store import credentials, devices, files, nat, session_logs, sessions
@@ -179,29 +179,14 @@ class SessionDriver:
         if isinstance(request, m.TransferComplete):
             await self._transfer_complete(live, request)
             return m.TransferCompleteResponse()
-        if isinstance(request, m.AutonomousTransferComplete):
-            log(
-                logger,
-                logging.DEBUG,
-                "autonomous_transfer_complete",
-                device=live.device_id,
-                url=request.transfer_url,
-                fault=request.fault.fault_code or None,
-            )
-            return m.AutonomousTransferCompleteResponse()
+        answered = await cpe_requests.answer(
+            self.pool, self.settings, live.device_id, live.root, request
+        )
+        if answered is not None:  # RequestDownload, Kicked, AutonomousTransferComplete
+            live.may_have_tasks = live.may_have_tasks or answered.queued
+            return answered.response
         if isinstance(request, m.GetRPCMethods):
             return m.GetRPCMethodsResponse(method_list=list(ACS_RPC_METHODS))
-        if isinstance(request, m.RequestDownload):
-            log(
-                logger,
-                logging.DEBUG,
-                "request_download",
-                device=live.device_id,
-                file_type=request.file_type,
-            )
-            return m.RequestDownloadResponse()
-        if isinstance(request, m.Kicked):
-            return m.KickedResponse(next_url=request.next)
         if isinstance(request, m.DUStateChangeComplete):
             return m.DUStateChangeCompleteResponse()
         if isinstance(request, m.AutonomousDUStateChangeComplete):
@@ -361,7 +346,7 @@ class SessionDriver:
                 types = {k: v.xsd_type for k, v in params.items() if v.xsd_type}
             # the clear values of secrets exist only in the RPC built from these
             args: dict[str, Any] | None = self.sealer.open_args(task.args)
-            if task.name == "download" and not task.args.get("url"):
+            if task.name in ("download", "scheduleDownload") and not task.args.get("url"):
                 args = await self._resolve_file(conn, args)
         try:
             if args is None:
@@ -449,6 +434,7 @@ class SessionDriver:
                     command_key=result["commandKey"],
                 )
             elif fault is None:
+                result = await transfer_jobs.job_done(conn, live.device_id, task, result or {})
                 # a job's result is for operators: a password the CPE read back is masked
                 await task_store.mark_done(conn, task.id, mask_document(result))
                 await notify.job_closed(conn, task)

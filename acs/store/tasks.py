@@ -292,7 +292,8 @@ async def find_awaiting_transfer(
         SELECT {_COLUMNS} FROM tasks
         WHERE device_id = $1 AND (
             (status = 'running' AND session_id IS NULL AND command_key = $2)
-            OR (status = 'pending' AND attempts > 0 AND name IN ('download', 'upload')
+            OR (status = 'pending' AND attempts > 0
+                AND name IN ('download', 'upload', 'scheduleDownload')
                 AND coalesce(args->>'commandKey', 'task-' || id) = $2))
         ORDER BY id DESC LIMIT 1 FOR UPDATE
         """,
@@ -303,13 +304,16 @@ async def find_awaiting_transfer(
 
 
 async def expire_transfers(conn: asyncpg.Connection, timeout_s: float) -> list[Task]:
-    """Fault transfers whose TransferComplete did not come within ``timeout_s``."""
+    """Fault transfers whose TransferComplete did not come within ``timeout_s``
+    (after the end of the last TimeWindow, for a ScheduleDownload)."""
     rows = await conn.fetch(
         f"""
         UPDATE tasks SET status = 'fault', fault_code = NULL, finished_at = now(),
             fault_string = 'timeout: no TransferComplete within ' || $1::text || ' s'
         WHERE status = 'running' AND session_id IS NULL
-          AND started_at < now() - make_interval(secs => $1)
+          -- a ScheduleDownload may start as late as its last window's end
+          AND started_at + make_interval(secs => coalesce((result->>'windowEndS')::float, 0))
+              < now() - make_interval(secs => $1)
         RETURNING {_COLUMNS}
         """,
         timeout_s,
