@@ -28,6 +28,7 @@ import aiohttp
 from acs.cwmp import messages as m
 from acs.cwmp.session import Conversation, ProtocolError
 from acs.cwmp.soap import CwmpParseError, Envelope, parse_envelope, serialize_envelope
+from cpe_simulator import scheduled
 from cpe_simulator.faults import CpeFault
 from cpe_simulator.firmware import BadImage, verify_image
 from cpe_simulator.transfers import Transfer, check_url, config_file_parameters, download, upload
@@ -55,6 +56,7 @@ CPE_RPCS = (
     "GetQueuedTransfers",
     "GetAllQueuedTransfers",
     "CancelTransfer",
+    "ScheduleDownload",
 )
 
 
@@ -95,6 +97,8 @@ class SimulatedCpe:
         "last_requests",
         "requests_seen",
         "reboots_owed",
+        "cpe_requests",
+        "cpe_answers",
     )
 
     def __init__(self, fleet: Fleet, tree: ParameterTree, profiles: frozenset[str]) -> None:
@@ -125,6 +129,10 @@ class SimulatedCpe:
         self.requests_seen: Counter[str] = Counter()
         # CommandKeys of Reboots accepted and not yet carried out, in order
         self.reboots_owed: dict[str, None] = {}
+        # the CPE's own requests still to send (RequestDownload, Kicked, ...), and
+        # each one sent with the ACS's answer, for tests to read
+        self.cpe_requests: list[m.Message] = []
+        self.cpe_answers: list[tuple[m.Message, m.Message]] = []
 
     @property
     def serial(self) -> str:
@@ -148,6 +156,7 @@ class SimulatedCpe:
         if not self.bootstrapped and not self.has("no-bootstrap"):
             self.add_event("0 BOOTSTRAP")
         self.add_event("1 BOOT")
+        self.cpe_requests.extend(scheduled.requests_at_boot(self))
 
     # ------------------------------------------------------------ one session
 
@@ -181,6 +190,11 @@ class SimulatedCpe:
             actions, self.after_session = self.after_session, []
             for action in actions:
                 await action()
+            if self.has("autonomous-transfer") and self.sessions_ok == 1:
+                # after its first session the CPE takes an image on its own
+                new = f"{self.tree.software_version}-local"
+                self.cpe_requests.append(scheduled.autonomous_firmware(self, new))
+                self.fleet.wake(self)
         return log.ok
 
     async def _session(self, log: SessionLog) -> None:
@@ -209,6 +223,15 @@ class SimulatedCpe:
                 raise SessionFailed(f"TransferComplete answered with {_describe(env)}")
             self._acs_sends(conv, env.body)
             self.transfer_results.remove(tc)
+
+        for request in list(self.cpe_requests):  # TR-069 3.7.2.2: before the empty POST
+            conv.cpe_sends(request)
+            env = await self._exchange(request, None)
+            if env is None:
+                raise SessionFailed(f"{request.element_name} answered with an empty response")
+            self._acs_sends(conv, env.body)
+            self.cpe_requests.remove(request)
+            self.cpe_answers.append((request, env.body))
 
         # a faulty device breaks about half of its sessions, at one of the first answers
         drop_at = self._fails_at("drop")
@@ -395,6 +418,8 @@ class SimulatedCpe:
                 self, r.delay_seconds, ("3 SCHEDULED", ""), ("M ScheduleInform", r.command_key)
             )
             return m.ScheduleInformResponse()
+        if isinstance(r, m.ScheduleDownload):
+            return scheduled.accept(self, r)
         if isinstance(r, m.GetQueuedTransfers):
             return m.GetQueuedTransfersResponse(
                 [m.QueuedTransferStruct(t.command_key, t.state) for t in self.transfers]
@@ -499,15 +524,15 @@ class SimulatedCpe:
         tc = m.TransferComplete(t.command_key, fault, start, datetime.now(UTC))
         self.fleet.count("transfer", "ok" if not fault.fault_code else str(fault.fault_code))
         if new_version is not None and not fault.fault_code:
-            await self._flash(new_version, tc)
+            await self._flash(new_version, tc, t.event or "M Download")
             return
         self.transfer_results.append(tc)
         if not self.has("tc-without-event"):
             self.add_event("7 TRANSFER COMPLETE")
-        self.add_event("M Download" if t.is_download else "M Upload", t.command_key)
+        self.add_event(t.event or ("M Download" if t.is_download else "M Upload"), t.command_key)
         self.fleet.wake(self)
 
-    async def _flash(self, version: str, tc: m.TransferComplete) -> None:
+    async def _flash(self, version: str, tc: m.TransferComplete, event: str = "M Download") -> None:
         """Install and reboot; come back on the new version (or not, by profile)."""
         self.state = "down"
         if self.has("brick"):
@@ -528,7 +553,7 @@ class SimulatedCpe:
         self.transfer_results.append(tc)
         if not self.has("tc-without-event"):
             self.add_event("7 TRANSFER COMPLETE")
-        self.add_event("M Download", tc.command_key)
+        self.add_event(event, tc.command_key)
         self.fleet.wake(self)
 
     async def _download(self, t: Transfer) -> bytes:

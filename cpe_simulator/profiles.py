@@ -29,6 +29,10 @@ PROFILES: dict[str, str] = {
     "tc-without-event": "sends TransferComplete without the 7 TRANSFER COMPLETE event",
     "slow-9005": "answers unknown parameter names with 9005 only after a delay",
     "nat-rebind": "its NAT gives it a new public UDP port every few STUN keep-alives",
+    "request-download": "sends RequestDownload (1 Firmware Upgrade Image) after each boot",
+    "kicked": "sends Kicked (as its web portal would) after each boot",
+    "autonomous-transfer": "takes a firmware image on its own after its first session and "
+    "reports AutonomousTransferComplete",
 }
 
 
