@@ -156,7 +156,7 @@ class SimulatedCpe:
         if not self.bootstrapped and not self.has("no-bootstrap"):
             self.add_event("0 BOOTSTRAP")
         self.add_event("1 BOOT")
-        self.cpe_requests.extend(scheduled.requests_at_boot(self))
+        scheduled.ask_at_boot(self)
 
     # ------------------------------------------------------------ one session
 
@@ -193,7 +193,7 @@ class SimulatedCpe:
             if self.has("autonomous-transfer") and self.sessions_ok == 1:
                 # after its first session the CPE takes an image on its own
                 new = f"{self.tree.software_version}-local"
-                self.cpe_requests.append(scheduled.autonomous_firmware(self, new))
+                scheduled.ask(self, scheduled.autonomous_firmware(self, new))
                 self.fleet.wake(self)
         return log.ok
 

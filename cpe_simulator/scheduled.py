@@ -115,21 +115,34 @@ def give_up(cpe: SimulatedCpe, t: Transfer, code: int) -> None:
 # ------------------------------------------------------------ the CPE's own requests
 
 
-def requests_at_boot(cpe: SimulatedCpe) -> list[m.Message]:
+# TR-069 3.7.1.5: the Inform event each request comes with
+_EVENTS = {
+    "RequestDownload": "9 REQUEST DOWNLOAD",
+    "Kicked": "5 KICKED",
+    "AutonomousTransferComplete": "10 AUTONOMOUS TRANSFER COMPLETE",
+}
+
+
+def ask(cpe: SimulatedCpe, request: m.Message) -> None:
+    """Send ``request`` in the next session, with its Inform event."""
+    cpe.cpe_requests.append(request)
+    cpe.add_event(_EVENTS[request.rpc])
+
+
+def ask_at_boot(cpe: SimulatedCpe) -> None:
     """What the CPE's fault profiles make it ask after each boot."""
-    out: list[m.Message] = []
     if cpe.has("request-download"):
-        out.append(m.RequestDownload("1 Firmware Upgrade Image"))
+        ask(cpe, m.RequestDownload("1 Firmware Upgrade Image"))
     if cpe.has("kicked"):
-        out.append(
+        ask(
+            cpe,
             m.Kicked(
                 command="reset",
                 referer="http://192.168.1.1/portal",
                 arg="",
                 next="http://192.168.1.1/portal/done",
-            )
+            ),
         )
-    return out
 
 
 def autonomous_firmware(cpe: SimulatedCpe, version: str) -> m.AutonomousTransferComplete:

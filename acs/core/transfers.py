@@ -101,6 +101,31 @@ TASK_ARGS: dict[str, type[_Args]] = {
 TRANSFER_TASKS = frozenset({"download", "upload", "scheduleDownload"})
 
 
+# The oldest CWMP namespace whose schema declares each RPC (schemas/bbf): a CPE
+# whose Inform used an older one would get an element its schema does not have.
+_NS = "urn:dslforum-org:cwmp-1-"
+_RPC_SINCE = {
+    "scheduleDownload": ("ScheduleDownload", 2),
+    "cancelTransfer": ("CancelTransfer", 2),
+    "getAllQueuedTransfers": ("GetAllQueuedTransfers", 1),
+}
+
+
+def refused_by_namespace(name: str, cwmp_ns: str) -> str | None:
+    """Why a ``name`` job cannot go to a CPE speaking ``cwmp_ns``, or None."""
+    since = _RPC_SINCE.get(name)
+    if since is None or not cwmp_ns.startswith(_NS):
+        return None
+    rpc, minor = since
+    spoken = cwmp_ns.removeprefix(_NS)
+    if spoken.isdigit() and int(spoken) < minor:
+        return (
+            f"the CPE speaks {cwmp_ns}, whose schema has no {rpc} "
+            f"(it came with {_NS}{minor}); the job is not sent"
+        )
+    return None
+
+
 def last_window_end(args: dict[str, Any]) -> int:
     """Seconds after the RPC when the job's last window closes (0: no windows)."""
     return max((int(w.get("windowEnd", 0)) for w in args.get("timeWindows") or []), default=0)

@@ -22,6 +22,7 @@ import asyncpg
 from acs.config import Settings
 from acs.core import policies as policy_rules
 from acs.core import tasks as task_rules
+from acs.core import transfers as transfer_rules
 from acs.core.plans import Plan, PlanFault, discover, root_of
 from acs.core.secrets import mask_document
 from acs.core.session_log import Transcript
@@ -353,6 +354,9 @@ class SessionDriver:
                 raise task_rules.InvalidTask(
                     f"unknown file {task.args.get('fileName') or task.args.get('file')!r}"
                 )
+            too_new = transfer_rules.refused_by_namespace(task.name, live.acs.cwmp_ns)
+            if too_new is not None:
+                raise task_rules.InvalidTask(too_new, code=9000)
             plan = task_rules.plan_for(
                 task.id,
                 task.name,
