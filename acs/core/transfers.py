@@ -196,3 +196,24 @@ PLANS = {
     "getQueuedTransfers": _queued,
     "getAllQueuedTransfers": _all_queued,
 }
+
+
+# --------------------------------------------------------------------------- campaigns
+
+CAMPAIGN_TRANSFERS = ("download", "scheduleDownload", "auto")
+#: the shortest TimeWindow worth a ScheduleDownload; less, and a Download is sent
+MIN_CAMPAIGN_WINDOW_S = 60
+
+
+def campaign_window(rest_s: float | None, verify_timeout_s: float) -> dict[str, Any] | None:
+    """The TimeWindow of a campaign's ScheduleDownload: from now to the end of the
+    open maintenance window (``rest_s`` seconds away), capped at half the
+    campaign's verify timeout so the version check still has time after the
+    latest start. None (send a plain Download): no window bounds the campaign,
+    or too little of it is left."""
+    if rest_s is None:
+        return None
+    end = int(min(rest_s, verify_timeout_s / 2))
+    if end < MIN_CAMPAIGN_WINDOW_S:
+        return None
+    return {"windowStart": 0, "windowEnd": end, "windowMode": "1 At Any Time"}

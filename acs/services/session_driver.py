@@ -37,6 +37,7 @@ from acs.services.sealing_key import sealer
 from acs.store import campaigns as campaign_store
 from acs.store import credentials, devices, files, nat, session_logs, sessions
 from acs.store import tasks as task_store
+from acs.store import transfers as transfer_store
 
 logger = logging.getLogger("acs.cwmp")
 
@@ -558,6 +559,8 @@ class SessionDriver:
         async with self.pool.acquire() as conn, conn.transaction():
             if isinstance(response, m.GetParameterAttributesResponse):
                 await devices.merge_parameter_attributes(conn, dev, response.parameter_list, at)
+            elif isinstance(response, m.GetRPCMethodsResponse):  # for campaigns' transfer: auto
+                await transfer_store.remember_rpc_methods(conn, dev, list(response.method_list))
             elif isinstance(response, m.SetParameterValuesResponse):
                 assert isinstance(request, m.SetParameterValues)
                 values = self.sealer.seal_values(dev, request.parameter_list)

@@ -52,3 +52,22 @@ async def set_software_version(conn: asyncpg.Connection, device_id: str, version
         version,
     )
     return changed is not None
+
+
+async def remember_rpc_methods(
+    conn: asyncpg.Connection, device_id: str, methods: list[str]
+) -> None:
+    """The CPE's GetRPCMethods answer, kept for campaigns with transfer 'auto'."""
+    await conn.execute(
+        "UPDATE devices SET rpc_methods = $2 WHERE id = $1 AND rpc_methods IS DISTINCT FROM $2",
+        device_id,
+        methods,
+    )
+
+
+async def rpc_methods(conn: asyncpg.Connection, device_id: str) -> list[str] | None:
+    """The CPE's last GetRPCMethods answer; None if it was never asked."""
+    found: list[str] | None = await conn.fetchval(
+        "SELECT rpc_methods FROM devices WHERE id = $1", device_id
+    )
+    return found

@@ -21,7 +21,7 @@ from cpe_simulator.firmware import make_image
 from cpe_simulator.fleet import Fleet
 from tests.e2e.conftest import StartAcs
 from tests.e2e.test_api import Client, token
-from tests.e2e.test_campaigns import catalog_image, ok, serial_filter
+from tests.e2e.test_campaigns import catalog_image, ok, serial_filter, wait_campaign
 from tests.e2e.test_simulator_fleet import dev_id, fleet_of, job_of
 from tests.integration.test_store import inform
 from tests.xsd import validate_envelope
@@ -395,5 +395,53 @@ async def test_autonomous_transfer_is_recorded_and_the_version_read_back(
             record = await devices.get_device(conn, dev)
         assert record is not None and record.software_version == "1.0.0-local"
         assert any(isinstance(e.body, m.GetParameterValues) for _, e in received)
+    finally:
+        await fleet.stop()
+
+
+# --------------------------------------------------------------------------- campaigns
+
+
+async def test_auto_campaign_schedules_downloads_where_the_cpe_lists_the_rpc(
+    sd_acs: Running, admin: Client, db_pool: asyncpg.Pool, unique_serial, received
+) -> None:
+    fleet = await fleet_of(sd_acs, unique_serial("CA"), 2, cwmp_version="1.4")
+    knows, unknown = list(fleet.devices)
+    try:
+        await fleet.wait_for(lambda: all(c.sessions_ok for c in fleet.devices.values()))
+        # the ACS learns a CPE's methods from its GetRPCMethods answer
+        methods = await queue_and_trigger(admin, fleet, knows, {"name": "getRPCMethods"})
+        assert "ScheduleDownload" in methods["result"]["methods"]
+        image = await catalog_image(admin, unique_serial, "2.0.0")
+        body = {
+            "name": unique_serial("auto-"),
+            "image": image["id"],
+            "filter": serial_filter(fleet),
+            "stages": [{"size": "100%"}],
+            # opens every hour for two: open now, with more than an hour left
+            "windows": [{"cron": "0 * * * *", "durationMinutes": 120}],
+            "verifyTimeoutS": 1200,
+            "transfer": "auto",
+        }
+        campaign = await ok(admin, "POST", "/campaigns", 201, json=body)
+        assert campaign["transfer"] == "auto"
+        await ok(admin, "POST", f"/campaigns/{campaign['id']}/start")
+        done = await wait_campaign(admin, campaign["id"], lambda b: b["status"] == "completed")
+        assert done["totals"] == {"succeeded": 2}
+        assert all(c.tree.software_version == "2.0.0" for c in fleet.devices.values())
+        jobs = {}
+        for serial in (knows, unknown):
+            listed = await ok(admin, "GET", f"/devices/{dev_id(fleet, serial)}/tasks")
+            jobs[serial] = next(
+                t for t in listed["items"] if t["name"] in ("download", "scheduleDownload")
+            )
+        scheduled_job, plain = jobs[knows], jobs[unknown]
+        assert scheduled_job["name"] == "scheduleDownload" and scheduled_job["status"] == "done"
+        # the rest of the maintenance window, capped at half the verify timeout
+        assert scheduled_job["args"]["timeWindows"] == [
+            {"windowStart": 0, "windowEnd": 600, "windowMode": "1 At Any Time"}
+        ]
+        assert plain["name"] == "download" and plain["status"] == "done"
+        assert any(isinstance(e.body, m.ScheduleDownload) for _, e in received)
     finally:
         await fleet.stop()
