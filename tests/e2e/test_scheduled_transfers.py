@@ -445,3 +445,25 @@ async def test_auto_campaign_schedules_downloads_where_the_cpe_lists_the_rpc(
         assert any(isinstance(e.body, m.ScheduleDownload) for _, e in received)
     finally:
         await fleet.stop()
+
+
+async def test_a_cwmp_1_0_cpe_is_not_sent_rpcs_its_schema_lacks(
+    sd_acs: Running, admin: Client, unique_serial, received
+) -> None:
+    fleet, serial = await one_device(sd_acs, unique_serial, "SO", cwmp_version="1.0")
+    try:
+        window = {"windowStart": 0, "windowEnd": 60}
+        job = await queue_and_trigger(
+            admin,
+            fleet,
+            serial,
+            {"name": "scheduleDownload", "url": "http://127.0.0.1:9/f", "timeWindows": [window]},
+        )
+        assert job["status"] == "fault" and job["fault"]["code"] == 9000
+        assert "cwmp-1-0" in job["fault"]["message"]
+        # GetQueuedTransfers is in the cwmp-1-0 schema
+        listed = await queue_and_trigger(admin, fleet, serial, {"name": "getQueuedTransfers"})
+        assert listed["status"] == "done" and listed["result"] == {"transfers": []}
+        assert not any(isinstance(e.body, m.ScheduleDownload) for _, e in received)
+    finally:
+        await fleet.stop()
