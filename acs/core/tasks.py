@@ -315,11 +315,13 @@ def plan_for(
     command_key = getattr(parsed, "commandKey", None) or f"task-{task_id}"
     plan = _PLANS[name](parsed, command_key, type_of, batch_size, root)
     if sent_before and name in transfers.TRANSFER_TASKS:
-        return _unless_queued(command_key, plan)
+        # an adopted ScheduleDownload keeps its windows' end for the timeout
+        ends = transfers.last_window_end(args)
+        return _unless_queued(command_key, plan, {"windowEndS": ends} if ends else {})
     return plan
 
 
-def _unless_queued(ck: str, send: Plan) -> Plan:
+def _unless_queued(ck: str, send: Plan, extra: dict[str, Any] | None = None) -> Plan:
     """A transfer sent in a session that died (the ACS or its database went down,
     the connection broke) may have been accepted by the CPE without the ACS ever
     hearing it. Sent again, the CPE would carry it out twice: two downloads, two
@@ -328,7 +330,7 @@ def _unless_queued(ck: str, send: Plan) -> Plan:
     resp = yield m.GetAllQueuedTransfers()
     if isinstance(resp, m.GetAllQueuedTransfersResponse):
         if any(t.command_key == ck for t in resp.transfer_list):
-            return _transfer_result(ck, 1, None, None) | {"adopted": True}
+            return _transfer_result(ck, 1, None, None) | {"adopted": True} | (extra or {})
     # a fault: the RPC is optional (TR-069 A.4.1.6), so without it we can only send again
     return (yield from send)
 

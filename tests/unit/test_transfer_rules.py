@@ -217,3 +217,33 @@ def test_profiles_queue_the_cpes_own_requests_with_their_events() -> None:
     plain = make_cpe()
     plain.power_on()
     assert plain.cpe_requests == []
+
+
+def test_a_resent_schedule_download_is_adopted_with_its_window_end() -> None:
+    args = sd(timeWindows=[{"windowStart": 0, "windowEnd": 900}], commandKey="again")
+    plan = tasks.plan_for(
+        3,
+        "scheduleDownload",
+        args,
+        type_of=lambda _p: None,
+        batch_size=1,
+        root="Device.",
+        sent_before=True,
+    )
+    assert isinstance(next(plan), m.GetAllQueuedTransfers)
+    queue = [m.AllQueuedTransferStruct("again", 1, True, "1 Firmware Upgrade Image", 0, "")]
+    with pytest.raises(StopIteration) as done:
+        plan.send(m.GetAllQueuedTransfersResponse(queue))
+    assert done.value.value["adopted"] is True and done.value.value["windowEndS"] == 900
+    # not in the CPE's queue: sent again
+    plan = tasks.plan_for(
+        3,
+        "scheduleDownload",
+        args,
+        type_of=lambda _p: None,
+        batch_size=1,
+        root="Device.",
+        sent_before=True,
+    )
+    next(plan)
+    assert isinstance(plan.send(m.GetAllQueuedTransfersResponse([])), m.ScheduleDownload)
