@@ -126,6 +126,22 @@ def refused_by_namespace(name: str, cwmp_ns: str) -> str | None:
     return None
 
 
+def asks_rpc_methods(cwmp_ns: str) -> bool:
+    """Whether discovery also asks the CPE's GetRPCMethods: only CPEs that can be
+    sent ScheduleDownload (cwmp-1-2) need their list, for campaigns' ``auto``."""
+    return refused_by_namespace("scheduleDownload", cwmp_ns) is None
+
+
+def with_rpc_methods(plan: Plan) -> Plan:
+    """``plan`` (a discovery), then GetRPCMethods; the session driver stores the
+    answer. A CPE that faults it (the RPC is mandatory, but) loses nothing else."""
+    result = yield from plan
+    resp = yield m.GetRPCMethods()
+    if isinstance(resp, m.GetRPCMethodsResponse):
+        return result | {"rpcMethods": len(resp.method_list)}
+    return result
+
+
 def last_window_end(args: dict[str, Any]) -> int:
     """Seconds after the RPC when the job's last window closes (0: no windows)."""
     return max((int(w.get("windowEnd", 0)) for w in args.get("timeWindows") or []), default=0)

@@ -293,7 +293,10 @@ class SessionDriver:
         if live.needs_discovery:
             live.needs_discovery = False
             log(logger, logging.DEBUG, "discovery_started", device=live.device_id, root=live.root)
-            return Work(discover(live.root, self.settings.gpv_batch_size), label="discovery")
+            plan = discover(live.root, self.settings.gpv_batch_size)
+            if transfer_rules.asks_rpc_methods(live.acs.cwmp_ns):
+                plan = transfer_rules.with_rpc_methods(plan)  # for campaigns' transfer: auto
+            return Work(plan, label="discovery")
         if live.may_have_tasks:
             work = await self._next_task(live)
             if work is not None:

@@ -15,13 +15,14 @@ import cpe_simulator.cpe as cpe_module
 from acs.cwmp import messages as m
 from acs.cwmp.soap import Envelope, parse_envelope
 from acs.store import devices, tasks
+from acs.store import transfers as transfer_store
 from acs.web.server import Running
 from cpe_simulator import scheduled
 from cpe_simulator.firmware import make_image
 from cpe_simulator.fleet import Fleet
 from tests.e2e.conftest import StartAcs
 from tests.e2e.test_api import Client, token
-from tests.e2e.test_campaigns import catalog_image, ok, serial_filter, wait_campaign
+from tests.e2e.test_campaigns import catalog_image, like_any, ok, serial_filter, wait_campaign
 from tests.e2e.test_simulator_fleet import dev_id, fleet_of, job_of
 from tests.integration.test_store import inform
 from tests.xsd import validate_envelope
@@ -405,18 +406,23 @@ async def test_autonomous_transfer_is_recorded_and_the_version_read_back(
 async def test_auto_campaign_schedules_downloads_where_the_cpe_lists_the_rpc(
     sd_acs: Running, admin: Client, db_pool: asyncpg.Pool, unique_serial, received
 ) -> None:
-    fleet = await fleet_of(sd_acs, unique_serial("CA"), 2, cwmp_version="1.4")
-    knows, unknown = list(fleet.devices)
+    modern = await fleet_of(sd_acs, unique_serial("CA"), 1, cwmp_version="1.4")
+    old = await fleet_of(sd_acs, unique_serial("CB"), 1)  # cwmp-1-0: never asked
+    knows, unknown = next(iter(modern.devices)), next(iter(old.devices))
     try:
-        await fleet.wait_for(lambda: all(c.sessions_ok for c in fleet.devices.values()))
-        # the ACS learns a CPE's methods from its GetRPCMethods answer
-        methods = await queue_and_trigger(admin, fleet, knows, {"name": "getRPCMethods"})
-        assert "ScheduleDownload" in methods["result"]["methods"]
+        for fleet in (modern, old):
+            await fleet.wait_for(lambda f=fleet: all(c.sessions_ok for c in f.devices.values()))
+        # discovery of a cwmp-1-2 CPE asks its GetRPCMethods, and the ACS keeps the answer
+        async with db_pool.acquire() as conn:
+            listed = await transfer_store.rpc_methods(conn, dev_id(modern, knows))
+            never = await transfer_store.rpc_methods(conn, dev_id(old, unknown))
+        assert listed is not None and "ScheduleDownload" in listed
+        assert never is None
         image = await catalog_image(admin, unique_serial, "2.0.0")
         body = {
             "name": unique_serial("auto-"),
             "image": image["id"],
-            "filter": serial_filter(fleet),
+            "filter": like_any(modern, old),
             "stages": [{"size": "100%"}],
             # opens every hour for two: open now, with more than an hour left
             "windows": [{"cron": "0 * * * *", "durationMinutes": 120}],
@@ -428,12 +434,12 @@ async def test_auto_campaign_schedules_downloads_where_the_cpe_lists_the_rpc(
         await ok(admin, "POST", f"/campaigns/{campaign['id']}/start")
         done = await wait_campaign(admin, campaign["id"], lambda b: b["status"] == "completed")
         assert done["totals"] == {"succeeded": 2}
-        assert all(c.tree.software_version == "2.0.0" for c in fleet.devices.values())
         jobs = {}
-        for serial in (knows, unknown):
-            listed = await ok(admin, "GET", f"/devices/{dev_id(fleet, serial)}/tasks")
+        for fleet, serial in ((modern, knows), (old, unknown)):
+            assert fleet.devices[serial].tree.software_version == "2.0.0"
+            listed_jobs = await ok(admin, "GET", f"/devices/{dev_id(fleet, serial)}/tasks")
             jobs[serial] = next(
-                t for t in listed["items"] if t["name"] in ("download", "scheduleDownload")
+                t for t in listed_jobs["items"] if t["name"] in ("download", "scheduleDownload")
             )
         scheduled_job, plain = jobs[knows], jobs[unknown]
         assert scheduled_job["name"] == "scheduleDownload" and scheduled_job["status"] == "done"
@@ -444,7 +450,8 @@ async def test_auto_campaign_schedules_downloads_where_the_cpe_lists_the_rpc(
         assert plain["name"] == "download" and plain["status"] == "done"
         assert any(isinstance(e.body, m.ScheduleDownload) for _, e in received)
     finally:
-        await fleet.stop()
+        await modern.stop()
+        await old.stop()
 
 
 async def test_a_cwmp_1_0_cpe_is_not_sent_rpcs_its_schema_lacks(

@@ -247,3 +247,18 @@ def test_a_resent_schedule_download_is_adopted_with_its_window_end() -> None:
     )
     next(plan)
     assert isinstance(plan.send(m.GetAllQueuedTransfersResponse([])), m.ScheduleDownload)
+
+
+def test_discovery_of_a_cwmp_1_2_cpe_ends_with_get_rpc_methods() -> None:
+    from acs.core.plans import discover
+
+    assert transfers.asks_rpc_methods(NS + "2") and not transfers.asks_rpc_methods(NS + "0")
+    plan = transfers.with_rpc_methods(discover("Device.", 10))
+    first = next(plan)
+    assert isinstance(first, m.GetParameterNames)
+    rpc = plan.send(m.GetParameterNamesResponse([]))
+    while not isinstance(rpc, m.GetRPCMethods):
+        rpc = plan.send(m.GetParameterValuesResponse([]))
+    with pytest.raises(StopIteration) as done:
+        plan.send(m.GetRPCMethodsResponse(["GetRPCMethods", "ScheduleDownload"]))
+    assert done.value.value["rpcMethods"] == 2
