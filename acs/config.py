@@ -162,6 +162,11 @@ class Settings(BaseSettings):
         gt=0,
         description="a diagnostics job without 8 DIAGNOSTICS COMPLETE by then faults",
     )
+    kicked_next_url: str = Field(
+        default="",
+        max_length=1024,
+        description="the next URL a CPE's Kicked is answered with; empty: fault 8000",
+    )
 
     # --- provisioning
     default_policies: bool = Field(

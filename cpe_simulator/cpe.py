@@ -28,7 +28,7 @@ import aiohttp
 from acs.cwmp import messages as m
 from acs.cwmp.session import Conversation, ProtocolError
 from acs.cwmp.soap import CwmpParseError, Envelope, parse_envelope, serialize_envelope
-from cpe_simulator import diagnostics
+from cpe_simulator import diagnostics, scheduled
 from cpe_simulator.faults import CpeFault
 from cpe_simulator.firmware import BadImage, verify_image
 from cpe_simulator.software import Package, SoftwareModules
@@ -65,6 +65,7 @@ CPE_RPCS = (
     "GetAllQueuedTransfers",
     "CancelTransfer",
     "ChangeDUState",
+    "ScheduleDownload",
 )
 
 
@@ -107,6 +108,8 @@ class SimulatedCpe:
         "reboots_owed",
         "du_reports",
         "local_du_installed",
+        "cpe_requests",
+        "cpe_answers",
     )
 
     def __init__(self, fleet: Fleet, tree: ParameterTree, profiles: frozenset[str]) -> None:
@@ -140,6 +143,10 @@ class SimulatedCpe:
         # DUStateChangeComplete / AutonomousDUStateChangeComplete not yet delivered
         self.du_reports: list[m.DUStateChangeComplete | m.AutonomousDUStateChangeComplete] = []
         self.local_du_installed = False
+        # the CPE's own requests still to send (RequestDownload, Kicked, ...), and
+        # each one sent with the ACS's answer, for tests to read
+        self.cpe_requests: list[m.Message] = []
+        self.cpe_answers: list[tuple[m.Message, m.Message]] = []
 
     @property
     def serial(self) -> str:
@@ -163,6 +170,7 @@ class SimulatedCpe:
         if not self.bootstrapped and not self.has("no-bootstrap"):
             self.add_event("0 BOOTSTRAP")
         self.add_event("1 BOOT")
+        scheduled.ask_at_boot(self)
 
     # ------------------------------------------------------------ one session
 
@@ -198,6 +206,11 @@ class SimulatedCpe:
                 await action()
             if self.has("autonomous-du") and not self.local_du_installed:
                 self._install_local_module()
+            if self.has("autonomous-transfer") and self.sessions_ok == 1:
+                # after its first session the CPE takes an image on its own
+                new = f"{self.tree.software_version}-local"
+                scheduled.ask(self, scheduled.autonomous_firmware(self, new))
+                self.fleet.wake(self)
         return log.ok
 
     async def _session(self, log: SessionLog) -> None:
@@ -239,6 +252,14 @@ class SimulatedCpe:
                 raise SessionFailed(f"{report.element_name} answered with {_describe(env)}")
             self._acs_sends(conv, env.body)
             self.du_reports.remove(report)
+        for request in list(self.cpe_requests):  # TR-069 3.7.2.2: before the empty POST
+            conv.cpe_sends(request)
+            env = await self._exchange(request, None)
+            if env is None:
+                raise SessionFailed(f"{request.element_name} answered with an empty response")
+            self._acs_sends(conv, env.body)
+            self.cpe_requests.remove(request)
+            self.cpe_answers.append((request, env.body))
 
         # a faulty device breaks about half of its sessions, at one of the first answers
         drop_at = self._fails_at("drop")
@@ -425,6 +446,8 @@ class SimulatedCpe:
                 self, r.delay_seconds, ("3 SCHEDULED", ""), ("M ScheduleInform", r.command_key)
             )
             return m.ScheduleInformResponse()
+        if isinstance(r, m.ScheduleDownload):
+            return scheduled.accept(self, r)
         if isinstance(r, m.GetQueuedTransfers):
             return m.GetQueuedTransfersResponse(
                 [m.QueuedTransferStruct(t.command_key, t.state) for t in self.transfers]
@@ -564,15 +587,15 @@ class SimulatedCpe:
         tc = m.TransferComplete(t.command_key, fault, start, datetime.now(UTC))
         self.fleet.count("transfer", "ok" if not fault.fault_code else str(fault.fault_code))
         if new_version is not None and not fault.fault_code:
-            await self._flash(new_version, tc)
+            await self._flash(new_version, tc, t.event or "M Download")
             return
         self.transfer_results.append(tc)
         if not self.has("tc-without-event"):
             self.add_event("7 TRANSFER COMPLETE")
-        self.add_event("M Download" if t.is_download else "M Upload", t.command_key)
+        self.add_event(t.event or ("M Download" if t.is_download else "M Upload"), t.command_key)
         self.fleet.wake(self)
 
-    async def _flash(self, version: str, tc: m.TransferComplete) -> None:
+    async def _flash(self, version: str, tc: m.TransferComplete, event: str = "M Download") -> None:
         """Install and reboot; come back on the new version (or not, by profile)."""
         self.state = "down"
         if self.has("brick"):
@@ -593,7 +616,7 @@ class SimulatedCpe:
         self.transfer_results.append(tc)
         if not self.has("tc-without-event"):
             self.add_event("7 TRANSFER COMPLETE")
-        self.add_event("M Download", tc.command_key)
+        self.add_event(event, tc.command_key)
         self.fleet.wake(self)
 
     async def _download(self, t: Transfer) -> bytes:

@@ -32,6 +32,10 @@ PROFILES: dict[str, str] = {
     "nat-rebind": "its NAT gives it a new public UDP port every few STUN keep-alives",
     "diagnostics-hang": "accepts a diagnostics test and never completes it",
     "diagnostics-unresolvable": "diagnostics resolve no host name (Error_CannotResolveHostName)",
+    "request-download": "sends RequestDownload (1 Firmware Upgrade Image) after each boot",
+    "kicked": "sends Kicked (as its web portal would) after each boot",
+    "autonomous-transfer": "takes a firmware image on its own after its first session and "
+    "reports AutonomousTransferComplete",
 }
 
 

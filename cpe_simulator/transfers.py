@@ -46,6 +46,7 @@ class Transfer:
     file_size: int
     target_file_name: str
     state: int = 1  # 1 not yet started, 2 in progress, 3 completed (GetQueuedTransfers)
+    event: str = ""  # its "M <method>" event when not M Download/M Upload (M ScheduleDownload)
 
 
 def check_url(url: str) -> None:

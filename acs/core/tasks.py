@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from acs.core import diagnostics, software, values
+from acs.core import diagnostics, software, transfers, values
 from acs.core.plans import Plan, PlanFault, discover, expect, read_values
 from acs.core.times import rfc3339_or_none
 from acs.cwmp import messages as m
@@ -157,6 +157,7 @@ TASK_ARGS: dict[str, type[_Args]] = {
     "getRPCMethods": NoArgs,
     "changeDUState": software.ChangeDUStateArgs,
     "diagnostics": DiagnosticsArgs,
+    **transfers.TASK_ARGS,
 }
 
 
@@ -254,7 +255,7 @@ def _check_values(name: str, parsed: _Args, type_of: TypeOf) -> None:
 
 def file_of(name: str, args: dict[str, Any]) -> str | None:
     """The file-server file a job names (a download by ``fileName``/``file``), or None."""
-    if name != "download":
+    if name not in ("download", "scheduleDownload"):
         return None
     named = args.get("fileName") or args.get("file")
     return str(named) if named else None
@@ -324,12 +325,14 @@ def plan_for(
     parsed = validate_task(name, args, type_of)
     command_key = getattr(parsed, "commandKey", None) or f"task-{task_id}"
     plan = _PLANS[name](parsed, command_key, type_of, batch_size, root)
-    if sent_before and name in ("download", "upload"):
-        return _unless_queued(command_key, plan)
+    if sent_before and name in transfers.TRANSFER_TASKS:
+        # an adopted ScheduleDownload keeps its windows' end for the timeout
+        ends = transfers.last_window_end(args)
+        return _unless_queued(command_key, plan, {"windowEndS": ends} if ends else {})
     return plan
 
 
-def _unless_queued(ck: str, send: Plan) -> Plan:
+def _unless_queued(ck: str, send: Plan, extra: dict[str, Any] | None = None) -> Plan:
     """A transfer sent in a session that died (the ACS or its database went down,
     the connection broke) may have been accepted by the CPE without the ACS ever
     hearing it. Sent again, the CPE would carry it out twice: two downloads, two
@@ -338,7 +341,7 @@ def _unless_queued(ck: str, send: Plan) -> Plan:
     resp = yield m.GetAllQueuedTransfers()
     if isinstance(resp, m.GetAllQueuedTransfersResponse):
         if any(t.command_key == ck for t in resp.transfer_list):
-            return _transfer_result(ck, 1, None, None) | {"adopted": True}
+            return _transfer_result(ck, 1, None, None) | {"adopted": True} | (extra or {})
     # a fault: the RPC is optional (TR-069 A.4.1.6), so without it we can only send again
     return (yield from send)
 
@@ -511,6 +514,7 @@ _PLANS: dict[str, Callable[[Any, str, Any, int, str], Plan]] = {
     "getRPCMethods": _get_rpc_methods,
     "changeDUState": lambda a, ck, _t, _b, _r: software.plan(a, ck),
     "diagnostics": _diagnostics,
+    **transfers.PLANS,
 }
 
 # Faults worth another attempt in a later session (TR-069: 9002 internal

@@ -24,8 +24,8 @@ from acs.core.firmware import DeviceFacts, Image, Verdict
 from acs.core.times import rfc3339
 from acs.core.windows import is_open, next_opening
 from acs.logs import log
+from acs.services import campaign_transfer, mirrors, rollback
 from acs.services import events as notify
-from acs.services import mirrors, rollback
 from acs.services.catalog import CatalogView, device_facts, same_version, windows_of
 from acs.store import campaigns as store
 from acs.store import devices
@@ -216,12 +216,10 @@ async def _start(
     attempt = member.attempts + 1
     command_key = f"campaign-{campaign.id}-{'rb' if member.rollback else 'up'}-{attempt}"
     source = await mirrors.source_for(conn, image, member.device_id, facts)  # region mirror?
-    task = await task_store.enqueue(
-        conn,
-        member.device_id,
-        "download",
-        mirrors.download_args(image, source, FIRMWARE_FILE_TYPE, command_key),
-    )
+    args = mirrors.download_args(image, source, FIRMWARE_FILE_TYPE, command_key)
+    # a Download, or a ScheduleDownload inside the maintenance window (transfer option)
+    name, args = await campaign_transfer.job_for(conn, campaign, member.device_id, args, utcnow())
+    task = await task_store.enqueue(conn, member.device_id, name, args)
     moved = await store.transition(
         conn,
         campaign.id,

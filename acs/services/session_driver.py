@@ -22,6 +22,7 @@ import asyncpg
 from acs.config import Settings
 from acs.core import policies as policy_rules
 from acs.core import tasks as task_rules
+from acs.core import transfers as transfer_rules
 from acs.core.plans import Plan, PlanFault, discover, root_of
 from acs.core.secrets import mask_document
 from acs.core.session_log import Transcript
@@ -30,13 +31,14 @@ from acs.cwmp import messages as m
 from acs.cwmp.session import AcsSession
 from acs.logs import log
 from acs.metrics import Metrics
-from acs.services import backups, diagnostics, provisioning, rollout
+from acs.services import backups, cpe_requests, diagnostics, provisioning, rollout, transfer_jobs
 from acs.services import events as notify
 from acs.services import software as software_svc
 from acs.services.sealing_key import sealer
 from acs.store import campaigns as campaign_store
 from acs.store import credentials, devices, files, nat, session_logs, sessions
 from acs.store import tasks as task_store
+from acs.store import transfers as transfer_store
 
 logger = logging.getLogger("acs.cwmp")
 
@@ -186,29 +188,14 @@ class SessionDriver:
         if isinstance(request, m.TransferComplete):
             await self._transfer_complete(live, request)
             return m.TransferCompleteResponse()
-        if isinstance(request, m.AutonomousTransferComplete):
-            log(
-                logger,
-                logging.DEBUG,
-                "autonomous_transfer_complete",
-                device=live.device_id,
-                url=request.transfer_url,
-                fault=request.fault.fault_code or None,
-            )
-            return m.AutonomousTransferCompleteResponse()
+        answered = await cpe_requests.answer(
+            self.pool, self.settings, live.device_id, live.root, request
+        )
+        if answered is not None:  # RequestDownload, Kicked, AutonomousTransferComplete
+            live.may_have_tasks = live.may_have_tasks or answered.queued
+            return answered.response
         if isinstance(request, m.GetRPCMethods):
             return m.GetRPCMethodsResponse(method_list=list(ACS_RPC_METHODS))
-        if isinstance(request, m.RequestDownload):
-            log(
-                logger,
-                logging.DEBUG,
-                "request_download",
-                device=live.device_id,
-                file_type=request.file_type,
-            )
-            return m.RequestDownloadResponse()
-        if isinstance(request, m.Kicked):
-            return m.KickedResponse(next_url=request.next)
         if isinstance(request, m.DUStateChangeComplete | m.AutonomousDUStateChangeComplete):
             await self._du_state_changed(live, request)
             return (
@@ -274,9 +261,7 @@ class SessionDriver:
                     conn, live.device_id, report
                 )
             else:
-                await software_svc.autonomous_du_state_change_complete(
-                    conn, live.device_id, report
-                )
+                await software_svc.autonomous_du_state_change_complete(conn, live.device_id, report)
                 closed = "event"
         if closed != "event":
             live.tasks_done += 1
@@ -337,7 +322,10 @@ class SessionDriver:
         if live.needs_discovery:
             live.needs_discovery = False
             log(logger, logging.DEBUG, "discovery_started", device=live.device_id, root=live.root)
-            return Work(discover(live.root, self.settings.gpv_batch_size), label="discovery")
+            plan = discover(live.root, self.settings.gpv_batch_size)
+            if transfer_rules.asks_rpc_methods(live.acs.cwmp_ns):
+                plan = transfer_rules.with_rpc_methods(plan)  # for campaigns' transfer: auto
+            return Work(plan, label="discovery")
         if not live.diagnostics_checked and diagnostics.COMPLETE_EVENT in live.events:
             live.diagnostics_checked = True  # results first: a second test may be queued
             found = await diagnostics.read_work(self.pool, live.device_id)
@@ -414,7 +402,7 @@ class SessionDriver:
                 args, refused = await backups.grant_args(
                     conn, self.settings, self.sealer, task, args
                 )
-            elif task.name == "download" and not task.args.get("url"):
+            elif task.name in ("download", "scheduleDownload") and not task.args.get("url"):
                 args = await self._resolve_file(conn, args)
             elif task.name == "changeDUState" and args is not None:
                 resolved = await software_svc.resolve_files(conn, self.settings, args)
@@ -427,6 +415,9 @@ class SessionDriver:
                 why = task_rules.software.unsupported(live.cwmp_version)
                 if why is not None:  # never sent: no schema of its version has the RPC
                     raise task_rules.InvalidTask(why, code=9000)
+            too_new = transfer_rules.refused_by_namespace(task.name, live.acs.cwmp_ns)
+            if too_new is not None:
+                raise task_rules.InvalidTask(too_new, code=9000)
             plan = task_rules.plan_for(
                 task.id,
                 task.name,
@@ -516,6 +507,7 @@ class SessionDriver:
                     command_key=result["commandKey"],
                 )
             elif fault is None:
+                result = await transfer_jobs.job_done(conn, live.device_id, task, result or {})
                 # a job's result is for operators: a password the CPE read back is masked
                 await task_store.mark_done(conn, task.id, mask_document(result))
                 await notify.job_closed(conn, task)
@@ -635,6 +627,8 @@ class SessionDriver:
         async with self.pool.acquire() as conn, conn.transaction():
             if isinstance(response, m.GetParameterAttributesResponse):
                 await devices.merge_parameter_attributes(conn, dev, response.parameter_list, at)
+            elif isinstance(response, m.GetRPCMethodsResponse):  # for campaigns' transfer: auto
+                await transfer_store.remember_rpc_methods(conn, dev, list(response.method_list))
             elif isinstance(response, m.SetParameterValuesResponse):
                 assert isinstance(request, m.SetParameterValues)
                 values = self.sealer.seal_values(dev, request.parameter_list)

@@ -45,6 +45,8 @@ class Campaign:
     started_at: datetime | None
     finished_at: datetime | None
     updated_at: datetime
+    # 'download', 'scheduleDownload' or 'auto' (acs.services.campaign_transfer)
+    transfer: str = "download"
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Campaign:
@@ -98,6 +100,7 @@ _EDITABLE = (
     "connection_request",
     "priority",
     "created_by",
+    "transfer",
 )
 
 

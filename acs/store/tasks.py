@@ -297,7 +297,7 @@ async def find_awaiting_transfer(
     device_id: str,
     command_key: str,
     awaits: str = "TransferComplete",
-    names: tuple[str, ...] = ("download", "upload"),
+    names: tuple[str, ...] = ("download", "upload", "scheduleDownload"),
 ) -> Task | None:
     """The job a CPE's ``awaits`` report (TransferComplete, DUStateChangeComplete)
     with this CommandKey closes: one waiting for that very report (its result
@@ -326,7 +326,8 @@ async def find_awaiting_transfer(
 async def expire_transfers(conn: asyncpg.Connection, timeout_s: float) -> list[Task]:
     """Fault transfers whose TransferComplete (ChangeDUStates whose
     DUStateChangeComplete) did not come within ``timeout_s`` (diagnostics jobs
-    wait too, for another event: acs.store.diagnostics.expire)."""
+    wait too, for another event: acs.store.diagnostics.expire); a ScheduleDownload
+    counts from the end of its last TimeWindow."""
     rows = await conn.fetch(
         f"""
         UPDATE tasks SET status = 'fault', fault_code = NULL, finished_at = now(),
@@ -335,7 +336,9 @@ async def expire_transfers(conn: asyncpg.Connection, timeout_s: float) -> list[T
                         THEN 'DUStateChangeComplete' ELSE 'TransferComplete' END
                 || ' within ' || $1::text || ' s'
         WHERE status = 'running' AND session_id IS NULL AND name <> 'diagnostics'
-          AND started_at < now() - make_interval(secs => $1)
+          -- a ScheduleDownload may start as late as its last window's end
+          AND started_at + make_interval(secs => coalesce((result->>'windowEndS')::float, 0))
+              < now() - make_interval(secs => $1)
         RETURNING {_COLUMNS}
         """,
         timeout_s,

@@ -199,7 +199,8 @@ def test_a_device_side_change_of_a_notified_parameter_adds_value_change() -> Non
 
 async def test_unsupported_method_is_fault_9000_and_tree_errors_keep_their_code() -> None:
     cpe = make_cpe()
-    unsupported = await cpe.answer(m.ScheduleDownload("k", "1 Firmware Upgrade Image", "http://x/"))
+    # an ACS method (the CPE implements ScheduleDownload now)
+    unsupported = await cpe.answer(m.RequestDownload("1 Firmware Upgrade Image"))
     assert isinstance(unsupported, m.Fault) and unsupported.fault_code == 9000
     bad_name = await cpe.answer(m.GetParameterValues(["Device.Nope."]))
     assert isinstance(bad_name, m.Fault) and bad_name.fault_code == 9005
@@ -242,7 +243,7 @@ def test_rpc_methods_the_cpe_lists_are_answered_by_it() -> None:
     from cpe_simulator.cpe import CPE_RPCS
 
     assert {"GetParameterValues", "Download", "Upload", "ScheduleInform"} <= set(CPE_RPCS)
-    assert "ScheduleDownload" not in CPE_RPCS  # answered with 9000, so not advertised
+    assert "ScheduleDownload" in CPE_RPCS  # cpe_simulator.scheduled answers it
 
 
 # ------------------------------------------------------------------ wire quirks

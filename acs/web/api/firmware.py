@@ -241,6 +241,7 @@ async def campaign_out(conn: asyncpg.Connection, c: campaign_store.Campaign) -> 
         rollback=c.rollback,
         connectionRequest=c.connection_request,
         priority=c.priority,
+        transfer=c.transfer,
         audience=c.audience,
         totals=await campaign_store.state_totals(conn, c.id),
         createdBy=c.created_by,
@@ -268,6 +269,7 @@ def _spec(body: F.CampaignIn, who: str) -> dict[str, Any]:
         "rollback": body.rollback,
         "connection_request": body.connectionRequest,
         "priority": body.priority,
+        "transfer": body.transfer,
         "created_by": who,
     }
 

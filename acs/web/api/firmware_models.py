@@ -161,6 +161,12 @@ class CampaignIn(_In):
         "instead of waiting for their periodic Inform; false waits for the Inform",
     )
     priority: int = Field(default=0, ge=-1000, le=1000)
+    transfer: Literal["download", "scheduleDownload", "auto"] = Field(
+        default="download",
+        description="scheduleDownload: a ScheduleDownload whose TimeWindow is the rest of the "
+        "maintenance window, so the CPE picks its moment; auto: that where the CPE lists "
+        "ScheduleDownload in GetRPCMethods, a Download elsewhere",
+    )
 
     @field_validator("filter")
     @classmethod
@@ -223,6 +229,7 @@ class CampaignOut(BaseModel):
     rollback: bool
     connectionRequest: bool
     priority: int
+    transfer: str = "download"
     audience: int
     totals: dict[str, int] = {}
     createdBy: str | None = None
