@@ -432,8 +432,12 @@ async def test_auto_campaign_schedules_downloads_where_the_cpe_lists_the_rpc(
             "image": image["id"],
             "filter": like_any(modern, old),
             "stages": [{"size": "100%"}],
-            # opens every hour for two: open now, with more than an hour left
-            "windows": [{"cron": "0 * * * *", "durationMinutes": 120}],
+            # two day-long windows twelve hours apart: whatever the time of day,
+            # one of them is open with at least twelve hours left
+            "windows": [
+                {"cron": "0 0 * * *", "durationMinutes": 1440},
+                {"cron": "0 12 * * *", "durationMinutes": 1440},
+            ],
             "verifyTimeoutS": 1200,
             "transfer": "auto",
         }
