@@ -66,8 +66,8 @@ class FleetConfig:
     jitter: float = 0.1
     timing: Timing = field(default_factory=Timing)
     first_serial: int = 1
-    # TLS towards the ACS (https URLs): the CA that signed the ACS's certificate
-    # (None: the system's), and a client certificate the CPEs present, as real
+    # TLS towards the ACS (https URLs) and the XMPP server (STARTTLS): the CA that signed
+    # their certificates (None: the system's), and a client certificate the CPEs present, as real
     # CPEs carry one from the factory (the fleet shares one)
     ca_file: str | None = None
     client_cert: str | None = None

@@ -330,6 +330,7 @@ async def running_acs(
                 settings.xmpp_jid or "",
                 settings.xmpp_password or "",
                 require_tls=settings.xmpp_require_tls,
+                ca_file=settings.xmpp_ca_file,
                 metrics=metrics,
             )
             xmpp.start()  # logs in (and back in) in the background; knocks fail fast meanwhile

@@ -23,6 +23,7 @@ from acs.store.ids import device_id
 from acs.web.server import Running
 from cpe_simulator.fleet import Fleet, FleetConfig
 from cpe_simulator.profiles import Timing
+from tests.certs import TestCa
 from tests.e2e import prosody
 from tests.e2e.conftest import StartAcs, cwmp_url
 from tests.e2e.test_api import Client, token
@@ -305,6 +306,86 @@ async def test_with_tls_required_a_plain_server_is_refused_with_the_reason(
         _s, view = await client.call("GET", f"/devices/{dev}/connection-request")
         # this CPE reports no ConnReqJabberID: the channel is left out, with that reason
         assert view["unusable"]["xmpp"].startswith("no ConnReqJabberID"), view
+    finally:
+        await fleet.stop()
+        await client.close()
+
+
+@pytest.fixture
+def xmpp_tls_server(tmp_path: Path) -> Iterator[tuple[prosody.Prosody, TestCa]]:
+    """Prosody that insists on STARTTLS, with a certificate for its domain from a
+    throwaway CA (neither the system's nor anyone else's trusts it)."""
+    ca = TestCa(tmp_path / "pki", "XMPP test CA")
+    folder = tmp_path / "prosody-tls"
+    folder.mkdir()
+    cert = ca.server("xmpp", names=("xmpp.test",))
+    server = prosody.Prosody(folder, tls=cert, require_tls=True)
+    server.register("acs", ACS_PASSWORD)
+    try:
+        server.start()
+        yield server, ca
+    finally:
+        server.stop()
+
+
+async def test_starttls_to_the_xmpp_server_with_its_ca_and_a_knock_through_it(
+    start_acs: StartAcs,
+    db_pool: asyncpg.Pool,
+    unique_serial,
+    xmpp_tls_server: tuple[prosody.Prosody, TestCa],
+) -> None:
+    server, ca = xmpp_tls_server
+    acs = await start_acs(
+        **{**xmpp_settings(server), "xmpp_require_tls": True, "xmpp_ca_file": ca.cert_file},
+        **CR,
+    )
+    client = Client(acs, await token(db_pool, "operator", unique_serial))
+    # the CPEs trust the same CA (the server refuses them too without STARTTLS)
+    fleet, dev = await xmpp_device(
+        acs, db_pool, client, server, unique_serial("XTS"), ca_file=str(ca.cert_file)
+    )
+    try:
+        status, view = await client.call("GET", f"/devices/{dev}/connection-request")
+        assert status == 200 and view["xmppServer"]["tls"] is True, view["xmppServer"]
+        status, body = await client.call("POST", f"/devices/{dev}/connection-request")
+        assert status == 200 and body["ok"] is True and body["channel"] == "xmpp", body
+        await fleet.wait_for(
+            lambda: fleet.counters[("xmpp_connection_request", "accepted")] == 1, 5
+        )
+    finally:
+        await fleet.stop()
+        await client.close()
+
+
+async def test_an_xmpp_certificate_from_an_unknown_ca_is_refused_with_the_reason(
+    start_acs: StartAcs,
+    db_pool: asyncpg.Pool,
+    unique_serial,
+    xmpp_tls_server: tuple[prosody.Prosody, TestCa],
+) -> None:
+    server, _ca = xmpp_tls_server
+    # TLS required, no ACS_XMPP_CA_FILE: the system's CAs, which never signed this one
+    acs = await start_acs(**{**xmpp_settings(server), "xmpp_require_tls": True}, **CR)
+    client = Client(acs, await token(db_pool, "operator", unique_serial))
+    fleet = Fleet(
+        FleetConfig(
+            acs_url=cwmp_url(acs), serial_prefix=unique_serial("XCA"), nat=True, timing=FAST
+        )
+    )
+    await fleet.start()
+    serial = next(iter(fleet.devices))
+    dev = device_id(fleet.config.oui, fleet.config.product_class, serial)
+    try:
+        await fleet.wait_for(lambda: fleet.devices[serial].sessions_ok >= 1, 15)
+
+        async def refused() -> Any:
+            _s, v = await client.call("GET", f"/devices/{dev}/connection-request")
+            return v["xmppServer"] if v["xmppServer"]["reason"] != "not connected yet" else None
+
+        state = await wait_until(refused, 10, "the ACS's first XMPP login attempt")
+        assert state["connected"] is False and state["tls"] is False and state["logins"] == 0
+        assert "certificate is not trusted" in state["reason"], state
+        assert "ACS_XMPP_CA_FILE" in state["reason"]
     finally:
         await fleet.stop()
         await client.close()
