@@ -18,6 +18,8 @@ from typing import Any
 import asyncpg
 import pytest
 
+from acs.connreq.xmpp_client import XmppConnectionRequester
+from acs.services.provisioning import stun_policy
 from acs.store import nat
 from acs.store.ids import device_id
 from acs.web.server import Running
@@ -389,3 +391,67 @@ async def test_an_xmpp_certificate_from_an_unknown_ca_is_refused_with_the_reason
     finally:
         await fleet.stop()
         await client.close()
+
+
+async def test_the_stun_policy_lets_only_the_acs_jid_knock_over_xmpp(
+    start_acs: StartAcs, db_pool: asyncpg.Pool, unique_serial, xmpp_server: prosody.Prosody
+) -> None:
+    """With XMPP configured the shipped policy also sets ConnReqAllowedJabberIDs to the
+    ACS's JID; the CPE then takes connectionRequest IQs from that JID only (K.2.2.2)."""
+    acs = await start_acs(**xmpp_settings(xmpp_server), **CR)
+    admin = Client(acs, await token(db_pool, "admin", unique_serial))
+    prefix = unique_serial("XPOL")
+    shipped = stun_policy(acs.settings.model_copy(update={"stun_port": acs.ports["stun"]}))
+    values = {p["path"]: p["value"] for p in shipped["spec"]["parameters"]}
+    assert values["ManagementServer.ConnReqAllowedJabberIDs"] == f"acs@{xmpp_server.domain}"
+    without = acs.settings.model_copy(update={"xmpp_server": None})
+    assert "ManagementServer.ConnReqAllowedJabberIDs" not in {
+        p["path"] for p in stun_policy(without)["spec"]["parameters"]
+    }
+    policy = shipped | {
+        "enabled": True,
+        "precondition": f'({shipped["precondition"]}) AND DeviceID.SerialNumber LIKE "{prefix}%"',
+    }
+    spec = policy.pop("spec")
+    status, made = await admin.call("POST", "/policies", json=policy | spec)
+    assert status == 201, made
+    fleet, dev = await xmpp_device(acs, db_pool, admin, xmpp_server, prefix)
+    requesters: list[XmppConnectionRequester] = []
+    try:
+        serial = next(iter(fleet.devices))
+        cpe = fleet.devices[serial]
+        ms = "Device.ManagementServer."
+        await fleet.wait_for(
+            lambda: cpe.tree.value(ms + "ConnReqAllowedJabberIDs") == f"acs@{xmpp_server.domain}",
+            15,
+        )
+        await fleet.wait_for(lambda: not cpe.in_session, 15)
+        xmpp_server.register("intruder", "intruder-secret")
+
+        async def never() -> bool:
+            return False
+
+        async def knock_as(user: str, password: str) -> Any:
+            r = XmppConnectionRequester(
+                xmpp_server.address, f"{user}@{xmpp_server.domain}", password, require_tls=False
+            )
+            requesters.append(r)
+            r.start()
+            await asyncio.wait_for(r.ready.wait(), 10)
+            jid = fleet.xmpp[serial].client.boundjid.full  # type: ignore[union-attr]
+            return await r.send(jid, "cr", "cr-secret", never, 5.0)
+
+        # the right credentials from a JID the CPE does not allow: refused
+        other = await knock_as("intruder", "intruder-secret")
+        assert other.ok is False and other.outcome == "refused", other
+        assert "service-unavailable" in other.reason
+        assert fleet.counters[("xmpp_connection_request", "not_allowed")] == 1
+        # the ACS's JID (another resource of it): accepted
+        ours = await knock_as("acs", ACS_PASSWORD)
+        assert ours.ok is True and ours.outcome == "accepted", ours
+        assert fleet.counters[("xmpp_connection_request", "accepted")] == 1
+    finally:
+        for r in requesters:
+            await r.close()
+        await fleet.stop()
+        await admin.close()
