@@ -26,7 +26,13 @@ from acs.cwmp.soap import CWMP_NS_1_0, CWMP_NS_1_2
 from cpe_simulator.connreq import ConnectionRequestServer
 from cpe_simulator.cpe import SimulatedCpe
 from cpe_simulator.datamodel import Identity, load_template
-from cpe_simulator.profiles import Timing, parse_profiles, profiles_for, retry_wait_range
+from cpe_simulator.profiles import (
+    Timing,
+    parse_profiles,
+    profile_values,
+    profiles_for,
+    retry_wait_range,
+)
 from cpe_simulator.stun import StunAgent
 from cpe_simulator.tree import ParameterTree
 from cpe_simulator.xmpp import XmppAgent
@@ -90,6 +96,7 @@ class Fleet:
         self.timing = config.timing
         self.cwmp_ns = CWMP_NS_1_0 if config.cwmp_version == "1.0" else CWMP_NS_1_2
         self.shares = parse_profiles(config.faults)
+        self.profile_values = profile_values(config.faults)  # nat-drop:S, udp-loss:P
         self.devices: dict[str, SimulatedCpe] = {}
         self.counters: Counter[tuple[str, str]] = Counter()
         self.http: aiohttp.ClientSession = None  # type: ignore[assignment]  # set by start()
