@@ -597,11 +597,12 @@ async def device_page(request: web.Request, ctx: dict[str, Any]) -> web.StreamRe
     search = request.query.get("q", "").strip()
     base = f"/devices/{seg(dev_id)}"
     device = await api_get(request, base, prefix=prefix)  # 404 fails the page: nothing to show
-    tasks, firmware, policies, files = await asyncio.gather(
+    tasks, firmware, policies, files, reach = await asyncio.gather(
         settle(api_get(request, base + "/tasks")),
         settle(api_get(request, base + "/firmware")),
         settle(api_get(request, base + "/policies")),
         settle(api_get(request, "/files")) if ctx["can_operate"] else _none(),
+        settle(api_get(request, base + "/connection-request")),
     )
     return html(
         request,
@@ -620,6 +621,7 @@ async def device_page(request: web.Request, ctx: dict[str, Any]) -> web.StreamRe
             "files": (files[0] or {}).get("items", []),
             "task_names": sorted(TASK_ARGS),
             "session_log": session_log_path(dev_id),
+            "reach": reach,  # the Reach panel (_reach.html)
         },
     )
 
