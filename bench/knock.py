@@ -112,8 +112,9 @@ async def measure(acs: common.AcsProcess, devices: int, stun_port: int) -> dict[
                 async with http.post(url) as resp:
                     body = await resp.json() if resp.status == 200 else {}
                     outcomes[
-                        f"{resp.status} {body.get('channel')} ok" if body.get("ok") else
-                        f"{resp.status} {body.get('channel')} {body.get('reason', '')[:60]}"
+                        f"{resp.status} {body.get('channel')} ok"
+                        if body.get("ok")
+                        else f"{resp.status} {body.get('channel')} {body.get('reason', '')[:60]}"
                     ] += 1
             except (aiohttp.ClientError, TimeoutError) as exc:
                 outcomes[type(exc).__name__] += 1
