@@ -104,7 +104,7 @@ async def measure(acs: common.AcsProcess, devices: int, stun_port: int) -> dict[
                 n = await conn.fetchval("SELECT count(*) FROM udp_bindings")
             return bool(n >= devices)
 
-        await wait("every device's STUN binding", bound, 900)
+        await wait("every device's STUN binding", bound, 1800)
         setup_s = time.monotonic() - started
 
         async def idle() -> bool:
