@@ -315,6 +315,11 @@ class Settings(BaseSettings):
     xmpp_require_tls: bool = Field(
         default=True, description="refuse an XMPP server that offers no STARTTLS"
     )
+    xmpp_ca_file: Path | None = Field(
+        default=None,
+        description="PEM CA bundle the XMPP server's certificate must chain to (STARTTLS);"
+        " default: the system's CAs",
+    )
 
     # --- API and files
     api_max_upload_bytes: int = Field(default=1024 * 1024 * 1024, ge=1)

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Final
+from typing import Any, Final
 
 import asyncpg
 from prometheus_client import (
@@ -286,6 +286,7 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self._stun_children: dict[str, Any] = {}
         self.stun_requests = Counter(
             "acs_stun_requests",
             "Datagrams the STUN server received, by what became of them (answered, "
@@ -342,7 +343,11 @@ class Metrics:
         self.connection_requests.labels(outcome).inc()
 
     def stun(self, outcome: str) -> None:
-        self.stun_requests.labels(outcome).inc()
+        # once per datagram on the STUN server: each outcome's child is looked up once
+        child = self._stun_children.get(outcome)
+        if child is None:
+            child = self._stun_children[outcome] = self.stun_requests.labels(outcome)
+        child.inc()
 
     def relay(self, reason: str) -> None:
         self.relayed.labels(reason).inc()

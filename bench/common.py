@@ -156,7 +156,7 @@ class AcsProcess:
 
 
 def acs_env(dsn: str, port: int, data_dir: Path, **extra: str) -> dict[str, str]:
-    return dict(
+    env = dict(
         os.environ,
         ACS_DATABASE_URL=dsn,
         ACS_CWMP_PORT=str(port),
@@ -167,8 +167,8 @@ def acs_env(dsn: str, port: int, data_dir: Path, **extra: str) -> dict[str, str]
         ACS_CPE_PASSWORD=CPE_PASSWORD,
         ACS_LOG_LEVEL="WARNING",
         ACS_DATA_DIR=str(data_dir),
-        **extra,
     )
+    return env | extra  # a scenario may override any of these (bench.knock: the STUN port)
 
 
 @contextmanager

@@ -31,7 +31,8 @@ from acs.connreq.stun_server import StunServer
 from acs.core.reach import StunPeer
 from acs.metrics import Metrics
 
-GOAL = 0.25  # STUN answers/s over echo answers/s
+GOAL_PER_S = 20_000  # issue 16: signed Binding Requests answered per second by one worker
+# the ratio to a bare echo is reported beside it: what the loop and kernel allow on the machine
 SCENARIO = "stun-binding"
 USERNAME, PASSWORD = "SIM00000001", "stun-secret"
 
@@ -132,15 +133,16 @@ def main(argv: list[str] | None = None) -> None:
     for name, best in (("bare asyncio UDP echo (ceiling)", echo), ("STUN Binding", stun_rate)):
         key = "echo" if "echo" in name else "stun"
         print(f"| {name} | {best:,.0f} | {', '.join(f'{x:,.0f}' for x in r['rates'][key])} |")
-    met = ratio >= GOAL
-    print(f"ratio {ratio:.1%}, goal >= {GOAL:.0%}: {'met' if met else 'NOT met'}")
+    met = stun_rate >= GOAL_PER_S
+    print(f"{stun_rate:,.0f}/s, goal >= {GOAL_PER_S:,}/s: {'met' if met else 'NOT met'}")
+    print(f"ratio to the bare echo {ratio:.1%}")
     assert r["answered"] and r["answered"] >= count * rounds  # every answer was a real one
     result = {
         "scenario": SCENARIO,
         "rows": [
             {
                 "target": "STUN: signed Binding Requests answered by one server",
-                "goal": f">= {GOAL:.0%} of a bare asyncio UDP echo's rate",
+                "goal": f">= {GOAL_PER_S:,}/s (ratio to a bare asyncio UDP echo beside it)",
                 "measured": f"{stun_rate:,.0f} answers/s vs {echo:,.0f} echoes/s",
                 "value": round(stun_rate, 1),
                 "met": met,

@@ -76,7 +76,11 @@ def rss_mb() -> float:
     "--max-concurrent", type=click.IntRange(1), default=200, help="sessions in flight at once"
 )
 @click.option("--retry-min-wait", type=float, default=5.0, help="TR-069 3.2.1.1 m, seconds")
-@click.option("--ca-file", default=None, help="CA bundle to verify an https ACS URL against")
+@click.option(
+    "--ca-file",
+    default=None,
+    help="CA bundle to verify an https ACS URL and the XMPP server (STARTTLS) against",
+)
 @click.option("--client-cert", default=None, help="PEM client certificate the CPEs present")
 @click.option("--client-key", default=None, help="its key, unless inside --client-cert")
 @click.option("--duration", type=float, default=None, help="stop after SECONDS")

@@ -26,7 +26,13 @@ from acs.cwmp.soap import CWMP_NS_1_0, CWMP_NS_1_2
 from cpe_simulator.connreq import ConnectionRequestServer
 from cpe_simulator.cpe import SimulatedCpe
 from cpe_simulator.datamodel import Identity, load_template
-from cpe_simulator.profiles import Timing, parse_profiles, profiles_for, retry_wait_range
+from cpe_simulator.profiles import (
+    Timing,
+    parse_profiles,
+    profile_values,
+    profiles_for,
+    retry_wait_range,
+)
 from cpe_simulator.stun import StunAgent
 from cpe_simulator.tree import ParameterTree
 from cpe_simulator.xmpp import XmppAgent
@@ -66,8 +72,8 @@ class FleetConfig:
     jitter: float = 0.1
     timing: Timing = field(default_factory=Timing)
     first_serial: int = 1
-    # TLS towards the ACS (https URLs): the CA that signed the ACS's certificate
-    # (None: the system's), and a client certificate the CPEs present, as real
+    # TLS towards the ACS (https URLs) and the XMPP server (STARTTLS): the CA that signed
+    # their certificates (None: the system's), and a client certificate the CPEs present, as real
     # CPEs carry one from the factory (the fleet shares one)
     ca_file: str | None = None
     client_cert: str | None = None
@@ -90,6 +96,7 @@ class Fleet:
         self.timing = config.timing
         self.cwmp_ns = CWMP_NS_1_0 if config.cwmp_version == "1.0" else CWMP_NS_1_2
         self.shares = parse_profiles(config.faults)
+        self.profile_values = profile_values(config.faults)  # nat-drop:S, udp-loss:P
         self.devices: dict[str, SimulatedCpe] = {}
         self.counters: Counter[tuple[str, str]] = Counter()
         self.http: aiohttp.ClientSession = None  # type: ignore[assignment]  # set by start()

@@ -3,7 +3,8 @@
 ``--faults drop:0.1,slow:0.2,no-bootstrap:0.05`` gives each named behaviour to
 that share of the fleet. The choice hashes the serial with the profile name,
 so a rerun with the same serials picks the same devices, and the shares are
-independent of each other.
+independent of each other. The network profiles in VALUED take a number
+instead of a share (``nat-drop:30,udp-loss:50``) and apply to every device.
 """
 
 from __future__ import annotations
@@ -36,6 +37,15 @@ PROFILES: dict[str, str] = {
     "kicked": "sends Kicked (as its web portal would) after each boot",
     "autonomous-transfer": "takes a firmware image on its own after its first session and "
     "reports AutonomousTransferComplete",
+    "nat-drop": "nat-drop:SECONDS: its NAT forgets the UDP binding after that long without"
+    " outgoing traffic; knocks to it are lost until the next keep-alive makes a new one",
+    "udp-loss": "udp-loss:PERCENT: that share of incoming UDP connection requests is lost"
+    " (spread evenly, the first one lost, so runs repeat)",
+}
+# profiles whose number is a value, not a share: (what it is, lowest, highest, example)
+VALUED: dict[str, tuple[str, float, float, int]] = {
+    "nat-drop": ("seconds", 0.1, 86400.0, 30),
+    "udp-loss": ("percent", 0.0, 100.0, 50),
 }
 
 
@@ -44,8 +54,18 @@ class ProfileError(ValueError):
 
 
 def parse_profiles(text: str | None) -> dict[str, float]:
-    """``"drop:0.1,slow"`` -> {"drop": 0.1, "slow": 1.0}."""
+    """``"drop:0.1,slow"`` -> {"drop": 0.1, "slow": 1.0}; a VALUED profile has share 1."""
+    return _parse(text)[0]
+
+
+def profile_values(text: str | None) -> dict[str, float]:
+    """``"nat-drop:30,drop:0.1"`` -> {"nat-drop": 30.0}: the VALUED profiles' numbers."""
+    return _parse(text)[1]
+
+
+def _parse(text: str | None) -> tuple[dict[str, float], dict[str, float]]:
     shares: dict[str, float] = {}
+    valued: dict[str, float] = {}
     for item in (text or "").split(","):
         item = item.strip()
         if not item:
@@ -53,6 +73,17 @@ def parse_profiles(text: str | None) -> dict[str, float]:
         name, _, share_text = item.partition(":")
         if name not in PROFILES:
             raise ProfileError(f"unknown fault profile {name!r}; known: {', '.join(PROFILES)}")
+        if name in VALUED:
+            what, low, high, example = VALUED[name]
+            try:
+                number = float(share_text)
+            except ValueError:
+                why = f"{name} needs a number of {what}, e.g. {name}:{example}"
+                raise ProfileError(why) from None
+            if not low <= number <= high:
+                raise ProfileError(f"{name}: {number:g} {what} is outside {low:g}..{high:g}")
+            shares[name], valued[name] = 1.0, number
+            continue
         try:
             share = float(share_text) if share_text else 1.0
         except ValueError:
@@ -60,7 +91,7 @@ def parse_profiles(text: str | None) -> dict[str, float]:
         if not 0.0 <= share <= 1.0:
             raise ProfileError(f"{name}: share {share} is outside 0..1")
         shares[name] = share
-    return shares
+    return shares, valued
 
 
 def _unit(serial: str, name: str) -> float:

@@ -16,12 +16,18 @@ a ts not older than the last accepted one make the device open a session with
 
 Profile ``nat-rebind``: every few keep-alives the device's NAT hands it a new
 public port (simulated by moving to a new local socket), the BINDING-CHANGE path.
+Profile ``nat-drop:SECONDS``: the NAT forgets the binding after that long with
+no traffic on it; a knock to it is lost (counted ``nat_dropped``), and the next
+keep-alive leaves through a new binding (a new socket, so a new public port),
+which the ACS learns from its BINDING-CHANGE. Profile ``udp-loss:PERCENT``:
+that share of incoming connection requests is lost on the way (``lost``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import TYPE_CHECKING, Any
 
 from acs.connreq import stun, udp
@@ -58,6 +64,8 @@ class StunAgent:
         self.mapped: tuple[str, int] | None = None
         self.binding_changed = False
         self.keepalives = 0
+        self.last_traffic = 0.0  # monotonic: last datagram through the binding (nat-drop)
+        self._loss_due: float | None = None  # udp-loss: how close the next loss is, of 100
         self._pending: dict[bytes, asyncio.Future[stun.BindingAnswer]] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -104,9 +112,29 @@ class StunAgent:
             await asyncio.sleep(max(period, 0.2))
         self._close()
 
+    def binding_dropped(self) -> bool:
+        """nat-drop: whether the NAT has forgotten this socket's binding by now."""
+        limit = self.fleet.profile_values.get("nat-drop")
+        idle = time.monotonic() - self.last_traffic
+        return limit is not None and self.transport is not None and idle > limit
+
+    def _lost(self) -> bool:
+        """udp-loss: spread evenly (error diffusion), the first datagram lost."""
+        share = self.fleet.profile_values.get("udp-loss")
+        if not share:
+            return False
+        due = (100.0 - share if self._loss_due is None else self._loss_due) + share
+        self._loss_due = due - 100.0 if due >= 100.0 else due
+        return due >= 100.0
+
     async def keepalive(self) -> None:
         """One Binding Request (two when challenged first), and what its answer says."""
         self.keepalives += 1
+        if self.binding_dropped():
+            self._close()  # what leaves now gets a new binding from the NAT
+            self.fleet.count("stun", "nat_dropped_binding")
+        if self.transport is None:
+            await self._open()
         answer = await self._ask()
         if answer is not None and answer.error_code == 401 and not self.signed:
             self.signed = True
@@ -138,6 +166,7 @@ class StunAgent:
         try:
             server = (self._param("STUNServerAddress"), int(self._param("STUNServerPort") or 3478))
             self.transport.sendto(data, server)
+            self.last_traffic = time.monotonic()
             answer = await asyncio.wait_for(waiter, ANSWER_WAIT_S)
         except (TimeoutError, OSError, ValueError):
             return None
@@ -163,7 +192,15 @@ class StunAgent:
             self.fleet.change_value(self.cpe.serial, root + "NATDetected", text)
 
     def received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.binding_dropped():  # the NAT has no binding for it: it never arrives
+            if data[:4] == b"GET ":
+                self.fleet.count("udp_connection_request", "nat_dropped")
+            return
+        self.last_traffic = time.monotonic()
         if data[:4] == b"GET ":
+            if self._lost():
+                self.fleet.count("udp_connection_request", "lost")
+                return
             self._connection_request(data)
             return
         try:

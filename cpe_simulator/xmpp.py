@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import slixmpp
@@ -71,6 +72,8 @@ class XmppAgent:
         client.enable_direct_tls = False
         client.enable_plaintext = True  # STARTTLS when offered; SCRAM in any case
         client.plugin["feature_mechanisms"].unencrypted_scram = True
+        if self.fleet.config.ca_file:  # one trust store, as a CPE has: the ACS's and XMPP's
+            client.ca_certs = Path(self.fleet.config.ca_file)
         ended: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         gone = asyncio.Event()
 

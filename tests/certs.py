@@ -67,13 +67,15 @@ class TestCa:
         self.cert_file = folder / f"{_slug(name)}.pem"
         self.cert_file.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
 
-    def server(self, stem: str = "server") -> Issued:
+    def server(self, stem: str = "server", names: tuple[str, ...] = ()) -> Issued:
+        """For localhost and 127.0.0.1, and the DNS ``names`` (an XMPP domain, say)."""
         return self._issue(
             stem,
-            "localhost",
+            names[0] if names else "localhost",
             ExtendedKeyUsageOID.SERVER_AUTH,
             x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                [x509.DNSName(n) for n in (*names, "localhost")]
+                + [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
             ),
         )
 

@@ -13,6 +13,12 @@ integrity gets a 401 Binding Error (no address: the CPE is to retry signed, as
 RFC 5389 10.1.2 asks); everything else is dropped and counted. A token bucket
 per source address bounds what one sender can make us do (lookups, writes,
 answers), and a cap on lookups in flight bounds the whole.
+
+PostgreSQL sees only what changed at once: a new or moved binding is written
+before the answer (a knock may follow right away). A keep-alive from an
+unchanged binding only moves its last-seen time, and those are batched: kept
+in memory and written together about once a second (``touch``), so the hot
+path answers without a task or an await even when the binding's refresh is due.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from acs.connreq import stun
@@ -39,6 +46,9 @@ MAX_PENDING = 256  # lookups in flight; past it requests are dropped as overload
 Lookup = Callable[[str], Awaitable[Peer | None]]
 # (device_id, address, port, nat_detected) -> whether address:port changed
 Record = Callable[[str, str, int, bool], Awaitable[bool]]
+# [(device_id, seen at)] of unchanged bindings: their last-seen time, in one batch
+Touch = Callable[[list[tuple[str, datetime]]], Awaitable[None]]
+TOUCH_EVERY_S = 1.0
 
 
 class RateLimit:
@@ -81,8 +91,12 @@ class StunServer(asyncio.DatagramProtocol):
         *,
         rate_per_source: float,
         refresh_s: float,
+        touch: Touch | None = None,
     ) -> None:
         self._lookup, self._record, self.metrics = lookup, record, metrics
+        self._touch = touch
+        self._seen: dict[str, datetime] = {}  # unchanged bindings to touch, newest time
+        self._flusher: asyncio.Task[None] | None = None
         self.limit = RateLimit(rate_per_source, max(1.0, 2 * rate_per_source))
         self.refresh_s = refresh_s  # an unchanged binding is written at most this often
         self.transport: asyncio.DatagramTransport | None = None
@@ -98,14 +112,35 @@ class StunServer(asyncio.DatagramProtocol):
         )
         assert self.transport is not None
         self.port = self.transport.get_extra_info("sockname")[1]
+        if self._touch is not None:
+            self._flusher = asyncio.create_task(self._flush_every())
         return self.port
 
     async def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        await self.flush()  # what was seen last is not lost at shutdown
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _flush_every(self) -> None:
+        while True:
+            await asyncio.sleep(TOUCH_EVERY_S)
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write the batched last-seen times of unchanged bindings."""
+        if not self._seen or self._touch is None:
+            return
+        batch, self._seen = list(self._seen.items()), {}
+        try:
+            await self._touch(batch)
+        except Exception as exc:  # the database away: a later keep-alive touches again
+            log(logger, logging.WARNING, "stun_touch_failed", bindings=len(batch), error=repr(exc))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # a datagram endpoint's
@@ -138,7 +173,7 @@ class StunServer(asyncio.DatagramProtocol):
             assert peer is not None
             if not (
                 request.connection_request_binding and self._due(peer, (source, port), request)
-            ):
+            ) or self._touched(peer, (source, port), request):
                 self._success(request, (source, port), peer)
                 return
         if len(self._tasks) >= MAX_PENDING:
@@ -186,7 +221,11 @@ class StunServer(asyncio.DatagramProtocol):
             if not self._verdict(request, addr, peer):
                 return
             assert peer is not None
-            if request.connection_request_binding and self._due(peer, addr, request):
+            if (
+                request.connection_request_binding
+                and self._due(peer, addr, request)
+                and not self._touched(peer, addr, request)
+            ):
                 await self._keep(peer, addr, request.binding_change)
             self._success(request, addr, peer)
         except Exception as exc:  # the database away, say: this keep-alive is lost, not the server
@@ -202,6 +241,15 @@ class StunServer(asyncio.DatagramProtocol):
             or last[:2] != addr
             or time.monotonic() - last[2] >= self.refresh_s
         )
+
+    def _touched(self, peer: Peer, addr: tuple[str, int], request: stun.BindingRequest) -> bool:
+        """A due refresh of a binding as written last: batched (``touch``), no write now."""
+        last = self._written.get(peer.device_id)
+        if self._touch is None or last is None or last[:2] != addr or request.binding_change:
+            return False
+        self._seen[peer.device_id] = datetime.now(UTC)
+        self._written[peer.device_id] = (addr[0], addr[1], time.monotonic())
+        return True
 
     async def _keep(self, peer: Peer, addr: tuple[str, int], binding_change: bool) -> None:
         now = time.monotonic()

@@ -21,8 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import slixmpp
 from slixmpp.exceptions import IqError, IqTimeout
@@ -40,10 +42,17 @@ LOGIN_WAIT_S = 10.0
 Arrived = Callable[[], Awaitable[bool]]
 
 
+_UNTRUSTED = "the XMPP server's certificate is not trusted (ACS_XMPP_CA_FILE)"
+
+
 class _Client(slixmpp.ClientXMPP):
-    def __init__(self, jid: str, password: str, *, require_tls: bool = True) -> None:
+    def __init__(
+        self, jid: str, password: str, *, require_tls: bool = True, ca_file: Path | None = None
+    ) -> None:
         super().__init__(jid, password)
         self.enable_direct_tls = False  # STARTTLS on the c2s port (RFC 6120 5)
+        if ca_file is not None:
+            self.ca_certs = ca_file  # else the system's CAs; the name checked is the JID's domain
         self.enable_plaintext = not require_tls
         # SCRAM needs no TLS to keep the password secret; without TLS the rest is in clear
         self.plugin["feature_mechanisms"].unencrypted_scram = not require_tls
@@ -51,8 +60,9 @@ class _Client(slixmpp.ClientXMPP):
         self.add_event_handler("session_start", self._started)
         self.require_tls = require_tls
         self.add_event_handler("failed_all_auth", self._no_login)
+        self.add_event_handler("ssl_invalid_chain", self._untrusted)
         self.add_event_handler("connection_failed", lambda e: self._ended(f"cannot connect: {e}"))
-        self.add_event_handler("disconnected", lambda e: self._ended(f"disconnected: {e}"))
+        self.add_event_handler("disconnected", self._disconnected)
         self.gone: asyncio.Event = asyncio.Event()
 
     def _no_login(self, _event: object) -> None:
@@ -61,6 +71,17 @@ class _Client(slixmpp.ClientXMPP):
             self._ended("the XMPP server offered no STARTTLS (ACS_XMPP_REQUIRE_TLS=true)")
         else:
             self._ended("login refused (ACS_XMPP_JID/ACS_XMPP_PASSWORD)")
+
+    def _untrusted(self, err: object) -> None:
+        # handling the event replaces slixmpp's own disconnect: we end it, with the reason
+        self._ended(f"disconnected: {_UNTRUSTED} ({err})")
+        self.abort()
+
+    def _disconnected(self, err: object) -> None:
+        # a failed handshake closes the transport before start_tls returns: this comes first
+        if isinstance(err, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY" in str(err):
+            self._ended(f"disconnected: {_UNTRUSTED} ({err})")
+        self._ended(f"disconnected: {err}")
 
     async def _started(self, _event: object) -> None:
         self.send_presence()  # available, so servers route IQs to this resource
@@ -82,11 +103,12 @@ class XmppConnectionRequester:
         password: str,
         *,
         require_tls: bool = True,
+        ca_file: Path | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.host, self.port = xmpp.split_server(server)
         self.jid, self._password = jid, password
-        self.require_tls = require_tls
+        self.require_tls, self.ca_file = require_tls, ca_file
         self.metrics = metrics or Metrics()
         self.client: _Client | None = None  # logged in now; None while down
         self.last_error = "not connected yet"
@@ -106,6 +128,7 @@ class XmppConnectionRequester:
             "server": self.where,
             "jid": self.jid,
             "connected": up,
+            "tls": self.client is not None and _secure(self.client),
             "reason": None if up else self.last_error,
             "logins": self.connects,
         }
@@ -129,7 +152,9 @@ class XmppConnectionRequester:
     async def _supervise(self) -> None:
         backoff = FIRST_BACKOFF_S
         while not self._closing:
-            client = _Client(self.jid, self._password, require_tls=self.require_tls)
+            client = _Client(
+                self.jid, self._password, require_tls=self.require_tls, ca_file=self.ca_file
+            )
             try:
                 client.connect(self.host, self.port)
                 try:

@@ -632,7 +632,8 @@ def stun_policy(settings: Settings) -> dict[str, Any]:
             " STUNUsername = the device id, STUNPassword = a secret of the device's own"
             " (derived from this installation's key, as the connection-request password),"
             " and active notification of UDPConnectionRequestAddress, so the ACS learns the"
-            " binding and can knock over UDP."
+            " binding and can knock over UDP. With XMPP configured also"
+            " ConnReqAllowedJabberIDs = the ACS's JID."
         ),
         "enabled": False,
         "precondition": NAT_DETECTED,
@@ -648,6 +649,7 @@ def stun_policy(settings: Settings) -> dict[str, Any]:
                 },
                 {"path": "ManagementServer.STUNUsername", "value": "{DeviceID.ID}"},
                 {"path": "ManagementServer.STUNPassword", "value": "{secret:stun}"},
+                *_allowed_jabber_ids(settings),
             ],
             "attributes": [
                 {"path": "ManagementServer.UDPConnectionRequestAddress", "notification": 2}
@@ -656,7 +658,19 @@ def stun_policy(settings: Settings) -> dict[str, Any]:
     }
 
 
-async def install_defaults(conn: asyncpg.Connection, settings: Settings | None = None) -> list[str]:
+def _allowed_jabber_ids(settings: Settings) -> list[dict[str, str]]:
+    """With XMPP configured: ConnReqAllowedJabberIDs = the ACS's bare JID, so the CPE
+    takes connection requests over XMPP from this ACS only (TR-069 K.2.2.2; the
+    resource the server binds changes at each login, so the bare JID)."""
+    if not (settings.xmpp_server and settings.xmpp_jid):
+        return []
+    bare = settings.xmpp_jid.partition("/")[0]
+    return [{"path": "ManagementServer.ConnReqAllowedJabberIDs", "value": bare}]
+
+
+async def install_defaults(
+    conn: asyncpg.Connection, settings: Settings | None = None
+) -> list[str]:
     """Create the shipped default policies once per installation; an operator may
     then edit, disable or delete them, and they are not created again. The STUN
     policy (disabled) has its own marker, so installations from before it get it

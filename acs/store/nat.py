@@ -122,6 +122,23 @@ async def record_binding(
     return bool(changed)
 
 
+async def touch_bindings(conn: asyncpg.Connection, seen: list[tuple[str, datetime]]) -> int:
+    """Move seen_at of unchanged bindings, many in one statement (the STUN server's
+    batched keep-alives); never backwards, and never for a binding that is gone."""
+    if not seen:
+        return 0
+    done = await conn.execute(
+        """
+        UPDATE udp_bindings b SET seen_at = v.seen
+        FROM unnest($1::text[], $2::timestamptz[]) AS v(device_id, seen)
+        WHERE b.device_id = v.device_id AND v.seen > b.seen_at
+        """,
+        [d for d, _ in seen],
+        [t for _, t in seen],
+    )
+    return int(done.split()[-1])
+
+
 async def binding(conn: asyncpg.Connection, device_id: str) -> Binding | None:
     row = await conn.fetchrow(
         "SELECT address, port, nat_detected, seen_at FROM udp_bindings WHERE device_id = $1",

@@ -333,6 +333,7 @@ async def running_acs(
                 settings.xmpp_jid or "",
                 settings.xmpp_password or "",
                 require_tls=settings.xmpp_require_tls,
+                ca_file=settings.xmpp_ca_file,
                 metrics=metrics,
             )
             xmpp.start()  # logs in (and back in) in the background; knocks fail fast meanwhile
@@ -404,13 +405,18 @@ def stun_listener(settings: Settings, pool: asyncpg.Pool, metrics: Metrics) -> S
                 conn, device_id, address, port, nat_detected, datetime.now(UTC)
             )
 
+    async def touch(seen: list[tuple[str, datetime]]) -> None:
+        async with pool.acquire() as conn:
+            await nat.touch_bindings(conn, seen)
+
     return StunServer(
         lookup,
         record,
         metrics,
         rate_per_source=settings.stun_rate_per_source,
-        # unchanged bindings are written a few times per freshness period, not per keep-alive
+        # unchanged bindings are touched a few times per freshness period, in batches
         refresh_s=max(1.0, settings.stun_binding_fresh_s / 5),
+        touch=touch,
     )
 
 

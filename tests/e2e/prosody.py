@@ -1,8 +1,11 @@
 """A real XMPP server for tests: Debian's prosody with a throwaway config.
 
-Listens on 127.0.0.1 on a free port, keeps its data in a temporary folder,
-has one virtual host; accounts are made with ``prosodyctl register``. Tests
-that need it skip when prosody is not installed (apt-get install prosody).
+Listens on 127.0.0.1 (or the address given: a NAT test's outside one) on a
+free port, keeps its data in a temporary folder, has one virtual host;
+accounts are made with ``prosodyctl register``. With ``tls`` (a certificate
+from tests/certs.py for the domain) it offers STARTTLS, and with
+``require_tls`` refuses a client that does not take it. Tests that need it
+skip when prosody is not installed (apt-get install prosody).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.certs import Issued
+
 PROSODY = shutil.which("prosody") or "/usr/bin/prosody"
 PROSODYCTL = shutil.which("prosodyctl") or "/usr/bin/prosodyctl"
 SKIP_REASON = "prosody is not installed (apt-get install prosody): the XMPP tests need a server"
@@ -22,16 +27,29 @@ def installed() -> bool:
     return Path(PROSODY).exists() and Path(PROSODYCTL).exists()
 
 
-def _free_port() -> int:
+def _free_port(host: str) -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
 class Prosody:
-    def __init__(self, folder: Path, domain: str = "xmpp.test") -> None:
-        self.folder, self.domain = folder, domain
-        self.port = _free_port()
+    def __init__(
+        self,
+        folder: Path,
+        domain: str = "xmpp.test",
+        *,
+        host: str = "127.0.0.1",
+        tls: Issued | None = None,
+        require_tls: bool = False,
+    ) -> None:
+        self.folder, self.domain, self.host = folder, domain, host
+        self.port = _free_port(host)
+        modules = ["roster", "saslauth", "disco", "ping", "posix"]
+        ssl = ""
+        if tls is not None:
+            modules.append("tls")
+            ssl = f'ssl = {{ certificate = "{tls.cert}"; key = "{tls.key}"; }}'
         self.config = folder / "prosody.cfg.lua"
         self.log = folder / "prosody.log"
         (folder / "data").mkdir(exist_ok=True)
@@ -41,19 +59,20 @@ pidfile = "{folder}/prosody.pid"
 data_path = "{folder}/data"
 run_as_root = true
 daemonize = false
-interfaces = {{ "127.0.0.1" }}
-local_interfaces = {{ "127.0.0.1" }}
+interfaces = {{ "{host}" }}
+local_interfaces = {{ "{host}" }}
 c2s_ports = {{ {self.port} }}
 c2s_direct_tls_ports = {{ }}
 s2s_ports = {{ }}
 component_ports = {{ }}
 http_ports = {{ }}
 https_ports = {{ }}
-modules_enabled = {{ "roster", "saslauth", "disco", "ping", "posix" }}
+modules_enabled = {{ {", ".join(f'"{m}"' for m in modules)} }}
 modules_disabled = {{ "s2s", "offline" }}
 authentication = "internal_hashed"
 storage = "internal"
-c2s_require_encryption = false
+c2s_require_encryption = {"true" if require_tls else "false"}
+{ssl}
 allow_unencrypted_plain_auth = true
 limits = {{ c2s = {{ rate = "1mb/s" }} }}
 log = {{ {{ levels = {{ min = "info" }}, to = "file", filename = "{self.log}" }} }}
@@ -64,7 +83,7 @@ VirtualHost "{domain}"
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def register(self, user: str, password: str) -> str:
         subprocess.run(
@@ -86,7 +105,7 @@ VirtualHost "{domain}"
             if self.proc.poll() is not None:
                 raise RuntimeError(f"prosody exited: {self.log.read_text()[-2000:]}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                with socket.create_connection((self.host, self.port), timeout=0.2):
                     return
             except OSError:
                 time.sleep(0.05)

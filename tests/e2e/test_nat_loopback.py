@@ -63,7 +63,7 @@ async def wait_until(check: Any, within_s: float, what: str) -> Any:
 
 
 async def natted_device(
-    acs: Running, pool: asyncpg.Pool, client: Client, prefix: str, **kw: Any
+    acs: Running, pool: asyncpg.Pool, client: Client, prefix: str, keepalive_s: int = 1, **kw: Any
 ) -> tuple[Fleet, str]:
     """One simulated CPE behind a (simulated) NAT, with STUN set up by a job."""
     fleet = Fleet(
@@ -92,7 +92,11 @@ async def natted_device(
         json={
             "name": "setParameterValues",
             "parameterValues": stun_setup(
-                "127.0.0.1", acs.ports["stun"], serial, root=fleet.devices[serial].tree.root
+                "127.0.0.1",
+                acs.ports["stun"],
+                serial,
+                keepalive_s,
+                root=fleet.devices[serial].tree.root,
             ),
         },
     )

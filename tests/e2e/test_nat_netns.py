@@ -25,6 +25,7 @@ from acs.connreq.http import ConnectionRequester
 from acs.services import sealing_key
 from acs.store import nat
 from acs.store.ids import device_id
+from tests.e2e import prosody
 from tests.e2e.conftest import StartAcs
 from tests.e2e.netns import Nat, NetnsUnavailable, make_nat
 from tests.e2e.test_api import Client, token
@@ -173,3 +174,107 @@ async def test_a_cpe_behind_a_real_nat_is_knocked_over_udp_within_two_seconds(
             sim.kill()
             await sim.wait()
         await client.close()
+
+
+async def test_a_cpe_behind_a_real_nat_without_stun_is_knocked_over_xmpp(
+    home_nat: Nat, start_acs: StartAcs, db_pool: asyncpg.Pool, unique_serial, tmp_path: Path
+) -> None:
+    """The CPE joins the XMPP server (outside, where the ACS is) through the masquerade;
+    no STUN, the HTTP knock cannot pass the NAT, the XMPP knock brings it in."""
+    if not prosody.installed():
+        pytest.skip(prosody.SKIP_REASON)
+    folder = tmp_path / "prosody"
+    folder.mkdir()
+    server = prosody.Prosody(folder, host=home_nat.acs_ip)
+    server.register("acs", "acs-xmpp-secret")
+    prefix = unique_serial("XNAT")
+    serial = f"{prefix}00000001"
+    jid = server.register(serial.lower(), "cpe-xmpp-secret") + "/cwmp"
+    dev = device_id("ACDE48", "HGW", serial)
+    server.start()
+    sim: asyncio.subprocess.Process | None = None
+    client: Client | None = None
+    try:
+        acs = await start_acs(
+            host=home_nat.acs_ip,
+            public_host=home_nat.acs_ip,
+            connection_request_timeout_s=5.0,
+            stun_enable=False,  # XMPP is the only way in
+            xmpp_server=server.address,
+            xmpp_jid=f"acs@{server.domain}",
+            xmpp_password="acs-xmpp-secret",
+            xmpp_require_tls=False,  # this server has no certificate (STARTTLS: test_xmpp_connreq)
+            **CR,
+        )
+        client = Client(acs, await token(db_pool, "operator", unique_serial))
+        client.base = acs.url("api", "/api/v1")
+        log = tmp_path / "cpe-sim.log"
+        out = await asyncio.to_thread(log.open, "wb")
+        sim = await asyncio.create_subprocess_exec(
+            *home_nat.exec_prefix(),
+            CPE_SIM,
+            "--acs-url",
+            acs.url("cwmp"),
+            "--serial-prefix",
+            prefix,
+            "--cr-host",
+            home_nat.home_ip,
+            "--cr-port",
+            "0",
+            "--periodic-interval",
+            "3600",  # only a knock brings it in again
+            "--xmpp-server",
+            server.address,
+            "--xmpp-domain",
+            server.domain,
+            "--xmpp-password",
+            "cpe-xmpp-secret",
+            "--duration",
+            "120",
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        out.close()
+
+        async def view() -> Any:
+            status, v = await client.call("GET", f"/devices/{dev}/connection-request")
+            return v if status == 200 and v["connReqJabberId"] == jid else None
+
+        async def ready() -> Any:
+            v = await view()
+            return v if v and v["xmppServer"]["connected"] else None
+
+        state = await wait_until(ready, 30, "the CPE's JID through the NAT and the ACS's login")
+        assert home_nat.home_ip in state["connectionRequestUrl"]
+        assert "udp" in state["unusable"], state
+        async with db_pool.acquire() as conn:
+            seen_from = await conn.fetchval("SELECT remote_address FROM devices WHERE id = $1", dev)
+        assert seen_from == home_nat.public_ip
+        status, body = await client.call(
+            "POST",
+            f"/devices/{dev}/tasks",
+            params={"connection_request": "true", "timeout": "10"},
+            json={
+                "name": "getParameterValues",
+                "parameterNames": ["Device.DeviceInfo.SoftwareVersion"],
+            },
+        )
+        assert status == 200 and body["status"] == "done", body
+        cr = body["connectionRequest"]
+        assert cr["channel"] == "xmpp" and cr["ok"] is True, cr
+        assert cr["channels"]["http"]["ok"] is False, cr  # the NAT lets no SYN in
+        assert cr["channels"]["udp"]["tried"] is False, cr
+        async with db_pool.acquire() as conn:
+            events = await conn.fetchval("SELECT last_events FROM devices WHERE id = $1", dev)
+        assert "6 CONNECTION REQUEST" in events
+    finally:
+        if sim is not None and sim.returncode is None:
+            sim.terminate()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(sim.wait(), 10)
+            if sim.returncode is None:
+                sim.kill()
+                await sim.wait()
+        if client is not None:
+            await client.close()
+        server.stop()

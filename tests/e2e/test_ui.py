@@ -24,6 +24,7 @@ from cpe_simulator.software import make_package
 from tests.e2e.conftest import StartAcs
 from tests.e2e.test_api import Client, token
 from tests.e2e.test_campaigns import ok
+from tests.e2e.test_nat_loopback import natted_device
 from tests.e2e.test_simulator_fleet import dev_id, fleet_of, queue_and_run
 from tests.e2e.test_ui_http import PASSWORD, make_user
 
@@ -1018,3 +1019,41 @@ async def test_config_backups_are_taken_downloaded_restored_and_deleted_on_the_d
         await expect(section.get_by_test_id("backups")).to_contain_text("No backups yet.")
     finally:
         await fleet.stop()
+
+
+async def test_the_reach_panel_shows_each_channel_and_how_it_last_went(
+    person: Any, ui_acs: Running, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    client = Client(ui_acs, await token(db_pool, "operator", unique_serial))
+    # behind a (simulated) NAT with a STUN binding: UDP first, HTTP leads nowhere
+    fleet, dev = await natted_device(
+        ui_acs, db_pool, client, unique_serial("R"), username="cpe", password="cpe-pw"
+    )
+    try:
+        op = await person()
+        await op.sign_in(await make_user(db_pool, unique_serial, "operator"))
+        page = op.page
+        await op.goto(f"/ui/devices/{dev}")
+        reach = page.get_by_test_id("reach")
+        udp = reach.locator('tr[data-channel="udp"]')
+        await expect(udp).to_have_attribute("data-usable", "yes")
+        await expect(udp).to_contain_text("try #1")
+        await expect(udp).to_contain_text("127.0.0.1:")  # the binding
+        await expect(udp).to_have_attribute("data-last", "")
+        xmpp = reach.locator('tr[data-channel="xmpp"]')
+        await expect(xmpp).to_have_attribute("data-usable", "no")
+        await expect(xmpp).to_contain_text("skipped: XMPP not configured")
+        await expect(reach.locator('tr[data-channel="http"]')).to_contain_text("try #2")
+
+        await page.get_by_role("button", name="Knock now").click()
+        await expect(page.locator(".msg-ok").first).to_contain_text(
+            "answered the connection request over UDP"
+        )
+        await op.goto(f"/ui/devices/{dev}")
+        udp = page.get_by_test_id("reach").locator('tr[data-channel="udp"]')
+        await expect(udp).to_have_attribute("data-last", "ok")
+        await expect(udp).to_contain_text("accepted")
+        await expect(udp).to_contain_text("session opened after")
+    finally:
+        await fleet.stop()
+        await client.close()

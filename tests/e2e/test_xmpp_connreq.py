@@ -18,11 +18,14 @@ from typing import Any
 import asyncpg
 import pytest
 
+from acs.connreq.xmpp_client import XmppConnectionRequester
+from acs.services.provisioning import stun_policy
 from acs.store import nat
 from acs.store.ids import device_id
 from acs.web.server import Running
 from cpe_simulator.fleet import Fleet, FleetConfig
 from cpe_simulator.profiles import Timing
+from tests.certs import TestCa
 from tests.e2e import prosody
 from tests.e2e.conftest import StartAcs, cwmp_url
 from tests.e2e.test_api import Client, token
@@ -308,3 +311,147 @@ async def test_with_tls_required_a_plain_server_is_refused_with_the_reason(
     finally:
         await fleet.stop()
         await client.close()
+
+
+@pytest.fixture
+def xmpp_tls_server(tmp_path: Path) -> Iterator[tuple[prosody.Prosody, TestCa]]:
+    """Prosody that insists on STARTTLS, with a certificate for its domain from a
+    throwaway CA (neither the system's nor anyone else's trusts it)."""
+    ca = TestCa(tmp_path / "pki", "XMPP test CA")
+    folder = tmp_path / "prosody-tls"
+    folder.mkdir()
+    cert = ca.server("xmpp", names=("xmpp.test",))
+    server = prosody.Prosody(folder, tls=cert, require_tls=True)
+    server.register("acs", ACS_PASSWORD)
+    try:
+        server.start()
+        yield server, ca
+    finally:
+        server.stop()
+
+
+async def test_starttls_to_the_xmpp_server_with_its_ca_and_a_knock_through_it(
+    start_acs: StartAcs,
+    db_pool: asyncpg.Pool,
+    unique_serial,
+    xmpp_tls_server: tuple[prosody.Prosody, TestCa],
+) -> None:
+    server, ca = xmpp_tls_server
+    acs = await start_acs(
+        **{**xmpp_settings(server), "xmpp_require_tls": True, "xmpp_ca_file": ca.cert_file},
+        **CR,
+    )
+    client = Client(acs, await token(db_pool, "operator", unique_serial))
+    # the CPEs trust the same CA (the server refuses them too without STARTTLS)
+    fleet, dev = await xmpp_device(
+        acs, db_pool, client, server, unique_serial("XTS"), ca_file=str(ca.cert_file)
+    )
+    try:
+        status, view = await client.call("GET", f"/devices/{dev}/connection-request")
+        assert status == 200 and view["xmppServer"]["tls"] is True, view["xmppServer"]
+        status, body = await client.call("POST", f"/devices/{dev}/connection-request")
+        assert status == 200 and body["ok"] is True and body["channel"] == "xmpp", body
+        await fleet.wait_for(
+            lambda: fleet.counters[("xmpp_connection_request", "accepted")] == 1, 5
+        )
+    finally:
+        await fleet.stop()
+        await client.close()
+
+
+async def test_an_xmpp_certificate_from_an_unknown_ca_is_refused_with_the_reason(
+    start_acs: StartAcs,
+    db_pool: asyncpg.Pool,
+    unique_serial,
+    xmpp_tls_server: tuple[prosody.Prosody, TestCa],
+) -> None:
+    server, _ca = xmpp_tls_server
+    # TLS required, no ACS_XMPP_CA_FILE: the system's CAs, which never signed this one
+    acs = await start_acs(**{**xmpp_settings(server), "xmpp_require_tls": True}, **CR)
+    client = Client(acs, await token(db_pool, "operator", unique_serial))
+    fleet = Fleet(
+        FleetConfig(
+            acs_url=cwmp_url(acs), serial_prefix=unique_serial("XCA"), nat=True, timing=FAST
+        )
+    )
+    await fleet.start()
+    serial = next(iter(fleet.devices))
+    dev = device_id(fleet.config.oui, fleet.config.product_class, serial)
+    try:
+        await fleet.wait_for(lambda: fleet.devices[serial].sessions_ok >= 1, 15)
+
+        async def refused() -> Any:
+            _s, v = await client.call("GET", f"/devices/{dev}/connection-request")
+            return v["xmppServer"] if v["xmppServer"]["reason"] != "not connected yet" else None
+
+        state = await wait_until(refused, 10, "the ACS's first XMPP login attempt")
+        assert state["connected"] is False and state["tls"] is False and state["logins"] == 0
+        assert "certificate is not trusted" in state["reason"], state
+        assert "ACS_XMPP_CA_FILE" in state["reason"]
+    finally:
+        await fleet.stop()
+        await client.close()
+
+
+async def test_the_stun_policy_lets_only_the_acs_jid_knock_over_xmpp(
+    start_acs: StartAcs, db_pool: asyncpg.Pool, unique_serial, xmpp_server: prosody.Prosody
+) -> None:
+    """With XMPP configured the shipped policy also sets ConnReqAllowedJabberIDs to the
+    ACS's JID; the CPE then takes connectionRequest IQs from that JID only (K.2.2.2)."""
+    acs = await start_acs(**xmpp_settings(xmpp_server), **CR)
+    admin = Client(acs, await token(db_pool, "admin", unique_serial))
+    prefix = unique_serial("XPOL")
+    shipped = stun_policy(acs.settings.model_copy(update={"stun_port": acs.ports["stun"]}))
+    values = {p["path"]: p["value"] for p in shipped["spec"]["parameters"]}
+    assert values["ManagementServer.ConnReqAllowedJabberIDs"] == f"acs@{xmpp_server.domain}"
+    without = acs.settings.model_copy(update={"xmpp_server": None})
+    assert "ManagementServer.ConnReqAllowedJabberIDs" not in {
+        p["path"] for p in stun_policy(without)["spec"]["parameters"]
+    }
+    policy = shipped | {
+        "enabled": True,
+        "precondition": f'({shipped["precondition"]}) AND DeviceID.SerialNumber LIKE "{prefix}%"',
+    }
+    spec = policy.pop("spec")
+    status, made = await admin.call("POST", "/policies", json=policy | spec)
+    assert status == 201, made
+    fleet, dev = await xmpp_device(acs, db_pool, admin, xmpp_server, prefix)
+    requesters: list[XmppConnectionRequester] = []
+    try:
+        serial = next(iter(fleet.devices))
+        cpe = fleet.devices[serial]
+        ms = "Device.ManagementServer."
+        await fleet.wait_for(
+            lambda: cpe.tree.value(ms + "ConnReqAllowedJabberIDs") == f"acs@{xmpp_server.domain}",
+            15,
+        )
+        await fleet.wait_for(lambda: not cpe.in_session, 15)
+        xmpp_server.register("intruder", "intruder-secret")
+
+        async def never() -> bool:
+            return False
+
+        async def knock_as(user: str, password: str) -> Any:
+            r = XmppConnectionRequester(
+                xmpp_server.address, f"{user}@{xmpp_server.domain}", password, require_tls=False
+            )
+            requesters.append(r)
+            r.start()
+            await asyncio.wait_for(r.ready.wait(), 10)
+            jid = fleet.xmpp[serial].client.boundjid.full  # type: ignore[union-attr]
+            return await r.send(jid, "cr", "cr-secret", never, 5.0)
+
+        # the right credentials from a JID the CPE does not allow: refused
+        other = await knock_as("intruder", "intruder-secret")
+        assert other.ok is False and other.outcome == "refused", other
+        assert "service-unavailable" in other.reason
+        assert fleet.counters[("xmpp_connection_request", "not_allowed")] == 1
+        # the ACS's JID (another resource of it): accepted
+        ours = await knock_as("acs", ACS_PASSWORD)
+        assert ours.ok is True and ours.outcome == "accepted", ours
+        assert fleet.counters[("xmpp_connection_request", "accepted")] == 1
+    finally:
+        for r in requesters:
+            await r.close()
+        await fleet.stop()
+        await admin.close()

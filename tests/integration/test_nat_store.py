@@ -120,3 +120,21 @@ async def test_each_channel_keeps_its_last_outcome(
         "udp": (True, "accepted"),
         "http": (False, "unreachable"),
     }
+
+
+async def test_unchanged_bindings_are_touched_in_one_batch_never_backwards(
+    conn: asyncpg.Connection, unique_serial: Callable[..., str]
+) -> None:
+    a, b = await device_with(conn, unique_serial()), await device_with(conn, unique_serial())
+    await nat.record_binding(conn, a, "203.0.113.9", 40001, True, T0)
+    await nat.record_binding(conn, b, "203.0.113.10", 40002, True, T0)
+    later = T0 + timedelta(seconds=90)
+    touched = await nat.touch_bindings(
+        conn, [(a, later), (b, T0 - timedelta(seconds=5)), ("no-such-device", later)]
+    )
+    assert touched == 1  # b's time is older than what is stored; the unknown one has none
+    ra, rb = await nat.binding_details(conn, a), await nat.binding_details(conn, b)
+    assert ra is not None and rb is not None
+    assert (ra["seen_at"], ra["since"], ra["changes"], ra["port"]) == (later, T0, 0, 40001)
+    assert rb["seen_at"] == T0
+    assert await nat.touch_bindings(conn, []) == 0

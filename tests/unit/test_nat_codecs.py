@@ -306,3 +306,27 @@ def test_the_fast_success_answer_is_byte_for_byte_aioices_own() -> None:
         ref.attributes["MAPPED-ADDRESS"] = address
         ref.add_message_integrity(b"pw")
         assert stun.binding_success(req, address, "pw") == bytes(ref)
+
+
+@pytest.mark.parametrize(
+    "address", [("203.0.113.7", 40000), ("10.0.0.1", 1), ("2001:db8::7", 65535)]
+)
+def test_the_fast_binding_success_is_byte_for_byte_what_aioice_builds(
+    address: tuple[str, int],
+) -> None:
+    """binding_success builds the header, MESSAGE-INTEGRITY and FINGERPRINT itself (the
+    keep-alive hot path): it must be exactly aioice's Message with the same attributes."""
+    from aioice import stun as aioice_stun
+
+    for _ in range(3):  # the per-address attribute cache must not leak transaction ids
+        tid, data = stun.binding_request("dev", "pw")
+        request = stun.parse_binding_request(data)
+        expected = aioice_stun.Message(
+            aioice_stun.Method.BINDING, aioice_stun.Class.RESPONSE, transaction_id=tid
+        )
+        expected.attributes["XOR-MAPPED-ADDRESS"] = address
+        expected.attributes["MAPPED-ADDRESS"] = address
+        expected.add_message_integrity(b"pw")
+        assert stun.binding_success(request, address, "pw") == bytes(expected)
+        answer = stun.parse_binding_answer(stun.binding_success(request, address, "pw"), "pw")
+        assert answer.mapped == address and answer.transaction_id == tid

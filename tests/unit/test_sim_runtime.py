@@ -23,6 +23,7 @@ from cpe_simulator.profiles import (
     ProfileError,
     Timing,
     parse_profiles,
+    profile_values,
     profiles_for,
     retry_wait_range,
 )
@@ -72,6 +73,27 @@ def test_parse_profiles_reads_names_and_shares() -> None:
 def test_parse_profiles_rejects_bad_input_with_a_reason(text: str, words: str) -> None:
     with pytest.raises(ProfileError, match=re.escape(words)):
         parse_profiles(text)
+
+
+def test_valued_network_profiles_take_a_number_and_apply_to_every_device() -> None:
+    text = "nat-drop:30, udp-loss:12.5,drop:0.1"
+    assert parse_profiles(text) == {"nat-drop": 1.0, "udp-loss": 1.0, "drop": 0.1}
+    assert profile_values(text) == {"nat-drop": 30.0, "udp-loss": 12.5}
+    assert profiles_for("ANY", parse_profiles(text)) >= {"nat-drop", "udp-loss"}
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("nat-drop", "nat-drop needs a number of seconds, e.g. nat-drop:30"),
+        ("udp-loss:many", "udp-loss needs a number of percent"),
+        ("udp-loss:101", "udp-loss: 101 percent is outside 0..100"),
+        ("nat-drop:0", "outside 0.1..86400"),
+    ],
+)
+def test_valued_profiles_refuse_a_missing_or_out_of_range_number(text: str, words: str) -> None:
+    with pytest.raises(ProfileError, match=re.escape(words)):
+        profile_values(text)
 
 
 def test_every_profile_named_in_the_brief_exists() -> None:

@@ -637,12 +637,13 @@ async def device_page(request: web.Request, ctx: dict[str, Any]) -> web.StreamRe
     search = request.query.get("q", "").strip()
     base = f"/devices/{seg(dev_id)}"
     device = await api_get(request, base, prefix=prefix)  # 404 fails the page: nothing to show
-    tasks, firmware, policies, files, backups = await asyncio.gather(
+    tasks, firmware, policies, files, backups, reach = await asyncio.gather(
         settle(api_get(request, base + "/tasks")),
         settle(api_get(request, base + "/firmware")),
         settle(api_get(request, base + "/policies")),
         settle(api_get(request, "/files")) if ctx["can_operate"] else _none(),
         settle(api_get(request, base + "/backups")),
+        settle(api_get(request, base + "/connection-request")),
     )
     software, (history, _) = await asyncio.gather(
         settle(api_get(request, base + "/software")),
@@ -679,6 +680,7 @@ async def device_page(request: web.Request, ctx: dict[str, Any]) -> web.StreamRe
             "session_log": session_log_path(dev_id),
             "software": software,
             "backups": backups,
+            "reach": reach,  # the Reach panel (_reach.html)
         },
     )
 

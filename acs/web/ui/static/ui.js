@@ -187,7 +187,7 @@
         if (!r.ok) return say(btn, "error", r.message);
         const c = r.data;
         say(btn, c.ok ? "ok" : "error", c.ok
-          ? `The device answered the connection request in ${c.elapsedS.toFixed(1)} s; it opens a session now.`
+          ? `The device answered the connection request${c.channel ? " over " + c.channel.toUpperCase() : ""} in ${c.elapsedS.toFixed(1)} s; it opens a session now.`
           : `The connection request failed: ${c.reason}.`);
       } else if (kind === "knock-waiting") {
         if (!r.ok) return say(btn, "error", r.message);
