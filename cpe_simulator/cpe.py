@@ -29,6 +29,7 @@ from acs.cwmp import messages as m
 from acs.cwmp.session import Conversation, ProtocolError
 from acs.cwmp.soap import CwmpParseError, Envelope, parse_envelope, serialize_envelope
 from cpe_simulator.faults import CpeFault
+from cpe_simulator import health_faults
 from cpe_simulator.firmware import BadImage, verify_image
 from cpe_simulator.transfers import Transfer, check_url, config_file_parameters, download, upload
 from cpe_simulator.tree import ParameterTree
@@ -95,6 +96,7 @@ class SimulatedCpe:
         "last_requests",
         "requests_seen",
         "reboots_owed",
+        "silent",
     )
 
     def __init__(self, fleet: Fleet, tree: ParameterTree, profiles: frozenset[str]) -> None:
@@ -125,6 +127,8 @@ class SimulatedCpe:
         self.requests_seen: Counter[str] = Counter()
         # CommandKeys of Reboots accepted and not yet carried out, in order
         self.reboots_owed: dict[str, None] = {}
+        # no more periodic Informs (the silent-after-upgrade profile)
+        self.silent = False
 
     @property
     def serial(self) -> str:
@@ -525,6 +529,7 @@ class SimulatedCpe:
         self.firmware_before = self.tree.software_version
         self.tree.set_value_internal(f"{self.tree.root}DeviceInfo.SoftwareVersion", version)
         self.power_on()
+        health_faults.after_upgrade(self)
         self.transfer_results.append(tc)
         if not self.has("tc-without-event"):
             self.add_event("7 TRANSFER COMPLETE")

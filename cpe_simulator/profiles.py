@@ -29,7 +29,16 @@ PROFILES: dict[str, str] = {
     "tc-without-event": "sends TransferComplete without the 7 TRANSFER COMPLETE event",
     "slow-9005": "answers unknown parameter names with 9005 only after a delay",
     "nat-rebind": "its NAT gives it a new public UDP port every few STUN keep-alives",
+    # health after a firmware upgrade (cpe_simulator/health_faults.py); times in
+    # simulated hours, Timing.hour_s long (--time-scale)
+    "reboot-after-upgrade": "reboots by itself every HOURS hours after a firmware upgrade"
+    " (reboot-after-upgrade:HOURS, default 1)",
+    "wan-down-after-upgrade": "its IP interface 1 stays Down after a firmware upgrade",
+    "silent-after-upgrade": "stops its periodic Informs once it has reported the new firmware",
+    "wifi-clients-drop": "has Wi-Fi clients before a firmware upgrade and none after it",
 }
+# profiles whose number after the colon is a parameter, not a share: every device has them
+PARAMETERIZED: dict[str, float] = {"reboot-after-upgrade": 1.0}
 
 
 class ProfileError(ValueError):
@@ -37,7 +46,8 @@ class ProfileError(ValueError):
 
 
 def parse_profiles(text: str | None) -> dict[str, float]:
-    """``"drop:0.1,slow"`` -> {"drop": 0.1, "slow": 1.0}."""
+    """``"drop:0.1,slow"`` -> {"drop": 0.1, "slow": 1.0}. For a parameterized
+    profile (``reboot-after-upgrade:6``) the share is 1.0: see profile_parameters."""
     shares: dict[str, float] = {}
     for item in (text or "").split(","):
         item = item.strip()
@@ -46,6 +56,10 @@ def parse_profiles(text: str | None) -> dict[str, float]:
         name, _, share_text = item.partition(":")
         if name not in PROFILES:
             raise ProfileError(f"unknown fault profile {name!r}; known: {', '.join(PROFILES)}")
+        if name in PARAMETERIZED:
+            _parameter(name, share_text)
+            shares[name] = 1.0
+            continue
         try:
             share = float(share_text) if share_text else 1.0
         except ValueError:
@@ -54,6 +68,28 @@ def parse_profiles(text: str | None) -> dict[str, float]:
             raise ProfileError(f"{name}: share {share} is outside 0..1")
         shares[name] = share
     return shares
+
+
+def _parameter(name: str, text: str) -> float:
+    if not text:
+        return PARAMETERIZED[name]
+    try:
+        value = float(text)
+    except ValueError:
+        raise ProfileError(f"{name}: the number after the colon is in hours") from None
+    if not value > 0:
+        raise ProfileError(f"{name}: hours must be more than 0")
+    return value
+
+
+def profile_parameters(text: str | None) -> dict[str, float]:
+    """``"reboot-after-upgrade:6"`` -> {"reboot-after-upgrade": 6.0} (defaults filled in)."""
+    out: dict[str, float] = {}
+    for item in (text or "").split(","):
+        name, _, value = item.strip().partition(":")
+        if name in PARAMETERIZED:
+            out[name] = _parameter(name, value)
+    return out
 
 
 def _unit(serial: str, name: str) -> float:
@@ -73,6 +109,9 @@ class Timing:
     reboot_s: float = 2.0
     retry_min_wait_s: float = 5.0  # m in TR-069 3.2.1.1
     retry_multiplier: float = 2.0  # k/1000 in TR-069 3.2.1.1
+    # one simulated hour of the health profiles (reboot-after-upgrade:HOURS...):
+    # 3600 s in production-like runs, a second or less in tests (--time-scale)
+    hour_s: float = 3600.0
 
 
 def retry_wait_range(retry_count: int, timing: Timing) -> tuple[float, float]:

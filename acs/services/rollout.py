@@ -25,6 +25,7 @@ from acs.core.times import rfc3339
 from acs.core.windows import is_open, next_opening
 from acs.logs import log
 from acs.services import events as notify
+from acs.services import soak
 from acs.services.catalog import CatalogView, device_facts, same_version, windows_of
 from acs.store import campaigns as store
 from acs.store import devices
@@ -361,6 +362,8 @@ async def succeed(
             device=member.device_id,
             version=version,
         )
+    if done and not member.rollback:
+        await soak.begin(conn, campaign, member)  # a stage with a soak watches it now
     if done and not member.rollback and campaign.channel is not None:
         await _next_hop(conn, campaign, member)
 
