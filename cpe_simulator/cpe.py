@@ -28,8 +28,8 @@ import aiohttp
 from acs.cwmp import messages as m
 from acs.cwmp.session import Conversation, ProtocolError
 from acs.cwmp.soap import CwmpParseError, Envelope, parse_envelope, serialize_envelope
-from cpe_simulator.faults import CpeFault
 from cpe_simulator import health_faults
+from cpe_simulator.faults import CpeFault
 from cpe_simulator.firmware import BadImage, verify_image
 from cpe_simulator.transfers import Transfer, check_url, config_file_parameters, download, upload
 from cpe_simulator.tree import ParameterTree

@@ -51,7 +51,7 @@ async def save_spec(conn: asyncpg.Connection, campaign_id: int, spec: dict[str, 
         "INSERT INTO campaign_health (campaign_id, spec) VALUES ($1, $2::jsonb)"
         " ON CONFLICT (campaign_id) DO UPDATE SET spec = EXCLUDED.spec",
         campaign_id,
-        json.dumps(spec),
+        spec,
     )
 
 
@@ -63,8 +63,8 @@ async def load_spec(conn: asyncpg.Connection, campaign_id: int) -> dict[str, Any
     if row is None:
         return None
     return {
-        "spec": json.loads(row["spec"]),
-        "acknowledged": {int(k): v for k, v in json.loads(row["acknowledged"]).items()},
+        "spec": row["spec"],
+        "acknowledged": {int(k): v for k, v in row["acknowledged"].items()},
         "watched": row["watched"],
     }
 
@@ -75,7 +75,7 @@ async def set_acknowledged(
     await conn.execute(
         "UPDATE campaign_health SET acknowledged = $2::jsonb WHERE campaign_id = $1",
         campaign_id,
-        json.dumps({str(k): v for k, v in acknowledged.items()}),
+        {str(k): v for k, v in acknowledged.items()},
     )
 
 
@@ -212,7 +212,7 @@ async def begin_soak(
         device_id,
         float(soak_s),
         kpis,
-        None if baseline is None else json.dumps(baseline),
+        baseline,
         baseline_tripped,
     )
 
@@ -296,7 +296,7 @@ async def set_judgements(conn: asyncpg.Connection, campaign_id: int, rows: Seque
                                THEN COALESCE(finished_at, now()) END
         WHERE campaign_id = $1 AND device_id = $2 AND verdict IN ('watching', 'soaking')
         """,
-        [(campaign_id, d, v, json.dumps(s), list(t), n) for d, v, s, t, n in rows],
+        [(campaign_id, d, v, s, list(t), n) for d, v, s, t, n in rows],
     )
 
 

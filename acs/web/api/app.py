@@ -822,6 +822,7 @@ async def openapi_json(request: web.Request) -> web.Response:
 # the other route modules register themselves on the same table
 from acs.web.api import accounts as _account_routes  # noqa: E402, F401
 from acs.web.api import bulk as _bulk_routes  # noqa: E402, F401
+from acs.web.api import campaign_report as _report_routes  # noqa: E402, F401
 from acs.web.api import firmware as _firmware_routes  # noqa: E402, F401
 from acs.web.api import observability as _observability_routes  # noqa: E402, F401
 from acs.web.api import overview as _overview_routes  # noqa: E402, F401
