@@ -246,6 +246,8 @@ async def read_signals(
               AND w.last_heard > COALESCE(w.checked_at, '-infinity')
               AND d.id = w.device_id
               AND cd.campaign_id = w.campaign_id AND cd.device_id = w.device_id
+              -- before the upgrade ends at its Download: what follows is the upgrade's
+              AND (w.role = 'soak' OR cd.state = 'pending')
             RETURNING w.device_id)
         SELECT array_agg(device_id) FROM heard
         """,

@@ -68,7 +68,7 @@ async def soak_campaign(
         "filter": like(*fleets),
         "stages": [
             {"size": first, "soak": soak, "failureThreshold": "1", "onSuccess": "pause"},
-            {"size": "100%"},
+            *([{"size": "100%"}] if first != "100%" else []),
         ],
         "health": health,
     } | extra
@@ -174,9 +174,9 @@ async def test_jobs_faulting_after_the_upgrade_pause_the_campaign(
             await ok(
                 admin,
                 "POST",
-                f"/devices/{device}/jobs",
+                f"/devices/{device}/tasks",
                 201,
-                json={"name": "getParameterValues", "args": {"parameterNames": ["Device.NoSuch."]}},
+                json={"name": "getParameterValues", "parameterNames": ["Device.NoSuchThing"]},
             )
         body = await wait_campaign(admin, cid, halted, within_s=60)
         assert "fault_rate" in body["statusReason"]
