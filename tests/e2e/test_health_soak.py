@@ -246,3 +246,70 @@ async def test_the_report_as_csv(fw_acs: Running, admin: Client, unique_serial: 
             assert r["state"] == "succeeded" and r["stage"] == "1" and r["soak_finished"]
     finally:
         await fleet.stop()
+
+
+async def test_bad_health_definitions_are_refused_with_the_reason(
+    fw_acs: Running, admin: Client, unique_serial: Any
+) -> None:
+    image = await catalog_image(admin, unique_serial, "2.0.0")
+    base = {"name": unique_serial("bad-"), "image": image["id"], "stages": [{"size": "100%"}]}
+    cases = [
+        (
+            {
+                "stages": [{"size": "100%", "soak": 60}],
+                "health": {"kpis": [{"condition": 'Device.IP.Interface.1.Status = "Up" AND'}]},
+            },
+            "health.kpis.0.condition",
+            "position 39",
+        ),
+        ({"stages": [{"size": "100%", "soak": 90 * 86400}]}, "", "could never complete"),
+        ({"health": {"reboots": 1}}, "", "no stage has a soak"),
+        (
+            {"stages": [{"size": "100%", "soak": 60}], "health": {"faultRate": "7"}},
+            "health",
+            "faultRate",
+        ),
+    ]
+    for change, path, words in cases:
+        got, body = await admin.call("POST", "/campaigns", json=base | change)
+        assert got == 400, (change, body)
+        error = body["error"]["errors"][0]
+        assert error["path"] == path and words in error["message"], (change, error)
+    got, body = await admin.call("GET", "/campaigns")
+    assert base["name"] not in {c["name"] for c in body["items"]}  # nothing half-written
+
+
+async def test_signals_of_a_device_that_left_the_audience_are_ignored_and_said_so(
+    fw_acs: Running, admin: Client, unique_serial: Any
+) -> None:
+    fleet = await sim(fw_acs, unique_serial("HL"), 2, faults="reboot-after-upgrade:3")
+    tag = unique_serial("soak-").lower()
+    try:
+        ids = [dev_id(fleet, s) for s in fleet.devices]
+        for device in ids:
+            await ok(admin, "POST", f"/devices/{device}/tags", json={"tags": [tag]})
+        await catalog_image(admin, unique_serial, "1.0.0")
+        image = await catalog_image(admin, unique_serial, "2.0.0")
+        spec = {
+            "name": unique_serial("leave-"),
+            "image": image["id"],
+            "filter": f'tag = "{tag}"',
+            "stages": [{"size": "100%", "soak": 30, "failureThreshold": "1"}],
+            "health": {"reboots": 0, "missedInforms": None},
+        }
+        cid = (await ok(admin, "POST", "/campaigns", 201, json=spec))["id"]
+        await ok(admin, "POST", f"/campaigns/{cid}/start")
+        await wait_campaign(admin, cid, lambda b: b["health"]["stages"][0]["soaking"] == 2)
+        # both leave the audience before their reboot 3 simulated hours later
+        for device in ids:
+            await ok(admin, "DELETE", f"/devices/{device}/tags/{tag}")
+        body = await wait_campaign(admin, cid, lambda b: b["status"] == "completed", within_s=60)
+        assert body["health"]["totals"] == {"ignored": 2}
+        assert body["health"]["stages"][0]["ignored"] == 2
+        report = await ok(admin, "GET", f"/campaigns/{cid}/report")
+        for row in report["devices"]:
+            assert row["health"] == "ignored"
+            assert "left the campaign's audience" in row["note"]
+            assert "signals are ignored" in row["note"]
+    finally:
+        await fleet.stop()
