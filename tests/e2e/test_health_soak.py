@@ -16,6 +16,7 @@ from cpe_simulator.profiles import Timing
 from tests.e2e.conftest import cwmp_url
 from tests.e2e.test_api import Client
 from tests.e2e.test_campaigns import admin, catalog_image, fw_acs, ok, wait_campaign
+from tests.e2e.test_metrics import scrape, value
 from tests.e2e.test_simulator_fleet import dev_id
 
 pytestmark = pytest.mark.db
@@ -82,9 +83,16 @@ def halted(body: dict[str, Any]) -> bool:
 
 
 async def test_unexpected_reboots_after_the_upgrade_pause_the_campaign(
-    fw_acs: Running, admin: Client, unique_serial: Any
+    fw_acs: Running, admin: Client, unique_serial: Any, db_pool: asyncpg.Pool
 ) -> None:
     fleet = await sim(fw_acs, unique_serial("HR"), 4, faults="reboot-after-upgrade:1")
+    hook = await ok(
+        admin,
+        "POST",
+        "/webhooks",
+        201,
+        json={"url": "http://127.0.0.1:9/hook", "events": ["campaign.health_gate"]},
+    )
     try:
         cid = await soak_campaign(
             admin, unique_serial, [fleet], {"reboots": 0, "missedInforms": None}, soak=60
@@ -108,8 +116,26 @@ async def test_unexpected_reboots_after_the_upgrade_pause_the_campaign(
         assert (row["versionBefore"], row["versionAfter"]) == ("1.0.0", "2.0.0")
         signal = next(s for s in row["signals"] if s["signal"] == "reboots")
         assert signal["tripped"] and int(signal["value"]) >= 1
+        # the gate decision went out as a webhook event, and is counted in the metrics
+        async with db_pool.acquire() as conn:
+            payload = await conn.fetchval(
+                "SELECT payload FROM webhook_outbox WHERE webhook_id = $1"
+                " AND event_type = 'campaign.health_gate'",
+                hook["id"],
+            )
+        event = payload["data"]
+        assert (event["campaign"], event["action"], event["stage"]) == (cid, "pause", 1)
+        assert event["devices"] == stage["unhealthyDevices"]
+        assert event["comparison"]["control"]["showing"] == 0
+        metrics = await scrape(fw_acs)
+        assert value(metrics, "acs_campaign_health_gates", campaign=str(cid), action="pause") == 1
+        unhealthy = value(
+            metrics, "acs_campaign_soak_devices", campaign=str(cid), verdict="unhealthy"
+        )
+        assert unhealthy == stage["unhealthy"]
     finally:
         await fleet.stop()
+        await admin.call("DELETE", f"/webhooks/{hook['id']}")
 
 
 async def test_a_device_falling_silent_after_the_upgrade_pauses_the_campaign(
