@@ -5,13 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Any
 
 import asyncpg
 from aiohttp import web
 
+from acs.core import campaign_report as report_csv
 from acs.core.health import soak_of
-from acs.core.times import rfc3339
 from acs.store import campaigns as campaign_store
 from acs.store import health as health_store
 from acs.web.api import health_models as R
@@ -19,25 +18,6 @@ from acs.web.api.errors import not_found
 from acs.web.api.plumbing import api, json_out, path_id, query_of, services
 
 CSV_PAGE = 5000
-CSV_COLUMNS = (
-    "device",
-    "stage",
-    "state",
-    "rollback",
-    "started",
-    "finished",
-    "version_before",
-    "version_after",
-    "health",
-    "soak_started",
-    "soak_finished",
-    "signals",
-    "tripped",
-    "note",
-    "failure_code",
-    "fault_code",
-    "reason",
-)
 
 
 def _device(r: asyncpg.Record) -> R.ReportDeviceOut:
@@ -123,24 +103,6 @@ async def campaign_report(request: web.Request) -> web.Response:
     )
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if hasattr(value, "isoformat"):
-        return rfc3339(value)
-    if isinstance(value, list):
-        if value and isinstance(value[0], dict):
-            # one signal per "; ": name=value (limit) and a * when it tripped
-            return "; ".join(
-                f"{s['signal']}={s['value']} ({s['limit']}){'*' if s['tripped'] else ''}"
-                for s in value
-            )
-        return " ".join(str(v) for v in value)
-    return str(value)
-
-
 @api.route(
     "GET",
     "/campaigns/{campaign_id}/report.csv",
@@ -164,34 +126,12 @@ async def campaign_report_csv(request: web.Request) -> web.StreamResponse:
         await response.prepare(request)
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(CSV_COLUMNS)
+        writer.writerow(report_csv.COLUMNS)
         after: str | None = None
         while True:
             rows = await health_store.report_rows(conn, c.id, after=after, limit=CSV_PAGE)
             for r in rows:
-                d = _device(r)
-                writer.writerow(
-                    _cell(v)
-                    for v in (
-                        d.device,
-                        d.stage,
-                        d.state,
-                        d.rollback,
-                        d.started,
-                        d.finished,
-                        d.versionBefore,
-                        d.versionAfter,
-                        d.health,
-                        d.soakStarted,
-                        d.soakFinished,
-                        d.signals,
-                        d.tripped,
-                        d.note,
-                        d.failureCode,
-                        d.faultCode,
-                        d.reason,
-                    )
-                )
+                writer.writerow(report_csv.row(_device(r).model_dump(mode="json")))
             await response.write(buffer.getvalue().encode())
             buffer.seek(0)
             buffer.truncate()
