@@ -37,6 +37,7 @@ SCENARIOS: dict[str, tuple[list[str], list[str]]] = {
     # here); the quick run shows what a round does to the size
     "storage": (["--devices", "100000", "--churn-rounds", "0"], ["--quick"]),
     "stun": ([], ["--quick"]),
+    "soak": (["--devices", "100000"], ["--quick"]),
 }
 
 
