@@ -89,9 +89,9 @@ async def load(conn: db.asyncpg.Connection, n: int) -> int:
     )
     await conn.execute(
         """
-        INSERT INTO health_watch (campaign_id, device_id, role, verdict, since, until,
+        INSERT INTO health_watch (campaign_id, device_id, role, stage, verdict, since, until,
                                   interval_s, last_heard, checked_at, kpi_failures)
-        SELECT $1, id, 'soak', 'soaking', now(), now() + interval '6 hours', $2,
+        SELECT $1, id, 'soak', 0, 'soaking', now(), now() + interval '6 hours', $2,
                now(), now(), '{0}' FROM devices
         """,
         cid,

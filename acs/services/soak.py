@@ -163,6 +163,7 @@ async def begin(
         kpis=len(watch.spec.kpis),
         baseline=baseline,
         baseline_tripped=tripped,
+        stage=member.stage,
     )
     await _ask_for_kpis(conn, campaign.id, member.device_id, watch.spec)
     log(
@@ -182,6 +183,7 @@ async def observe(conn: asyncpg.Connection, campaign: campaign_store.Campaign) -
         return
     spec = watch.spec
     async with conn.transaction():
+        await store.no_jit(conn)
         heard = await store.read_signals(
             conn, campaign.id, [k.expr for k in spec.kpis], kpi_paths(spec)
         )
@@ -205,7 +207,10 @@ async def observe(conn: asyncpg.Connection, campaign: campaign_store.Campaign) -
             else:
                 state, found = H.verdict(spec, seen, now, row["until"])
             tripped = [s.name for s in found if s.tripped]
-            judged.append((row["device_id"], state, [s.to_json() for s in found], tripped, None))
+            signals = [s.to_json() for s in found]
+            if (state, signals, tripped) == (row["verdict"], row["signals"], list(row["tripped"])):
+                continue  # nothing new: no write (a tick may look at thousands)
+            judged.append((row["device_id"], state, signals, tripped, None))
             if state in ("healthy", "unhealthy"):
                 log(
                     logger,
@@ -235,7 +240,7 @@ async def stage_health(conn: asyncpg.Connection, campaign_id: int) -> dict[int, 
             h.healthy += r["n"]
         elif verdict == "unhealthy":
             h.unhealthy += r["n"]
-            h.tripped.extend(r["sample"] or [])
+            h.tripped = list(r["sample"] or [])
         elif verdict == "ignored":
             h.ignored += r["n"]
             continue
@@ -269,6 +274,7 @@ async def decide(
     watch = await watch_of(conn, campaign)
     if watch is None:
         return rules.decide(stages, campaign.current_stage, counts, baseline)
+    await store.no_jit(conn)  # decide runs in the tick's transaction
     health = await stage_health(conn, campaign.id)
     adjusted, by_health = H.adjusted_counts(
         stages, soaks(campaign), counts, health, watch.spec.margin, watch.acknowledged

@@ -17,10 +17,13 @@ import asyncpg
 from acs.core.filters import Expr
 from acs.store.device_query import compile_filter
 
+READ_BATCH = 2000  # devices read per statement
+
 WATCH_COLUMNS = (
-    "w.campaign_id, w.device_id, w.role, w.verdict, w.since, w.until, w.interval_s, w.informs,"
-    " w.last_heard, w.boots, w.checked_at, w.kpi_failures, w.kpi_values, w.jobs, w.job_faults,"
-    " w.own_tasks, w.baseline, w.baseline_tripped, w.signals, w.tripped, w.note, w.finished_at"
+    "w.campaign_id, w.device_id, w.role, w.stage, w.verdict, w.since, w.until, w.interval_s,"
+    " w.informs, w.last_heard, w.boots, w.checked_at, w.kpi_failures, w.kpi_values, w.jobs,"
+    " w.job_faults, w.own_tasks, w.baseline, w.baseline_tripped, w.signals, w.tripped, w.note,"
+    " w.finished_at"
 )
 
 # The device's PeriodicInformInterval when periodic Informs are on (NULL: off),
@@ -41,6 +44,13 @@ def decode(row: asyncpg.Record) -> dict[str, Any]:
         if isinstance(out.get(key), str):
             out[key] = json.loads(out[key])
     return out
+
+
+async def no_jit(conn: asyncpg.Connection) -> None:
+    """For the rest of the transaction: no JIT compilation. The tick's queries
+    over a large campaign look costly to the planner and run in milliseconds;
+    compiling them took a second (bench/soak.py)."""
+    await conn.execute("SET LOCAL jit = off")
 
 
 # --------------------------------------------------------------------------- definition
@@ -113,10 +123,11 @@ async def watch_audience(conn: asyncpg.Connection, campaign_id: int, kpis: Seque
     n: int = await conn.fetchval(
         f"""
         WITH added AS (
-            INSERT INTO health_watch (campaign_id, device_id, role, since, last_heard,
+            INSERT INTO health_watch (campaign_id, device_id, role, stage, since, last_heard,
                                       interval_s, kpi_failures, checked_at)
-            SELECT cd.campaign_id, cd.device_id, 'before', now(), d.last_inform,
-                   {_INTERVAL}, {bad if fragments else "'{}'::int[]"}, d.last_inform
+            SELECT cd.campaign_id, cd.device_id, 'before', cd.stage, now(), d.last_inform,
+                   {_INTERVAL}, {bad if fragments else "'{}'::int[]"},
+                   COALESCE(d.last_inform, '-infinity')
             FROM campaign_devices cd JOIN devices d ON d.id = cd.device_id
             LEFT JOIN device_parameters dp ON dp.device_id = d.id
             WHERE cd.campaign_id = $1 AND cd.stage IS NOT NULL AND cd.state = 'pending'
@@ -188,22 +199,24 @@ async def begin_soak(
     kpis: int,
     baseline: dict[str, Any] | None,
     baseline_tripped: bool,
+    stage: int,
 ) -> None:
     """The device reports the target version: its watch starts over as a soak,
     with what was seen before the upgrade kept as its baseline."""
     await conn.execute(
         f"""
-        INSERT INTO health_watch (campaign_id, device_id, role, verdict, since, until,
+        INSERT INTO health_watch (campaign_id, device_id, role, stage, verdict, since, until,
                                   interval_s, last_heard, checked_at, kpi_failures,
                                   baseline, baseline_tripped)
-        SELECT $1, d.id, 'soak', 'soaking', now(), now() + make_interval(secs => $3),
-               {_INTERVAL}, d.last_inform, NULL, array_fill(0, ARRAY[$4::int]),
+        SELECT $1, d.id, 'soak', $7, 'soaking', now(), now() + make_interval(secs => $3),
+               {_INTERVAL}, d.last_inform, '-infinity', array_fill(0, ARRAY[$4::int]),
                $5::jsonb, $6
         FROM devices d LEFT JOIN device_parameters dp ON dp.device_id = d.id WHERE d.id = $2
         ON CONFLICT (campaign_id, device_id) DO UPDATE SET
-            role = 'soak', verdict = 'soaking', since = EXCLUDED.since, until = EXCLUDED.until,
-            interval_s = EXCLUDED.interval_s, last_heard = EXCLUDED.last_heard,
-            informs = 0, boots = '[]', checked_at = NULL, kpi_failures = EXCLUDED.kpi_failures,
+            role = 'soak', stage = EXCLUDED.stage, verdict = 'soaking', since = EXCLUDED.since,
+            until = EXCLUDED.until, interval_s = EXCLUDED.interval_s,
+            last_heard = EXCLUDED.last_heard, informs = 0, boots = '[]',
+            checked_at = '-infinity', kpi_failures = EXCLUDED.kpi_failures,
             kpi_values = '{{}}', jobs = 0, job_faults = 0, own_tasks = '{{}}',
             baseline = EXCLUDED.baseline, baseline_tripped = EXCLUDED.baseline_tripped,
             signals = '[]', tripped = '{{}}', note = NULL, finished_at = NULL
@@ -214,6 +227,7 @@ async def begin_soak(
         kpis,
         baseline,
         baseline_tripped,
+        stage,
     )
 
 
@@ -234,28 +248,43 @@ async def read_signals(
     later_jobs = """FROM tasks t WHERE t.device_id = w.device_id AND t.finished_at >= w.since
         AND t.status IN ('done', 'fault') AND t.id <> ALL (w.own_tasks)
         AND t.id IS DISTINCT FROM cd.task_id"""
-    heard: list[str] | None = await conn.fetchval(
-        f"""
-        WITH heard AS (
-            UPDATE health_watch w SET checked_at = w.last_heard{sets},
-                jobs = (SELECT count(*)::int {later_jobs}),
-                job_faults = (SELECT count(*)::int {later_jobs} AND t.status = 'fault')
-            FROM devices d LEFT JOIN device_parameters dp ON dp.device_id = d.id,
-                 campaign_devices cd
-            WHERE w.campaign_id = $1 AND w.verdict IN ('watching', 'soaking')
-              AND w.last_heard > COALESCE(w.checked_at, '-infinity')
-              AND d.id = w.device_id
-              AND cd.campaign_id = w.campaign_id AND cd.device_id = w.device_id
-              -- before the upgrade ends at its Download: what follows is the upgrade's
-              AND (w.role = 'soak' OR cd.state = 'pending')
-            RETURNING w.device_id)
-        SELECT array_agg(device_id) FROM heard
-        """,
-        campaign_id,
-        *params,
-        *value_params,
-    )
-    return list(heard or [])
+    # the devices heard from first (a partial index), then the update by id:
+    # a join the planner cannot size would scan every tree of the campaign
+    due = [
+        r["device_id"]
+        for r in await conn.fetch(
+            "SELECT device_id FROM health_watch WHERE campaign_id = $1"
+            " AND verdict IN ('watching', 'soaking') AND last_heard > checked_at",
+            campaign_id,
+        )
+    ]
+    heard: list[str] = []
+    ids = 2 + len(params) + len(value_params)  # the placeholder of the batch's ids
+    for first in range(0, len(due), READ_BATCH):
+        done: list[str] | None = await conn.fetchval(
+            f"""
+            WITH heard AS (
+                UPDATE health_watch w SET checked_at = w.last_heard{sets},
+                    jobs = (SELECT count(*)::int {later_jobs}),
+                    job_faults = (SELECT count(*)::int {later_jobs} AND t.status = 'fault')
+                FROM devices d LEFT JOIN device_parameters dp ON dp.device_id = d.id,
+                     campaign_devices cd
+                WHERE w.campaign_id = $1 AND w.device_id = ANY(${ids}::text[])
+                  AND d.id = w.device_id AND d.id = ANY(${ids}::text[])
+                  AND cd.campaign_id = $1 AND cd.device_id = w.device_id
+                  AND cd.device_id = ANY(${ids}::text[])
+                  -- before the upgrade ends at its Download: what follows is the upgrade's
+                  AND (w.role = 'soak' OR cd.state = 'pending')
+                RETURNING w.device_id)
+            SELECT array_agg(device_id) FROM heard
+            """,
+            campaign_id,
+            *params,
+            *value_params,
+            due[first : first + READ_BATCH],
+        )
+        heard.extend(done or [])
+    return heard
 
 
 async def to_judge(
@@ -272,8 +301,7 @@ async def to_judge(
     )
     rows = await conn.fetch(
         f"""
-        SELECT {WATCH_COLUMNS}, cd.stage FROM health_watch w
-        JOIN campaign_devices cd ON cd.campaign_id = w.campaign_id AND cd.device_id = w.device_id
+        SELECT {WATCH_COLUMNS} FROM health_watch w
         WHERE w.campaign_id = $1 AND (
             (w.role = 'control' AND w.verdict = 'watching')
             OR (w.verdict = 'soaking' AND (w.until <= now() OR w.device_id = ANY($2::text[])
@@ -287,18 +315,27 @@ async def to_judge(
 
 
 async def set_judgements(conn: asyncpg.Connection, campaign_id: int, rows: Sequence[tuple]) -> None:
-    """(device, verdict, signals, tripped, note); a final verdict stamps finished_at."""
+    """(device, verdict, signals, tripped, note); a final verdict stamps finished_at.
+    One statement for all of them (a tick may judge thousands)."""
     if not rows:
         return
-    await conn.executemany(
+    await conn.execute(
         """
-        UPDATE health_watch SET verdict = $3, signals = $4::jsonb, tripped = $5::text[],
-            note = COALESCE($6, note),
-            finished_at = CASE WHEN $3 IN ('healthy', 'unhealthy', 'ignored')
-                               THEN COALESCE(finished_at, now()) END
-        WHERE campaign_id = $1 AND device_id = $2 AND verdict IN ('watching', 'soaking')
+        UPDATE health_watch w SET verdict = u.verdict, signals = u.signals,
+            tripped = string_to_array(u.tripped, ','), note = COALESCE(u.note, w.note),
+            finished_at = CASE WHEN u.verdict IN ('healthy', 'unhealthy', 'ignored')
+                               THEN COALESCE(w.finished_at, now()) END
+        FROM unnest($2::text[], $3::text[], $4::jsonb[], $5::text[], $6::text[])
+             AS u (device_id, verdict, signals, tripped, note)
+        WHERE w.campaign_id = $1 AND w.device_id = u.device_id
+          AND w.verdict IN ('watching', 'soaking')
         """,
-        [(campaign_id, d, v, s, list(t), n) for d, v, s, t, n in rows],
+        campaign_id,
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        [",".join(r[3]) for r in rows],
+        [r[4] for r in rows],
     )
 
 
@@ -330,20 +367,21 @@ async def ignore_leavers(
 
 async def stage_rows(conn: asyncpg.Connection, campaign_id: int) -> list[asyncpg.Record]:
     """Soaked devices per stage and verdict, with how many already showed a
-    signal before their upgrade, and the signals that tripped."""
+    signal before their upgrade, and a sample of the unhealthy ones."""
     return await conn.fetch(
         """
-        SELECT cd.stage, w.verdict, count(*)::int AS n,
+        SELECT w.stage, w.verdict, count(*)::int AS n,
                count(*) FILTER (WHERE w.baseline IS NOT NULL)::int AS with_baseline,
                count(*) FILTER (WHERE w.baseline_tripped)::int AS baseline_tripped,
-               (array_agg(w.device_id ORDER BY w.device_id)
-                    FILTER (WHERE w.verdict = 'unhealthy'))[1:20] AS sample,
-               array_agg(DISTINCT t) FILTER (WHERE t IS NOT NULL) AS signals
+               CASE WHEN w.verdict = 'unhealthy' THEN (
+                   SELECT array_agg(device_id) FROM (
+                       SELECT u.device_id FROM health_watch u
+                       WHERE u.campaign_id = $1 AND u.stage = w.stage
+                         AND u.verdict = 'unhealthy' AND u.role = 'soak'
+                       ORDER BY u.device_id LIMIT 20) AS s) END AS sample
         FROM health_watch w
-        JOIN campaign_devices cd ON cd.campaign_id = w.campaign_id AND cd.device_id = w.device_id
-        LEFT JOIN LATERAL unnest(CASE WHEN w.verdict = 'unhealthy' THEN w.tripped END) AS t ON true
-        WHERE w.campaign_id = $1 AND w.role = 'soak' AND cd.stage IS NOT NULL AND NOT cd.rollback
-        GROUP BY cd.stage, w.verdict
+        WHERE w.campaign_id = $1 AND w.role = 'soak' AND w.stage IS NOT NULL
+        GROUP BY w.stage, w.verdict
         """,
         campaign_id,
     )
@@ -353,11 +391,9 @@ async def signal_rows(conn: asyncpg.Connection, campaign_id: int) -> list[asyncp
     """Per role, stage and signal: the devices showing it now."""
     return await conn.fetch(
         """
-        SELECT w.role, cd.stage, t AS signal, count(*)::int AS n
-        FROM health_watch w
-        JOIN campaign_devices cd ON cd.campaign_id = w.campaign_id AND cd.device_id = w.device_id
-        CROSS JOIN LATERAL unnest(w.tripped) AS t
-        WHERE w.campaign_id = $1 AND w.verdict <> 'ignored'
+        SELECT w.role, w.stage, t AS signal, count(*)::int AS n
+        FROM health_watch w CROSS JOIN LATERAL unnest(w.tripped) AS t
+        WHERE w.campaign_id = $1 AND cardinality(w.tripped) > 0 AND w.verdict <> 'ignored'
         GROUP BY 1, 2, 3
         """,
         campaign_id,
@@ -461,9 +497,8 @@ async def baseline_signal_rows(conn: asyncpg.Connection, campaign_id: int) -> li
     """Per stage and signal: soaked devices that showed it before their upgrade."""
     return await conn.fetch(
         """
-        SELECT cd.stage, s ->> 'signal' AS signal, count(*)::int AS n
+        SELECT w.stage, s ->> 'signal' AS signal, count(*)::int AS n
         FROM health_watch w
-        JOIN campaign_devices cd ON cd.campaign_id = w.campaign_id AND cd.device_id = w.device_id
         CROSS JOIN LATERAL jsonb_array_elements(COALESCE(w.baseline -> 'signals', '[]')) AS s
         WHERE w.campaign_id = $1 AND w.role = 'soak' AND w.verdict <> 'ignored'
           AND (s ->> 'tripped')::boolean
