@@ -321,11 +321,11 @@ async def set_judgements(conn: asyncpg.Connection, campaign_id: int, rows: Seque
         return
     await conn.execute(
         """
-        UPDATE health_watch w SET verdict = u.verdict, signals = u.signals,
+        UPDATE health_watch w SET verdict = u.verdict, signals = u.signals::jsonb,
             tripped = string_to_array(u.tripped, ','), note = COALESCE(u.note, w.note),
             finished_at = CASE WHEN u.verdict IN ('healthy', 'unhealthy', 'ignored')
                                THEN COALESCE(w.finished_at, now()) END
-        FROM unnest($2::text[], $3::text[], $4::jsonb[], $5::text[], $6::text[])
+        FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
              AS u (device_id, verdict, signals, tripped, note)
         WHERE w.campaign_id = $1 AND w.device_id = u.device_id
           AND w.verdict IN ('watching', 'soaking')
@@ -333,7 +333,8 @@ async def set_judgements(conn: asyncpg.Connection, campaign_id: int, rows: Seque
         campaign_id,
         [r[0] for r in rows],
         [r[1] for r in rows],
-        [r[2] for r in rows],
+        # JSON text: a list of lists would be taken for a two-dimensional array
+        [json.dumps(r[2]) for r in rows],
         [",".join(r[3]) for r in rows],
         [r[4] for r in rows],
     )
