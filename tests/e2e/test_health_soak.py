@@ -340,3 +340,30 @@ async def test_signals_of_a_device_that_left_the_audience_are_ignored_and_said_s
             assert "signals are ignored" in row["note"]
     finally:
         await fleet.stop()
+
+
+async def test_wifi_clients_dropping_after_the_upgrade_pause_the_campaign(
+    fw_acs: Running, admin: Client, unique_serial: Any
+) -> None:
+    fleet = await sim(fw_acs, unique_serial("HW"), 4, faults="wifi-clients-drop")
+    try:
+        health = {
+            "reboots": None,
+            "missedInforms": None,
+            "kpis": [
+                {"condition": "Device.WiFi.AccessPoint.1.AssociatedDeviceNumberOfEntries >= 1"}
+            ],
+        }
+        cid = await soak_campaign(admin, unique_serial, [fleet], health, soak=60)
+        body = await wait_campaign(admin, cid, halted, within_s=90)
+        stage = body["health"]["stages"][0]
+        kpi = next(s for s in stage["signals"] if s["signal"] == "kpi")
+        # before the upgrade they had clients; the devices not upgraded still do
+        assert kpi["baseline"]["showing"] == 0 and kpi["control"]["showing"] == 0
+        assert kpi["upgraded"]["showing"] == stage["unhealthy"] >= 1
+        report = await ok(admin, "GET", f"/campaigns/{cid}/report")
+        row = next(d for d in report["devices"] if d["device"] == stage["unhealthyDevices"][0])
+        detail = next(s["detail"] for s in row["signals"] if s["signal"] == "kpi")
+        assert "AssociatedDeviceNumberOfEntries = '0'" in detail
+    finally:
+        await fleet.stop()
