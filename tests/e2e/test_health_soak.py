@@ -223,7 +223,7 @@ async def test_a_fleet_wide_dip_the_control_group_shares_does_not_halt(
             "kpis": [{"condition": 'Device.IP.Interface.1.Status = "Up"'}],
             "controlGroup": 3,
         }
-        cid = await soak_campaign(admin, unique_serial, [fleet], health, soak=8)
+        cid = await soak_campaign(admin, unique_serial, [fleet], health, soak=20)
         await wait_campaign(
             admin,
             cid,
@@ -231,8 +231,15 @@ async def test_a_fleet_wide_dip_the_control_group_shares_does_not_halt(
                 b["health"]["stages"][0]["soaking"] == 3 and b["health"]["control"]["devices"] == 3
             ),
         )
-        # the whole network dips: upgraded or not, every WAN goes down
-        for serial in fleet.devices:
+        # the whole network dips: upgraded or not, every WAN goes down. The
+        # devices not yet upgraded first, so that the gate, which decides at
+        # each reading, sees the dip in the control group before the upgraded
+        # devices' readings come in
+        upgraded = {s for s, c in fleet.devices.items() if c.tree.software_version == "2.0.0"}
+        for serial in sorted(set(fleet.devices) - upgraded):
+            fleet.change_value(serial, "Device.IP.Interface.1.Status", "Down")
+        await wait_campaign(admin, cid, lambda b: b["health"]["control"]["showing"] == 3)
+        for serial in sorted(upgraded):
             fleet.change_value(serial, "Device.IP.Interface.1.Status", "Down")
         body = await wait_campaign(
             admin,
