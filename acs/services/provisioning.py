@@ -387,7 +387,9 @@ async def session_plan(
     sealer: Sealer | None = None,
 ) -> tuple[Plan, SessionRun] | None:
     failed: list[tuple[LoadedPolicy, str]] = []
-    prepared = await prepare(conn, book, device_id, root, events, now, failed=failed, sealer=sealer)
+    prepared = await prepare(
+        conn, book, device_id, root, events, now, failed=failed, sealer=sealer
+    )
     for p, reason in failed:  # the device's result says why the policy did nothing
         fault = {
             "policy": p.policy.id,
@@ -647,7 +649,9 @@ def stun_policy(settings: Settings) -> dict[str, Any]:
     }
 
 
-async def install_defaults(conn: asyncpg.Connection, settings: Settings | None = None) -> list[str]:
+async def install_defaults(
+    conn: asyncpg.Connection, settings: Settings | None = None
+) -> list[str]:
     """Create the shipped default policies once per installation; an operator may
     then edit, disable or delete them, and they are not created again. The STUN
     policy (disabled) has its own marker, so installations from before it get it
