@@ -147,6 +147,8 @@ class DatabaseCollector:
         self.up = 0
         self._jobs: dict[str, int] = {}
         self._campaigns: list[tuple[int, str, int]] = []
+        self._soak: list[tuple[int, str, int]] = []
+        self._gates: list[tuple[int, str, int]] = []
         self._taken_at = float("-inf")  # when the snapshot was read
         self._tried_at = float("-inf")  # when we last asked, successfully or not
         self._query: asyncio.Task[None] | None = None
@@ -178,12 +180,28 @@ class DatabaseCollector:
                         " GROUP BY cd.campaign_id, cd.state",
                         list(LIVE_CAMPAIGN_STATUSES),
                     )
+                    # the health soak (acs.services.soak): verdicts and gate decisions
+                    soak = await conn.fetch(
+                        "SELECT w.campaign_id, w.verdict AS key, count(*) AS n"
+                        " FROM health_watch w JOIN campaigns c ON c.id = w.campaign_id"
+                        " WHERE c.status = ANY($1::text[]) AND w.role = 'soak'"
+                        " GROUP BY 1, 2",
+                        list(LIVE_CAMPAIGN_STATUSES),
+                    )
+                    gates = await conn.fetch(
+                        "SELECT g.campaign_id, g.action AS key, count(*) AS n"
+                        " FROM health_gates g JOIN campaigns c ON c.id = g.campaign_id"
+                        " WHERE c.status = ANY($1::text[]) GROUP BY 1, 2",
+                        list(LIVE_CAMPAIGN_STATUSES),
+                    )
         except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             self.up = 0
             log(logger, logging.WARNING, "metrics_db_read_failed", error=repr(exc))
         else:
             self._jobs = {r["status"]: r["n"] for r in jobs}
             self._campaigns = [(r["campaign_id"], r["state"], r["n"]) for r in campaigns]
+            self._soak = [(r["campaign_id"], r["key"], r["n"]) for r in soak]
+            self._gates = [(r["campaign_id"], r["key"], r["n"]) for r in gates]
             self._taken_at = time.monotonic()
             self.up = 1
         finally:
@@ -228,6 +246,23 @@ class DatabaseCollector:
         for campaign, state, n in self._campaigns:
             members.add_metric([str(campaign), state], n)
         yield members
+        soaked = GaugeMetricFamily(
+            "acs_campaign_soak_devices",
+            "Devices of running and paused campaigns in or past their health soak, by verdict",
+            labels=["campaign", "verdict"],
+        )
+        for campaign, verdict, n in self._soak:
+            soaked.add_metric([str(campaign), verdict], n)
+        yield soaked
+        gates = GaugeMetricFamily(
+            "acs_campaign_health_gates",
+            "Health gate decisions of running and paused campaigns, by action"
+            " (passed, pause, abort)",
+            labels=["campaign", "action"],
+        )
+        for campaign, action, n in self._gates:
+            gates.add_metric([str(campaign), action], n)
+        yield gates
 
 
 class Metrics:
@@ -367,7 +402,15 @@ class Metrics:
 # Read from PostgreSQL: the same numbers in every worker, so shown once (from the
 # worker answering the scrape) and without a worker label, which would make a
 # sum() over workers count every job N times.
-DATABASE_FAMILIES: Final = frozenset({"acs_database_up", "acs_jobs", "acs_campaign_devices"})
+DATABASE_FAMILIES: Final = frozenset(
+    {
+        "acs_database_up",
+        "acs_jobs",
+        "acs_campaign_devices",
+        "acs_campaign_soak_devices",
+        "acs_campaign_health_gates",
+    }
+)
 
 
 class _Families:

@@ -38,6 +38,7 @@ SCENARIOS: dict[str, tuple[list[str], list[str]]] = {
     "storage": (["--devices", "100000", "--churn-rounds", "0"], ["--quick"]),
     "stun": ([], ["--quick"]),
     "knock": ([], ["--quick"]),  # 1,000 NATed CPEs knocked over UDP at once (50 quick)
+    "soak": (["--devices", "100000"], ["--quick"]),
 }
 
 

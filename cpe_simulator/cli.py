@@ -49,6 +49,13 @@ def rss_mb() -> float:
 )
 @click.option("--ramp", type=float, default=0.0, help="spread the first sessions over SECONDS")
 @click.option("--faults", default="", help=f"e.g. drop:0.1,slow:0.2; known: {', '.join(PROFILES)}")
+@click.option(
+    "--time-scale",
+    type=click.FloatRange(min=0.001),
+    default=1.0,
+    help="simulated hours of the health profiles (reboot-after-upgrade:HOURS) pass this"
+    " many times faster: 3600 makes an hour a second",
+)
 @click.option("--username", default=None, help="CPE credential towards the ACS")
 @click.option("--password", default=None)
 @click.option(
@@ -99,6 +106,7 @@ def main(
     periodic_interval: int | None,
     ramp: float,
     faults: str,
+    time_scale: float,
     username: str | None,
     password: str | None,
     auth: str,
@@ -152,7 +160,7 @@ def main(
         xmpp_password=xmpp_password,
         cwmp_version=cwmp_version,
         max_concurrent=max_concurrent,
-        timing=Timing(retry_min_wait_s=retry_min_wait),
+        timing=Timing(retry_min_wait_s=retry_min_wait, hour_s=3600.0 / time_scale),
         ca_file=ca_file,
         client_cert=client_cert,
         client_key=client_key,

@@ -28,7 +28,7 @@ import aiohttp
 from acs.cwmp import messages as m
 from acs.cwmp.session import Conversation, ProtocolError
 from acs.cwmp.soap import CwmpParseError, Envelope, parse_envelope, serialize_envelope
-from cpe_simulator import diagnostics, scheduled
+from cpe_simulator import diagnostics, health_faults, scheduled
 from cpe_simulator.faults import CpeFault
 from cpe_simulator.firmware import BadImage, verify_image
 from cpe_simulator.software import Package, SoftwareModules
@@ -110,6 +110,7 @@ class SimulatedCpe:
         "local_du_installed",
         "cpe_requests",
         "cpe_answers",
+        "silent",
     )
 
     def __init__(self, fleet: Fleet, tree: ParameterTree, profiles: frozenset[str]) -> None:
@@ -147,6 +148,8 @@ class SimulatedCpe:
         # each one sent with the ACS's answer, for tests to read
         self.cpe_requests: list[m.Message] = []
         self.cpe_answers: list[tuple[m.Message, m.Message]] = []
+        # no more periodic Informs (the silent-after-upgrade profile)
+        self.silent = False
 
     @property
     def serial(self) -> str:
@@ -613,6 +616,7 @@ class SimulatedCpe:
         self.firmware_before = self.tree.software_version
         self.tree.set_value_internal(f"{self.tree.root}DeviceInfo.SoftwareVersion", version)
         self.power_on()
+        health_faults.after_upgrade(self)
         self.transfer_results.append(tc)
         if not self.has("tc-without-event"):
             self.add_event("7 TRANSFER COMPLETE")

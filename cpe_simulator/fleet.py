@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 
 from acs.cwmp.soap import CWMP_NS_1_0, CWMP_NS_1_2
+from cpe_simulator import health_faults
 from cpe_simulator.connreq import ConnectionRequestServer
 from cpe_simulator.cpe import SimulatedCpe
 from cpe_simulator.datamodel import Identity, load_template
@@ -196,6 +197,7 @@ class Fleet:
                 tree.take_value_changes()
                 self.xmpp[serial] = agent
                 agent.start()
+            health_faults.at_first_boot(cpe)
             cpe.power_on()
             delay = self._rng.uniform(0, c.ramp_s) if c.ramp_s > 0 else 0.0
             self._push(cpe, delay)
@@ -339,7 +341,7 @@ class Fleet:
             agent.start()
 
     def _schedule_periodic(self, cpe: SimulatedCpe) -> None:
-        if not cpe.tree.periodic_inform_enable:
+        if not cpe.tree.periodic_inform_enable or cpe.silent:
             return
         interval = max(cpe.tree.periodic_inform_interval, 1)
         jitter = interval * self.config.jitter

@@ -41,12 +41,21 @@ PROFILES: dict[str, str] = {
     " outgoing traffic; knocks to it are lost until the next keep-alive makes a new one",
     "udp-loss": "udp-loss:PERCENT: that share of incoming UDP connection requests is lost"
     " (spread evenly, the first one lost, so runs repeat)",
+    # health after a firmware upgrade (cpe_simulator/health_faults.py); times in
+    # simulated hours, Timing.hour_s long (--time-scale)
+    "reboot-after-upgrade": "reboots by itself every HOURS hours after a firmware upgrade"
+    " (reboot-after-upgrade:HOURS, default 1)",
+    "wan-down-after-upgrade": "its IP interface 1 stays Down after a firmware upgrade",
+    "silent-after-upgrade": "stops its periodic Informs once it has reported the new firmware",
+    "wifi-clients-drop": "has Wi-Fi clients before a firmware upgrade and none after it",
 }
 # profiles whose number is a value, not a share: (what it is, lowest, highest, example)
 VALUED: dict[str, tuple[str, float, float, int]] = {
     "nat-drop": ("seconds", 0.1, 86400.0, 30),
     "udp-loss": ("percent", 0.0, 100.0, 50),
 }
+# profiles whose number after the colon is a parameter, not a share: every device has them
+PARAMETERIZED: dict[str, float] = {"reboot-after-upgrade": 1.0}
 
 
 class ProfileError(ValueError):
@@ -73,6 +82,10 @@ def _parse(text: str | None) -> tuple[dict[str, float], dict[str, float]]:
         name, _, share_text = item.partition(":")
         if name not in PROFILES:
             raise ProfileError(f"unknown fault profile {name!r}; known: {', '.join(PROFILES)}")
+        if name in PARAMETERIZED:
+            _parameter(name, share_text)
+            shares[name] = 1.0
+            continue
         if name in VALUED:
             what, low, high, example = VALUED[name]
             try:
@@ -94,6 +107,28 @@ def _parse(text: str | None) -> tuple[dict[str, float], dict[str, float]]:
     return shares, valued
 
 
+def _parameter(name: str, text: str) -> float:
+    if not text:
+        return PARAMETERIZED[name]
+    try:
+        value = float(text)
+    except ValueError:
+        raise ProfileError(f"{name}: the number after the colon is in hours") from None
+    if not value > 0:
+        raise ProfileError(f"{name}: hours must be more than 0")
+    return value
+
+
+def profile_parameters(text: str | None) -> dict[str, float]:
+    """``"reboot-after-upgrade:6"`` -> {"reboot-after-upgrade": 6.0} (defaults filled in)."""
+    out: dict[str, float] = {}
+    for item in (text or "").split(","):
+        name, _, value = item.strip().partition(":")
+        if name in PARAMETERIZED:
+            out[name] = _parameter(name, value)
+    return out
+
+
 def _unit(serial: str, name: str) -> float:
     digest = hashlib.blake2s(f"{name}/{serial}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64
@@ -111,6 +146,9 @@ class Timing:
     reboot_s: float = 2.0
     retry_min_wait_s: float = 5.0  # m in TR-069 3.2.1.1
     retry_multiplier: float = 2.0  # k/1000 in TR-069 3.2.1.1
+    # one simulated hour of the health profiles (reboot-after-upgrade:HOURS...):
+    # 3600 s in production-like runs, a second or less in tests (--time-scale)
+    hour_s: float = 3600.0
 
 
 def retry_wait_range(retry_count: int, timing: Timing) -> tuple[float, float]:

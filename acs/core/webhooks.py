@@ -19,8 +19,17 @@ JOB_FINISHED = "job.finished"
 JOB_FAULTED = "job.faulted"
 CAMPAIGN_STATE_CHANGED = "campaign.state_changed"
 FAULT_RAISED = "fault.raised"
+# a health soak gate of a campaign stage decided (acs.services.soak)
+CAMPAIGN_HEALTH_GATE = "campaign.health_gate"
 
-EVENT_TYPES = (DEVICE_REGISTERED, JOB_FINISHED, JOB_FAULTED, CAMPAIGN_STATE_CHANGED, FAULT_RAISED)
+EVENT_TYPES = (
+    DEVICE_REGISTERED,
+    JOB_FINISHED,
+    JOB_FAULTED,
+    CAMPAIGN_STATE_CHANGED,
+    FAULT_RAISED,
+    CAMPAIGN_HEALTH_GATE,
+)
 
 SIGNATURE_HEADER = "X-ACS-Signature"
 EVENT_HEADER = "X-ACS-Event"

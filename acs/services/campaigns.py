@@ -24,7 +24,7 @@ from acs.core.firmware import DeviceFacts, Image, Verdict
 from acs.core.windows import is_open
 from acs.logs import log
 from acs.services import events as notify
-from acs.services import rollback, rollout
+from acs.services import rollback, rollout, soak
 from acs.services.catalog import (
     CatalogView,
     chunks,
@@ -170,6 +170,7 @@ async def start(conn: asyncpg.Connection, campaign_id: int) -> store.Campaign:
         records = _member_records(campaign, placed, admission.refused)
         for batch in chunks(records, ADMISSION_BATCH):
             await store.add_members(conn, batch)
+        await soak.on_start(conn, campaign)  # baseline and control group of the health soak
         started = await store.update(
             conn,
             campaign.id,
@@ -298,6 +299,7 @@ async def resume(conn: asyncpg.Connection, campaign_id: int, who: str) -> store.
             status_reason=f"resumed by {who}",
             failure_baseline=await _failed_counts(conn, campaign_id),
         )
+        await soak.acknowledge(conn, campaign_id)
         await _announce(conn, before, result)
     assert result is not None
     return result
@@ -318,6 +320,7 @@ async def approve(conn: asyncpg.Connection, campaign_id: int, who: str) -> store
             status_reason=f"stage {campaign.current_stage + 2} approved by {who}",
             failure_baseline=await _failed_counts(conn, campaign_id),
         )
+        await soak.acknowledge(conn, campaign_id)
         await _announce(conn, campaign, result)
     assert result is not None
     return result
@@ -447,6 +450,7 @@ async def tick_campaign(conn: asyncpg.Connection, campaign_id: int) -> None:
     for member in await rollout.members_with_finished_jobs(conn, campaign.id):
         async with conn.transaction():
             await rollout.settle_member(conn, campaign, member)
+    await soak.observe(conn, campaign)  # health soak: readings and verdicts
     if campaign.status != "running":
         return
     async with conn.transaction():
@@ -455,7 +459,7 @@ async def tick_campaign(conn: asyncpg.Connection, campaign_id: int) -> None:
             return
         counts = await store.stage_counts(conn, campaign.id)
         baseline = {int(k): v for k, v in locked.failure_baseline.items()}
-        decision = rules.decide(stages_of(locked), locked.current_stage, counts, baseline)
+        decision = await soak.decide(conn, locked, counts, baseline)
         if decision.action == "complete" and locked.membership == "continuous":
             return  # devices that match later still join: it runs until cancelled
         await _apply(conn, locked, decision)

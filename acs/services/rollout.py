@@ -24,7 +24,7 @@ from acs.core.firmware import DeviceFacts, Image, Verdict
 from acs.core.times import rfc3339
 from acs.core.windows import is_open, next_opening
 from acs.logs import log
-from acs.services import campaign_transfer, mirrors, rollback
+from acs.services import campaign_transfer, mirrors, rollback, soak
 from acs.services import events as notify
 from acs.services.catalog import CatalogView, device_facts, same_version, windows_of
 from acs.store import campaigns as store
@@ -364,6 +364,8 @@ async def succeed(
             device=member.device_id,
             version=version,
         )
+    if done and not member.rollback:
+        await soak.begin(conn, campaign, member)  # a stage with a soak watches it now
     if done and not member.rollback and campaign.channel is not None:
         await _next_hop(conn, campaign, member)
 

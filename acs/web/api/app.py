@@ -823,6 +823,7 @@ async def openapi_json(request: web.Request) -> web.Response:
 from acs.web.api import accounts as _account_routes  # noqa: E402, F401
 from acs.web.api import backups as _backup_routes  # noqa: E402, F401
 from acs.web.api import bulk as _bulk_routes  # noqa: E402, F401
+from acs.web.api import campaign_report as _report_routes  # noqa: E402, F401
 from acs.web.api import firmware as _firmware_routes  # noqa: E402, F401
 from acs.web.api import fleet_jobs as _fleet_job_routes  # noqa: E402, F401
 from acs.web.api import history as _history_routes  # noqa: E402, F401

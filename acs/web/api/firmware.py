@@ -14,7 +14,7 @@ from acs.core.firmware import Image, Region, Scheme
 from acs.core.versions import VersionError
 from acs.logs import log
 from acs.services import campaigns as engine
-from acs.services import knock_waiting
+from acs.services import knock_waiting, soak
 from acs.services.explain import explain
 from acs.services.knock import knock as knock_device
 from acs.services.mirrors import Source
@@ -226,6 +226,7 @@ async def campaign_out(conn: asyncpg.Connection, c: campaign_store.Campaign) -> 
                 failureThreshold=str(s.get("failureThreshold", "10%")),
                 onSuccess=s.get("onSuccess", "next"),
                 onFailure=s.get("onFailure", "pause"),
+                soak=int(s.get("soak") or 0),
                 devices=progress[i].devices if i in progress else 0,
                 states=progress[i].by_state if i in progress else {},
             )
@@ -244,6 +245,7 @@ async def campaign_out(conn: asyncpg.Connection, c: campaign_store.Campaign) -> 
         transfer=c.transfer,
         audience=c.audience,
         totals=await campaign_store.state_totals(conn, c.id),
+        health=await soak.view(conn, c),
         createdBy=c.created_by,
         created=c.created_at,
         started=c.started_at,
@@ -313,7 +315,10 @@ async def create_campaign(request: web.Request) -> web.Response:
             preview = await engine.preview(conn, campaign_store.unsaved(spec))
             return json_out(_dry_run_out(preview))
         try:
-            campaign = await campaign_store.create(conn, spec)
+            async with conn.transaction():  # the campaign and its health, or neither
+                campaign = await campaign_store.create(conn, spec)
+                health = None if body.health is None else body.health.model_dump()
+                await soak.define(conn, campaign.id, health)
         except asyncpg.UniqueViolationError:
             raise ApiError(409, "exists", f"a campaign named {body.name!r} exists") from None
         out = await campaign_out(conn, campaign)

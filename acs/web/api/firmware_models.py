@@ -9,9 +9,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from acs.core.campaigns import Amount, CampaignError
 from acs.core.filters import FilterError, parse_filter
+from acs.core.health import HealthError, check_soaks
 from acs.core.versions import SCHEMES, validate_scheme
 from acs.core.windows import WindowError, parse_window
 from acs.web.api.bounds import BIGINT_MAX, INT_MAX, UtcTime
+from acs.web.api.health_models import CampaignHealthOut, HealthIn
 
 Name = Field(min_length=1, max_length=200)
 
@@ -113,6 +115,13 @@ class StageIn(_In):
     )
     onSuccess: Literal["next", "pause"] = "next"
     onFailure: Literal["pause", "abort"] = "pause"
+    soak: int = Field(
+        default=0,
+        ge=0,
+        le=INT_MAX,
+        description="seconds each device is watched after it reports the target version"
+        " (the campaign's health); 0: reporting it is success",
+    )
 
     @field_validator("size", "successThreshold", "failureThreshold")
     @classmethod
@@ -167,6 +176,9 @@ class CampaignIn(_In):
         "maintenance window, so the CPE picks its moment; auto: that where the CPE lists "
         "ScheduleDownload in GetRPCMethods, a Download elsewhere",
     )
+    health: HealthIn | None = Field(
+        default=None, description="what the stages' soaks watch, and the comparison"
+    )
 
     @field_validator("filter")
     @classmethod
@@ -187,6 +199,10 @@ class CampaignIn(_In):
         values = [s.value for s in sizes]
         if values != sorted(values) or len(set(values)) != len(values):
             raise ValueError("stage sizes are cumulative: each must be larger than the one before")
+        try:
+            check_soaks([s.model_dump() for s in self.stages], self.health is not None)
+        except HealthError as err:
+            raise ValueError(str(err)) from None
         return self
 
 
@@ -201,6 +217,7 @@ class StageOut(BaseModel):
     failureThreshold: str
     onSuccess: str
     onFailure: str
+    soak: int = 0
     devices: int = 0
     states: dict[str, int] = {}
 
@@ -232,6 +249,9 @@ class CampaignOut(BaseModel):
     transfer: str = "download"
     audience: int
     totals: dict[str, int] = {}
+    health: CampaignHealthOut | None = Field(
+        default=None, description="the health soak: null when no stage soaks"
+    )
     createdBy: str | None = None
     created: datetime
     started: datetime | None = None

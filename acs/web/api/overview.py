@@ -9,6 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from acs.store import campaigns as campaign_store
+from acs.store import health as health_store
 from acs.store import overview
 from acs.web.api import firmware_models as F
 from acs.web.api import models as M
@@ -34,6 +35,9 @@ class OverviewOut(BaseModel):
     openFaults: int = Field(description="jobs in fault that were not retried or cancelled")
     latestFaults: list[M.TaskOut]
     campaigns: list[F.CampaignOut] = Field(description="running and paused campaigns")
+    unhealthyDevices: int = Field(
+        default=0, description="devices of running and paused campaigns unhealthy after their soak"
+    )
 
 
 class SettingsOut(BaseModel):
@@ -66,6 +70,7 @@ async def get_overview(request: web.Request) -> web.Response:
         open_faults, latest = await overview.faulted_tasks(conn)
         running = await campaign_store.list_all(conn, IN_PROGRESS)
         campaigns = [await campaign_out(conn, c) for c in reversed(running)]
+        unhealthy = await health_store.unhealthy_total(conn)
     by_product: dict[str, overview.SeenCount] = {}
     for g in groups:
         p = by_product.setdefault(
@@ -82,6 +87,7 @@ async def get_overview(request: web.Request) -> web.Response:
             openFaults=open_faults,
             latestFaults=[task_out(t) for t in latest],
             campaigns=campaigns,
+            unhealthyDevices=unhealthy,
         )
     )
 

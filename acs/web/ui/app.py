@@ -25,6 +25,7 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 from jinja2 import Environment
 
+from acs.core import campaign_report as report_csv
 from acs.core import filters
 from acs.core.passwords import USERNAME
 from acs.core.session_log import pretty
@@ -964,17 +965,23 @@ async def campaigns_page(request: web.Request, ctx: dict[str, Any]) -> web.Strea
     )
 
 
+REPORT_ROWS = 200  # devices of the report on the campaign page; the CSV has them all
+REPORT_CSV_PAGE = 5000
+
+
 async def _campaign_data(request: web.Request) -> dict[str, Any]:
     cid = request.match_info["campaign_id"]
-    campaign, failed, images = await asyncio.gather(
+    campaign, failed, images, report = await asyncio.gather(
         api_get(request, f"/campaigns/{seg(cid)}"),
         api_get(request, f"/campaigns/{seg(cid)}/devices", state="failed", limit=100),
         api_get(request, "/firmware/images"),
+        api_get(request, f"/campaigns/{seg(cid)}/report", limit=REPORT_ROWS),
     )
     return {
         "c": campaign,
         "image": next((i for i in images["items"] if i["id"] == campaign["image"]), None),
         "failed": failed["items"],
+        "report": report,
         "live": campaign["status"] in ("running", "paused"),
     }
 
@@ -982,6 +989,37 @@ async def _campaign_data(request: web.Request) -> dict[str, Any]:
 @page("campaigns")
 async def campaign_page(request: web.Request, ctx: dict[str, Any]) -> web.StreamResponse:
     return html(request, "campaign.html", {**ctx, **await _campaign_data(request)})
+
+
+@page("campaigns")
+async def campaign_report_csv(request: web.Request, ctx: dict[str, Any]) -> web.StreamResponse:
+    """The campaign's report, every device, as the API's CSV (read as this user)."""
+    cid = request.match_info["campaign_id"]
+    path = f"/campaigns/{seg(cid)}/report"
+    # the first page before the response starts: an unknown campaign is an error page
+    data = await api_get(request, path, limit=REPORT_CSV_PAGE)
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="campaign-{data["campaign"]}-report.csv"',
+            **SECURITY_HEADERS,
+        }
+    )
+    await response.prepare(request)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(report_csv.COLUMNS)
+    while True:
+        for device in data["devices"]:
+            writer.writerow(report_csv.row(device))
+        await response.write(buf.getvalue().encode())
+        buf.seek(0)
+        buf.truncate()
+        if not data["next"]:
+            break
+        data = await api_get(request, path, after=data["next"], limit=REPORT_CSV_PAGE)
+    await response.write_eof()
+    return response
 
 
 @page("campaigns")
@@ -1190,6 +1228,7 @@ def ui_app() -> web.Application:
     r.add_get("/campaigns", campaigns_page)
     r.add_get("/campaigns/{campaign_id}", campaign_page)
     r.add_get("/campaigns/{campaign_id}/progress", campaign_progress)
+    r.add_get("/campaigns/{campaign_id}/report.csv", campaign_report_csv)
     r.add_get("/policies", policies_page)
     r.add_get("/policies/new", policy_page)
     r.add_get("/policies/{policy_id}", policy_page)
