@@ -93,9 +93,9 @@ class SideEffects:
                 effects.reboots[cpe.serial] += 1
             await reboot(cpe, *events)
 
-        async def counting_flash(cpe: SimulatedCpe, version: str, tc: m.TransferComplete) -> None:
+        async def counting_flash(cpe: SimulatedCpe, version: str, *rest: Any) -> None:
             effects.flashes[cpe.serial] += 1
-            await flash(cpe, version, tc)
+            await flash(cpe, version, *rest)
 
         monkeypatch.setattr(SimulatedCpe, "answer", counting_answer)
         monkeypatch.setattr(SimulatedCpe, "_flash", counting_flash)

@@ -698,6 +698,8 @@ async def test_webhooks_and_the_audit_log_have_their_pages(
         await nav(page, "Audit").click()
         search = page.get_by_test_id("audit-search")
         await search.get_by_label("Action").fill("webhook.redeliver")
+        await search.get_by_label("Object type").fill("webhook")
+        await search.get_by_label("Object", exact=True).fill(str(hook_id))
         await search.get_by_role("button", name="Search").click()
         entries = page.get_by_test_id("audit").locator("tbody tr")
         await expect(entries).to_have_count(1)

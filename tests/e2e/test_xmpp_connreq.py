@@ -409,6 +409,7 @@ async def test_the_stun_policy_lets_only_the_acs_jid_knock_over_xmpp(
         p["path"] for p in stun_policy(without)["spec"]["parameters"]
     }
     policy = shipped | {
+        "name": unique_serial("stun-xmpp-"),  # the database is shared: the shipped one may exist
         "enabled": True,
         "precondition": f'({shipped["precondition"]}) AND DeviceID.SerialNumber LIKE "{prefix}%"',
     }
