@@ -739,6 +739,26 @@ async def test_history_charts_are_drawn_from_real_sessions(
         await fleet.stop()
 
 
+async def test_what_a_device_reports_on_its_own_shows_as_its_events(
+    person: Any, ui_acs: Running, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    fleet = await fleet_of(ui_acs, unique_serial("EV"), 1, faults="autonomous-transfer")
+    try:
+        cpe = next(iter(fleet.devices.values()))
+        # after its first session the CPE takes an image on its own and reports it
+        await fleet.wait_for(lambda: cpe.sessions_ok >= 2 and not cpe.cpe_requests, 60)
+        viewer = await person()
+        await viewer.sign_in(await make_user(db_pool, unique_serial, "viewer"))
+        await viewer.goto(f"/ui/devices/{dev_id(fleet, cpe.serial)}")
+        row = viewer.page.get_by_test_id("device-events").locator(
+            'tr[data-kind="AutonomousTransferComplete"]'
+        )
+        await expect(row).to_have_count(1)
+        await expect(row).to_contain_text("1 Firmware Upgrade Image")
+    finally:
+        await fleet.stop()
+
+
 async def test_a_post_without_the_csrf_token_is_refused(
     person: Any, db_pool: asyncpg.Pool, unique_serial
 ) -> None:

@@ -646,9 +646,10 @@ async def device_page(request: web.Request, ctx: dict[str, Any]) -> web.StreamRe
         settle(api_get(request, base + "/backups")),
         settle(api_get(request, base + "/connection-request")),
     )
-    software, (history, _) = await asyncio.gather(
+    software, (history, _), (events, _) = await asyncio.gather(
         settle(api_get(request, base + "/software")),
         settle(api_get(request, base + "/history", days=30)),
+        settle(api_get(request, base + "/events", limit=20)),
     )
     device_history = [
         {
@@ -678,6 +679,7 @@ async def device_page(request: web.Request, ctx: dict[str, Any]) -> web.StreamRe
             "files": (files[0] or {}).get("items", []),
             "task_names": sorted(TASK_ARGS),
             "device_history": device_history,
+            "events": None if events is None else events["items"],
             "session_log": session_log_path(dev_id),
             "software": software,
             "backups": backups,
