@@ -13,7 +13,6 @@ import asyncpg
 from aiohttp import web
 
 from acs.connreq.http import ConnectionRequestResult
-from acs.core import filters
 from acs.core.sealing import MaskGiven
 from acs.core.tasks import InvalidTask, validate_task
 from acs.logs import log
@@ -33,6 +32,7 @@ from acs.web.api.plumbing import (
     api,
     audit_note,
     body_of,
+    filter_of,
     json_out,
     path_id,
     query_of,
@@ -220,15 +220,7 @@ def device_out(
 async def list_devices(request: web.Request) -> web.Response:
     """Filter with the filter language, sort, page with cursors, project parameters."""
     q: M.DeviceListQuery = query_of(request, M.DeviceListQuery)
-    try:
-        expr = filters.parse_filter(q.filter)
-    except filters.FilterError as err:
-        raise ApiError(
-            400,
-            "invalid_filter",
-            str(err),
-            [{"path": "filter", "message": f"position {err.position}: {err.message}"}],
-        ) from None
+    expr = filter_of(q.filter)
     projection = [p.strip() for p in q.projection.split(",") if p.strip()]
     try:
         async with services(request).pool.acquire() as conn:

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from acs.core import bulk_schedule, filters
+from acs.core import bulk_schedule
 from acs.core.sealing import MaskGiven
 from acs.core.secrets import mask_document
 from acs.core.tasks import InvalidTask, validate_task
@@ -25,6 +25,7 @@ from acs.web.api.plumbing import (
     api,
     audit_note,
     body_of,
+    filter_of,
     json_out,
     path_id,
     query_of,
@@ -101,15 +102,7 @@ async def create_bulk_job(request: web.Request) -> web.Response:
     except MaskGiven as bad:
         errors = [{"path": f"task.{p}", "message": str(bad)} for p in bad.paths]
         raise ApiError(400, "invalid_task", str(bad), errors) from None
-    try:
-        expr = filters.parse_filter(body.filter)
-    except filters.FilterError as err:
-        raise ApiError(
-            400,
-            "invalid_filter",
-            str(err),
-            [{"path": "filter", "message": f"position {err.position}: {err.message}"}],
-        ) from None
+    expr = filter_of(body.filter)
     try:
         schedule = bulk_schedule.check_schedule(
             body.startAt, [w.model_dump() for w in body.windows], datetime.now(UTC)

@@ -11,24 +11,21 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from acs.core import fault_causes, filters
+from acs.core import fault_causes
 from acs.store import task_search
 from acs.web.api import fleet_jobs_models as F
 from acs.web.api.errors import ApiError
-from acs.web.api.plumbing import TOKEN, api, audit_note, body_of, json_out, query_of, services
+from acs.web.api.plumbing import (
+    TOKEN,
+    api,
+    audit_note,
+    body_of,
+    filter_of,
+    json_out,
+    query_of,
+    services,
+)
 from acs.web.api.task_views import task_out
-
-
-def _device_filter(text: str) -> filters.Expr | None:
-    try:
-        return filters.parse_filter(text)
-    except filters.FilterError as err:
-        raise ApiError(
-            400,
-            "invalid_filter",
-            str(err),
-            [{"path": "filter", "message": f"position {err.position}: {err.message}"}],
-        ) from None
 
 
 def _selection(
@@ -38,7 +35,7 @@ def _selection(
         statuses=statuses or None,
         names=names or None,
         fault_code=q.faultCode,
-        device_filter=_device_filter(q.filter),
+        device_filter=filter_of(q.filter),
         device_id=q.device,
         since=q.since,
         until=q.until,
@@ -158,6 +155,15 @@ def _chosen(body: F.TaskSelectionIn) -> task_search.Selection:
     return sel
 
 
+async def _act(request: web.Request, action, done: str) -> web.Response:  # type: ignore[no-untyped-def]
+    """One bulk action on the body's selection, in one statement; how many it took."""
+    body: F.TaskSelectionIn = await body_of(request, F.TaskSelectionIn)
+    sel = _chosen(body)
+    n = await _run(request, lambda conn: action(conn, sel))
+    audit_note(request, matched=n)
+    return json_out(F.SelectionActionOut(matched=n, action=done))  # type: ignore[arg-type]
+
+
 @api.route(
     "POST",
     "/tasks/retry",
@@ -172,11 +178,7 @@ def _chosen(body: F.TaskSelectionIn) -> task_search.Selection:
 async def retry_selection(request: web.Request) -> web.Response:
     """Of jobs sharing a unique key only the newest comes back, and none whose
     key already has a pending job."""
-    body: F.TaskSelectionIn = await body_of(request, F.TaskSelectionIn)
-    sel = _chosen(body)
-    n = await _run(request, lambda conn: task_search.retry(conn, sel))
-    audit_note(request, matched=n)
-    return json_out(F.SelectionActionOut(matched=n, action="retried"))
+    return await _act(request, task_search.retry, "retried")
 
 
 @api.route(
@@ -192,11 +194,7 @@ async def retry_selection(request: web.Request) -> web.Response:
 )
 async def cancel_selection(request: web.Request) -> web.Response:
     """Running jobs are left to finish; only pending ones are cancelled."""
-    body: F.TaskSelectionIn = await body_of(request, F.TaskSelectionIn)
-    sel = _chosen(body)
-    n = await _run(request, lambda conn: task_search.cancel(conn, sel))
-    audit_note(request, matched=n)
-    return json_out(F.SelectionActionOut(matched=n, action="cancelled"))
+    return await _act(request, task_search.cancel, "cancelled")
 
 
 @api.route(
@@ -212,9 +210,5 @@ async def cancel_selection(request: web.Request) -> web.Response:
 )
 async def dismiss_faults(request: web.Request) -> web.Response:
     """The jobs keep their fault; a retry brings one back onto the list if it faults again."""
-    body: F.TaskSelectionIn = await body_of(request, F.TaskSelectionIn)
-    sel = _chosen(body)
     who = request[TOKEN].name
-    n = await _run(request, lambda conn: task_search.dismiss(conn, sel, who))
-    audit_note(request, matched=n)
-    return json_out(F.SelectionActionOut(matched=n, action="dismissed"))
+    return await _act(request, lambda c, sel: task_search.dismiss(c, sel, who), "dismissed")

@@ -17,6 +17,7 @@ from acs.config import Settings
 from acs.connreq.http import ConnectionRequester
 from acs.connreq.udp_sender import UdpConnectionRequester
 from acs.connreq.xmpp_client import XmppConnectionRequester
+from acs.core import filters
 from acs.core.sealing import Sealer
 from acs.services import sealing_key
 from acs.services.accounts import SignIn
@@ -141,6 +142,19 @@ def refuse_bad_text(data: Any, code: str) -> None:
 def path_id(request: web.Request, name: str) -> int:
     """A path parameter that names a row by id (the middleware checked it already)."""
     return parse_id(name, request.match_info[name])
+
+
+def filter_of(text: str) -> filters.Expr | None:
+    """A device filter of a request, or a 400 naming its position."""
+    try:
+        return filters.parse_filter(text)
+    except filters.FilterError as err:
+        raise ApiError(
+            400,
+            "invalid_filter",
+            str(err),
+            [{"path": "filter", "message": f"position {err.position}: {err.message}"}],
+        ) from None
 
 
 def query_of(request: web.Request, model: type[BaseModel]) -> Any:
