@@ -24,7 +24,6 @@ import contextlib
 import hashlib
 import os
 import secrets
-import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, fields
@@ -34,7 +33,11 @@ from typing import BinaryIO
 
 import asyncpg
 
-TEMP_PREFIX = ".upload-"
+from acs.store import files as blobs  # the file server's temp-write-publish steps
+
+# uploads in flight are temp files of the file server's kind (the stray sweep skips them)
+TEMP_PREFIX = blobs.TEMP_PREFIX
+
 # a temporary file older than this belongs to no upload in flight
 STALE_TEMP_S = 24 * 3600.0
 
@@ -146,38 +149,6 @@ async def grant_by_token(conn: asyncpg.Connection, token: str) -> Grant | None:
 # ----------------------------------------------------------------- blocking helpers (threads)
 
 
-def _open_temp(root: Path) -> tuple[BinaryIO, Path]:
-    root.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=root)
-    return os.fdopen(fd, "wb"), Path(name)
-
-
-def _finish_temp(out: BinaryIO) -> None:
-    try:
-        out.flush()
-        os.fsync(out.fileno())
-    finally:
-        out.close()
-
-
-def _publish(tmp: Path, target: Path) -> None:
-    os.replace(tmp, target)
-    fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _discard(out: BinaryIO | None, tmp: Path | None) -> None:
-    if out is not None:
-        with contextlib.suppress(OSError):
-            out.close()
-    if tmp is not None:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
 def _unlink(root: Path, names: list[str]) -> None:
     for name in names:
         with contextlib.suppress(FileNotFoundError):
@@ -202,7 +173,7 @@ async def receive(root: Path, chunks: AsyncIterator[bytes], *, max_bytes: int) -
     out: BinaryIO | None = None
     tmp: Path | None = None
     try:
-        writing, written = await asyncio.to_thread(_open_temp, root)
+        writing, written = await asyncio.to_thread(blobs.open_temp, root)
         out, tmp = writing, written
         digest = hashlib.sha256()
         size = 0
@@ -212,18 +183,18 @@ async def receive(root: Path, chunks: AsyncIterator[bytes], *, max_bytes: int) -
                 raise TooLarge(f"the upload is over the limit of {max_bytes} bytes")
             digest.update(chunk)
             await asyncio.to_thread(writing.write, chunk)
-        out = None  # _finish_temp closes it
-        await asyncio.to_thread(_finish_temp, writing)
+        out = None  # finish_temp closes it
+        await asyncio.to_thread(blobs.finish_temp, writing)
         return Received(written, size, digest.hexdigest())
     except BaseException:
         # cancellation included: the temporary file must not outlive the upload
-        await asyncio.shield(asyncio.to_thread(_discard, out, tmp))
+        await asyncio.shield(asyncio.to_thread(blobs.discard, out, tmp))
         raise
 
 
 async def discard(received: Received) -> None:
     """Remove the temporary file; nothing once ``commit`` renamed it into place."""
-    await asyncio.shield(asyncio.to_thread(_discard, None, received.path))
+    await asyncio.shield(asyncio.to_thread(blobs.discard, None, received.path))
 
 
 async def commit(conn: asyncpg.Connection, root: Path, grant: Grant, received: Received) -> Backup:
@@ -261,7 +232,7 @@ async def commit(conn: asyncpg.Connection, root: Path, grant: Grant, received: R
         await conn.execute(
             "UPDATE transfer_grants SET used_at = now() WHERE token = $1", grant.token
         )
-        await asyncio.to_thread(_publish, received.path, root / storage_name)
+        await asyncio.to_thread(blobs.publish, received.path, root / storage_name)
     assert row is not None
     return Backup.from_row(row)
 

@@ -108,13 +108,13 @@ def path_of(root: Path, name: str) -> Path:
 # ----------------------------------------------------------------- blocking helpers (threads)
 
 
-def _open_temp(root: Path) -> tuple[BinaryIO, Path]:
+def open_temp(root: Path) -> tuple[BinaryIO, Path]:
     root.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=root)
     return os.fdopen(fd, "wb"), Path(name)
 
 
-def _finish_temp(out: BinaryIO) -> None:
+def finish_temp(out: BinaryIO) -> None:
     try:
         out.flush()
         os.fsync(out.fileno())
@@ -130,12 +130,12 @@ def _fsync_dir(root: Path) -> None:
         os.close(fd)
 
 
-def _publish(tmp: Path, target: Path) -> None:
+def publish(tmp: Path, target: Path) -> None:
     os.replace(tmp, target)
     _fsync_dir(target.parent)
 
 
-def _discard(out: BinaryIO | None, tmp: Path | None) -> None:
+def discard(out: BinaryIO | None, tmp: Path | None) -> None:
     if out is not None:
         with contextlib.suppress(OSError):
             out.close()  # may fail again on a full disk; the unlink below still frees it
@@ -220,7 +220,7 @@ async def store_file(
     size = 0
     try:
         # file I/O runs in threads: a slow disk or fsync must not stall CWMP sessions
-        writing, written = await asyncio.to_thread(_open_temp, root)
+        writing, written = await asyncio.to_thread(open_temp, root)
         out, tmp = writing, written
         digest = hashlib.sha256()
         async for chunk in chunks:
@@ -229,8 +229,8 @@ async def store_file(
                 raise FileTooLarge(f"{name!r} is over the limit of {max_bytes} bytes")
             digest.update(chunk)
             await asyncio.to_thread(writing.write, chunk)
-        out = None  # _finish_temp closes it, even when the fsync fails
-        await asyncio.to_thread(_finish_temp, writing)
+        out = None  # finish_temp closes it, even when the fsync fails
+        await asyncio.to_thread(finish_temp, writing)
         args = (
             name,
             size,
@@ -247,12 +247,12 @@ async def store_file(
                 row = await conn.fetchrow(_UPSERT if replace else _INSERT, *args)
             except asyncpg.UniqueViolationError:
                 raise FileExists(name) from None  # another upload of this name won
-            await asyncio.to_thread(_publish, written, target)
+            await asyncio.to_thread(publish, written, target)
             tmp = None
         assert row is not None
         return FileRecord.from_row(row)
     except OSError as exc:
-        await asyncio.to_thread(_discard, out, tmp)
+        await asyncio.to_thread(discard, out, tmp)
         if isinstance(exc, ConnectionError):
             raise  # the uploader or the database went away: not a storage failure
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -263,7 +263,7 @@ async def store_file(
         ) from exc
     except BaseException:
         # cancellation included: the temporary file must not outlive the upload
-        await asyncio.shield(asyncio.to_thread(_discard, out, tmp))
+        await asyncio.shield(asyncio.to_thread(discard, out, tmp))
         raise
 
 
