@@ -22,9 +22,9 @@ from acs.core.secrets import mask_document
 from acs.logs import log
 from acs.metrics import Metrics
 from acs.services import events as notify
+from acs.services import jobs
 from acs.store import diagnostics as store
 from acs.store import tasks as task_store
-from acs.store.db import UNAVAILABLE
 
 logger = logging.getLogger("acs.diagnostics")
 
@@ -94,18 +94,14 @@ async def record(
 
 async def expire(pool: asyncpg.Pool, timeout_s: float, metrics: Metrics | None = None) -> None:
     """The tick: end tests whose 8 DIAGNOSTICS COMPLETE never came."""
-    try:
-        async with pool.acquire() as conn, conn.transaction():
-            expired = await store.expire(conn, timeout_s)
-            for task in expired:
-                await notify.job_closed(conn, task, fault_string=task.fault_string)
-    except UNAVAILABLE as exc:
-        log(logger, logging.WARNING, "tick_failed", tick="expire_diagnostics", error=exc)
-        return
-    for task in expired:
-        if metrics is not None:
-            metrics.job_finished("fault")
-        log(logger, logging.INFO, "diagnostics_timeout", device=task.device_id, task=task.id)
+    await jobs.close_expired(
+        pool,
+        lambda conn: store.expire(conn, timeout_s),
+        tick="expire_diagnostics",
+        event="diagnostics_timeout",
+        logger=logger,
+        metrics=metrics,
+    )
 
 
 def tick_interval_s(timeout_s: float) -> float:

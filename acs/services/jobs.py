@@ -9,14 +9,20 @@ time, so they are refused then, with the reason.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from acs.core import tasks as rules
+from acs.logs import log
+from acs.metrics import Metrics
+from acs.services import events as notify
 from acs.store import backups, devices, files
 from acs.store import tasks as task_store
+from acs.store.db import UNAVAILABLE
 
 
 class UnknownDevice(LookupError):
@@ -101,3 +107,29 @@ async def queue(
         expires_at=expires_at,
         unique_key=unique_key,
     )
+
+
+async def close_expired(
+    pool: asyncpg.Pool,
+    expire: Callable[[asyncpg.Connection], Awaitable[list[task_store.Task]]],
+    *,
+    tick: str,
+    event: str,
+    logger: logging.Logger,
+    metrics: Metrics | None = None,
+) -> None:
+    """One timeout tick: fault the jobs ``expire`` finds in its transaction, with
+    their job.finished events; then count and log each (a transfer's
+    TransferComplete, a test's 8 DIAGNOSTICS COMPLETE that never came)."""
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            expired = await expire(conn)
+            for task in expired:
+                await notify.job_closed(conn, task, fault_string=task.fault_string)
+    except UNAVAILABLE as exc:
+        log(logger, logging.WARNING, "tick_failed", tick=tick, error=exc)
+        return
+    for task in expired:
+        if metrics is not None:
+            metrics.job_finished("fault")
+        log(logger, logging.INFO, event, device=task.device_id, task=task.id)

@@ -35,9 +35,8 @@ from acs.core.reach import StunPeer
 from acs.logs import log
 from acs.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from acs.metrics import Metrics
-from acs.services import bulk_jobs, campaigns, provisioning, reseal, retention, sealing_key
+from acs.services import bulk_jobs, campaigns, jobs, provisioning, reseal, retention, sealing_key
 from acs.services import diagnostics as diagnostics_jobs
-from acs.services import events as notify
 from acs.services.history import HistoryRecorder
 from acs.services.knock import knock
 from acs.store import credentials, nat
@@ -195,18 +194,14 @@ async def expire_transfers(
     pool: asyncpg.Pool, timeout_s: float, metrics: Metrics | None = None
 ) -> None:
     """Fault Download/Upload jobs whose TransferComplete never came."""
-    try:
-        async with pool.acquire() as conn, conn.transaction():
-            expired = await task_store.expire_transfers(conn, timeout_s)
-            for task in expired:
-                await notify.job_closed(conn, task, fault_string=task.fault_string)
-    except UNAVAILABLE as exc:
-        log(logger, logging.WARNING, "tick_failed", tick="expire_transfers", error=exc)
-        return
-    for task in expired:
-        if metrics is not None:
-            metrics.job_finished("fault")
-        log(logger, logging.INFO, "transfer_timeout", device=task.device_id, task=task.id)
+    await jobs.close_expired(
+        pool,
+        lambda conn: task_store.expire_transfers(conn, timeout_s),
+        tick="expire_transfers",
+        event="transfer_timeout",
+        logger=logger,
+        metrics=metrics,
+    )
 
 
 async def campaign_tick(pool: asyncpg.Pool, knock: campaigns.Knock) -> None:
