@@ -815,6 +815,12 @@ JOB_GROUPS = {
 
 def job_selection(query: dict[str, str], group: dict[str, str | None] | None = None) -> str:
     """The body of POST /tasks/retry|cancel for the page's filters (and one group)."""
+    return json.dumps(_selection_body(query, group))
+
+
+def _selection_body(
+    query: dict[str, str], group: dict[str, str | None] | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {}
     if query.get("status"):
         body["status"] = [s for s in query["status"].split(",") if s]
@@ -841,7 +847,7 @@ def job_selection(query: dict[str, str], group: dict[str, str | None] | None = N
             )
     if clauses:
         body["filter"] = " AND ".join(clauses)
-    return json.dumps(body)
+    return body
 
 
 def jobs_link(**query: str) -> str:
@@ -888,7 +894,7 @@ async def jobs_page(request: web.Request, ctx: dict[str, Any]) -> web.StreamResp
 def _group_filters(q: dict[str, str], key: dict[str, str | None]) -> dict[str, str]:
     """The Jobs page's query that lists one group's jobs."""
     out: dict[str, str] = {}
-    body = json.loads(job_selection(q, key))
+    body = _selection_body(q, key)
     if "faultCode" in body:
         out["faultCode"] = str(body["faultCode"])
     if "name" in body:
