@@ -12,12 +12,10 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from acs.connreq.http import ConnectionRequestResult
 from acs.core.sealing import MaskGiven
 from acs.core.tasks import InvalidTask, validate_task
 from acs.logs import log
 from acs.services import jobs
-from acs.services.knock import knock as knock_device
 from acs.services.knock import reach_view
 from acs.store import device_query, devices, files, tokens
 from acs.store import tasks as task_store
@@ -405,7 +403,7 @@ async def create_task(request: web.Request) -> web.Response:
     )
     if not q.connection_request:
         return json_out(task_out(task), 201)
-    cr = await knock(svc, dev_id)
+    cr = await svc.knock(dev_id)
     if not cr.ok:
         return json_out(task_out(task, cr), 504)
     deadline = time.monotonic() + q.timeout
@@ -422,12 +420,6 @@ async def create_task(request: web.Request) -> web.Response:
 
 def unknown_file(err: jobs.UnknownFile) -> ApiError:
     return ApiError(404, "unknown_file", str(err), [{"path": err.field, "message": str(err)}])
-
-
-async def knock(svc: Services, dev_id: str) -> ConnectionRequestResult:
-    return await knock_device(
-        svc.pool, svc.connreq, svc.settings, dev_id, svc.udp_connreq, svc.xmpp_connreq
-    )
 
 
 @api.route(
@@ -449,7 +441,7 @@ async def connection_request(request: web.Request) -> web.Response:
     async with svc.pool.acquire() as conn:
         if await devices.get_device(conn, dev_id) is None:
             raise not_found(f"device {dev_id!r}")
-    r = await knock(svc, dev_id)
+    r = await svc.knock(dev_id)
     return json_out(
         M.ConnectionRequestOut(
             ok=r.ok,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +14,6 @@ from acs.core.secrets import mask_document
 from acs.core.tasks import InvalidTask, validate_task
 from acs.services import bulk_jobs as engine
 from acs.services import jobs, knock_waiting
-from acs.services.knock import knock as knock_device
 from acs.store import bulk_jobs as bulk_store
 from acs.web.api import bulk_models as B
 from acs.web.api.errors import ApiError, not_found
@@ -277,11 +275,8 @@ async def bulk_job_knock(request: web.Request) -> web.Response:
     per call; the outcome is kept on the device's row of ``/devices``."""
     bulk_id = _bulk_id(request)
     svc = services(request)
-    knock = functools.partial(
-        knock_device, svc.pool, svc.connreq, svc.settings, udp=svc.udp_connreq
-    )
     try:
-        r = await knock_waiting.bulk_job(svc.pool, svc.settings, bulk_id, knock)
+        r = await knock_waiting.bulk_job(svc.pool, svc.settings, bulk_id, svc.knock)
     except LookupError:
         raise not_found(f"bulk job {bulk_id}") from None
     except engine.ControlError as err:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 from typing import Any
 
@@ -16,7 +15,6 @@ from acs.logs import log
 from acs.services import campaigns as engine
 from acs.services import knock_waiting, soak
 from acs.services.explain import explain
-from acs.services.knock import knock as knock_device
 from acs.services.mirrors import Source
 from acs.store import campaigns as campaign_store
 from acs.store import firmware as catalog
@@ -582,11 +580,8 @@ async def campaign_knock(request: web.Request) -> web.Response:
     campaign's windows and rate limits, as always."""
     cid = _campaign_id(request)
     svc = services(request)
-    knock = functools.partial(
-        knock_device, svc.pool, svc.connreq, svc.settings, udp=svc.udp_connreq
-    )
     try:
-        r = await knock_waiting.campaign(svc.pool, svc.settings, cid, knock)
+        r = await knock_waiting.campaign(svc.pool, svc.settings, cid, svc.knock)
     except LookupError:
         raise not_found(f"campaign {cid}") from None
     except engine.ControlError as err:

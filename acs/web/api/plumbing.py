@@ -14,13 +14,14 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from acs.config import Settings
-from acs.connreq.http import ConnectionRequester
+from acs.connreq.http import ConnectionRequester, ConnectionRequestResult
 from acs.connreq.udp_sender import UdpConnectionRequester
 from acs.connreq.xmpp_client import XmppConnectionRequester
 from acs.core import filters
 from acs.core.sealing import Sealer
 from acs.services import sealing_key
 from acs.services.accounts import SignIn
+from acs.services.knock import knock as knock_device
 from acs.store import tokens
 from acs.web.api.errors import ApiError, from_validation
 from acs.web.api.routing import Api, parse_id
@@ -45,6 +46,12 @@ class Services:
     @property
     def sealer(self) -> Sealer:
         return sealing_key.sealer(self.settings)
+
+    async def knock(self, device_id: str) -> ConnectionRequestResult:
+        """A connection request over every channel this process has (HTTP, UDP, XMPP)."""
+        return await knock_device(
+            self.pool, self.connreq, self.settings, device_id, self.udp_connreq, self.xmpp_connreq
+        )
 
 
 SERVICES = web.AppKey("services", Services)
