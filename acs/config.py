@@ -329,6 +329,14 @@ class Settings(BaseSettings):
     )
     files_username: str | None = None
     files_password: str | None = None
+    # where file bytes live: "local" (data_dir only: one host), or "postgres"
+    # (chunks in the database every host reaches, a disk cache per host;
+    # required with several ACS hosts; acs/store/blobs.py)
+    file_store: Literal["local", "postgres"] = Field(
+        default="local",
+        description="where uploaded images and CPE backups live: local disk, or PostgreSQL"
+        " with a per-host disk cache (needed with several ACS hosts)",
+    )
 
     # --- config backup and restore (files CPEs upload; acs/web/transfers.py)
     backup_max_bytes: int = Field(
@@ -446,6 +454,15 @@ class Settings(BaseSettings):
     @property
     def files_dir(self) -> Path:
         return self.data_dir / "files"
+
+    @property
+    def files_cache_dir(self) -> Path:
+        """This host's copies of images kept in PostgreSQL, named by SHA-256."""
+        return self.files_dir / ".cache"
+
+    @property
+    def shared_files(self) -> bool:
+        return self.file_store == "postgres"
 
     @property
     def backups_dir(self) -> Path:

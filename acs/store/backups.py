@@ -15,6 +15,11 @@ leaves no row without its file and no temporary file behind:
 A refusal at 3 (the job ended meanwhile, a second upload won) removes the
 temporary file. A file without a row (a crash between rename and commit, a
 device deleted with its rows by cascade) is removed by ``sweep``.
+
+With ACS_FILE_STORE=postgres (``in_database``) step 3 copies the temporary file
+into ``backup_chunks`` instead of renaming it (acs/store/blobs.py): the bytes
+commit with the row, every host serves them, and deleting the row (API,
+retention, a device's cascade) deletes them everywhere in the same transaction.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from typing import BinaryIO
 
 import asyncpg
 
+from acs.store import blobs as chunked
 from acs.store import files as blobs  # the file server's temp-write-publish steps
 
 # uploads in flight are temp files of the file server's kind (the stray sweep skips them)
@@ -197,7 +203,14 @@ async def discard(received: Received) -> None:
     await asyncio.shield(asyncio.to_thread(blobs.discard, None, received.path))
 
 
-async def commit(conn: asyncpg.Connection, root: Path, grant: Grant, received: Received) -> Backup:
+async def commit(
+    conn: asyncpg.Connection,
+    root: Path,
+    grant: Grant,
+    received: Received,
+    *,
+    in_database: bool = False,
+) -> Backup:
     """Step 3: record the received file and rename it into place, or raise
     NotWaiting (the caller discards the temporary file either way)."""
     storage_name = secrets.token_hex(16)
@@ -232,8 +245,11 @@ async def commit(conn: asyncpg.Connection, root: Path, grant: Grant, received: R
         await conn.execute(
             "UPDATE transfer_grants SET used_at = now() WHERE token = $1", grant.token
         )
-        await asyncio.to_thread(blobs.publish, received.path, root / storage_name)
-    assert row is not None
+        assert row is not None
+        if in_database:
+            await chunked.write(conn, "backup", row["id"], received.path)
+        else:
+            await asyncio.to_thread(blobs.publish, received.path, root / storage_name)
     return Backup.from_row(row)
 
 
@@ -244,12 +260,13 @@ async def store_upload(
     chunks: AsyncIterator[bytes],
     *,
     max_bytes: int,
+    in_database: bool = False,
 ) -> Backup:
     """``receive`` then ``commit``; raises TooLarge, NotWaiting, OSError, and in
     every case nothing is stored."""
     received = await receive(root, chunks, max_bytes=max_bytes)
     try:
-        return await commit(conn, root, grant, received)
+        return await commit(conn, root, grant, received, in_database=in_database)
     finally:
         await discard(received)
 
@@ -264,6 +281,24 @@ async def list_backups(conn: asyncpg.Connection, device_id: str) -> list[Backup]
         device_id,
     )
     return [Backup.from_row(r) for r in rows]
+
+
+async def open_content(
+    conn: asyncpg.Connection, root: Path, backup: Backup, *, in_database: bool
+) -> BinaryIO | None:
+    """The backup's bytes as an open file at offset 0, or None when they are gone.
+
+    From PostgreSQL they are copied (and their SHA-256 checked) into an
+    anonymous temporary file first: a configuration file may hold the device's
+    secrets, so no named copy is left on a host's disk, and no database
+    connection is held while a slow CPE downloads it. Raises blobs.Corrupt.
+    """
+    if in_database:
+        return await chunked.to_private_file(conn, "backup", backup.id, backup.size, backup.sha256)
+    try:
+        return await asyncio.to_thread((root / backup.storage_name).open, "rb")
+    except OSError:
+        return None
 
 
 async def get_backup(conn: asyncpg.Connection, backup_id: int) -> Backup | None:

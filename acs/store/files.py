@@ -26,6 +26,12 @@ rename would be worse: a row pointing at a missing or old file.
 Uploads and deletes of one name are serialized across processes by a
 session-level advisory lock held until the disk matches the catalog, so a
 delete's unlink can never remove the bytes of an upload that raced it.
+
+With ACS_FILE_STORE=postgres (``cache_dir`` given) step 3 also copies the
+temporary file into ``file_chunks`` inside the same transaction
+(acs/store/blobs.py), and the temporary file becomes this host's cached copy
+(named by its SHA-256) instead of taking the public name: PostgreSQL is then
+the truth for every host, and a crash before the commit leaves no chunk.
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import asyncpg
+
+from acs.store import blobs
 
 _NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
 _COLUMNS = (
@@ -203,6 +211,7 @@ async def store_file(
     hardware_versions: Iterable[str] = (),
     metadata: dict[str, Any] | None = None,
     replace: bool = False,
+    cache_dir: Path | None = None,
 ) -> FileRecord:
     """Stream ``chunks`` to ``root/name`` and record it; see the module doc for the order.
 
@@ -247,7 +256,15 @@ async def store_file(
                 row = await conn.fetchrow(_UPSERT if replace else _INSERT, *args)
             except asyncpg.UniqueViolationError:
                 raise FileExists(name) from None  # another upload of this name won
-            await asyncio.to_thread(publish, written, target)
+            if cache_dir is None:
+                await asyncio.to_thread(publish, written, target)
+            else:
+                await blobs.write(conn, "file", row["id"], written)
+                # named by content: a copy left by a failed commit is still right
+                await asyncio.to_thread(cache_dir.mkdir, parents=True, exist_ok=True)
+                await asyncio.to_thread(
+                    publish, written, blobs.cache_path(cache_dir, row["sha256"])
+                )
             tmp = None
         assert row is not None
         return FileRecord.from_row(row)
@@ -277,11 +294,16 @@ async def list_files(conn: asyncpg.Connection) -> list[FileRecord]:
     return [FileRecord.from_row(r) for r in rows]
 
 
-async def delete_file(conn: asyncpg.Connection, root: Path, name: str) -> bool:
+async def delete_file(
+    conn: asyncpg.Connection, root: Path, name: str, *, cache_dir: Path | None = None
+) -> bool:
     """Remove the row, then the bytes. False when there was no such file.
 
     The row goes first: a crash in between leaves an invisible stray file, never
-    a row whose file is gone.
+    a row whose file is gone. With ``cache_dir`` (ACS_FILE_STORE=postgres) the
+    chunks go with the row (cascade) and this host's cached copy after it;
+    other hosts drop theirs at their next fill, and serve nothing meanwhile
+    since the row is gone.
     """
     try:
         path = path_of(root, name)
@@ -293,4 +315,7 @@ async def delete_file(conn: asyncpg.Connection, root: Path, name: str) -> bool:
             return False
         with contextlib.suppress(FileNotFoundError):
             await asyncio.to_thread(path.unlink)
+        if cache_dir is not None:
+            known = {r["sha256"] for r in await conn.fetch("SELECT DISTINCT sha256 FROM files")}
+            await asyncio.to_thread(blobs.prune_cache, cache_dir, known)
     return True

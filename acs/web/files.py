@@ -37,7 +37,7 @@ from aiohttp.abc import AbstractStreamWriter
 
 from acs.config import Settings
 from acs.logs import log
-from acs.store import files
+from acs.store import blobs, files
 from acs.store.db import UNAVAILABLE
 from acs.web.cpe_auth import (
     THROTTLED_TEXT,
@@ -269,6 +269,8 @@ def files_app(
             record = await files.get_file(conn, name)
         if record is None:
             return _not_found(name)
+        if cache_dir is not None:
+            return await _from_cache(request, record)
         try:
             fobj, st = await asyncio.to_thread(_open_regular, path)
         except OSError:
@@ -291,6 +293,27 @@ def files_app(
                 text=f"file {name!r} on disk does not match its catalog; upload it again\n",
             )
         return _respond(request, record, fobj, st.st_size)
+
+    cache_dir = settings.files_cache_dir.resolve() if settings.shared_files else None
+
+    async def _from_cache(request: web.Request, record: files.FileRecord) -> web.StreamResponse:
+        """ACS_FILE_STORE=postgres: this host's copy, filled from PostgreSQL on the
+        first request (acs/store/blobs.py); then served like a local file."""
+        assert cache_dir is not None
+        try:
+            fobj, filled = await blobs.open_cached(
+                pool, cache_dir, record.id, record.size, record.sha256
+            )
+        except blobs.Corrupt as err:
+            log(logger, logging.WARNING, "file_corrupt", file=record.name, error=str(err))
+            return web.Response(
+                status=503,
+                text=f"file {record.name!r} in the database does not match its catalog;"
+                " upload it again\n",
+            )
+        if filled:
+            log(logger, logging.INFO, "file_cached", file=record.name, size=record.size)
+        return _respond(request, record, fobj, record.size)
 
     app = web.Application(middlewares=[_database_unavailable])
     app.router.add_get("/{name}", serve_file)  # HEAD is routed with GET

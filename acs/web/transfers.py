@@ -18,7 +18,6 @@ account, another job's credential or another device's are 401.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -29,10 +28,10 @@ from aiohttp import web
 from acs.config import Settings
 from acs.logs import log
 from acs.services.backups import TRANSFER_REALM
-from acs.store import backups
+from acs.store import backups, blobs
 from acs.web.cpe_auth import THROTTLED_TEXT, UNAUTHORIZED_TEXT, AuthResult, CpeAuthenticator
 from acs.web.cpe_auth import Credential as CpeCredential
-from acs.web.files import CHUNK, _FileBody, _open_regular
+from acs.web.files import CHUNK, _FileBody
 from acs.web.proxy import client_address
 
 logger = logging.getLogger("acs.files")
@@ -145,7 +144,9 @@ def with_transfers(app: web.Application, settings: Settings, pool: asyncpg.Pool)
             received = await backups.receive(root, chunks, max_bytes=limit)
             try:
                 async with pool.acquire() as conn:
-                    backup = await backups.commit(conn, root, grant, received)
+                    backup = await backups.commit(
+                        conn, root, grant, received, in_database=settings.shared_files
+                    )
             finally:
                 await backups.discard(received)  # nothing once it is in place
         except backups.TooLarge as err:
@@ -178,16 +179,26 @@ def with_transfers(app: web.Application, settings: Settings, pool: asyncpg.Pool)
             return not_waiting(grant, f"is {grant.task_status}, not waiting for a download")
         async with pool.acquire() as conn:
             backup = await backups.get_backup(conn, grant.backup_id)
-        if backup is None:
-            return web.Response(status=404, text="the backup is gone\n")
-        try:
-            fobj, st = await asyncio.to_thread(_open_regular, root / backup.storage_name)
-        except OSError:
-            log(logger, logging.WARNING, "backup_missing_on_disk", backup=backup.id)
-            return web.Response(status=404, text="the backup is gone\n")
+            if backup is None:
+                return web.Response(status=404, text="the backup is gone\n")
+            if request.method == "HEAD":
+                fobj = None  # headers only: no copy out of PostgreSQL for nothing
+            else:
+                try:
+                    fobj = await backups.open_content(
+                        conn, root, backup, in_database=settings.shared_files
+                    )
+                except blobs.Corrupt as err:
+                    log(logger, logging.WARNING, "backup_corrupt", backup=backup.id, error=str(err))
+                    return web.Response(
+                        status=503, text="the backup's stored bytes do not match its digest\n"
+                    )
+                if fobj is None:
+                    log(logger, logging.WARNING, "backup_missing_on_disk", backup=backup.id)
+                    return web.Response(status=404, text="the backup is gone\n")
         headers = {"ETag": f'"{backup.sha256}"', "Cache-Control": "no-cache"}
-        resp = _FileBody(fobj, 0, st.st_size, status=200, headers=headers)
-        resp.content_length = st.st_size
+        resp = _FileBody(fobj, 0, backup.size, status=200, headers=headers)
+        resp.content_length = backup.size
         resp.content_type = "application/octet-stream"
         return resp
 

@@ -647,6 +647,7 @@ async def upload_file(request: web.Request) -> web.Response:
                 version=q.version,
                 hardware_versions=hw,
                 replace=q.replace,
+                cache_dir=svc.settings.files_cache_dir if svc.settings.shared_files else None,
             )
     except files.FileExists:
         raise ApiError(409, "exists", f"a file named {name!r} exists; add replace=true") from None
@@ -710,7 +711,12 @@ async def delete_file(request: web.Request) -> web.Response:
     svc = services(request)
     try:
         async with svc.pool.acquire() as conn:
-            gone = await files.delete_file(conn, svc.settings.files_dir, request.match_info["name"])
+            gone = await files.delete_file(
+                conn,
+                svc.settings.files_dir,
+                request.match_info["name"],
+                cache_dir=svc.settings.files_cache_dir if svc.settings.shared_files else None,
+            )
     except (asyncpg.ForeignKeyViolationError, asyncpg.RestrictViolationError):
         raise ApiError(
             409, "in_use", "the firmware catalog offers this file; remove its images first"

@@ -18,7 +18,7 @@ from acs.core.tasks import InvalidTask
 from acs.logs import log
 from acs.services import backups as backup_rules
 from acs.services import jobs
-from acs.store import backups, devices
+from acs.store import backups, blobs, devices
 from acs.web.api import models as M
 from acs.web.api.errors import ApiError, not_found
 from acs.web.api.plumbing import TOKEN, api, audit_note, body_of, json_out, path_id, services
@@ -121,12 +121,20 @@ async def get_backup(request: web.Request) -> web.Response:
 async def download_backup(request: web.Request) -> web.StreamResponse:
     """Operator, not viewer: a configuration file may hold the device's secrets."""
     backup = await _backup_of(request)
-    path = services(request).settings.backups_dir / backup.storage_name
-    try:
-        fobj = await asyncio.to_thread(path.open, "rb")
-    except OSError:
+    svc = services(request)
+    async with svc.pool.acquire() as conn:
+        try:
+            fobj = await backups.open_content(
+                conn, svc.settings.backups_dir, backup, in_database=svc.settings.shared_files
+            )
+        except blobs.Corrupt as err:
+            log(logger, logging.WARNING, "backup_corrupt", backup=backup.id, error=str(err))
+            raise ApiError(
+                503, "corrupt", f"the stored bytes of backup {backup.id} do not match its digest"
+            ) from None
+    if fobj is None:
         log(logger, logging.WARNING, "backup_missing_on_disk", backup=backup.id)
-        raise not_found(f"the bytes of backup {backup.id}") from None
+        raise not_found(f"the bytes of backup {backup.id}")
     try:
         resp = web.StreamResponse(
             headers={
