@@ -33,9 +33,15 @@ def test_quick_run_downloads_and_verifies_everything(
     name = f"bench_files_test_{os.getpid()}"
     files.main(["--quick", "--database", name])
     lines = capsys.readouterr().out.strip().splitlines()
-    (row,) = json.loads(lines[-1])["rows"]
+    row, cold, warm = json.loads(lines[-1])["rows"]
     assert row["value"] > 0 and float(row["ratio"]) > 0
     assert row["met"] is (row["value"] >= files.GOAL_MB_S)
+    # ACS_FILE_STORE=postgres: the cold and warm rows, each against its own goal
+    assert "cold cache" in cold["target"] and "warm cache" in warm["target"]
+    assert cold["met"] is (cold["value"] >= files.GOAL_COLD_MB_S) and cold["value"] > 0
+    assert warm["met"] is (warm["value"] >= files.GOAL_MB_S) and warm["value"] > 0
+    (read_line,) = [line for line in lines if line.startswith("| chunks read from PostgreSQL")]
+    assert float(read_line.split(" | ")[1].replace(",", "")) > 0
     # 10 clients on 4 MB: 5 whole images in 4 ranges + 5 second halves = 30 MB, 25 requests
     for server in ("| ACS file server |", "| bare aiohttp FileResponse |"):
         (line,) = [line for line in lines if line.startswith(server)]
