@@ -83,7 +83,9 @@ async def run(admin_dsn: str, devices: int, workdir: Path) -> dict[str, Any]:
         )
         await fleet.start()
         try:
-            await fleet.wait_for(lambda: all(d.sessions_ok >= 1 for d in fleet.devices.values()))
+            await fleet.wait_for(
+                lambda: all(d.sessions_ok >= 1 for d in fleet.devices.values()), within_s=900
+            )
             await asyncio.sleep(1)  # the bootstrap's last writes and ticks settle
             await checkpoint(dsn)
             for label in ("after_checkpoint", "same_cycle"):
