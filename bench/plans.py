@@ -62,10 +62,17 @@ class Recorder:
         self.phase: str | None = None
         self.seen: dict[tuple[str, str], Statement] = {}
 
+    _METHODS = ("fetch", "fetchrow", "fetchval", "execute")
+
     def install(self) -> None:
         cls = asyncpg.connection.Connection
-        for name in ("fetch", "fetchrow", "fetchval", "execute"):
-            setattr(cls, name, self._wrap(getattr(cls, name)))
+        self._originals = {name: getattr(cls, name) for name in self._METHODS}
+        for name, method in self._originals.items():
+            setattr(cls, name, self._wrap(method))
+
+    def uninstall(self) -> None:
+        for name, method in self._originals.items():
+            setattr(asyncpg.connection.Connection, name, method)
 
     def _wrap(self, method: Callable[..., Any]) -> Callable[..., Any]:
         recorder = self
@@ -165,29 +172,41 @@ async def explain(dsn: str, statements: list[Statement]) -> None:
         await conn.close()
 
 
-async def run(dsn: str, devices: int) -> list[Statement]:
+async def run(dsn: str, devices: int, *, skip_reseal: bool = True) -> list[Statement]:
     # imported late: bench.plans must be importable without starting anything
-    from acs.services import retention
     from acs.services.reseal import MARKER
+
+    # the one-time sealing of secrets already stored scans every tree with a
+    # regex; on a bench database loaded by COPY it is not what we look at, and
+    # on a loaded machine it outlasts the statement timeout: mark it done
+    if skip_reseal:
+        conn = await db.connect(dsn)
+        try:
+            await conn.execute(
+                "INSERT INTO acs_keys (name, value) VALUES ($1, ''::bytea) ON CONFLICT DO NOTHING",
+                MARKER,
+            )
+        finally:
+            await conn.close()
+    recorder = Recorder()
+    recorder.install()
+    try:
+        await _phases(recorder, dsn, devices)
+    finally:
+        recorder.uninstall()
+    statements = list(recorder.seen.values())
+    await explain(dsn, statements)
+    return statements
+
+
+async def _phases(recorder: Recorder, dsn: str, devices: int) -> None:
+    from acs.services import retention
     from acs.store import history
     from acs.store import tasks as task_store
     from acs.web.server import running_acs
     from cpe_simulator.fleet import Fleet, FleetConfig
     from cpe_simulator.profiles import Timing
 
-    # the one-time sealing of secrets already stored scans every tree with a
-    # regex; on a bench database loaded by COPY it is not what we look at, and
-    # on a loaded machine it outlasts the statement timeout: mark it done
-    conn = await db.connect(dsn)
-    try:
-        await conn.execute(
-            "INSERT INTO acs_keys (name, value) VALUES ($1, ''::bytea) ON CONFLICT DO NOTHING",
-            MARKER,
-        )
-    finally:
-        await conn.close()
-    recorder = Recorder()
-    recorder.install()
     settings = Settings(
         host="127.0.0.1",
         cwmp_port=0,
@@ -232,7 +251,7 @@ async def run(dsn: str, devices: int) -> list[Statement]:
             for path in (
                 '/devices?filter=Device.DeviceInfo.SoftwareVersion = "2.1.0"',
                 "/devices?limit=50",
-                f'/devices?filter=serialNumber = "{some}"',
+                f'/devices?filter=DeviceID.SerialNumber = "{some}"',
                 "/tasks?status=fault",
             ):
                 async with http.get(base + path) as resp:
@@ -243,9 +262,6 @@ async def run(dsn: str, devices: int) -> list[Statement]:
             await history.set_online(conn, datetime.now(UTC).replace(second=0, microsecond=0), 600)
             await task_store.expire_transfers(conn, 3600)
         recorder.phase = None
-    statements = list(recorder.seen.values())
-    await explain(dsn, statements)
-    return statements
 
 
 def report(statements: list[Statement], out: Callable[[str], Any] = print) -> None:
