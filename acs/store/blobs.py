@@ -31,6 +31,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import IO, BinaryIO, Literal
@@ -197,6 +198,10 @@ async def _fill(
                 await asyncio.to_thread(tmp.unlink)
 
 
+# a fill's temporary file older than this belongs to a process that died mid-fill
+STALE_FILL_S = 3600.0
+
+
 def prune_cache(cache_dir: Path, keep: set[str]) -> int:
     """Remove this host's copies of images no catalog row names any more (deleted or
     replaced on any host): the cache holds at most the catalog. Runs after each fill
@@ -204,9 +209,14 @@ def prune_cache(cache_dir: Path, keep: set[str]) -> int:
     if not cache_dir.is_dir():
         return 0
     gone = 0
+    now = time.time()
     for entry in os.scandir(cache_dir):
-        if entry.name.startswith(CACHE_TEMP_PREFIX) or entry.name in keep:
-            continue  # a fill in flight, or an image still in the catalog
+        if entry.name in keep:
+            continue  # an image still in the catalog
+        if entry.name.startswith(CACHE_TEMP_PREFIX):
+            with contextlib.suppress(FileNotFoundError):
+                if now - entry.stat().st_mtime < STALE_FILL_S:
+                    continue  # a fill in flight
         with contextlib.suppress(FileNotFoundError):
             os.unlink(entry.path)
             gone += 1

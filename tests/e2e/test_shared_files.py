@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import secrets
 from pathlib import Path
@@ -25,6 +26,7 @@ import pytest
 
 from acs.store.ids import device_id
 from cpe_simulator.fleet import Fleet, FleetConfig
+from tests.e2e.conftest import StartAcs
 from tests.e2e.test_api import token
 from tests.e2e.test_simulator_fleet import FAST
 from tests.e2e.test_survival import AcsProcess, free_ports, wait_until
@@ -305,3 +307,55 @@ async def test_a_backup_uploaded_to_one_host_is_restored_from_the_other_and_prun
         await http.close()
         await fx.stop()
         await fy.stop()
+
+
+async def test_a_cold_image_is_read_from_postgresql_once_and_never_cached_when_it_is_corrupt(
+    start_acs: StartAcs,
+    db_pool: asyncpg.Pool,
+    unique_serial: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """In-process: many CPEs asking a host for a cold image wait for one fill; bytes
+    in PostgreSQL that do not hash to the catalog's SHA-256 are refused (503 with the
+    reason), and no copy of them stays on the host's disk."""
+    acs = await start_acs(file_store="postgres")
+    cache = acs.settings.files_cache_dir
+    name = f"{unique_serial('cold')}.bin"
+    image = secrets.token_bytes(2 * 1024 * 1024 + 7)
+    admin = {"Authorization": f"Bearer {await token(db_pool, 'admin', unique_serial)}"}
+    files_url = f"http://127.0.0.1:{acs.ports['files']}/{name}"
+    async with aiohttp.ClientSession(headers=admin) as http:
+        api = f"http://127.0.0.1:{acs.ports['api']}/api/v1/files/{name}"
+        async with http.put(api, params={"fileType": "1 Firmware Upgrade Image"}, data=image) as r:
+            assert r.status == 201, await r.text()
+            sha = (await r.json())["sha256"]
+    assert (cache / sha).read_bytes() == image  # the uploading host keeps its copy
+    (cache / sha).unlink()  # as on a host that has never served it
+
+    async def fetch(http: aiohttp.ClientSession, i: int) -> bytes:
+        headers = {"Range": f"bytes={i * 1000}-{i * 1000 + 999}"} if i % 2 else {}
+        async with http.get(files_url, headers=headers) as resp:
+            assert resp.status == (206 if i % 2 else 200)
+            return await resp.read()
+
+    with caplog.at_level(logging.INFO, logger="acs.files"):
+        async with aiohttp.ClientSession() as cpe:
+            got = await asyncio.gather(*(fetch(cpe, i) for i in range(20)))
+    for i, body in enumerate(got):
+        assert body == (image[i * 1000 : i * 1000 + 1000] if i % 2 else image)
+    fills = [r for r in caplog.records if "event=file_cached" in r.getMessage()]
+    assert len(fills) == 1, [r.getMessage() for r in fills]
+
+    # one byte changed in the database: the host refuses to serve or cache it
+    (cache / sha).unlink()
+    async with db_pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE file_chunks SET data = overlay(data placing '\\x00'::bytea from 5 for 1)"
+            " WHERE file_id = (SELECT id FROM files WHERE name = $1) AND seq = 1",
+            name,
+        )
+    async with aiohttp.ClientSession() as cpe:
+        async with cpe.get(files_url) as resp:
+            assert resp.status == 503
+            assert "does not match its catalog" in await resp.text()
+    assert sorted(p.name for p in cache.iterdir()) == []  # neither the copy nor its temp file
