@@ -123,6 +123,43 @@ def migrate() -> None:
     click.echo("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
 
 
+@main.group()
+def files() -> None:
+    """Uploaded images and CPE backups."""
+
+
+@files.command(name="import-local")
+def files_import_local() -> None:
+    """Copy the images and backups stored on this host's disk into PostgreSQL
+    (before setting ACS_FILE_STORE=postgres on every host)."""
+    from acs.store import blobs
+    from acs.store.db import connect
+
+    settings = Settings()
+
+    async def work(dsn: str) -> dict[str, dict[str, list[str]]]:
+        conn = await connect(dsn)
+        try:
+            await _require_schema(conn)
+            return {
+                "images": await blobs.import_local(conn, "file", settings.files_dir),
+                "backups": await blobs.import_local(conn, "backup", settings.backups_dir),
+            }
+        finally:
+            await conn.close()
+
+    result = _with_database(settings, work)
+    for what, outcome in result.items():
+        click.echo(
+            f"{what}: {len(outcome['copied'])} copied, {len(outcome['missing'])} missing on disk,"
+            f" {len(outcome['mismatch'])} not matching their catalog row"
+        )
+        for name in outcome["missing"] + outcome["mismatch"]:
+            click.echo(f"  not copied: {name}", err=True)
+    if any(o["missing"] or o["mismatch"] for o in result.values()):
+        sys.exit(1)
+
+
 @main.group(name="cpe-credential")
 def cpe_credential() -> None:
     """Per-device CPE credentials (HTTP Basic/Digest towards the ACS)."""

@@ -221,3 +221,55 @@ def prune_cache(cache_dir: Path, keep: set[str]) -> int:
             os.unlink(entry.path)
             gone += 1
     return gone
+
+
+# ----------------------------------------------------------------- moving a single host's files in
+
+
+def _digest_of(path: Path) -> tuple[int, str] | None:
+    try:
+        with path.open("rb") as fobj:
+            digest = hashlib.sha256()
+            size = 0
+            while data := fobj.read(CHUNK_BYTES):
+                size += len(data)
+                digest.update(data)
+    except FileNotFoundError:
+        return None
+    return size, digest.hexdigest()
+
+
+_WITHOUT_CHUNKS = {
+    "file": "SELECT id, name AS stored_as, size, sha256 FROM files f"
+    " WHERE NOT EXISTS (SELECT 1 FROM file_chunks c WHERE c.file_id = f.id) ORDER BY id",
+    "backup": "SELECT id, storage_name AS stored_as, size, sha256 FROM device_backups b"
+    " WHERE NOT EXISTS (SELECT 1 FROM backup_chunks c WHERE c.backup_id = b.id) ORDER BY id",
+}
+_LOCK_ROW = {
+    "file": "SELECT sha256 FROM files WHERE id = $1 FOR UPDATE",
+    "backup": "SELECT sha256 FROM device_backups WHERE id = $1 FOR UPDATE",
+}
+
+
+async def import_local(conn: asyncpg.Connection, kind: Kind, root: Path) -> dict[str, list[str]]:
+    """Copy into PostgreSQL the bytes of every row that has none yet, from the local
+    store of ``ACS_FILE_STORE=local`` (``root``): how an installation of one host
+    moves to ``postgres``. A file is copied only when its size and SHA-256 are the
+    row's, each in a transaction holding the row (a delete meanwhile wins); the
+    names of those copied, missing on disk and not matching are returned."""
+    out: dict[str, list[str]] = {"copied": [], "missing": [], "mismatch": []}
+    for row in await conn.fetch(_WITHOUT_CHUNKS[kind]):
+        path = root / row["stored_as"]
+        found = await asyncio.to_thread(_digest_of, path)
+        if found is None:
+            out["missing"].append(row["stored_as"])
+            continue
+        if found != (row["size"], row["sha256"]):
+            out["mismatch"].append(row["stored_as"])
+            continue
+        async with conn.transaction():
+            if await conn.fetchval(_LOCK_ROW[kind], row["id"]) != row["sha256"]:
+                continue  # deleted or replaced since the listing: nothing to import
+            await write(conn, kind, row["id"], path)
+        out["copied"].append(row["stored_as"])
+    return out
