@@ -22,7 +22,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker" / "compose.cluster.yaml"
 HAPROXY_CFG = REPO / "deploy" / "cluster" / "haproxy.cfg"
-REQUIRED = {"ACS_CPE_PASSWORD": "cpe-secret", "ACS_SECRETS_KEY": "k" * 44}
+REQUIRED = {
+    "ACS_CPE_PASSWORD": "cpe-secret",
+    "ACS_SECRETS_KEY": "k" * 44,
+    "ACS_CLUSTER_SECRET": "c" * 44,
+}
 
 
 def compose_command() -> list[str] | None:
@@ -73,9 +77,12 @@ def test_compose_config_accepts_the_cluster_file(resolved: dict[str, Any]) -> No
     for env in envs:
         assert env["ACS_FILE_STORE"] == "postgres"  # either host serves every file
         assert env["ACS_DATABASE_URL"].startswith("postgresql://acs:acs@postgres:5432/")
-    # one installation: the same sealing key, database and public URLs on both hosts
+    # one installation: the same keys, database and public URLs on both hosts, and
+    # each its own name
+    assert [e.pop("ACS_HOST_NAME") for e in envs] == ["acs1", "acs2"]
     assert envs[0] == envs[1]
     assert envs[0]["ACS_SECRETS_KEY"] == REQUIRED["ACS_SECRETS_KEY"]
+    assert envs[0]["ACS_CLUSTER_SECRET"] == REQUIRED["ACS_CLUSTER_SECRET"]
     haproxy_address = services["haproxy"]["networks"]["cluster"]["ipv4_address"]
     assert envs[0]["ACS_TRUSTED_PROXIES"] == haproxy_address
     # each replica keeps its own cache volume
