@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import os
 import tempfile
@@ -54,6 +55,11 @@ class Corrupt(Exception):
     """The bytes read back do not have the row's size or SHA-256."""
 
 
+class DatabaseFull(OSError):
+    """PostgreSQL refused the chunks for want of room (SQLSTATE class 53): the
+    upload is refused like one on a full disk (507), not a server error."""
+
+
 async def write(conn: asyncpg.Connection, kind: Kind, owner: int, path: Path) -> int:
     """Replace the owner's chunks by the content of ``path``; returns the bytes written.
 
@@ -76,7 +82,12 @@ async def write(conn: asyncpg.Connection, kind: Kind, owner: int, path: Path) ->
         finally:
             await asyncio.to_thread(fobj.close)
 
-    await conn.copy_records_to_table(table, records=records(), columns=[column, "seq", "data"])
+    try:
+        await conn.copy_records_to_table(table, records=records(), columns=[column, "seq", "data"])
+    except asyncpg.InsufficientResourcesError as exc:
+        raise DatabaseFull(
+            errno.ENOSPC, f"PostgreSQL has no room for the {kind}'s bytes: {exc}"
+        ) from exc
     return written
 
 

@@ -272,6 +272,8 @@ async def store_file(
         await asyncio.to_thread(discard, out, tmp)
         if isinstance(exc, ConnectionError):
             raise  # the uploader or the database went away: not a storage failure
+        if isinstance(exc, blobs.DatabaseFull):
+            raise OSError(exc.errno, f"{exc.strerror}; {name!r} was not stored") from exc
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             message = f"no space left for file {name!r} in {root} after {size} bytes"
             raise OSError(exc.errno, message + "; nothing was stored") from exc

@@ -155,6 +155,12 @@ def with_transfers(app: web.Application, settings: Settings, pool: asyncpg.Pool)
             return not_waiting(grant, str(err).removeprefix("the job "))
         except ValueError as err:  # a multipart body that does not parse
             return web.Response(status=400, text=f"malformed upload: {err}\n")
+        except OSError as err:
+            if isinstance(err, ConnectionError):
+                raise  # the CPE or the database went away, not a full store
+            # a full disk, or a PostgreSQL without room for the chunks: nothing was kept
+            log(logger, logging.ERROR, "backup_not_stored", device=grant.device_id, error=str(err))
+            return web.Response(status=507, text=f"the upload could not be stored: {err}\n")
         log(
             logger,
             logging.INFO,
