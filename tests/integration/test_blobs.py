@@ -7,8 +7,10 @@ import asyncio
 import hashlib
 import os
 import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -163,3 +165,77 @@ def test_the_import_command_moves_a_single_hosts_files_in(
         assert "not copied: b.bin" in last.stderr
     finally:
         asyncio.run(db.drop_database(pg_admin_url, name))
+
+
+def test_a_database_without_room_refuses_the_file_and_stores_nothing(
+    pg_admin_url: str, tmp_path: Path
+) -> None:
+    """The chunks' table on a real 1 MiB tmpfs tablespace: PostgreSQL's "could not
+    extend file" (SQLSTATE 53100) becomes an OSError naming the file (the API's 507),
+    and neither the row nor a chunk nor a temporary file is left."""
+    import pwd
+
+    try:
+        owner = pwd.getpwnam("postgres")
+    except KeyError:
+        pytest.skip("no postgres user: the test database's server is not on this machine")
+    # not under tmp_path: pytest makes /tmp/pytest-of-<user> 0700, which would keep
+    # the server's own user out of the tablespace
+    base = Path(tempfile.mkdtemp(prefix="acs-tiny-tablespace-"))
+    base.chmod(0o755)
+    mount = base / "tiny"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    os.chown(mount, owner.pw_uid, owner.pw_gid)
+    name = f"acs_full_{secrets.token_hex(4)}"
+    space = f"acs_tiny_{secrets.token_hex(4)}"
+
+    async def scenario() -> None:
+        admin = await asyncpg.connect(pg_admin_url)
+        try:
+            try:
+                await admin.execute(f"CREATE TABLESPACE {space} LOCATION '{mount}'")
+            except asyncpg.PostgresError as exc:
+                pytest.skip(f"the test database's server cannot use {mount}: {exc}")
+            dsn = await db.ensure_database(pg_admin_url, name)
+            c = await db.connect(dsn)
+            try:
+                await db.migrate(c)
+                await c.execute(f"ALTER TABLE file_chunks SET TABLESPACE {space}")
+                await c.execute(f"ALTER INDEX file_chunks_pkey SET TABLESPACE {space}")
+                root = tmp_path / "files"
+                with pytest.raises(OSError) as refused:
+                    await files.store_file(
+                        c,
+                        root,
+                        "big.bin",
+                        body(os.urandom(3 * 1024 * 1024)),
+                        max_bytes=10**8,
+                        file_type="1 Firmware Upgrade Image",
+                        cache_dir=root / ".cache",
+                    )
+                message = str(refused.value)
+                assert "PostgreSQL has no room" in message and "'big.bin' was not stored" in message
+                assert await c.fetchval("SELECT count(*) FROM files") == 0
+                assert await c.fetchval("SELECT count(*) FROM file_chunks") == 0
+                assert [p.name for p in root.rglob("*") if p.is_file()] == []
+            finally:
+                await c.close()
+                await db.drop_database(pg_admin_url, name)
+        finally:
+            try:
+                await admin.execute(f"DROP TABLESPACE IF EXISTS {space}")
+            finally:
+                await admin.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+        shutil.rmtree(base, ignore_errors=True)
