@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import pwd
 import secrets
 import shutil
 import subprocess
@@ -173,8 +174,6 @@ def test_a_database_without_room_refuses_the_file_and_stores_nothing(
     """The chunks' table on a real 1 MiB tmpfs tablespace: PostgreSQL's "could not
     extend file" (SQLSTATE 53100) becomes an OSError naming the file (the API's 507),
     and neither the row nor a chunk nor a temporary file is left."""
-    import pwd
-
     try:
         owner = pwd.getpwnam("postgres")
     except KeyError:
