@@ -668,7 +668,9 @@ def _allowed_jabber_ids(settings: Settings) -> list[dict[str, str]]:
     return [{"path": "ManagementServer.ConnReqAllowedJabberIDs", "value": bare}]
 
 
-async def install_defaults(conn: asyncpg.Connection, settings: Settings | None = None) -> list[str]:
+async def install_defaults(
+    conn: asyncpg.Connection, settings: Settings | None = None
+) -> list[str]:
     """Create the shipped default policies once per installation; an operator may
     then edit, disable or delete them, and they are not created again. The STUN
     policy (disabled) has its own marker, so installations from before it get it

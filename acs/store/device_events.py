@@ -42,7 +42,9 @@ async def record(
 ) -> int:
     """Store one event in the caller's transaction; returns its id. ``conn`` is a
     pool connection (acs.store.db.init_connection encodes the jsonb)."""
-    event_id: int = await conn.fetchval(_INSERT, device_id, kind, detail, KEEP - 1)
+    event_id: int = await conn.fetchval(
+        _INSERT, device_id, kind, detail, KEEP - 1
+    )
     return event_id
 
 
@@ -64,4 +66,7 @@ async def list_events(
         before,
         limit,
     )
-    return [DeviceEvent(r["id"], r["device_id"], r["at"], r["kind"], r["detail"]) for r in rows]
+    return [
+        DeviceEvent(r["id"], r["device_id"], r["at"], r["kind"], r["detail"])
+        for r in rows
+    ]
