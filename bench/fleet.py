@@ -41,7 +41,7 @@ import aiohttp
 import asyncpg
 
 from acs.config import Settings
-from bench import common, loadgen
+from bench import common, loadgen, pgcost
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = "fleet"
@@ -297,6 +297,7 @@ async def periodic(
     bodies = loadgen.inform_bodies(devices, "SIM", acs.cwmp_url)
     meter = common.CpuMeter(acs.pids())
     pg = common.CpuMeter(common.postgres_pids())
+    cost = await pgcost.PgCost(acs.dsn).start()  # WAL, buffers, statements (bench/pgcost.py)
 
     tally = await loadgen.run(
         "127.0.0.1",
@@ -310,6 +311,7 @@ async def periodic(
         on_counted_start=lambda: (meter.start(), pg.start()),
     )
     acs_cpu, pg_cpu = meter.stop(), pg.stop()
+    db_cost = await cost.stop(tally.sessions)
     durations = sorted(tally.durations)
     rate = tally.sessions / tally.wall
     return {
@@ -321,6 +323,7 @@ async def periodic(
         "pg_cpu_ms_per_session": pg_cpu / max(tally.sessions, 1) * 1000,
         "errors": dict(tally.errors),
         "connections": connections,
+        "db": db_cost,
     }
 
 
@@ -360,7 +363,7 @@ def rows_of(result: dict[str, Any], workers: int) -> list[dict[str, Any]]:
             "notes": (
                 f"p50 {p['p50_ms']:.1f} ms, p99 {p['p99_ms']:.1f} ms over {p['connections']} "
                 f"connections; PostgreSQL {p['pg_cpu_ms_per_session']:.2f} ms CPU per session; "
-                f"errors {p['errors'] or 'none'}"
+                f"errors {p['errors'] or 'none'}; {pgcost.note(p['db'])}"
             ),
         },
         {
