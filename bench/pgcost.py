@@ -40,7 +40,8 @@ FROM pg_stat_user_tables
 _STATEMENTS = """
 SELECT query, calls, total_exec_time, shared_blks_hit, shared_blks_read, shared_blks_dirtied,
        wal_records, wal_fpi, wal_bytes
-FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+FROM pg_stat_statements
+WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
 ORDER BY total_exec_time DESC LIMIT $1
 """
 
@@ -197,4 +198,3 @@ def statements_table(cost: dict[str, Any]) -> str:
             f"| {s['dirtied_per_call']} | {s['wal_bytes_per_call']} |"
         )
     return "\n".join(out)
-
