@@ -29,19 +29,23 @@ import asyncpg
 
 from bench import common
 
-_DATABASE = """
+# every statement of ours carries this mark, so that the statements table shows
+# the ACS's alone
+_MARK = "/* bench.pgcost */"
+_DATABASE = f"""{_MARK}
 SELECT blks_hit, blks_read, tup_inserted, tup_updated, tup_deleted, xact_commit
 FROM pg_stat_database WHERE datname = current_database()
 """
-_TABLES = """
+_TABLES = f"""{_MARK}
 SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del
 FROM pg_stat_user_tables
 """
-_STATEMENTS = """
+_STATEMENTS = f"""{_MARK}
 SELECT query, calls, total_exec_time, shared_blks_hit, shared_blks_read, shared_blks_dirtied,
        wal_records, wal_fpi, wal_bytes
 FROM pg_stat_statements
 WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND query NOT LIKE '%bench.pgcost%'
 ORDER BY total_exec_time DESC LIMIT $1
 """
 
@@ -67,6 +71,12 @@ class Snapshot:
     cpu: dict[int, float] = field(default_factory=dict)
 
 
+def _lsn(text: str) -> int:
+    """A WAL position ("16/B374D848") as a byte offset."""
+    high, low = text.split("/")
+    return (int(high, 16) << 32) + int(low, 16)
+
+
 async def _has_statements(conn: asyncpg.Connection) -> bool:
     loaded = await conn.fetchval("SELECT current_setting('shared_preload_libraries')")
     if "pg_stat_statements" not in (loaded or ""):
@@ -76,9 +86,11 @@ async def _has_statements(conn: asyncpg.Connection) -> bool:
 
 
 async def _snapshot(conn: asyncpg.Connection, pids: list[int]) -> Snapshot:
-    wal = await conn.fetchrow("SELECT wal_records, wal_fpi, wal_bytes::bigint FROM pg_stat_wal")
+    wal = await conn.fetchrow(
+        f"{_MARK} SELECT wal_records, wal_fpi, wal_bytes::bigint FROM pg_stat_wal"
+    )
     return Snapshot(
-        lsn=await conn.fetchval("SELECT pg_current_wal_lsn()::text"),
+        lsn=await conn.fetchval(f"{_MARK} SELECT pg_current_wal_lsn()::text"),
         wal={k: int(v) for k, v in dict(wal).items()},
         database={k: int(v) for k, v in dict(await conn.fetchrow(_DATABASE)).items()},
         tables={
@@ -107,9 +119,9 @@ class PgCost:
             self._data_directory = None
         self.statements = await _has_statements(conn)
         if self.statements:
-            await conn.execute("SELECT pg_stat_statements_reset()")
+            await conn.execute(f"{_MARK} SELECT pg_stat_statements_reset()")
         # statistics are read from a snapshot taken once per transaction by default
-        await conn.execute("SET stats_fetch_consistency = none")
+        await conn.execute(f"{_MARK} SET stats_fetch_consistency = none")
         self._before = await _snapshot(conn, server_pids(self._data_directory))
         return self
 
@@ -117,18 +129,16 @@ class PgCost:
         assert self._conn is not None and self._before is not None
         conn, before, n = self._conn, self._before, max(sessions, 1)
         try:
-            await conn.execute("SELECT pg_stat_clear_snapshot()")
+            await conn.execute(f"{_MARK} SELECT pg_stat_clear_snapshot()")
             # the counters of a table reach pg_stat_* when a backend reports them
             # (at most every second, PGSTAT_MIN_INTERVAL) ; give them that time
-            await conn.execute("SELECT pg_sleep(1.1)")
+            await conn.execute(f"{_MARK} SELECT pg_sleep(1.1)")
             pids = server_pids(self._data_directory)
             after = await _snapshot(conn, sorted(set(pids) | set(before.cpu)))
-            wal_bytes = await conn.fetchval(
-                "SELECT pg_wal_lsn_diff($1::pg_lsn, $2::pg_lsn)::bigint", after.lsn, before.lsn
-            )
             statements = await conn.fetch(_STATEMENTS, top) if self.statements else []
         finally:
             await conn.close()
+        wal_bytes = _lsn(after.lsn) - _lsn(before.lsn)
         cpu = sum(max(0.0, s - before.cpu.get(p, 0.0)) for p, s in after.cpu.items())
         db = {k: after.database[k] - before.database[k] for k in after.database}
         tables = {}
