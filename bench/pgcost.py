@@ -21,6 +21,7 @@ the server the ACS uses and divides the differences by the sessions counted:
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,7 +103,9 @@ async def _snapshot(conn: asyncpg.Connection, pids: list[int]) -> Snapshot:
 
 
 class PgCost:
-    """``await start()`` before the window, ``await stop(sessions)`` after it."""
+    """``await start()`` before the window, ``await stop(sessions)`` after it;
+    ``mark()`` (not a coroutine: a load generator's callback) moves the window's
+    start to now, past a warm-up."""
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
@@ -110,6 +113,7 @@ class PgCost:
         self._before: Snapshot | None = None
         self._data_directory: str | None = None
         self.statements = False
+        self._marked: asyncio.Future[None] | None = None
 
     async def start(self) -> PgCost:
         self._conn = conn = await asyncpg.connect(self.dsn)
@@ -125,7 +129,18 @@ class PgCost:
         self._before = await _snapshot(conn, server_pids(self._data_directory))
         return self
 
+    def mark(self) -> None:
+        self._marked = asyncio.ensure_future(self._restart())
+
+    async def _restart(self) -> None:
+        assert self._conn is not None
+        if self.statements:
+            await self._conn.execute(f"{_MARK} SELECT pg_stat_statements_reset()")
+        self._before = await _snapshot(self._conn, server_pids(self._data_directory))
+
     async def stop(self, sessions: int, top: int = 8) -> dict[str, Any]:
+        if self._marked is not None:
+            await self._marked
         assert self._conn is not None and self._before is not None
         conn, before, n = self._conn, self._before, max(sessions, 1)
         try:

@@ -73,8 +73,8 @@ SELECT id FROM added
 # ...and, in the same round trip, the device lock the session held (its key is
 # the lock's session id): a periodic session then ends in one statement
 _RELEASE = """released AS (
-    UPDATE devices SET session_id = NULL, session_expires_at = NULL
-    WHERE id = $1 AND session_id = $2),"""
+    UPDATE device_sessions SET session_id = NULL, session_expires_at = NULL
+    WHERE device_id = $1 AND session_id = $2),"""
 _INSERT_ONLY = _INSERT.format(release="")
 _INSERT_RELEASING = _INSERT.format(release=_RELEASE)
 
