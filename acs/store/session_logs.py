@@ -48,6 +48,10 @@ class NewSessionLog:
     stored_bytes: int
     truncated: bool
     messages: list[dict[str, Any]]
+    # a quiet session's messages without bodies, stored in place of ``messages``
+    # unless the device carries ``full_tag`` (acs.core.session_log.is_quiet)
+    elided: list[dict[str, Any]] | None = None
+    full_tag: str | None = None
 
 
 # One statement: the insert, and the delete that keeps the device's newest
@@ -58,7 +62,11 @@ WITH {release} added AS (
     INSERT INTO session_logs (device_id, session_key, started_at, ended_at, outcome, reason,
                               events, remote_address, message_count, stored_bytes, truncated,
                               messages)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+    SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9,
+           CASE WHEN full_log THEN $10 ELSE 0 END, $11,
+           CASE WHEN full_log THEN $12::jsonb ELSE $14::jsonb END
+    FROM (SELECT $14::jsonb IS NULL OR EXISTS (
+              SELECT 1 FROM devices WHERE id = $1 AND $15::text = ANY (tags)) AS full_log) AS f
     RETURNING id
 ), pruned AS (
     DELETE FROM session_logs
@@ -101,6 +109,8 @@ async def insert(
         log.truncated,
         log.messages,
         keep,
+        log.elided,
+        log.full_tag,
     )
     return session_id
 
