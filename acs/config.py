@@ -205,6 +205,15 @@ class Settings(BaseSettings):
         ge=1024,
         description="message bodies stored per session; the rest is cut with a marker",
     )
+    session_log_bodies: Literal["eventful", "always"] = Field(
+        default="eventful",
+        description="quiet periodic sessions are logged without their bodies unless 'always'",
+    )
+    session_log_full_tag: str = Field(
+        default="log:full",
+        pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+        description="devices with this tag keep every session's bodies",
+    )
 
     # --- history (5-minute buckets of sessions, faults, knocks and online devices)
     history_flush_s: float = Field(

@@ -41,7 +41,7 @@ import aiohttp
 import asyncpg
 
 from acs.config import Settings
-from bench import common, loadgen
+from bench import common, loadgen, pgcost
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = "fleet"
@@ -159,7 +159,8 @@ async def storm(
                 # shipped policies have set the connection-request credentials)
                 rows = await conn.fetch(
                     "SELECT id FROM devices d WHERE parameter_count >= $1"
-                    " AND session_id IS NULL AND right(serial_number, 8)::int % $2 = 0"
+                    " AND NOT EXISTS (SELECT 1 FROM device_sessions s WHERE s.device_id = d.id"
+                    " AND s.session_id IS NOT NULL) AND right(serial_number, 8)::int % $2 = 0"
                     " AND EXISTS (SELECT 1 FROM policy_results r WHERE r.device_id = d.id)",
                     DISCOVERED_MIN_PARAMETERS,
                     job_every,
@@ -295,8 +296,16 @@ async def periodic(
 ) -> dict[str, Any]:
     await settle(acs.dsn)
     bodies = loadgen.inform_bodies(devices, "SIM", acs.cwmp_url)
+    # every device's first Inform here differs from the storm's (another
+    # ConnectionRequestURL, the ParameterKey the policies set): it rewrites the
+    # tree once. Steady state is what follows, so each device sends one first.
+    await loadgen.run(
+        "127.0.0.1", acs.cwmp_port, bodies=bodies, connections=connections, duration=0,
+        warmup=0, username=common.CPE_USERNAME, password=common.CPE_PASSWORD, once=True,
+    )  # fmt: skip
     meter = common.CpuMeter(acs.pids())
     pg = common.CpuMeter(common.postgres_pids())
+    cost = await pgcost.PgCost(acs.dsn).start()  # WAL, buffers, statements (bench/pgcost.py)
 
     tally = await loadgen.run(
         "127.0.0.1",
@@ -307,9 +316,10 @@ async def periodic(
         warmup=2,
         username=common.CPE_USERNAME,
         password=common.CPE_PASSWORD,
-        on_counted_start=lambda: (meter.start(), pg.start()),
+        on_counted_start=lambda: (meter.start(), pg.start(), cost.mark()),
     )
     acs_cpu, pg_cpu = meter.stop(), pg.stop()
+    db_cost = await cost.stop(tally.sessions)
     durations = sorted(tally.durations)
     rate = tally.sessions / tally.wall
     return {
@@ -321,6 +331,7 @@ async def periodic(
         "pg_cpu_ms_per_session": pg_cpu / max(tally.sessions, 1) * 1000,
         "errors": dict(tally.errors),
         "connections": connections,
+        "db": db_cost,
     }
 
 
@@ -360,7 +371,7 @@ def rows_of(result: dict[str, Any], workers: int) -> list[dict[str, Any]]:
             "notes": (
                 f"p50 {p['p50_ms']:.1f} ms, p99 {p['p99_ms']:.1f} ms over {p['connections']} "
                 f"connections; PostgreSQL {p['pg_cpu_ms_per_session']:.2f} ms CPU per session; "
-                f"errors {p['errors'] or 'none'}"
+                f"errors {p['errors'] or 'none'}; {pgcost.note(p['db'])}"
             ),
         },
         {

@@ -131,8 +131,9 @@ async def measure(acs: common.AcsProcess, devices: int, stun_port: int) -> dict[
         wall = time.monotonic() - wall
         async with pool.acquire() as conn:
             rows = await conn.fetch(
-                "SELECT id, last_inform, '6 CONNECTION REQUEST' = ANY (last_events) AS knocked"
-                " FROM devices"
+                "SELECT d.id, s.last_inform,"
+                " '6 CONNECTION REQUEST' = ANY (d.last_events) AS knocked"
+                " FROM devices d JOIN device_sessions s ON s.device_id = d.id"
             )
         latency = [
             r["last_inform"].timestamp() - sent_at[r["id"]]

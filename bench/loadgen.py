@@ -170,12 +170,21 @@ class Connection:
 
 
 async def _cpe_loop(
-    conn: Connection, bodies: list[bytes], stop_at: float, tally: Tally, rng: random.Random
+    conn: Connection,
+    bodies: list[bytes],
+    stop_at: float,
+    tally: Tally,
+    rng: random.Random,
+    once: bool = False,
 ) -> None:
     # ``bodies`` are this connection's own devices: a device never has two
-    # sessions at once (the ACS would rightly answer 8005)
-    while time.monotonic() < stop_at:
-        body = bodies[rng.randrange(len(bodies))]
+    # sessions at once (the ACS would rightly answer 8005). ``once``: each
+    # device one session, in order, whatever the time
+    order = iter(bodies) if once else None
+    while order is not None or time.monotonic() < stop_at:
+        body = next(order, None) if order is not None else bodies[rng.randrange(len(bodies))]
+        if body is None:
+            break
         t0 = time.monotonic()
         try:
             status, headers, _ = await conn.inform(body)
@@ -233,10 +242,12 @@ async def run(
     password: str = "",
     bare: bool = False,
     on_counted_start: Callable[[], object] | None = None,
+    once: bool = False,
 ) -> Tally:
     """Drive ``connections`` concurrent CPE connections; count only after the warm-up.
 
-    Needs at least as many devices (``bodies``) as connections.
+    Needs at least as many devices (``bodies``) as connections. ``once``: one
+    session of every device and no more (no warm-up, no duration).
     """
     if not bare and len(bodies) < connections:
         raise ValueError("fewer devices than connections")
@@ -251,14 +262,14 @@ async def run(
                 jobs.append(_bare_loop(conn, bodies[i % len(bodies)], stop_at, tally))
             else:
                 mine = bodies[i::connections]
-                jobs.append(_cpe_loop(conn, mine, stop_at, tally, random.Random(i)))
+                jobs.append(_cpe_loop(conn, mine, stop_at, tally, random.Random(i), once))
         await asyncio.gather(*jobs)
         total = Tally()
         for t in tallies:
             total.merge(t)
         return total
 
-    if warmup > 0:
+    if warmup > 0 and not once:
         await phase(warmup)
     if on_counted_start is not None:  # e.g. start CPU meters, after the warm-up
         on_counted_start()

@@ -39,14 +39,15 @@ async def load(conn: db.asyncpg.Connection, n: int) -> int:
     await conn.execute(
         """
         INSERT INTO devices (id, oui, product_class, serial_number, manufacturer,
-                             last_inform, last_events, software_version, hardware_version)
+                             last_events, software_version, hardware_version)
         SELECT 'ACDE48-HGW-SOAK' || lpad(i::text, 8, '0'), 'ACDE48', 'HGW',
-               'SOAK' || lpad(i::text, 8, '0'), 'SimCPE', now(), '{2 PERIODIC}',
+               'SOAK' || lpad(i::text, 8, '0'), 'SimCPE', '{2 PERIODIC}',
                '2.0.0', 'HW1.0'
         FROM generate_series(1, $1) AS i
         """,
         n,
     )
+    await conn.execute("UPDATE device_sessions SET last_inform = now()")
     await conn.execute(
         """
         INSERT INTO device_parameters (device_id, tree)
@@ -106,10 +107,14 @@ async def informs(conn: db.asyncpg.Connection, n: int, share_boot: float) -> int
     count = max(1, round(n * TICK_S / INTERVAL_S))
     await conn.execute(
         """
-        UPDATE devices SET last_inform = clock_timestamp(),
-            last_events = CASE WHEN random() < $2 THEN '{1 BOOT}'::text[]
-                               ELSE '{2 PERIODIC}'::text[] END
-        WHERE id IN (SELECT id FROM devices ORDER BY random() LIMIT $1)
+        WITH told AS (
+            UPDATE devices SET
+                last_events = CASE WHEN random() < $2 THEN '{1 BOOT}'::text[]
+                                   ELSE '{2 PERIODIC}'::text[] END
+            WHERE id IN (SELECT id FROM devices ORDER BY random() LIMIT $1)
+            RETURNING id)
+        UPDATE device_sessions SET last_inform = clock_timestamp()
+        WHERE device_id IN (SELECT id FROM told)
         """,
         count,
         share_boot,

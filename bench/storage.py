@@ -255,7 +255,6 @@ class FleetBuilder:
             serial,
             "SimCPE",
             at,  # created_at
-            at + timedelta(seconds=30),  # last_inform
             at,  # last_boot
             at,  # last_bootstrap
             ["2 PERIODIC"],
@@ -276,7 +275,6 @@ _DEVICE_COPY_COLUMNS = (
     "serial_number",
     "manufacturer",
     "created_at",
-    "last_inform",
     "last_boot",
     "last_bootstrap",
     "last_events",
@@ -373,6 +371,13 @@ async def load_fleet(
                         "device_parameters",
                         records=tree_rows,
                         columns=("device_id", "tree", "updated_at"),
+                    )
+                    # heard 30 s after discovery; the rows are the insert trigger's
+                    await conn.execute(
+                        "UPDATE device_sessions s SET last_inform = d.created_at + interval '30 s'"
+                        " FROM devices d WHERE d.id = s.device_id AND s.last_inform IS NULL"
+                        " AND d.id = ANY($1::text[])",
+                        [r[0] for r in dev_rows],
                     )
         if saved:
             await conn.execute("SET maintenance_work_mem = '512MB'")

@@ -29,7 +29,7 @@ from acs.core.secrets import MASK, is_secret_name
 from acs.core.times import rfc3339
 from acs.cwmp.soap import CwmpParseError, parse_xml
 
-__all__ = ["MASK", "Transcript", "is_secret_name", "mask_body", "mask_text"]
+__all__ = ["MASK", "Transcript", "elided", "is_quiet", "is_secret_name", "mask_body", "mask_text"]
 
 #: entries kept per session; beyond it messages are only counted (a CPE that
 #: loops on its own requests must not grow the buffer without end)
@@ -148,6 +148,38 @@ def _mask_tree(root: etree._Element) -> None:
                 _set_masked(value)
         elif local == "URL" and el.text:
             el.text = _USERINFO.sub(r"\1" + MASK + "@", el.text)
+
+
+# A quiet session: the CPE's periodic Inform answered, its empty POST, the 204.
+# Its bodies repeat what the summary says (events, RPC names, sizes) and what
+# the device's tree holds, at about 4 KB a session: most of a fleet's session
+# log and most of the bytes a periodic session writes. Anything else (another
+# event, a CPE request, an ACS request, a fault, any HTTP status but 200 and
+# 204) makes a session eventful, and eventful sessions keep their bodies.
+QUIET_EVENTS = frozenset({"2 PERIODIC"})
+_QUIET_RPCS = frozenset({"Inform", "InformResponse", None})
+_QUIET_STATUS = frozenset({None, 200, 204})
+ELIDED_NOTE = "body not stored: a quiet periodic session (ACS_SESSION_LOG_BODIES)"
+
+
+def is_quiet(events: list[str], messages: list[dict[str, Any]]) -> bool:
+    """Whether a session said nothing its summary does not (see QUIET_EVENTS)."""
+    return (
+        bool(events)
+        and QUIET_EVENTS.issuperset(events)
+        and all(
+            m.get("rpc") in _QUIET_RPCS
+            and m.get("status") in _QUIET_STATUS
+            and not m.get("note")
+            and not m.get("truncated")
+            for m in messages
+        )
+    )
+
+
+def elided(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages without their bodies, each saying why it has none."""
+    return [{**m, "body": "", "note": ELIDED_NOTE} for m in messages]
 
 
 def _now() -> datetime:

@@ -25,7 +25,7 @@ from acs.core import tasks as task_rules
 from acs.core import transfers as transfer_rules
 from acs.core.plans import Plan, PlanFault, discover, root_of
 from acs.core.secrets import mask_document
-from acs.core.session_log import Transcript
+from acs.core.session_log import Transcript, elided, is_quiet
 from acs.core.times import rfc3339_or_none
 from acs.cwmp import messages as m
 from acs.cwmp.session import AcsSession
@@ -777,6 +777,17 @@ class SessionDriver:
         transcript, live.transcript = live.transcript, None  # written at most once
         if transcript is None:
             return False
+        # a quiet periodic session is stored without its bodies (ACS_SESSION_LOG_BODIES)
+        quiet = (
+            not abandoned
+            and self.settings.session_log_bodies == "eventful"
+            and live.rpcs_sent == 0
+            and live.tasks_done == 0
+            and live.cpe_faults == 0
+            and not live.policies_applied
+            and not transcript.truncated
+            and is_quiet(transcript.events, transcript.messages)
+        )
         record = session_logs.NewSessionLog(
             device_id=live.device_id,
             session_key=live.session_id,
@@ -790,6 +801,8 @@ class SessionDriver:
             stored_bytes=transcript.stored_bytes,
             truncated=transcript.truncated,
             messages=transcript.messages,
+            elided=elided(transcript.messages) if quiet else None,
+            full_tag=self.settings.session_log_full_tag if quiet else None,
         )
         try:
             await session_logs.insert(

@@ -72,7 +72,9 @@ _TEXT_COLUMNS = {
     "ProvisioningCode": "d.provisioning_code",
 }
 _TIME_COLUMNS = {
-    "LastInform": "d.last_inform",
+    # in the narrow device_sessions row (migration 0025); a subquery, so that a
+    # filter compiles the same in every statement that reads "devices d"
+    "LastInform": "(SELECT s.last_inform FROM device_sessions s WHERE s.device_id = d.id)",
     "LastBoot": "d.last_boot",
     "LastBootstrap": "d.last_bootstrap",
     "Registered": "d.created_at",
@@ -89,7 +91,8 @@ class _Sort:
 #: the sort whitelist: each is served by an index whose leading column it is
 SORTS = {
     "id": _Sort("d.id", "text", False),
-    "last_inform": _Sort("d.last_inform", "timestamptz", True),
+    # device_sessions' index; the list joins that table as "s"
+    "last_inform": _Sort("s.last_inform", "timestamptz", True),
     "product_class": _Sort("d.product_class", "text", False),
     "software_version": _Sort("d.software_version", "text", True),
     "serial_number": _Sort("d.serial_number", "text", False),
@@ -189,6 +192,13 @@ class _Compiler:
                 raise ValueError("tag supports only = and !=")
             has = f"(d.tags @> ARRAY[{self.add(str(c.value))}::text])"
             return has if c.op == "=" else f"(NOT {has})"
+        if c.field == "LastInform":
+            # a semi-join, so that the range is a scan of device_sessions' index
+            when = self.add(parse_time(c.value))
+            return (
+                "(d.id IN (SELECT s.device_id FROM device_sessions s"
+                f" WHERE s.last_inform {op} {when}::timestamptz))"
+            )
         if c.field in _TIME_COLUMNS:
             when = parse_time(c.value)
             return f"({_TIME_COLUMNS[c.field]} {op} {self.add(when)}::timestamptz)"
@@ -395,6 +405,7 @@ async def _list_devices(
     limit_ref = add(limit + 1)  # one more than asked tells whether a next page exists
     ids_sql = " UNION ALL ".join(
         f"(SELECT d.id FROM devices d LEFT JOIN device_parameters dp ON dp.device_id = d.id"
+        f" LEFT JOIN device_sessions s ON s.device_id = d.id"
         f" WHERE {where} AND {branch}"
         f" ORDER BY {s.column} {order}, d.id {order} LIMIT {limit_ref})"
         for branch in branches
@@ -412,10 +423,11 @@ async def _list_devices(
         )
     rows = await conn.fetch(
         f"""
-        SELECT d.*, {s.column} AS sort_key, {projected} AS projected
+        SELECT d.*, s.last_inform, {s.column} AS sort_key, {projected} AS projected
         FROM ({ids_sql}) page
         JOIN devices d ON d.id = page.id
         LEFT JOIN device_parameters dp ON dp.device_id = d.id
+        LEFT JOIN device_sessions s ON s.device_id = d.id
         ORDER BY {s.column} {order}, d.id {order}
         LIMIT {limit_ref}
         """,

@@ -14,8 +14,8 @@ A secret's (acs.core.secrets) "v" is the mask and "x" its sealed value
 name+writable were last *learned to be what they are*: a read that confirms
 what we already store does not move them. That is deliberate: a periodic
 Inform repeating known values must not rewrite the document (PostgreSQL
-rewrites a whole TOASTed jsonb on any change), and the device row's
-``last_inform`` already says when the device was last heard from.
+rewrites a whole TOASTed jsonb on any change), and ``device_sessions.last_inform``
+already says when the device was last heard from.
 
 Every function takes an asyncpg connection; callers own transactions. The few
 functions that read-modify-write the tree take the row lock inside a
@@ -52,11 +52,16 @@ _HOT_PARAMETERS = {
 }
 _HOT_BY_PATH = {root + rest: column for root in ROOTS for rest, column in _HOT_PARAMETERS.items()}
 
-_DEVICE_COLUMNS = (
-    "id, oui, product_class, serial_number, manufacturer, created_at, last_inform, last_boot,"
+_OWN_COLUMNS = (
+    "id, oui, product_class, serial_number, manufacturer, created_at, last_boot,"
     " last_bootstrap, last_events, remote_address, connection_request_url, software_version,"
-    " hardware_version, provisioning_code, cwmp_version, tags, session_id, session_expires_at,"
-    " parameter_count"
+    " hardware_version, provisioning_code, cwmp_version, tags, parameter_count"
+)
+#: the device row with its presence and lease (device_sessions, migration 0025)
+DEVICE_FROM = "devices d LEFT JOIN device_sessions s ON s.device_id = d.id"
+_DEVICE_COLUMNS = (
+    ", ".join(f"d.{c.strip()}" for c in _OWN_COLUMNS.split(","))
+    + ", s.last_inform, s.session_id, s.session_expires_at"
 )
 
 
@@ -84,7 +89,7 @@ class DeviceRecord:
     parameter_count: int
 
     @classmethod
-    def from_row(cls, row: asyncpg.Record) -> DeviceRecord:
+    def from_row(cls, row: asyncpg.Record | dict[str, Any]) -> DeviceRecord:
         return cls(
             id=row["id"],
             oui=row["oui"],
@@ -239,26 +244,41 @@ written AS (
 """
 
 # The device columns an Inform sets, from a row source ``{src}``: EXCLUDED in the
-# upsert below, the parameter row of acs.store.sessions.open_session.
-INFORM_SET = """
-    oui = {src}.oui,
-    product_class = {src}.product_class,
-    serial_number = {src}.serial_number,
-    manufacturer = {src}.manufacturer,
-    last_inform = {src}.last_inform,
-    last_boot = COALESCE({src}.last_boot, d.last_boot),
-    last_bootstrap = COALESCE({src}.last_bootstrap, d.last_bootstrap),
-    -- an empty Event list (firmware that reloaded its configuration sends one)
-    -- says nothing happened: it must not erase the events that did
-    last_events = CASE WHEN cardinality({src}.last_events) > 0
-                       THEN {src}.last_events ELSE d.last_events END,
-    remote_address = COALESCE({src}.remote_address, d.remote_address),
-    connection_request_url = COALESCE({src}.connection_request_url, d.connection_request_url),
-    software_version = COALESCE({src}.software_version, d.software_version),
-    hardware_version = COALESCE({src}.hardware_version, d.hardware_version),
-    provisioning_code = COALESCE({src}.provisioning_code, d.provisioning_code),
-    cwmp_version = {src}.cwmp_version,
-    parameter_count = COALESCE((SELECT n FROM cnt), d.parameter_count)"""
+# upsert below, the parameter row of acs.store.sessions.open_session. When the
+# Inform was last heard is not one of them: it moves every session and lives
+# in the narrow device_sessions row (migration 0025).
+_INFORM_PAIRS = (
+    ("oui", "{src}.oui"),
+    ("product_class", "{src}.product_class"),
+    ("serial_number", "{src}.serial_number"),
+    ("manufacturer", "{src}.manufacturer"),
+    ("last_boot", "COALESCE({src}.last_boot, d.last_boot)"),
+    ("last_bootstrap", "COALESCE({src}.last_bootstrap, d.last_bootstrap)"),
+    # an empty Event list (firmware that reloaded its configuration sends one)
+    # says nothing happened: it must not erase the events that did
+    (
+        "last_events",
+        "CASE WHEN cardinality({src}.last_events) > 0"
+        " THEN {src}.last_events ELSE d.last_events END",
+    ),
+    ("remote_address", "COALESCE({src}.remote_address, d.remote_address)"),
+    ("connection_request_url", "COALESCE({src}.connection_request_url, d.connection_request_url)"),
+    ("software_version", "COALESCE({src}.software_version, d.software_version)"),
+    ("hardware_version", "COALESCE({src}.hardware_version, d.hardware_version)"),
+    ("provisioning_code", "COALESCE({src}.provisioning_code, d.provisioning_code)"),
+    ("cwmp_version", "{src}.cwmp_version"),
+    ("parameter_count", "COALESCE((SELECT n FROM cnt), d.parameter_count)"),
+)
+INFORM_SET = ",\n    ".join(f"{column} = {value}" for column, value in _INFORM_PAIRS)
+# ...and whether they differ from what the row ``d`` holds: a periodic Inform
+# mostly repeats them, and then the device row is not written at all
+INFORM_CHANGED = (
+    "ROW("
+    + ", ".join(f"d.{column}" for column, _ in _INFORM_PAIRS)
+    + ") IS DISTINCT FROM ROW("
+    + ", ".join(value for _, value in _INFORM_PAIRS)
+    + ")"
+)
 
 # The parameters of inform_args(), as a row with the devices columns' names
 INFORM_ROW = """(SELECT $5::text AS oui, $6::text AS product_class, $7::text AS serial_number,
@@ -276,13 +296,19 @@ _MERGE_VALUES_CTES_TEMPLATE = _MERGE_VALUES_READ_CTES + TREE_WRITE_CTE.replace("
 _UPSERT_FROM_INFORM = f"""
 WITH {_MERGE_VALUES_CTES_TEMPLATE.replace("{touch}", "false")}
 INSERT INTO devices AS d (
-    id, oui, product_class, serial_number, manufacturer, created_at, last_inform, last_boot,
+    id, oui, product_class, serial_number, manufacturer, created_at, last_boot,
     last_bootstrap, last_events, remote_address, connection_request_url, software_version,
     hardware_version, provisioning_code, cwmp_version, parameter_count)
-VALUES ($1, $5, $6, $7, $8, $4, $4, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+VALUES ($1, $5, $6, $7, $8, $4, $9, $10, $11, $12, $13, $14, $15, $16, $17,
         COALESCE((SELECT n FROM cnt), 0))
 ON CONFLICT (id) DO UPDATE SET {INFORM_SET.format(src="EXCLUDED")}
-RETURNING {_DEVICE_COLUMNS}, (xmax = 0) AS created
+RETURNING {_OWN_COLUMNS}, (xmax = 0) AS created
+"""
+
+# ...and when it was heard, in the row the insert's trigger gave a new device
+_HEARD = """
+UPDATE device_sessions SET last_inform = $2 WHERE device_id = $1
+RETURNING last_inform, session_id, session_expires_at
 """
 
 _MERGE_VALUES = f"""
@@ -332,16 +358,21 @@ async def upsert_from_inform(
 ) -> tuple[DeviceRecord, bool]:
     """Record an Inform in one round trip; return (device, created).
 
-    The device columns are always updated (last_inform moves); the parameter
-    tree only when an Inform value differs from the stored one.
+    The device columns are always updated, and last_inform in device_sessions
+    (a second statement: the row is the insert trigger's); the parameter tree
+    only when an Inform value differs from the stored one.
     """
     row = await conn.fetchrow(_UPSERT_FROM_INFORM, *inform_args(rec))
     assert row is not None
-    return DeviceRecord.from_row(row), bool(row["created"])
+    heard = await conn.fetchrow(_HEARD, rec.device_id, rec.at)
+    assert heard is not None
+    return DeviceRecord.from_row({**dict(row), **dict(heard)}), bool(row["created"])
 
 
 async def get_device(conn: asyncpg.Connection, device_id: str) -> DeviceRecord | None:
-    row = await conn.fetchrow(f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE id = $1", device_id)
+    row = await conn.fetchrow(
+        f"SELECT {_DEVICE_COLUMNS} FROM {DEVICE_FROM} WHERE d.id = $1", device_id
+    )
     return None if row is None else DeviceRecord.from_row(row)
 
 

@@ -125,10 +125,11 @@ async def watch_audience(conn: asyncpg.Connection, campaign_id: int, kpis: Seque
         WITH added AS (
             INSERT INTO health_watch (campaign_id, device_id, role, stage, since, last_heard,
                                       interval_s, kpi_failures, checked_at)
-            SELECT cd.campaign_id, cd.device_id, 'before', cd.stage, now(), d.last_inform,
+            SELECT cd.campaign_id, cd.device_id, 'before', cd.stage, now(), s.last_inform,
                    {_INTERVAL}, {bad if fragments else "'{}'::int[]"},
-                   COALESCE(d.last_inform, '-infinity')
+                   COALESCE(s.last_inform, '-infinity')
             FROM campaign_devices cd JOIN devices d ON d.id = cd.device_id
+            LEFT JOIN device_sessions s ON s.device_id = d.id
             LEFT JOIN device_parameters dp ON dp.device_id = d.id
             WHERE cd.campaign_id = $1 AND cd.stage IS NOT NULL AND cd.state = 'pending'
             ON CONFLICT (campaign_id, device_id) DO NOTHING
@@ -209,9 +210,11 @@ async def begin_soak(
                                   interval_s, last_heard, checked_at, kpi_failures,
                                   baseline, baseline_tripped)
         SELECT $1, d.id, 'soak', $7, 'soaking', now(), now() + make_interval(secs => $3),
-               {_INTERVAL}, d.last_inform, '-infinity', array_fill(0, ARRAY[$4::int]),
+               {_INTERVAL}, s.last_inform, '-infinity', array_fill(0, ARRAY[$4::int]),
                $5::jsonb, $6
-        FROM devices d LEFT JOIN device_parameters dp ON dp.device_id = d.id WHERE d.id = $2
+        FROM devices d LEFT JOIN device_parameters dp ON dp.device_id = d.id
+        LEFT JOIN device_sessions s ON s.device_id = d.id
+        WHERE d.id = $2
         ON CONFLICT (campaign_id, device_id) DO UPDATE SET
             role = 'soak', stage = EXCLUDED.stage, verdict = 'soaking', since = EXCLUDED.since,
             until = EXCLUDED.until, interval_s = EXCLUDED.interval_s,

@@ -32,7 +32,7 @@ async def set_online(conn: asyncpg.Connection, bucket: datetime, window_s: float
     n: int = await conn.fetchval(
         """
         INSERT INTO history (metric, bucket, value)
-        SELECT 'online', $1, count(*) FROM devices
+        SELECT 'online', $1, count(*) FROM device_sessions
         WHERE last_inform > now() - make_interval(secs => $2)
         ON CONFLICT (metric, bucket) DO UPDATE SET value = EXCLUDED.value
         RETURNING value

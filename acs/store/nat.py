@@ -192,8 +192,8 @@ async def connection_request_arrived(
     """Whether the device has opened a session with "6 CONNECTION REQUEST" since then."""
     return bool(
         await conn.fetchval(
-            "SELECT last_inform >= $2 AND '6 CONNECTION REQUEST' = ANY (last_events)"
-            " FROM devices WHERE id = $1",
+            "SELECT s.last_inform >= $2 AND '6 CONNECTION REQUEST' = ANY (d.last_events)"
+            " FROM devices d JOIN device_sessions s ON s.device_id = d.id WHERE d.id = $1",
             device_id,
             since,
         )

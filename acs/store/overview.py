@@ -31,7 +31,7 @@ async def seen_by_software(conn: asyncpg.Connection, limit: int = 200) -> list[S
                count(*)::int AS total,
                (count(*) FILTER (WHERE last_inform > now() - interval '1 hour'))::int AS last_hour,
                (count(*) FILTER (WHERE last_inform > now() - interval '1 day'))::int AS last_day
-        FROM devices
+        FROM devices d LEFT JOIN device_sessions s ON s.device_id = d.id
         GROUP BY product_class, software_version
         ORDER BY total DESC, product_class, software_version
         LIMIT $1
@@ -48,7 +48,7 @@ async def device_totals(conn: asyncpg.Connection) -> SeenCount:
                count(*)::int AS total,
                (count(*) FILTER (WHERE last_inform > now() - interval '1 hour'))::int AS last_hour,
                (count(*) FILTER (WHERE last_inform > now() - interval '1 day'))::int AS last_day
-        FROM devices
+        FROM devices d LEFT JOIN device_sessions s ON s.device_id = d.id
         """
     )
     return SeenCount(**dict(row))

@@ -48,6 +48,10 @@ class NewSessionLog:
     stored_bytes: int
     truncated: bool
     messages: list[dict[str, Any]]
+    # a quiet session's messages without bodies, stored in place of ``messages``
+    # unless the device carries ``full_tag`` (acs.core.session_log.is_quiet)
+    elided: list[dict[str, Any]] | None = None
+    full_tag: str | None = None
 
 
 # One statement: the insert, and the delete that keeps the device's newest
@@ -58,7 +62,11 @@ WITH {release} added AS (
     INSERT INTO session_logs (device_id, session_key, started_at, ended_at, outcome, reason,
                               events, remote_address, message_count, stored_bytes, truncated,
                               messages)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+    SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9,
+           CASE WHEN full_log THEN $10 ELSE 0 END, $11,
+           CASE WHEN full_log THEN $12::jsonb ELSE $14::jsonb END
+    FROM (SELECT $14::jsonb IS NULL OR EXISTS (
+              SELECT 1 FROM devices WHERE id = $1 AND $15::text = ANY (tags)) AS full_log) AS f
     RETURNING id
 ), pruned AS (
     DELETE FROM session_logs
@@ -66,15 +74,22 @@ WITH {release} added AS (
         SELECT id FROM session_logs WHERE device_id = $1
         ORDER BY id DESC OFFSET $13 - 1 LIMIT 1)
 )
-SELECT id FROM added
+-- A quiet session's end (its elided messages given) commits without waiting
+-- for the WAL flush: a database crash in the next fraction of a second loses
+-- that log row and the lease release, which expires by itself; no job's state
+-- is in this statement. Every other session's end waits as configured.
+SELECT id, set_config('synchronous_commit',
+                      CASE WHEN $14::jsonb IS NULL THEN current_setting('synchronous_commit')
+                           ELSE 'off' END, true) AS commit
+FROM added
 """
 
 
 # ...and, in the same round trip, the device lock the session held (its key is
 # the lock's session id): a periodic session then ends in one statement
 _RELEASE = """released AS (
-    UPDATE devices SET session_id = NULL, session_expires_at = NULL
-    WHERE id = $1 AND session_id = $2),"""
+    UPDATE device_sessions SET session_id = NULL, session_expires_at = NULL
+    WHERE device_id = $1 AND session_id = $2),"""
 _INSERT_ONLY = _INSERT.format(release="")
 _INSERT_RELEASING = _INSERT.format(release=_RELEASE)
 
@@ -101,6 +116,8 @@ async def insert(
         log.truncated,
         log.messages,
         keep,
+        log.elided,
+        log.full_tag,
     )
     return session_id
 

@@ -1,8 +1,10 @@
 """The device session lock: at most one CWMP session per device, across processes.
 
-The lock is two columns of the device row. Expiry is judged by the database
-clock so workers with skewed clocks agree; clock_timestamp() rather than now()
-because a caller's transaction may have started a while ago.
+The lock is two columns of the device's narrow device_sessions row, next to
+last_inform (migration 0025): a session writes that row twice, and only the
+first write touches an index. Expiry is judged by the database clock so
+workers with skewed clocks agree; clock_timestamp() rather than now() because
+a caller's transaction may have started a while ago.
 """
 
 from __future__ import annotations
@@ -15,25 +17,33 @@ from acs.store import campaigns, devices, tasks
 
 # The lock rule: free, expired, or already held by this session ({session})
 _LOCK_FREE = (
-    "(d.session_id IS NULL OR d.session_id = {session} OR d.session_expires_at < clock_timestamp())"
+    "(s.session_id IS NULL OR s.session_id = {session} OR s.session_expires_at < clock_timestamp())"
 )
 
-# A periodic Inform of a known device, in one statement: take the lock, record
-# the Inform (device columns, and tree values that changed), put back jobs a
-# dead session left running, and read what the session will need to know.
+# A periodic Inform of a known device, in one statement: take the lock and say
+# when the device was heard (the narrow row), record the rest of the Inform
+# (device columns when one differs, tree values that changed), put back jobs
+# a dead session left running, and read what the session will need to know.
 # Every part but the reads is guarded by the lock, so a refused Inform writes
 # nothing. CTEs share one snapshot: the requeued jobs still read as running
 # below, hence "pending OR requeued". $18 session id, $19 lease seconds.
 _OPEN_SESSION = f"""
 WITH {devices.INFORM_TREE_READ_CTES}
 opened AS (
-    UPDATE devices d
-    SET {devices.INFORM_SET.format(src="v")},
+    UPDATE device_sessions s
+    SET last_inform = $4,
         session_id = $18,
         session_expires_at = clock_timestamp() + make_interval(secs => $19)
-    FROM {devices.INFORM_ROW} AS v
-    WHERE d.id = $1
+    WHERE s.device_id = $1
       AND {_LOCK_FREE.format(session="$18")}
+    RETURNING 1
+),
+described AS (
+    UPDATE devices d
+    SET {devices.INFORM_SET.format(src="v")}
+    FROM {devices.INFORM_ROW} AS v
+    WHERE d.id = $1 AND EXISTS (SELECT 1 FROM opened)
+      AND {devices.INFORM_CHANGED.format(src="v")}
     RETURNING 1
 ),
 {devices.TREE_WRITE_CTE.replace("{guard}", "EXISTS (SELECT 1 FROM opened)")},
@@ -56,9 +66,9 @@ async def acquire_session(
     """
     got = await conn.fetchval(
         f"""
-        UPDATE devices d
+        UPDATE device_sessions s
         SET session_id = $2, session_expires_at = clock_timestamp() + make_interval(secs => $3)
-        WHERE id = $1 AND {_LOCK_FREE.format(session="$2")}
+        WHERE device_id = $1 AND {_LOCK_FREE.format(session="$2")}
         RETURNING 1
         """,
         device_id,
@@ -78,9 +88,9 @@ async def renew_session(
     """Extend our lock; False if we no longer hold it (it expired and someone took it)."""
     got = await conn.fetchval(
         """
-        UPDATE devices
+        UPDATE device_sessions
         SET session_expires_at = clock_timestamp() + make_interval(secs => $3)
-        WHERE id = $1 AND session_id = $2
+        WHERE device_id = $1 AND session_id = $2
         RETURNING 1
         """,
         device_id,
@@ -93,8 +103,8 @@ async def renew_session(
 async def release_session(conn: asyncpg.Connection, device_id: str, session_id: str) -> None:
     """Give the lock back; a no-op when another session holds it by now."""
     await conn.execute(
-        "UPDATE devices SET session_id = NULL, session_expires_at = NULL"
-        " WHERE id = $1 AND session_id = $2",
+        "UPDATE device_sessions SET session_id = NULL, session_expires_at = NULL"
+        " WHERE device_id = $1 AND session_id = $2",
         device_id,
         session_id,
     )
@@ -133,9 +143,9 @@ async def live_sessions_at(conn: asyncpg.Connection, remote_address: str) -> lis
     neither a cookie nor a connection identifies; a partial index keeps it small."""
     rows = await conn.fetch(
         """
-        SELECT session_id FROM devices
-        WHERE remote_address = $1 AND session_id IS NOT NULL
-          AND session_expires_at > clock_timestamp()
+        SELECT s.session_id FROM devices d JOIN device_sessions s ON s.device_id = d.id
+        WHERE d.remote_address = $1 AND s.session_id IS NOT NULL
+          AND s.session_expires_at > clock_timestamp()
         LIMIT 2
         """,
         remote_address,
@@ -149,9 +159,9 @@ async def live_session_of(
     """The live session id of this device when its last Inform came from this address."""
     return await conn.fetchval(
         """
-        SELECT session_id FROM devices
-        WHERE id = $1 AND remote_address = $2 AND session_id IS NOT NULL
-          AND session_expires_at > clock_timestamp()
+        SELECT s.session_id FROM devices d JOIN device_sessions s ON s.device_id = d.id
+        WHERE d.id = $1 AND d.remote_address = $2 AND s.session_id IS NOT NULL
+          AND s.session_expires_at > clock_timestamp()
         """,
         device_id,
         remote_address,
@@ -163,8 +173,9 @@ async def lease_holder(conn: asyncpg.Connection, device_id: str) -> str | None:
     Its prefix names the worker that owns it (acs/web/relay.py)."""
     return await conn.fetchval(
         """
-        SELECT session_id FROM devices
-        WHERE id = $1 AND session_id IS NOT NULL AND session_expires_at >= clock_timestamp()
+        SELECT session_id FROM device_sessions
+        WHERE device_id = $1 AND session_id IS NOT NULL
+          AND session_expires_at >= clock_timestamp()
         """,
         device_id,
     )

@@ -39,18 +39,20 @@ class CheckIn:
 # makes two checks of one terminal take turns.
 _UPSERT = """
 INSERT INTO devices AS d (
-    id, oui, product_class, serial_number, manufacturer, created_at, last_inform,
+    id, oui, product_class, serial_number, manufacturer, created_at,
     remote_address, software_version, hardware_version, provisioning_code)
-VALUES ($1, $2, $3, $4, COALESCE($5, ''), $6, $6, $7, $8, $9, $10)
+VALUES ($1, $2, $3, $4, COALESCE($5, ''), $6, $7, $8, $9, $10)
 ON CONFLICT (id) DO UPDATE SET
     manufacturer = COALESCE($5, d.manufacturer),
-    last_inform = EXCLUDED.last_inform,
     remote_address = COALESCE(EXCLUDED.remote_address, d.remote_address),
     software_version = EXCLUDED.software_version,
     hardware_version = EXCLUDED.hardware_version,
     provisioning_code = COALESCE(EXCLUDED.provisioning_code, d.provisioning_code)
 RETURNING (xmax = 0) AS created
 """
+# when it was heard: in the device's device_sessions row (migration 0025),
+# which the insert's trigger created for a new terminal
+_HEARD = "UPDATE device_sessions SET last_inform = $2 WHERE device_id = $1"
 
 
 async def record_check_in(conn: asyncpg.Connection, check: CheckIn) -> bool:
@@ -68,6 +70,7 @@ async def record_check_in(conn: asyncpg.Connection, check: CheckIn) -> bool:
         check.hardware_version,
         check.provisioning_code,
     )
+    await conn.execute(_HEARD, check.device_id, check.at)
     return bool(created)
 
 

@@ -237,9 +237,9 @@ async def _gateway(w: World, block: Block, out: str) -> None:
         async with w.pool.acquire() as conn:
             return bool(
                 await conn.fetchval(
-                    "SELECT d.session_id IS NULL FROM devices d"
-                    " JOIN connection_request_credentials c ON c.device_id = d.id"
-                    " WHERE d.id = $1",
+                    "SELECT s.session_id IS NULL FROM device_sessions s"
+                    " JOIN connection_request_credentials c ON c.device_id = s.device_id"
+                    " WHERE s.device_id = $1",
                     DEV,
                 )
             )
@@ -319,7 +319,8 @@ async def _du_gateway(w: World, block: Block, out: str) -> None:
         async with w.pool.acquire() as conn:
             return bool(
                 await conn.fetchval(
-                    "SELECT d.session_id IS NULL AND d.cwmp_version = '1.4' FROM devices d"
+                    "SELECT s.session_id IS NULL AND d.cwmp_version = '1.4' FROM devices d"
+                    " JOIN device_sessions s ON s.device_id = d.id"
                     " JOIN connection_request_credentials c ON c.device_id = d.id"
                     " WHERE d.id = $1",
                     DU_DEV,

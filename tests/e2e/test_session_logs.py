@@ -187,6 +187,54 @@ async def test_each_device_keeps_only_its_newest_sessions(
         await fleet.stop()
 
 
+async def test_a_quiet_periodic_session_is_logged_without_bodies_unless_the_device_is_tagged(
+    start_acs: StartAcs, clients: Any, unique_serial
+) -> None:
+    acs = await start_acs(**SIM)
+    viewer, operator = await clients(acs), await clients(acs, "operator")
+    fleet = await fleet_of(acs, unique_serial("Q"), periodic_interval=1)
+    serial = next(iter(fleet.devices))
+    cpe = fleet.devices[serial]
+    device = dev_id(fleet, serial)
+
+    async def periodic_sessions() -> list[dict[str, Any]]:
+        items = await sessions_of(viewer, device)
+        return [s for s in items if s["events"] == ["2 PERIODIC"]]
+
+    try:
+        await fleet.wait_for(lambda: cpe.sessions_ok >= 3, 60)
+        quiet = (await periodic_sessions())[0]
+        assert quiet["storedBytes"] == 0 and quiet["messageCount"] == 4
+        messages = (await session(viewer, device, quiet["id"]))["messages"]
+        assert [(x["direction"], x["rpc"], x["status"]) for x in messages] == [
+            ("in", "Inform", None),
+            ("out", "InformResponse", 200),
+            ("in", None, None),
+            ("out", None, 204),
+        ]
+        assert all(x["body"] == "" and "quiet periodic session" in x["note"] for x in messages)
+        assert messages[0]["size"] > 1000  # the Inform's size is still told
+        # the bootstrap session, eventful, kept every body
+        items = await sessions_of(viewer, device)
+        boot = next(s for s in items if "0 BOOTSTRAP" in s["events"])
+        assert boot["storedBytes"] > 0
+
+        status, body = await operator.call(
+            "POST", f"/devices/{device}/tags", json={"tags": ["log:full"]}
+        )
+        assert status == 200, body
+        before = max(s["id"] for s in await sessions_of(viewer, device))
+        done = cpe.sessions_ok
+        await fleet.wait_for(lambda: cpe.sessions_ok >= done + 2, 60)
+        tagged = [s for s in await periodic_sessions() if s["id"] > before]
+        assert tagged and tagged[0]["storedBytes"] > 0  # the newest, surely after the tag
+        kept = (await session(viewer, device, tagged[0]["id"]))["messages"]
+        inform = parse_envelope(kept[0]["body"].encode())
+        assert inform is not None and isinstance(inform.body, m.Inform)
+    finally:
+        await fleet.stop()
+
+
 async def test_a_large_session_is_cut_at_the_byte_limit_with_a_marker(
     start_acs: StartAcs, clients: Any, unique_serial
 ) -> None:

@@ -96,7 +96,9 @@ async def test_a_cpe_back_from_a_power_loss_is_served_at_once_and_its_job_keeps_
     assert [r.rpc for r in requests] == ["GetParameterValues"]
     async with db_pool.acquire() as conn:
         done = await tasks.get_task(conn, job.id)
-        device_row = await conn.fetchrow("SELECT session_id FROM devices WHERE id = $1", dev)
+        device_row = await conn.fetchrow(
+            "SELECT session_id FROM device_sessions WHERE device_id = $1", dev
+        )
     assert done is not None and done.status == "done", (done.status, done.fault_string)
     assert done.attempts == 1 and done.restarts == 1  # the crash spent no attempt
     assert device_row["session_id"] is None  # the new session ended and let go

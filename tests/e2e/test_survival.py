@@ -747,7 +747,7 @@ async def test_acs_killed_mid_campaign_resumes_and_flashes_each_device_once(
                 "SELECT count(*) FROM tasks WHERE status = 'running'"
             )
             leases = await conn.fetchval(
-                "SELECT count(*) FROM devices WHERE session_expires_at < now()"
+                "SELECT count(*) FROM device_sessions WHERE session_expires_at < now()"
             )
         finally:
             await conn.close()

@@ -555,9 +555,10 @@ async def assert_absent_or_complete(
     async with pool.acquire() as conn:
         rows = await conn.fetch(
             """
-            SELECT d.id, d.oui, d.serial_number, d.last_inform, d.created_at,
+            SELECT d.id, d.oui, d.serial_number, s.last_inform, d.created_at,
                    p.device_id IS NOT NULL AS has_tree
             FROM devices d LEFT JOIN device_parameters p ON p.device_id = d.id
+            LEFT JOIN device_sessions s ON s.device_id = d.id
             WHERE starts_with(d.serial_number, $1)
             """,
             prefix,

@@ -290,7 +290,8 @@ async def test_cursor_paging_visits_every_device_once_in_order(
     ]
     bare = [await inform(conn, pc, unique_serial(), T0, []) for _ in range(3)]
     await conn.execute(
-        "UPDATE devices SET last_inform = NULL WHERE id = ANY($1::text[])", [bare[0], tied[0]]
+        "UPDATE device_sessions SET last_inform = NULL WHERE device_id = ANY($1::text[])",
+        [bare[0], tied[0]],
     )
     everything = await device_query.list_devices(
         conn, parse_filter(f'DeviceID.ProductClass = "{pc}"'), limit=1000
@@ -424,7 +425,7 @@ async def test_filters_use_their_indexes(conn, unique_serial) -> None:
         'Device.WiFi.SSID.1.SSID = "x"': "device_parameters_tree_idx",
         'DeviceID.ProductClass = "x"': "devices_product_class_id_idx",
         'SoftwareVersion < "V3"': "devices_software_version_id_idx",
-        'LastInform > "2026-01-01"': "devices_last_inform_idx",
+        'LastInform > "2026-01-01"': "device_sessions_last_inform_idx",
         'tag = "lab"': "devices_tags_idx",
         'DeviceID.ID = "x"': "devices_pkey",
     }

@@ -56,7 +56,7 @@ async def test_the_online_level_is_set_not_added_and_a_step_takes_its_highest(
         first = await history.set_online(conn, t + timedelta(minutes=15), 3600)
         again = await history.set_online(conn, t + timedelta(minutes=15), 3600)
         devices_seen = await conn.fetchval(
-            "SELECT count(*) FROM devices WHERE last_inform > now() - interval '1 hour'"
+            "SELECT count(*) FROM device_sessions WHERE last_inform > now() - interval '1 hour'"
         )
         hourly = await history.series(
             conn, ["online"], t, t + timedelta(hours=1), timedelta(hours=1)

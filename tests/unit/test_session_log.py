@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from acs.core.session_log import MASK, MAX_ENTRIES, Transcript, mask_body
+from acs.core.session_log import MASK, MAX_ENTRIES, Transcript, elided, is_quiet, mask_body
 from acs.cwmp import messages as m
 from acs.cwmp.soap import CWMP_NS_1_2, Envelope, parse_envelope, serialize_envelope
 
@@ -136,3 +136,41 @@ def test_a_transcript_stops_listing_messages_past_its_entry_limit() -> None:
         t.add("in", b"")
     assert len(t.messages) == MAX_ENTRIES
     assert t.message_count == MAX_ENTRIES + 5 and t.truncated
+
+
+def _periodic(*extra: tuple[str, bytes, int | None, str | None]) -> Transcript:
+    t = Transcript(max_bytes=1 << 20, events=["2 PERIODIC"])
+    t.add("in", b"<Inform/>", rpc="Inform")
+    t.add("out", b"<InformResponse/>", status=200, rpc="InformResponse")
+    for direction, body, status, rpc in extra:
+        t.add(direction, body, status=status, rpc=rpc)
+    t.add("in", b"")
+    t.add("out", b"", status=204)
+    return t
+
+
+def test_a_periodic_inform_answered_and_ended_is_quiet_and_loses_only_its_bodies() -> None:
+    t = _periodic()
+    assert is_quiet(t.events, t.messages)
+    kept = elided(t.messages)
+    assert [(x["direction"], x["rpc"], x["status"], x["size"]) for x in kept] == [
+        (x["direction"], x["rpc"], x["status"], x["size"]) for x in t.messages
+    ]
+    assert all(x["body"] == "" and "quiet periodic session" in x["note"] for x in kept)
+    assert t.messages[0]["body"] == "<Inform/>"  # the transcript itself is untouched
+
+
+def test_anything_but_a_periodic_inform_makes_a_session_eventful() -> None:
+    for events in (["2 PERIODIC", "4 VALUE CHANGE"], ["1 BOOT"], ["6 CONNECTION REQUEST"], []):
+        t = _periodic()
+        assert not is_quiet(events, t.messages), events
+    # an ACS request, a CPE request, a fault answer
+    asked = _periodic(("out", b"<GetParameterValues/>", 200, "GetParameterValues"))
+    told = _periodic(("in", b"<TransferComplete/>", None, "TransferComplete"))
+    refused = _periodic(("out", b"<Fault/>", 500, "Fault"))
+    for t in (asked, told, refused):
+        assert not is_quiet(t.events, t.messages)
+    # a message refused unread carries a note: not quiet either
+    noted = _periodic()
+    noted.add("in", b"", note="body not read: too large")
+    assert not is_quiet(noted.events, noted.messages)
