@@ -583,25 +583,78 @@
 
   // ------------------------------------------------------------------ live parts
 
-  // <div data-poll="/ui/..." data-every="2">: replaced by the server's fresh
-  // rendering until the fragment says it is final.
-  function poll(node) {
-    const every = Number(node.dataset.every || 5) * 1000;
-    const tick = async () => {
-      if (document.hidden) return setTimeout(tick, every);
-      let resp;
-      try {
-        resp = await fetch(node.dataset.poll, { credentials: "same-origin", headers: { Accept: "text/html" } });
-      } catch {
-        return setTimeout(tick, every * 2);
+  // <main data-live="topic,topic">: the page listens to the ACS's server-sent
+  // events (GET /api/v1/events) and, when a topic changes, re-fetches its
+  // [data-live-part] elements: from the page itself (matched by id), or from
+  // data-live-src, a fragment. No timer: nothing is fetched while nothing changes.
+  function live(root) {
+    let busy = false;
+    let again = false;
+    const state = (s) => { document.documentElement.dataset.liveState = s; };
+
+    // a part the operator is typing in waits until they leave it; ticked
+    // checkboxes stay ticked (a selection is theirs, not the server's)
+    function swap(part, fresh) {
+      const active = document.activeElement;
+      if (active && part.contains(active) && active.matches("input:not([type=checkbox]), select, textarea")) {
+        part.addEventListener("focusout", () => setTimeout(refresh, 0), { once: true });
+        return;
       }
-      if (resp.redirected || resp.status === 401) return say(node, "error", "Your session has ended. Sign in again, then retry.");
-      if (!resp.ok) return setTimeout(tick, every * 2);
-      // our own server's template output, escaped there; not user-supplied HTML
-      node.innerHTML = await resp.text();
-      if (!node.querySelector("[data-final]")) setTimeout(tick, every);
-    };
-    setTimeout(tick, every);
+      const ticked = new Set([...part.querySelectorAll("input[type=checkbox]:checked")]
+        .map((box) => `${box.name}\u0000${box.value}`));
+      for (const box of fresh.querySelectorAll("input[type=checkbox]")) {
+        if (ticked.has(`${box.name}\u0000${box.value}`)) box.checked = true;
+      }
+      part.replaceWith(fresh);
+    }
+
+    async function fetchHtml(url) {
+      const resp = await fetch(url, { credentials: "same-origin", headers: { Accept: "text/html" } });
+      if (resp.redirected || resp.status === 401) throw new Error("signed out");
+      return resp.ok ? resp.text() : null;
+    }
+
+    async function refresh() {
+      if (busy) { again = true; return; }
+      busy = true;
+      try {
+        const parts = [...document.querySelectorAll("[data-live-part]")];
+        const own = parts.filter((p) => !p.dataset.liveSrc);
+        if (own.length) {
+          const text = await fetchHtml(location.href);
+          if (text !== null) {
+            const doc = new DOMParser().parseFromString(text, "text/html");
+            for (const part of own) {
+              const fresh = doc.getElementById(part.id);
+              if (fresh) swap(part, document.adoptNode(fresh));
+            }
+          }
+        }
+        for (const part of parts.filter((p) => p.dataset.liveSrc)) {
+          const text = await fetchHtml(part.dataset.liveSrc);
+          // our own server's template output, escaped there; not user-supplied HTML
+          if (text !== null) part.innerHTML = text;
+        }
+        const n = Number(document.documentElement.dataset.liveUpdates || 0) + 1;
+        document.documentElement.dataset.liveUpdates = String(n);
+      } catch {
+        say(root, "error", "Your session has ended. Sign in again, then retry.");
+      } finally {
+        busy = false;
+        if (again) { again = false; refresh(); }
+      }
+    }
+
+    const source = new EventSource(urlWith("/api/v1/events", { topics: root.dataset.live }));
+    source.addEventListener("ready", () => state("ready"));
+    source.addEventListener("change", refresh);
+    // the ACS may have missed changes (it reconnected to PostgreSQL, or we did)
+    source.addEventListener("resync", refresh);
+    source.addEventListener("error", () => {
+      // EventSource retries by itself; CLOSED means the ACS refused (signed out)
+      state(source.readyState === EventSource.CLOSED ? "closed" : "reconnecting");
+    });
+    window.addEventListener("pagehide", () => source.close());
   }
 
   function toggleOptions(select) {
@@ -642,7 +695,7 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     showFlash();
-    document.querySelectorAll("[data-poll]").forEach(poll);
+    document.querySelectorAll("[data-live]").forEach(live);
     document.querySelectorAll("select[data-toggles]").forEach(toggleOptions);
     document.querySelectorAll("input[data-match-count]").forEach(matchCount);
   });
