@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from acs.core import live as rules
 from acs.logs import log
-from acs.store import tokens
+from acs.store import tokens, users
 from acs.web.api.errors import ApiError
 from acs.web.api.plumbing import TOKEN, api, query_of, services
 from acs.web.ui import session as ui_session
@@ -132,15 +132,10 @@ def _event(name: str, data: str, ident: int) -> bytes:
 async def _still_allowed(request: web.Request) -> bool:
     """The session or token the stream was opened with still works: a signed-out
     or revoked listener stops hearing even what little a topic name says."""
-    try:
-        if ui_session.session_cookie(request) is not None and not request.headers.get(
-            "Authorization"
-        ):
-            who = await ui_session.api_identity(request)
-            return tokens.role_allows(who.role, "viewer")
+    cookie = ui_session.session_cookie(request)
+    async with services(request).pool.acquire() as conn:
+        if cookie is not None and not request.headers.get("Authorization"):
+            return await users.session_alive(conn, cookie)
         _, _, token = request.headers.get("Authorization", "").partition(" ")
-        async with services(request).pool.acquire() as conn:
-            found = await tokens.verify_token(conn, token.strip())
-        return found is not None and found.name == request[TOKEN].name
-    except ApiError:
-        return False
+        found = await tokens.verify_token(conn, token.strip())
+    return found is not None and found.name == request[TOKEN].name
