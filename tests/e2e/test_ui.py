@@ -930,6 +930,8 @@ async def test_a_policy_is_built_in_the_form_checked_as_typed_and_dry_run_unsave
         form = page.locator("#policy-form")
         name = unique_serial("form-")
         await form.get_by_label("Name", exact=True).fill(name)
+        # the example ticks BOOTSTRAP and BOOT: this one applies at BOOT only
+        await form.get_by_label("0 BOOTSTRAP", exact=True).uncheck()
         await form.get_by_label("1 BOOT", exact=True).check()
         pre = form.get_by_label("Precondition")
         check = page.get_by_test_id("precondition-check")
