@@ -4,6 +4,7 @@ listen, what a bad topic gets, and a real CPE session heard as it ends."""
 from __future__ import annotations
 
 import asyncio
+
 import aiohttp
 import asyncpg
 import pytest

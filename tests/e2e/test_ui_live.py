@@ -9,10 +9,17 @@ from typing import Any
 import asyncpg
 
 from acs.web.server import Running
+from tests.e2e import test_ui
 from tests.e2e.test_api import Client, token
 from tests.e2e.test_simulator_fleet import dev_id, fleet_of
-from tests.e2e.test_ui import browser, expect, person, pytestmark, ui_acs  # noqa: F401
 from tests.e2e.test_ui_http import make_user
+
+# the browser, the ACS and the signed-in people of the browser tests
+browser = test_ui.browser
+ui_acs = test_ui.ui_acs
+person = test_ui.person
+expect = test_ui.expect
+pytestmark = test_ui.pytestmark
 
 LIVE_READY = "html[data-live-state=ready]"
 
@@ -37,7 +44,8 @@ async def test_the_overview_and_a_device_page_follow_the_fleet_without_reload(
         await fleet.wait_for(lambda: all(c.sessions_ok for c in fleet.devices.values()))
         # the two new devices' first sessions were heard: the tile counts them
         await page.wait_for_function(
-            "n => parseInt(document.querySelector('[data-testid=tiles] .tile .big').textContent) >= n",
+            "n => parseInt(document.querySelector('[data-testid=tiles] .tile .big').textContent)"
+            " >= n",
             arg=before + 2,
         )
         assert await page.evaluate("window.__sameDocument") is True
