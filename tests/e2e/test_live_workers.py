@@ -27,7 +27,6 @@ pytestmark = pytest.mark.db
 
 # new TCP connections are spread over the workers by the kernel (SO_REUSEPORT)
 STREAMS = 8
-MAX_STREAMS = 40
 
 
 async def test_every_workers_streams_hear_a_session_and_each_worker_listens_once(
@@ -68,7 +67,9 @@ async def test_every_workers_streams_hear_a_session_and_each_worker_listens_once
 
         # new connections until both workers serve some (the second worker may
         # bind its ports a moment after the first answered /readyz)
-        while len(streams) < MAX_STREAMS and (len(streams) < STREAMS or listeners < 2):
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + 60  # a loaded machine starts its second worker late
+        while loop.time() < give_up and (len(streams) < STREAMS or listeners < 2):
             # a session each: a connection of its own, so the kernel picks a worker
             http = aiohttp.ClientSession(headers={"Authorization": f"Bearer {secret}"})
             sessions.append(http)
@@ -78,6 +79,8 @@ async def test_every_workers_streams_hear_a_session_and_each_worker_listens_once
             streams.append(resp)
             listeners = await count_listeners()
             assert listeners <= 2, "one LISTEN connection per worker, not one per stream"
+            if listeners < 2:
+                await asyncio.sleep(0.5)
         assert listeners == 2, f"{len(streams)} streams all served by one worker"
         cpe = CpeDouble(f"http://127.0.0.1:{cwmp_port}/", serial)
         try:
