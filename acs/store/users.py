@@ -188,5 +188,16 @@ async def find_session(
     return None if row is None else UiSession(**dict(row))
 
 
+async def session_alive(conn: asyncpg.Connection, session_id: str) -> bool:
+    """Whether the session still works, without sliding its expiry: a page left
+    open on its live updates is not a person using it."""
+    found = await conn.fetchval(
+        "SELECT 1 FROM ui_sessions s JOIN users u USING (username)"
+        " WHERE s.id_sha256 = $1 AND s.expires_at > now()",
+        _digest(session_id),
+    )
+    return found is not None
+
+
 async def close_session(conn: asyncpg.Connection, session_id: str) -> None:
     await conn.execute("DELETE FROM ui_sessions WHERE id_sha256 = $1", _digest(session_id))

@@ -39,6 +39,7 @@ from acs.services import bulk_jobs, campaigns, jobs, provisioning, reseal, reten
 from acs.services import diagnostics as diagnostics_jobs
 from acs.services.history import HistoryRecorder
 from acs.services.knock import knock
+from acs.services.live import LiveHub
 from acs.store import credentials, nat
 from acs.store import tasks as task_store
 from acs.store.db import UNAVAILABLE, create_pool, migrate
@@ -341,7 +342,9 @@ async def running_acs(
             ops(app)
             ui.install(app)  # the web UI, on the API's port and its session-aware auth
 
-        api = build_api_app(Services(settings, pool, requester, udp, xmpp), api_extras)
+        live = LiveHub(dsn)  # one LISTEN connection for this process's browsers
+        closers.append(live.close)
+        api = build_api_app(Services(settings, pool, requester, udp, xmpp, live=live), api_extras)
         ports = {}
         for name, app in (
             ("cwmp", cwmp.app()),

@@ -615,7 +615,8 @@ async def test_every_timestamp_the_api_returns_is_rfc3339_in_utc_with_z(
         seen: list[str] = []
         read = 0
         for path, ops in doc["paths"].items():
-            if "get" not in ops or path.endswith("openapi.json"):
+            # the live stream never ends by itself: tests/e2e/test_live_events.py reads it
+            if "get" not in ops or path.endswith(("openapi.json", "/events")):
                 continue
             params = re.findall(r"{(\w+)}", path)
             assert all(p in values for p in params), f"{path}: no object made to read"

@@ -383,6 +383,17 @@ async def test_every_changing_route_writes_its_declared_action_object_and_id(
         )
         [dry] = await audit(admin, actor=names["admin"], limit=1)
         assert dry["detail"] == {"device": dev}
+        # the editor's dry run of a draft, of the policy it edits
+        await call(
+            "POST",
+            "/policies/dry-run",
+            200,
+            p["policy_id"],
+            json=policy,
+            params={"device": dev, "policy": p["policy_id"]},
+        )
+        [dry] = await audit(admin, actor=names["admin"], limit=1)
+        assert dry["detail"] == {"device": dev}
         await call("DELETE", "/policies/{policy_id}", 204, p["policy_id"], **p)
 
         hook = await call(

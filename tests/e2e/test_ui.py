@@ -895,6 +895,7 @@ async def test_a_policy_is_written_and_dry_run_in_the_ui(
             f' "precondition": "DeviceID.SerialNumber = \\"{serial}\\"",'
             ' "parameters": [{"path": "WiFi.SSID.1.SSID", "value": "net-{DeviceID.SerialNumber}"}]}'
         )
+        await page.get_by_role("button", name="JSON", exact=True).click()  # the experts' view
         editor = page.get_by_label("Policy JSON")
         await editor.fill('{"name": ""}')
         await page.get_by_role("button", name="Create").click()
@@ -910,6 +911,96 @@ async def test_a_policy_is_written_and_dry_run_in_the_ui(
         await expect(result).to_contain_text(f"Device.WiFi.SSID.1.SSID: {before} → net-{serial}")
         await nav(page, "Policies").click()
         await expect(page.get_by_test_id("policies")).to_contain_text(name)
+    finally:
+        await fleet.stop()
+
+
+async def test_a_policy_is_built_in_the_form_checked_as_typed_and_dry_run_unsaved(
+    person: Any, ui_acs: Running, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    fleet = await fleet_of(ui_acs, unique_serial("PF"), 1)
+    try:
+        await fleet.wait_for(lambda: all(c.sessions_ok for c in fleet.devices.values()))
+        serial = next(iter(fleet.devices))
+        device = dev_id(fleet, serial)
+        op = await person()
+        await op.sign_in(await make_user(db_pool, unique_serial, "operator"))
+        page = op.page
+        await op.goto("/ui/policies/new")
+        form = page.locator("#policy-form")
+        name = unique_serial("form-")
+        await form.get_by_label("Name", exact=True).fill(name)
+        # the example ticks BOOTSTRAP and BOOT: this one applies at BOOT only
+        await form.get_by_label("0 BOOTSTRAP", exact=True).uncheck()
+        await form.get_by_label("1 BOOT", exact=True).check()
+        pre = form.get_by_label("Precondition")
+        check = page.get_by_test_id("precondition-check")
+        # checked by the API's filter parser as it is typed
+        await pre.fill('DeviceID.SerialNumber = "unterminated')
+        await expect(check).to_contain_text("unterminated string")
+        await pre.fill(f'DeviceID.SerialNumber = "{serial}"')
+        await expect(check).to_have_text("Valid: 1 device(s) match now.")
+        # the example's parameter row, then one typed
+        rows = form.locator('[data-rows="parameters"] .pe-row')
+        await expect(rows).to_have_count(1)
+        await rows.nth(0).get_by_role("button", name="Remove").click()
+        await form.get_by_role("button", name="Add a parameter").click()
+        await (
+            rows.nth(0)
+            .get_by_label("Parameter path")
+            .fill("ManagementServer.PeriodicInformInterval")
+        )
+        await rows.nth(0).get_by_label("Value").fill("321")
+        await rows.nth(0).get_by_label("Type").select_option("xsd:unsignedInt")
+        await form.get_by_role("button", name="Add an object").click()
+        obj = form.locator('[data-rows="objects"] .pe-row').nth(0)
+        await obj.get_by_label("Object path").fill("WiFi.SSID.")
+        await obj.get_by_label("Or key values").fill("SSID=guest-net")
+        await obj.get_by_label("Its parameters").fill("Enable=true")
+        await form.get_by_role("button", name="Add an attribute").click()
+        attr = form.locator('[data-rows="attributes"] .pe-row').nth(0)
+        await attr.get_by_label("Attribute path").fill("DeviceInfo.SoftwareVersion")
+        await attr.get_by_label("Notification").select_option("2")
+        await form.get_by_label("Add, comma-separated").fill("formed, managed")
+        # the dry run takes the form as it is, unsaved
+        await page.get_by_label("Device ID", exact=True).fill(device)
+        await page.get_by_role("button", name="Dry run").click()
+        result = page.get_by_test_id("dry-run")
+        await expect(result).to_contain_text("The device matches the precondition now.")
+        await expect(result).to_contain_text("Device.ManagementServer.PeriodicInformInterval:")
+        await expect(result).to_contain_text("→ 321")
+        # the JSON view holds the same document, and back again keeps it
+        await page.get_by_role("button", name="JSON", exact=True).click()
+        editor = page.get_by_label("Policy JSON")
+        text = await editor.input_value()
+        assert '"SSID": "guest-net"' in text and '"notification": 2' in text, text
+        await editor.fill(text.replace('"321"', '"654"'))
+        await page.get_by_role("button", name="Form", exact=True).click()
+        await expect(rows.nth(0).get_by_label("Value")).to_have_value("654")
+        await page.get_by_role("button", name="Create").click()
+        await expect(page.get_by_role("heading", level=1)).to_contain_text(f"Policy {name}")
+        status, stored = await Client(ui_acs, await token(db_pool, "viewer", unique_serial)).call(
+            "GET", "/policies"
+        )
+        [mine] = [p for p in stored["items"] if p["name"] == name]
+        assert mine["events"] == ["1 BOOT"]
+        assert mine["parameters"] == [
+            {
+                "path": "ManagementServer.PeriodicInformInterval",
+                "value": "654",
+                "type": "xsd:unsignedInt",
+            }
+        ]
+        assert mine["objects"] == [
+            {"path": "WiFi.SSID.", "keys": {"SSID": "guest-net"}, "parameters": {"Enable": "true"}}
+        ]
+        assert mine["attributes"] == [{"path": "DeviceInfo.SoftwareVersion", "notification": 2}]
+        assert mine["tags"] == {"add": ["formed", "managed"], "remove": []}
+        # the saved policy opens in the form with what was saved
+        await expect(rows.nth(0).get_by_label("Parameter path")).to_have_value(
+            "ManagementServer.PeriodicInformInterval"
+        )
+        await expect(form.get_by_label("1 BOOT", exact=True)).to_be_checked()
     finally:
         await fleet.stop()
 

@@ -82,7 +82,7 @@ async def test_screenshots_of_the_main_pages(
         )
         await ok(admin_api, "POST", f"/campaigns/{campaign['id']}/start")
         await wait_campaign(admin_api, campaign["id"], lambda b: b["status"] == "completed", 90)
-        await ok(
+        policy = await ok(
             admin_api,
             "POST",
             "/policies",
@@ -93,8 +93,16 @@ async def test_screenshots_of_the_main_pages(
                 "precondition": 'DeviceID.ProductClass = "HGW-AX"',
                 "events": ["0 BOOTSTRAP", "1 BOOT"],
                 "parameters": [
-                    {"path": "WiFi.SSID.1.SSID", "value": "home-{DeviceID.SerialNumber[-4:]}"}
+                    {"path": "WiFi.SSID.1.SSID", "value": "home-{DeviceID.SerialNumber[-4:]}"},
+                    {
+                        "path": "ManagementServer.PeriodicInformInterval",
+                        "value": "3600",
+                        "type": "xsd:unsignedInt",
+                    },
                 ],
+                "objects": [{"path": "WiFi.SSID.", "keys": {"SSID": "guest"}}],
+                "attributes": [{"path": "DeviceInfo.SoftwareVersion", "notification": 2}],
+                "tags": {"add": ["managed"]},
             },
         )
         for serial in sorted(fleets[1].devices)[:3]:
@@ -139,6 +147,7 @@ async def test_screenshots_of_the_main_pages(
             ("campaigns", "/ui/campaigns"),
             ("files", "/ui/files"),
             ("policies", "/ui/policies"),
+            ("policy", f"/ui/policies/{policy['id']}"),
             ("admin", "/ui/admin"),
         ]
         for shot, path in shots:

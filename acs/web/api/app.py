@@ -143,6 +143,10 @@ def build_api_app(
     app = web.Application(middlewares=[api_middleware], client_max_size=JSON_BODY_LIMIT)
     app[SERVICES] = svc
     api.add_to(app)
+    if svc.live is not None:
+        # before aiohttp waits for open handlers: live streams would hold it up
+        live = svc.live
+        app.on_shutdown.append(lambda _app: live.close())
     if extra is not None:
         extra(app)
     return app
@@ -817,6 +821,7 @@ from acs.web.api import campaign_report as _report_routes  # noqa: E402, F401
 from acs.web.api import firmware as _firmware_routes  # noqa: E402, F401
 from acs.web.api import fleet_jobs as _fleet_job_routes  # noqa: E402, F401
 from acs.web.api import history as _history_routes  # noqa: E402, F401
+from acs.web.api import live as _live_routes  # noqa: E402, F401
 from acs.web.api import mirrors as _mirror_routes  # noqa: E402, F401
 from acs.web.api import observability as _observability_routes  # noqa: E402, F401
 from acs.web.api import overview as _overview_routes  # noqa: E402, F401

@@ -22,6 +22,7 @@ from acs.core.sealing import Sealer
 from acs.services import sealing_key
 from acs.services.accounts import SignIn
 from acs.services.knock import knock as knock_device
+from acs.services.live import LiveHub
 from acs.store import tokens
 from acs.web.api.errors import ApiError, from_validation
 from acs.web.api.routing import Api, parse_id
@@ -38,6 +39,8 @@ class Services:
     xmpp_connreq: XmppConnectionRequester | None = None  # None: no ACS_XMPP_SERVER
     # one per process: its throttle and Argon2 gate serve the UI form and the API alike
     sign_in: SignIn = field(default=None)  # type: ignore[assignment]
+    # the process's live-update listener (the UI's server-sent events); None: none
+    live: LiveHub | None = None
 
     def __post_init__(self) -> None:
         if self.sign_in is None:

@@ -202,6 +202,61 @@ async def delete_policy(request: web.Request) -> web.Response:
 
 @api.route(
     "POST",
+    "/policies/dry-run",
+    audit="policy.draft.dry_run",
+    audit_object="policy",
+    role="viewer",
+    tag="policies",
+    summary="What a policy not yet saved would change on a device now (nothing is stored or sent)",
+    body=P.PolicyIn,
+    query=P.DraftDryRunQuery,
+    responses={
+        200: (P.DryRunOut, "the changes (policy 0: a draft)"),
+        404: (None, "unknown device, or unknown policy in ?policy"),
+    },
+)
+async def dry_run_draft(request: web.Request) -> web.Response:
+    """The policy editor's dry run: the body is checked exactly as a create or
+    replace would check it (a 400 lists every bad field), then run as the
+    device's next session would, without being saved."""
+    body: P.PolicyIn = await body_of(request, P.PolicyIn)
+    q: P.DraftDryRunQuery = query_of(request, P.DraftDryRunQuery)
+    values = _values(body)
+    sealer = services(request).sealer
+    if q.policy is None:
+        audit_note(request, device=q.device)
+    else:
+        audit_note(request, object_id=str(q.policy), device=q.device)
+    async with services(request).pool.acquire() as conn:
+        before = None
+        if q.policy is not None:
+            before = await store.get(conn, q.policy)
+            if before is None:
+                raise not_found(f"policy {q.policy}")
+        _refuse_masks(keep_masked(values["spec"], before.spec if before else None))  # type: ignore[arg-type]
+        now = provisioning.utcnow()
+        draft = store.PolicyRow(
+            id=0,
+            version=0,
+            created_by=None,
+            created_at=now,
+            updated_at=now,
+            **values,  # type: ignore[arg-type]
+        )
+        try:
+            loaded = provisioning.load(draft, sealer)
+        except SpecError as bad:
+            raise ApiError(400, "invalid_policy", str(bad), bad.errors) from None
+        result = await provisioning.dry_run(
+            conn, provisioning.PolicyBook(sealer=sealer), loaded, q.device, now, sealer
+        )
+    if result is None:
+        raise not_found(f"device {q.device!r}")
+    return json_out(P.DryRunOut(policy=0, device=q.device, **result))
+
+
+@api.route(
+    "POST",
     "/policies/{policy_id}/dry-run",
     audit="policy.dry_run",
     role="viewer",

@@ -187,8 +187,19 @@ class DryRunQuery(_In):
     device: str = Field(min_length=1, max_length=300)
 
 
+class DraftDryRunQuery(_In):
+    device: str = Field(min_length=1, max_length=300)
+    policy: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**63 - 1,
+        description="the stored policy this draft edits: its secrets, read back masked,"
+        " keep their values (as PUT does)",
+    )
+
+
 class DryRunOut(BaseModel):
-    policy: int
+    policy: int = Field(description="the policy's id; 0 for a draft")
     device: str
     matches: bool = Field(description="whether the precondition holds for the device now")
     set: list[dict[str, Any]]

@@ -29,7 +29,7 @@ from acs.core import campaign_report as report_csv
 from acs.core import filters
 from acs.core.passwords import USERNAME
 from acs.core.session_log import pretty
-from acs.core.tasks import TASK_ARGS
+from acs.core.tasks import TASK_ARGS, XSD_TYPES
 from acs.core.webhooks import EVENT_TYPES
 from acs.logs import log
 from acs.store import tokens, users
@@ -1052,6 +1052,7 @@ POLICY_FIELDS = (
     "refresh",
     "tags",
     "download",
+    "backup",
 )
 EXAMPLE_POLICY = {
     "name": "wifi-defaults",
@@ -1082,7 +1083,12 @@ async def policy_page(request: web.Request, ctx: dict[str, Any]) -> web.StreamRe
     return html(
         request,
         "policy.html",
-        {**ctx, "policy": policy, "doc": json.dumps(doc, indent=2, ensure_ascii=False)},
+        {
+            **ctx,
+            "policy": policy,
+            "doc": json.dumps(doc, indent=2, ensure_ascii=False),
+            "xsd_types": sorted(XSD_TYPES),
+        },
     )
 
 

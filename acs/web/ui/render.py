@@ -102,8 +102,10 @@ def bar_chart(
     plot_w = width - label_w - pad
     top = max((max(b.values, default=0) for b in bars), default=0) or 1
     height = row * len(bars) + 8
+    # an image may hold no links: with linked labels the chart is a group of them
+    role = "group" if any(b.href for b in bars) else "img"
     out = [
-        f'<svg class="chart" viewBox="0 0 {width} {height}" width="100%" role="img"'
+        f'<svg class="chart" viewBox="0 0 {width} {height}" width="100%" role="{role}"'
         f' aria-label="{escape(title)}"><title>{escape(title)}</title>'
     ]
     for i, b in enumerate(bars):

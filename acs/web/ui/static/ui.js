@@ -319,7 +319,7 @@
     },
 
     async "policy-save"(form, fd) {
-      const doc = parseJson(String(fd.get("doc")), "The policy");
+      const doc = form.policyDoc ? form.policyDoc() : parseJson(String(fd.get("doc")), "The policy");
       const r = await api(form.dataset.method, form.dataset.path, { json: doc });
       if (!r.ok) throw new Error(r.message);
       finish(`go:/ui/policies/${r.data.id}`, "ok", `Policy ${r.data.name} saved (version ${r.data.version}).`, form);
@@ -333,7 +333,11 @@
     },
 
     async "policy-dry-run"(form, fd) {
-      const r = await api("POST", form.dataset.path, { query: { device: text(fd, "device") } });
+      // the editor's content, saved or not: POST /policies/dry-run checks it as a save would
+      const editor = document.getElementById(form.dataset.editor);
+      const r = await api("POST", form.dataset.path, {
+        json: editor.policyDoc(), query: { device: text(fd, "device"), policy: form.dataset.policy },
+      });
       if (!r.ok) throw new Error(r.message);
       showDryRun(form.parentElement.querySelector(".out"), r.data);
     },
@@ -583,25 +587,225 @@
 
   // ------------------------------------------------------------------ live parts
 
-  // <div data-poll="/ui/..." data-every="2">: replaced by the server's fresh
-  // rendering until the fragment says it is final.
-  function poll(node) {
-    const every = Number(node.dataset.every || 5) * 1000;
-    const tick = async () => {
-      if (document.hidden) return setTimeout(tick, every);
-      let resp;
-      try {
-        resp = await fetch(node.dataset.poll, { credentials: "same-origin", headers: { Accept: "text/html" } });
-      } catch {
-        return setTimeout(tick, every * 2);
+  // <main data-live="topic,topic">: the page listens to the ACS's server-sent
+  // events (GET /api/v1/events) and, when a topic changes, re-fetches its
+  // [data-live-part] elements: from the page itself (matched by id), or from
+  // data-live-src, a fragment. No timer: nothing is fetched while nothing changes.
+  function live(root) {
+    let busy = false;
+    let again = false;
+    const state = (s) => { document.documentElement.dataset.liveState = s; };
+
+    // a part the operator is typing in waits until they leave it; ticked
+    // checkboxes stay ticked (a selection is theirs, not the server's)
+    function swap(part, fresh) {
+      const active = document.activeElement;
+      if (active && part.contains(active) && active.matches("input:not([type=checkbox]), select, textarea")) {
+        part.addEventListener("focusout", () => setTimeout(refresh, 0), { once: true });
+        return;
       }
-      if (resp.redirected || resp.status === 401) return say(node, "error", "Your session has ended. Sign in again, then retry.");
-      if (!resp.ok) return setTimeout(tick, every * 2);
-      // our own server's template output, escaped there; not user-supplied HTML
-      node.innerHTML = await resp.text();
-      if (!node.querySelector("[data-final]")) setTimeout(tick, every);
-    };
-    setTimeout(tick, every);
+      const ticked = new Set([...part.querySelectorAll("input[type=checkbox]:checked")]
+        .map((box) => `${box.name}\u0000${box.value}`));
+      for (const box of fresh.querySelectorAll("input[type=checkbox]")) {
+        if (ticked.has(`${box.name}\u0000${box.value}`)) box.checked = true;
+      }
+      part.replaceWith(fresh);
+    }
+
+    async function fetchHtml(url) {
+      const resp = await fetch(url, { credentials: "same-origin", headers: { Accept: "text/html" } });
+      if (resp.redirected || resp.status === 401) throw new Error("signed out");
+      return resp.ok ? resp.text() : null;
+    }
+
+    async function refresh() {
+      if (busy) { again = true; return; }
+      busy = true;
+      try {
+        const parts = [...document.querySelectorAll("[data-live-part]")];
+        const own = parts.filter((p) => !p.dataset.liveSrc);
+        if (own.length) {
+          const text = await fetchHtml(location.href);
+          if (text !== null) {
+            const doc = new DOMParser().parseFromString(text, "text/html");
+            for (const part of own) {
+              const fresh = doc.getElementById(part.id);
+              if (fresh) swap(part, document.adoptNode(fresh));
+            }
+          }
+        }
+        for (const part of parts.filter((p) => p.dataset.liveSrc)) {
+          const text = await fetchHtml(part.dataset.liveSrc);
+          // our own server's template output, escaped there; not user-supplied HTML
+          if (text !== null) part.innerHTML = text;
+        }
+        const n = Number(document.documentElement.dataset.liveUpdates || 0) + 1;
+        document.documentElement.dataset.liveUpdates = String(n);
+      } catch {
+        say(root, "error", "Your session has ended. Sign in again, then retry.");
+      } finally {
+        busy = false;
+        if (again) { again = false; refresh(); }
+      }
+    }
+
+    const source = new EventSource(urlWith("/api/v1/events", { topics: root.dataset.live }));
+    source.addEventListener("ready", () => state("ready"));
+    source.addEventListener("change", refresh);
+    // the ACS may have missed changes (it reconnected to PostgreSQL, or we did)
+    source.addEventListener("resync", refresh);
+    source.addEventListener("error", () => {
+      // EventSource retries by itself; CLOSED means the ACS refused (signed out)
+      state(source.readyState === EventSource.CLOSED ? "closed" : "reconnecting");
+    });
+    window.addEventListener("pagehide", () => source.close());
+  }
+
+  // ------------------------------------------------------------------ the policy editor
+
+  // <form data-policy-editor>: a form over the policy's JSON (the textarea
+  // "doc"), one document in two views. Fields the form has no inputs for
+  // (windows, refresh, download, backup) ride along untouched.
+  const FORM_KEYS = ["name", "description", "enabled", "priority", "precondition", "events",
+    "parameters", "objects", "attributes", "tags"];
+
+  // "A=1, B=two" <-> {"A": "1", "B": "two"}
+  function pairsText(obj) {
+    return Object.entries(obj || {}).map(([k, v]) => `${k}=${v}`).join(", ");
+  }
+  function pairsOf(value, what) {
+    const out = {};
+    for (const part of list(value)) {
+      const at = part.indexOf("=");
+      if (at < 1) throw new Error(`${what}: write Name=value pairs separated by commas (got "${part}").`);
+      out[part.slice(0, at).trim()] = part.slice(at + 1).trim();
+    }
+    return out;
+  }
+
+  function policyEditor(form) {
+    const doc = form.querySelector('textarea[name="doc"]');
+    const field = (name) => form.querySelector(`[name="${name}"]`);
+    const box = (name) => form.querySelector(`[data-rows="${name}"]`);
+    const eventBoxes = [...form.querySelectorAll('input[name="pe-event"]')];
+    let extra = {};
+    let view = "json";
+
+    function addRow(kind, values) {
+      const row = document.getElementById(`pe-row-${kind}`).content.firstElementChild.cloneNode(true);
+      for (const [k, v] of Object.entries(values || {})) {
+        const input = row.querySelector(`[name="${k}"]`);
+        if (input && v !== undefined && v !== null) input.value = String(v);
+      }
+      box(kind).append(row);
+      return row;
+    }
+
+    function toForm(d) {
+      if (typeof d !== "object" || d === null || Array.isArray(d)) throw new Error("The policy must be a JSON object.");
+      field("pe-name").value = d.name ?? "";
+      field("pe-description").value = d.description ?? "";
+      field("pe-enabled").checked = d.enabled !== false;
+      field("pe-priority").value = d.priority ?? 0;
+      const events = d.events || [];
+      for (const b of eventBoxes) b.checked = events.includes(b.value);
+      field("pe-events-other").value = events.filter((e) => !eventBoxes.some((b) => b.value === e)).join(", ");
+      field("pe-precondition").value = d.precondition ?? "";
+      for (const kind of ["parameters", "objects", "attributes"]) box(kind).replaceChildren();
+      for (const p of d.parameters || []) addRow("parameters", { path: p.path, value: p.value, type: p.type || "" });
+      for (const o of d.objects || []) {
+        addRow("objects", { path: o.path, count: o.count ?? "", keys: pairsText(o.keys), parameters: pairsText(o.parameters) });
+      }
+      for (const a of d.attributes || []) addRow("attributes", { path: a.path, notification: a.notification });
+      field("pe-tags-add").value = ((d.tags || {}).add || []).join(", ");
+      field("pe-tags-remove").value = ((d.tags || {}).remove || []).join(", ");
+      extra = Object.fromEntries(Object.entries(d).filter(([k]) => !FORM_KEYS.includes(k)));
+      const kept = Object.keys(extra);
+      form.querySelector("[data-pe-extra]").textContent = kept.length
+        ? `Also in this policy, kept as they are (edit them in the JSON view): ${kept.join(", ")}.` : "";
+      checkPrecondition();
+    }
+
+    function fromForm() {
+      const rows = (kind) => [...box(kind).querySelectorAll(".pe-row")];
+      const val = (row, name) => row.querySelector(`[name="${name}"]`).value.trim();
+      const d = {
+        name: field("pe-name").value.trim(),
+        description: field("pe-description").value.trim(),
+        enabled: field("pe-enabled").checked,
+        priority: Number(field("pe-priority").value || 0),
+        precondition: field("pe-precondition").value.trim(),
+        events: [...eventBoxes.filter((b) => b.checked).map((b) => b.value), ...list(field("pe-events-other").value)],
+        parameters: rows("parameters").map((r) => {
+          const p = { path: val(r, "path"), value: r.querySelector('[name="value"]').value };
+          if (val(r, "type")) p.type = val(r, "type");
+          return p;
+        }),
+        objects: rows("objects").map((r, i) => {
+          const o = { path: val(r, "path") };
+          if (val(r, "count") !== "") o.count = Number(val(r, "count"));
+          if (val(r, "keys")) o.keys = pairsOf(val(r, "keys"), `Object ${i + 1}'s key values`);
+          if (val(r, "parameters")) o.parameters = pairsOf(val(r, "parameters"), `Object ${i + 1}'s parameters`);
+          return o;
+        }),
+        attributes: rows("attributes").map((r) => ({ path: val(r, "path"), notification: Number(val(r, "notification")) })),
+        tags: { add: list(field("pe-tags-add").value), remove: list(field("pe-tags-remove").value) },
+      };
+      return { ...d, ...extra };
+    }
+
+    function show(next) {
+      if (next === view) return;
+      if (next === "form") {
+        toForm(parseJson(doc.value, "The policy"));
+      } else {
+        doc.value = JSON.stringify(fromForm(), null, 2);
+      }
+      view = next;
+      form.dataset.view = view;
+      for (const pane of form.querySelectorAll("[data-pane]")) pane.hidden = pane.dataset.pane !== view;
+      for (const b of document.querySelectorAll("[data-view-switch] [data-view]")) {
+        b.setAttribute("aria-pressed", String(b.dataset.view === view));
+      }
+    }
+
+    // the precondition, checked by the API's own filter parser as it is typed,
+    // with how many devices it matches now
+    let timer = null;
+    let asked = 0;
+    async function checkPrecondition() {
+      const out = document.getElementById("pe-precondition-check");
+      const filter = field("pe-precondition").value.trim();
+      const mine = ++asked;
+      if (!filter) return fill(out, "Empty: the policy applies to every device.");
+      const r = await api("GET", "/api/v1/devices", { query: { filter, limit: 1 } });
+      if (mine !== asked) return;
+      out.className = r.ok ? "muted" : "msg msg-error";
+      out.textContent = r.ok ? `Valid: ${r.data.total} device(s) match now.` : r.message;
+    }
+    field("pe-precondition").addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(checkPrecondition, 300); });
+
+    form.addEventListener("click", (ev) => {
+      const add = ev.target.closest("[data-add-row]");
+      if (add) addRow(add.dataset.addRow).querySelector("input").focus();
+      const remove = ev.target.closest("[data-remove-row]");
+      if (remove) remove.closest(".pe-row").remove();
+    });
+    for (const b of document.querySelectorAll("[data-view-switch] [data-view]")) {
+      b.addEventListener("click", () => {
+        try {
+          show(b.dataset.view);
+        } catch (err) {
+          say(form, "error", `${err.message} Fix it in the JSON view first.`);
+        }
+      });
+    }
+    form.policyDoc = () => (view === "form" ? fromForm() : parseJson(doc.value, "The policy"));
+    try {
+      show("form");
+    } catch (err) {
+      say(form, "error", `${err.message} The JSON view shows it as stored.`);
+    }
   }
 
   function toggleOptions(select) {
@@ -642,8 +846,9 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     showFlash();
-    document.querySelectorAll("[data-poll]").forEach(poll);
+    document.querySelectorAll("[data-live]").forEach(live);
     document.querySelectorAll("select[data-toggles]").forEach(toggleOptions);
     document.querySelectorAll("input[data-match-count]").forEach(matchCount);
+    document.querySelectorAll("form[data-policy-editor]").forEach(policyEditor);
   });
 })();
