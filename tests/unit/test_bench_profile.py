@@ -9,7 +9,8 @@ STACKS = "\n".join(
         'process 7:"acs serve";<module> (acs:1);run (/w/acs/loops.py:38);'
         "handle (/w/acs/web/cwmp.py:152);parse_envelope (/w/acs/cwmp/soap.py:300) 30",
         'process 7:"acs serve";<module> (acs:1);run (/w/acs/loops.py:38);'
-        "handle (/w/acs/web/cwmp.py:152);write (/usr/lib/python3.11/asyncio/selector_events.py:1) 50",
+        "handle (/w/acs/web/cwmp.py:152);"
+        "write (/usr/lib/python3.11/asyncio/selector_events.py:1) 50",
         'process 7:"acs serve";<module> (acs:1);run (/w/acs/loops.py:38);'
         "_do_execute (/v/lib/python3.11/site-packages/asyncpg/connection.py:9) 20",
         "a line that is not a stack",
