@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import click
 
-from acs import logs
+from acs import logs, loops
 from acs.config import Settings
 
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ def serve(workers: int | None) -> None:
 
     settings = Settings() if workers is None else Settings(workers=workers)
     try:
-        asyncio.run(run(settings))
+        loops.run(run(settings), settings.event_loop)
     except TlsConfigError as exc:  # a setting to fix, not a crash to debug
         raise click.ClickException(str(exc)) from None
 

@@ -46,6 +46,11 @@ class Settings(BaseSettings):
         description="every listener: the longest silence while a request body is received; "
         "past it the connection is closed",
     )
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        default="uvloop",
+        description="the event loop of every ACS process: uvloop (libuv, less CPU per "
+        "request) when it is installed, else asyncio's own; asyncio is always a choice",
+    )
     workers: int = Field(
         default=1,
         ge=1,

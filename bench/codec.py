@@ -4,8 +4,13 @@ The pipeline is what the CWMP endpoint (acs/web/cwmp.py) does with an Inform,
 minus the database and HTTP: ``parse_envelope`` into the typed message, a
 fresh ``AcsSession`` fed the envelope, ``InformResponse`` sent through it, and
 the reply serialized. The ceiling is ``lxml.etree.fromstring`` of the same
-bytes with the codec's own hardened parser and nothing else; the target is a
-pipeline rate of at least 40 % of it.
+bytes with the codec's own hardened parser and nothing else.
+
+The row is a guard against regressions, not a target (issue 19 retired the
+earlier goal of 40 % of lxml): at about 50 us the codec is a few per cent of a
+periodic session, whose time is in HTTP, the database calls and Python per
+message (bench.fleet's periodic row and its profile). The guard fails when the
+codec loses a sixth of the 23-24 % it had when the goal was retired.
 
 The message is the one the simulator sends: a TR-181 gateway's periodic
 Inform (cpe_simulator ``SimulatedCpe._inform``, event ``2 PERIODIC``, its
@@ -37,7 +42,7 @@ from acs.cwmp import soap
 from acs.cwmp.session import AcsSession, InformReceived
 from acs.cwmp.soap import CWMP_NS_1_0, Envelope, parse_envelope, serialize_envelope
 
-GOAL = 0.40  # pipeline rate / lxml parse rate
+GOAL = 0.20  # pipeline rate / lxml parse rate: a regression guard, not a target
 SCENARIO = "codec-inform"
 
 
@@ -127,14 +132,14 @@ def report(data: bytes, r: dict[str, float], batch: int, batches: int) -> dict[s
     met = r["ratio"] >= GOAL
     print(
         f"ratio {r['ratio']:.1%} (median of batches {r['ratio_median']:.1%}), "
-        f"goal >= {GOAL:.0%}: {'met' if met else 'NOT met'}"
+        f"regression guard >= {GOAL:.0%}: {'held' if met else 'REGRESSED'}"
     )
     return {
         "scenario": SCENARIO,
         "rows": [
             {
-                "target": "codec: Inform -> InformResponse vs raw lxml parse",
-                "goal": f">= {GOAL:.0%} of lxml.etree.fromstring's rate",
+                "target": "codec: Inform -> InformResponse vs raw lxml parse (regression guard)",
+                "goal": f">= {GOAL:.0%} of lxml.etree.fromstring's rate (no regression)",
                 "measured": (
                     f"{r['pipeline_best']:,.0f} msg/s vs {r['ceiling_best']:,.0f} parses/s"
                 ),

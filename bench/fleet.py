@@ -41,12 +41,14 @@ import aiohttp
 import asyncpg
 
 from acs.config import Settings
-from bench import common, loadgen, pgcost
+from bench import common, loadgen, pgcost, profile
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = "fleet"
-PERIODIC_GOAL = 1500.0  # sessions/s per ACS worker process
-PERIODIC_RATIO_GOAL = 0.065  # of the bare aiohttp POST rate
+PERIODIC_GOAL = 1500.0  # sessions/s per ACS worker process, on one core
+PERIODIC_CPU_GOAL_MS = 1000.0 / PERIODIC_GOAL  # 0.67 ms of ACS CPU per session
+PERIODIC_RATIO_GOAL = 0.10  # of the bare aiohttp POST rate, same client, same run
+PERIODIC_P99_GOAL_MS = 100.0
 STORAGE_GOAL_KB = 64.0
 SIM_RSS_GOAL_MB = 1024.0
 DISCOVERED_MIN_PARAMETERS = 500  # the template has ~1,100; Inform values alone are ~10
@@ -61,11 +63,22 @@ def percentile(sorted_values: list[float], q: float) -> float:
 # --------------------------------------------------------------------------- ceiling
 
 
-async def bare_ceiling(port: int, bodies: list[bytes], connections: int, seconds: float) -> float:
-    """POSTs per second of a bare aiohttp handler, same client, same Inform bytes."""
+async def bare_ceiling(
+    port: int,
+    bodies: list[bytes],
+    connections: int,
+    seconds: float,
+    event_loop: str = "asyncio",
+    server: str = "aiohttp",
+) -> tuple[float, float]:
+    """POSTs per second of a bare handler (aiohttp's, on the ACS's event loop), same
+    client, same Inform bytes; and the bare server's CPU per POST in microseconds."""
     proc = await asyncio.create_subprocess_exec(
-        str(common.BIN / "python"), "-m", "bench.bare", "--port", str(port), cwd=ROOT
+        *[str(common.BIN / "python"), "-m", "bench.bare", "--port", str(port)],
+        *["--event-loop", event_loop, "--server", server],
+        cwd=ROOT,
     )
+    meter = common.CpuMeter([proc.pid])
     try:
         for _ in range(100):  # until it listens
             try:
@@ -82,13 +95,15 @@ async def bare_ceiling(port: int, bodies: list[bytes], connections: int, seconds
             duration=seconds,
             warmup=2,
             bare=True,
+            on_counted_start=meter.start,
         )
+        cpu = meter.stop()
     finally:
         proc.terminate()
         await proc.wait()
     if tally.errors:
         raise RuntimeError(f"the bare server failed: {dict(tally.errors)}")
-    return tally.sessions / tally.wall
+    return tally.sessions / tally.wall, cpu / max(tally.sessions, 1) * 1e6
 
 
 # --------------------------------------------------------------------------- boot storm
@@ -292,7 +307,11 @@ async def settle(dsn: str, limit_s: float = 600) -> None:
 
 
 async def periodic(
-    acs: common.AcsProcess, devices: int, connections: int, seconds: float
+    acs: common.AcsProcess,
+    devices: int,
+    connections: int,
+    seconds: float,
+    profile_dir: Path | None = None,
 ) -> dict[str, Any]:
     await settle(acs.dsn)
     bodies = loadgen.inform_bodies(devices, "SIM", acs.cwmp_url)
@@ -306,6 +325,19 @@ async def periodic(
     meter = common.CpuMeter(acs.pids())
     pg = common.CpuMeter(common.postgres_pids())
     cost = await pgcost.PgCost(acs.dsn).start()  # WAL, buffers, statements (bench/pgcost.py)
+    spy: list[Any] = []
+    stacks = profile_dir / "periodic.txt" if profile_dir is not None else None
+
+    kernel: dict[int, float] = {}
+
+    def counted_start() -> None:
+        meter.start()
+        kernel.update({pid: common.system_seconds(pid) for pid in meter.pids})
+        pg.start()
+        cost.mark()
+        if stacks is not None:  # the ACS itself (its first worker with --workers)
+            pids = acs.pids()
+            spy.append(profile.start(pids[-1], seconds, stacks))
 
     tally = await loadgen.run(
         "127.0.0.1",
@@ -316,10 +348,12 @@ async def periodic(
         warmup=2,
         username=common.CPE_USERNAME,
         password=common.CPE_PASSWORD,
-        on_counted_start=lambda: (meter.start(), pg.start(), cost.mark()),
+        on_counted_start=counted_start,
     )
     acs_cpu, pg_cpu = meter.stop(), pg.stop()
     db_cost = await cost.stop(tally.sessions)
+    acs_system = sum(common.system_seconds(pid) - t for pid, t in kernel.items())
+    top = await asyncio.to_thread(profile.finish, spy[0], stacks) if spy and stacks else None
     durations = sorted(tally.durations)
     rate = tally.sessions / tally.wall
     return {
@@ -329,19 +363,62 @@ async def periodic(
         "p99_ms": percentile(durations, 0.99) * 1000,
         "acs_cpu_ms_per_session": acs_cpu / max(tally.sessions, 1) * 1000,
         "pg_cpu_ms_per_session": pg_cpu / max(tally.sessions, 1) * 1000,
+        "acs_system_share": acs_system / acs_cpu if acs_cpu else 0.0,
         "errors": dict(tally.errors),
         "connections": connections,
         "db": db_cost,
+        "profile": top,
     }
 
 
 # --------------------------------------------------------------------------- main
 
 
-def rows_of(result: dict[str, Any], workers: int) -> list[dict[str, Any]]:
-    s, st, p = result["storm"], result["storage"], result["periodic"]
+def periodic_row(result: dict[str, Any], workers: int) -> dict[str, Any]:
+    p = result["periodic"]
     bare = result["bare_post_per_s"]
     per_worker_cpu = 1000.0 / p["acs_cpu_ms_per_session"] if p["acs_cpu_ms_per_session"] else 0
+    ratio = p["sessions_per_s"] / workers / bare if bare else 0.0
+    return {
+        "target": "periodic Inform sessions per ACS worker",
+        "goal": (
+            f"<= {PERIODIC_CPU_GOAL_MS:.2f} ms ACS CPU per session ({PERIODIC_GOAL:,.0f}/s "
+            f"on one core), >= {PERIODIC_RATIO_GOAL:.0%} of bare POST/s, "
+            f"p99 < {PERIODIC_P99_GOAL_MS:.0f} ms"
+        ),
+        "measured": (
+            f"{p['sessions_per_s'] / workers:,.0f}/s per worker ({workers} worker(s)); "
+            f"CPU-bound capacity {per_worker_cpu:,.0f}/s "
+            f"({p['acs_cpu_ms_per_session']:.2f} ms ACS CPU per session, "
+            f"{p.get('acs_system_share', 0):.0%} of it in the kernel)"
+        ),
+        "value": p["sessions_per_s"] / workers,
+        "ratio": (
+            f"{ratio:.1%} of bare aiohttp POST/s ({bare:,.0f}/s, "
+            f"{result['bare_cpu_us_per_post']:.0f} us server CPU per POST)"
+        ),
+        # the machine's cores are shared with PostgreSQL and the client, so the
+        # per-core goal is the ACS's CPU per session; the wall-clock rate is
+        # judged against the bare server on the same cores
+        "met": (
+            0 < p["acs_cpu_ms_per_session"] <= PERIODIC_CPU_GOAL_MS
+            and ratio >= PERIODIC_RATIO_GOAL
+            and p["p99_ms"] < PERIODIC_P99_GOAL_MS
+        ),
+        "notes": (
+            f"p50 {p['p50_ms']:.1f} ms, p99 {p['p99_ms']:.1f} ms over {p['connections']} "
+            f"connections; PostgreSQL {p['pg_cpu_ms_per_session']:.2f} ms CPU per session; "
+            f"event loop {result.get('event_loop', '?')}; errors {p['errors'] or 'none'}; "
+            f"{pgcost.note(p['db'])}"
+        ),
+    }
+
+
+def rows_of(result: dict[str, Any], workers: int) -> list[dict[str, Any]]:
+    rows = [periodic_row(result, workers)]
+    if "storm" not in result:  # --reuse: the periodic phase only
+        return rows
+    s, st = result["storm"], result["storage"]
     http = s["http"]
     bad_http = {k: v for k, v in http.items() if k not in ("200", "204", "401", "503")}
     timeouts = [
@@ -355,25 +432,7 @@ def rows_of(result: dict[str, Any], workers: int) -> list[dict[str, Any]]:
         and s["jobs"].get("fault", 0) == 0
         and s["policy_faults"] == 0
     )
-    ratio = p["sessions_per_s"] / workers / bare if bare else 0.0
-    return [
-        {
-            "target": "periodic Inform sessions per ACS worker",
-            "goal": f">= {PERIODIC_GOAL:,.0f}/s and >= {PERIODIC_RATIO_GOAL:.1%} of bare POST/s",
-            "measured": (
-                f"{p['sessions_per_s'] / workers:,.0f}/s per worker ({workers} worker(s)); "
-                f"CPU-bound capacity {per_worker_cpu:,.0f}/s "
-                f"({p['acs_cpu_ms_per_session']:.2f} ms ACS CPU per session)"
-            ),
-            "value": p["sessions_per_s"] / workers,
-            "ratio": f"{ratio:.1%} of bare aiohttp POST/s ({bare:,.0f}/s)",
-            "met": p["sessions_per_s"] / workers >= PERIODIC_GOAL and ratio >= PERIODIC_RATIO_GOAL,
-            "notes": (
-                f"p50 {p['p50_ms']:.1f} ms, p99 {p['p99_ms']:.1f} ms over {p['connections']} "
-                f"connections; PostgreSQL {p['pg_cpu_ms_per_session']:.2f} ms CPU per session; "
-                f"errors {p['errors'] or 'none'}; {pgcost.note(p['db'])}"
-            ),
-        },
+    return rows + [
         {
             "target": f"boot storm: {s['devices']:,} CPEs at once, full discovery",
             "goal": "all discovered, no job lost, overload only as 503 + Retry-After",
@@ -420,30 +479,37 @@ def rows_of(result: dict[str, Any], workers: int) -> list[dict[str, Any]]:
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     common.raise_fd_limit()
     work = Path(tempfile.mkdtemp(prefix="acs-bench-fleet-"))
-    result: dict[str, Any] = {}
+    result: dict[str, Any] = {"event_loop": args.event_loop}
     bodies = loadgen.inform_bodies(min(args.devices, 500), "SIM", "http://127.0.0.1/")
-    result["bare_post_per_s"] = await bare_ceiling(
-        args.port + 9, bodies, args.connections, args.seconds
+    result["bare_post_per_s"], result["bare_cpu_us_per_post"] = await bare_ceiling(
+        args.port + 9, bodies, args.connections, args.seconds, args.event_loop
     )
-    dsn = await common.fresh_database(args.database)
+    if args.reuse:  # the fleet a --keep run left: straight to the periodic phase
+        dsn = common.db.dsn_with_database(common.admin_dsn(), args.database)
+    else:
+        dsn = await common.fresh_database(args.database)
     try:
         limit = str(args.max_sessions or Settings().max_sessions_per_worker)
         # the whole simulated fleet comes from one address with one credential: the
         # fair-admission limits, meant for one client among many, would cap the storm
         extra = {
+            "ACS_EVENT_LOOP": args.event_loop,
             "ACS_MAX_SESSIONS_PER_WORKER": limit,
             "ACS_MAX_SESSIONS_PER_ADDRESS": limit,
             "ACS_MAX_SESSIONS_PER_CREDENTIAL": limit,
         }
         serve_args = ("--workers", str(args.workers)) if args.workers > 1 else ()
         with common.running_acs(dsn, args.port, work / "acs", *serve_args, **extra) as acs:
-            result["storm"] = await storm(
-                acs, args.devices, args.port + 5, args.storm_timeout, args.job_every
+            if not args.reuse:
+                result["storm"] = await storm(
+                    acs, args.devices, args.port + 5, args.storm_timeout, args.job_every
+                )
+                result["storage"] = await storage(dsn)
+            result["periodic"] = await periodic(
+                acs, args.devices, args.connections, args.seconds, args.profile
             )
-            result["storage"] = await storage(dsn)
-            result["periodic"] = await periodic(acs, args.devices, args.connections, args.seconds)
     finally:
-        if not args.keep:
+        if not args.keep and not args.reuse:
             await common.drop_database(args.database)
             shutil.rmtree(work, ignore_errors=True)
     return result
@@ -462,12 +528,31 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=38600)
     ap.add_argument("--database", default="bench_fleet")
     ap.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="periodic phase only, on the fleet a --keep run left in --database "
+        "(before/after comparisons without a storm each time)",
+    )
+    ap.add_argument(
+        "--event-loop", choices=("uvloop", "asyncio"), default="uvloop", help="ACS_EVENT_LOOP"
+    )
+    ap.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="folder for a py-spy profile of the ACS during the periodic phase",
+    )
     args = ap.parse_args()
     if args.quick:
         args.devices, args.seconds = min(args.devices, 300), min(args.seconds, 8)
     os.environ.setdefault("PYTHONPATH", str(ROOT))
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
     result = asyncio.run(main_async(args))
     rows = rows_of(result, args.workers)
+    if result["periodic"].get("profile"):
+        print("py-spy, ACS during the periodic phase:\n" + result["periodic"]["profile"])
     for row in rows:
         print(
             f"{row['target']}: {row['measured']} (goal {row['goal']}) -> "

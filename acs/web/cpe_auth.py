@@ -80,6 +80,7 @@ class AuthResult:
 
 
 _PARAM = re.compile(r'\s*([A-Za-z0-9_-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,]*)\s*(?:,|$)')
+_QUOTED_PAIR = re.compile(r"\\(.)")
 
 
 def parse_auth_params(text: str) -> dict[str, str]:
@@ -87,7 +88,9 @@ def parse_auth_params(text: str) -> dict[str, str]:
     for key, raw in _PARAM.findall(text):
         value = raw.strip()
         if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
-            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+            value = value[1:-1]
+            if "\\" in value:  # a quoted-pair; CPEs seldom send one: no regex per value
+                value = _QUOTED_PAIR.sub(r"\1", value)
         params[key.lower()] = value
     return params
 

@@ -80,6 +80,8 @@ class TrustedProxies:
     def client_of(self, request: web.BaseRequest) -> Client:
         peer = request.remote
         scheme = request.scheme  # "https" when the listener itself speaks TLS
+        if not self.networks:  # no proxy trusted (the default): no address to parse
+            return Client(peer, scheme)
         peer_ip = _ip(peer) if peer else None
         if not self.trusts(peer_ip):
             return Client(peer, scheme)

@@ -24,6 +24,7 @@ import asyncpg
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from acs import loops
 from acs.config import LISTENERS, Settings
 from acs.connreq.http import ConnectionRequester
 from acs.connreq.stun_server import StunServer
@@ -532,7 +533,14 @@ async def serve_until_signalled(
         if workers is None or workers.index == 0:  # once, not once per worker
             print_banner(acs, dsn, embedded=embedded, workers=workers)
         if workers is not None:
-            log(logger, logging.INFO, "worker_ready", worker=workers.index, pid=os.getpid())
+            log(
+                logger,
+                logging.INFO,
+                "worker_ready",
+                worker=workers.index,
+                pid=os.getpid(),
+                event_loop=loops.running_name(),
+            )
         await stop.wait()
 
 
@@ -559,6 +567,7 @@ def print_banner(acs: Running, dsn: str, *, embedded: bool, workers: Workers | N
     print(f"Web UI:                       {acs.url('api', '/ui/')}")
     print("  create a user:  .venv/bin/acs user create me --role admin")
     print(f"Files (firmware, configs):    {settings.files_base_url}")
+    print(f"Event loop: {loops.running_name()}")
     print(f"Database: {'embedded, data in ' + str(settings.pgdata_dir) if embedded else dsn}")
     if workers is not None:
         print(f"Workers: {workers.count} processes sharing the ports")

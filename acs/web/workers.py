@@ -39,7 +39,7 @@ from collections import deque
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
-from acs import logs
+from acs import logs, loops
 from acs.config import LISTENERS, Settings
 from acs.logs import log
 from acs.store.db import EmbeddedPostgres, create_pool
@@ -68,7 +68,10 @@ def _worker_main(settings: Settings, dsn: str, workers: Workers, log_level: int)
     _die_with_parent()
     logs.setup(logging.getLevelName(log_level), worker=workers.index)
     embedded = settings.database_url is None
-    asyncio.run(serve_until_signalled(settings, dsn, embedded=embedded, workers=workers))
+    loops.run(
+        serve_until_signalled(settings, dsn, embedded=embedded, workers=workers),
+        settings.event_loop,
+    )
 
 
 def _fix_ports(settings: Settings) -> list[socket.socket]:
