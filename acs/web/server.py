@@ -59,6 +59,7 @@ from acs.web.cpe_auth_state import PgAuthState
 from acs.web.cwmp import CwmpEndpoint
 from acs.web.files import files_app
 from acs.web.guard import GuardedRunner
+from acs.web.host_relay import HostRelay
 from acs.web.proxy import TrustedProxies, parse_networks
 from acs.web.relay import Relay, Workers
 from acs.web.tls import TlsConfigError, server_context
@@ -307,15 +308,25 @@ async def running_acs(
         if workers is not None:
             relay = Relay(workers, metrics, pool)
             closers.append(relay.close)
+        hosts: HostRelay | None = None
+        if settings.relay_listen is not None and settings.cluster_secret is not None:
+            hosts = HostRelay(
+                settings.host_name, settings.cluster_secret, settings.relay_url, pool, metrics
+            )
+            closers.append(hosts.close)
+        nonce_secret = hosts.shared_secret if hosts else (workers.secret if workers else None)
         cwmp = CwmpEndpoint(
             settings,
             pool,
-            make_authenticator(settings, pool, workers.secret if workers else None),
+            make_authenticator(settings, pool, nonce_secret),
             metrics,
             relay,
+            hosts,
         )
         if relay is not None:
             await relay.listen(cwmp.handle, settings.max_body_bytes, cwmp.end_superseded)
+        if hosts is not None:
+            await _listen_for_hosts(hosts, settings, cwmp)
         requester = ConnectionRequester(
             timeout_s=settings.connection_request_timeout_s,
             max_concurrent=settings.connection_request_concurrency,
@@ -411,6 +422,19 @@ async def running_acs(
             await asyncio.wait_for(pool.close(), timeout=10)
         except TimeoutError:
             pool.terminate()
+
+
+async def _listen_for_hosts(hosts: HostRelay, settings: Settings, cwmp: CwmpEndpoint) -> None:
+    """The relay listener for the other hosts, and this host's entry in cluster_hosts."""
+    assert settings.relay_listen is not None
+    bound = await hosts.listen(settings.relay_listen, cwmp.handle, settings.max_body_bytes)
+    if hosts.relay_url is None:  # reachable at the listen address, or by the host's name
+        host = settings.relay_listen.rpartition(":")[0].strip("[]")
+        if host in ("", "0.0.0.0", "::"):
+            host = settings.public_host or settings.host_name
+        hosts.relay_url = f"http://{host}:{bound}"
+    await hosts.register()
+    log(logger, logging.INFO, "host_relay_listening", url=hosts.relay_url, host_id=hosts.host_id)
 
 
 def stun_listener(settings: Settings, pool: asyncpg.Pool, metrics: Metrics) -> StunServer:
