@@ -375,7 +375,17 @@ async def running_acs(
             ops(app)
             ui.install(app)  # the web UI, on the API's port and its session-aware auth
 
-        api = build_api_app(Services(settings, pool, requester, udp, xmpp), api_extras)
+        read_pool: asyncpg.Pool | None = None
+        if settings.database_read_url:
+            read_pool = await create_pool(
+                settings.database_read_url,
+                min_size=0,  # a standby that is down must not keep the ACS from starting
+                max_size=settings.database_pool_size,
+                read_only=True,
+            )
+            closers.append(read_pool.close)
+        services = Services(settings, pool, requester, udp, xmpp, read_pool=read_pool)
+        api = build_api_app(services, api_extras)
         ports = {}
         for name, app in (
             ("cwmp", cwmp.app()),
