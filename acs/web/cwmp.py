@@ -335,6 +335,12 @@ class CwmpEndpoint:
         holder = await self.driver.lease_holder(dev_id)
         if holder is None:
             return True  # it ended meanwhile: the lease is free
+        if self.hosts is not None and (host := self.hosts.foreign_host(holder)) is not None:
+            return await self.hosts.supersede(host, holder, dev_id, username)
+        return await self.supersede_here(holder, dev_id, username)
+
+    async def supersede_here(self, holder: str, dev_id: str, username: str | None) -> bool:
+        """End a session of this host (this worker's, or a sibling's over the relay)."""
         owner = self.relay.foreign_owner(holder) if self.relay is not None else None
         if owner is not None:
             assert self.relay is not None

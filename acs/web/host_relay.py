@@ -26,7 +26,9 @@ out, ``ACS_SESSION_TIMEOUT_S``).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -55,6 +57,7 @@ from acs.web.relay import (
 logger = logging.getLogger("acs.host_relay")
 
 SEP = "~"
+SUPERSEDE_PATH = "/_host/supersede"
 DATE_HEADER = "X-ACS-Cluster-Date"
 NONCE_HEADER = "X-ACS-Cluster-Nonce"
 SIGNATURE_HEADER = "X-ACS-Cluster-Signature"
@@ -62,6 +65,8 @@ _SIGNED = frozenset(h.lower() for h in (DATE_HEADER, NONCE_HEADER, SIGNATURE_HEA
 _URL_CACHE_S = 10.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# (session id, device id, verified CPE username) -> whether the owner ended it
+Supersede = Callable[[str, str, str | None], Awaitable[bool]]
 
 
 def shared_secret(cluster_secret: str) -> bytes:
@@ -207,9 +212,47 @@ class HostRelay:
         self.metrics.relay(f"host_{reason}")
         return web.Response(status=status, body=data or None, headers=answer)
 
+    async def supersede(
+        self, host_id: str, session_id: str, device_id: str, username: str | None
+    ) -> bool:
+        """Ask the owning host to end its session of this device, which a new Inform
+        proves dead (acs/web/relay.py says why only the owner may); True when it did.
+        A host that is gone or does not answer ended nothing: the lease runs out."""
+        try:
+            base = await self._url_of(host_id)
+        except UNAVAILABLE:
+            base = None
+        if base is None:
+            return False
+        body = json.dumps({"session": session_id, "device": device_id, "username": username})
+        data = body.encode()
+        headers = self.signed_headers("POST", SUPERSEDE_PATH, data, "", "http", None)
+        headers["Content-Type"] = "application/json"
+        try:
+            async with asyncio.timeout(10):
+                async with self._http().post(
+                    base.rstrip("/") + SUPERSEDE_PATH, data=data, headers=headers
+                ) as resp:
+                    answer = await resp.read()
+                    status, given = resp.status, resp.headers.get(SIGNATURE_HEADER, "")
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            log(logger, logging.WARNING, "host_supersede_failed", owner=host_id, error=repr(exc))
+            return False
+        expected = relay_auth.sign_answer(self.key, headers[NONCE_HEADER], status, answer)
+        if status != 200 or not relay_auth.verify(expected, given):
+            log(logger, logging.WARNING, "host_supersede_failed", owner=host_id, status=status)
+            return False
+        try:
+            doc = json.loads(answer)
+        except ValueError:
+            return False
+        return isinstance(doc, dict) and doc.get("ended") is True
+
     # ------------------------------------------------------------ in: the relay listener
 
-    def app(self, handle: Handler, max_body_bytes: int) -> web.Application:
+    def app(
+        self, handle: Handler, max_body_bytes: int, supersede: Supersede | None = None
+    ) -> web.Application:
         @web.middleware
         async def signed(request: web.Request, handler: Handler) -> web.StreamResponse:
             body = await request.read()
@@ -238,7 +281,23 @@ class HostRelay:
             )
             return answer
 
+        async def end_superseded(request: web.Request) -> web.Response:
+            try:
+                doc = json.loads(await request.read())
+                session_id, device_id = doc["session"], doc["device"]
+                username = doc.get("username")
+                if not all(isinstance(v, str) for v in (session_id, device_id)) or not (
+                    username is None or isinstance(username, str)
+                ):
+                    raise TypeError("session and device must be strings")
+            except (ValueError, KeyError, TypeError) as bad:
+                return web.Response(status=400, text=f"not a supersede request: {bad}\n")
+            ended = supersede is not None and await supersede(session_id, device_id, username)
+            return web.json_response({"ended": ended})
+
         app = web.Application(client_max_size=max_body_bytes, middlewares=[signed])
+        # before the catch-all, which takes every other POST for a CWMP request
+        app.router.add_post(SUPERSEDE_PATH, end_superseded)
         app.router.add_post("/{tail:.*}", handle)
         return app
 
@@ -268,9 +327,15 @@ class HostRelay:
             return "database unavailable"
         return None if first else "replayed nonce"
 
-    async def listen(self, listen: str, handle: Handler, max_body_bytes: int) -> int:
+    async def listen(
+        self,
+        listen: str,
+        handle: Handler,
+        max_body_bytes: int,
+        supersede: Supersede | None = None,
+    ) -> int:
         host, _, port = listen.rpartition(":")
-        self._runner = web.AppRunner(self.app(handle, max_body_bytes), access_log=None)
+        self._runner = web.AppRunner(self.app(handle, max_body_bytes, supersede), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host.strip("[]") or "0.0.0.0", int(port), reuse_port=True)
         await site.start()

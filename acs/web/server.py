@@ -437,7 +437,9 @@ async def running_acs(
 async def _listen_for_hosts(hosts: HostRelay, settings: Settings, cwmp: CwmpEndpoint) -> None:
     """The relay listener for the other hosts, and this host's entry in cluster_hosts."""
     assert settings.relay_listen is not None
-    bound = await hosts.listen(settings.relay_listen, cwmp.handle, settings.max_body_bytes)
+    bound = await hosts.listen(
+        settings.relay_listen, cwmp.handle, settings.max_body_bytes, cwmp.supersede_here
+    )
     if hosts.relay_url is None:  # reachable at the listen address, or by the host's name
         host = settings.relay_listen.rpartition(":")[0].strip("[]")
         if host in ("", "0.0.0.0", "::"):

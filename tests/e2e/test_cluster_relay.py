@@ -37,6 +37,7 @@ from tests.e2e.test_survival import (  # noqa: F401  (fresh_database is a fixtur
     AcsProcess,
     free_ports,
     fresh_database,
+    inform_envelope,
     wait_until,
 )
 from tests.e2e.test_workers import series
@@ -264,6 +265,22 @@ async def test_sessions_cross_hosts_through_the_relay_and_survive_a_dead_host(
             async with raw.post(relay_b, data=b"", headers=stale) as resp:
                 assert resp.status == 403 and "stale" in await resp.text()
         assert "event=host_relay_refused" in b.log_path.read_text()
+
+        # ---- a CPE restarting mid-session, back on the other host: the owner ends
+        # the old session at once (asked over the relay), no 8005 until it expires
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as cpe_http:
+            for acs in (a, b):
+                digest = aiohttp.DigestAuthMiddleware("cpe", "cpe-pw", preemptive=False)
+                async with cpe_http.post(
+                    f"http://127.0.0.1:{acs.env['ACS_CWMP_PORT']}/",
+                    data=inform_envelope("HRLRESTART"),
+                    headers={"Content-Type": "text/xml", "Connection": "close"},
+                    middlewares=(digest,),
+                ) as resp:
+                    answer = await resp.read()
+                    assert resp.status == 200, (resp.status, answer)
+                    assert b"InformResponse" in answer, answer
+        assert "event=session_superseded device=ACDE48-PROBE-HRLRESTART" in a.log_path.read_text()
 
         # ---- host a dies; every CPE carries on through host b
         a.kill()
