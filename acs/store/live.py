@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from acs.core.live import CHANNEL
+from acs.store.dsn import to_uri
 
 
 @dataclass(slots=True)
@@ -42,7 +43,8 @@ class Listener:
 async def listen(dsn: str, on_payload: Callable[[str], None]) -> Listener:
     """Connect and LISTEN on the live channel; ``on_payload`` gets each payload."""
     lost = asyncio.Event()
-    conn = await asyncpg.connect(dsn, timeout=10)
+    # a libpq-style multi-host DSN too: the primary, where the writes NOTIFY
+    conn = await asyncpg.connect(to_uri(dsn), timeout=10)
 
     def heard(_conn: object, _pid: int, _channel: str, payload: str) -> None:
         on_payload(payload)
