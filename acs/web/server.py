@@ -39,6 +39,7 @@ from acs.services import bulk_jobs, campaigns, jobs, provisioning, reseal, reten
 from acs.services import diagnostics as diagnostics_jobs
 from acs.services.history import HistoryRecorder
 from acs.services.knock import knock
+from acs.services.knock_watch import ArrivalWatcher
 from acs.store import credentials, nat
 from acs.store import tasks as task_store
 from acs.store.db import UNAVAILABLE, create_pool, migrate
@@ -341,7 +342,9 @@ async def running_acs(
             ops(app)
             ui.install(app)  # the web UI, on the API's port and its session-aware auth
 
-        api = build_api_app(Services(settings, pool, requester, udp, xmpp), api_extras)
+        # one per process: every waiting knock's session looked for in one statement a tick
+        arrivals = ArrivalWatcher(pool)
+        api = build_api_app(Services(settings, pool, requester, udp, xmpp, arrivals), api_extras)
         ports = {}
         for name, app in (
             ("cwmp", cwmp.app()),
@@ -371,7 +374,9 @@ async def running_acs(
         recorder.start()
         closers.append(recorder.close)
         if leader:
-            await _start_background(settings, pool, metrics, requester, closers, udp, xmpp)
+            await _start_background(
+                settings, pool, metrics, requester, closers, udp, xmpp, arrivals
+            )
         if stun_port is not None:
             ports["stun"] = stun_port
         yield Running(settings, pool, cwmp, api, runners, ports, metrics, contexts)
@@ -439,6 +444,7 @@ async def _start_background(
     closers: list[Callable[[], Awaitable[None]]],
     udp: UdpConnectionRequester | None = None,
     xmpp: XmppConnectionRequester | None = None,
+    arrivals: ArrivalWatcher | None = None,
 ) -> None:
     """The periodic ticks and the webhook sender: in one process only.
 
@@ -471,7 +477,12 @@ async def _start_background(
         campaign_tick,
         "interval",
         seconds=settings.campaign_tick_s,
-        args=[pool, functools.partial(knock, pool, requester, settings, udp=udp, xmpp=xmpp)],
+        args=[
+            pool,
+            functools.partial(
+                knock, pool, requester, settings, udp=udp, xmpp=xmpp, arrivals=arrivals
+            ),
+        ],
         max_instances=1,
         coalesce=True,
     )
@@ -489,7 +500,9 @@ async def _start_background(
         seconds=settings.bulk_tick_s,
         args=[
             pool,
-            functools.partial(knock, pool, requester, settings, udp=udp, xmpp=xmpp),
+            functools.partial(
+                knock, pool, requester, settings, udp=udp, xmpp=xmpp, arrivals=arrivals
+            ),
             settings.bulk_tick_s,
         ],
         max_instances=1,

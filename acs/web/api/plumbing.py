@@ -22,6 +22,7 @@ from acs.core.sealing import Sealer
 from acs.services import sealing_key
 from acs.services.accounts import SignIn
 from acs.services.knock import knock as knock_device
+from acs.services.knock_watch import ArrivalWatcher
 from acs.store import tokens
 from acs.web.api.errors import ApiError, from_validation
 from acs.web.api.routing import Api, parse_id
@@ -36,12 +37,16 @@ class Services:
     connreq: ConnectionRequester
     udp_connreq: UdpConnectionRequester | None = None  # None: ACS_STUN_ENABLE=false
     xmpp_connreq: XmppConnectionRequester | None = None  # None: no ACS_XMPP_SERVER
+    # the process's watcher of knocks waiting for their session (one statement a tick)
+    arrivals: ArrivalWatcher = field(default=None)  # type: ignore[assignment]
     # one per process: its throttle and Argon2 gate serve the UI form and the API alike
     sign_in: SignIn = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self.sign_in is None:
             self.sign_in = SignIn(self.settings.login_concurrency)
+        if self.arrivals is None:
+            self.arrivals = ArrivalWatcher(self.pool)
 
     @property
     def sealer(self) -> Sealer:
@@ -50,7 +55,13 @@ class Services:
     async def knock(self, device_id: str) -> ConnectionRequestResult:
         """A connection request over every channel this process has (HTTP, UDP, XMPP)."""
         return await knock_device(
-            self.pool, self.connreq, self.settings, device_id, self.udp_connreq, self.xmpp_connreq
+            self.pool,
+            self.connreq,
+            self.settings,
+            device_id,
+            self.udp_connreq,
+            self.xmpp_connreq,
+            self.arrivals,
         )
 
 
