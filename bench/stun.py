@@ -9,10 +9,10 @@ DatagramProtocol that sends every datagram back unchanged: what the event loop
 and the kernel allow at all. The server reads the datagrams queued behind the
 one asyncio hands over in the same loop turn, which the bare echo does not, so
 a second echo that reads that way is measured too: the like-for-like ceiling,
-whose ratio is the codec's and the server's own cost. A client process keeps a window of requests in
-flight and counts answers; both servers are measured in the same run,
-interleaved in rounds, and each rate is the fastest round (noise only adds
-time).
+whose ratio is the codec's and the server's own cost. A client process keeps
+a window of requests in flight and counts answers; the servers are measured in
+the same run, interleaved in rounds, and each rate is the fastest round (noise
+only adds time).
 
     python -m bench.stun            # about 20 s
     python -m bench.stun --quick    # a few seconds
