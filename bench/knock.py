@@ -254,7 +254,7 @@ def row_of(r: dict[str, Any]) -> dict[str, Any]:
             f"ACS's last_inform of the knock's session; all calls answered in {r['wall_s']:.1f} s "
             f"(max {(r['max'] or 0) * 1000:.0f} ms); API outcomes {r['outcomes']}; "
             f"bindings set up by the STUN policy in {r['setup_s']:.0f} s"
-            f" ({r['nudged']} stalled setup sessions restarted); "
+            f" ({r['nudged']} nudges of stalled setup sessions); "
             f"ACS_CONNECTION_REQUEST_CONCURRENCY={r['concurrency']}, _TIMEOUT_S={r['timeout']}"
         ),
     }
