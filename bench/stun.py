@@ -6,10 +6,13 @@ credential lookup (its cache; the lookup itself is in memory here, so the
 figure is the server's and not PostgreSQL's), MESSAGE-INTEGRITY check, the
 binding write throttle, and a signed answer. The ceiling is an asyncio
 DatagramProtocol that sends every datagram back unchanged: what the event loop
-and the kernel allow at all. A client process keeps a window of requests in
-flight and counts answers; both servers are measured in the same run,
-interleaved in rounds, and each rate is the fastest round (noise only adds
-time).
+and the kernel allow at all. The server reads the datagrams queued behind the
+one asyncio hands over in the same loop turn, which the bare echo does not, so
+a second echo that reads that way is measured too: the like-for-like ceiling,
+whose ratio is the codec's and the server's own cost. A client process keeps
+a window of requests in flight and counts answers; the servers are measured in
+the same run, interleaved in rounds, and each rate is the fastest round (noise
+only adds time).
 
     python -m bench.stun            # about 20 s
     python -m bench.stun --quick    # a few seconds
@@ -27,7 +30,7 @@ import time
 from typing import Any
 
 from acs.connreq import stun
-from acs.connreq.stun_server import StunServer
+from acs.connreq.stun_server import DRAIN_MAX, MAX_DATAGRAM, StunServer
 from acs.core.reach import StunPeer
 from acs.metrics import Metrics
 
@@ -43,6 +46,24 @@ class Echo(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         self.transport.sendto(data, addr)  # type: ignore[attr-defined]
+
+
+class DrainingEcho(Echo):
+    """The echo with the STUN server's read loop: after the datagram asyncio hands
+    over, the ones queued behind it are read in the same turn (stun_server.DRAIN_MAX).
+    The STUN server reads this way, so this is its like-for-like ceiling."""
+
+    sock: socket.socket
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        send = self.transport.sendto  # type: ignore[attr-defined]
+        send(data, addr)
+        for _ in range(DRAIN_MAX):
+            try:
+                data, addr = self.sock.recvfrom(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            send(data, addr)
 
 
 def client(port: int, count: int, window: int) -> float:
@@ -69,7 +90,7 @@ def client(port: int, count: int, window: int) -> float:
     return count / elapsed
 
 
-async def serve_both() -> tuple[int, int, StunServer]:
+async def serve_both() -> tuple[int, int, int, StunServer]:
     peer = StunPeer("dev-1", PASSWORD, "http://127.0.0.1:7548/cr")
 
     async def lookup(username: str) -> StunPeer | None:
@@ -83,14 +104,20 @@ async def serve_both() -> tuple[int, int, StunServer]:
     loop = asyncio.get_running_loop()
     transport, _ = await loop.create_datagram_endpoint(Echo, local_addr=("127.0.0.1", 0))
     echo_port = transport.get_extra_info("sockname")[1]
-    return stun_port, echo_port, server
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+    draining = DrainingEcho()
+    draining.sock = sock
+    await loop.create_datagram_endpoint(lambda: draining, sock=sock)
+    return stun_port, echo_port, sock.getsockname()[1], server
 
 
 async def run(count: int, window: int, rounds: int) -> dict[str, Any]:
-    stun_port, echo_port, server = await serve_both()
-    rates: dict[str, list[float]] = {"echo": [], "stun": []}
+    stun_port, echo_port, drain_port, server = await serve_both()
+    rates: dict[str, list[float]] = {"echo": [], "drain": [], "stun": []}
     for _ in range(rounds):
-        for name, port in (("echo", echo_port), ("stun", stun_port)):
+        for name, port in (("echo", echo_port), ("drain", drain_port), ("stun", stun_port)):
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
@@ -126,16 +153,20 @@ def main(argv: list[str] | None = None) -> None:
     count, rounds = (3_000, 2) if args.quick else (args.count, args.rounds)
     r = asyncio.run(run(count, args.window, rounds))
     echo, stun_rate = max(r["rates"]["echo"]), max(r["rates"]["stun"])
+    drain = max(r["rates"]["drain"])
     ratio = stun_rate / echo
     print(f"{rounds} rounds of {count} answers, {args.window} in flight, one client process")
     print("| server | best answers/s | all rounds |")
     print("|---|---|---|")
-    for name, best in (("bare asyncio UDP echo (ceiling)", echo), ("STUN Binding", stun_rate)):
-        key = "echo" if "echo" in name else "stun"
+    for name, key, best in (
+        ("bare asyncio UDP echo (ceiling)", "echo", echo),
+        ("asyncio UDP echo draining its socket (the STUN server's read loop)", "drain", drain),
+        ("STUN Binding", "stun", stun_rate),
+    ):
         print(f"| {name} | {best:,.0f} | {', '.join(f'{x:,.0f}' for x in r['rates'][key])} |")
     met = stun_rate >= GOAL_PER_S
     print(f"{stun_rate:,.0f}/s, goal >= {GOAL_PER_S:,}/s: {'met' if met else 'NOT met'}")
-    print(f"ratio to the bare echo {ratio:.1%}")
+    print(f"ratio to the bare echo {ratio:.1%}, to the draining echo {stun_rate / drain:.1%}")
     assert r["answered"] and r["answered"] >= count * rounds  # every answer was a real one
     result = {
         "scenario": SCENARIO,
@@ -143,11 +174,14 @@ def main(argv: list[str] | None = None) -> None:
             {
                 "target": "STUN: signed Binding Requests answered by one server",
                 "goal": f">= {GOAL_PER_S:,}/s (ratio to a bare asyncio UDP echo beside it)",
-                "measured": f"{stun_rate:,.0f} answers/s vs {echo:,.0f} echoes/s",
+                "measured": (
+                    f"{stun_rate:,.0f} answers/s vs {echo:,.0f} echoes/s ({drain:,.0f}/s draining)"
+                ),
                 "value": round(stun_rate, 1),
                 "met": met,
                 "ratio": f"{ratio:.3f}",
                 "notes": (
+                    f"ratio to the draining echo {stun_rate / drain:.3f}; "
                     f"MESSAGE-INTEGRITY checked and signed answers; credential lookup in "
                     f"memory (cached), binding writes throttled; best of {rounds} rounds of "
                     f"{count}, window {args.window}"

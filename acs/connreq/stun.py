@@ -52,23 +52,110 @@ class StunError(ValueError):
         self.outcome = outcome
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: its __init__ is on the per-packet path (plain stores)
 class BindingRequest:
     transaction_id: bytes
     username: str | None
     connection_request_binding: bool  # TR-111: the binding to send UDP connection requests to
     binding_change: bool  # TR-111: the CPE saw its binding change
     has_integrity: bool
-    _message: stun.Message
+    _message: stun.Message | None  # None: read by the known-shape path (``learn``)
+    # the bytes MESSAGE-INTEGRITY covers, length field as RFC 5389 15.4 sets it, and
+    # the HMAC the CPE sent; both None unless MESSAGE-INTEGRITY then FINGERPRINT end it
+    _signed: bytes | None = None
+    _mac: bytes | None = None
+    # the attributes before MESSAGE-INTEGRITY: what ``learn`` remembers
+    _shape: bytes | None = None
 
     def authentic(self, password: str) -> bool:
         """Whether MESSAGE-INTEGRITY was made with ``password`` (RFC 5389 15.4,
         short-term credential: the key is the password itself)."""
+        if self._signed is not None and self._mac is not None:
+            # the one-shot C HMAC: aioice's check builds an hmac object each time
+            return hmac.compare_digest(
+                self._mac, hmac.digest(password.encode(), self._signed, "sha1")
+            )
+        if self._message is None:
+            return False
         return self._message.check_message_integrity(password.encode())
+
+
+# Known shapes (the keep-alive hot path). A CPE's keep-alives differ only in their
+# transaction id, MESSAGE-INTEGRITY and FINGERPRINT: the attributes before
+# MESSAGE-INTEGRITY (USERNAME, CONNECTION-REQUEST-BINDING, BINDING-CHANGE) are the
+# same bytes each time. Once aioice has parsed such a request and the server found it
+# authentic, ``learn`` keeps those bytes with what they said; a later datagram with
+# the same bytes, then exactly MESSAGE-INTEGRITY and FINGERPRINT at the end, walks
+# aioice's TLV loop to the same positions and says the same, so it is read by one
+# dict lookup (FINGERPRINT still checked; MESSAGE-INTEGRITY checked by ``authentic``).
+# Only authentic requests are learnt, so a flood of made-up usernames cannot evict
+# the fleet's shapes; the table is bounded all the same.
+_SHAPES: dict[bytes, tuple[str | None, bool, bool]] = {}
+MAX_SHAPES = 100_000
+
+
+def learn(request: BindingRequest) -> None:
+    """Remember an authentic request's shape, so its next keep-alives take the fast path."""
+    if request._shape is None or request._shape in _SHAPES:
+        return
+    if len(_SHAPES) >= MAX_SHAPES:
+        _SHAPES.clear()
+    _SHAPES[request._shape] = (
+        request.username,
+        request.connection_request_binding,
+        request.binding_change,
+    )
+
+
+def _known(data: bytes) -> BindingRequest | None:
+    """The request in ``data`` when its shape is known and it ends MI + FINGERPRINT."""
+    n = len(data)
+    if n < 52 or n > MAX_MESSAGE_BYTES or data[n - 8 : n - 4] != _FP_HEAD:
+        return None
+    # the key holds the type, the length and the magic cookie too (``_shape_of``):
+    # equal keys mean a Binding Request of the learnt length with MI at n-32
+    shape = _SHAPES.get(data[:8] + data[20 : n - 28])
+    if shape is None:
+        return None
+    if binascii.crc32(data[: n - 8]) ^ stun.FINGERPRINT_XOR != int.from_bytes(data[n - 4 :]):
+        raise StunError("malformed", "not a STUN message: STUN message fingerprint does not match")
+    username, crb, change = shape
+    return BindingRequest(
+        data[8:20],
+        username,
+        crb,
+        change,
+        True,
+        None,
+        # the length MESSAGE-INTEGRITY is computed with counts itself, not FINGERPRINT
+        data[:2] + (n - 28).to_bytes(2) + data[4 : n - 32],
+        data[n - 28 : n - 8],
+    )
+
+
+def _shape_of(data: bytes, message: stun.Message) -> bytes | None:
+    """The known-shape key of a parsed Binding Request: its header without the
+    transaction id, and the attributes up to MESSAGE-INTEGRITY's own header; None
+    unless MESSAGE-INTEGRITY and then FINGERPRINT are its last two attributes."""
+    n = len(data)
+    if (
+        message._integrity_data is None
+        or len(message._integrity_data) != n - 32
+        or data[n - 32 : n - 28] != _MI_HEAD
+        or data[n - 8 : n - 4] != _FP_HEAD
+    ):
+        return None
+    return data[:8] + data[20 : n - 28]
 
 
 def parse_binding_request(data: bytes) -> BindingRequest:
     """The Binding Request in ``data``; StunError(outcome, why) for anything else."""
+    known = _known(data)
+    return known if known is not None else _parse(data)
+
+
+def _parse(data: bytes) -> BindingRequest:
+    """The full read, by aioice."""
     if len(data) > MAX_MESSAGE_BYTES:
         raise StunError("malformed", f"{len(data)} bytes: larger than a Binding Request")
     if len(data) >= 1 and data[0] & 0xC0:
@@ -95,6 +182,7 @@ def parse_binding_request(data: bytes) -> BindingRequest:
         binding_change="BINDING-CHANGE" in msg.attributes,
         has_integrity="MESSAGE-INTEGRITY" in msg.attributes,
         _message=msg,
+        _shape=_shape_of(data, msg),
     )
 
 

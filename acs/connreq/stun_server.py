@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -49,6 +50,8 @@ Record = Callable[[str, str, int, bool], Awaitable[bool]]
 # [(device_id, seen at)] of unchanged bindings: their last-seen time, in one batch
 Touch = Callable[[list[tuple[str, datetime]]], Awaitable[None]]
 TOUCH_EVERY_S = 1.0
+DRAIN_MAX = 64  # datagrams read per loop turn beyond the one asyncio delivers
+MAX_DATAGRAM = 2048  # larger than any Binding Request (stun.MAX_MESSAGE_BYTES): cut, refused
 
 
 class RateLimit:
@@ -94,6 +97,7 @@ class StunServer(asyncio.DatagramProtocol):
         touch: Touch | None = None,
     ) -> None:
         self._lookup, self._record, self.metrics = lookup, record, metrics
+        self._answered = metrics.stun_requests.labels("answered")  # once per answer
         self._touch = touch
         self._seen: dict[str, datetime] = {}  # unchanged bindings to touch, newest time
         self._flusher: asyncio.Task[None] | None = None
@@ -104,12 +108,26 @@ class StunServer(asyncio.DatagramProtocol):
         self._peers: dict[str, tuple[Peer | None, float]] = {}
         self._written: dict[str, tuple[str, int, float]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._sock: socket.socket | None = None  # ours, to drain (``datagram_received``)
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> int:
         loop = asyncio.get_running_loop()
-        await loop.create_datagram_endpoint(
-            lambda: self, local_addr=(host, port), reuse_port=reuse_port or None
-        )
+        # the socket is made here and handed to asyncio, so that we keep the object
+        # and may read the datagrams queued behind the one asyncio delivers
+        family, kind, proto, _name, where = (
+            await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        )[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind(where)
+            sock.setblocking(False)
+            await loop.create_datagram_endpoint(lambda: self, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
         assert self.transport is not None
         self.port = self.transport.get_extra_info("sockname")[1]
         if self._touch is not None:
@@ -150,8 +168,30 @@ class StunServer(asyncio.DatagramProtocol):
         self.metrics.stun("icmp_error")
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, ...]) -> None:
-        source, port = str(addr[0]), int(addr[1])
-        if not self.limit.allow(source, time.monotonic()):
+        self._handle(data, addr)
+        sock = self._sock
+        if sock is None or self.transport is None or self.transport.is_closing():
+            return
+        # asyncio hands over one datagram per wake-up of its loop; under load more
+        # are queued behind it, and reading them now saves a loop turn (a select
+        # and its bookkeeping) for each, the largest per-packet cost left. Bounded,
+        # so that the rest of the loop (sessions, knocks) keeps its turns.
+        for _ in range(DRAIN_MAX):
+            try:
+                data, addr = sock.recvfrom(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # as asyncio's own reader reports it
+                self.error_received(exc)
+                return
+            self._handle(data, addr)
+
+    def _handle(self, data: bytes, addr: tuple[str | Any, ...]) -> None:
+        # one clock read and one (address, port) tuple per datagram: this is the
+        # per-packet path (BENCHMARKS.md, STUN), every step of it counted
+        now = time.monotonic()
+        where = (str(addr[0]), int(addr[1]))  # an IPv6 address comes with flow and scope
+        if not self.limit.allow(where[0], now):
             self.metrics.stun("rate_limited")
             return
         try:
@@ -162,24 +202,23 @@ class StunServer(asyncio.DatagramProtocol):
         if request.username is None:
             self.metrics.stun("unauthenticated")
             return
-        now = time.monotonic()
         cached = self._peers.get(request.username)
         if cached is not None and cached[1] > now:
             # the common keep-alive: known peer, unchanged binding; answered right
             # here, without a task or an await
             peer = cached[0]
-            if not self._verdict(request, (source, port), peer):
+            if not self._verdict(request, where, peer):
                 return
             assert peer is not None
             if not (
-                request.connection_request_binding and self._due(peer, (source, port), request)
-            ) or self._touched(peer, (source, port), request):
-                self._success(request, (source, port), peer)
+                request.connection_request_binding and self._due(peer, where, request, now)
+            ) or self._touched(peer, where, request, now):
+                self._success(request, where, peer)
                 return
         if len(self._tasks) >= MAX_PENDING:
             self.metrics.stun("overload")
             return
-        task = asyncio.create_task(self._answer(request, (source, port)))
+        task = asyncio.create_task(self._answer(request, where))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -208,11 +247,14 @@ class StunServer(asyncio.DatagramProtocol):
         if not request.authentic(peer.password):
             self.metrics.stun("bad_integrity")
             return False
+        stun.learn(request)  # its next keep-alives are read by the known-shape path
         return True
 
     def _success(self, request: stun.BindingRequest, addr: tuple[str, int], peer: Peer) -> None:
-        self._send(stun.binding_success(request, addr, peer.password), addr)
-        self.metrics.stun("answered")
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.sendto(stun.binding_success(request, addr, peer.password), addr)
+        self._answered.inc()  # the counter's child, looked up once
 
     async def _answer(self, request: stun.BindingRequest, addr: tuple[str, int]) -> None:
         assert request.username is not None
@@ -232,23 +274,40 @@ class StunServer(asyncio.DatagramProtocol):
             self.metrics.stun("error")
             log(logger, logging.WARNING, "stun_failed", source=addr[0], error=repr(exc))
 
-    def _due(self, peer: Peer, addr: tuple[str, int], request: stun.BindingRequest) -> bool:
+    def _due(
+        self,
+        peer: Peer,
+        addr: tuple[str, int],
+        request: stun.BindingRequest,
+        now: float | None = None,
+    ) -> bool:
         """Whether the binding must be written: new, moved, changed, or not for a while."""
         last = self._written.get(peer.device_id)
         return (
             request.binding_change
             or last is None
-            or last[:2] != addr
-            or time.monotonic() - last[2] >= self.refresh_s
+            or last[0] != addr[0]
+            or last[1] != addr[1]
+            or (time.monotonic() if now is None else now) - last[2] >= self.refresh_s
         )
 
-    def _touched(self, peer: Peer, addr: tuple[str, int], request: stun.BindingRequest) -> bool:
+    def _touched(
+        self,
+        peer: Peer,
+        addr: tuple[str, int],
+        request: stun.BindingRequest,
+        now: float | None = None,
+    ) -> bool:
         """A due refresh of a binding as written last: batched (``touch``), no write now."""
         last = self._written.get(peer.device_id)
         if self._touch is None or last is None or last[:2] != addr or request.binding_change:
             return False
         self._seen[peer.device_id] = datetime.now(UTC)
-        self._written[peer.device_id] = (addr[0], addr[1], time.monotonic())
+        self._written[peer.device_id] = (
+            addr[0],
+            addr[1],
+            time.monotonic() if now is None else now,
+        )
         return True
 
     async def _keep(self, peer: Peer, addr: tuple[str, int], binding_change: bool) -> None:

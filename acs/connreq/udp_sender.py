@@ -9,6 +9,13 @@ most 1.6 s between sends, and a bounded number of sends.
 Datagrams leave from the STUN server's socket when there is one: a NAT that
 filters by remote endpoint forwards into the binding only what comes from the
 address and port the binding was made towards, which is the STUN server's.
+
+A knock holds one of the process's connection-request slots only while it
+sends (finding its socket, following a moved binding, the datagram itself),
+never while it waits for the session between sends: the wait is the caller's
+``arrived`` (in the ACS one watcher per process checks every waiting knock in
+one statement, acs.services.knock_watch), so 1,000 knocks at once all get
+their datagrams out at once, whatever the slot count.
 """
 
 from __future__ import annotations
@@ -26,12 +33,31 @@ from acs.metrics import Metrics
 FIRST_INTERVAL_S = 0.1
 MAX_INTERVAL_S = 1.6
 MAX_SENDS = 9  # RFC 5389 Rc-1 retransmissions after the first
-POLL_S = 0.1  # how often the session's arrival is checked between sends (a DB read)
+POLL_S = 0.1  # how often ``polled`` asks its check
 
-Arrived = Callable[[], Awaitable[bool]]
+# waits up to the given seconds for the device's session: True as soon as it is
+# seen, False when the time passes first (0: what is known now, no waiting)
+Arrived = Callable[[float], Awaitable[bool]]
 # where the device's binding points now (None: unchanged or unknown); asked
 # before each retransmission, so a NAT that hands out a new port mid-knock is followed
 Retarget = Callable[[], Awaitable[tuple[str, int] | None]]
+
+
+def polled(check: Callable[[], Awaitable[bool]], every_s: float = POLL_S) -> Arrived:
+    """An ``Arrived`` from a yes/no check asked every ``every_s`` (tests, and callers
+    with a cheap in-memory check; the ACS batches its reads in acs.services.knock_watch)."""
+
+    async def arrived(timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if await check():
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            await asyncio.sleep(min(every_s, left))
+
+    return arrived
 
 
 class _Sink(asyncio.DatagramProtocol):
@@ -135,24 +161,25 @@ class UdpConnectionRequester:
         sends = 0
         try:
             async with asyncio.timeout(timeout_s):
-                async with self._gate:
-                    transport = await self._transport(family)
-                    while True:
-                        now = time.monotonic() - start
-                        if sends < len(schedule) and now >= schedule[sends]:
-                            moved = await retarget() if retarget and sends else None
-                            if moved is not None and moved != target:
-                                target = moved
-                                host, port = target
-                                datagram = datagram_to(host, port)
-                            transport.sendto(datagram, target)
-                            sends += 1
-                            self.sent += 1
-                        if await arrived():
-                            return result(
-                                True, f"session opened after {sends} datagram(s)", "accepted"
-                            )
-                        await asyncio.sleep(POLL_S)
+                for at in schedule:
+                    # between sends the knock waits without a slot
+                    if await arrived(start + at - time.monotonic()):
+                        break
+                    async with self._gate:
+                        moved = await retarget() if retarget and sends else None
+                        if moved is not None and moved != target:
+                            target = moved
+                            host, port = target
+                            datagram = datagram_to(host, port)
+                        transport = await self._transport(family)
+                        transport.sendto(datagram, target)
+                    sends += 1
+                    self.sent += 1
+                else:
+                    # the last retransmission is out: wait out the rest of the time
+                    if not await arrived(timeout_s - (time.monotonic() - start)):
+                        raise TimeoutError
+            return result(True, f"session opened after {sends} datagram(s)", "accepted")
         except TimeoutError:
             return result(
                 False,

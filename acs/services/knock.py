@@ -26,6 +26,7 @@ from acs.core.reach import CHANNELS, plan
 from acs.core.sealing import Sealer
 from acs.core.secrets import is_sealed
 from acs.logs import log
+from acs.services.knock_watch import ArrivalWatcher
 from acs.services.sealing_key import sealer
 from acs.store import nat
 
@@ -94,8 +95,13 @@ async def knock(
     dev_id: str,
     udp: UdpConnectionRequester | None = None,
     xmpp: XmppConnectionRequester | None = None,
+    arrivals: ArrivalWatcher | None = None,
 ) -> ConnectionRequestResult:
-    """Ask the device to open a session now, over the first channel that works."""
+    """Ask the device to open a session now, over the first channel that works.
+
+    ``arrivals`` is the process's watcher of knocks waiting for their session
+    (UDP and XMPP have no answer of their own); without one, this knock gets
+    its own, which reads for this device alone."""
     start = time.monotonic()
     since = datetime.now(UTC)
     async with pool.acquire() as conn:
@@ -116,67 +122,65 @@ async def knock(
     }
     budget = settings.connection_request_timeout_s
     last: ConnectionRequestResult | None = None
-    for i, channel in enumerate(order):
-        remaining = budget - (time.monotonic() - start)
-        if remaining <= 0.05:
-            channels[channel] = {"tried": False, "reason": "not tried: the timeout was used up"}
-            continue
-        # a channel with another behind it gets half the time, so a hanging one
-        # leaves the next its chance inside the caller's timeout
-        share = remaining if i == len(order) - 1 else remaining / 2
-
-        async def arrived() -> bool:
+    # watched from the knock's start: a session that comes while an earlier channel
+    # is tried, or just before an XMPP IQ times out, still counts
+    waits = "udp" in order or "xmpp" in order
+    arrival = (arrivals or ArrivalWatcher(pool)).watch(dev_id, since) if waits else None
+    try:
+        for i, channel in enumerate(order):
+            remaining = budget - (time.monotonic() - start)
+            if remaining <= 0.05:
+                channels[channel] = {"tried": False, "reason": "not tried: the timeout was used up"}
+                continue
+            # a channel with another behind it gets half the time, so a hanging one
+            # leaves the next its chance inside the caller's timeout
+            share = remaining if i == len(order) - 1 else remaining / 2
+            if channel == "http":
+                assert url is not None
+                r = await _http(requester, url, username, password, share)
+            elif channel == "xmpp":
+                assert xmpp is not None and reach.jabber_id is not None and arrival is not None
+                r = await xmpp.send(reach.jabber_id, username, password, arrival.wait, share)
+            else:
+                assert udp is not None and p.udp_target is not None and arrival is not None
+                from_binding = reach.binding is not None and p.udp_target == (
+                    reach.binding.address,
+                    reach.binding.port,
+                )
+                r = await udp.send(
+                    p.udp_target,
+                    username,
+                    password,
+                    arrival.wait,
+                    share,
+                    # the binding as the watcher last read it: no read of our own
+                    arrival.moved if from_binding else None,
+                )
+            r.channel = channel
+            channels[channel] = {
+                "tried": True,
+                "ok": r.ok,
+                "outcome": r.outcome,
+                "reason": r.reason,
+                "elapsedS": r.elapsed_s,
+            }
             async with pool.acquire() as conn:
-                return await nat.connection_request_arrived(conn, dev_id, since)
-
-        if channel == "http":
-            assert url is not None
-            r = await _http(requester, url, username, password, share)
-        elif channel == "xmpp":
-            assert xmpp is not None and reach.jabber_id is not None
-            r = await xmpp.send(reach.jabber_id, username, password, arrived, share)
-        else:
-            assert udp is not None and p.udp_target is not None
-
-            async def retarget() -> tuple[str, int] | None:
-                async with pool.acquire() as conn:
-                    b = await nat.binding(conn, dev_id)
-                return None if b is None else (b.address, b.port)
-
-            from_binding = reach.binding is not None and p.udp_target == (
-                reach.binding.address,
-                reach.binding.port,
-            )
-            r = await udp.send(
-                p.udp_target,
-                username,
-                password,
-                arrived,
-                share,
-                retarget if from_binding else None,
-            )
-        r.channel = channel
-        channels[channel] = {
-            "tried": True,
-            "ok": r.ok,
-            "outcome": r.outcome,
-            "reason": r.reason,
-            "elapsedS": r.elapsed_s,
-        }
-        async with pool.acquire() as conn:
-            await nat.record_outcome(
-                conn,
-                dev_id,
-                channel,
-                ok=r.ok,
-                outcome=r.outcome,
-                reason=r.reason,
-                elapsed_s=r.elapsed_s,
-                at=datetime.now(UTC),
-            )
-        last = r
-        if r.ok:
-            break
+                await nat.record_outcome(
+                    conn,
+                    dev_id,
+                    channel,
+                    ok=r.ok,
+                    outcome=r.outcome,
+                    reason=r.reason,
+                    elapsed_s=r.elapsed_s,
+                    at=datetime.now(UTC),
+                )
+            last = r
+            if r.ok:
+                break
+    finally:
+        if arrival is not None:
+            arrival.close()
     result = _overall(last, channels, time.monotonic() - start)
     if last is None:
         requester.metrics.connection_request(result.outcome)

@@ -200,6 +200,30 @@ async def connection_request_arrived(
     )
 
 
+async def connection_requests_arrived(
+    conn: asyncpg.Connection, waiting: list[tuple[str, datetime]]
+) -> list[tuple[str, datetime, bool, str | None, int | None]]:
+    """For many knocks waiting at once, in one statement: each (device_id, since)
+    with whether the device has opened its "6 CONNECTION REQUEST" session since
+    then, and where its STUN binding points now (a NAT that moved the port
+    mid-knock is followed without another read per knock). In the order given."""
+    rows = await conn.fetch(
+        """
+        SELECT w.device_id, w.since,
+               coalesce(d.last_inform >= w.since
+                        AND '6 CONNECTION REQUEST' = ANY (d.last_events), false) AS arrived,
+               b.address, b.port
+        FROM unnest($1::text[], $2::timestamptz[]) WITH ORDINALITY AS w(device_id, since, i)
+        LEFT JOIN devices d ON d.id = w.device_id
+        LEFT JOIN udp_bindings b ON b.device_id = w.device_id
+        ORDER BY w.i
+        """,
+        [d for d, _ in waiting],
+        [t for _, t in waiting],
+    )
+    return [(r["device_id"], r["since"], r["arrived"], r["address"], r["port"]) for r in rows]
+
+
 async def record_outcome(
     conn: asyncpg.Connection,
     device_id: str,

@@ -49,6 +49,7 @@ from acs.services import (
 from acs.services import diagnostics as diagnostics_jobs
 from acs.services.history import HistoryRecorder
 from acs.services.knock import knock
+from acs.services.knock_watch import ArrivalWatcher
 from acs.services.live import LiveHub
 from acs.store import credentials, nat
 from acs.store import leases as lease_store
@@ -377,6 +378,8 @@ async def running_acs(
             ops(app)
             ui.install(app)  # the web UI, on the API's port and its session-aware auth
 
+        # one per process: every waiting knock's session looked for in one statement a tick
+        arrivals = ArrivalWatcher(pool)
         live = LiveHub(dsn)  # one LISTEN connection for this process's browsers
         closers.append(live.close)
         read_pool: asyncpg.Pool | None = None
@@ -388,7 +391,9 @@ async def running_acs(
                 read_only=True,
             )
             closers.append(read_pool.close)
-        services = Services(settings, pool, requester, udp, xmpp, live=live, read_pool=read_pool)
+        services = Services(
+            settings, pool, requester, udp, xmpp, arrivals=arrivals, live=live, read_pool=read_pool
+        )
         api = build_api_app(services, api_extras)
         ports = {}
         for name, app in (
@@ -422,7 +427,7 @@ async def running_acs(
         closers.append(recorder.close)
         if leader:
             await _start_background(
-                settings, pool, metrics, requester, closers, recorder, udp, xmpp
+                settings, pool, metrics, requester, closers, recorder, udp, xmpp, arrivals
             )
         if stun_port is not None:
             ports["stun"] = stun_port
@@ -507,6 +512,7 @@ async def _start_background(
     recorder: HistoryRecorder,
     udp: UdpConnectionRequester | None = None,
     xmpp: XmppConnectionRequester | None = None,
+    arrivals: ArrivalWatcher | None = None,
 ) -> None:
     """The periodic ticks and the webhook sender: on one host of the cluster at a time.
 
@@ -546,7 +552,9 @@ async def _start_background(
 
     # periodic ticks; their state lives in PostgreSQL, so a restart loses nothing
     scheduler = AsyncIOScheduler(timezone="UTC")
-    knocker = functools.partial(knock, pool, requester, settings, udp=udp, xmpp=xmpp)
+    knocker = functools.partial(
+        knock, pool, requester, settings, udp=udp, xmpp=xmpp, arrivals=arrivals
+    )
     diagnostics_s = diagnostics_jobs.tick_interval_s(settings.diagnostics_timeout_s)
     ticks: list[tuple[str, float, Callable[..., Awaitable[object]], list[object]]] = [
         (

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from acs.connreq import udp
-from acs.connreq.udp_sender import UdpConnectionRequester
+from acs.connreq.udp_sender import UdpConnectionRequester, polled
 
 
 class Cpe(asyncio.DatagramProtocol):
@@ -41,9 +41,9 @@ async def test_the_cpe_gets_one_valid_request_and_the_knock_ends_when_it_comes()
         return cpe.accepted > 0
 
     try:
-        r = await sender.send(addr, "cr", "cr-secret", arrived, 3.0)
+        r = await sender.send(addr, "cr", "cr-secret", polled(arrived), 3.0)
         assert r.ok and r.outcome == "accepted" and r.elapsed_s < 1.0, r
-        r2 = await sender.send(addr, "cr", "cr-secret", lambda: _after(cpe, 2), 3.0)
+        r2 = await sender.send(addr, "cr", "cr-secret", polled(lambda: _after(cpe, 2)), 3.0)
         assert r2.ok
         assert cpe.accepted == 2
         first, second = cpe.got[0], cpe.got[-1]
@@ -67,14 +67,14 @@ async def test_retransmissions_repeat_one_request_and_stop_at_the_timeout() -> N
 
     try:
         started = time.monotonic()
-        r = await sender.send(addr, "cr", "cr-secret", never, 1.0)
+        r = await sender.send(addr, "cr", "cr-secret", polled(never), 1.0)
         took = time.monotonic() - started
         assert not r.ok and r.outcome == "timeout"
         assert 0.9 <= took < 1.5, took
         # 0, 0.1, 0.3, 0.7 s: four sends inside one second, every one the same request
         assert len(cpe.got) == 4 and len({(m.id, m.cn, m.sig) for m in cpe.got}) == 1
         assert f"no session after 4 datagram(s) to {addr[0]}:{addr[1]}" in r.reason
-        empty = await sender.send(addr, "", "x", never, 1.0)
+        empty = await sender.send(addr, "", "x", polled(never), 1.0)
         assert not empty.ok and empty.outcome == "auth_failed"
         assert "ConnectionRequestUsername" in empty.reason
     finally:
@@ -95,7 +95,7 @@ async def test_a_binding_that_moves_mid_knock_is_followed_with_the_same_request(
         return a_new
 
     try:
-        r = await sender.send(a_old, "cr", "cr-secret", arrived, 3.0, retarget)
+        r = await sender.send(a_old, "cr", "cr-secret", polled(arrived), 3.0, retarget)
         assert r.ok, r
         assert len(old.got) == 1 and new.accepted == 1
         assert (old.got[0].id, old.got[0].cn) == (new.got[0].id, new.got[0].cn)

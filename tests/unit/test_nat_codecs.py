@@ -6,6 +6,7 @@ from its definition) rather than through the codec under test.
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import struct
 from datetime import UTC, datetime, timedelta
@@ -330,3 +331,67 @@ def test_the_fast_binding_success_is_byte_for_byte_what_aioice_builds(
         assert stun.binding_success(request, address, "pw") == bytes(expected)
         answer = stun.parse_binding_answer(stun.binding_success(request, address, "pw"), "pw")
         assert answer.mapped == address and answer.transaction_id == tid
+
+
+def _fields(r: stun.BindingRequest) -> tuple[object, ...]:
+    return (
+        r.transaction_id,
+        r.username,
+        r.connection_request_binding,
+        r.binding_change,
+        r.has_integrity,
+    )
+
+
+def test_a_learnt_keep_alive_shape_is_read_without_aioice_and_says_the_same() -> None:
+    _tid, first = stun.binding_request("shape-cpe", "pw")
+    slow = stun.parse_binding_request(first)
+    assert slow._message is not None  # an unknown shape: aioice reads it
+    assert stun._known(first) is None  # nothing is learnt by parsing alone
+    stun.learn(slow)  # the server learns it once the request proved authentic
+    tid, again = stun.binding_request("shape-cpe", "pw")  # the next keep-alive: a new id
+    fast = stun.parse_binding_request(again)
+    assert fast._message is None  # the known-shape path
+    assert _fields(fast) == _fields(stun._parse(again)) and fast.transaction_id == tid
+    assert fast.authentic("pw") and not fast.authentic("other")
+    # BINDING-CHANGE is another shape: read in full, and says so
+    _tid, changed = stun.binding_request("shape-cpe", "pw", binding_change=True)
+    assert stun.parse_binding_request(changed)._message is not None
+    assert stun.parse_binding_request(changed).binding_change
+    # a forged MESSAGE-INTEGRITY on a known shape fails the check
+    forged = again[:-28] + bytes(20) + again[-8:]
+    forged = forged[:-4] + struct.pack("!I", binascii.crc32(forged[:-8]) ^ 0x5354554E)
+    assert stun._known(forged) is not None and not stun.parse_binding_request(forged).authentic(
+        "pw"
+    )
+    # a broken FINGERPRINT on a known shape is malformed, as aioice says
+    with pytest.raises(stun.StunError) as err:
+        stun.parse_binding_request(again[:-1] + bytes([again[-1] ^ 1]))
+    assert err.value.outcome == "malformed"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=0, max_value=10_000), st.integers(min_value=1, max_value=255))
+def test_the_known_shape_path_agrees_with_aioice_on_every_altered_byte(
+    position: int, flip: int
+) -> None:
+    """Whatever byte of a learnt keep-alive is altered, the fast path either steps
+    aside or reads exactly what aioice reads, with the same integrity verdict."""
+    _tid, base = stun.binding_request("flip-cpe", "pw")
+    stun.learn(stun._parse(base))
+    _tid, data = stun.binding_request("flip-cpe", "pw")
+    i = position % len(data)
+    altered = data[:i] + bytes([data[i] ^ flip]) + data[i + 1 :]
+    for candidate in (data, altered):
+        try:
+            fast = stun._known(candidate)
+        except stun.StunError as exc:
+            with pytest.raises(stun.StunError) as slow_err:
+                stun._parse(candidate)
+            assert slow_err.value.outcome == exc.outcome
+            continue
+        if fast is None:
+            continue
+        slow = stun._parse(candidate)
+        assert _fields(fast) == _fields(slow)
+        assert fast.authentic("pw") == slow.authentic("pw")

@@ -22,6 +22,7 @@ from acs.core.sealing import Sealer
 from acs.services import sealing_key
 from acs.services.accounts import SignIn
 from acs.services.knock import knock as knock_device
+from acs.services.knock_watch import ArrivalWatcher
 from acs.services.live import LiveHub
 from acs.store import tokens
 from acs.web.api.errors import ApiError, from_validation
@@ -39,6 +40,8 @@ class Services:
     xmpp_connreq: XmppConnectionRequester | None = None  # None: no ACS_XMPP_SERVER
     # ACS_DATABASE_READ_URL: a standby for read-only queries that tolerate its lag
     read_pool: asyncpg.Pool | None = None
+    # the process's watcher of knocks waiting for their session (one statement a tick)
+    arrivals: ArrivalWatcher = field(default=None)  # type: ignore[assignment]
     # one per process: its throttle and Argon2 gate serve the UI form and the API alike
     sign_in: SignIn = field(default=None)  # type: ignore[assignment]
     # the process's live-update listener (the UI's server-sent events); None: none
@@ -47,6 +50,8 @@ class Services:
     def __post_init__(self) -> None:
         if self.sign_in is None:
             self.sign_in = SignIn(self.settings.login_concurrency)
+        if self.arrivals is None:
+            self.arrivals = ArrivalWatcher(self.pool)
 
     @property
     def reads(self) -> asyncpg.Pool:
@@ -61,7 +66,13 @@ class Services:
     async def knock(self, device_id: str) -> ConnectionRequestResult:
         """A connection request over every channel this process has (HTTP, UDP, XMPP)."""
         return await knock_device(
-            self.pool, self.connreq, self.settings, device_id, self.udp_connreq, self.xmpp_connreq
+            self.pool,
+            self.connreq,
+            self.settings,
+            device_id,
+            self.udp_connreq,
+            self.xmpp_connreq,
+            self.arrivals,
         )
 
 

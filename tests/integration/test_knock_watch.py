@@ -1,0 +1,193 @@
+"""Knocks waiting for their session: one batched statement per tick for all of them
+(acs.store.nat.connection_requests_arrived, acs.services.knock_watch), and a UDP
+knock that holds a connection-request slot only while it sends."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from acs.connreq import udp
+from acs.connreq.udp_sender import UdpConnectionRequester
+from acs.services.knock_watch import ArrivalWatcher
+from acs.store import devices, nat
+from acs.store.db import create_pool
+from tests.integration.test_nat_store import T0, device_with
+from tests.integration.test_store import inform
+
+pytestmark = pytest.mark.db
+
+KNOCKED = ["6 CONNECTION REQUEST"]
+
+
+async def test_many_waiting_knocks_are_answered_by_one_statement_in_their_order(
+    conn: asyncpg.Connection, unique_serial: Callable[..., str]
+) -> None:
+    came, periodic, moved = unique_serial(), unique_serial(), unique_serial()
+    d_came = await device_with(conn, came)
+    d_periodic = await device_with(conn, periodic)
+    d_moved = await device_with(conn, moved)
+    later = T0 + timedelta(seconds=5)
+    await devices.upsert_from_inform(conn, inform(came, [], events=KNOCKED, at=later))
+    # a periodic Inform after the knock is not the knock's session
+    await devices.upsert_from_inform(conn, inform(periodic, [], events=["2 PERIODIC"], at=later))
+    await nat.record_binding(conn, d_moved, "198.51.100.7", 40001, True, later)
+    before, after = T0 + timedelta(seconds=1), later + timedelta(seconds=1)
+    waiting = [
+        (d_moved, before),
+        (d_came, before),  # came after the knock: arrived
+        (d_came, after),  # the same device, a knock begun after that session: not yet
+        (d_periodic, before),
+        ("no-such-device", before),
+    ]
+    rows = await nat.connection_requests_arrived(conn, waiting)
+    assert [(r[0], r[1]) for r in rows] == waiting  # one row per knock, in the order asked
+    assert [r[2] for r in rows] == [False, True, False, False, False]
+    assert rows[0][3:] == ("198.51.100.7", 40001)  # where the binding points now
+    assert rows[1][3:] == (None, None)  # no binding: nothing to follow
+    assert await nat.connection_requests_arrived(conn, []) == []
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def counted_pool(database_url: str) -> AsyncIterator[tuple[asyncpg.Pool, list[str]]]:
+    """A pool that records every statement sent on it."""
+    sent: list[str] = []
+    pool = await create_pool(database_url, min_size=1, max_size=1)  # one connection, logged
+    async with pool.acquire() as c:
+        c.add_query_logger(lambda q: sent.append(q.query))
+    try:
+        yield pool, sent
+    finally:
+        await pool.close()
+
+
+async def test_the_watcher_checks_every_waiting_knock_in_one_statement_per_tick(
+    conn: asyncpg.Connection,
+    unique_serial: Callable[..., str],
+    counted_pool: tuple[asyncpg.Pool, list[str]],
+) -> None:
+    pool, sent = counted_pool
+    serials = [unique_serial() for _ in range(200)]
+    ids = [await device_with(conn, s) for s in serials]
+    watcher = ArrivalWatcher(pool, tick_s=3600)  # ticks by hand below, not by the clock
+    since = T0 + timedelta(seconds=1)
+    arrivals = [watcher.watch(d, since) for d in ids]
+    try:
+        await watcher.check()  # asyncpg reads the types of a new statement once per connection
+        sent.clear()
+        await watcher.check()
+        assert len(sent) == 1 and "unnest" in sent[0]  # 200 knocks, one statement
+        assert not any(a.seen for a in arrivals)
+        # half the devices open their knocked session
+        later = T0 + timedelta(seconds=3)
+        for s in serials[::2]:
+            await devices.upsert_from_inform(conn, inform(s, [], events=KNOCKED, at=later))
+        await nat.record_binding(conn, ids[1], "198.51.100.8", 40002, True, later)
+        sent.clear()
+        await watcher.check()
+        assert len(sent) == 1
+        assert [a.seen for a in arrivals] == [i % 2 == 0 for i in range(200)]
+        assert await arrivals[0].wait(0) and not await arrivals[1].wait(0)
+        assert await arrivals[1].moved() == ("198.51.100.8", 40002)
+        # the next tick asks only about the knocks still waiting
+        sent.clear()
+        await watcher.check()
+        assert len(sent) == 1
+        for a in arrivals[1::2]:
+            a.close()
+        sent.clear()
+        await watcher.check()
+        assert sent == []  # nobody left waiting: no statement at all
+    finally:
+        for a in arrivals:
+            a.close()
+    assert watcher.waiting == 0
+
+
+async def test_a_waiting_knock_wakes_at_the_tick_that_sees_its_session(
+    conn: asyncpg.Connection, unique_serial: Callable[..., str], db_pool: asyncpg.Pool
+) -> None:
+    serial = unique_serial()
+    dev = await device_with(conn, serial)
+    watcher = ArrivalWatcher(db_pool, tick_s=0.05)
+    arrival = watcher.watch(dev, T0 + timedelta(seconds=1))
+    waiter = asyncio.create_task(arrival.wait(30))
+    try:
+        await asyncio.sleep(0.2)  # a few ticks without the session
+        assert not waiter.done()
+        await devices.upsert_from_inform(
+            conn, inform(serial, [], events=KNOCKED, at=T0 + timedelta(seconds=2))
+        )
+        assert await asyncio.wait_for(waiter, 30)
+        assert watcher.queries >= 2
+    finally:
+        arrival.close()
+
+
+class GatheringCpes:
+    """CPEs that open their sessions only once every one of them has its valid
+    request: a sender that keeps a slot while it waits can never get there."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.guard = udp.ReplayGuard()
+        self.accepted: set[int] = set()
+        self.all_in = asyncio.Event()
+
+    def protocol(self, index: int) -> asyncio.DatagramProtocol:
+        cpes = self
+
+        class Cpe(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: Any) -> None:
+                msg = udp.parse(data)
+                if udp.verify(msg, "cr", "cr-secret"):
+                    cpes.accepted.add(index)
+                    if len(cpes.accepted) == cpes.count:
+                        cpes.all_in.set()
+
+        return Cpe()
+
+
+async def test_more_waiting_udp_knocks_than_slots_all_get_their_session() -> None:
+    count, slots = 24, 2
+    cpes = GatheringCpes(count)
+    loop = asyncio.get_running_loop()
+    endpoints = [
+        await loop.create_datagram_endpoint(
+            lambda i=i: cpes.protocol(i), local_addr=("127.0.0.1", 0)
+        )
+        for i in range(count)
+    ]
+    sender = UdpConnectionRequester(max_concurrent=slots)
+
+    async def arrived(timeout_s: float) -> bool:
+        # every CPE's session starts once all have their request
+        if cpes.all_in.is_set():
+            return True
+        if timeout_s <= 0:
+            return False
+        try:
+            await asyncio.wait_for(cpes.all_in.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    try:
+        results = await asyncio.gather(
+            *(
+                sender.send(t.get_extra_info("sockname")[:2], "cr", "cr-secret", arrived, 10.0)
+                for t, _ in endpoints
+            )
+        )
+    finally:
+        for t, _ in endpoints:
+            t.close()
+        await sender.close()
+    assert [r.outcome for r in results] == ["accepted"] * count, [r.reason for r in results]
+    assert cpes.accepted == set(range(count))
