@@ -448,8 +448,109 @@ async def metrics_of(url: str) -> str:
             return await resp.text()
 
 
-def sessions_ok(metrics_text: str) -> int:
+def sessions_completed(metrics_text: str) -> int:
     for line in metrics_text.splitlines():
-        if line.startswith('acs_cwmp_sessions_total{outcome="ok"}'):
+        if line.startswith('acs_cwmp_sessions_total{outcome="completed"}'):
             return int(float(line.split()[-1]))
     return 0
+
+
+# --------------------------------------------------------------------------- scripts/cluster
+
+
+def load() -> Rig:
+    """The rig `up` left running: its secrets are in its work directory."""
+    values = dict(
+        line.split("=", 1)
+        for line in (WORKDIR / "secrets").read_text().splitlines()
+        if "=" in line
+    )
+    return Rig(pg_password=values["PGPASSWORD"], secrets_key=values["ACS_SECRETS_KEY"])
+
+
+async def demo() -> None:
+    """A storm through the LB, one ACS host killed, then the primary: what an operator sees."""
+    from cpe_simulator.fleet import Fleet, FleetConfig
+
+    rig = load()
+
+    async def show(what: str) -> None:
+        counts = {}
+        for host in ("acs1", "acs2"):
+            try:
+                counts[host] = sessions_completed(await metrics_of(rig.host_api(host)))
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+                counts[host] = "down"
+        print(f"{what}: primary={await rig.primary()} sessions completed per host={counts}")
+
+    fleet = Fleet(
+        FleetConfig(
+            acs_url=rig.cwmp_url,
+            devices=40,
+            serial_prefix="DEMO",
+            username=CPE_USER,
+            password=CPE_PASSWORD,
+            periodic_interval=5,
+            cr_host=ROOT_IP,
+        )
+    )
+    await fleet.start()
+    try:
+        await fleet.wait_for(lambda: all(c.sessions_ok for c in fleet.devices.values()), 120)
+        await show("40 CPEs booted through the load balancer")
+        rig.kill_host("acs2")
+        print("acs2 killed (SIGKILL of every process in its namespace)")
+        await asyncio.sleep(12)
+        await show("12 s later, acs1 alone")
+        rig.start_acs("acs2")
+        await rig.wait_acs("acs2")
+        await rig.wait_lb(2)
+        await show("acs2 back")
+        old = await rig.primary()
+        assert old is not None
+        rig.kill_host(old)
+        started = time.monotonic()
+        print(f"PostgreSQL primary {old} killed")
+        new = await rig.wait_primary(90, not_host=old)
+        print(f"Patroni promoted {new} after {time.monotonic() - started:.1f} s")
+        await rig.wait_acs("acs1", 60)
+        await rig.wait_acs("acs2", 60)
+        await asyncio.sleep(10)
+        await show("10 s after the ACS hosts answered /readyz again")
+        rig.start_patroni(old)
+        print(f"{old} restarted: it rejoins as a standby (pg_rewind)")
+    finally:
+        await fleet.stop()
+    print(f"logs in {WORKDIR}; `scripts/cluster down` removes the rig")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    command = args[0] if args else "help"
+    if command == "up":
+        rig = make_rig()
+        try:
+            asyncio.run(rig.up())
+        except BaseException:
+            print(f"the rig did not come up; logs kept in {WORKDIR}", file=sys.stderr)
+            rig.close(keep_logs=True)
+            raise
+        print(f"CWMP (give CPEs this URL): {rig.cwmp_url}")
+        print(f"API and web UI:            {rig.api_url}/")
+        print(f"database (multi-host):     {rig.dsn().replace(rig.pg_password, '***')}")
+        print(f"password, logs:            {WORKDIR}/secrets, {WORKDIR}/*.log")
+        print("run a command on a host:   ip netns exec acsrigacs1 ...")
+        return 0
+    if command == "demo":
+        asyncio.run(demo())
+        return 0
+    if command == "down":
+        Rig().close()
+        print("cluster rig removed")
+        return 0
+    print("usage: scripts/cluster up|demo|down", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
