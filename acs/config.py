@@ -6,6 +6,7 @@ unless an operator writes ``ACS_CPE_AUTH=none`` on purpose.
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -52,6 +53,41 @@ class Settings(BaseSettings):
         le=256,
         description="server processes sharing the three ports (SO_REUSEPORT); a session's "
         "requests that reach another worker are relayed to the one that owns it",
+    )
+
+    # --- cluster: several hosts on one database (README "Cluster settings")
+    host_name: str = Field(
+        default_factory=socket.gethostname,
+        min_length=1,
+        max_length=200,
+        description="this host's name in the cluster: lease holder, metrics, /readyz",
+    )
+    lease_duration_s: float = Field(
+        default=30.0,
+        ge=2,
+        le=3600,
+        description="a host's leases on periodic work run out this long after its last "
+        "renewal (by the database's clock); another host then takes them over",
+    )
+    cluster_secret: str | None = Field(
+        default=None,
+        min_length=32,
+        description="shared by every host: signs host-to-host relay requests and answers",
+    )
+    relay_listen: str | None = Field(
+        default=None,
+        description="host:port of this host's relay listener for the other hosts; "
+        "unset: no host-to-host relay",
+    )
+    relay_url: str | None = Field(
+        default=None,
+        description="how the other hosts reach this host's relay listener; unset: "
+        "http://<relay_listen>",
+    )
+    database_read_url: str | None = Field(
+        default=None,
+        description="PostgreSQL DSN of a standby for read-only API queries (device lists, "
+        "searches, history); unset: the primary",
     )
 
     # --- TLS (one certificate for every listener that speaks it)

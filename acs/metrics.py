@@ -345,6 +345,22 @@ class Metrics:
             ["listener", "reason"],
             registry=r,
         )
+        # several hosts on one database (acs/services/leases.py): who this is, what it leads
+        self.host = Gauge(
+            "acs_host_info", "This ACS host (ACS_HOST_NAME); always 1", ["host"], registry=r
+        )
+        self.lease_held = Gauge(
+            "acs_cluster_lease_held",
+            "1 for each kind of periodic work whose cluster lease this process holds",
+            ["lease"],
+            registry=r,
+        )
+        self.ticks = Counter(
+            "acs_cluster_ticks",
+            "Periodic ticks this process ran under its cluster lease, by lease",
+            ["lease"],
+            registry=r,
+        )
         self.database: DatabaseCollector | None = None
         if pool is not None:
             self.database = DatabaseCollector(pool, cache_s=db_cache_s, wait_s=db_wait_s)
@@ -386,6 +402,15 @@ class Metrics:
 
     def relay(self, reason: str) -> None:
         self.relayed.labels(reason).inc()
+
+    def leases(self, host: str, held: Iterable[str], names: Iterable[str]) -> None:
+        self.host.labels(host).set(1)
+        mine = set(held)
+        for name in names:
+            self.lease_held.labels(name).set(1 if name in mine else 0)
+
+    def tick(self, lease: str) -> None:
+        self.ticks.labels(lease).inc()
 
     # ------------------------------------------------------------ exposition
 

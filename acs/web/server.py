@@ -35,11 +35,21 @@ from acs.core.reach import StunPeer
 from acs.logs import log
 from acs.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from acs.metrics import Metrics
-from acs.services import bulk_jobs, campaigns, jobs, provisioning, reseal, retention, sealing_key
+from acs.services import (
+    bulk_jobs,
+    campaigns,
+    jobs,
+    leases,
+    provisioning,
+    reseal,
+    retention,
+    sealing_key,
+)
 from acs.services import diagnostics as diagnostics_jobs
 from acs.services.history import HistoryRecorder
 from acs.services.knock import knock
 from acs.store import credentials, nat
+from acs.store import leases as lease_store
 from acs.store import tasks as task_store
 from acs.store.db import UNAVAILABLE, create_pool, migrate
 from acs.web import transfers
@@ -143,8 +153,12 @@ def ops_routes(
     metrics: Metrics,
     metrics_token: str | None = None,
     render: Callable[[], Awaitable[bytes]] | None = None,
+    host: str | None = None,
 ) -> Callable[[web.Application], None]:
     """/healthz (the process answers), /readyz (the database answers) and /metrics.
+
+    /readyz names this host and the cluster leases it holds now (read from
+    PostgreSQL, so any worker of the host answers the same).
 
     No API token: they are for load balancers, orchestrators and Prometheus.
     /metrics takes a bearer token of its own when ACS_METRICS_TOKEN is set.
@@ -157,14 +171,19 @@ def ops_routes(
         try:
             async with asyncio.timeout(2):
                 async with pool.acquire() as conn:
-                    await conn.fetchval("SELECT 1")
+                    held = await lease_store.held_by(conn, host) if host else []
         except (TimeoutError, *UNAVAILABLE) as exc:
             # a load balancer takes this instance out until the database is back
             return web.json_response(
-                {"status": "database unavailable", "error": str(exc) or type(exc).__name__},
+                {
+                    "status": "database unavailable",
+                    "error": str(exc) or type(exc).__name__,
+                    "host": host,
+                },
                 status=503,
+                headers={"Retry-After": "5"},
             )
-        return web.json_response({"status": "ready"})
+        return web.json_response({"status": "ready", "host": host, "leases": held})
 
     expected = f"Bearer {metrics_token}".encode() if metrics_token else None
     render = render or metrics.render  # with workers: every worker's series
@@ -334,7 +353,11 @@ async def running_acs(
             xmpp.start()  # logs in (and back in) in the background; knocks fail fast meanwhile
             closers.append(xmpp.close)
         ops = ops_routes(
-            pool, metrics, settings.metrics_token, relay.all_metrics if relay else None
+            pool,
+            metrics,
+            settings.metrics_token,
+            relay.all_metrics if relay else None,
+            host=settings.host_name,
         )
 
         def api_extras(app: web.Application) -> None:
@@ -366,12 +389,16 @@ async def running_acs(
             ports["api"],
             ports["files"],
         )
+        # worker 0 of each host competes for the cluster's leases on periodic work
         leader = workers is None or workers.index == 0
-        recorder = HistoryRecorder(pool, metrics, settings.history_flush_s, online=leader)
+        metrics.leases(settings.host_name, (), leases.ALL if leader else ())
+        recorder = HistoryRecorder(pool, metrics, settings.history_flush_s, online=False)
         recorder.start()
         closers.append(recorder.close)
         if leader:
-            await _start_background(settings, pool, metrics, requester, closers, udp, xmpp)
+            await _start_background(
+                settings, pool, metrics, requester, closers, recorder, udp, xmpp
+            )
         if stun_port is not None:
             ports["stun"] = stun_port
         yield Running(settings, pool, cwmp, api, runners, ports, metrics, contexts)
@@ -437,69 +464,92 @@ async def _start_background(
     metrics: Metrics,
     requester: ConnectionRequester,
     closers: list[Callable[[], Awaitable[None]]],
+    recorder: HistoryRecorder,
     udp: UdpConnectionRequester | None = None,
     xmpp: XmppConnectionRequester | None = None,
 ) -> None:
-    """The periodic ticks and the webhook sender: in one process only.
+    """The periodic ticks and the webhook sender: on one host of the cluster at a time.
 
-    With several workers only worker 0 runs them (and the parent restarts it
-    if it dies). Two campaign or bulk ticks at once would each take their
-    share of the same stage or rate, knocking devices twice as fast as the
-    operator set; webhook concurrency limits are per process, so N senders
-    would put N times the allowed load on a hook. Their state is in
-    PostgreSQL, so a restarted worker 0 loses nothing.
+    With several workers only worker 0 competes (and the parent restarts it
+    if it dies); with several hosts each kind of work runs on the host holding
+    its lease (acs/services/leases.py). Two campaign or bulk ticks at once
+    would each take their share of the same stage or rate, knocking devices
+    twice as fast as the operator set; webhook concurrency limits are per
+    process, so N senders would put N times the allowed load on a hook. Their
+    state is in PostgreSQL, so a restarted or replacing host loses nothing.
     """
+    sender = WebhookSender(settings, pool)
+    sending = False
+
+    async def changed(gained: frozenset[str], lost: frozenset[str]) -> None:
+        nonlocal sending
+        metrics.leases(settings.host_name, keeper.held, leases.ALL)
+        recorder.online = leases.HISTORY in keeper.held
+        if leases.WEBHOOKS in gained and not sending:
+            await sender.start()
+            sending = True
+        elif leases.WEBHOOKS in lost and sending:
+            await sender.stop()
+            sending = False
+
+    keeper = leases.LeaseKeeper(
+        pool, settings.host_name, settings.lease_duration_s, on_change=changed, on_tick=metrics.tick
+    )
+
+    def under_lease(
+        name: str, interval_s: float, tick: Callable[..., Awaitable[object]]
+    ) -> Callable[..., Awaitable[bool]]:
+        async def run(*args: object) -> bool:
+            return await keeper.run(name, interval_s, lambda: tick(*args))
+
+        return run
+
     # periodic ticks; their state lives in PostgreSQL, so a restart loses nothing
     scheduler = AsyncIOScheduler(timezone="UTC")
-    scheduler.add_job(
-        expire_transfers,
-        "interval",
-        seconds=60,
-        args=[pool, settings.transfer_complete_timeout_s, metrics],
-        max_instances=1,
-        coalesce=True,
-    )
-    scheduler.add_job(
-        diagnostics_jobs.expire,
-        "interval",
-        seconds=diagnostics_jobs.tick_interval_s(settings.diagnostics_timeout_s),
-        args=[pool, settings.diagnostics_timeout_s, metrics],
-        max_instances=1,
-        coalesce=True,
-    )
-    scheduler.add_job(
-        campaign_tick,
-        "interval",
-        seconds=settings.campaign_tick_s,
-        args=[pool, functools.partial(knock, pool, requester, settings, udp=udp, xmpp=xmpp)],
-        max_instances=1,
-        coalesce=True,
-    )
-    scheduler.add_job(
-        prune,
-        "interval",
-        seconds=settings.retention_interval_s,
-        args=[pool, settings],
-        max_instances=1,
-        coalesce=True,
-    )
-    scheduler.add_job(
-        bulk_tick,
-        "interval",
-        seconds=settings.bulk_tick_s,
-        args=[
-            pool,
-            functools.partial(knock, pool, requester, settings, udp=udp, xmpp=xmpp),
+    knocker = functools.partial(knock, pool, requester, settings, udp=udp, xmpp=xmpp)
+    diagnostics_s = diagnostics_jobs.tick_interval_s(settings.diagnostics_timeout_s)
+    ticks: list[tuple[str, float, Callable[..., Awaitable[object]], list[object]]] = [
+        (
+            leases.EXPIRE_TRANSFERS,
+            60.0,
+            expire_transfers,
+            [pool, settings.transfer_complete_timeout_s, metrics],
+        ),
+        (
+            leases.EXPIRE_DIAGNOSTICS,
+            diagnostics_s,
+            diagnostics_jobs.expire,
+            [pool, settings.diagnostics_timeout_s, metrics],
+        ),
+        (leases.CAMPAIGNS, settings.campaign_tick_s, campaign_tick, [pool, knocker]),
+        (leases.RETENTION, settings.retention_interval_s, prune, [pool, settings]),
+        (
+            leases.BULK_JOBS,
             settings.bulk_tick_s,
-        ],
-        max_instances=1,
-        coalesce=True,
-    )
+            bulk_tick,
+            [pool, knocker, settings.bulk_tick_s],
+        ),
+    ]
+    for name, interval_s, tick, args in ticks:
+        scheduler.add_job(
+            under_lease(name, interval_s, tick),
+            "interval",
+            seconds=interval_s,
+            args=args,
+            max_instances=1,
+            coalesce=True,
+        )
+    await keeper.start()
     scheduler.start()
     closers.append(lambda: _shutdown(scheduler))
-    sender = WebhookSender(settings, pool)
-    await sender.start()
-    closers.append(sender.stop)
+
+    async def stop_sender() -> None:
+        if sending:
+            await sender.stop()
+
+    closers.append(stop_sender)
+    # closed first (closers run in reverse): the leases are handed over at once
+    closers.append(keeper.close)
 
 
 def _reload_certificates(acs: Running) -> None:
