@@ -38,7 +38,9 @@ ROLES = {
 
 
 def rig_pids() -> dict[str, list[int]]:
-    pids = {role: [p for h in hosts for p in cluster.namespace_pids(h)] for role, hosts in ROLES.items()}
+    pids = {
+        role: [p for h in hosts for p in cluster.namespace_pids(h)] for role, hosts in ROLES.items()
+    }
     pids["simulator (this process)"] = [os.getpid()]
     return pids
 
@@ -57,7 +59,12 @@ async def window(rig: cluster.Rig, hosts: tuple[str, ...], seconds: float) -> di
     await asyncio.sleep(seconds)
     after, elapsed = await completed(hosts, rig), time.monotonic() - started
     cpu = {role: meter.stop() for role, meter in meters.items()}
-    return {"rate": (after - before) / elapsed, "sessions": after - before, "cpu": cpu, "s": elapsed}
+    return {
+        "rate": (after - before) / elapsed,
+        "sessions": after - before,
+        "cpu": cpu,
+        "s": elapsed,
+    }
 
 
 async def run(devices: int, seconds: float) -> dict[str, Any]:
@@ -95,7 +102,9 @@ async def run(devices: int, seconds: float) -> dict[str, Any]:
 
 def split(w: dict[str, Any]) -> str:
     total = sum(w["cpu"].values()) or 1.0
-    parts = [f"{role} {sec / w['s']:.2f} cores ({sec / total:.0%})" for role, sec in w["cpu"].items()]
+    parts = [
+        f"{role} {sec / w['s']:.2f} cores ({sec / total:.0%})" for role, sec in w["cpu"].items()
+    ]
     return "; ".join(parts)
 
 
@@ -109,8 +118,18 @@ def main(argv: list[str] | None = None) -> None:
     reason = cluster.why_not()
     if reason is not None:
         print(f"skipped: {reason}")
-        common.emit(SCENARIO, [{"target": target, "goal": "ratio > 1", "measured": "skipped",
-                                "met": False, "notes": f"skipped: {reason}"}])
+        common.emit(
+            SCENARIO,
+            [
+                {
+                    "target": target,
+                    "goal": "ratio > 1",
+                    "measured": "skipped",
+                    "met": False,
+                    "notes": f"skipped: {reason}",
+                }
+            ],
+        )
         return
     common.raise_fd_limit()
     devices, seconds = (60, 6.0) if args.quick else (args.devices, args.seconds)

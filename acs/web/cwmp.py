@@ -99,6 +99,7 @@ class CwmpEndpoint:
         authenticator: CpeAuthenticator,
         metrics: Metrics | None = None,
         relay: Relay | None = None,
+        secret: bytes | None = None,  # ACS_CLUSTER_SECRET's: cookies good on every host
     ) -> None:
         self.settings = settings
         self.pool = pool
@@ -109,7 +110,8 @@ class CwmpEndpoint:
         self.by_transport: dict[Any, str] = {}
         self.relay = relay  # None: the only worker, every session is ours
         # workers share the secret, so a cookie one of them signed is good at all
-        self.cookies = SessionCookies(relay.workers.secret if relay is not None else os.urandom(32))
+        shared = secret or (relay.workers.secret if relay is not None else None)
+        self.cookies = SessionCookies(shared or os.urandom(32))
         self._opening = 0  # Informs past the overload check, not yet in by_id
         assert settings.max_sessions_per_address and settings.max_sessions_per_credential
         self.admission = Admission(

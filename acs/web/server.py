@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import hmac
 import logging
 import os
@@ -93,6 +94,22 @@ class Running:
         for ctx in self.tls.values():
             if ctx is not None:
                 reload_tls(ctx, self.settings)
+
+
+def session_secret(settings: Settings, workers_secret: bytes | None) -> bytes | None:
+    """The key of Digest nonces and session cookies: every host's, with ACS_CLUSTER_SECRET.
+
+    Behind a load balancer a CPE's Digest answer, or a POST with its session
+    cookie, may reach another host than the one that issued the nonce or the
+    cookie; derived from the cluster's secret, both are good on every host
+    (a key of their own: knowing it signs no relay request). Without it, the
+    workers' shared secret, else (None) one made per process.
+    """
+    if settings.cluster_secret:
+        return hmac.new(
+            settings.cluster_secret.encode(), b"acs cwmp nonces and cookies", hashlib.sha256
+        ).digest()
+    return workers_secret
 
 
 def make_authenticator(
@@ -307,12 +324,9 @@ async def running_acs(
         if workers is not None:
             relay = Relay(workers, metrics, pool)
             closers.append(relay.close)
+        secret = session_secret(settings, workers.secret if workers else None)
         cwmp = CwmpEndpoint(
-            settings,
-            pool,
-            make_authenticator(settings, pool, workers.secret if workers else None),
-            metrics,
-            relay,
+            settings, pool, make_authenticator(settings, pool, secret), metrics, relay, secret
         )
         if relay is not None:
             await relay.listen(cwmp.handle, settings.max_body_bytes, cwmp.end_superseded)

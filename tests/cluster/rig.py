@@ -119,7 +119,7 @@ async def http_status(url: str, timeout_s: float = 2.0) -> int | None:
             async with http.get(url) as resp:
                 await resp.read()
                 return resp.status
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+    except (TimeoutError, aiohttp.ClientError, OSError):
         return None
 
 
@@ -130,6 +130,7 @@ class Rig:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     pg_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     secrets_key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    cluster_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
 
     # ------------------------------------------------------------------ addresses
     @property
@@ -253,6 +254,9 @@ class Rig:
             "ACS_FILES_PUBLIC_URL": f"http://{self.lb}:{FILES_PORT}/",
             "ACS_TRUSTED_PROXIES": self.lb,
             "ACS_SECRETS_KEY": self.secrets_key,
+            # Digest nonces and session cookies good on every host, leases by host name
+            "ACS_CLUSTER_SECRET": self.cluster_secret,
+            "ACS_HOST_NAME": host,
             "ACS_CPE_AUTH": "digest",
             "ACS_CPE_USERNAME": CPE_USER,
             "ACS_CPE_PASSWORD": CPE_PASSWORD,
@@ -376,7 +380,10 @@ class Rig:
         return sum(
             1
             for r in rows
-            if len(r) > 17 and r[0] == backend and r[1] not in ("FRONTEND", "BACKEND") and r[17] == "UP"
+            if len(r) > 17
+            and r[0] == backend
+            and r[1] not in ("FRONTEND", "BACKEND")
+            and r[17] == "UP"
         )
 
     # ------------------------------------------------------------------ whole rig
@@ -387,6 +394,7 @@ class Rig:
         self.workdir.chmod(0o755)  # PostgreSQL, run as postgres, must reach its data
         (self.workdir / "secrets").write_text(
             f"PGPASSWORD={self.pg_password}\nACS_SECRETS_KEY={self.secrets_key}\n"
+            f"ACS_CLUSTER_SECRET={self.cluster_secret}\n"
         )
         (self.workdir / "secrets").chmod(0o600)
         self.build_network()
@@ -461,11 +469,13 @@ def sessions_completed(metrics_text: str) -> int:
 def load() -> Rig:
     """The rig `up` left running: its secrets are in its work directory."""
     values = dict(
-        line.split("=", 1)
-        for line in (WORKDIR / "secrets").read_text().splitlines()
-        if "=" in line
+        line.split("=", 1) for line in (WORKDIR / "secrets").read_text().splitlines() if "=" in line
     )
-    return Rig(pg_password=values["PGPASSWORD"], secrets_key=values["ACS_SECRETS_KEY"])
+    return Rig(
+        pg_password=values["PGPASSWORD"],
+        secrets_key=values["ACS_SECRETS_KEY"],
+        cluster_secret=values["ACS_CLUSTER_SECRET"],
+    )
 
 
 async def demo() -> None:
@@ -479,7 +489,7 @@ async def demo() -> None:
         for host in ("acs1", "acs2"):
             try:
                 counts[host] = sessions_completed(await metrics_of(rig.host_api(host)))
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            except (TimeoutError, aiohttp.ClientError, OSError):
                 counts[host] = "down"
         print(f"{what}: primary={await rig.primary()} sessions completed per host={counts}")
 

@@ -113,9 +113,7 @@ async def completed_by_host(rig: Rig, hosts: tuple[str, ...] = ACS_HOSTS) -> dic
     return {h: sessions_completed(await metrics_of(rig.host_api(h))) for h in hosts}
 
 
-async def test_fleet_through_the_load_balancer_is_served_by_both_hosts(
-    rig: Rig, api: Any
-) -> None:
+async def test_fleet_through_the_load_balancer_is_served_by_both_hosts(rig: Rig, api: Any) -> None:
     before = await completed_by_host(rig)
     # half the CPEs open a new TCP connection for every POST: only the session
     # cookie (HAProxy's stick table) keeps their sessions on one host
