@@ -439,7 +439,8 @@ class Rig:
             subprocess.run(["ip", "netns", "del", netns(host)], capture_output=True, timeout=10)
             subprocess.run(["ip", "link", "del", f"acsrigv{host}"], capture_output=True, timeout=10)
         subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True, timeout=10)
-        if not keep_logs:
+        # ACSRIG_KEEP_LOGS=1: every server's log stays in /tmp/acsrig to read afterwards
+        if not keep_logs and os.environ.get("ACSRIG_KEEP_LOGS") != "1":
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 

@@ -67,7 +67,7 @@ async def rig() -> AsyncIterator[Rig]:
     try:
         yield the_rig
     finally:
-        the_rig.close()
+        the_rig.close()  # ACSRIG_KEEP_LOGS=1 keeps the servers' logs in /tmp/acsrig
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -107,6 +107,14 @@ def fleet_of(rig: Rig, prefix: str, devices: int, **kw: Any) -> Fleet:
 
 def dev(fleet: Fleet, serial: str) -> str:
     return device_id(fleet.config.oui, fleet.config.product_class, serial)
+
+
+async def readyz(rig: Rig, host: str) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{rig.host_api(host)}/readyz") as resp:
+            assert resp.status == 200, resp.status
+            body: dict[str, Any] = await resp.json()
+            return body
 
 
 async def completed_by_host(rig: Rig, hosts: tuple[str, ...] = ACS_HOSTS) -> dict[str, int]:
@@ -206,6 +214,13 @@ async def test_ticks_run_once_with_two_hosts(rig: Rig, api: Any) -> None:
             "ratePerMinute": 600,
             "connectionRequest": True,
         }
+        # cluster-core's leases: the bulk-job tick is held by exactly one of the two hosts
+        holders = []
+        for host in ACS_HOSTS:
+            ready = await readyz(rig, host)
+            assert ready["host"] == host, ready
+            holders += [host] if "bulk_jobs" in ready["leases"] else []
+        assert len(holders) == 1, holders
         job = await api("POST", "/bulk-jobs", 201, json=spec)
 
         async def finished() -> bool:
@@ -235,6 +250,7 @@ async def test_primary_killed_mid_campaign_patroni_fails_over_and_it_completes(
     rig: Rig, api: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     effects = SideEffects(monkeypatch)
+    lb_log_start = len(rig.log_tail("haproxy", 10**9))
     fleet = fleet_of(rig, "CLFAIL", 20, periodic_interval=2)
     try:
         await fleet.start()
@@ -317,5 +333,20 @@ async def test_primary_killed_mid_campaign_patroni_fails_over_and_it_completes(
         assert all(r["done"] == 1 for r in rows), [dict(r) for r in rows]
         assert left_running == 0
         assert not [k for k in fleet.counters if k[0] == "session_crashed"], fleet.counters
+        # while the ACS looked for the new primary it answered 503 (and HAProxy,
+        # with no host passing /readyz, its own 503): never a 500, by HAProxy's log
+        statuses = lb_statuses(rig.log_tail("haproxy", 10**9)[lb_log_start:])
+        assert statuses["503"] > 0, statuses  # the failover was seen by the CPEs
+        assert not [code for code in statuses if code.startswith("5") and code != "503"], statuses
     finally:
         await fleet.stop()
+
+
+def lb_statuses(log: str) -> Counter[str]:
+    """HTTP status of every request in HAProxy's log (option httplog: the 6th field)."""
+    found: Counter[str] = Counter()
+    for line in log.splitlines():
+        fields = line.split()
+        if line.startswith("10.77.") and len(fields) > 5:
+            found[fields[5]] += 1
+    return found
