@@ -9,7 +9,7 @@ process of the rig spent (/proc, by namespace), so the scaling can be read
 even when the machine's cores, not the ACS, are the bound: on 2 cores, two ACS
 hosts, HAProxy, two PostgreSQL servers and the simulator share them.
 
-    python -m bench.cluster            # 400 CPEs, 30 s windows
+    python -m bench.cluster            # 200 CPEs, 30 s windows
     python -m bench.cluster --quick    # 60 CPEs, 6 s windows: does it all work
 
 Root only (network namespaces); without it the row says why it was skipped.
@@ -92,7 +92,7 @@ async def run(devices: int, seconds: float) -> dict[str, Any]:
     try:
         await rig.up(acs_hosts=1)
         await fleet.start()
-        await fleet.wait_for(lambda: all(c.sessions_ok for c in fleet.devices.values()), 180)
+        await fleet.wait_for(lambda: all(c.sessions_ok for c in fleet.devices.values()), 400)
         await asyncio.sleep(seconds / 3)  # past the boot sessions: periodic ones only
         one = await window(rig, ("acs1",), seconds)
         rig.start_acs("acs2")
@@ -118,7 +118,7 @@ def split(w: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--devices", type=int, default=400)
+    ap.add_argument("--devices", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=30.0)
     args = ap.parse_args(argv)
     target = "Cluster: periodic sessions/s through HAProxy, two ACS hosts vs one"
