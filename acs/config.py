@@ -398,6 +398,18 @@ class Settings(BaseSettings):
     )
 
     @model_validator(mode="after")
+    def _relay_needs_the_secret(self) -> Settings:
+        if self.relay_listen is not None:
+            if self.cluster_secret is None:
+                raise ValueError(
+                    "ACS_RELAY_LISTEN needs ACS_CLUSTER_SECRET (the same on every host)"
+                )
+            host, sep, port = self.relay_listen.rpartition(":")
+            if not sep or not port.isdigit() or int(port) > 65535:
+                raise ValueError(f"ACS_RELAY_LISTEN must be host:port, not {self.relay_listen!r}")
+        return self
+
+    @model_validator(mode="after")
     def _admission_defaults(self) -> Settings:
         if self.max_sessions_per_address is None:
             self.max_sessions_per_address = max(1, self.max_sessions_per_worker // 2)

@@ -75,7 +75,7 @@ SESSION_OUTCOMES: Final = (
 # Why a worker handed a CWMP request to the worker that owns its session
 # (acs/web/relay.py): the session cookie named it, or the CPE sent no usable
 # cookie and was found by its address in PostgreSQL.
-RELAY_REASONS: Final = ("cookie", "address")
+RELAY_REASONS: Final = ("cookie", "address", "host_cookie", "host_address")
 
 # TR-069 Amendment 6, Table 7 (and the M events of the RPCs that have one)
 INFORM_EVENTS: Final = frozenset(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import json
 import os
@@ -17,6 +18,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+
+from acs.store.dsn import has_failover, to_uri
 
 try:  # orjson is optional: faster, but json is always there
     import orjson  # type: ignore[import-not-found,unused-ignore]
@@ -55,7 +58,10 @@ UNAVAILABLE = (
     asyncpg.InvalidCatalogNameError,  # 3D000
     asyncpg.InvalidAuthorizationSpecificationError,  # 28: role or password refused
     asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
+    asyncpg.InternalClientError,  # TargetServerAttributeNotMatched too: no primary (yet)
+    # a write reaching a server that is a standby now: the old primary, demoted in a
+    # failover, before the pool has dropped its connections to it (create_pool)
+    asyncpg.ReadOnlySQLTransactionError,
     OSError,
     TimeoutError,
 )
@@ -79,18 +85,43 @@ async def create_pool(
     min_size: int = 1,
     max_size: int = 10,
     statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
+    read_only: bool = False,
 ) -> asyncpg.Pool:
-    """An asyncpg pool whose connections decode jsonb and time out long statements."""
+    """An asyncpg pool whose connections decode jsonb and time out long statements.
+
+    ``dsn`` in either libpq form (acs/store/dsn.py). With several hosts or a
+    target_session_attrs the primary may move: a connection that meets a
+    read-only server (the old primary, demoted) is closed, so that the pool's
+    next connection looks for the new one. ``read_only``: every transaction is
+    read-only (the standby pool of ACS_DATABASE_READ_URL: a write sent there by
+    mistake fails on a primary too, instead of succeeding only until a failover).
+    """
+    uri = to_uri(dsn)
+    server_settings = {"statement_timeout": str(statement_timeout_ms)}
+    if read_only:
+        server_settings["default_transaction_read_only"] = "on"
+    init = _init_failover_connection if has_failover(uri) and not read_only else init_connection
     pool = await asyncpg.create_pool(
-        dsn,
+        uri,
         min_size=min_size,
         max_size=max_size,
-        init=init_connection,
+        init=init,
         reset=_keep_session,
-        server_settings={"statement_timeout": str(statement_timeout_ms)},
+        server_settings=server_settings,
     )
     assert pool is not None
     return pool
+
+
+async def _init_failover_connection(conn: asyncpg.Connection) -> None:
+    await init_connection(conn)
+
+    def on_query(record: Any) -> None:
+        if isinstance(record.exception, asyncpg.ReadOnlySQLTransactionError):
+            # after the caller's error has gone its way: the pool then replaces it
+            asyncio.get_running_loop().call_soon(conn.terminate)
+
+    conn.add_query_logger(on_query)
 
 
 async def _keep_session(_conn: asyncpg.Connection) -> None:
@@ -107,7 +138,7 @@ async def _keep_session(_conn: asyncpg.Connection) -> None:
 
 async def connect(dsn: str) -> asyncpg.Connection:
     """One connection with the same codecs as create_pool()."""
-    conn = await asyncpg.connect(dsn)
+    conn = await asyncpg.connect(to_uri(dsn))
     await init_connection(conn)
     return conn
 

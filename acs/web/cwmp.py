@@ -74,8 +74,9 @@ from acs.store.ids import device_id as make_device_id
 from acs.web.admission import claimed_username
 from acs.web.cpe_auth import THROTTLED_TEXT, UNAUTHORIZED_TEXT, AuthResult, CpeAuthenticator
 from acs.web.fota import FotaEndpoint
+from acs.web.host_relay import HostRelay
 from acs.web.proxy import client_address, client_scheme, via_proxy
-from acs.web.relay import Relay, is_relayed, relayed_username
+from acs.web.relay import Relay, is_host_relayed, is_relayed, relayed_username, session_at
 from acs.web.session_cookie import SessionCookies
 from acs.web.tls import peer_subject
 
@@ -99,7 +100,7 @@ class CwmpEndpoint:
         authenticator: CpeAuthenticator,
         metrics: Metrics | None = None,
         relay: Relay | None = None,
-        secret: bytes | None = None,  # ACS_CLUSTER_SECRET's: cookies good on every host
+        hosts: HostRelay | None = None,
     ) -> None:
         self.settings = settings
         self.pool = pool
@@ -109,9 +110,13 @@ class CwmpEndpoint:
         self.by_id: dict[str, LiveSession] = {}
         self.by_transport: dict[Any, str] = {}
         self.relay = relay  # None: the only worker, every session is ours
-        # workers share the secret, so a cookie one of them signed is good at all
-        shared = secret or (relay.workers.secret if relay is not None else None)
-        self.cookies = SessionCookies(shared or os.urandom(32))
+        self.hosts = hosts  # None: the only host (or hosts that do not relay)
+        # workers (and hosts) share the secret, so a cookie one signed is good at all
+        if hosts is not None:
+            secret = hosts.shared_secret
+        else:
+            secret = relay.workers.secret if relay is not None else os.urandom(32)
+        self.cookies = SessionCookies(secret)
         self._opening = 0  # Informs past the overload check, not yet in by_id
         assert settings.max_sessions_per_address and settings.max_sessions_per_credential
         self.admission = Admission(
@@ -180,6 +185,12 @@ class CwmpEndpoint:
                 reason = f"malformed body: {reason}"
             return self._reject(400, reason, remote)
 
+        if self.hosts is not None and not is_relayed(request) and not is_host_relayed(request):
+            host = self.hosts.foreign_host(self._cookie_session(request))
+            if host is not None:  # another host's session: its answer is ours
+                answer = await self.hosts.forward(host, request, body, "cookie")
+                if answer is not None:
+                    return answer
         if self.relay is not None and not is_relayed(request):
             owner = self.relay.foreign_owner(self._cookie_session(request))
             if owner is not None:  # another worker's session: its answer is ours
@@ -448,6 +459,8 @@ class CwmpEndpoint:
         session_id = secrets.token_urlsafe(18)
         if self.relay is not None:  # names its owner, for requests reaching another worker
             session_id = self.relay.new_session_id(session_id)
+        if self.hosts is not None:  # and its host, for requests reaching another host
+            session_id = self.hosts.new_session_id(session_id)
         events = [e.event_code for e in inform.events]
         record = devices.InformRecord(
             device_id=dev_id,
@@ -618,7 +631,7 @@ class CwmpEndpoint:
         username: str | None = None
         bound: str | None = None  # the device a per-device credential speaks for
         if self.auth.mode != "none":
-            if relayed:
+            if relayed or is_host_relayed(request):
                 # the worker that took the request checked its credentials
                 username = relayed_username(request)
                 if username is None:
@@ -628,17 +641,20 @@ class CwmpEndpoint:
                 if not verdict.ok:
                     return self._unauthorized(verdict, None, remote)
                 username, bound = verdict.username, verdict.device_id
-        if self.relay is None or relayed:
+        if (self.relay is None and self.hosts is None) or relayed:
             # one process sees every session; a relayed request was already found
             # to be unique at its address over all workers
             return self._at_address(remote, username)
-        sid = await self.relay.session_at(remote, bound)
+        sid = await session_at(self.pool, remote, bound)
         if sid is None:
             return None
         if sid in self.by_id:
             return self._at_address(remote, username)
-        owner = self.relay.foreign_owner(sid)
-        if owner is None:
+        if self.hosts is not None and (host := self.hosts.foreign_host(sid)) is not None:
+            if is_host_relayed(request):
+                return None  # the other host thought it ours: it is not, no ping-pong
+            return await self.hosts.forward(host, request, body, "address", username=username)
+        if self.relay is None or (owner := self.relay.foreign_owner(sid)) is None:
             return None  # ours by its name, but over (or from this worker's last life)
         return await self.relay.forward(owner, request, body, "address", username=username)
 

@@ -73,6 +73,8 @@ USER_HEADER = "X-ACS-Relay-Cpe-User"
 METRICS_PATH = "/_worker/metrics"
 SUPERSEDE_PATH = "/_worker/supersede"
 RELAYED = web.RequestKey("relayed", bool)
+# set by another host's signed relay (acs/web/host_relay.py): its headers are believed
+HOST_RELAYED = web.RequestKey("host_relayed", bool)
 # hop-by-hop headers (RFC 9110 7.6.1) and those the next hop sets again itself
 _NOT_FORWARDED = frozenset(
     {
@@ -167,7 +169,8 @@ class Relay:
         """The other worker owning this session, if the id names one."""
         if not session_id:
             return None
-        owner = self.workers.owner_of(session_id)
+        # past the host's id when hosts relay too ("<host>~<worker>.<token>")
+        owner = self.workers.owner_of(session_id.rpartition("~")[2])
         return owner if owner is not None and owner != self.index else None
 
     async def session_at(self, address: str | None, device_id: str | None = None) -> str | None:
@@ -177,13 +180,7 @@ class Relay:
         Several CPEs behind one NAT address identify none of them: None, as in
         one process.
         """
-        if address is None:
-            return None
-        async with self.pool.acquire() as conn:
-            if device_id is not None:
-                return await sessions.live_session_of(conn, device_id, address)
-            found = await sessions.live_sessions_at(conn, address)
-        return found[0] if len(found) == 1 else None
+        return await session_at(self.pool, address, device_id)
 
     # ------------------------------------------------------------ out: forwarding
 
@@ -365,13 +362,30 @@ class Relay:
         return merge_worker_metrics(texts, self.index)
 
 
+async def session_at(
+    pool: asyncpg.Pool, address: str | None, device_id: str | None = None
+) -> str | None:
+    """The one live session of a CPE at this address, whoever owns it (see Relay.session_at)."""
+    if address is None:
+        return None
+    async with pool.acquire() as conn:
+        if device_id is not None:
+            return await sessions.live_session_of(conn, device_id, address)
+        found = await sessions.live_sessions_at(conn, address)
+    return found[0] if len(found) == 1 else None
+
+
 def is_relayed(request: web.Request) -> bool:
     return request.get(RELAYED, False)
 
 
+def is_host_relayed(request: web.Request) -> bool:
+    return request.get(HOST_RELAYED, False)
+
+
 def relayed_username(request: web.Request) -> str | None:
-    """The CPE username the relaying worker verified; None if it verified none."""
-    if not is_relayed(request):
+    """The CPE username the relaying worker (or host) verified; None if it verified none."""
+    if not is_relayed(request) and not is_host_relayed(request):
         return None
     value = request.headers.get(USER_HEADER)
     return unquote(value) if value is not None else None

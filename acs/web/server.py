@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import hmac
 import logging
 import os
@@ -60,6 +59,7 @@ from acs.web.cpe_auth_state import PgAuthState
 from acs.web.cwmp import CwmpEndpoint
 from acs.web.files import files_app
 from acs.web.guard import GuardedRunner
+from acs.web.host_relay import HostRelay
 from acs.web.proxy import TrustedProxies, parse_networks
 from acs.web.relay import Relay, Workers
 from acs.web.tls import TlsConfigError, server_context
@@ -94,22 +94,6 @@ class Running:
         for ctx in self.tls.values():
             if ctx is not None:
                 reload_tls(ctx, self.settings)
-
-
-def session_secret(settings: Settings, workers_secret: bytes | None) -> bytes | None:
-    """The key of Digest nonces and session cookies: every host's, with ACS_CLUSTER_SECRET.
-
-    Behind a load balancer a CPE's Digest answer, or a POST with its session
-    cookie, may reach another host than the one that issued the nonce or the
-    cookie; derived from the cluster's secret, both are good on every host
-    (a key of their own: knowing it signs no relay request). Without it, the
-    workers' shared secret, else (None) one made per process.
-    """
-    if settings.cluster_secret:
-        return hmac.new(
-            settings.cluster_secret.encode(), b"acs cwmp nonces and cookies", hashlib.sha256
-        ).digest()
-    return workers_secret
 
 
 def make_authenticator(
@@ -324,12 +308,25 @@ async def running_acs(
         if workers is not None:
             relay = Relay(workers, metrics, pool)
             closers.append(relay.close)
-        secret = session_secret(settings, workers.secret if workers else None)
+        hosts: HostRelay | None = None
+        if settings.relay_listen is not None and settings.cluster_secret is not None:
+            hosts = HostRelay(
+                settings.host_name, settings.cluster_secret, settings.relay_url, pool, metrics
+            )
+            closers.append(hosts.close)
+        nonce_secret = hosts.shared_secret if hosts else (workers.secret if workers else None)
         cwmp = CwmpEndpoint(
-            settings, pool, make_authenticator(settings, pool, secret), metrics, relay, secret
+            settings,
+            pool,
+            make_authenticator(settings, pool, nonce_secret),
+            metrics,
+            relay,
+            hosts,
         )
         if relay is not None:
             await relay.listen(cwmp.handle, settings.max_body_bytes, cwmp.end_superseded)
+        if hosts is not None:
+            await _listen_for_hosts(hosts, settings, cwmp)
         requester = ConnectionRequester(
             timeout_s=settings.connection_request_timeout_s,
             max_concurrent=settings.connection_request_concurrency,
@@ -378,7 +375,17 @@ async def running_acs(
             ops(app)
             ui.install(app)  # the web UI, on the API's port and its session-aware auth
 
-        api = build_api_app(Services(settings, pool, requester, udp, xmpp), api_extras)
+        read_pool: asyncpg.Pool | None = None
+        if settings.database_read_url:
+            read_pool = await create_pool(
+                settings.database_read_url,
+                min_size=0,  # a standby that is down must not keep the ACS from starting
+                max_size=settings.database_pool_size,
+                read_only=True,
+            )
+            closers.append(read_pool.close)
+        services = Services(settings, pool, requester, udp, xmpp, read_pool=read_pool)
+        api = build_api_app(services, api_extras)
         ports = {}
         for name, app in (
             ("cwmp", cwmp.app()),
@@ -425,6 +432,19 @@ async def running_acs(
             await asyncio.wait_for(pool.close(), timeout=10)
         except TimeoutError:
             pool.terminate()
+
+
+async def _listen_for_hosts(hosts: HostRelay, settings: Settings, cwmp: CwmpEndpoint) -> None:
+    """The relay listener for the other hosts, and this host's entry in cluster_hosts."""
+    assert settings.relay_listen is not None
+    bound = await hosts.listen(settings.relay_listen, cwmp.handle, settings.max_body_bytes)
+    if hosts.relay_url is None:  # reachable at the listen address, or by the host's name
+        host = settings.relay_listen.rpartition(":")[0].strip("[]")
+        if host in ("", "0.0.0.0", "::"):
+            host = settings.public_host or settings.host_name
+        hosts.relay_url = f"http://{host}:{bound}"
+    await hosts.register()
+    log(logger, logging.INFO, "host_relay_listening", url=hosts.relay_url, host_id=hosts.host_id)
 
 
 def stun_listener(settings: Settings, pool: asyncpg.Pool, metrics: Metrics) -> StunServer:

@@ -43,6 +43,7 @@ from acs import logs
 from acs.config import LISTENERS, Settings
 from acs.logs import log
 from acs.store.db import EmbeddedPostgres, create_pool
+from acs.web.host_relay import shared_secret
 from acs.web.relay import Workers, make_run_dir
 from acs.web.server import prepare_database, serve_until_signalled
 
@@ -203,7 +204,12 @@ async def supervise(settings: Settings) -> None:
         await _prepare(settings, dsn)
         held = _fix_ports(settings)
         run_dir, temporary = make_run_dir(settings.data_dir)
-        secret = os.urandom(32)  # in memory only: a full restart makes a new one
+        # in memory only, a full restart makes a new one; in a cluster, the same on
+        # every host (from ACS_CLUSTER_SECRET), so cookies and nonces verify anywhere
+        if settings.cluster_secret is not None:
+            secret = shared_secret(settings.cluster_secret)
+        else:
+            secret = os.urandom(32)
         workers = [Workers(i, settings.workers, run_dir, secret) for i in range(settings.workers)]
         supervisor = Supervisor(settings, dsn, workers)
         loop = asyncio.get_running_loop()

@@ -56,6 +56,7 @@ ADDRESSES = {
 # the ports of deploy/cluster/haproxy.cfg and patroni.yml (the same on every host)
 CWMP_PORT, API_PORT, FILES_PORT = 20747, 20757, 20767
 PG_PORT, PATRONI_PORT, ETCD_PORT, ETCD_PEER_PORT = 20732, 20708, 20779, 20780
+RELAY_PORT = 20790  # ACS host to ACS host (ACS_RELAY_LISTEN)
 
 CPE_USER, CPE_PASSWORD = "cpe", "cpe-pw"
 CR_USER, CR_PASSWORD = "cr", "cr-secret"
@@ -254,8 +255,10 @@ class Rig:
             "ACS_FILES_PUBLIC_URL": f"http://{self.lb}:{FILES_PORT}/",
             "ACS_TRUSTED_PROXIES": self.lb,
             "ACS_SECRETS_KEY": self.secrets_key,
-            # Digest nonces and session cookies good on every host, leases by host name
+            # the host relay: Digest nonces and session cookies good on every host, a
+            # request for another host's session forwarded to it; leases by host name
             "ACS_CLUSTER_SECRET": self.cluster_secret,
+            "ACS_RELAY_LISTEN": f"{ADDRESSES[host]}:{RELAY_PORT}",
             "ACS_HOST_NAME": host,
             "ACS_CPE_AUTH": "digest",
             "ACS_CPE_USERNAME": CPE_USER,

@@ -26,3 +26,11 @@ CREATE TABLE cluster_hosts (
     started_at  timestamptz NOT NULL DEFAULT now(),
     seen_at     timestamptz NOT NULL DEFAULT now()
 );
+
+-- Nonces of host-to-host relay requests seen within the signature window: a
+-- request replayed to any worker of any host is refused. Pruned as they age.
+CREATE TABLE cluster_relay_nonces (
+    nonce    text PRIMARY KEY,
+    seen_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX cluster_relay_nonces_seen_idx ON cluster_relay_nonces (seen_at);

@@ -221,7 +221,7 @@ async def list_devices(request: web.Request) -> web.Response:
     expr = filter_of(q.filter)
     projection = [p.strip() for p in q.projection.split(",") if p.strip()]
     try:
-        async with services(request).pool.acquire() as conn:
+        async with services(request).reads.acquire() as conn:  # a standby may answer
             page = await device_query.list_devices(
                 conn,
                 expr,

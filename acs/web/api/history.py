@@ -87,7 +87,7 @@ async def fleet_history(request: web.Request) -> web.Response:
     since = q.since or until - timedelta(days=1)
     step = rules.STEPS[q.step]
     names = HistoryQuery.names_of(q.metrics)
-    async with services(request).pool.acquire() as conn:
+    async with services(request).reads.acquire() as conn:  # a standby may answer
         found = await store.series(conn, names, since, until, step)
     return json_out(
         HistoryOut(
@@ -131,7 +131,7 @@ async def device_history(request: web.Request) -> web.Response:
     step = rules.STEPS["1d"]
     until = rules.step_start(datetime.now(UTC), step) + step
     since = until - q.days * step
-    async with services(request).pool.acquire() as conn:
+    async with services(request).reads.acquire() as conn:  # a standby may answer
         if await devices.get_device(conn, dev_id) is None:
             raise not_found(f"device {dev_id!r}")
         found = await store.device_days(conn, dev_id, since)

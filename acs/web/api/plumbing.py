@@ -36,12 +36,20 @@ class Services:
     connreq: ConnectionRequester
     udp_connreq: UdpConnectionRequester | None = None  # None: ACS_STUN_ENABLE=false
     xmpp_connreq: XmppConnectionRequester | None = None  # None: no ACS_XMPP_SERVER
+    # ACS_DATABASE_READ_URL: a standby for read-only queries that tolerate its lag
+    read_pool: asyncpg.Pool | None = None
     # one per process: its throttle and Argon2 gate serve the UI form and the API alike
     sign_in: SignIn = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self.sign_in is None:
             self.sign_in = SignIn(self.settings.login_concurrency)
+
+    @property
+    def reads(self) -> asyncpg.Pool:
+        """Where read-only queries that tolerate a standby's lag go (lists, searches,
+        history); everything that writes, or reads what it just wrote, uses ``pool``."""
+        return self.read_pool or self.pool
 
     @property
     def sealer(self) -> Sealer:
