@@ -39,6 +39,8 @@ SCENARIOS: dict[str, tuple[list[str], list[str]]] = {
     "stun": ([], ["--quick"]),
     "knock": ([], ["--quick"]),  # 1,000 NATed CPEs knocked over UDP at once (50 quick)
     "soak": (["--devices", "100000"], ["--quick"]),
+    # one ACS host, then two, behind HAProxy on Patroni (root: network namespaces)
+    "cluster": ([], ["--quick"]),
 }
 
 
