@@ -2,7 +2,7 @@
 touches, which topics a browser may ask for, and the per-topic throttle that
 keeps a storm of writes from becoming a storm of page refreshes.
 
-A notification is "kind:id" (acs/store/migrations/0026_live_updates.sql). A
+A notification is "kind:id" (acs/store/migrations/0025_live_updates.sql). A
 topic is what a page listens to: a list ("devices", "jobs"), or one object
 ("device:<id>", "campaign:<n>", "bulk:<n>"). The browser re-fetches the page
 part of a topic when it hears it, so an event carries no data of its own and

@@ -12,7 +12,7 @@ exactly as with ``local`` files (README "Files on several hosts" has the
 figures).
 
 The bytes are chunked bytea rows (``file_chunks``, ``backup_chunks``, migration
-0028) rather than large objects: a chunk row is deleted by ``ON DELETE CASCADE``
+0027) rather than large objects: a chunk row is deleted by ``ON DELETE CASCADE``
 with its file or backup (large objects would need a trigger or lo_unlink calls
 and leak when one is missed), it goes through logical replication and
 pg_dump like any row, and COPY writes it in a streaming way.

@@ -1,4 +1,4 @@
-"""The hosts of a cluster and how to reach them; relay nonces (migration 0027)."""
+"""The hosts of a cluster and how to reach them; relay nonces (migration 0026)."""
 
 from __future__ import annotations
 

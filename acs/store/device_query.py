@@ -72,7 +72,7 @@ _TEXT_COLUMNS = {
     "ProvisioningCode": "d.provisioning_code",
 }
 _TIME_COLUMNS = {
-    # in the narrow device_sessions row (migration 0025); a subquery, so that a
+    # in the narrow device_sessions row (migration 0024); a subquery, so that a
     # filter compiles the same in every statement that reads "devices d"
     "LastInform": "(SELECT s.last_inform FROM device_sessions s WHERE s.device_id = d.id)",
     "LastBoot": "d.last_boot",

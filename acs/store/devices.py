@@ -57,7 +57,7 @@ _OWN_COLUMNS = (
     " last_bootstrap, last_events, remote_address, connection_request_url, software_version,"
     " hardware_version, provisioning_code, cwmp_version, tags, parameter_count"
 )
-#: the device row with its presence and lease (device_sessions, migration 0025)
+#: the device row with its presence and lease (device_sessions, migration 0024)
 DEVICE_FROM = "devices d LEFT JOIN device_sessions s ON s.device_id = d.id"
 _DEVICE_COLUMNS = (
     ", ".join(f"d.{c.strip()}" for c in _OWN_COLUMNS.split(","))
@@ -246,7 +246,7 @@ written AS (
 # The device columns an Inform sets, from a row source ``{src}``: EXCLUDED in the
 # upsert below, the parameter row of acs.store.sessions.open_session. When the
 # Inform was last heard is not one of them: it moves every session and lives
-# in the narrow device_sessions row (migration 0025).
+# in the narrow device_sessions row (migration 0024).
 _INFORM_PAIRS = (
     ("oui", "{src}.oui"),
     ("product_class", "{src}.product_class"),

@@ -1,4 +1,4 @@
-"""Cluster leases: which ACS host runs each kind of periodic work (migration 0027).
+"""Cluster leases: which ACS host runs each kind of periodic work (migration 0026).
 
 Every time is PostgreSQL's ``now()``: hosts whose clocks disagree still agree
 on who holds a lease and when it runs out, and a host whose clock runs ahead

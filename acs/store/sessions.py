@@ -1,7 +1,7 @@
 """The device session lock: at most one CWMP session per device, across processes.
 
 The lock is two columns of the device's narrow device_sessions row, next to
-last_inform (migration 0025): a session writes that row twice, and only the
+last_inform (migration 0024): a session writes that row twice, and only the
 first write touches an index. Expiry is judged by the database clock so
 workers with skewed clocks agree; clock_timestamp() rather than now() because
 a caller's transaction may have started a while ago.

@@ -50,7 +50,7 @@ ON CONFLICT (id) DO UPDATE SET
     provisioning_code = COALESCE(EXCLUDED.provisioning_code, d.provisioning_code)
 RETURNING (xmax = 0) AS created
 """
-# when it was heard: in the device's device_sessions row (migration 0025),
+# when it was heard: in the device's device_sessions row (migration 0024),
 # which the insert's trigger created for a new terminal
 _HEARD = "UPDATE device_sessions SET last_inform = $2 WHERE device_id = $1"
 

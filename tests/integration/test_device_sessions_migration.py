@@ -1,4 +1,4 @@
-"""Migration 0025: presence and lease move to device_sessions, with their values."""
+"""Migration 0024: presence and lease move to device_sessions, with their values."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ async def test_last_inform_and_lease_are_copied_and_new_devices_get_their_row(
     try:
         conn = await connect(url)
         try:
-            # the schema as it was before 0025, with a device in session and one never heard
+            # the schema as it was before 0024, with a device in session and one never heard
             # (found by its content: the number may change when branches merge)
             [ours] = [f for f, sql in migration_files() if "CREATE TABLE device_sessions" in sql]
             before = [(f, sql) for f, sql in migration_files() if f < ours]

@@ -1,4 +1,4 @@
-"""Live updates from the writes themselves: the triggers of migration 0026
+"""Live updates from the writes themselves: the triggers of migration 0025
 announce on acs_live in the writing transaction, and a process's one
 listener (LiveHub) hands each subscriber the topics it asked for."""
 
@@ -66,14 +66,18 @@ async def test_a_session_end_a_job_and_a_rollback_are_heard_or_not(
             assert "jobs" in await heard(sub, "jobs")
         async with db_pool.acquire() as conn:
             # a session: the lease taken (nothing to say), then released (its end)
-            await conn.execute("UPDATE device_sessions SET session_id = 's1' WHERE device_id = $1", dev)
+            await conn.execute(
+                "UPDATE device_sessions SET session_id = 's1' WHERE device_id = $1", dev
+            )
             await conn.execute("UPDATE tasks SET attempts = attempts + 1 WHERE id = $1", task_id)
             await asyncio.sleep(1.1)
             for sub in subs:
                 assert sub.queue.empty(), (
                     "a lease taken or a column beside status is news to no page"
                 )
-            await conn.execute("UPDATE device_sessions SET session_id = NULL WHERE device_id = $1", dev)
+            await conn.execute(
+                "UPDATE device_sessions SET session_id = NULL WHERE device_id = $1", dev
+            )
         for sub in subs:
             assert f"device:{dev}" in await heard(sub, f"device:{dev}")
     finally:

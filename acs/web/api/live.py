@@ -4,7 +4,7 @@ A stream says only *which* topic changed ("device:ABC", "jobs"); the page
 re-fetches its part from the API as the signed-in user, so an event can
 carry nothing its listener may not read. The process's one LISTEN connection
 (acs/services/live.py) feeds every stream; the writes announce themselves
-in their own transaction (migration 0026).
+in their own transaction (migration 0025).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ END
 $$;
 
 -- a session's end: the device's lease is released (in device_sessions since
--- migration 0025 moved presence and the lease out of devices)
+-- migration 0024 moved presence and the lease out of devices)
 CREATE TRIGGER device_sessions_live_session_end AFTER UPDATE OF session_id ON device_sessions
     FOR EACH ROW WHEN (OLD.session_id IS NOT NULL AND NEW.session_id IS NULL)
     EXECUTE FUNCTION acs_live_notify('device', 'device_id');
