@@ -210,11 +210,12 @@ async def connection_requests_arrived(
     rows = await conn.fetch(
         """
         SELECT w.device_id, w.since,
-               coalesce(d.last_inform >= w.since
+               coalesce(s.last_inform >= w.since
                         AND '6 CONNECTION REQUEST' = ANY (d.last_events), false) AS arrived,
                b.address, b.port
         FROM unnest($1::text[], $2::timestamptz[]) WITH ORDINALITY AS w(device_id, since, i)
         LEFT JOIN devices d ON d.id = w.device_id
+        LEFT JOIN device_sessions s ON s.device_id = w.device_id
         LEFT JOIN udp_bindings b ON b.device_id = w.device_id
         ORDER BY w.i
         """,

@@ -196,7 +196,7 @@ async def test_acs_host_killed_mid_storm_its_cpes_finish_on_the_other(rig: Rig) 
         conn = await connect(rig.dsn())
         try:
             stuck = await conn.fetchval(
-                "SELECT count(*) FROM devices WHERE session_expires_at < now()"
+                "SELECT count(*) FROM device_sessions WHERE session_expires_at < now()"
                 " AND session_id IS NOT NULL"
             )
         finally:

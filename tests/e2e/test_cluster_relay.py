@@ -295,7 +295,7 @@ async def test_sessions_cross_hosts_through_the_relay_and_survive_a_dead_host(
         conn = await connect(fresh_database)
         try:
             stuck = await conn.fetchval(
-                "SELECT count(*) FROM devices WHERE session_id LIKE $1"
+                "SELECT count(*) FROM device_sessions WHERE session_id LIKE $1"
                 " AND session_expires_at > now()",
                 host_id_of("host-a") + "~%",
             )

@@ -275,7 +275,7 @@ async def test_primary_killed_and_standby_promoted_under_load() -> None:
             conn = await connect(pair.url(pair.standby_port, "acs"))
             try:
                 held = await conn.fetchval(
-                    "SELECT count(*) FROM devices WHERE session_id IS NOT NULL"
+                    "SELECT count(*) FROM device_sessions WHERE session_id IS NOT NULL"
                     " AND session_expires_at > now()"
                 )
             finally:

@@ -120,6 +120,33 @@ async def test_screenshots_of_the_main_pages(
             )
         await gw.trigger(serial)
         await asyncio.sleep(1)
+        # a bulk job over the 0.9.8 fleet and a webhook, so their pages have rows
+        bulk = await ok(
+            admin_api,
+            "POST",
+            "/bulk-jobs",
+            201,
+            json={
+                "name": "reboot the 0.9.8 units",
+                "task": {"name": "reboot"},
+                "filter": 'DeviceID.SerialNumber LIKE "GO%"',
+                "ratePerMinute": 60,
+            },
+        )
+        hook = await ok(
+            admin_api,
+            "POST",
+            "/webhooks",
+            201,
+            json={
+                "url": "http://127.0.0.1:9/hooks/acs",
+                "events": ["job.finished", "campaign.state_changed"],
+                "secret": "a webhook signing secret",
+            },
+        )
+        gw_id = quote(dev_id(gw, serial), safe="")
+        logs = await ok(admin_api, "GET", f"/devices/{gw_id}/sessions")
+        session_id = logs["items"][0]["id"]
 
         name = await make_user(db_pool, unique_serial, "admin")
         context = await browser.new_context(viewport={"width": 1360, "height": 900})
@@ -149,6 +176,14 @@ async def test_screenshots_of_the_main_pages(
             ("policies", "/ui/policies"),
             ("policy", f"/ui/policies/{policy['id']}"),
             ("admin", "/ui/admin"),
+            ("jobs", "/ui/jobs"),
+            ("faults", "/ui/faults"),
+            ("bulk-jobs", "/ui/bulk-jobs"),
+            ("bulk-job", f"/ui/bulk-jobs/{bulk['id']}"),
+            ("sessions", device + "/sessions"),
+            ("session-log", f"{device}/sessions/{session_id}"),
+            ("audit", "/ui/audit"),
+            ("webhooks", "/ui/webhooks"),
         ]
         for shot, path in shots:
             await page.goto(base + path)
@@ -161,6 +196,7 @@ async def test_screenshots_of_the_main_pages(
         written = sorted(p.name for p in out.glob("*.png"))
         assert {f"{s}.png" for s, _ in shots} | {"login.png"} <= set(written)
         assert all((out / w).stat().st_size > 10_000 for w in written)
+        await ok(admin_api, "DELETE", f"/webhooks/{hook['id']}", 204)
     finally:
         for f in fleets:
             await f.stop()
