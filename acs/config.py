@@ -147,6 +147,17 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="a session idle longer than this is abandoned"
     )
     gpv_batch_size: int = Field(default=100, ge=1, le=10_000)
+    # discovery reads values by the size of the answer, not a count of names: a
+    # CPE's limit is the envelope it must build, and 64 KB is what gateways with a
+    # few MB of RAM answer without trouble (only CPEs that refuse a partial-path
+    # GetParameterValues of the whole tree are read in batches at all)
+    gpv_batch_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        le=10 * 1024 * 1024,
+        description="estimated bytes of one GetParameterValues answer when discovery "
+        "reads a CPE that refuses partial paths in batches",
+    )
     discovery_on_bootstrap: bool = True
     max_task_attempts: int = Field(default=3, ge=1)
     task_retry_base_s: float = Field(
