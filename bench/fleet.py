@@ -42,6 +42,7 @@ import asyncpg
 
 from acs.config import Settings
 from bench import common, loadgen
+from bench.reboot import postgres_server_pids
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = "fleet"
@@ -123,6 +124,7 @@ async def storm(
     queued: dict[str, int] = {}
     api_status: Counter[str] = Counter()
     acs_cpu = common.CpuMeter(acs.pids()).start()
+    pg_cpu = common.CpuMeter(await postgres_server_pids(acs.dsn)).start()
     started = time.monotonic()
     peak_sim = peak_acs = 0.0
     discovered = 0
@@ -196,7 +198,7 @@ async def storm(
                     except (aiohttp.ClientError, TimeoutError) as exc:
                         api_status[f"reknock_{type(exc).__name__}"] += 1
         elapsed = time.monotonic() - started
-        cpu = acs_cpu.stop()
+        cpu, pg = acs_cpu.stop(), pg_cpu.stop()
     finally:
         sim.send_signal(signal.SIGINT)
         raw, _ = await asyncio.wait_for(sim.communicate(), 120)
@@ -218,6 +220,7 @@ async def storm(
         "discovered": discovered,
         "elapsed_s": elapsed,
         "acs_cpu_s": cpu,
+        "pg_cpu_s": pg,
         "acs_peak_rss_mb": peak_acs,
         "sim_peak_rss_mb": max(peak_sim, sim_summary.get("rss_mb", 0.0)),
         "sessions_ok": sim_summary.get("sessions_ok"),
@@ -377,7 +380,10 @@ def rows_of(result: dict[str, Any], workers: int) -> list[dict[str, Any]]:
                 f"jobs queued mid-storm {s['jobs_queued']}, final {s['jobs']} "
                 f"({s.get('reknocks', 0)} knocks repeated after the storm); policy results "
                 f"{s['policies_applied']} ({s['policy_faults']} with faults); ACS CPU "
-                f"{s['acs_cpu_s']:.0f} s, peak RSS {s['acs_peak_rss_mb']:.0f} MB"
+                f"{s['acs_cpu_s']:.0f} s ({s['acs_cpu_s'] * 1000 / max(s['discovered'], 1):.1f} "
+                f"ms per bootstrap), PostgreSQL CPU {s['pg_cpu_s'] * 1000 / max(s['discovered'], 1)"
+                f":.1f} ms per bootstrap, peak RSS {s['acs_peak_rss_mb'] / workers:.0f} MB per "
+                f"worker"
             ),
         },
         {
