@@ -233,12 +233,8 @@ def discover(
     whole = yield m.GetParameterValues(parameter_names=[path])
     partial_ok = not isinstance(whole, m.Fault)
     if partial_ok:
-        got = expect(whole, m.GetParameterValuesResponse).parameter_list
-        read = len(got)
-        if types is not None:
-            types.update((v.name, v.xsd_type) for v in got)
-        if values is not None:
-            values.update((v.name, v) for v in got)
+        read = _take_values(whole, types, values)
+    # this frame lives on while the CPE answers the next request: not a tree in it
     del whole
     listed = 0
 
@@ -248,11 +244,11 @@ def discover(
         resp = yield m.GetParameterNames(parameter_path=obj, next_level=False)
         if not isinstance(resp, m.Fault):
             infos = expect(resp, m.GetParameterNamesResponse).parameter_list
-            params = [i.name for i in infos if not i.name.endswith(".")]
-            listed += len(params)
+            params = sum(1 for i in infos if not i.name.endswith("."))
+            listed += params
             if not partial_ok:
-                names.extend(params)
-            objects += len(infos) - len(params)
+                names.extend(i.name for i in infos if not i.name.endswith("."))
+            objects += len(infos) - params
             return
         rpcs += 1
         resp = yield m.GetParameterNames(parameter_path=obj, next_level=True)
@@ -288,6 +284,20 @@ def discover(
     }
 
 
+def _take_values(
+    response: m.Message,
+    types: dict[str, str] | None,
+    values: dict[str, m.ParameterValueStruct] | None,
+) -> int:
+    """How many values ``response`` read, after filling ``types`` and ``values``."""
+    got = expect(response, m.GetParameterValuesResponse).parameter_list
+    if types is not None:
+        types.update((v.name, v.xsd_type) for v in got)
+    if values is not None:
+        values.update((v.name, v) for v in got)
+    return len(got)
+
+
 def read_values(
     names: list[str],
     batch_size: int,
@@ -321,10 +331,6 @@ def read_values(
                 half = len(batch) // 2
                 pending[:0] = [batch[:half], batch[half:]]
             continue
-        got = expect(resp, m.GetParameterValuesResponse).parameter_list
-        read += len(got)
-        if types is not None:
-            types.update((v.name, v.xsd_type) for v in got)
-        if values is not None:
-            values.update((v.name, v) for v in got)
+        read += _take_values(resp, types, values)
+        del resp
     return read, skipped, rpcs
