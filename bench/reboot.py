@@ -223,6 +223,9 @@ async def held_per_session(
                 faults=faults,
                 max_concurrent=n,
                 timing=Timing(slow_s=slow_s),
+                # arrivals spread over the delay: the figure is what parked sessions
+                # hold, not the high-water mark of all their answers parsed at once
+                ramp_s=slow_s if faults else 0.0,
             )
         )
 
@@ -249,7 +252,7 @@ async def held_per_session(
     samples: list[tuple[float, int]] = []
     await fleet.start()
     try:
-        deadline = time.monotonic() + slow_s * 12
+        deadline = time.monotonic() + slow_s * 14
         while time.monotonic() < deadline:
             await asyncio.sleep(slow_s / 4)
             samples.append((sum(rss_by_process(acs)), await in_flight("PARK")))
