@@ -348,6 +348,7 @@ def rows_of(result: dict[str, Any], workers: int) -> list[dict[str, Any]]:
         and s["policy_faults"] == 0
     )
     ratio = p["sessions_per_s"] / workers / bare if bare else 0.0
+    pg_ms = s["pg_cpu_s"] * 1000 / max(s["discovered"], 1)
     return [
         {
             "target": "periodic Inform sessions per ACS worker",
@@ -381,9 +382,8 @@ def rows_of(result: dict[str, Any], workers: int) -> list[dict[str, Any]]:
                 f"({s.get('reknocks', 0)} knocks repeated after the storm); policy results "
                 f"{s['policies_applied']} ({s['policy_faults']} with faults); ACS CPU "
                 f"{s['acs_cpu_s']:.0f} s ({s['acs_cpu_s'] * 1000 / max(s['discovered'], 1):.1f} "
-                f"ms per bootstrap), PostgreSQL CPU {s['pg_cpu_s'] * 1000 / max(s['discovered'], 1)"
-                f":.1f} ms per bootstrap, peak RSS {s['acs_peak_rss_mb'] / workers:.0f} MB per "
-                f"worker"
+                f"ms per bootstrap), PostgreSQL CPU {pg_ms:.1f} ms per bootstrap, peak RSS "
+                f"{s['acs_peak_rss_mb'] / workers:.0f} MB per worker"
             ),
         },
         {

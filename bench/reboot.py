@@ -59,6 +59,11 @@ async def postgres_server_pids(dsn: str) -> list[int]:
         data_dir = await conn.fetchval("SHOW data_directory")
     finally:
         await conn.close()
+    return server_pids(data_dir)
+
+
+def server_pids(data_dir: str) -> list[int]:
+    """The postmaster of ``data_dir`` and its children."""
     try:
         postmaster = int((Path(data_dir) / "postmaster.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):

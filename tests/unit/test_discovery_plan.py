@@ -110,8 +110,7 @@ def test_batches_by_bytes_keeps_order_cuts_at_the_budget_and_never_drops_a_name(
     assert [n for b in batches for n in b] == names
     assert all(b for b in batches)
     cost = [
-        sum(len(n) + plans.PER_VALUE_MARKUP + plans.ASSUMED_VALUE_BYTES for n in b)
-        for b in batches
+        sum(len(n) + plans.PER_VALUE_MARKUP + plans.ASSUMED_VALUE_BYTES for n in b) for b in batches
     ]
     assert all(c <= 4096 for c in cost)
     # a batch is only cut when the next name would not fit
@@ -120,4 +119,7 @@ def test_batches_by_bytes_keeps_order_cuts_at_the_budget_and_never_drops_a_name(
         used = sum(len(n) + plans.PER_VALUE_MARKUP + plans.ASSUMED_VALUE_BYTES for n in batch)
         assert used + extra > 4096
     # one name bigger than the budget still goes, alone
-    assert plans.batches_by_bytes(["D." + "x" * 9000, "D.y"], 1024) == [["D." + "x" * 9000], ["D.y"]]
+    assert plans.batches_by_bytes(["D." + "x" * 9000, "D.y"], 1024) == [
+        ["D." + "x" * 9000],
+        ["D.y"],
+    ]
