@@ -42,7 +42,7 @@ import asyncpg
 
 from acs.config import Settings
 from bench import common, loadgen
-from bench.reboot import postgres_server_pids
+from bench.reboot import postgres_cpu
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = "fleet"
@@ -124,7 +124,7 @@ async def storm(
     queued: dict[str, int] = {}
     api_status: Counter[str] = Counter()
     acs_cpu = common.CpuMeter(acs.pids()).start()
-    pg_cpu = common.CpuMeter(await postgres_server_pids(acs.dsn)).start()
+    pg_cpu = (await postgres_cpu(acs.dsn)).start()
     started = time.monotonic()
     peak_sim = peak_acs = 0.0
     discovered = 0

@@ -51,23 +51,14 @@ OK_STATUSES = ("200", "204", "401", "503")
 # --------------------------------------------------------------------------- /proc
 
 
-async def postgres_server_pids(dsn: str) -> list[int]:
-    """The postmaster serving ``dsn`` and its children: that server's CPU only,
-    not every PostgreSQL on a machine others share."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        data_dir = await conn.fetchval("SHOW data_directory")
-    finally:
-        await conn.close()
-    return server_pids(data_dir)
-
-
 def server_pids(data_dir: str) -> list[int]:
-    """The postmaster of ``data_dir`` and its children."""
+    """The postmaster of ``data_dir`` and its children: that server's CPU only,
+    not every PostgreSQL on a machine others share."""
     try:
         postmaster = int((Path(data_dir) / "postmaster.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
-        return common.postgres_pids()  # not readable from here: every server's CPU
+        # not readable from here: every server's CPU (on a shared machine, more)
+        return common.postgres_pids()
     pids = [postmaster]
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -79,6 +70,32 @@ def server_pids(data_dir: str) -> list[int]:
             if int(stat.rsplit(")", 1)[1].split()[1]) == postmaster:
                 pids.append(int(entry.name))
     return pids
+
+
+class ServerCpu:
+    """CPU seconds of one PostgreSQL server between start() and stop(), counting
+    the backends it starts meanwhile (a pool grows in a storm) from zero."""
+
+    def __init__(self, data_dir: str) -> None:
+        self.data_dir = data_dir
+        self._start: dict[int, float] = {}
+
+    def start(self) -> ServerCpu:
+        self._start = {p: common.cpu_seconds(p) for p in server_pids(self.data_dir)}
+        return self
+
+    def stop(self) -> float:
+        now = {p: common.cpu_seconds(p) for p in server_pids(self.data_dir)}
+        return sum(cpu - self._start.get(p, 0.0) for p, cpu in now.items())
+
+
+async def postgres_cpu(dsn: str) -> ServerCpu:
+    conn = await asyncpg.connect(dsn)
+    try:
+        data_dir = await conn.fetchval("SHOW data_directory")
+    finally:
+        await conn.close()
+    return ServerCpu(data_dir)
 
 
 def rss_by_process(acs: common.AcsProcess) -> list[float]:
@@ -161,9 +178,8 @@ async def reboot_storm(
         await conn.execute("VACUUM ANALYZE")  # the bootstrap's dead rows are not the storm's
         await conn.execute("CHECKPOINT")
         power_on = await conn.fetchval("SELECT now()")
-    pg_pids = await postgres_server_pids(acs.dsn)
+    pg_cpu = (await postgres_cpu(acs.dsn)).start()
     acs_cpu = common.CpuMeter(acs.pids()).start()
-    pg_cpu = common.CpuMeter(pg_pids).start()
     started = time.monotonic()
     # all at once: the ACS, not the simulator, decides who waits
     sim = await start_sim(acs, devices, cr_port, "no-bootstrap:1", devices)
