@@ -118,10 +118,10 @@ class Settings(BaseSettings):
 
     # --- CWMP sessions
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
-    # 500: a boot-storm session holds up to ACS_SESSION_LOG_MAX_BYTES of transcript
-    # plus its discovery buffer (about 1 MB with a 1,000-parameter tree), and past
-    # a few hundred sessions one process is CPU-bound: more only makes every
-    # session slower, until CPEs time out (bench/fleet.py, BENCHMARKS.md)
+    # 500: past a few hundred sessions one process is CPU-bound in a boot storm:
+    # more only makes every session slower, until CPEs time out (bench/fleet.py,
+    # BENCHMARKS.md). Memory is not the bound any more: a discovering session
+    # holds its transcript compressed and no tree (bench/reboot.py measures it)
     max_sessions_per_worker: int = Field(
         default=500,
         ge=1,
