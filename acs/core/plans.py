@@ -11,6 +11,7 @@ testable without a socket.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Generator
 from typing import Any
 
@@ -206,13 +207,12 @@ def discover(
     """Learn the names under ``path`` (whole tree when it is a root), then their values,
     in as few round trips as the CPE allows.
 
-    First one GetParameterValues of the partial path ``path`` itself (TR-069
-    A.3.2.2: a path ending in "." names every parameter below it): the values,
-    types and names in one exchange. Then one GetParameterNames(path,
-    NextLevel=false) for what a value answer does not carry: which parameters
-    are writable, and the objects. A CPE that faults the partial-path read
-    (9005 and the like, or 9004 for a tree too big for one envelope) gets the
-    old way instead: the names first, then their values in batches of about
+    First one GetParameterNames(path, NextLevel=false): the names, which
+    parameters are writable, the objects. Then one GetParameterValues of the
+    partial path ``path`` itself (TR-069 A.3.2.2: a path ending in "." names
+    every parameter below it): every value and type in one exchange. A CPE
+    that faults the partial-path read (9005 and the like, or 9004 for a tree
+    too big for one envelope) has the names it listed read in batches of about
     ``batch_bytes`` bytes of answer each (``batch_size`` names when it is None).
 
     CPEs that refuse GetParameterNames on ``path`` (too big, or plain
@@ -221,21 +221,15 @@ def discover(
     child refuses too. ``types`` and ``values``, when given, are filled with
     the xsd type and the value of each parameter read.
 
-    Nothing of the answers is kept here beyond counts unless the partial read
-    failed (the names are then needed for the batches): the session driver
-    records each answer as it comes, so a session in flight holds no tree.
+    Nothing of the answers is kept here but the names, compressed, for the
+    batches should the partial read be refused: the session driver records
+    each answer as it comes, so a session in flight holds no tree.
     """
     names: list[str] = []
     objects = 0
     rpcs = 1
     read = 0
     skipped: list[str] = []
-    whole = yield m.GetParameterValues(parameter_names=[path])
-    partial_ok = not isinstance(whole, m.Fault)
-    if partial_ok:
-        read = _take_values(whole, types, values)
-    # this frame lives on while the CPE answers the next request: not a tree in it
-    del whole
     listed = 0
 
     def walk(obj: str, allow_seed: bool) -> Generator[m.Message, m.Message, None]:
@@ -244,11 +238,10 @@ def discover(
         resp = yield m.GetParameterNames(parameter_path=obj, next_level=False)
         if not isinstance(resp, m.Fault):
             infos = expect(resp, m.GetParameterNamesResponse).parameter_list
-            params = sum(1 for i in infos if not i.name.endswith("."))
-            listed += params
-            if not partial_ok:
-                names.extend(i.name for i in infos if not i.name.endswith("."))
-            objects += len(infos) - params
+            params = [i.name for i in infos if not i.name.endswith(".")]
+            listed += len(params)
+            names.extend(params)
+            objects += len(infos) - len(params)
             return
         rpcs += 1
         resp = yield m.GetParameterNames(parameter_path=obj, next_level=True)
@@ -264,13 +257,23 @@ def discover(
                     yield from walk(info.name, allow_seed=False)
             else:
                 listed += 1
-                if not partial_ok:
-                    names.append(info.name)
+                names.append(info.name)
 
     yield from walk(path, allow_seed=True)
+    # the names are needed again only if the partial read is refused: held
+    # compressed meanwhile (a tenth of the list's size) while the CPE builds its answer
+    packed = zlib.compress("\n".join(names).encode(), 1)
+    names.clear()
+    whole = yield m.GetParameterValues(parameter_names=[path])
+    partial_ok = not isinstance(whole, m.Fault)
+    if partial_ok:
+        read = _take_values(whole, types, values)
+    # this frame lives on while the CPE answers the next request: not a tree in it
+    del whole
     if not partial_ok:
+        text = zlib.decompress(packed).decode()
         read, skipped, value_rpcs = yield from read_values(
-            names, batch_size, types, values, batch_bytes=batch_bytes
+            text.split("\n") if text else [], batch_size, types, values, batch_bytes=batch_bytes
         )
         rpcs += value_rpcs
     return {

@@ -85,9 +85,9 @@ async def test_bootstrap_discovers_the_whole_tree(
         requests = await cpe.session(["0 BOOTSTRAP", "1 BOOT"])
     finally:
         await cpe.close()
-    # the whole tree's values in one partial-path read, then its names once
-    assert requests[0] == m.GetParameterValues(parameter_names=["Device."])
-    assert isinstance(requests[1], m.GetParameterNames) and not requests[1].next_level
+    # the names once, then the whole tree's values in one partial-path read
+    assert isinstance(requests[0], m.GetParameterNames) and not requests[0].next_level
+    assert requests[1] == m.GetParameterValues(parameter_names=["Device."])
     dev_id = device_id(cpe.identity.oui, cpe.identity.product_class, cpe.identity.serial_number)
     expected = {p.name: p.value for p in cpe.tree.get_parameter_values(["Device."])}
     async with db_pool.acquire() as conn:

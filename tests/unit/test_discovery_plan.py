@@ -66,7 +66,8 @@ def test_a_cpe_that_takes_partial_paths_is_discovered_in_two_round_trips(model: 
     tree = cpe_tree(model)
     result, sent, values, requests = run(tree, partial_gpv=True)
     assert sent == {"GetParameterValues": 1, "GetParameterNames": 1}
-    assert requests[0] == m.GetParameterValues(parameter_names=[tree.root])
+    assert isinstance(requests[0], m.GetParameterNames)
+    assert requests[1] == m.GetParameterValues(parameter_names=[tree.root])
     every = {p.name: p.value for p in tree.get_parameter_values([tree.root])}
     assert {k: v.value for k, v in values.items()} == every
     assert result["partialPath"] is True and result["rpcs"] == 2

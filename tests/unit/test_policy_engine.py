@@ -1037,11 +1037,11 @@ def test_object_count_adds_instances() -> None:
     outcome = run([policy(objects=[ObjectRule("NAT.PortMapping.", count=3)])], cpe)
     assert cpe.kinds() == [
         "AddObject",
-        "GetParameterValues",
         "GetParameterNames",
+        "GetParameterValues",
         "AddObject",
-        "GetParameterValues",
         "GetParameterNames",
+        "GetParameterValues",
     ]
     assert all(r.object_name == PM for r in cpe.of(m.AddObject))
     assert cpe.of(m.GetParameterNames)[0].parameter_path == PM + "2."
@@ -1126,8 +1126,8 @@ def test_object_keys_adds_one_instance_and_sets_it_in_one_go() -> None:
     outcome = run([policy(objects=[keyed_rule()])], cpe, state)
     assert cpe.kinds() == [
         "AddObject",
-        "GetParameterValues",
         "GetParameterNames",
+        "GetParameterValues",
         "SetParameterValues",
     ]
     (spv,) = cpe.of(m.SetParameterValues)

@@ -289,18 +289,17 @@ def test_an_added_instance_s_own_types_are_checked_before_its_values_are_sent() 
     )
     assert isinstance(next(plan), m.AddObject)
     req = plan.send(m.AddObjectResponse(instance_number=3, status=0))
-    # the new instance read whole (its values and types), then its names
-    assert isinstance(req, m.GetParameterValues) and req.parameter_names == [table + "3."]
+    assert isinstance(req, m.GetParameterNames) and req.parameter_path == table + "3."
     req = plan.send(
-        m.GetParameterValuesResponse(
-            parameter_list=[m.ParameterValueStruct(table + "3.Weight", "0", "xsd:unsignedInt")]
+        m.GetParameterNamesResponse(
+            parameter_list=[m.ParameterInfoStruct(table + "3.Weight", True)]
         )
     )
-    assert isinstance(req, m.GetParameterNames) and req.parameter_path == table + "3."
+    assert isinstance(req, m.GetParameterValues)
     with pytest.raises(PlanFault) as err:
         plan.send(
-            m.GetParameterNamesResponse(
-                parameter_list=[m.ParameterInfoStruct(table + "3.Weight", True)]
+            m.GetParameterValuesResponse(
+                parameter_list=[m.ParameterValueStruct(table + "3.Weight", "0", "xsd:unsignedInt")]
             )
         )
     assert err.value.code == FAULT_TYPE
