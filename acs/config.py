@@ -159,10 +159,10 @@ class Settings(BaseSettings):
 
     # --- CWMP sessions
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
-    # 500: a boot-storm session holds up to ACS_SESSION_LOG_MAX_BYTES of transcript
-    # plus its discovery buffer (about 1 MB with a 1,000-parameter tree), and past
-    # a few hundred sessions one process is CPU-bound: more only makes every
-    # session slower, until CPEs time out (bench/fleet.py, BENCHMARKS.md)
+    # 500: past a few hundred sessions one process is CPU-bound in a boot storm:
+    # more only makes every session slower, until CPEs time out (bench/fleet.py,
+    # BENCHMARKS.md). Memory is not the bound any more: a discovering session
+    # holds its transcript compressed and no tree (bench/reboot.py measures it)
     max_sessions_per_worker: int = Field(
         default=500,
         ge=1,
@@ -188,6 +188,17 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="a session idle longer than this is abandoned"
     )
     gpv_batch_size: int = Field(default=100, ge=1, le=10_000)
+    # discovery reads values by the size of the answer, not a count of names: a
+    # CPE's limit is the envelope it must build, and 64 KB is what gateways with a
+    # few MB of RAM answer without trouble (only CPEs that refuse a partial-path
+    # GetParameterValues of the whole tree are read in batches at all)
+    gpv_batch_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        le=10 * 1024 * 1024,
+        description="estimated bytes of one GetParameterValues answer when discovery "
+        "reads a CPE that refuses partial paths in batches",
+    )
     discovery_on_bootstrap: bool = True
     max_task_attempts: int = Field(default=3, ge=1)
     task_retry_base_s: float = Field(

@@ -32,6 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS: dict[str, tuple[list[str], list[str]]] = {
     "codec": ([], ["--quick"]),
     "fleet": (["--devices", "10000"], ["--quick"]),
+    # 10,000 known CPEs back from a power cut with 1 BOOT at once (500 quick), and
+    # the memory an in-flight session holds
+    "reboot": (["--devices", "10000"], ["--quick"]),
     "files": ([], ["--quick"]),
     # no churn round at full size: it rewrites 100,000 trees (about ten minutes
     # here); the quick run shows what a round does to the size

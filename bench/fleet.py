@@ -42,6 +42,7 @@ import asyncpg
 
 from acs.config import Settings
 from bench import common, loadgen, pgcost, profile
+from bench.reboot import postgres_cpu
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = "fleet"
@@ -138,6 +139,7 @@ async def storm(
     queued: dict[str, int] = {}
     api_status: Counter[str] = Counter()
     acs_cpu = common.CpuMeter(acs.pids()).start()
+    pg_cpu = (await postgres_cpu(acs.dsn)).start()
     started = time.monotonic()
     peak_sim = peak_acs = 0.0
     discovered = 0
@@ -212,7 +214,7 @@ async def storm(
                     except (aiohttp.ClientError, TimeoutError) as exc:
                         api_status[f"reknock_{type(exc).__name__}"] += 1
         elapsed = time.monotonic() - started
-        cpu = acs_cpu.stop()
+        cpu, pg = acs_cpu.stop(), pg_cpu.stop()
     finally:
         sim.send_signal(signal.SIGINT)
         raw, _ = await asyncio.wait_for(sim.communicate(), 120)
@@ -234,6 +236,7 @@ async def storm(
         "discovered": discovered,
         "elapsed_s": elapsed,
         "acs_cpu_s": cpu,
+        "pg_cpu_s": pg,
         "acs_peak_rss_mb": peak_acs,
         "sim_peak_rss_mb": max(peak_sim, sim_summary.get("rss_mb", 0.0)),
         "sessions_ok": sim_summary.get("sessions_ok"),
@@ -432,6 +435,7 @@ def rows_of(result: dict[str, Any], workers: int) -> list[dict[str, Any]]:
         and s["jobs"].get("fault", 0) == 0
         and s["policy_faults"] == 0
     )
+    pg_ms = s["pg_cpu_s"] * 1000 / max(s["discovered"], 1)
     return rows + [
         {
             "target": f"boot storm: {s['devices']:,} CPEs at once, full discovery",
@@ -447,7 +451,9 @@ def rows_of(result: dict[str, Any], workers: int) -> list[dict[str, Any]]:
                 f"jobs queued mid-storm {s['jobs_queued']}, final {s['jobs']} "
                 f"({s.get('reknocks', 0)} knocks repeated after the storm); policy results "
                 f"{s['policies_applied']} ({s['policy_faults']} with faults); ACS CPU "
-                f"{s['acs_cpu_s']:.0f} s, peak RSS {s['acs_peak_rss_mb']:.0f} MB"
+                f"{s['acs_cpu_s']:.0f} s ({s['acs_cpu_s'] * 1000 / max(s['discovered'], 1):.1f} "
+                f"ms per bootstrap), PostgreSQL CPU {pg_ms:.1f} ms per bootstrap, peak RSS "
+                f"{s['acs_peak_rss_mb'] / workers:.0f} MB per worker"
             ),
         },
         {

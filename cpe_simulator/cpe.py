@@ -374,6 +374,7 @@ class SimulatedCpe:
     # ------------------------------------------------------------ answering the ACS
 
     async def answer(self, request: m.Message) -> m.Message:
+        self.fleet.count("acs_rpc", request.element_name)
         try:
             return await self._answer(request)
         except CpeFault as fault:
@@ -390,6 +391,10 @@ class SimulatedCpe:
                 tree.get_parameter_names(r.parameter_path, r.next_level)
             )
         if isinstance(r, m.GetParameterValues):
+            if self.has("no-partial-gpv") and any(
+                n == "" or n.endswith(".") for n in r.parameter_names
+            ):
+                raise CpeFault(9005, "Invalid parameter name: partial paths are not supported")
             return m.GetParameterValuesResponse(tree.get_parameter_values(r.parameter_names))
         if isinstance(r, m.SetParameterValues):
             status = tree.set_parameter_values(r.parameter_list, r.parameter_key)

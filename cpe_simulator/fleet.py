@@ -411,8 +411,12 @@ class Fleet:
             "sessions_failed": failed,
             "in_session": sum(1 for c in self.devices.values() if c.in_session),
             "faults": {
-                f"{k}:{d}": n for (k, d), n in sorted(self.counters.items()) if k not in ("http",)
+                f"{k}:{d}": n
+                for (k, d), n in sorted(self.counters.items())
+                if k not in ("http", "acs_rpc")
             },
+            # the ACS's requests by RPC: how many round trips its work took
+            "acs_rpcs": {d: n for (k, d), n in sorted(self.counters.items()) if k == "acs_rpc"},
             # every HTTP status the ACS answered with, e.g. {"200": .., "204": .., "503": ..}
             "http": {d: n for (k, d), n in sorted(self.counters.items()) if k == "http"},
         }

@@ -27,6 +27,8 @@ PROFILES: dict[str, str] = {
     "ignore-cookies": "never sends the session cookie back",
     "new-connection": "opens a new TCP connection for every POST of a session (TR-069 allows it)",
     "reject-root-gpn": "refuses GetParameterNames on the root object (9005)",
+    "no-partial-gpv": "refuses a partial path (one ending in '.') in GetParameterValues"
+    " (9005), as some CPEs do: the ACS must name every parameter",
     "tc-without-event": "sends TransferComplete without the 7 TRANSFER COMPLETE event",
     "slow-9005": "answers unknown parameter names with 9005 only after a delay",
     "autonomous-du": "installs a module on its own and sends AutonomousDUStateChangeComplete",

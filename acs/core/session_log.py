@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import re
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +28,7 @@ from lxml import etree
 from acs.core import secrets
 from acs.core.secrets import MASK, is_secret_name
 from acs.core.times import rfc3339
+from acs.cwmp import messages as m
 from acs.cwmp.soap import CwmpParseError, parse_xml
 
 __all__ = ["MASK", "Transcript", "elided", "is_quiet", "is_secret_name", "mask_body", "mask_text"]
@@ -34,6 +36,10 @@ __all__ = ["MASK", "Transcript", "elided", "is_quiet", "is_secret_name", "mask_b
 #: entries kept per session; beyond it messages are only counted (a CPE that
 #: loops on its own requests must not grow the buffer without end)
 MAX_ENTRIES = 2000
+#: bodies longer than this are held zlib-compressed until the session is written:
+#: a discovery's answers are 300 KB of XML that compress tenfold, and a storm
+#: holds hundreds of sessions at once (level 1: about a millisecond per 150 KB)
+COMPRESS_FROM = 4096
 
 # Cheap tests before any parsing: most messages carry nothing to mask and are
 # stored as they came. A secret needs a secret word *and* an element that can
@@ -77,9 +83,14 @@ def as_text(body: bytes) -> str:
     return body.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
 
 
-def mask_body(body: bytes) -> str:
-    """The body as text with every secret value replaced by ``MASK``."""
-    if not _may_hold_secret(body):
+def mask_body(body: bytes, message: m.Message | None = None) -> str:
+    """The body as text with every secret value replaced by ``MASK``.
+
+    ``message``, when given, is what the codec parsed from ``body``: when it
+    shows there is nothing to mask, the body is not parsed a second time (a
+    discovery's GetParameterValuesResponse lists every password parameter,
+    each read back empty, and re-parsing its 150 KB cost more than the codec)."""
+    if not _may_hold_secret(body) or _nothing_to_mask(body, message):
         return as_text(body)
     try:
         root = parse_xml(body)
@@ -110,6 +121,29 @@ def _may_hold_secret(body: bytes) -> bool:
     if not any(word in lowered for word in words):
         return False
     return _VALUE_ELEMENT_BYTES.search(body) is not None
+
+
+_PASSWORD_ELEMENT_BYTES = re.compile(rb"<(?:[\w.-]+:)?Password[\s>/]")
+
+
+def _nothing_to_mask(body: bytes, message: m.Message | None) -> bool:
+    """True when the parsed ``message`` proves ``body`` holds no secret: every
+    ParameterValueStruct of the body is in its parameter list (counted by its
+    tags: one the codec did not take, or a comment naming one, sends us the
+    long way), none with a
+    secret's name has a value, and there is no Password element. URLs with a
+    user:password@ never get here (_may_hold_secret sends them to the parser)."""
+    params = getattr(message, "parameter_list", None)
+    if not isinstance(params, list) or _PASSWORD_ELEMENT_BYTES.search(body):
+        return False
+    # an open and a close tag per struct; the array's type names it once more
+    tags = body.count(b"ParameterValueStruct") - body.count(b"ParameterValueStruct[")
+    if tags != 2 * len(params):
+        return False
+    for p in params:
+        if not isinstance(p, m.ParameterValueStruct) or (p.value and is_secret_name(p.name)):
+            return False
+    return True
 
 
 def mask_text(text: str) -> str:
@@ -193,7 +227,8 @@ class Transcript:
     max_bytes: int
     events: list[str] = field(default_factory=list)
     started_at: datetime = field(default_factory=_now)
-    messages: list[dict[str, Any]] = field(default_factory=list)
+    # the entries as held: a long body as zlib bytes (see ``messages``)
+    entries: list[dict[str, Any]] = field(default_factory=list)
     message_count: int = 0
     stored_bytes: int = 0
     truncated: bool = False
@@ -207,11 +242,14 @@ class Transcript:
         rpc: str | None = None,
         at: datetime | None = None,
         note: str | None = None,
+        message: m.Message | None = None,
     ) -> None:
         """Record one message: ``in`` from the CPE, ``out`` the ACS's HTTP answer;
-        ``note`` says why a message has no body (e.g. it was refused unread)."""
+        ``note`` says why a message has no body (e.g. it was refused unread);
+        ``message`` is the body as the codec parsed it, when it did (it can
+        spare the masking a second parse)."""
         self.message_count += 1
-        if len(self.messages) >= MAX_ENTRIES:
+        if len(self.entries) >= MAX_ENTRIES:
             self.truncated = True
             return
         entry: dict[str, Any] = {
@@ -224,7 +262,7 @@ class Transcript:
         }
         if note:
             entry["note"] = note
-        self.messages.append(entry)
+        self.entries.append(entry)
         if not body:
             return
         room = self.max_bytes - self.stored_bytes
@@ -233,16 +271,26 @@ class Transcript:
             entry["body"] = self._marker(len(body))
             entry["truncated"] = self.truncated = True
             return
-        text = mask_body(body)
+        text = mask_body(body, message)
         encoded = text.encode()
         if len(encoded) <= room:
-            entry["body"] = text
+            entry["body"] = zlib.compress(encoded, 1) if len(encoded) > COMPRESS_FROM else text
             self.stored_bytes += len(encoded)
             return
         kept = encoded[:room].decode("utf-8", errors="ignore")
         entry["body"] = kept + "\n" + self._marker(len(encoded) - room)
         entry["truncated"] = self.truncated = True
         self.stored_bytes += room
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """The entries as they are stored: every body as text."""
+        return [
+            entry | {"body": zlib.decompress(entry["body"]).decode()}
+            if isinstance(entry["body"], bytes)
+            else entry
+            for entry in self.entries
+        ]
 
     def _marker(self, omitted: int) -> str:
         return (

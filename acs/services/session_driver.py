@@ -42,7 +42,13 @@ from acs.store import transfers as transfer_store
 
 logger = logging.getLogger("acs.cwmp")
 
-READ_BUFFER_LIMIT = 20_000  # values held before an early write, bounding memory per session
+# Names or values held before they are written. Small reads (a policy's few
+# values, a job's batch) are written together at the plan's end; an answer past
+# this (a discovery's whole tree in one partial-path GetParameterValues) is
+# written as soon as it comes, so a session waiting on its CPE holds no tree:
+# about 300 bytes a value, 256 of them stay under the 100 KB per session a
+# storm's admission limit is sized by (BENCHMARKS.md)
+READ_BUFFER_LIMIT = 256
 
 # What we answer to a CPE's GetRPCMethods: the ACS methods we implement.
 ACS_RPC_METHODS = [
@@ -322,7 +328,9 @@ class SessionDriver:
         if live.needs_discovery:
             live.needs_discovery = False
             log(logger, logging.DEBUG, "discovery_started", device=live.device_id, root=live.root)
-            plan = discover(live.root, self.settings.gpv_batch_size)
+            plan = discover(
+                live.root, self.settings.gpv_batch_size, batch_bytes=self.settings.gpv_batch_bytes
+            )
             if transfer_rules.asks_rpc_methods(live.acs.cwmp_ns):
                 plan = transfer_rules.with_rpc_methods(plan)  # for campaigns' transfer: auto
             return Work(plan, label="discovery")
@@ -334,7 +342,10 @@ class SessionDriver:
         if live.refresh_software:
             live.refresh_software = False
             subtree = live.root + "SoftwareModules."
-            return Work(discover(subtree, self.settings.gpv_batch_size), label="software")
+            plan = discover(
+                subtree, self.settings.gpv_batch_size, batch_bytes=self.settings.gpv_batch_bytes
+            )
+            return Work(plan, label="software")
         if live.may_have_tasks:
             work = await self._next_task(live)
             if work is not None:
@@ -615,6 +626,8 @@ class SessionDriver:
         if isinstance(response, m.GetParameterNamesResponse):
             assert isinstance(request, m.GetParameterNames)
             work.names_read.append((request, response))
+            if len(response.parameter_list) >= READ_BUFFER_LIMIT:
+                await self.flush_reads(live, work)
             return
         if isinstance(response, m.GetParameterValuesResponse):
             work.values_read.update((v.name, v) for v in response.parameter_list)

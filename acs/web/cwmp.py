@@ -749,8 +749,9 @@ class CwmpEndpoint:
         live: LiveSession | None, body: bytes, envelope: Envelope | None, at: datetime
     ) -> None:
         if live is not None and live.transcript is not None:
-            rpc = envelope.body.element_name if envelope is not None else None
-            live.transcript.add("in", body, rpc=rpc, at=at)
+            parsed = envelope.body if envelope is not None else None
+            rpc = parsed.element_name if parsed is not None else None
+            live.transcript.add("in", body, rpc=rpc, at=at, message=parsed)
 
     @staticmethod
     def _record_out(

@@ -251,7 +251,9 @@ async def test_a_large_session_is_cut_at_the_byte_limit_with_a_marker(
         detail = await session(viewer, device, discovery["id"])
         messages = detail["messages"]
         # every message is still listed with its size; bodies stop at the limit
-        assert detail["messageCount"] == len(messages) > 10
+        # (Inform, the names, the whole tree's values in one read, the empty POST,
+        # each with its answer)
+        assert detail["messageCount"] == len(messages) >= 8
         cut = [x for x in messages if x.get("truncated")]
         assert cut and all("[truncated:" in x["body"] for x in cut)
         assert all(x["size"] > 0 for x in cut)

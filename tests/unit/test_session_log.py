@@ -174,3 +174,65 @@ def test_anything_but_a_periodic_inform_makes_a_session_eventful() -> None:
     noted = _periodic()
     noted.add("in", b"", note="body not read: too large")
     assert not is_quiet(noted.events, noted.messages)
+
+
+def test_a_parsed_answer_with_only_empty_secrets_is_kept_unparsed_and_a_set_one_masked() -> None:
+    empty = m.GetParameterValuesResponse(
+        [pv("Device.Users.User.1.Password", ""), pv("Device.WiFi.SSID.1.SSID", "net")]
+    )
+    body = envelope_bytes(empty)
+    assert mask_body(body, parse_envelope(body).body) == body.decode()
+    # the same answer with the password read back: masked, parsed message or not
+    full = m.GetParameterValuesResponse(
+        [pv("Device.Users.User.1.Password", "hunter2"), pv("Device.WiFi.SSID.1.SSID", "net")]
+    )
+    body = envelope_bytes(full)
+    for given in (parse_envelope(body).body, None):
+        text = mask_body(body, given)
+        assert "hunter2" not in text and MASK in text and ">net<" in text
+
+
+def test_a_secret_the_parsed_message_does_not_list_is_still_masked() -> None:
+    # the codec's message says nothing to mask, but the body holds one struct
+    # more than it lists: the structural masking runs and finds it
+    body = envelope_bytes(
+        m.GetParameterValuesResponse(
+            [
+                pv("Device.Users.User.1.Password", "hunter2"),
+                pv("Device.Users.User.2.Password", ""),
+            ]
+        )
+    )
+    listed = m.GetParameterValuesResponse([pv("Device.Users.User.2.Password", "")])
+    text = mask_body(body, listed)
+    assert "hunter2" not in text and MASK in text
+    # a Password element (Download) never takes the short way either
+    download = envelope_bytes(
+        m.Download(
+            command_key="k",
+            file_type="1 Firmware Upgrade Image",
+            url="http://files/x.bin",
+            username="u",
+            password="dl-secret",
+            file_size=1,
+            target_file_name="",
+            delay_seconds=0,
+            success_url="",
+            failure_url="",
+        )
+    )
+    assert "dl-secret" not in mask_body(download, listed)
+
+
+def test_long_bodies_are_held_compressed_and_come_back_whole() -> None:
+    answer = m.GetParameterValuesResponse(
+        [pv(f"Device.Hosts.Host.{i}.HostName", f"host-{i}") for i in range(400)]
+    )
+    body = envelope_bytes(answer)
+    t = Transcript(max_bytes=1024 * 1024)
+    t.add("in", body, rpc="GetParameterValuesResponse", message=parse_envelope(body).body)
+    t.add("in", b"", rpc=None)
+    assert isinstance(t.entries[0]["body"], bytes) and len(t.entries[0]["body"]) < len(body) / 4
+    (long, empty) = t.messages
+    assert long["body"] == body.decode() and long["size"] == len(body)
+    assert empty["body"] == "" and t.stored_bytes == len(body)

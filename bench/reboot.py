@@ -1,0 +1,407 @@
+"""The reboot storm, and what an in-flight session holds: against a real ACS.
+
+1. reboot storm: a regional power cut ends and every CPE comes back with
+   `1 BOOT` within seconds. N devices are bootstrapped first (full discovery
+   and the shipped policies; not measured), the simulator is stopped, then a
+   new simulator process brings the same N back at once, already known to the
+   ACS (`no-bootstrap`: `1 BOOT` only), every session allowed in flight at
+   once. Done when every device has completed a session after the power came
+   back. Counted: sessions per second, ACS and PostgreSQL CPU per session, HTTP
+   answers by status (503 with Retry-After is the only acceptable sign of
+   overload: no 500, no timeout), peak RSS of each ACS process.
+2. memory per in-flight session: a fresh ACS, warmed up with a few bootstraps,
+   then M new CPEs bootstrap at once while each waits a few seconds before
+   every answer (profile `slow`): M sessions parked mid-discovery. The growth
+   of the ACS's RSS over its warmed-up size, divided by the sessions holding a
+   lease at that moment, is what one in-flight session holds.
+
+Prints a table and, as its last line, the JSON rows the runner collects.
+
+    python -m bench.reboot --devices 10000
+    python -m bench.reboot --quick         # 500 devices, 150 parked sessions
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from acs.config import Settings
+from bench import common
+from cpe_simulator.fleet import Fleet, FleetConfig
+from cpe_simulator.profiles import Timing
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIO = "reboot"
+HELD_GOAL_KB = 100.0  # per in-flight session (issue 19: the admission limit rises tenfold)
+DISCOVERED_MIN_PARAMETERS = 500
+OK_STATUSES = ("200", "204", "401", "503")
+
+
+# --------------------------------------------------------------------------- /proc
+
+
+def server_pids(data_dir: str) -> list[int]:
+    """The postmaster of ``data_dir`` and its children: that server's CPU only,
+    not every PostgreSQL on a machine others share."""
+    try:
+        postmaster = int((Path(data_dir) / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        # not readable from here: every server's CPU (on a shared machine, more)
+        return common.postgres_pids()
+    pids = [postmaster]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            # the field after the parenthesised command is the state, then the ppid
+            if int(stat.rsplit(")", 1)[1].split()[1]) == postmaster:
+                pids.append(int(entry.name))
+    return pids
+
+
+class ServerCpu:
+    """CPU seconds of one PostgreSQL server between start() and stop(), counting
+    the backends it starts meanwhile (a pool grows in a storm) from zero."""
+
+    def __init__(self, data_dir: str) -> None:
+        self.data_dir = data_dir
+        self._start: dict[int, float] = {}
+
+    def start(self) -> ServerCpu:
+        self._start = {p: common.cpu_seconds(p) for p in server_pids(self.data_dir)}
+        return self
+
+    def stop(self) -> float:
+        now = {p: common.cpu_seconds(p) for p in server_pids(self.data_dir)}
+        return sum(cpu - self._start.get(p, 0.0) for p, cpu in now.items())
+
+
+async def postgres_cpu(dsn: str) -> ServerCpu:
+    conn = await asyncpg.connect(dsn)
+    try:
+        data_dir = await conn.fetchval("SHOW data_directory")
+    finally:
+        await conn.close()
+    return ServerCpu(data_dir)
+
+
+def rss_by_process(acs: common.AcsProcess) -> list[float]:
+    return [common.rss_mb(p) for p in acs.pids()]
+
+
+# --------------------------------------------------------------------------- simulator
+
+
+async def start_sim(
+    acs: common.AcsProcess, devices: int, cr_port: int, faults: str, concurrent: int
+) -> Any:
+    return await asyncio.create_subprocess_exec(
+        *[
+            str(common.BIN / "cpe-sim"),
+            "--acs-url",
+            acs.cwmp_url,
+            "--devices",
+            str(devices),
+            "--username",
+            common.CPE_USERNAME,
+            "--password",
+            common.CPE_PASSWORD,
+            "--ramp",
+            "0",
+            "--max-concurrent",
+            str(concurrent),
+            "--cr-port",
+            str(cr_port),
+            "--retry-min-wait",
+            "1",  # a CPE refused with 503 comes back soon: the storm stays a storm
+            "--summary-every",
+            "10",
+            "--json-summary",
+            *(("--faults", faults) if faults else ()),
+        ],
+        stdout=asyncio.subprocess.PIPE,
+    )
+
+
+async def stop_sim(sim: Any) -> dict[str, Any]:
+    sim.send_signal(signal.SIGINT)
+    raw, _ = await asyncio.wait_for(sim.communicate(), 120)
+    lines = raw.decode().strip().splitlines()
+    return json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
+
+
+async def bootstrap(acs: common.AcsProcess, devices: int, cr_port: int, limit_s: float) -> float:
+    """Every device discovered (not measured); seconds it took. A few hundred at a
+    time: the setup is no storm, and a bootstrap cut by a timeout would leave its
+    device without the shipped policies' settings."""
+    sim = await start_sim(acs, devices, cr_port, "", min(devices, 200))
+    started = time.monotonic()
+    pool = await asyncpg.create_pool(acs.dsn, min_size=1, max_size=1)
+    try:
+        while time.monotonic() - started < limit_s:
+            await asyncio.sleep(2)
+            async with pool.acquire() as conn:
+                done = await conn.fetchval(
+                    "SELECT count(*) FROM devices WHERE parameter_count >= $1"
+                    " AND session_id IS NULL",
+                    DISCOVERED_MIN_PARAMETERS,
+                )
+            if done >= devices:
+                break
+        else:
+            raise RuntimeError(f"only {done}/{devices} devices bootstrapped in {limit_s:.0f} s")
+    finally:
+        await pool.close()
+        await stop_sim(sim)
+    return time.monotonic() - started
+
+
+async def reboot_storm(
+    acs: common.AcsProcess, devices: int, cr_port: int, limit_s: float
+) -> dict[str, Any]:
+    setup_s = await bootstrap(acs, devices, cr_port, limit_s)
+    pool = await asyncpg.create_pool(acs.dsn, min_size=1, max_size=1)
+    async with pool.acquire() as conn:
+        await conn.execute("VACUUM ANALYZE")  # the bootstrap's dead rows are not the storm's
+        await conn.execute("CHECKPOINT")
+        power_on = await conn.fetchval("SELECT now()")
+    pg_cpu = (await postgres_cpu(acs.dsn)).start()
+    acs_cpu = common.CpuMeter(acs.pids()).start()
+    started = time.monotonic()
+    # all at once: the ACS, not the simulator, decides who waits
+    sim = await start_sim(acs, devices, cr_port, "no-bootstrap:1", devices)
+    peak: list[float] = []
+    served = 0
+    try:
+        while time.monotonic() - started < limit_s:
+            await asyncio.sleep(1)
+            now_rss = rss_by_process(acs)
+            peak = [max(a, b) for a, b in zip(peak, now_rss, strict=True)] if peak else now_rss
+            async with pool.acquire() as conn:
+                # a session is over when its lease is given back after the power came on
+                served = await conn.fetchval(
+                    "SELECT count(*) FROM devices WHERE last_boot >= $1 AND session_id IS NULL"
+                    " AND last_inform >= $1",
+                    power_on,
+                )
+            if served >= devices:
+                break
+        elapsed = time.monotonic() - started
+        cpu, pg = acs_cpu.stop(), pg_cpu.stop()
+    finally:
+        summary = await stop_sim(sim)
+    async with pool.acquire() as conn:
+        bootstrapped_again = await conn.fetchval(
+            "SELECT count(*) FROM devices WHERE last_bootstrap >= $1", power_on
+        )
+    await pool.close()
+    return {
+        "devices": devices,
+        "setup_s": setup_s,
+        "served": served,
+        "elapsed_s": elapsed,
+        "acs_cpu_s": cpu,
+        "pg_cpu_s": pg,
+        "acs_peak_rss_mb": peak,
+        "sessions_ok": summary.get("sessions_ok"),
+        "sessions_failed": summary.get("sessions_failed"),
+        "http": summary.get("http", {}),
+        "sim_faults": summary.get("faults", {}),
+        "acs_rpcs": summary.get("acs_rpcs", {}),
+        "bootstrapped_again": bootstrapped_again,
+    }
+
+
+# --------------------------------------------------------------------------- memory
+
+
+async def held_per_session(
+    acs: common.AcsProcess, parked: int, slow_s: float, warmup: int
+) -> dict[str, Any]:
+    """RSS growth per session parked mid-discovery, over a warmed-up ACS."""
+
+    def fleet_of(prefix: str, n: int, faults: str) -> Fleet:
+        return Fleet(
+            FleetConfig(
+                acs_url=acs.cwmp_url,
+                devices=n,
+                serial_prefix=prefix,
+                username=common.CPE_USERNAME,
+                password=common.CPE_PASSWORD,
+                faults=faults,
+                max_concurrent=n,
+                timing=Timing(slow_s=slow_s),
+                # arrivals spread over the delay: the figure is what parked sessions
+                # hold, not the high-water mark of all their answers parsed at once
+                ramp_s=slow_s if faults else 0.0,
+            )
+        )
+
+    pool = await asyncpg.create_pool(acs.dsn, min_size=1, max_size=1)
+
+    async def in_flight(prefix: str) -> int:
+        async with pool.acquire() as conn:
+            count: int = await conn.fetchval(
+                "SELECT count(*) FROM devices WHERE session_id IS NOT NULL"
+                " AND serial_number LIKE $1",
+                prefix + "%",
+            )
+        return count
+
+    warm = fleet_of("WARM", warmup, "")
+    await warm.start()
+    try:
+        await warm.wait_for(lambda: all(c.sessions_ok >= 1 for c in warm.devices.values()), 300)
+    finally:
+        await warm.stop()
+    await asyncio.sleep(1)
+    base = sum(rss_by_process(acs))
+    fleet = fleet_of("PARK", parked, "slow")
+    samples: list[tuple[float, int]] = []
+    await fleet.start()
+    try:
+        deadline = time.monotonic() + slow_s * 14
+        while time.monotonic() < deadline:
+            await asyncio.sleep(slow_s / 4)
+            samples.append((sum(rss_by_process(acs)), await in_flight("PARK")))
+            if all(c.sessions_ok >= 1 for c in fleet.devices.values()):
+                break
+    finally:
+        await fleet.stop()
+        await pool.close()
+    # the moment most sessions were parked at once (RSS only grows meanwhile)
+    rss, held = max(samples, key=lambda s: (s[1], s[0])) if samples else (base, 0)
+    return {
+        "parked_goal": parked,
+        "parked": held,
+        "base_rss_mb": base,
+        "rss_mb": rss,
+        "kb_per_session": (rss - base) * 1024 / held if held else float("nan"),
+        "slow_s": slow_s,
+    }
+
+
+# --------------------------------------------------------------------------- rows
+
+
+def rows_of(result: dict[str, Any], workers: int, limit: int) -> list[dict[str, Any]]:
+    s, mem = result["storm"], result["memory"]
+    http = s["http"]
+    bad_http = {k: v for k, v in http.items() if k not in OK_STATUSES}
+    timeouts = {
+        k: v
+        for k, v in s["sim_faults"].items()
+        if k.startswith(("session_crashed", "session_failed:Time", "session_failed:Client"))
+    }
+    n = max(s["served"], 1)
+    rate = s["served"] / s["elapsed_s"]
+    storm_ok = s["served"] == s["devices"] and not bad_http and not timeouts
+    peak = ", ".join(f"{mb:.0f}" for mb in s["acs_peak_rss_mb"])
+    return [
+        {
+            "target": f"reboot storm: {s['devices']:,} known CPEs send 1 BOOT at once",
+            "goal": "all served; overload only as 503 + Retry-After (no 500, no timeout)",
+            "measured": (
+                f"{s['served']:,}/{s['devices']:,} served in {s['elapsed_s']:.1f} s "
+                f"({rate:,.0f} sessions/s); ACS CPU {s['acs_cpu_s'] * 1000 / n:.2f} ms, "
+                f"PostgreSQL CPU {s['pg_cpu_s'] * 1000 / n:.2f} ms per session"
+            ),
+            "value": rate,
+            "met": storm_ok,
+            "notes": (
+                f"{workers} worker(s), ACS_MAX_SESSIONS_PER_WORKER {limit}; HTTP answers "
+                f"{http}; simulator faults {s['sim_faults'] or 'none'}; ACS requests "
+                f"{s['acs_rpcs'] or 'none'}; peak RSS per ACS process {peak} MB; "
+                f"devices bootstrapped again {s['bootstrapped_again']} (setup: "
+                f"{s['devices']:,} bootstraps in {s['setup_s']:.0f} s, not measured)"
+            ),
+        },
+        {
+            "target": "memory held per in-flight session (boot storm, mid-discovery)",
+            "goal": f"<= {HELD_GOAL_KB:.0f} KB",
+            "measured": f"{mem['kb_per_session']:.0f} KB",
+            "value": mem["kb_per_session"],
+            "met": mem["kb_per_session"] <= HELD_GOAL_KB,
+            "notes": (
+                f"RSS {mem['base_rss_mb']:.0f} MB warmed up -> {mem['rss_mb']:.0f} MB with "
+                f"{mem['parked']} sessions holding a lease at once (of {mem['parked_goal']} "
+                f"CPEs bootstrapping, each waiting {mem['slow_s']:.0f} s before every answer)"
+            ),
+        },
+    ]
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    common.raise_fd_limit()
+    work = Path(tempfile.mkdtemp(prefix="acs-bench-reboot-"))
+    result: dict[str, Any] = {}
+    limit = str(args.max_sessions or Settings().max_sessions_per_worker)
+    # the whole simulated fleet comes from one address with one credential: the
+    # fair-admission limits, meant for one client among many, would cap the storm
+    extra = {
+        "ACS_MAX_SESSIONS_PER_WORKER": limit,
+        "ACS_MAX_SESSIONS_PER_ADDRESS": limit,
+        "ACS_MAX_SESSIONS_PER_CREDENTIAL": limit,
+    }
+    serve_args = ("--workers", str(args.workers)) if args.workers > 1 else ()
+    try:
+        dsn = await common.fresh_database(args.database)
+        with common.running_acs(dsn, args.port, work / "mem", **extra) as acs:
+            result["memory"] = await held_per_session(acs, args.parked, args.slow, args.warmup)
+        dsn = await common.fresh_database(args.database)
+        with common.running_acs(dsn, args.port, work / "acs", *serve_args, **extra) as acs:
+            result["storm"] = await reboot_storm(
+                acs, args.devices, args.port + 5, args.storm_timeout
+            )
+    finally:
+        if not args.keep:
+            await common.drop_database(args.database)
+            shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--devices", type=int, default=10_000)
+    ap.add_argument("--quick", action="store_true", help="500 devices, 150 parked sessions")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--parked", type=int, default=400, help="sessions parked for the memory row")
+    ap.add_argument("--slow", type=float, default=6.0, help="seconds a parked CPE waits")
+    ap.add_argument("--warmup", type=int, default=20, help="bootstraps before the baseline RSS")
+    ap.add_argument("--storm-timeout", type=float, default=3600)
+    ap.add_argument("--max-sessions", type=int, default=0, help="ACS_MAX_SESSIONS_PER_WORKER")
+    ap.add_argument("--port", type=int, default=38700)
+    ap.add_argument("--database", default="bench_reboot")
+    ap.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.devices = min(args.devices, 500)
+        args.parked = min(args.parked, 150)
+    os.environ.setdefault("PYTHONPATH", str(ROOT))
+    result = asyncio.run(main_async(args))
+    limit = args.max_sessions or Settings().max_sessions_per_worker
+    rows = rows_of(result, args.workers, limit)
+    for row in rows:
+        print(
+            f"{row['target']}: {row['measured']} (goal {row['goal']}) -> "
+            f"{'met' if row['met'] else 'NOT met'}\n    {row['notes']}"
+        )
+    print(json.dumps({"raw": result}, default=str))
+    common.emit(SCENARIO, rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""bench.reboot stays runnable: a tiny reboot storm and a few parked sessions
+against the real ACS process and the simulator, whose rows say what they
+measured and whether the goal was met, consistently."""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+import pytest
+
+from bench import reboot
+from tests.integration.test_bench_knock import _free_port_block
+
+pytestmark = pytest.mark.db
+
+
+def test_the_reboot_scenario_serves_every_known_device_and_measures_what_a_session_holds(
+    pg_admin_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ACS_BENCH_DATABASE_URL", pg_admin_url)
+    name = f"bench_reboot_test_{secrets.token_hex(3)}"
+    port = _free_port_block(6)
+    reboot.main(
+        ["--quick", "--devices", "12", "--parked", "8", "--slow", "2", "--warmup", "2"]
+        + ["--port", str(port), "--database", name]
+    )
+    lines = capsys.readouterr().out.strip().splitlines()
+    storm, memory = json.loads(lines[-1])["rows"]
+    raw = json.loads(lines[-2])["raw"]
+    assert "12/12 served" in storm["measured"], storm
+    assert storm["value"] > 0 and storm["met"] is True, storm
+    # known devices: no discovery again, and 1 BOOT without 0 BOOTSTRAP
+    assert raw["storm"]["bootstrapped_again"] == 0
+    assert "GetParameterNames" not in raw["storm"]["acs_rpcs"]
+    assert set(raw["storm"]["http"]) <= set(reboot.OK_STATUSES)
+    assert raw["storm"]["acs_cpu_s"] > 0 and raw["storm"]["pg_cpu_s"] > 0
+    assert raw["memory"]["parked"] >= 1
+    assert memory["met"] is (memory["value"] <= reboot.HELD_GOAL_KB)
