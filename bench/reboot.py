@@ -155,8 +155,8 @@ async def bootstrap(acs: common.AcsProcess, devices: int, cr_port: int, limit_s:
             await asyncio.sleep(2)
             async with pool.acquire() as conn:
                 done = await conn.fetchval(
-                    "SELECT count(*) FROM devices WHERE parameter_count >= $1"
-                    " AND session_id IS NULL",
+                    "SELECT count(*) FROM devices d JOIN device_sessions s ON s.device_id = d.id"
+                    " WHERE d.parameter_count >= $1 AND s.session_id IS NULL",
                     DISCOVERED_MIN_PARAMETERS,
                 )
             if done >= devices:
@@ -193,8 +193,8 @@ async def reboot_storm(
             async with pool.acquire() as conn:
                 # a session is over when its lease is given back after the power came on
                 served = await conn.fetchval(
-                    "SELECT count(*) FROM devices WHERE last_boot >= $1 AND session_id IS NULL"
-                    " AND last_inform >= $1",
+                    "SELECT count(*) FROM devices d JOIN device_sessions s ON s.device_id = d.id"
+                    " WHERE d.last_boot >= $1 AND s.session_id IS NULL AND s.last_inform >= $1",
                     power_on,
                 )
             if served >= devices:
@@ -255,8 +255,8 @@ async def held_per_session(
     async def in_flight(prefix: str) -> int:
         async with pool.acquire() as conn:
             count: int = await conn.fetchval(
-                "SELECT count(*) FROM devices WHERE session_id IS NOT NULL"
-                " AND serial_number LIKE $1",
+                "SELECT count(*) FROM devices d JOIN device_sessions s ON s.device_id = d.id"
+                " WHERE s.session_id IS NOT NULL AND d.serial_number LIKE $1",
                 prefix + "%",
             )
         return count

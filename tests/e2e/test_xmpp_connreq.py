@@ -429,7 +429,7 @@ async def test_the_stun_policy_lets_only_the_acs_jid_knock_over_xmpp(
         await fleet.wait_for(lambda: not cpe.in_session, 15)
         xmpp_server.register("intruder", "intruder-secret")
 
-        async def never() -> bool:
+        async def never(_wait_s: float) -> bool:
             return False
 
         async def knock_as(user: str, password: str) -> Any:

@@ -67,10 +67,11 @@ async def test_silence_is_a_timeout_unless_the_session_came(server: prosody.Pros
         await asyncio.wait_for(acs.ready.wait(), 10)
         target = f"silent@{server.domain}/cwmp"
 
-        async def no_session() -> bool:
+        # the knock's arrival check, as the watcher gives it (a wait of up to so long)
+        async def no_session(_wait_s: float) -> bool:
             return False
 
-        async def session_came() -> bool:
+        async def session_came(_wait_s: float) -> bool:
             return True
 
         r = await acs.send(target, "cr", "pw", no_session, 0.5)
@@ -105,7 +106,7 @@ async def test_a_wrong_acs_password_is_named(server: prosody.Prosody) -> None:
         assert acs.last_error.startswith("login refused"), acs.last_error
         assert acs.status()["connected"] is False and acs.connects == 0
 
-        async def never() -> bool:
+        async def never(_wait_s: float) -> bool:
             raise AssertionError("a knock without a connection must not wait for a session")
 
         r = await acs.send(f"silent@{server.domain}/cwmp", "cr", "pw", never, 3)
