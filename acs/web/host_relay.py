@@ -52,6 +52,7 @@ from acs.web.relay import (
     RETRY_AFTER_S,
     SCHEME_HEADER,
     USER_HEADER,
+    supersede_handler,
 )
 
 logger = logging.getLogger("acs.host_relay")
@@ -281,23 +282,9 @@ class HostRelay:
             )
             return answer
 
-        async def end_superseded(request: web.Request) -> web.Response:
-            try:
-                doc = json.loads(await request.read())
-                session_id, device_id = doc["session"], doc["device"]
-                username = doc.get("username")
-                if not all(isinstance(v, str) for v in (session_id, device_id)) or not (
-                    username is None or isinstance(username, str)
-                ):
-                    raise TypeError("session and device must be strings")
-            except (ValueError, KeyError, TypeError) as bad:
-                return web.Response(status=400, text=f"not a supersede request: {bad}\n")
-            ended = supersede is not None and await supersede(session_id, device_id, username)
-            return web.json_response({"ended": ended})
-
         app = web.Application(client_max_size=max_body_bytes, middlewares=[signed])
         # before the catch-all, which takes every other POST for a CWMP request
-        app.router.add_post(SUPERSEDE_PATH, end_superseded)
+        app.router.add_post(SUPERSEDE_PATH, supersede_handler(supersede))
         app.router.add_post("/{tail:.*}", handle)
         return app
 

@@ -45,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import logging
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -102,6 +103,27 @@ RETRY_AFTER_S = "10"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # (session id, device id, verified CPE username) -> whether the owner ended it
 Supersede = Callable[[str, str, str | None], Awaitable[bool]]
+
+
+def supersede_handler(supersede: Supersede | None) -> Handler:
+    """The owner's end of "end your session, its CPE has restarted": the same
+    document whether another worker of this host or another host sends it."""
+
+    async def end_superseded(request: web.Request) -> web.Response:
+        try:
+            doc = json.loads(await request.read())
+            session_id, device_id = doc["session"], doc["device"]
+            username = doc.get("username")
+            if not all(isinstance(v, str) for v in (session_id, device_id)) or not (
+                username is None or isinstance(username, str)
+            ):
+                raise TypeError("session and device must be strings")
+        except (ValueError, KeyError, TypeError) as bad:
+            return web.Response(status=400, text=f"not a supersede request: {bad}\n")
+        ended = supersede is not None and await supersede(session_id, device_id, username)
+        return web.json_response({"ended": ended})
+
+    return end_superseded
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,24 +322,10 @@ class Relay:
         async def own_metrics(_request: web.Request) -> web.Response:
             return web.Response(body=await self.metrics.render())
 
-        async def end_superseded(request: web.Request) -> web.Response:
-            try:
-                doc = await request.json()
-                session_id, device_id = doc["session"], doc["device"]
-                username = doc.get("username")
-                if not all(isinstance(v, str) for v in (session_id, device_id)) or not (
-                    username is None or isinstance(username, str)
-                ):
-                    raise TypeError("session and device must be strings")
-            except (ValueError, KeyError, TypeError) as bad:
-                return web.Response(status=400, text=f"not a supersede request: {bad}\n")
-            ended = supersede is not None and await supersede(session_id, device_id, username)
-            return web.json_response({"ended": ended})
-
         app = web.Application(client_max_size=max_body_bytes, middlewares=[relayed])
         app.router.add_get(METRICS_PATH, own_metrics)
         # before the catch-all, which takes every other POST for a CWMP request
-        app.router.add_post(SUPERSEDE_PATH, end_superseded)
+        app.router.add_post(SUPERSEDE_PATH, supersede_handler(supersede))
         app.router.add_post("/{tail:.*}", handle)
         return app
 
