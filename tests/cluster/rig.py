@@ -186,7 +186,9 @@ class Rig:
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
-            cwd=REPO,
+            # not the checkout: processes that drop to another user (patroni as
+            # postgres) must be able to stand in their working directory
+            cwd=self.workdir,
             start_new_session=True,
         )
         log.close()
@@ -236,8 +238,13 @@ class Rig:
             "PATRONI_SUPERUSER_PASSWORD": self.pg_password,
             "PATRONI_REPLICATION_PASSWORD": self.pg_password,
         }
+        # patroni runs as postgres, which may not traverse the checkout (a clone in
+        # a mode-700 temporary folder, as CI makes): it reads a copy in the rig's folder
+        conf = self.workdir / "patroni.yml"
+        shutil.copyfile(PATRONI_YML, conf)
+        conf.chmod(0o644)
         argv = ["setpriv", f"--reuid={pg.pw_uid}", f"--regid={pg.pw_gid}", "--init-groups"]
-        self.spawn(host, host, [*argv, "patroni", str(PATRONI_YML)], env)
+        self.spawn(host, host, [*argv, "patroni", str(conf)], env)
 
     def acs_environment(self, host: str) -> dict[str, str]:
         return {
