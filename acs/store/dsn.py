@@ -114,3 +114,28 @@ def has_failover(dsn: str) -> bool:
     uri = to_uri(dsn)
     authority = uri.split("://", 1)[1].split("/", 1)[0]
     return "," in authority or "target_session_attrs=" in uri
+
+
+def redacted(dsn: str) -> str:
+    """The connection string with its password replaced, for banners and logs:
+    whichever form it has (URI user:password@, a password= query parameter or
+    keyword), the secret never reaches a terminal or a log file."""
+    try:
+        uri = to_uri(dsn)
+    except DsnError:
+        return "(a connection string that does not parse)"
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        return uri
+    authority, slash, tail = rest.partition("/")
+    if "@" in authority:
+        userinfo, _, hosts = authority.rpartition("@")
+        user, colon, _password = userinfo.partition(":")
+        authority = f"{user}:***@{hosts}" if colon else f"{user}@{hosts}"
+    path, qmark, query = tail.partition("?")
+    if qmark:
+        query = "&".join(
+            "password=***" if part.split("=", 1)[0] == "password" else part
+            for part in query.split("&")
+        )
+    return f"{scheme}://{authority}{slash}{path}{qmark}{query}"

@@ -55,6 +55,7 @@ from acs.store import credentials, nat
 from acs.store import leases as lease_store
 from acs.store import tasks as task_store
 from acs.store.db import UNAVAILABLE, create_pool, migrate
+from acs.store.dsn import redacted
 from acs.web import transfers
 from acs.web.api.app import Services, build_api_app
 from acs.web.cpe_auth import CpeAuthenticator, Credential, ha1_of
@@ -662,6 +663,7 @@ def print_banner(acs: Running, dsn: str, *, embedded: bool, workers: Workers | N
     print("  create a user:  .venv/bin/acs user create me --role admin")
     print(f"Files (firmware, configs):    {settings.files_base_url}")
     print(f"Event loop: {loops.running_name()}")
-    print(f"Database: {'embedded, data in ' + str(settings.pgdata_dir) if embedded else dsn}")
+    shown = "embedded, data in " + str(settings.pgdata_dir) if embedded else redacted(dsn)
+    print(f"Database: {shown}")  # never the password the DSN may carry
     if workers is not None:
         print(f"Workers: {workers.count} processes sharing the ports")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from asyncpg.connect_utils import _parse_connect_dsn_and_args
 
-from acs.store.dsn import DsnError, has_failover, parse_keywords, to_uri
+from acs.store.dsn import DsnError, has_failover, parse_keywords, redacted, to_uri
 
 
 def parsed(uri: str):  # type: ignore[no-untyped-def]
@@ -72,3 +72,23 @@ def test_malformed_strings_say_what_is_wrong(bad: str, why: str) -> None:
 
 def test_backslash_escapes_outside_quotes() -> None:
     assert parse_keywords(r"password=a\ b user=u") == {"password": "a b", "user": "u"}
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "postgresql://acs:s3cret-pw@db1:5432,db2:5432/acs?target_session_attrs=read-write",
+        "host=db1,db2 dbname=acs user=acs password=s3cret-pw target_session_attrs=read-write",
+        "postgresql://acs@db1/acs?password=s3cret-pw&sslmode=require",
+    ],
+)
+def test_a_banner_never_shows_the_password(dsn: str) -> None:
+    shown = redacted(dsn)
+    assert "s3cret-pw" not in shown and "***" in shown
+    assert "db1" in shown and "acs" in shown  # still says where it connects
+
+
+def test_a_dsn_without_a_password_is_shown_as_it_is() -> None:
+    assert redacted("postgresql://postgres@127.0.0.1:5432/test") == (
+        "postgresql://postgres@127.0.0.1:5432/test"
+    )
