@@ -160,6 +160,7 @@ async def measure(acs: common.AcsProcess, devices: int, stun_port: int) -> dict[
             except (aiohttp.ClientError, TimeoutError) as exc:
                 outcomes[type(exc).__name__] += 1
 
+        before = Counter(fleet.counters)
         wall = time.monotonic()
         await asyncio.gather(*(knock(d) for d in ids))
         wall = time.monotonic() - wall
@@ -199,6 +200,13 @@ async def measure(acs: common.AcsProcess, devices: int, stun_port: int) -> dict[
             "setup_s": setup_s,
             "outcomes": dict(outcomes),
             "udp_accepted": fleet.counters[("udp_connection_request", "accepted")],
+            # what the simulated CPEs did with the knocks' datagrams (accepted, replayed
+            # id, stale ts, bad signature, rate limited...): why a knock brought no session
+            "cpe_udp": {
+                d: n
+                for (k, d), n in sorted((Counter(fleet.counters) - before).items())
+                if k == "udp_connection_request"
+            },
             "nudged": nudged,
         }
     finally:
@@ -294,6 +302,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(f"{r['knocked']} knocks, {r['sessions']} sessions, UDP accepted {r['udp_accepted']}")
     print(f"API outcomes: {r['outcomes']}")
+    print(f"the CPEs' UDP connection requests during the knocks: {r['cpe_udp']}")
     row = row_of(r)
     print(f"| {row['target']} | {row['measured']} |")
     common.emit(SCENARIO, [row])

@@ -26,6 +26,7 @@ from acs.core.reach import CHANNELS, plan
 from acs.core.sealing import Sealer
 from acs.core.secrets import is_sealed
 from acs.logs import log
+from acs.services.knock_reads import KnockReads
 from acs.services.knock_watch import ArrivalWatcher
 from acs.services.sealing_key import sealer
 from acs.store import nat
@@ -34,33 +35,15 @@ logger = logging.getLogger("acs.connreq")
 
 _ROOTS = ("Device.", "InternetGatewayDevice.")
 PASSWORD = "ManagementServer.ConnectionRequestPassword"
+# what a UDP retry needs at least: its first send and a few ticks of the watcher
+RETRY_UDP_MIN_S = 0.5
 
 
-async def _credentials(
-    conn: asyncpg.Connection, settings: Settings, dev_id: str
-) -> tuple[str | None, str, str] | None:
-    """(ConnectionRequestURL, username, password): the credentials the ACS stored for
-    the device, else the ones in its tree, else the configured defaults. Passwords
-    are kept sealed; they are opened here, for this knock only."""
-    row = await conn.fetchrow(
-        """
-        SELECT d.connection_request_url, c.username, c.password,
-               coalesce(dp.tree -> ($2 || 'ManagementServer.ConnectionRequestUsername'),
-                        dp.tree -> ($3 || 'ManagementServer.ConnectionRequestUsername'))
-                   ->> 'v' AS tree_username,
-               dp.tree -> ($2 || $4) ->> 'x' AS sealed_under_device,
-               dp.tree -> ($3 || $4) ->> 'x' AS sealed_under_igd
-        FROM devices d
-        LEFT JOIN connection_request_credentials c ON c.device_id = d.id
-        LEFT JOIN device_parameters dp ON dp.device_id = d.id
-        WHERE d.id = $1
-        """,
-        dev_id,
-        *_ROOTS,
-        PASSWORD,
-    )
-    if row is None:
-        return None
+def _credentials(settings: Settings, dev_id: str, row: Any) -> tuple[str | None, str, str]:
+    """(ConnectionRequestURL, username, password) from the device's
+    ``nat.knock_contexts`` row: the credentials the ACS stored for the device,
+    else the ones in its tree, else the configured defaults. Passwords are kept
+    sealed; they are opened here, for this knock only."""
     seal = sealer(settings)
     if row["username"] is not None:
         username, password = row["username"], _opened(seal, dev_id, row["password"])
@@ -101,16 +84,20 @@ async def knock(
 
     ``arrivals`` is the process's watcher of knocks waiting for their session
     (UDP and XMPP have no answer of their own); without one, this knock gets
-    its own, which reads for this device alone."""
+    its own, which reads for this device alone.
+
+    The timeout (ACS_CONNECTION_REQUEST_TIMEOUT_S) is the channels' time: it
+    runs from the moment the device's reads are back, so a knock queued behind
+    a burst of others still gets its whole time to reach the device."""
+    since = datetime.now(UTC)  # a session from here on is this knock's
+    reads = arrivals.reads if arrivals is not None else KnockReads(pool)
+    row = await reads.context(dev_id)
     start = time.monotonic()
-    since = datetime.now(UTC)
-    async with pool.acquire() as conn:
-        creds = await _credentials(conn, settings, dev_id)
-        reach = await nat.reach(conn, dev_id)
-    if creds is None or reach is None:
+    if row is None:
         requester.metrics.connection_request("no_url")
         return ConnectionRequestResult(False, None, "unknown device", 0.0, "no_url")
-    url, username, password = creds
+    url, username, password = _credentials(settings, dev_id, row)
+    reach = nat.reach_of(row)
     p = plan(reach, since, timedelta(seconds=settings.stun_binding_fresh_s), xmpp=xmpp is not None)
     unusable = dict(p.unusable)
     order = list(p.order)
@@ -126,6 +113,50 @@ async def knock(
     # is tried, or just before an XMPP IQ times out, still counts
     waits = "udp" in order or "xmpp" in order
     arrival = (arrivals or ArrivalWatcher(pool)).watch(dev_id, since) if waits else None
+
+    async def attempt(channel: str, share: float) -> ConnectionRequestResult:
+        if channel == "http":
+            assert url is not None
+            r = await _http(requester, url, username, password, share)
+        elif channel == "xmpp":
+            assert xmpp is not None and reach.jabber_id is not None and arrival is not None
+            r = await xmpp.send(reach.jabber_id, username, password, arrival.wait, share)
+        else:
+            assert udp is not None and p.udp_target is not None and arrival is not None
+            from_binding = reach.binding is not None and p.udp_target == (
+                reach.binding.address,
+                reach.binding.port,
+            )
+            r = await udp.send(
+                p.udp_target,
+                username,
+                password,
+                arrival.wait,
+                share,
+                # the binding as the watcher last read it: no read of our own
+                arrival.moved if from_binding else None,
+            )
+        r.channel = channel
+        channels[channel] = {
+            "tried": True,
+            "ok": r.ok,
+            "outcome": r.outcome,
+            "reason": r.reason,
+            "elapsedS": r.elapsed_s,
+        }
+        async with pool.acquire() as conn:
+            await nat.record_outcome(
+                conn,
+                dev_id,
+                channel,
+                ok=r.ok,
+                outcome=r.outcome,
+                reason=r.reason,
+                elapsed_s=r.elapsed_s,
+                at=datetime.now(UTC),
+            )
+        return r
+
     try:
         for i, channel in enumerate(order):
             remaining = budget - (time.monotonic() - start)
@@ -135,49 +166,21 @@ async def knock(
             # a channel with another behind it gets half the time, so a hanging one
             # leaves the next its chance inside the caller's timeout
             share = remaining if i == len(order) - 1 else remaining / 2
-            if channel == "http":
-                assert url is not None
-                r = await _http(requester, url, username, password, share)
-            elif channel == "xmpp":
-                assert xmpp is not None and reach.jabber_id is not None and arrival is not None
-                r = await xmpp.send(reach.jabber_id, username, password, arrival.wait, share)
-            else:
-                assert udp is not None and p.udp_target is not None and arrival is not None
-                from_binding = reach.binding is not None and p.udp_target == (
-                    reach.binding.address,
-                    reach.binding.port,
-                )
-                r = await udp.send(
-                    p.udp_target,
-                    username,
-                    password,
-                    arrival.wait,
-                    share,
-                    # the binding as the watcher last read it: no read of our own
-                    arrival.moved if from_binding else None,
-                )
-            r.channel = channel
-            channels[channel] = {
-                "tried": True,
-                "ok": r.ok,
-                "outcome": r.outcome,
-                "reason": r.reason,
-                "elapsedS": r.elapsed_s,
-            }
-            async with pool.acquire() as conn:
-                await nat.record_outcome(
-                    conn,
-                    dev_id,
-                    channel,
-                    ok=r.ok,
-                    outcome=r.outcome,
-                    reason=r.reason,
-                    elapsed_s=r.elapsed_s,
-                    at=datetime.now(UTC),
-                )
-            last = r
-            if r.ok:
+            last = await attempt(channel, share)
+            if last.ok:
                 break
+        remaining = budget - (time.monotonic() - start)
+        if (
+            last is not None
+            and not last.ok
+            and "udp" in order[:-1]
+            and channels["udp"].get("tried")
+            and remaining > RETRY_UDP_MIN_S
+        ):
+            # UDP had half the time and the channel after it failed quickly (a NATed
+            # device's private URL refuses): UDP again with what is left, as a new
+            # message (ts, id), in case the CPE lost or refused the first one
+            last = await attempt("udp", remaining)
     finally:
         if arrival is not None:
             arrival.close()

@@ -27,6 +27,7 @@ from datetime import datetime
 import asyncpg
 
 from acs.logs import log
+from acs.services.knock_reads import KnockReads
 from acs.store import nat
 
 logger = logging.getLogger("acs.connreq")
@@ -79,6 +80,9 @@ class ArrivalWatcher:
         self._waiting: set[Arrival] = set()
         self._task: asyncio.Task[None] | None = None
         self.queries = 0  # statements issued, for tests and curiosity
+        # the knocks' opening reads, batched the same way; kept here because the
+        # watcher is already the one per-process object every knock is handed
+        self.reads = KnockReads(pool)
 
     @property
     def waiting(self) -> int:

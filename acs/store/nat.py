@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -263,3 +264,62 @@ async def outcomes(conn: asyncpg.Connection, device_id: str) -> dict[str, dict[s
     )
     keys = ("ok", "outcome", "reason", "elapsed_s", "at")
     return {r["channel"]: {k: r[k] for k in keys} for r in rows}
+
+
+async def knock_contexts(conn: asyncpg.Connection, device_ids: list[str]) -> list[Any]:
+    """For many knocks starting at once, in one statement: each device's
+    ConnectionRequestURL, the connection-request credentials the ACS keeps
+    (``username``/``password``, sealed) and the tree's (``tree_username``,
+    ``sealed_under_device``/``_igd``), what ``reach`` reads (``udp_address``,
+    ``nat``, ``jid``) and its STUN binding (``b_*``). In the order given; a row
+    whose ``known`` is false names an unknown device. 1,000 knocks at once used
+    to be 3,000 statements queued on the pool before the first datagram left."""
+    return await conn.fetch(
+        """
+        SELECT w.device_id, d.id IS NOT NULL AS known, d.connection_request_url,
+               c.username, c.password,
+               coalesce(dp.tree -> ($2 || 'ManagementServer.ConnectionRequestUsername'),
+                        dp.tree -> ($3 || 'ManagementServer.ConnectionRequestUsername'))
+                   ->> 'v' AS tree_username,
+               dp.tree -> ($2 || $4) ->> 'x' AS sealed_under_device,
+               dp.tree -> ($3 || $4) ->> 'x' AS sealed_under_igd,
+               coalesce(dp.tree -> ($2 || 'ManagementServer.UDPConnectionRequestAddress'),
+                        dp.tree -> ($3 || 'ManagementServer.UDPConnectionRequestAddress'))
+                   ->> 'v' AS udp_address,
+               coalesce(dp.tree -> ($2 || 'ManagementServer.NATDetected'),
+                        dp.tree -> ($3 || 'ManagementServer.NATDetected')) ->> 'v' AS nat,
+               coalesce(dp.tree -> ($2 || 'ManagementServer.ConnReqJabberID'),
+                        dp.tree -> ($3 || 'ManagementServer.ConnReqJabberID')) ->> 'v' AS jid,
+               b.address AS b_address, b.port AS b_port, b.nat_detected AS b_nat_detected,
+               b.seen_at AS b_seen_at
+        FROM unnest($1::text[]) WITH ORDINALITY AS w(device_id, i)
+        LEFT JOIN devices d ON d.id = w.device_id
+        LEFT JOIN connection_request_credentials c ON c.device_id = d.id
+        LEFT JOIN device_parameters dp ON dp.device_id = d.id
+        LEFT JOIN udp_bindings b ON b.device_id = d.id
+        ORDER BY w.i
+        """,
+        device_ids,
+        *_ROOTS,
+        "ManagementServer.ConnectionRequestPassword",
+    )
+
+
+def reach_of(row: Any) -> Reach:
+    """The ``Reach`` in a ``knock_contexts`` row (the same reading as ``reach``)."""
+    nat = row["nat"]
+    binding = None
+    if row["b_address"] is not None:
+        binding = Binding(
+            address=row["b_address"],
+            port=row["b_port"],
+            nat_detected=row["b_nat_detected"],
+            seen_at=row["b_seen_at"],
+        )
+    return Reach(
+        connection_request_url=row["connection_request_url"],
+        binding=binding,
+        udp_address=row["udp_address"] or None,
+        nat_detected=None if nat in (None, "") else nat.lower() in ("1", "true"),
+        jabber_id=row["jid"] or None,
+    )

@@ -15,6 +15,7 @@ import pytest_asyncio
 
 from acs.connreq import udp
 from acs.connreq.udp_sender import UdpConnectionRequester
+from acs.services.knock_reads import KnockReads
 from acs.services.knock_watch import ArrivalWatcher
 from acs.store import devices, nat
 from acs.store.db import create_pool
@@ -128,6 +129,42 @@ async def test_a_waiting_knock_wakes_at_the_tick_that_sees_its_session(
         assert watcher.queries >= 2
     finally:
         arrival.close()
+
+
+async def test_knocks_starting_together_read_their_devices_in_one_statement(
+    conn: asyncpg.Connection,
+    unique_serial: Callable[..., str],
+    counted_pool: tuple[asyncpg.Pool, list[str]],
+) -> None:
+    pool, sent = counted_pool
+    ids = [
+        await device_with(
+            conn,
+            unique_serial(),
+            ("UDPConnectionRequestAddress", f"203.0.113.{i}:4000"),
+            ("NATDetected", "true" if i % 2 else "false"),
+        )
+        for i in range(100)
+    ]
+    await nat.record_binding(conn, ids[3], "198.51.100.9", 40003, True, T0)
+    reads = KnockReads(pool)
+    await reads.context(ids[0])  # asyncpg reads the types of a new statement once per connection
+    sent.clear()
+    asked = [*ids, "no-such-device", ids[7]]  # the same device twice: both answered
+    rows = await asyncio.gather(*(reads.context(d) for d in asked))
+    assert len(sent) == 1 and "unnest" in sent[0]  # 102 knocks, one statement
+    assert rows[100] is None  # an unknown device
+    assert rows[101] is rows[7]
+    for dev, row in zip(ids, rows, strict=False):
+        # what the per-device reads say, from the batched row
+        assert nat.reach_of(row) == await nat.reach(conn, dev)
+    assert nat.reach_of(rows[3]).binding is not None
+    assert nat.reach_of(rows[1]).nat_detected and not nat.reach_of(rows[2]).nat_detected
+    assert rows[5]["connection_request_url"] == "http://192.168.1.2:7547/cr"
+    # a batch never waits for a timer: a lone knock is read at once, by its own statement
+    sent.clear()
+    assert (await reads.context(ids[9]))["udp_address"] == "203.0.113.9:4000"
+    assert len(sent) == 1
 
 
 class GatheringCpes:
