@@ -77,8 +77,8 @@ async def wait_for_bindings(pool: asyncpg.Pool, fleet: Fleet, devices: int) -> i
 
     On a loaded machine a bootstrap in the 1,000-device storm can fail, and the
     simulated CPE then waits out TR-069's session retry back-off (minutes): a
-    device whose setup has stalled gets a session started by hand (a periodic
-    Inform), which is setup, not part of the knocks measured."""
+    device whose setup has stalled gets a session started by hand (a new
+    bootstrap), which is setup, not part of the knocks measured."""
     deadline = time.monotonic() + 1800
     seen, since, nudged = -1, time.monotonic(), 0
     while True:
@@ -99,7 +99,10 @@ async def wait_for_bindings(pool: asyncpg.Pool, fleet: Fleet, devices: int) -> i
             for r in rows:
                 cpe = fleet.devices.get(r["serial_number"])
                 if cpe is not None and not cpe.in_session:
-                    cpe.add_event("2 PERIODIC")
+                    # a bootstrap cut off mid-discovery leaves a tree of names without
+                    # values, which a periodic session does not complete (so the policy
+                    # never sets STUN): the device bootstraps again, as after a reset
+                    cpe.add_event("0 BOOTSTRAP")
                     fleet.wake(cpe)
                     nudged += 1
             since = time.monotonic()
@@ -161,6 +164,15 @@ async def measure(acs: common.AcsProcess, devices: int, stun_port: int) -> dict[
                 outcomes[type(exc).__name__] += 1
 
         before = Counter(fleet.counters)
+        async with pool.acquire() as conn:
+            # this database's backends only: the machine's other PostgreSQL work is not ours
+            backends = [
+                r["pid"]
+                for r in await conn.fetch(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                )
+            ]
+        acs_cpu, pg_cpu = common.CpuMeter(acs.pids).start(), common.CpuMeter(backends).start()
         wall = time.monotonic()
         await asyncio.gather(*(knock(d) for d in ids))
         wall = time.monotonic() - wall
@@ -178,6 +190,8 @@ async def measure(acs: common.AcsProcess, devices: int, stun_port: int) -> dict[
             if n >= len(ids):
                 break
             await asyncio.sleep(0.5)
+        acs_cpu.stop()
+        pg_cpu.stop()
         async with pool.acquire() as conn:
             rows = await conn.fetch(
                 "SELECT d.id, s.last_inform,"
@@ -208,6 +222,11 @@ async def measure(acs: common.AcsProcess, devices: int, stun_port: int) -> dict[
                 if k == "udp_connection_request"
             },
             "nudged": nudged,
+            # from the first call until the sessions were counted (lower bounds: a
+            # process that started or ended meanwhile is not, or only partly, counted)
+            "acs_cpu_s": acs_cpu.seconds,
+            "pg_cpu_s": pg_cpu.seconds,
+            "load": os.getloadavg(),
         }
     finally:
         await fleet.stop()
@@ -236,7 +255,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             extra["ACS_CONNECTION_REQUEST_CONCURRENCY"] = str(args.concurrency)
         if args.timeout is not None:
             extra["ACS_CONNECTION_REQUEST_TIMEOUT_S"] = str(args.timeout)
-        with common.running_acs(dsn, args.port, work / "acs", **extra) as acs:
+        serve = ["--workers", str(args.workers)] if args.workers else []
+        with common.running_acs(dsn, args.port, work / "acs", *serve, **extra) as acs:
             return await measure(acs, args.devices, stun_port)
     finally:
         if not args.keep:
@@ -264,7 +284,11 @@ def row_of(r: dict[str, Any]) -> dict[str, Any]:
             f"(max {(r['max'] or 0) * 1000:.0f} ms); API outcomes {r['outcomes']}; "
             f"bindings set up by the STUN policy in {r['setup_s']:.0f} s"
             f" ({r['nudged']} nudges of stalled setup sessions); "
-            f"ACS_CONNECTION_REQUEST_CONCURRENCY={r['concurrency']}, _TIMEOUT_S={r['timeout']}"
+            f"ACS_CONNECTION_REQUEST_CONCURRENCY={r['concurrency']}, _TIMEOUT_S={r['timeout']}; "
+            f"the CPEs' UDP connection requests during the knocks {r['cpe_udp']}; "
+            f"ACS workers {r['workers']}; ACS CPU {r['acs_cpu_s']:.1f} s, PostgreSQL CPU "
+            f"{r['pg_cpu_s']:.1f} s (its backends at the first call) from the first call until "
+            f"the sessions were counted; load average {r['load'][0]:.1f}"
         ),
     }
 
@@ -276,6 +300,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--port", type=int, default=38700)
     ap.add_argument("--database", default="bench_knock")
     ap.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    ap.add_argument("--workers", type=int, default=None, help="acs serve --workers N")
     ap.add_argument(
         "--concurrency",
         type=int,
@@ -293,6 +318,7 @@ def main(argv: list[str] | None = None) -> None:
         args.devices = min(args.devices, 50)
     os.environ.setdefault("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
     r = asyncio.run(main_async(args))
+    r["workers"] = args.workers or 1
     defaults = Settings()
     r["concurrency"] = args.concurrency or f"{defaults.connection_request_concurrency} (default)"
     r["timeout"] = (
@@ -302,6 +328,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(f"{r['knocked']} knocks, {r['sessions']} sessions, UDP accepted {r['udp_accepted']}")
     print(f"API outcomes: {r['outcomes']}")
+    print(f"ACS CPU {r['acs_cpu_s']:.2f} s, PostgreSQL CPU {r['pg_cpu_s']:.2f} s, load {r['load']}")
     print(f"the CPEs' UDP connection requests during the knocks: {r['cpe_udp']}")
     row = row_of(r)
     print(f"| {row['target']} | {row['measured']} |")
