@@ -172,7 +172,7 @@ async def measure(acs: common.AcsProcess, devices: int, stun_port: int) -> dict[
                     "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
                 )
             ]
-        acs_cpu, pg_cpu = common.CpuMeter(acs.pids).start(), common.CpuMeter(backends).start()
+        acs_cpu, pg_cpu = common.CpuMeter(acs.pids()).start(), common.CpuMeter(backends).start()
         wall = time.monotonic()
         await asyncio.gather(*(knock(d) for d in ids))
         wall = time.monotonic() - wall

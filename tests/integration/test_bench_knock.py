@@ -49,6 +49,9 @@ def test_the_knock_scenario_starts_every_natted_session_at_a_tiny_scale(
     # the knocks went over UDP: nothing listens for HTTP behind the simulator's NAT
     assert lines[0].startswith("8 knocks, 8 sessions, UDP accepted "), lines[0]
     assert int(lines[0].rsplit(" ", 1)[1]) >= 8
+    # the row says what the CPEs did with the datagrams, and what the knocks cost
+    assert "the CPEs' UDP connection requests during the knocks {'accepted': " in row["notes"]
+    assert "ACS CPU " in row["notes"] and "PostgreSQL CPU " in row["notes"]
 
 
 def test_the_stun_scenario_answers_every_request_and_reports_the_ratio(
