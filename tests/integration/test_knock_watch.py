@@ -228,3 +228,71 @@ async def test_more_waiting_udp_knocks_than_slots_all_get_their_session() -> Non
         await sender.close()
     assert [r.outcome for r in results] == ["accepted"] * count, [r.reason for r in results]
     assert cpes.accepted == set(range(count))
+
+
+class FirstRequestLostCpe(asyncio.DatagramProtocol):
+    """A NATed CPE whose first connection request (every retransmission of that
+    id) is lost on the way; the first other valid one opens its session."""
+
+    def __init__(self, conn: asyncpg.Connection, serial: str) -> None:
+        self.conn, self.serial = conn, serial
+        self.ids: list[int] = []
+        self.session: asyncio.Task[Any] | None = None
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        msg = udp.parse(data)
+        assert udp.verify(msg, "cr", "cr-secret")
+        if msg.id not in self.ids:
+            self.ids.append(msg.id)
+        if msg.id != self.ids[0] and self.session is None:
+            from datetime import UTC, datetime
+
+            record = inform(self.serial, [], events=KNOCKED, at=datetime.now(UTC))
+            self.session = asyncio.create_task(devices.upsert_from_inform(self.conn, record))
+
+
+async def test_a_udp_knock_whose_share_brought_no_session_tries_again_with_the_time_left(
+    conn: asyncpg.Connection, unique_serial: Callable[..., str], db_pool: asyncpg.Pool, tmp_path
+) -> None:
+    from acs.config import Settings
+    from acs.connreq.http import ConnectionRequester
+    from acs.cwmp.messages import ParameterValueStruct as PV
+    from acs.services.knock import knock
+
+    serial = unique_serial()
+    cpe = FirstRequestLostCpe(conn, serial)
+    transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+        lambda: cpe, local_addr=("127.0.0.1", 0)
+    )
+    port = transport.get_extra_info("sockname")[1]
+    ms = "Device.ManagementServer."
+    # behind a NAT (UDP first); its URL on port 1 refuses at once, as a private one may
+    dev, _ = await devices.upsert_from_inform(
+        conn,
+        inform(
+            serial,
+            [
+                PV(ms + "ConnectionRequestURL", "http://127.0.0.1:1/cr"),
+                PV(ms + "UDPConnectionRequestAddress", f"127.0.0.1:{port}"),
+                PV(ms + "NATDetected", "true"),
+            ],
+        ),
+    )
+    settings = Settings(
+        data_dir=tmp_path,
+        connection_request_username="cr",
+        connection_request_password="cr-secret",
+        connection_request_timeout_s=4.0,
+    )
+    requester, sender = ConnectionRequester(timeout_s=1.0), UdpConnectionRequester()
+    try:
+        result = await knock(db_pool, requester, settings, dev.id, udp=sender)
+    finally:
+        transport.close()
+        await requester.close()
+        await sender.close()
+        if cpe.session is not None:
+            await cpe.session
+    assert result.ok and result.channel == "udp", result
+    assert len(cpe.ids) == 2  # the lost request, then the retry as a new message
+    assert result.channels["http"]["tried"] and not result.channels["http"]["ok"]
