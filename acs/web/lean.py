@@ -534,3 +534,11 @@ def routed_to(app: web.Application, handler: Handler) -> Callable[[str], bool]:
         return answer
 
     return serves
+
+
+def lean_listener(runner: web.BaseRunner) -> LeanListener | None:
+    """The runner's lean listener; None when its port is aiohttp's alone."""
+    for site in runner.sites:
+        if isinstance(site, LeanSite):
+            return site.lean
+    return None
