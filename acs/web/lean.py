@@ -252,6 +252,7 @@ class LeanProtocol(asyncio.Protocol):
     def __init__(self, listener: LeanListener) -> None:
         self.l = listener
         self.loop = asyncio.get_running_loop()
+        # uvloop's transports are not asyncio.Transport subclasses; the methods are the same
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.busy = False  # a request is being handled
@@ -267,8 +268,7 @@ class LeanProtocol(asyncio.Protocol):
     # ------------------------------------------------------------ connection
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's: not asyncio.Transport
         peer = transport.get_extra_info("peername")
         # what aiohttp's request.remote is: the peer's address (a Unix socket: none)
         self.remote = peer[0] if isinstance(peer, tuple) and peer else None
