@@ -510,7 +510,6 @@ class LeanSite(web.TCPSite):
         self.lean.close_all()
 
 
-
 def routed_to(app: web.Application, handler: Handler) -> Callable[[str], bool]:
     """Whether the app's router sends a POST to this path to ``handler``: what the
     lean path serves, everything else registered on the port staying aiohttp's."""
