@@ -208,12 +208,22 @@ class LeanListener:
         self.count = count
         self.scheme = "https" if tls else "http"
         self.connections: set[LeanProtocol] = set()
+        self.serving: set[asyncio.Task[None]] = set()  # requests being handled
+        self.closing = False
         self.handed_off = 0  # connections given to aiohttp, for tests and benchmarks
 
     def __call__(self) -> LeanProtocol:
         return LeanProtocol(self)
 
-    def close_all(self) -> None:
+    async def shut_down(self, timeout_s: float) -> None:
+        """Close idle connections now, and each busy one once its answer is written,
+        waiting for those answers as aiohttp's shutdown waits for its handlers."""
+        self.closing = True
+        for conn in list(self.connections):
+            if not conn.busy:
+                conn.close()
+        if self.serving:
+            await asyncio.wait(list(self.serving), timeout=timeout_s)
         for conn in list(self.connections):
             conn.close()
 
@@ -324,7 +334,9 @@ class LeanProtocol(asyncio.Protocol):
             self.pending = None
             self._disarm()
             self.busy = True
-            self.loop.create_task(self._serve(request, keep_alive))
+            task = self.loop.create_task(self._serve(request, keep_alive))
+            self.l.serving.add(task)
+            task.add_done_callback(self.l.serving.discard)
 
     def _head(self) -> bool:
         """Parse the next request's head; False to wait for more bytes (or after a handoff)."""
@@ -414,7 +426,7 @@ class LeanProtocol(asyncio.Protocol):
             # outermost, as the middleware is on aiohttp's path: the real client
             request[CLIENT] = self.l.proxies.client_of(request)  # type: ignore[arg-type]
             resp = await self.l.handler(request)
-            keep_alive = keep_alive and resp.keep_alive is not False
+            keep_alive = keep_alive and resp.keep_alive is not False and not self.l.closing
             data = response_bytes(resp, keep_alive)
         except Exception:  # a bug of ours: the traceback is wanted, the client gets a 500
             logger.exception("lean handler failed")
@@ -506,8 +518,8 @@ class LeanSite(web.TCPSite):
             self._bound_port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
-        await super().stop()
-        self.lean.close_all()
+        await super().stop()  # no new connections
+        await self.lean.shut_down(self._runner._shutdown_timeout)
 
 
 def routed_to(app: web.Application, handler: Handler) -> Callable[[str], bool]:

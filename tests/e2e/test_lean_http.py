@@ -47,7 +47,7 @@ async def connect(running: Running):
 
 
 async def test_cwmp_then_another_route_on_one_keep_alive_connection(start_acs: StartAcs) -> None:
-    running = await start_acs()
+    running = await start_acs(cwmp_http="lean")
     lean = lean_of(running)
     before = lean.handed_off
     reader, writer = await connect(running)
@@ -73,7 +73,7 @@ async def test_cwmp_then_another_route_on_one_keep_alive_connection(start_acs: S
 
 
 async def test_pipelined_requests_are_answered_in_order(start_acs: StartAcs) -> None:
-    running = await start_acs()
+    running = await start_acs(cwmp_http="lean")
     lean = lean_of(running)
     before = lean.handed_off
     reader, writer = await connect(running)
@@ -93,7 +93,7 @@ async def test_pipelined_requests_are_answered_in_order(start_acs: StartAcs) -> 
 async def test_a_malformed_request_line_after_a_session_is_aiohttps_400(
     start_acs: StartAcs, caplog: pytest.LogCaptureFixture
 ) -> None:
-    running = await start_acs()
+    running = await start_acs(cwmp_http="lean")
     lean = lean_of(running)
     before = lean.handed_off
     reader, writer = await connect(running)
@@ -115,7 +115,7 @@ async def test_a_malformed_request_line_after_a_session_is_aiohttps_400(
 
 
 async def test_an_oversized_body_is_413(start_acs: StartAcs) -> None:
-    running = await start_acs(max_body_bytes=4096)
+    running = await start_acs(cwmp_http="lean", max_body_bytes=4096)
     reader, writer = await connect(running)
     try:
         writer.write(post("/", b"<" * 5000))
@@ -127,7 +127,9 @@ async def test_an_oversized_body_is_413(start_acs: StartAcs) -> None:
 
 
 async def test_a_slow_header_on_the_lean_path_is_closed_with_408(start_acs: StartAcs) -> None:
-    running = await start_acs(http_header_timeout_s=TIMEOUT_S, http_body_timeout_s=TIMEOUT_S)
+    running = await start_acs(
+        cwmp_http="lean", http_header_timeout_s=TIMEOUT_S, http_body_timeout_s=TIMEOUT_S
+    )
     lean = lean_of(running)
     before = lean.handed_off
     reader, writer = await connect(running)
@@ -146,7 +148,9 @@ async def test_a_slow_header_on_the_lean_path_is_closed_with_408(start_acs: Star
 
 
 async def test_a_stalled_body_on_the_lean_path_is_closed(start_acs: StartAcs) -> None:
-    running = await start_acs(http_header_timeout_s=TIMEOUT_S, http_body_timeout_s=TIMEOUT_S)
+    running = await start_acs(
+        cwmp_http="lean", http_header_timeout_s=TIMEOUT_S, http_body_timeout_s=TIMEOUT_S
+    )
     reader, writer = await connect(running)
     try:
         writer.write(b"POST / HTTP/1.1\r\nHost: acs\r\nContent-Length: 100\r\n\r\n<half")
