@@ -47,6 +47,11 @@ class Settings(BaseSettings):
         description="every listener: the longest silence while a request body is received; "
         "past it the connection is closed",
     )
+    cwmp_http: Literal["lean", "aiohttp"] = Field(
+        default="lean",
+        description="the CWMP port's HTTP server: lean (CWMP POSTs parsed by httptools in an "
+        "asyncio Protocol, anything else handed to aiohttp) or aiohttp (aiohttp for all)",
+    )
     event_loop: Literal["uvloop", "asyncio"] = Field(
         default="uvloop",
         description="the event loop of every ACS process: uvloop (libuv, less CPU per "

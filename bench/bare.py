@@ -7,6 +7,8 @@ same client and the same Inform bytes as the ACS.
     --server aiohttp     aiohttp's web server, as the ACS's listeners (the ceiling)
     --server httptools   an asyncio Protocol over httptools (llhttp), no framework:
                          what a lean CWMP path could cost at the least (bench.http_layer)
+    --server lean        the ACS's lean CWMP path (acs/web/lean.py) around the aiohttp
+                         handler above: its own framing, request and response writing
     --event-loop         uvloop or asyncio, as ACS_EVENT_LOOP
 """
 
@@ -76,6 +78,37 @@ async def _serve_httptools(host: str, port: int) -> None:
     server.close()
 
 
+async def _serve_lean(host: str, port: int) -> None:
+    """The ACS's lean CWMP path (acs/web/lean.py) in front of the same handler: what
+    its framing, LeanRequest and response writing cost per POST."""
+    from acs.web.guard import GuardedRunner
+    from acs.web.lean import LeanListener, LeanSite, routed_to
+    from acs.web.proxy import TrustedProxies
+
+    app = _app()
+    runner = GuardedRunner(
+        app, listener="bare", header_timeout_s=20.0, body_timeout_s=30.0, access_log=None
+    )
+    await runner.setup()
+    assert runner.server is not None
+    lean = LeanListener(
+        handler=handle,
+        fallback=runner.server,
+        serves=routed_to(app, handle),
+        proxies=TrustedProxies(),
+        listener="bare",
+        max_body_bytes=1 << 20,
+        header_timeout_s=20.0,
+        body_timeout_s=30.0,
+        keepalive_timeout_s=3630.0,
+        count=lambda _reason: None,
+        tls=False,
+    )
+    await LeanSite(runner, lean, host, port).start()
+    await _until_stopped()
+    await runner.cleanup()
+
+
 async def _until_stopped() -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -93,10 +126,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--server", choices=("aiohttp", "httptools"), default="aiohttp")
+    ap.add_argument("--server", choices=("aiohttp", "httptools", "lean"), default="aiohttp")
     ap.add_argument("--event-loop", choices=("uvloop", "asyncio"), default="asyncio")
     args = ap.parse_args()
-    serve = _serve_aiohttp if args.server == "aiohttp" else _serve_httptools
+    serve = {"aiohttp": _serve_aiohttp, "httptools": _serve_httptools, "lean": _serve_lean}[
+        args.server
+    ]
     loops.run(serve(args.host, args.port), args.event_loop)
 
 

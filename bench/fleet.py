@@ -411,7 +411,8 @@ def periodic_row(result: dict[str, Any], workers: int) -> dict[str, Any]:
         "notes": (
             f"p50 {p['p50_ms']:.1f} ms, p99 {p['p99_ms']:.1f} ms over {p['connections']} "
             f"connections; PostgreSQL {p['pg_cpu_ms_per_session']:.2f} ms CPU per session; "
-            f"event loop {result.get('event_loop', '?')}; errors {p['errors'] or 'none'}; "
+            f"event loop {result.get('event_loop', '?')}; "
+            f"CWMP HTTP {result.get('cwmp_http', '?')}; errors {p['errors'] or 'none'}; "
             f"{pgcost.note(p['db'])}"
         ),
     }
@@ -485,7 +486,7 @@ def rows_of(result: dict[str, Any], workers: int) -> list[dict[str, Any]]:
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     common.raise_fd_limit()
     work = Path(tempfile.mkdtemp(prefix="acs-bench-fleet-"))
-    result: dict[str, Any] = {"event_loop": args.event_loop}
+    result: dict[str, Any] = {"event_loop": args.event_loop, "cwmp_http": args.cwmp_http}
     bodies = loadgen.inform_bodies(min(args.devices, 500), "SIM", "http://127.0.0.1/")
     result["bare_post_per_s"], result["bare_cpu_us_per_post"] = await bare_ceiling(
         args.port + 9, bodies, args.connections, args.seconds, args.event_loop
@@ -500,6 +501,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         # fair-admission limits, meant for one client among many, would cap the storm
         extra = {
             "ACS_EVENT_LOOP": args.event_loop,
+            "ACS_CWMP_HTTP": args.cwmp_http,
             "ACS_MAX_SESSIONS_PER_WORKER": limit,
             "ACS_MAX_SESSIONS_PER_ADDRESS": limit,
             "ACS_MAX_SESSIONS_PER_CREDENTIAL": limit,
@@ -542,6 +544,12 @@ def main() -> None:
     )
     ap.add_argument(
         "--event-loop", choices=("uvloop", "asyncio"), default="uvloop", help="ACS_EVENT_LOOP"
+    )
+    ap.add_argument(
+        "--cwmp-http",
+        choices=("lean", "aiohttp"),
+        default="lean",
+        help="ACS_CWMP_HTTP: the CWMP port's HTTP server",
     )
     ap.add_argument(
         "--profile",

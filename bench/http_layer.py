@@ -1,5 +1,5 @@
 """What the HTTP layer alone costs per POST: aiohttp or a bare httptools Protocol,
-on asyncio's loop or uvloop.
+on asyncio's loop or uvloop, and the ACS's lean CWMP path on uvloop.
 
 The ACS's periodic session is two POSTs; this measures, with the load
 generator and the Inform bytes of the periodic row, the CPU a server spends
@@ -28,6 +28,8 @@ COMBOS = [
     ("aiohttp", "uvloop"),
     ("httptools", "asyncio"),
     ("httptools", "uvloop"),
+    # the ACS's lean CWMP path (acs/web/lean.py) around the same handler as aiohttp's
+    ("lean", "uvloop"),
 ]
 
 

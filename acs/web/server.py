@@ -64,6 +64,7 @@ from acs.web.cwmp import CwmpEndpoint
 from acs.web.files import files_app
 from acs.web.guard import GuardedRunner
 from acs.web.host_relay import HostRelay
+from acs.web.lean import Handler, LeanListener, LeanSite, routed_to
 from acs.web.proxy import TrustedProxies, parse_networks
 from acs.web.relay import Relay, Workers
 from acs.web.tls import TlsConfigError, server_context
@@ -263,7 +264,10 @@ async def _listen(
     metrics: Metrics,
     reuse_port: bool = False,
     max_line_size: int = 8190,
+    lean: tuple[Handler, TrustedProxies] | None = None,
 ) -> tuple[web.AppRunner, int]:
+    """``lean``: the CWMP handler and the trusted proxies, to serve its POSTs on
+    the lean path (acs/web/lean.py) instead of aiohttp's web server."""
     host, port = settings.host, getattr(settings, f"{listener}_port")
     # header and body deadlines, and one log line for malformed HTTP (acs/web/guard.py)
     runner = GuardedRunner(
@@ -276,9 +280,36 @@ async def _listen(
         max_line_size=max_line_size,
     )
     await runner.setup()
-    site = web.TCPSite(
-        runner, host, port, reuse_address=True, reuse_port=reuse_port or None, ssl_context=tls
-    )
+    site: web.TCPSite
+    if lean is not None:
+        handler, proxies = lean
+        assert runner.server is not None
+        lean_listener = LeanListener(
+            handler=handler,
+            fallback=runner.server,  # aiohttp's protocol (a GuardedHandler) for a handoff
+            serves=routed_to(app, handler),
+            proxies=proxies,
+            listener=listener,
+            max_body_bytes=settings.max_body_bytes,
+            header_timeout_s=settings.http_header_timeout_s,
+            body_timeout_s=settings.http_body_timeout_s,
+            keepalive_timeout_s=runner.server._kwargs.get("keepalive_timeout", 3630.0),
+            count=lambda reason: metrics.http_refused.labels(listener, reason).inc(),
+            tls=tls is not None,
+        )
+        site = LeanSite(
+            runner,
+            lean_listener,
+            host,
+            port,
+            reuse_address=True,
+            reuse_port=reuse_port or None,
+            ssl_context=tls,
+        )
+    else:
+        site = web.TCPSite(
+            runner, host, port, reuse_address=True, reuse_port=reuse_port or None, ssl_context=tls
+        )
     await site.start()
     sock = site._server.sockets[0]  # type: ignore[union-attr]  # the bound port when port=0
     return runner, sock.getsockname()[1]
@@ -412,6 +443,9 @@ async def running_acs(
                 metrics,
                 reuse_port=workers is not None,
                 max_line_size=API_MAX_LINE if name == "api" else 8190,
+                lean=(cwmp.handle, proxies)
+                if name == "cwmp" and settings.cwmp_http == "lean"
+                else None,
             )
             runners.append(runner)
         # port 0 asks for any free port; the URLs we hand out need the real ones
