@@ -525,8 +525,17 @@ async def merge_pending_reads(
     conn: asyncpg.Connection, device_id: str, held: list[tuple[bool, bytes]], at: datetime
 ) -> None:
     """Write held answers (PendingReads.take) in the order they came, as one tree write."""
-    if held:
-        await _mutate_tree(conn, device_id, at, lambda tree: apply_pending_reads(tree, held, at))
+    if not held:
+        return
+    if not any(names for names, _ in held):
+        # values only (a job's or a policy's few reads): merged in SQL, so the
+        # device's whole tree does not travel to the ACS and back for them
+        patch: dict[str, dict[str, Any]] = {}
+        for _, packed in held:
+            patch.update(orjson.loads(zlib.decompress(packed)))
+        await conn.fetchval(_MERGE_VALUES, device_id, patch, _epoch(at), at, True)
+        return
+    await _mutate_tree(conn, device_id, at, lambda tree: apply_pending_reads(tree, held, at))
 
 
 # --------------------------------------------------------------------------- parameters
