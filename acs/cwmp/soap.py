@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, cast
 
 from lxml import etree
 
@@ -379,6 +379,11 @@ _PV_TYPES = etree.XPath("*/Value/@xsi:type", namespaces=_XSI, smart_strings=Fals
 _XSD_TYPES: dict[str, str] = {}  # xsi:type as sent -> as kept ("xsd:" + local name)
 
 
+def _strings(xpath: etree.XPath, el: etree._Element) -> list[str]:
+    # the XPaths that select text() or @attributes, with smart_strings off
+    return cast(list[str], xpath(el))
+
+
 def _xsd_type(declared: str) -> str:
     found = _XSD_TYPES.get(declared)
     if found is None:
@@ -392,9 +397,9 @@ def _parameter_values(el: etree._Element) -> list[m.ParameterValueStruct]:
     if not _PV_TYPED(el):
         return Array.decode(PVS_ARRAY, el)
     # .text of an element without children is all of its text, "" for none
-    values = [v.text or "" for v in _PV_VALUES(el)]
-    types = list(map(_xsd_type, _PV_TYPES(el)))
-    return list(map(m.ParameterValueStruct, _PV_NAMES(el), values, types))
+    values = [v.text or "" for v in cast(list[etree._Element], _PV_VALUES(el))]
+    types = list(map(_xsd_type, _strings(_PV_TYPES, el)))
+    return list(map(m.ParameterValueStruct, _strings(_PV_NAMES, el), values, types))
 
 
 _PI_NAMES = etree.XPath("*/Name/text()", smart_strings=False)
@@ -403,10 +408,10 @@ _PI_WRITABLE = etree.XPath("*/Writable/text()", smart_strings=False)
 
 def _parameter_infos(el: etree._Element) -> list[m.ParameterInfoStruct]:
     try:
-        writable = [_BOOLS[w] for w in _PI_WRITABLE(el)]
+        writable = [_BOOLS[w] for w in _strings(_PI_WRITABLE, el)]
     except KeyError:  # " 1", "TRUE": the general decoder's reading (or its error)
         return Array.decode(PI_ARRAY, el)
-    return list(map(m.ParameterInfoStruct, _PI_NAMES(el), writable))
+    return list(map(m.ParameterInfoStruct, _strings(_PI_NAMES, el), writable))
 
 
 _BOOLS = {"1": True, "true": True, "0": False, "false": False}

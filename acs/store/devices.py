@@ -414,7 +414,7 @@ def apply_value_patch(
             or entry.get("t") != entry_patch["t"]
             or entry.get("x") != entry_patch.get("x")
         ):
-            tree[name] = {**entry, **entry_patch, "vt": now} if entry else {**entry_patch, "vt": now}
+            tree[name] = {**(entry or {}), **entry_patch, "vt": now}
             changed += 1
     return changed
 

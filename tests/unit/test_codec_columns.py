@@ -31,7 +31,10 @@ def gpn(structs: str) -> bytes:
 
 
 def pv(name: str, value: str, attr: str = ' xsi:type="xsd:string"') -> str:
-    return f"<ParameterValueStruct><Name>{name}</Name><Value{attr}>{value}</Value></ParameterValueStruct>"
+    return (
+        f"<ParameterValueStruct><Name>{name}</Name>"
+        f"<Value{attr}>{value}</Value></ParameterValueStruct>"
+    )
 
 
 def general(data: bytes) -> list[object]:
