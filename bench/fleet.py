@@ -145,6 +145,10 @@ async def storm(
     discovered = 0
     jobs: dict[str, int] = {}
     pool = await asyncpg.create_pool(acs.dsn, min_size=1, max_size=2)
+    # WAL the storm writes (the whole server's, as its CPU is): each tree rewrite
+    # is a new ~24 KB TOASTed document plus its GIN entries
+    wal_start = await pool.fetchval("SELECT pg_current_wal_lsn()")
+    wal_bytes = 0
     headers = {"Authorization": f"Bearer {acs.token}"}
     http = aiohttp.ClientSession(headers=headers, timeout=aiohttp.ClientTimeout(total=120))
     in_flight: set[asyncio.Task[None]] = set()
@@ -215,6 +219,11 @@ async def storm(
                         api_status[f"reknock_{type(exc).__name__}"] += 1
         elapsed = time.monotonic() - started
         cpu, pg = acs_cpu.stop(), pg_cpu.stop()
+        wal_bytes = int(
+            await pool.fetchval(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)", wal_start
+            )
+        )
     finally:
         sim.send_signal(signal.SIGINT)
         raw, _ = await asyncio.wait_for(sim.communicate(), 120)
@@ -237,6 +246,7 @@ async def storm(
         "elapsed_s": elapsed,
         "acs_cpu_s": cpu,
         "pg_cpu_s": pg,
+        "wal_bytes": wal_bytes,
         "acs_peak_rss_mb": peak_acs,
         "sim_peak_rss_mb": max(peak_sim, sim_summary.get("rss_mb", 0.0)),
         "sessions_ok": sim_summary.get("sessions_ok"),
@@ -419,10 +429,10 @@ def periodic_row(result: dict[str, Any], workers: int) -> dict[str, Any]:
 
 
 def rows_of(result: dict[str, Any], workers: int) -> list[dict[str, Any]]:
-    rows = [periodic_row(result, workers)]
+    rows = [periodic_row(result, workers)] if "periodic" in result else []
     if "storm" not in result:  # --reuse: the periodic phase only
         return rows
-    s, st = result["storm"], result["storage"]
+    s = result["storm"]
     http = s["http"]
     bad_http = {k: v for k, v in http.items() if k not in ("200", "204", "401", "503")}
     timeouts = [
@@ -437,26 +447,39 @@ def rows_of(result: dict[str, Any], workers: int) -> list[dict[str, Any]]:
         and s["policy_faults"] == 0
     )
     pg_ms = s["pg_cpu_s"] * 1000 / max(s["discovered"], 1)
-    return rows + [
-        {
-            "target": f"boot storm: {s['devices']:,} CPEs at once, full discovery",
-            "goal": "all discovered, no job lost, overload only as 503 + Retry-After",
-            "measured": (
-                f"{s['discovered']:,}/{s['devices']:,} discovered in {s['elapsed_s']:.0f} s "
-                f"({s['discovered'] / s['elapsed_s']:.1f} bootstraps/s)"
-            ),
-            "value": s["discovered"] / s["elapsed_s"],
-            "met": storm_ok,
-            "notes": (
-                f"HTTP answers {http}; simulator faults {s['sim_faults'] or 'none'}; "
-                f"jobs queued mid-storm {s['jobs_queued']}, final {s['jobs']} "
-                f"({s.get('reknocks', 0)} knocks repeated after the storm); policy results "
-                f"{s['policies_applied']} ({s['policy_faults']} with faults); ACS CPU "
-                f"{s['acs_cpu_s']:.0f} s ({s['acs_cpu_s'] * 1000 / max(s['discovered'], 1):.1f} "
-                f"ms per bootstrap), PostgreSQL CPU {pg_ms:.1f} ms per bootstrap, peak RSS "
-                f"{s['acs_peak_rss_mb'] / workers:.0f} MB per worker"
-            ),
-        },
+    acs_ms = s["acs_cpu_s"] * 1000 / max(s["discovered"], 1)
+    wal_kb = s.get("wal_bytes", 0) / 1024 / max(s["discovered"], 1)
+    return (
+        rows
+        + [
+            {
+                "target": f"boot storm: {s['devices']:,} CPEs at once, full discovery",
+                "goal": "all discovered, no job lost, overload only as 503 + Retry-After",
+                "measured": (
+                    f"{s['discovered']:,}/{s['devices']:,} discovered in {s['elapsed_s']:.0f} s "
+                    f"({s['discovered'] / s['elapsed_s']:.1f} bootstraps/s)"
+                ),
+                "value": s["discovered"] / s["elapsed_s"],
+                "met": storm_ok,
+                "notes": (
+                    f"HTTP answers {http}; simulator faults {s['sim_faults'] or 'none'}; "
+                    f"jobs queued mid-storm {s['jobs_queued']}, final {s['jobs']} "
+                    f"({s.get('reknocks', 0)} knocks repeated after the storm); policy results "
+                    f"{s['policies_applied']} ({s['policy_faults']} with faults); ACS CPU "
+                    f"{s['acs_cpu_s']:.0f} s ({acs_ms:.1f} ms per bootstrap), PostgreSQL CPU "
+                    f"{pg_ms:.1f} ms and WAL {wal_kb:.0f} KB per bootstrap, "
+                    f"bare POST ceiling {result['bare_post_per_s']:,.0f}/s in this run, peak RSS "
+                    f"{s['acs_peak_rss_mb'] / workers:.0f} MB per worker"
+                ),
+            },
+        ]
+        + (storage_rows(result) if "storage" in result else [])
+    )
+
+
+def storage_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    s, st = result["storm"], result["storage"]
+    return [
         {
             "target": "storage per device after the boot storm (~1,100-parameter tree)",
             "goal": f"<= {STORAGE_GOAL_KB:.0f} KB",
@@ -481,6 +504,21 @@ def rows_of(result: dict[str, Any], workers: int) -> list[dict[str, Any]]:
             "notes": "during the boot storm, every device in session at once",
         },
     ]
+
+
+def start_profile(acs: common.AcsProcess, out: Path | None) -> Any:
+    """py-spy on the ACS for the storm's first 40 s (a separate run from the CPU
+    figures: sampling costs CPU on the same cores)."""
+    if out is None:
+        return None
+    return profile.start(acs.pids()[-1], 40, out), out
+
+
+def stop_profile(spy: Any) -> None:
+    if spy is not None:
+        top = profile.finish(*spy)
+        if top:
+            print("py-spy, ACS during the boot storm:\n" + top)
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
@@ -509,9 +547,15 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         serve_args = ("--workers", str(args.workers)) if args.workers > 1 else ()
         with common.running_acs(dsn, args.port, work / "acs", *serve_args, **extra) as acs:
             if not args.reuse:
-                result["storm"] = await storm(
-                    acs, args.devices, args.port + 5, args.storm_timeout, args.job_every
-                )
+                spy = start_profile(acs, args.storm_profile)
+                try:
+                    result["storm"] = await storm(
+                        acs, args.devices, args.port + 5, args.storm_timeout, args.job_every
+                    )
+                finally:
+                    stop_profile(spy)
+                if args.storm_only:
+                    return result
                 result["storage"] = await storage(dsn)
             result["periodic"] = await periodic(
                 acs, args.devices, args.connections, args.seconds, args.profile
@@ -543,6 +587,17 @@ def main() -> None:
         "(before/after comparisons without a storm each time)",
     )
     ap.add_argument(
+        "--storm-only",
+        action="store_true",
+        help="the ceiling and the boot storm only (no storage, no periodic phase)",
+    )
+    ap.add_argument(
+        "--storm-profile",
+        type=Path,
+        default=None,
+        help="file for a py-spy raw profile of the ACS during the boot storm",
+    )
+    ap.add_argument(
         "--event-loop", choices=("uvloop", "asyncio"), default="uvloop", help="ACS_EVENT_LOOP"
     )
     ap.add_argument(
@@ -565,7 +620,7 @@ def main() -> None:
         args.profile.mkdir(parents=True, exist_ok=True)
     result = asyncio.run(main_async(args))
     rows = rows_of(result, args.workers)
-    if result["periodic"].get("profile"):
+    if result.get("periodic", {}).get("profile"):
         print("py-spy, ACS during the periodic phase:\n" + result["periodic"]["profile"])
     for row in rows:
         print(

@@ -47,7 +47,10 @@ COMPRESS_FROM = 4096
 # GetParameterAttributes answers, the biggest messages of a discovery) hide nothing.
 # (Substring tests on a lowered copy: a case-insensitive regex alternation is
 # ten times slower on a discovery's 150 KB answers.)
-_VALUE_ELEMENT_BYTES = re.compile(rb"(?:Value|Password)[\s>/]")
+# (Two patterns, not one alternation: each then starts with a literal, which the
+# re module finds with a fast substring search; the alternation stepped through
+# a discovery's 170 KB GetParameterNamesResponse byte by byte, 1 ms of it.)
+_VALUE_ELEMENT_BYTES = (re.compile(rb"Value[\s>/]"), re.compile(rb"Password[\s>/]"))
 _USERINFO_BYTES = re.compile(rb"://[^/\s<>@]*@")
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s<>@]+@")
 
@@ -120,10 +123,21 @@ def _may_hold_secret(body: bytes) -> bool:
     words, _ = _rules(secrets.endings())
     if not any(word in lowered for word in words):
         return False
-    return _VALUE_ELEMENT_BYTES.search(body) is not None
+    return any(pattern.search(body) is not None for pattern in _VALUE_ELEMENT_BYTES)
 
 
 _PASSWORD_ELEMENT_BYTES = re.compile(rb"<(?:[\w.-]+:)?Password[\s>/]")
+# what every match of it contains, found by fast substring search (the pattern
+# itself starts with "<" and tries every tag of the body): only a body that has
+# it is searched the long way
+_PASSWORD_WORD_BYTES = re.compile(rb"Password[\s>/]")
+
+
+def _has_password_element(body: bytes) -> bool:
+    return (
+        _PASSWORD_WORD_BYTES.search(body) is not None
+        and _PASSWORD_ELEMENT_BYTES.search(body) is not None
+    )
 
 
 def _nothing_to_mask(body: bytes, message: m.Message | None) -> bool:
@@ -134,7 +148,7 @@ def _nothing_to_mask(body: bytes, message: m.Message | None) -> bool:
     secret's name has a value, and there is no Password element. URLs with a
     user:password@ never get here (_may_hold_secret sends them to the parser)."""
     params = getattr(message, "parameter_list", None)
-    if not isinstance(params, list) or _PASSWORD_ELEMENT_BYTES.search(body):
+    if not isinstance(params, list) or _has_password_element(body):
         return False
     # an open and a close tag per struct; the array's type names it once more
     tags = body.count(b"ParameterValueStruct") - body.count(b"ParameterValueStruct[")

@@ -42,13 +42,11 @@ from acs.store import transfers as transfer_store
 
 logger = logging.getLogger("acs.cwmp")
 
-# Names or values held before they are written. Small reads (a policy's few
-# values, a job's batch) are written together at the plan's end; an answer past
-# this (a discovery's whole tree in one partial-path GetParameterValues) is
-# written as soon as it comes, so a session waiting on its CPE holds no tree:
-# about 300 bytes a value, 256 of them stay under the 100 KB per session a
-# storm's admission limit is sized by (BENCHMARKS.md)
-READ_BUFFER_LIMIT = 256
+# Packed bytes of held GetParameterNames/Values answers (devices.PendingReads)
+# past which they are written before the plan ends: a discovery of a ~1,400-entry
+# tree holds about 30 KB and is written once; only a tree of tens of thousands
+# of entries (or a CPE answering without end) is written in parts
+READ_BUFFER_LIMIT = 1 << 20
 
 # What we answer to a CPE's GetRPCMethods: the ACS methods we implement.
 ACS_RPC_METHODS = [
@@ -79,13 +77,9 @@ class Work:
     task: task_store.Task | None = None
     label: str = ""
     outstanding: m.Message | None = None
-    # GetParameterNames/Values answers not yet written: a discovery reads a tree
-    # in a dozen batches, and writing the document once instead of per batch
-    # divides the database work by about that much
-    names_read: list[tuple[m.GetParameterNames, m.GetParameterNamesResponse]] = field(
-        default_factory=list
-    )
-    values_read: dict[str, m.ParameterValueStruct] = field(default_factory=dict)
+    # GetParameterNames/Values answers not yet written, packed: a discovery's
+    # names and values go to the tree in one write when the plan ends
+    reads: devices.PendingReads = field(default_factory=devices.PendingReads)
     policy_run: provisioning.SessionRun | None = None
     # a diagnostics job whose results this plan reads (8 DIAGNOSTICS COMPLETE); it
     # stays waiting, not requeued, if the session dies before they are read
@@ -625,13 +619,16 @@ class SessionDriver:
         assert work is not None
         if isinstance(response, m.GetParameterNamesResponse):
             assert isinstance(request, m.GetParameterNames)
-            work.names_read.append((request, response))
-            if len(response.parameter_list) >= READ_BUFFER_LIMIT:
+            work.reads.add_names(
+                request.parameter_path, request.next_level, response.parameter_list
+            )
+            if work.reads.size >= READ_BUFFER_LIMIT:
                 await self.flush_reads(live, work)
             return
         if isinstance(response, m.GetParameterValuesResponse):
-            work.values_read.update((v.name, v) for v in response.parameter_list)
-            if len(work.values_read) >= READ_BUFFER_LIMIT:
+            # sealed now: a held secret is never in clear, even in memory
+            work.reads.add_values(self.sealer.seal_values(live.device_id, response.parameter_list))
+            if work.reads.size >= READ_BUFFER_LIMIT:
                 await self.flush_reads(live, work)
             return
         await self.flush_reads(live, work)  # keep reads and writes in the CPE's order
@@ -673,25 +670,12 @@ class SessionDriver:
                     await devices.merge_parameter_attributes(conn, dev, changed, at)
 
     async def flush_reads(self, live: LiveSession, work: Work) -> None:
-        """Write buffered names, then values, in one transaction."""
-        if not work.names_read and not work.values_read:
+        """Write the held names and values in the order they came, as one tree write."""
+        if not work.reads:
             return
-        names, values = work.names_read, list(work.values_read.values())
-        work.names_read, work.values_read = [], {}
-        at = now()
+        held = work.reads.take()
         async with self.pool.acquire() as conn, conn.transaction():
-            for request, response in names:
-                await devices.merge_parameter_names(
-                    conn,
-                    live.device_id,
-                    request.parameter_path,
-                    request.next_level,
-                    response.parameter_list,
-                    at,
-                )
-            if values:
-                values = self.sealer.seal_values(live.device_id, values)
-                await devices.merge_parameter_values(conn, live.device_id, values, at, read=True)
+            await devices.merge_pending_reads(conn, live.device_id, held, now())
 
     # ------------------------------------------------------------ lifecycle
 

@@ -25,12 +25,14 @@ functions that read-modify-write the tree take the row lock inside a
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import orjson
 
 from acs.core.secrets import MASK, is_sealed, is_secret_parameter, mask_value
 from acs.cwmp.messages import (
@@ -394,18 +396,25 @@ def apply_parameter_values(
     tree: Tree, values: list[ParameterValueStruct], at: datetime, *, read: bool = False
 ) -> int:
     """What merge_parameter_values stores, applied to ``tree`` in place; the entries written."""
-    now = _epoch(at)
+    return apply_value_patch(tree, _value_patch(values), _epoch(at), read=read)
+
+
+def apply_value_patch(
+    tree: Tree, patch: dict[str, dict[str, Any]], now: int, *, read: bool = False
+) -> int:
+    """``patch`` (entries as _value_patch makes them) merged into ``tree`` in place,
+    each written entry read at ``now`` (epoch seconds); the entries written."""
     changed = 0
-    for name, patch in _value_patch(values).items():
+    for name, entry_patch in patch.items():
         entry = tree.get(name)
         if (
             read
             or entry is None
-            or entry.get("v") != patch["v"]
-            or entry.get("t") != patch["t"]
-            or entry.get("x") != patch.get("x")
+            or entry.get("v") != entry_patch["v"]
+            or entry.get("t") != entry_patch["t"]
+            or entry.get("x") != entry_patch.get("x")
         ):
-            tree[name] = {**(entry or {}), **patch, "vt": now}
+            tree[name] = {**(entry or {}), **entry_patch, "vt": now}
             changed += 1
     return changed
 
@@ -418,7 +427,12 @@ def apply_parameter_names(
     at: datetime,
 ) -> bool:
     """What merge_parameter_names stores, applied to ``tree`` in place; True if it changed."""
-    listed = {info.name: info.writable for info in infos}
+    return _apply_names(tree, parameter_path, next_level, {i.name: i.writable for i in infos}, at)
+
+
+def _apply_names(
+    tree: Tree, parameter_path: str, next_level: bool, listed: dict[str, bool], at: datetime
+) -> bool:
     now = _epoch(at)
     path = parameter_path
     changed = False
@@ -444,6 +458,84 @@ def apply_parameter_names(
             entry["nt"] = now
             changed = True
     return changed
+
+
+# --------------------------------------------------------------------------- reads held
+
+
+class PendingReads:
+    """GetParameterNames/Values answers of one plan, held until the plan ends and
+    then written to the tree in ONE read-modify-write (merge_pending_reads).
+
+    A discovery used to write the device's whole tree once per answer (the
+    names, then the values: each a new ~24 KB TOASTed document and all its GIN
+    entries); now it writes it once, and a discovery cut mid-way (the CPE gone)
+    writes nothing, so the next session finds the tree undiscovered and starts
+    again. Each answer is held as the store's own patch, JSON compressed
+    (about a tenth of the answer's size): a session waiting on its CPE holds
+    kilobytes, not the ~1,400 objects of a decoded answer.
+    """
+
+    __slots__ = ("held", "size")
+
+    def __init__(self) -> None:
+        self.held: list[tuple[bool, bytes]] = []  # (is names, packed answer), in order
+        self.size = 0  # packed bytes held
+
+    def __bool__(self) -> bool:
+        return bool(self.held)
+
+    def add_names(
+        self, parameter_path: str, next_level: bool, infos: Iterable[ParameterInfoStruct]
+    ) -> None:
+        listed = [[i.name, i.writable] for i in infos]
+        self._hold(True, [parameter_path, next_level, listed])
+
+    def add_values(self, values: list[ParameterValueStruct]) -> None:
+        """``values`` as they are to be stored: secrets already sealed."""
+        if values:
+            self._hold(False, _value_patch(values))
+
+    def _hold(self, names: bool, data: Any) -> None:
+        packed = zlib.compress(orjson.dumps(data), 1)
+        self.held.append((names, packed))
+        self.size += len(packed)
+
+    def take(self) -> list[tuple[bool, bytes]]:
+        held, self.held, self.size = self.held, [], 0
+        return held
+
+
+def apply_pending_reads(tree: Tree, held: list[tuple[bool, bytes]], at: datetime) -> bool:
+    """What merge_pending_reads stores, applied to ``tree`` in place; True if it changed."""
+    changed = False
+    now = _epoch(at)
+    for names, packed in held:
+        data = orjson.loads(zlib.decompress(packed))
+        if names:
+            path, next_level, listed = data
+            changed |= _apply_names(tree, path, next_level, dict(listed), at)
+        else:
+            # an explicit read: every value's read time moves (merge_parameter_values)
+            changed |= apply_value_patch(tree, data, now, read=True) > 0
+    return changed
+
+
+async def merge_pending_reads(
+    conn: asyncpg.Connection, device_id: str, held: list[tuple[bool, bytes]], at: datetime
+) -> None:
+    """Write held answers (PendingReads.take) in the order they came, as one tree write."""
+    if not held:
+        return
+    if not any(names for names, _ in held):
+        # values only (a job's or a policy's few reads): merged in SQL, so the
+        # device's whole tree does not travel to the ACS and back for them
+        patch: dict[str, dict[str, Any]] = {}
+        for _, packed in held:
+            patch.update(orjson.loads(zlib.decompress(packed)))
+        await conn.fetchval(_MERGE_VALUES, device_id, patch, _epoch(at), at, True)
+        return
+    await _mutate_tree(conn, device_id, at, lambda tree: apply_pending_reads(tree, held, at))
 
 
 # --------------------------------------------------------------------------- parameters

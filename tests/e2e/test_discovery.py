@@ -4,12 +4,17 @@ refuses (profile no-partial-gpv), and in both cases the stored tree is the CPE's
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
 
+from acs.cwmp import messages as m
 from acs.store import devices
+from acs.store.ids import device_id
 from acs.web.server import Running
-from tests.e2e.conftest import StartAcs
+from tests.e2e.conftest import StartAcs, cwmp_url
+from tests.e2e.cpe_double import CpeDouble
 from tests.e2e.test_simulator_fleet import dev_id, fleet_of
 
 pytestmark = pytest.mark.db
@@ -73,3 +78,46 @@ async def test_the_stored_tree_is_the_cpes_in_as_few_round_trips_as_it_allows(
         assert cpe.sessions_failed == 0
     finally:
         await fleet.stop()
+
+
+async def test_a_discovery_cut_mid_way_writes_nothing_and_starts_again(
+    start_acs: StartAcs, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    """The names and values of a discovery are written together when it ends: a
+    CPE gone between its GetParameterNames answer and its values leaves the tree
+    as the Inform left it (no name without its value), and the next session,
+    a periodic one, discovers the whole tree."""
+    acs = await start_acs(session_timeout_s=0.6)
+    cpe = CpeDouble(cwmp_url(acs), unique_serial("CUT"))
+    dev = device_id(cpe.identity.oui, cpe.identity.product_class, cpe.identity.serial_number)
+    try:
+        await cpe.post(cpe.inform_message(["0 BOOTSTRAP", "1 BOOT"]))
+        gpn = (await cpe.post(None)).message
+        assert isinstance(gpn, m.GetParameterNames)
+        gpv = (await cpe.post(cpe.answer(gpn))).message
+        assert gpv == m.GetParameterValues(parameter_names=["Device."])
+        await cpe.http.close()  # gone with the values unsent
+        for _ in range(50):
+            await asyncio.sleep(0.1)
+            if not acs.cwmp.by_id:
+                break
+        assert not acs.cwmp.by_id, "the idle session was not reaped"
+        async with db_pool.acquire() as conn:
+            stored = await devices.get_parameters(conn, dev)
+            assert await devices.tree_is_empty(conn, dev)
+        # only what the Inform carried: every entry with its value, none with a name read
+        assert 0 < len(stored) < 30
+        assert all(r.value is not None and r.writable is None for r in stored.values())
+    finally:
+        await cpe.close()
+    again = CpeDouble(cwmp_url(acs), cpe.identity.serial_number)
+    try:
+        requests = await again.session(["2 PERIODIC"])
+        assert [r.rpc for r in requests[:2]] == ["GetParameterNames", "GetParameterValues"]
+        async with db_pool.acquire() as conn:
+            stored = await devices.get_parameters(conn, dev)
+        names = again.tree.get_parameter_names(again.tree.root, False)
+        assert set(stored) - {again.tree.root} == {i.name for i in names} - {again.tree.root}
+        assert all(stored[i.name].writable == i.writable for i in names)
+    finally:
+        await again.close()
