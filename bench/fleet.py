@@ -41,7 +41,7 @@ import aiohttp
 import asyncpg
 
 from acs.config import Settings
-from bench import common, loadgen, pgcost, profile
+from bench import common, loadgen, pgcost, profile, seed
 from bench.reboot import postgres_cpu
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -546,7 +546,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         }
         serve_args = ("--workers", str(args.workers)) if args.workers > 1 else ()
         with common.running_acs(dsn, args.port, work / "acs", *serve_args, **extra) as acs:
-            if not args.reuse:
+            if args.seed:  # discovered devices by COPY instead of the storm (bench/seed.py)
+                started = time.monotonic()
+                await seed.seed_fleet(dsn, args.devices, acs.cwmp_url)
+                result["seeded"] = {"devices": args.devices, "s": time.monotonic() - started}
+            elif not args.reuse:
                 spy = start_profile(acs, args.storm_profile)
                 try:
                     result["storm"] = await storm(
@@ -596,6 +600,12 @@ def main() -> None:
         type=Path,
         default=None,
         help="file for a py-spy raw profile of the ACS during the boot storm",
+    )
+    ap.add_argument(
+        "--seed",
+        action="store_true",
+        help="no storm: load --devices discovered devices by COPY (bench/seed.py), "
+        "then the periodic phase against them",
     )
     ap.add_argument(
         "--event-loop", choices=("uvloop", "asyncio"), default="uvloop", help="ACS_EVENT_LOOP"

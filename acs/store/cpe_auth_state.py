@@ -13,23 +13,29 @@ import asyncpg
 
 from acs.core.auth_throttle import Throttle
 
-# One round trip on the success path of a Digest request: is any key refused
-# right now, and if not, record the nonce count when it is higher than every
-# one seen for that nonce (RFC 7616 3.4: a replayed count is refused).
+# One round trip on the success path of a Digest request whose nonce no process
+# holds yet: is any key refused right now, and if not, record the nonce count
+# when it is higher than every one seen for that nonce (RFC 7616 3.4: a
+# replayed count is refused). $5, when set, claims the nonce for the calling
+# process, which keeps its later counts in memory (acs/web/cpe_auth_state.py);
+# a held row is never advanced here, by anyone: the holder alone knows its
+# counts. held_by names the process that holds the nonce.
 _USE_NONCE = """
 WITH blocked AS (
     SELECT max(blocked_until) AS until FROM cpe_auth_failures
     WHERE key = ANY($1::text[]) AND blocked_until > clock_timestamp()
 ), used AS (
-    INSERT INTO cpe_digest_nonces AS n (nonce, nc, expires_at)
-    SELECT $2, $3, to_timestamp($4)
+    INSERT INTO cpe_digest_nonces AS n (nonce, nc, expires_at, holder)
+    SELECT $2, $3, to_timestamp($4), $5
     WHERE (SELECT until FROM blocked) IS NULL
-    ON CONFLICT (nonce) DO UPDATE SET nc = EXCLUDED.nc WHERE n.nc < EXCLUDED.nc
+    ON CONFLICT (nonce) DO UPDATE SET nc = EXCLUDED.nc, holder = EXCLUDED.holder
+        WHERE n.nc < EXCLUDED.nc AND n.holder IS NULL
     RETURNING 1
 )
 SELECT COALESCE(extract(epoch FROM (SELECT until FROM blocked) - clock_timestamp()), 0)::float8
            AS blocked_s,
-       EXISTS (SELECT 1 FROM used) AS fresh
+       EXISTS (SELECT 1 FROM used) AS fresh,
+       (SELECT holder FROM cpe_digest_nonces WHERE nonce = $2) AS held_by
 """
 
 _BLOCKED = """
@@ -59,13 +65,28 @@ WHERE key = $1
 
 
 async def use_nonce(
-    conn: asyncpg.Connection, keys: Sequence[str], nonce: str, nc: int, expires_at: float
-) -> tuple[float, bool]:
+    conn: asyncpg.Connection,
+    keys: Sequence[str],
+    nonce: str,
+    nc: int,
+    expires_at: float,
+    holder: str | None = None,
+) -> tuple[float, bool, str | None]:
     """(seconds the keys are still refused, whether ``nc`` was above every count seen
-    for this nonce and is now recorded). A refused request records nothing."""
-    row = await conn.fetchrow(_USE_NONCE, list(keys), nonce, nc, expires_at)
+    for this nonce and is now recorded, the process holding the nonce when that
+    is another one). A refused request records nothing.
+
+    With ``holder`` the nonce is claimed for that process when no row has it yet
+    (or a row no process holds, whose counts are all here)."""
+    row = await conn.fetchrow(_USE_NONCE, list(keys), nonce, nc, expires_at, holder)
     assert row is not None
-    return max(0.0, row["blocked_s"]), row["fresh"]
+    fresh: bool = row["fresh"]
+    held_by: str | None = row["held_by"]
+    return (
+        max(0.0, row["blocked_s"]),
+        fresh,
+        None if fresh or held_by == holder else held_by,
+    )
 
 
 async def blocked_s(conn: asyncpg.Connection, keys: Sequence[str]) -> float:

@@ -206,9 +206,13 @@ def _object_path(name: str) -> str:
 # The value merge, shared by the Inform hot path and GetParameterValues: only
 # entries whose value or type differ are rewritten (with a new "vt"), and when
 # none differ no row is touched at all. $1 device id, $2 patch, $3 epoch, $4 at.
+#
+# {skip}: a condition under which the tree is neither read nor locked (the
+# Inform digest of acs.store.sessions); "false" everywhere else. cur's xmin and
+# ctid name the row version the merge read.
 _MERGE_VALUES_READ_CTES = """
 cur AS (
-    SELECT tree FROM device_parameters WHERE device_id = $1 FOR UPDATE
+    SELECT tree, xmin, ctid FROM device_parameters WHERE device_id = $1 AND NOT {skip} FOR UPDATE
 ),
 patch AS (
     SELECT p.key,
@@ -218,7 +222,8 @@ patch AS (
     -- the gate first: one containment test on the tree tells that nothing
     -- changed (a periodic Inform, mostly); each "tree -> key" below detoasts
     -- and decompresses the whole tree again, about 0.1 ms a key at 1,000 entries
-    WHERE ({touch} OR NOT COALESCE((SELECT tree FROM cur) @> $2::jsonb, false))
+    WHERE NOT {skip}
+      AND ({touch} OR NOT COALESCE((SELECT tree FROM cur) @> $2::jsonb, false))
       AND ({touch}
        OR ((SELECT tree FROM cur) -> p.key -> 'v') IS DISTINCT FROM (p.value -> 'v')
        OR ((SELECT tree FROM cur) -> p.key -> 't') IS DISTINCT FROM (p.value -> 't')
@@ -292,8 +297,11 @@ INFORM_ROW = """(SELECT $5::text AS oui, $6::text AS product_class, $7::text AS 
         $17::text AS cwmp_version)"""
 
 # An Inform's values: merged into the tree when one differs from the stored one
+# ({skip} left for the caller to fill)
 INFORM_TREE_READ_CTES = _MERGE_VALUES_READ_CTES.replace("{touch}", "false")
-_MERGE_VALUES_CTES_TEMPLATE = _MERGE_VALUES_READ_CTES + TREE_WRITE_CTE.replace("{guard}", "true")
+_MERGE_VALUES_CTES_TEMPLATE = _MERGE_VALUES_READ_CTES.replace(
+    "{skip}", "false"
+) + TREE_WRITE_CTE.replace("{guard}", "true")
 
 _UPSERT_FROM_INFORM = f"""
 WITH {_MERGE_VALUES_CTES_TEMPLATE.replace("{touch}", "false")}

@@ -20,6 +20,39 @@ _LOCK_FREE = (
     "(s.session_id IS NULL OR s.session_id = {session} OR s.session_expires_at < clock_timestamp())"
 )
 
+# The Inform digest (migration 0028): device_sessions.inform_seen holds the
+# md5 of an Inform's values and the version (xmin, ctid) of the tree row they
+# were found in, discovered, with nothing to write. While both are the same,
+# the tree still holds every one of those values: an Inform that matches reads
+# neither the tree nor its ~24 KB of TOAST and takes no lock on it. No writer
+# has to clear the digest: any write of the tree row (SetParameterValues
+# results, GPV answers, policies, imports, migrations, even a writer that does
+# not know of it) makes a new row version, so the digest names a version that
+# is no longer the row's and the next Inform takes the long way. A concurrent
+# tree write the snapshot does not see orders after this Inform, as if it had
+# come a moment later, and the next Inform finds its new version.
+_SEEN = """
+seen AS (
+    SELECT s.inform_seen = t.tag AS same, t.tag
+    FROM device_sessions s
+    JOIN device_parameters dp ON dp.device_id = s.device_id
+    CROSS JOIN LATERAL (
+        SELECT md5($2::jsonb::text) || ' ' || dp.xmin::text || ' ' || dp.ctid::text AS tag
+    ) t
+    WHERE s.device_id = $1
+),
+"""
+_SKIP = "COALESCE((SELECT same FROM seen), false)"
+# what inform_seen becomes: kept when it matched; else the version just read,
+# when it held every value (nothing merged) and is discovered; else nothing
+# (the tree is written in this statement: its new version is not known here)
+_SEEN_NEXT = f"""CASE
+        WHEN {_SKIP} THEN (SELECT tag FROM seen)
+        WHEN NOT EXISTS (SELECT 1 FROM merged)
+             AND COALESCE((SELECT {devices.DISCOVERED} FROM cur), false)
+        THEN md5($2::jsonb::text) || ' ' || (SELECT xmin::text || ' ' || ctid::text FROM cur)
+    END"""
+
 # A periodic Inform of a known device, in one statement: take the lock and say
 # when the device was heard (the narrow row), record the rest of the Inform
 # (device columns when one differs, tree values that changed), put back jobs
@@ -28,12 +61,13 @@ _LOCK_FREE = (
 # nothing. CTEs share one snapshot: the requeued jobs still read as running
 # below, hence "pending OR requeued". $18 session id, $19 lease seconds.
 _OPEN_SESSION = f"""
-WITH {devices.INFORM_TREE_READ_CTES}
+WITH {_SEEN}{devices.INFORM_TREE_READ_CTES.replace("{skip}", _SKIP)}
 opened AS (
     UPDATE device_sessions s
     SET last_inform = $4,
         session_id = $18,
-        session_expires_at = clock_timestamp() + make_interval(secs => $19)
+        session_expires_at = clock_timestamp() + make_interval(secs => $19),
+        inform_seen = {_SEEN_NEXT}
     WHERE s.device_id = $1
       AND {_LOCK_FREE.format(session="$18")}
     RETURNING 1
@@ -52,7 +86,7 @@ SELECT EXISTS (SELECT 1 FROM opened) AS locked,
        (SELECT count(*) FROM requeued WHERE status = 'pending')::int AS requeued,
        {tasks.PENDING_DUE} AS pending,
        {campaigns.OPEN_WORK} AS in_campaign,
-       COALESCE((SELECT {devices.DISCOVERED} FROM cur), false) AS discovered
+       {_SKIP} OR COALESCE((SELECT {devices.DISCOVERED} FROM cur), false) AS discovered
 """
 
 

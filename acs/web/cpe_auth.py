@@ -10,7 +10,9 @@ Digest (RFC 7616, MD5, qop=auth):
   good at the others;
 - a captured header must not open a second session: each nonce count (nc) is
   good once and must be higher than every count seen for that nonce, kept in
-  the ``AuthState`` all workers share (PostgreSQL for CPEs);
+  the ``AuthState`` all workers share (PostgreSQL for CPEs, whose later
+  counts stay with the process that saw the first, acs/web/cpe_auth_state.py;
+  another process answers that nonce with a new one, stale=true);
 - the ``uri`` in the header must be the request's target, so a header
   captured on one URL cannot be spent on another;
 - qop=auth is required: without it the header has no nonce count and no
@@ -279,6 +281,8 @@ class CpeAuthenticator:
         )
         if blocked > 0:
             return self._throttled(username, "right password while throttled", blocked)
+        if fresh is None:  # another process keeps this nonce's counts: a new nonce
+            return self._refuse("nonce is held by another process", username, stale=True)
         if not fresh:
             return self._refuse(f"nonce count {nc_text or '(none)'} was used already", username)
         return AuthResult(ok=True, username=username, device_id=cred.device_id)

@@ -73,6 +73,8 @@ SCHEME_HEADER = "X-ACS-Relay-Scheme"
 USER_HEADER = "X-ACS-Relay-Cpe-User"
 METRICS_PATH = "/_worker/metrics"
 SUPERSEDE_PATH = "/_worker/supersede"
+# "do you hold this Digest nonce, and is this count new?" (acs/web/cpe_auth_state.py)
+NONCE_PATH = "/_worker/nonce"
 RELAYED = web.RequestKey("relayed", bool)
 # set by another host's signed relay (acs/web/host_relay.py): its headers are believed
 HOST_RELAYED = web.RequestKey("host_relayed", bool)
@@ -103,6 +105,25 @@ RETRY_AFTER_S = "10"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # (session id, device id, verified CPE username) -> whether the owner ended it
 Supersede = Callable[[str, str, str | None], Awaitable[bool]]
+# (holder, nonce, nc) -> the holder's verdict; None: not that holder, or no such nonce
+NonceCounts = Callable[[str, str, int], Awaitable[bool | None]]
+
+
+def nonce_handler(counts: NonceCounts | None) -> Handler:
+    """The holder's end of a sibling's question about a Digest nonce it holds."""
+
+    async def count(request: web.Request) -> web.Response:
+        try:
+            doc = json.loads(await request.read())
+            holder, nonce, nc = doc["holder"], doc["nonce"], doc["nc"]
+            if not (isinstance(holder, str) and isinstance(nonce, str) and type(nc) is int):
+                raise TypeError("holder and nonce must be strings, nc an integer")
+        except (ValueError, KeyError, TypeError) as bad:
+            return web.Response(status=400, text=f"not a nonce question: {bad}\n")
+        verdict = None if counts is None else await counts(holder, nonce, nc)
+        return web.json_response({"verdict": verdict})
+
+    return count
 
 
 def supersede_handler(supersede: Supersede | None) -> Handler:
@@ -296,10 +317,34 @@ class Relay:
             return False
         return isinstance(answer, dict) and answer.get("ended") is True
 
+    async def ask_nonce(self, holder: str, nonce: str, nc: int) -> bool | None:
+        """The verdict of the sibling worker ``holder`` names on count ``nc`` of a
+        nonce it holds; None when it is gone, restarted (another id) or not ours."""
+        owner = self.workers.owner_of(holder)
+        if owner is None or owner == self.index:
+            return None
+        try:
+            async with asyncio.timeout(10):
+                async with self._client(owner).post(
+                    f"http://worker{owner}{NONCE_PATH}",
+                    json={"holder": holder, "nonce": nonce, "nc": nc},
+                    headers={TOKEN_HEADER: self.workers.relay_token},
+                ) as resp:
+                    answer = await resp.json() if resp.status == 200 else None
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+            log(logger, logging.WARNING, "relay_nonce_failed", owner=owner, error=repr(exc))
+            return None
+        verdict = answer.get("verdict") if isinstance(answer, dict) else None
+        return verdict if isinstance(verdict, bool) else None
+
     # ------------------------------------------------------------ in: the private listener
 
     def private_app(
-        self, handle: Handler, max_body_bytes: int, supersede: Supersede | None = None
+        self,
+        handle: Handler,
+        max_body_bytes: int,
+        supersede: Supersede | None = None,
+        nonce_counts: NonceCounts | None = None,
     ) -> web.Application:
         token = self.workers.relay_token.encode()
 
@@ -326,14 +371,19 @@ class Relay:
         app.router.add_get(METRICS_PATH, own_metrics)
         # before the catch-all, which takes every other POST for a CWMP request
         app.router.add_post(SUPERSEDE_PATH, supersede_handler(supersede))
+        app.router.add_post(NONCE_PATH, nonce_handler(nonce_counts))
         app.router.add_post("/{tail:.*}", handle)
         return app
 
     async def listen(
-        self, handle: Handler, max_body_bytes: int, supersede: Supersede | None = None
+        self,
+        handle: Handler,
+        max_body_bytes: int,
+        supersede: Supersede | None = None,
+        nonce_counts: NonceCounts | None = None,
     ) -> None:
         self._runner = web.AppRunner(
-            self.private_app(handle, max_body_bytes, supersede), access_log=None
+            self.private_app(handle, max_body_bytes, supersede, nonce_counts), access_log=None
         )
         await self._runner.setup()
         path = self.workers.socket_path(self.index)

@@ -59,7 +59,7 @@ from acs.store.dsn import redacted
 from acs.web import transfers
 from acs.web.api.app import Services, build_api_app
 from acs.web.cpe_auth import CpeAuthenticator, Credential, ha1_of
-from acs.web.cpe_auth_state import PgAuthState
+from acs.web.cpe_auth_state import PgAuthState, new_holder
 from acs.web.cwmp import CwmpEndpoint
 from acs.web.files import files_app
 from acs.web.guard import GuardedRunner
@@ -102,7 +102,11 @@ class Running:
 
 
 def make_authenticator(
-    settings: Settings, pool: asyncpg.Pool, nonce_secret: bytes | None = None
+    settings: Settings,
+    pool: asyncpg.Pool,
+    nonce_secret: bytes | None = None,
+    *,
+    nonce_holder: str | None = None,
 ) -> CpeAuthenticator:
     """Shared credential from the settings, else per-device ones from the database."""
     shared: Credential | None = None
@@ -139,7 +143,7 @@ def make_authenticator(
         settings.cpe_auth_realm,
         lookup,
         secret=nonce_secret,
-        state=PgAuthState(pool, throttle),
+        state=PgAuthState(pool, throttle, holder=nonce_holder),
         allow_no_qop=settings.cpe_digest_allow_no_qop,
     )
 
@@ -350,16 +354,22 @@ async def running_acs(
             )
             closers.append(hosts.close)
         nonce_secret = hosts.shared_secret if hosts else (workers.secret if workers else None)
-        cwmp = CwmpEndpoint(
-            settings,
-            pool,
-            make_authenticator(settings, pool, nonce_secret),
-            metrics,
-            relay,
-            hosts,
-        )
+        # one host keeps Digest nonce counts in its workers' memory, a cluster in
+        # PostgreSQL (acs/web/cpe_auth_state.py)
+        holder = None if hosts else new_holder(workers.index if workers else 0)
+        auth = make_authenticator(settings, pool, nonce_secret, nonce_holder=holder)
+        auth_state = auth.state
+        assert isinstance(auth_state, PgAuthState)
         if relay is not None:
-            await relay.listen(cwmp.handle, settings.max_body_bytes, cwmp.end_superseded)
+            auth_state.ask_holder = relay.ask_nonce
+        cwmp = CwmpEndpoint(settings, pool, auth, metrics, relay, hosts)
+        if relay is not None:
+            await relay.listen(
+                cwmp.handle,
+                settings.max_body_bytes,
+                cwmp.end_superseded,
+                auth_state.count_held,
+            )
         if hosts is not None:
             await _listen_for_hosts(hosts, settings, cwmp)
         requester = ConnectionRequester(
