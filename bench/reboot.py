@@ -30,8 +30,10 @@ import json
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -236,10 +238,44 @@ async def reboot_storm(
 # --------------------------------------------------------------------------- memory
 
 
-async def held_per_session(
-    acs: common.AcsProcess, parked: int, slow_s: float, warmup: int
+def snapshot(acs: common.AcsProcess, out: Path) -> tracemalloc.Snapshot:
+    """The traced ACS's heap now (bench.traced_acs writes it on SIGUSR1)."""
+    n = len(list(out.glob("snapshot-*.done"))) + 1
+    os.kill(acs.pid, signal.SIGUSR1)
+    done = out / f"snapshot-{n}.done"
+    deadline = time.monotonic() + 300
+    while not done.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError("the traced ACS wrote no snapshot")
+        time.sleep(0.2)
+    return tracemalloc.Snapshot.load(str(out / f"snapshot-{n}"))
+
+
+def heap_growth(
+    before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, held: int
 ) -> dict[str, Any]:
-    """RSS growth per session parked mid-discovery, over a warmed-up ACS."""
+    """KB per session the heap grew by, and the biggest growths by traceback
+    (the innermost frames of the ACS and its libraries say which object it is)."""
+    stats = after.compare_to(before, "traceback")
+    total = sum(s.size_diff for s in stats)
+    top = []
+    for s in sorted(stats, key=lambda s: -s.size_diff)[:25]:
+        frames = list(s.traceback)[-6:]
+        where = " < ".join(
+            f"{f.filename.rsplit('site-packages/', 1)[-1].rsplit('/memstorm/', 1)[-1]}:{f.lineno}"
+            for f in reversed(frames)
+        )
+        top.append(
+            {"kb_per_session": s.size_diff / 1024 / held, "count": s.count_diff, "at": where}
+        )
+    return {"kb_per_session": total / 1024 / held if held else float("nan"), "top": top}
+
+
+async def held_per_session(
+    acs: common.AcsProcess, parked: int, slow_s: float, warmup: int, traces: Path | None = None
+) -> dict[str, Any]:
+    """RSS growth per session parked mid-discovery, over a warmed-up ACS; with
+    ``traces`` (the ACS runs under bench.traced_acs) the Python heap's growth too."""
 
     def fleet_of(prefix: str, n: int, faults: str) -> Fleet:
         return Fleet(
@@ -277,6 +313,9 @@ async def held_per_session(
         await warm.stop()
     await asyncio.sleep(1)
     base = sum(rss_by_process(acs))
+    loop = asyncio.get_running_loop()
+    before = await loop.run_in_executor(None, snapshot, acs, traces) if traces else None
+    heap: dict[str, Any] = {}
     fleet = fleet_of("PARK", parked, "slow")
     samples: list[tuple[float, int]] = []
     await fleet.start()
@@ -285,6 +324,11 @@ async def held_per_session(
         while time.monotonic() < deadline:
             await asyncio.sleep(slow_s / 4)
             samples.append((sum(rss_by_process(acs)), await in_flight("PARK")))
+            if before is not None and not heap and samples[-1][1] >= parked * 0.95:
+                # every CPE in session: what the heap holds for them now
+                after = await loop.run_in_executor(None, snapshot, acs, traces)
+                held = min(samples[-1][1], await in_flight("PARK"))
+                heap = heap_growth(before, after, held) | {"parked": held}
             if all(c.sessions_ok >= 1 for c in fleet.devices.values()):
                 break
     finally:
@@ -299,6 +343,7 @@ async def held_per_session(
         "rss_mb": rss,
         "kb_per_session": (rss - base) * 1024 / held if held else float("nan"),
         "slow_s": slow_s,
+        "heap": heap,
     }
 
 
@@ -358,6 +403,12 @@ def memory_row(mem: dict[str, Any]) -> dict[str, Any]:
             f"RSS {mem['base_rss_mb']:.0f} MB warmed up -> {mem['rss_mb']:.0f} MB with "
             f"{mem['parked']} sessions holding a lease at once (of {mem['parked_goal']} "
             f"CPEs bootstrapping, each waiting {mem['slow_s']:.0f} s before every answer)"
+            + (
+                f"; tracemalloc: the Python heap grew {mem['heap']['kb_per_session']:.0f} KB"
+                f" per session with {mem['heap']['parked']} parked (traced run)"
+                if mem.get("heap")
+                else ""
+            )
         ),
     }
 
@@ -378,8 +429,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     try:
         if args.only in ("", "memory"):
             dsn = await common.fresh_database(args.database)
-            with common.running_acs(dsn, args.port, work / "mem", **extra) as acs:
-                result["memory"] = await held_per_session(acs, args.parked, args.slow, args.warmup)
+            traces = work / "traces" if args.traced else None
+            command = [sys.executable, "-m", "bench.traced_acs", str(traces)] if traces else None
+            with common.running_acs(dsn, args.port, work / "mem", command=command, **extra) as acs:
+                result["memory"] = await held_per_session(
+                    acs, args.parked, args.slow, args.warmup, traces
+                )
         if args.only in ("", "storm"):
             dsn = await common.fresh_database(args.database)
             with common.running_acs(dsn, args.port, work / "acs", *serve_args, **extra) as acs:
@@ -406,6 +461,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--port", type=int, default=38700)
     ap.add_argument("--database", default="bench_reboot")
     ap.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    ap.add_argument(
+        "--traced",
+        action="store_true",
+        help="memory row: the ACS under tracemalloc, the heap's growth by traceback",
+    )
     ap.add_argument("--only", choices=("", "storm", "memory"), default="", help="one scenario")
     args = ap.parse_args(argv)
     if args.quick:
@@ -420,6 +480,8 @@ def main(argv: list[str] | None = None) -> None:
             f"{row['target']}: {row['measured']} (goal {row['goal']}) -> "
             f"{'met' if row['met'] else 'NOT met'}\n    {row['notes']}"
         )
+    for top in result.get("memory", {}).get("heap", {}).get("top", []):
+        print(f"  {top['kb_per_session']:7.1f} KB/session {top['count']:+7d} blocks  {top['at']}")
     print(json.dumps({"raw": result}, default=str))
     common.emit(SCENARIO, rows)
 
