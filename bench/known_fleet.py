@@ -40,6 +40,7 @@ from acs.core.secrets import MASK, is_secret_parameter
 from acs.services import sealing_key
 from acs.services.provisioning import DEFAULT_POLICIES
 from acs.store.ids import device_id
+from bench import storage
 from cpe_simulator.datamodel import load_template
 from cpe_simulator.fleet import FleetConfig
 
@@ -223,6 +224,24 @@ async def check_prediction(conn: asyncpg.Connection, known: KnownFleet, i: int) 
         raise AssertionError("seeded rows differ from a real bootstrap's: " + "; ".join(diffs[:20]))
 
 
+async def check_credentials(
+    conn: asyncpg.Connection, known: KnownFleet, state: dict[str, dict[str, str]]
+) -> None:
+    """The connection-request password the ACS keeps for a few seeded devices opens,
+    with the installation's key, to the one their simulated CPE was given."""
+    pw = f"{known.root}ManagementServer.ConnectionRequestPassword"
+    rows = await conn.fetch(
+        "SELECT d.serial_number, c.password FROM connection_request_credentials c"
+        " JOIN devices d ON d.id = c.device_id ORDER BY d.serial_number LIMIT 3"
+    )
+    if not rows:
+        raise AssertionError("no connection-request credentials seeded")
+    for serial, sealed in rows:
+        dev = device_id(known.config.oui, known.config.product_class, serial)
+        if known.sealer.open(sealed, dev, pw) != state[serial][pw]:
+            raise AssertionError(f"{serial}: the ACS's password is not the simulator's")
+
+
 async def copy_devices(
     conn: asyncpg.Connection, known: KnownFleet, indexes: range, batch: int = 500
 ) -> dict[str, dict[str, str]]:
@@ -242,9 +261,12 @@ async def copy_devices(
             await conn.copy_records_to_table(
                 "devices", records=by_table.pop("devices"), columns=columns["devices"]
             )
-            await conn.executemany(
-                "UPDATE device_sessions SET last_inform = $2 WHERE device_id = $1",
-                [(r[0], r[1]) for r in by_table.pop("device_sessions")],
+            sessions = by_table.pop("device_sessions")
+            await conn.execute(
+                "UPDATE device_sessions s SET last_inform = v.t"
+                " FROM unnest($1::text[], $2::timestamptz[]) v(id, t) WHERE s.device_id = v.id",
+                [r[0] for r in sessions],
+                [r[1] for r in sessions],
             )
             for t, records in by_table.items():
                 await conn.copy_records_to_table(t, records=records, columns=columns[t])
@@ -272,9 +294,13 @@ async def seed(
             state[config.serial_of(i)] = known.device(i)[1]
         low, high = config.first_serial, config.first_serial + config.devices
         real = sorted((ref, other))
+        # as bench.storage loads: the trees' GIN index built once, not per row
+        saved = await storage.drop_secondary_indexes(conn, tuple(TABLES))
         for span in (range(low, real[0]), range(real[0] + 1, real[1]), range(real[1] + 1, high)):
             if len(span):
                 state |= await copy_devices(conn, known, span)
+        await storage.rebuild_indexes_of(conn, saved)
+        await check_credentials(conn, known, state)
         await conn.execute("ANALYZE")
     finally:
         await conn.close()
