@@ -325,7 +325,13 @@ async def held_per_session(
             await asyncio.sleep(slow_s / 4)
             samples.append((sum(rss_by_process(acs)), await in_flight("PARK")))
             rising = len(samples) < 2 or samples[-1][1] > samples[-2][1]
-            if before is not None and not heap and (samples[-1][1] >= parked * 0.8 or not rising):
+            now_held = samples[-1][1]
+            if (
+                before is not None
+                and not heap
+                and now_held >= max(1, parked // 4)
+                and (now_held >= parked * 0.8 or not rising)
+            ):
                 # (nearly) every CPE in session, or as many as a slowed, traced ACS
                 # holds at once: what the heap holds for them now
                 after = await loop.run_in_executor(None, snapshot, acs, traces)
