@@ -255,9 +255,6 @@ async def bulk_tick(pool: asyncpg.Pool, knock: bulk_jobs.Knock, tick_s: float) -
         log(logger, logging.WARNING, "tick_failed", tick="bulk_jobs", error=exc)
 
 
-LISTEN_BACKLOG = 4096
-
-
 async def _listen(
     app: web.Application,
     listener: str,
@@ -280,16 +277,7 @@ async def _listen(
     )
     await runner.setup()
     site = web.TCPSite(
-        runner,
-        host,
-        port,
-        reuse_address=True,
-        reuse_port=reuse_port or None,
-        ssl_context=tls,
-        # a reboot storm's connections all arrive in the same second: with aiohttp's
-        # 128 the kernel drops the SYNs of the rest and CPEs meet connect timeouts
-        # instead of an answer (503 + Retry-After); the kernel caps it at somaxconn
-        backlog=LISTEN_BACKLOG,
+        runner, host, port, reuse_address=True, reuse_port=reuse_port or None, ssl_context=tls
     )
     await site.start()
     sock = site._server.sockets[0]  # type: ignore[union-attr]  # the bound port when port=0
