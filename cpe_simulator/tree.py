@@ -497,7 +497,6 @@ class ParameterTree:
     def instances(self, table: str) -> tuple[int, ...]:
         """The instance numbers of a table, in order; () when the model lacks it."""
         return self._instances_of(table) if self._object(table) is not None else ()
-
     def rebuild_table_internal(self, table: str, count: int) -> list[str]:
         """The device itself refills a table the ACS cannot write (a test's results,
         e.g. TraceRoute.RouteHops.): rows 1..count, the old rows' values gone.
