@@ -301,7 +301,6 @@ async def seed(
                 state |= await copy_devices(conn, known, span)
         await storage.rebuild_indexes_of(conn, saved)
         await check_credentials(conn, known, state)
-        await conn.execute("ANALYZE")
     finally:
         await conn.close()
     return known, state
