@@ -181,8 +181,11 @@ def acs_env(dsn: str, port: int, data_dir: Path, **extra: str) -> dict[str, str]
 
 
 @contextmanager
-def running_acs(dsn: str, port: int, data_dir: Path, *args: str, **extra: str):  # type: ignore[no-untyped-def]
-    """`acs serve` on ``dsn`` with CWMP on ``port`` (API +1, files +2) until the block ends."""
+def running_acs(  # type: ignore[no-untyped-def]
+    dsn: str, port: int, data_dir: Path, *args: str, command: list[str] | None = None, **extra: str
+):
+    """`acs serve` on ``dsn`` with CWMP on ``port`` (API +1, files +2) until the block ends;
+    ``command`` runs instead of ``acs`` (bench.traced_acs), with the same arguments."""
     data_dir.mkdir(parents=True, exist_ok=True)
     env = acs_env(dsn, port, data_dir, **extra)
     name = f"bench-{time.time_ns()}"
@@ -197,7 +200,11 @@ def running_acs(dsn: str, port: int, data_dir: Path, *args: str, **extra: str): 
     ).stdout.strip()
     log = open(data_dir / "acs.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [str(BIN / "acs"), "serve", *args], env=env, stdout=subprocess.PIPE, stderr=log, text=True
+        [*(command or [str(BIN / "acs")]), "serve", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
     )
     try:
         assert proc.stdout is not None

@@ -25,12 +25,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +41,13 @@ import asyncpg
 
 from acs.config import Settings
 from bench import common
+from bench import known_fleet as seeding
 from cpe_simulator.fleet import Fleet, FleetConfig
 from cpe_simulator.profiles import Timing
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = "reboot"
 HELD_GOAL_KB = 100.0  # per in-flight session (issue 19: the admission limit rises tenfold)
-DISCOVERED_MIN_PARAMETERS = 500
 OK_STATUSES = ("200", "204", "401", "503")
 
 
@@ -106,7 +109,7 @@ def rss_by_process(acs: common.AcsProcess) -> list[float]:
 
 
 async def start_sim(
-    acs: common.AcsProcess, devices: int, cr_port: int, faults: str, concurrent: int
+    acs: common.AcsProcess, devices: int, cr_port: int, faults: str, concurrent: int, *more: str
 ) -> Any:
     return await asyncio.create_subprocess_exec(
         *[
@@ -131,6 +134,7 @@ async def start_sim(
             "10",
             "--json-summary",
             *(("--faults", faults) if faults else ()),
+            *more,
         ],
         stdout=asyncio.subprocess.PIPE,
     )
@@ -143,36 +147,42 @@ async def stop_sim(sim: Any) -> dict[str, Any]:
     return json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
 
 
-async def bootstrap(acs: common.AcsProcess, devices: int, cr_port: int, limit_s: float) -> float:
-    """Every device discovered (not measured); seconds it took. A few hundred at a
-    time: the setup is no storm, and a bootstrap cut by a timeout would leave its
-    device without the shipped policies' settings."""
-    sim = await start_sim(acs, devices, cr_port, "", min(devices, 200))
+async def known_fleet(
+    acs: common.AcsProcess, devices: int, cr_port: int, data_dir: Path, limit_s: float
+) -> tuple[float, Path]:
+    """Every device known to the ACS as after its bootstrap (bench.known_fleet: two
+    real bootstraps, the rest seeded from them and checked against the second);
+    (seconds it took, the simulator's --state file)."""
     started = time.monotonic()
-    pool = await asyncpg.create_pool(acs.dsn, min_size=1, max_size=1)
+    config = FleetConfig(
+        acs_url=acs.cwmp_url,
+        devices=devices,
+        username=common.CPE_USERNAME,
+        password=common.CPE_PASSWORD,
+        cr_port=cr_port,
+    )
+    ref, other = devices, max(1, devices - 1)  # the last two serials, bootstrapped for real
+    real = Fleet(
+        dataclasses.replace(config, devices=ref - other + 1, first_serial=other, ramp_s=0.0)
+    )
+    await real.start()
     try:
-        while time.monotonic() - started < limit_s:
-            await asyncio.sleep(2)
-            async with pool.acquire() as conn:
-                done = await conn.fetchval(
-                    "SELECT count(*) FROM devices d JOIN device_sessions s ON s.device_id = d.id"
-                    " WHERE d.parameter_count >= $1 AND s.session_id IS NULL",
-                    DISCOVERED_MIN_PARAMETERS,
-                )
-            if done >= devices:
-                break
-        else:
-            raise RuntimeError(f"only {done}/{devices} devices bootstrapped in {limit_s:.0f} s")
+        await real.wait_for(lambda: all(c.sessions_ok >= 1 for c in real.devices.values()), limit_s)
     finally:
-        await pool.close()
-        await stop_sim(sim)
-    return time.monotonic() - started
+        await real.stop()
+    await asyncio.sleep(0.5)  # the sessions' last writes (session log) land
+    _, state = await seeding.seed(acs.dsn, config, cr_port, data_dir, ref, other)
+    if len(state) != devices:
+        raise RuntimeError(f"{len(state)} of {devices} devices seeded")
+    file = data_dir / "cpe-state.json"
+    file.write_text(json.dumps(state))
+    return time.monotonic() - started, file
 
 
 async def reboot_storm(
-    acs: common.AcsProcess, devices: int, cr_port: int, limit_s: float
+    acs: common.AcsProcess, devices: int, cr_port: int, data_dir: Path, limit_s: float
 ) -> dict[str, Any]:
-    setup_s = await bootstrap(acs, devices, cr_port, limit_s)
+    setup_s, state = await known_fleet(acs, devices, cr_port, data_dir, limit_s)
     pool = await asyncpg.create_pool(acs.dsn, min_size=1, max_size=1)
     async with pool.acquire() as conn:
         await conn.execute("VACUUM ANALYZE")  # the bootstrap's dead rows are not the storm's
@@ -182,7 +192,7 @@ async def reboot_storm(
     acs_cpu = common.CpuMeter(acs.pids()).start()
     started = time.monotonic()
     # all at once: the ACS, not the simulator, decides who waits
-    sim = await start_sim(acs, devices, cr_port, "no-bootstrap:1", devices)
+    sim = await start_sim(acs, devices, cr_port, "", devices, "--state", str(state))
     peak: list[float] = []
     served = 0
     try:
@@ -228,10 +238,44 @@ async def reboot_storm(
 # --------------------------------------------------------------------------- memory
 
 
-async def held_per_session(
-    acs: common.AcsProcess, parked: int, slow_s: float, warmup: int
+def snapshot(acs: common.AcsProcess, out: Path) -> tracemalloc.Snapshot:
+    """The traced ACS's heap now (bench.traced_acs writes it on SIGUSR1)."""
+    n = len(list(out.glob("snapshot-*.done"))) + 1
+    os.kill(acs.pid, signal.SIGUSR1)
+    done = out / f"snapshot-{n}.done"
+    deadline = time.monotonic() + 300
+    while not done.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError("the traced ACS wrote no snapshot")
+        time.sleep(0.2)
+    return tracemalloc.Snapshot.load(str(out / f"snapshot-{n}"))
+
+
+def heap_growth(
+    before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, held: int
 ) -> dict[str, Any]:
-    """RSS growth per session parked mid-discovery, over a warmed-up ACS."""
+    """KB per session the heap grew by, and the biggest growths by traceback
+    (the innermost frames of the ACS and its libraries say which object it is)."""
+    stats = after.compare_to(before, "traceback")
+    total = sum(s.size_diff for s in stats)
+    top = []
+    for s in sorted(stats, key=lambda s: -s.size_diff)[:25]:
+        frames = list(s.traceback)[-6:]
+        where = " < ".join(
+            f"{f.filename.rsplit('site-packages/', 1)[-1].rsplit('/memstorm/', 1)[-1]}:{f.lineno}"
+            for f in reversed(frames)
+        )
+        top.append(
+            {"kb_per_session": s.size_diff / 1024 / held, "count": s.count_diff, "at": where}
+        )
+    return {"kb_per_session": total / 1024 / held if held else float("nan"), "top": top}
+
+
+async def held_per_session(
+    acs: common.AcsProcess, parked: int, slow_s: float, warmup: int, traces: Path | None = None
+) -> dict[str, Any]:
+    """RSS growth per session parked mid-discovery, over a warmed-up ACS; with
+    ``traces`` (the ACS runs under bench.traced_acs) the Python heap's growth too."""
 
     def fleet_of(prefix: str, n: int, faults: str) -> Fleet:
         return Fleet(
@@ -269,6 +313,9 @@ async def held_per_session(
         await warm.stop()
     await asyncio.sleep(1)
     base = sum(rss_by_process(acs))
+    loop = asyncio.get_running_loop()
+    before = await loop.run_in_executor(None, snapshot, acs, traces) if traces else None
+    heap: dict[str, Any] = {}
     fleet = fleet_of("PARK", parked, "slow")
     samples: list[tuple[float, int]] = []
     await fleet.start()
@@ -277,6 +324,19 @@ async def held_per_session(
         while time.monotonic() < deadline:
             await asyncio.sleep(slow_s / 4)
             samples.append((sum(rss_by_process(acs)), await in_flight("PARK")))
+            rising = len(samples) < 2 or samples[-1][1] > samples[-2][1]
+            now_held = samples[-1][1]
+            if (
+                before is not None
+                and not heap
+                and now_held >= max(1, parked // 4)
+                and (now_held >= parked * 0.8 or not rising)
+            ):
+                # (nearly) every CPE in session, or as many as a slowed, traced ACS
+                # holds at once: what the heap holds for them now
+                after = await loop.run_in_executor(None, snapshot, acs, traces)
+                held = min(samples[-1][1], await in_flight("PARK"))
+                heap = heap_growth(before, after, held) | {"parked": held}
             if all(c.sessions_ok >= 1 for c in fleet.devices.values()):
                 break
     finally:
@@ -291,6 +351,7 @@ async def held_per_session(
         "rss_mb": rss,
         "kb_per_session": (rss - base) * 1024 / held if held else float("nan"),
         "slow_s": slow_s,
+        "heap": heap,
     }
 
 
@@ -298,7 +359,15 @@ async def held_per_session(
 
 
 def rows_of(result: dict[str, Any], workers: int, limit: int) -> list[dict[str, Any]]:
-    s, mem = result["storm"], result["memory"]
+    rows = []
+    if "storm" in result:
+        rows.append(storm_row(result["storm"], workers, limit))
+    if "memory" in result:
+        rows.append(memory_row(result["memory"]))
+    return rows
+
+
+def storm_row(s: dict[str, Any], workers: int, limit: int) -> dict[str, Any]:
     http = s["http"]
     bad_http = {k: v for k, v in http.items() if k not in OK_STATUSES}
     timeouts = {
@@ -310,38 +379,46 @@ def rows_of(result: dict[str, Any], workers: int, limit: int) -> list[dict[str, 
     rate = s["served"] / s["elapsed_s"]
     storm_ok = s["served"] == s["devices"] and not bad_http and not timeouts
     peak = ", ".join(f"{mb:.0f}" for mb in s["acs_peak_rss_mb"])
-    return [
-        {
-            "target": f"reboot storm: {s['devices']:,} known CPEs send 1 BOOT at once",
-            "goal": "all served; overload only as 503 + Retry-After (no 500, no timeout)",
-            "measured": (
-                f"{s['served']:,}/{s['devices']:,} served in {s['elapsed_s']:.1f} s "
-                f"({rate:,.0f} sessions/s); ACS CPU {s['acs_cpu_s'] * 1000 / n:.2f} ms, "
-                f"PostgreSQL CPU {s['pg_cpu_s'] * 1000 / n:.2f} ms per session"
-            ),
-            "value": rate,
-            "met": storm_ok,
-            "notes": (
-                f"{workers} worker(s), ACS_MAX_SESSIONS_PER_WORKER {limit}; HTTP answers "
-                f"{http}; simulator faults {s['sim_faults'] or 'none'}; ACS requests "
-                f"{s['acs_rpcs'] or 'none'}; peak RSS per ACS process {peak} MB; "
-                f"devices bootstrapped again {s['bootstrapped_again']} (setup: "
-                f"{s['devices']:,} bootstraps in {s['setup_s']:.0f} s, not measured)"
-            ),
-        },
-        {
-            "target": "memory held per in-flight session (boot storm, mid-discovery)",
-            "goal": f"<= {HELD_GOAL_KB:.0f} KB",
-            "measured": f"{mem['kb_per_session']:.0f} KB",
-            "value": mem["kb_per_session"],
-            "met": mem["kb_per_session"] <= HELD_GOAL_KB,
-            "notes": (
-                f"RSS {mem['base_rss_mb']:.0f} MB warmed up -> {mem['rss_mb']:.0f} MB with "
-                f"{mem['parked']} sessions holding a lease at once (of {mem['parked_goal']} "
-                f"CPEs bootstrapping, each waiting {mem['slow_s']:.0f} s before every answer)"
-            ),
-        },
-    ]
+    return {
+        "target": f"reboot storm: {s['devices']:,} known CPEs send 1 BOOT at once",
+        "goal": "all served; overload only as 503 + Retry-After (no 500, no timeout)",
+        "measured": (
+            f"{s['served']:,}/{s['devices']:,} served in {s['elapsed_s']:.1f} s "
+            f"({rate:,.0f} sessions/s); ACS CPU {s['acs_cpu_s'] * 1000 / n:.2f} ms, "
+            f"PostgreSQL CPU {s['pg_cpu_s'] * 1000 / n:.2f} ms per session"
+        ),
+        "value": rate,
+        "met": storm_ok,
+        "notes": (
+            f"{workers} worker(s), ACS_MAX_SESSIONS_PER_WORKER {limit}; HTTP answers "
+            f"{http}; simulator faults {s['sim_faults'] or 'none'}; ACS requests "
+            f"{s['acs_rpcs'] or 'none'}; peak RSS per ACS process {peak} MB; "
+            f"devices bootstrapped again {s['bootstrapped_again']} (setup: 2 real "
+            f"bootstraps, {s['devices'] - 2:,} devices seeded from them, "
+            f"{s['setup_s']:.0f} s, not measured)"
+        ),
+    }
+
+
+def memory_row(mem: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "target": "memory held per in-flight session (boot storm, mid-discovery)",
+        "goal": f"<= {HELD_GOAL_KB:.0f} KB",
+        "measured": f"{mem['kb_per_session']:.0f} KB",
+        "value": mem["kb_per_session"],
+        "met": mem["kb_per_session"] <= HELD_GOAL_KB,
+        "notes": (
+            f"RSS {mem['base_rss_mb']:.0f} MB warmed up -> {mem['rss_mb']:.0f} MB with "
+            f"{mem['parked']} sessions holding a lease at once (of {mem['parked_goal']} "
+            f"CPEs bootstrapping, each waiting {mem['slow_s']:.0f} s before every answer)"
+            + (
+                f"; tracemalloc: the Python heap grew {mem['heap']['kb_per_session']:.0f} KB"
+                f" per session with {mem['heap']['parked']} parked (traced run)"
+                if mem.get("heap")
+                else ""
+            )
+        ),
+    }
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
@@ -358,14 +435,20 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     }
     serve_args = ("--workers", str(args.workers)) if args.workers > 1 else ()
     try:
-        dsn = await common.fresh_database(args.database)
-        with common.running_acs(dsn, args.port, work / "mem", **extra) as acs:
-            result["memory"] = await held_per_session(acs, args.parked, args.slow, args.warmup)
-        dsn = await common.fresh_database(args.database)
-        with common.running_acs(dsn, args.port, work / "acs", *serve_args, **extra) as acs:
-            result["storm"] = await reboot_storm(
-                acs, args.devices, args.port + 5, args.storm_timeout
-            )
+        if args.only in ("", "memory"):
+            dsn = await common.fresh_database(args.database)
+            traces = work / "traces" if args.traced else None
+            command = [sys.executable, "-m", "bench.traced_acs", str(traces)] if traces else None
+            with common.running_acs(dsn, args.port, work / "mem", command=command, **extra) as acs:
+                result["memory"] = await held_per_session(
+                    acs, args.parked, args.slow, args.warmup, traces
+                )
+        if args.only in ("", "storm"):
+            dsn = await common.fresh_database(args.database)
+            with common.running_acs(dsn, args.port, work / "acs", *serve_args, **extra) as acs:
+                result["storm"] = await reboot_storm(
+                    acs, args.devices, args.port + 5, work / "acs", args.storm_timeout
+                )
     finally:
         if not args.keep:
             await common.drop_database(args.database)
@@ -386,6 +469,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--port", type=int, default=38700)
     ap.add_argument("--database", default="bench_reboot")
     ap.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    ap.add_argument(
+        "--traced",
+        action="store_true",
+        help="memory row: the ACS under tracemalloc, the heap's growth by traceback",
+    )
+    ap.add_argument("--only", choices=("", "storm", "memory"), default="", help="one scenario")
     args = ap.parse_args(argv)
     if args.quick:
         args.devices = min(args.devices, 500)
@@ -399,6 +488,8 @@ def main(argv: list[str] | None = None) -> None:
             f"{row['target']}: {row['measured']} (goal {row['goal']}) -> "
             f"{'met' if row['met'] else 'NOT met'}\n    {row['notes']}"
         )
+    for top in result.get("memory", {}).get("heap", {}).get("top", []):
+        print(f"  {top['kb_per_session']:7.1f} KB/session {top['count']:+7d} blocks  {top['at']}")
     print(json.dumps({"raw": result}, default=str))
     common.emit(SCENARIO, rows)
 

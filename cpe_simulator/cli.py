@@ -90,6 +90,14 @@ def rss_mb() -> float:
 )
 @click.option("--client-cert", default=None, help="PEM client certificate the CPEs present")
 @click.option("--client-key", default=None, help="its key, unless inside --client-cert")
+@click.option(
+    "--state",
+    "state_file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="JSON {serial: {path: value}}: configuration each CPE kept from an earlier life"
+    " (such a CPE has bootstrapped: it powers on with 1 BOOT only)",
+)
 @click.option("--duration", type=float, default=None, help="stop after SECONDS")
 @click.option("--summary-every", type=float, default=5.0)
 @click.option("--json-summary", is_flag=True, help="print the final tally as JSON")
@@ -122,6 +130,7 @@ def main(
     ca_file: str | None,
     client_cert: str | None,
     client_key: str | None,
+    state_file: str | None,
     duration: float | None,
     summary_every: float,
     json_summary: bool,
@@ -164,6 +173,7 @@ def main(
         ca_file=ca_file,
         client_cert=client_cert,
         client_key=client_key,
+        state=json.loads(Path(state_file).read_text()) if state_file else {},
     )
     asyncio.run(_run(config, duration, summary_every, json_summary))
 

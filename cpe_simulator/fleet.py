@@ -26,7 +26,7 @@ from acs.cwmp.soap import CWMP_NS_1_0, CWMP_NS_1_2
 from cpe_simulator import health_faults
 from cpe_simulator.connreq import ConnectionRequestServer
 from cpe_simulator.cpe import SimulatedCpe
-from cpe_simulator.datamodel import Identity, load_template
+from cpe_simulator.datamodel import Identity, Template, load_template
 from cpe_simulator.profiles import (
     Timing,
     parse_profiles,
@@ -79,6 +79,33 @@ class FleetConfig:
     ca_file: str | None = None
     client_cert: str | None = None
     client_key: str | None = None
+
+    # serial -> {path: value}: each device's non-volatile configuration at power-on
+    # (what an ACS set in an earlier life of the fleet); such a device has bootstrapped
+    state: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def serial_of(self, i: int) -> str:
+        return f"{self.serial_prefix}{i:08d}"
+
+    def tree_of(self, template: Template, i: int, cr_port: int) -> ParameterTree:
+        """Device i's tree at power-on (before any ``state``); benches that seed an
+        ACS's store build the same trees to know what a discovery would store."""
+        serial = self.serial_of(i)
+        identity = Identity.from_serial(
+            serial,
+            oui=self.oui,
+            product_class=self.product_class,
+            software_version=self.software_version,
+            hardware_version=self.hardware_version,
+        )
+        return ParameterTree(
+            template,
+            identity,
+            acs_url=self.acs_url,
+            connection_request_url=f"http://{self.cr_host}:{cr_port}/cr/{serial}",
+            connection_request_username=self.cr_username,
+            connection_request_password=self.cr_password,
+        )
 
     def tls_context(self) -> ssl.SSLContext | None:
         """The client TLS context, or None for the library's default (system CAs)."""
@@ -153,22 +180,8 @@ class Fleet:
         template = load_template(c.model)
         self.started_at = time.monotonic()
         for i in range(c.first_serial, c.first_serial + c.devices):
-            serial = f"{c.serial_prefix}{i:08d}"
-            identity = Identity.from_serial(
-                serial,
-                oui=c.oui,
-                product_class=c.product_class,
-                software_version=c.software_version,
-                hardware_version=c.hardware_version,
-            )
-            tree = ParameterTree(
-                template,
-                identity,
-                acs_url=c.acs_url,
-                connection_request_url=f"http://{c.cr_host}:{port}/cr/{serial}",
-                connection_request_username=c.cr_username,
-                connection_request_password=c.cr_password,
-            )
+            tree = c.tree_of(template, i, port)
+            serial = tree.identity.serial_number
             if c.periodic_interval is not None:
                 tree.set_value_internal(
                     f"{tree.root}ManagementServer.PeriodicInformInterval", str(c.periodic_interval)
@@ -186,7 +199,15 @@ class Fleet:
                     "true" if tree.root == "Device." else "1",
                 )
                 tree.take_value_changes()
+            kept = c.state.get(serial)
+            if kept is not None:
+                # what an earlier ACS session set, kept across the power cut as a
+                # CPE keeps its configuration: it is known, so no 0 BOOTSTRAP
+                for path, value in kept.items():
+                    tree.set_value_internal(path, value)
+                tree.take_value_changes()
             cpe = SimulatedCpe(self, tree, profiles_for(serial, self.shares))
+            cpe.bootstrapped = kept is not None
             self.devices[serial] = cpe
             if c.xmpp_server:
                 host, _, xport = c.xmpp_server.rpartition(":")

@@ -9,7 +9,7 @@ import secrets
 
 import pytest
 
-from bench import reboot
+from bench import known_fleet, reboot
 from tests.integration.test_bench_knock import _free_port_block
 
 pytestmark = pytest.mark.db
@@ -37,3 +37,46 @@ def test_the_reboot_scenario_serves_every_known_device_and_measures_what_a_sessi
     assert raw["storm"]["acs_cpu_s"] > 0 and raw["storm"]["pg_cpu_s"] > 0
     assert raw["memory"]["parked"] >= 1
     assert memory["met"] is (memory["value"] <= reboot.HELD_GOAL_KB)
+    # the setup: two real bootstraps, the rest seeded and checked against them
+    assert "2 real bootstraps, 10 devices seeded" in storm["notes"], storm
+
+
+def test_traced_memory_row_says_what_the_python_heap_holds_per_parked_session(
+    pg_admin_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ACS_BENCH_DATABASE_URL", pg_admin_url)
+    name = f"bench_reboot_test_{secrets.token_hex(3)}"
+    port = _free_port_block(6)
+    reboot.main(
+        ["--only", "memory", "--traced", "--parked", "4", "--slow", "3", "--warmup", "1"]
+        + ["--port", str(port), "--database", name]
+    )
+    lines = capsys.readouterr().out.strip().splitlines()
+    (memory,) = json.loads(lines[-1])["rows"]
+    heap = json.loads(lines[-2])["raw"]["memory"]["heap"]
+    assert heap["parked"] >= 1 and heap["top"], heap
+    assert "tracemalloc" in memory["notes"], memory
+    assert all(t["at"] for t in heap["top"])
+
+
+def test_a_seeded_row_that_differs_from_the_real_bootstrap_is_reported() -> None:
+    entry = {"t": "string", "v": "a", "w": True, "nt": 1, "vt": 1}
+    real = [{"device_id": "D", "tree": {"X.": entry, "T.": entry}, "updated_at": 1}]
+    # other read times, another row time, another clock value: the same device
+    same = [
+        {
+            "device_id": "D",
+            "tree": {"X.": {**entry, "nt": 5, "vt": 6}, "T.": {**entry, "v": "later"}},
+            "updated_at": 2,
+        }
+    ]
+    clocked = frozenset({"T."})
+    assert known_fleet._same("device_parameters", real, same, clocked) == []
+    other = [{"device_id": "D", "tree": {"X.": {**entry, "v": "b"}, "T.": entry}, "updated_at": 1}]
+    assert known_fleet._same("device_parameters", real, other, clocked) == [
+        "tree X.: {'t': 'string', 'v': 'a', 'w': True} predicted,"
+        " {'t': 'string', 'v': 'b', 'w': True} stored"
+    ]
+    assert known_fleet._same("device_parameters", real, [], clocked) == [
+        "device_parameters: 1 rows predicted, 0 stored"
+    ]

@@ -363,3 +363,28 @@ def test_cli_help_lists_the_options_of_the_brief() -> None:
         "--password", "--cr-host", "--cr-port", "--duration",
     ):  # fmt: skip
         assert option in result.output
+
+
+async def test_a_fleet_with_kept_state_powers_on_configured_and_without_bootstrap() -> None:
+    ms = "Device.ManagementServer."
+    config = FleetConfig(
+        acs_url="http://127.0.0.1:9/",
+        devices=2,
+        serial_prefix="KEPT",
+        cr_port=0,
+        state={"KEPT00000001": {ms + "ConnectionRequestUsername": "KEPT00000001"}},
+    )
+    fleet = Fleet(config)
+    await fleet.start()
+    try:
+        kept, fresh = fleet.devices["KEPT00000001"], fleet.devices["KEPT00000002"]
+        (value,) = kept.tree.get_parameter_values([ms + "ConnectionRequestUsername"])
+        assert value.value == "KEPT00000001"
+        assert kept.bootstrapped and ("0 BOOTSTRAP", "") not in kept.events
+        assert ("0 BOOTSTRAP", "") in fresh.events  # a device without state is new
+        # the kept value is configuration, not a change to notify at the next Inform
+        assert not kept.tree.has_value_changes()
+        # the bench builds the same tree the fleet does
+        assert config.tree_of(kept.tree.template, 2, 1).identity == fresh.tree.identity
+    finally:
+        await fleet.stop()
