@@ -263,7 +263,7 @@ async def copy_devices(
             )
             sessions = by_table.pop("device_sessions")
             await conn.execute(
-                "UPDATE device_sessions s SET last_inform = v.t"
+                "UPDATE device_sessions s SET last_inform = v.t, bootstrap_owed = false"
                 " FROM unnest($1::text[], $2::timestamptz[]) v(id, t) WHERE s.device_id = v.id",
                 [r[0] for r in sessions],
                 [r[1] for r in sessions],

@@ -151,7 +151,7 @@ async def seed_fleet(
                     )
                     # the rows are the devices insert trigger's
                     await conn.execute(
-                        "UPDATE device_sessions SET last_inform = $2"
+                        "UPDATE device_sessions SET last_inform = $2, bootstrap_owed = false"
                         " WHERE device_id = ANY($1::text[])",
                         [r[0] for r in dev_rows],
                         DISCOVERED_AT,

@@ -361,7 +361,8 @@ async def load_fleet(
                     )
                     # heard 30 s after discovery; the rows are the insert trigger's
                     await conn.execute(
-                        "UPDATE device_sessions s SET last_inform = d.created_at + interval '30 s'"
+                        "UPDATE device_sessions s SET last_inform = d.created_at + interval '30 s',"
+                        " bootstrap_owed = false"
                         " FROM devices d WHERE d.id = s.device_id AND s.last_inform IS NULL"
                         " AND d.id = ANY($1::text[])",
                         [r[0] for r in dev_rows],

@@ -40,7 +40,9 @@ def session_events(events: Sequence[str], first_contact: bool) -> list[str]:
     that was served by another ACS before (a migrated fleet) or that skips it
     (many field CPEs) never does, and a policy "on first contact" would then
     never reach it. So a session of a device this ACS does not know yet is a
-    bootstrap as far as the policies are concerned.
+    bootstrap as far as the policies are concerned, and so is every session
+    after a bootstrap whose policies did not run to their end (the session was
+    cut): the CPE acknowledged its 0 BOOTSTRAP and will not send it again.
     """
     if first_contact and BOOTSTRAP not in events:
         return [BOOTSTRAP, *events]

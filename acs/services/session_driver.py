@@ -177,10 +177,15 @@ class SessionDriver:
             return None
         await devices.upsert_from_inform(conn, record)
         requeued = await task_store.requeue_running(conn, dev_id)
+        if policy_rules.BOOTSTRAP in record.events:
+            owed = await sessions.owe_bootstrap(conn, dev_id)
+        else:
+            owed = await sessions.bootstrap_owed(conn, dev_id)
         return sessions.Opened(
             may_have_tasks=requeued > 0 or await task_store.has_pending(conn, dev_id),
             in_campaign=await campaign_store.has_open_work(conn, dev_id),
             tree_unknown=await devices.tree_is_empty(conn, dev_id),
+            bootstrap_owed=owed,
         )
 
     async def answer_cpe_request(self, live: LiveSession, request: m.Message) -> m.Message:
@@ -348,7 +353,9 @@ class SessionDriver:
             live.policies_checked = True
             events = policy_rules.session_events(live.events, live.first_contact)
             if self.policies.surely_nothing_for(events, now()):
+                await self._bootstrap_settled(live, events)
                 return await self._campaign_work(live)
+            unusable = False
             try:
                 async with self.pool.acquire() as conn:
                     found = await provisioning.session_plan(
@@ -362,13 +369,22 @@ class SessionDriver:
                         self.sealer,
                     )
             except provisioning.OPERATOR_DATA_ERRORS as err:
-                # the session's other work goes on without the policies
+                # the session's other work goes on without the policies; a bootstrap
+                # stays owed, for the session after the operator's fix
                 log(logger, logging.ERROR, "policies_unusable", device=live.device_id, error=err)
-                found = None
+                found, unusable = None, True
             if found is not None:
                 plan, run = found
                 return Work(plan, label="policies", policy_run=run)
+            if not unusable:
+                await self._bootstrap_settled(live, events)
         return await self._campaign_work(live)
+
+    async def _bootstrap_settled(self, live: LiveSession, events: list[str]) -> None:
+        """A bootstrap session's policies had nothing to do: later sessions are not bootstraps."""
+        if policy_rules.BOOTSTRAP in events:
+            async with self.pool.acquire() as conn:
+                await sessions.bootstrap_settled(conn, live.device_id)
 
     async def _campaign_work(self, live: LiveSession) -> Work | None:
         """The Download a firmware campaign owes the device, once per session."""
@@ -588,6 +604,12 @@ class SessionDriver:
         async with self.pool.acquire() as conn, conn.transaction():
             if await provisioning.record(conn, run, outcome, now()):
                 live.may_have_tasks = True  # a policy's file: download it in this session
+            # ran to its end, faults and all (they are in the results): a session cut
+            # before here leaves the bootstrap owed to the next one
+            if policy_rules.BOOTSTRAP in policy_rules.session_events(
+                live.events, live.first_contact
+            ):
+                await sessions.bootstrap_settled(conn, run.device_id)
         live.policies_applied.extend(p.row.name for p in run.applied)
         log(
             logger,

@@ -67,10 +67,11 @@ opened AS (
     SET last_inform = $4,
         session_id = $18,
         session_expires_at = clock_timestamp() + make_interval(secs => $19),
-        inform_seen = {_SEEN_NEXT}
+        inform_seen = {_SEEN_NEXT},
+        bootstrap_owed = s.bootstrap_owed OR $10::timestamptz IS NOT NULL
     WHERE s.device_id = $1
       AND {_LOCK_FREE.format(session="$18")}
-    RETURNING 1
+    RETURNING s.bootstrap_owed
 ),
 described AS (
     UPDATE devices d
@@ -86,7 +87,8 @@ SELECT EXISTS (SELECT 1 FROM opened) AS locked,
        (SELECT count(*) FROM requeued WHERE status = 'pending')::int AS requeued,
        {tasks.PENDING_DUE} AS pending,
        {campaigns.OPEN_WORK} AS in_campaign,
-       {_SKIP} OR COALESCE((SELECT {devices.DISCOVERED} FROM cur), false) AS discovered
+       {_SKIP} OR COALESCE((SELECT {devices.DISCOVERED} FROM cur), false) AS discovered,
+       COALESCE((SELECT bootstrap_owed FROM opened), false) AS bootstrap_owed
 """
 
 
@@ -151,6 +153,8 @@ class Opened:
     may_have_tasks: bool
     in_campaign: bool
     tree_unknown: bool
+    # its bootstrap's policies have not run to their end yet (migration 0029)
+    bootstrap_owed: bool = False
 
 
 async def open_session(
@@ -168,6 +172,34 @@ async def open_session(
         may_have_tasks=row["pending"] or row["requeued"] > 0,
         in_campaign=row["in_campaign"],
         tree_unknown=not row["discovered"],
+        bootstrap_owed=row["bootstrap_owed"],
+    )
+
+
+async def owe_bootstrap(conn: asyncpg.Connection, device_id: str) -> bool:
+    """Mark the device's bootstrap owed (a 0 BOOTSTRAP taken the long way); True if it is."""
+    owed = await conn.fetchval(
+        "UPDATE device_sessions SET bootstrap_owed = true WHERE device_id = $1"
+        " RETURNING bootstrap_owed",
+        device_id,
+    )
+    return bool(owed)
+
+
+async def bootstrap_owed(conn: asyncpg.Connection, device_id: str) -> bool:
+    """Whether the device's bootstrap policies have yet to run to their end."""
+    owed = await conn.fetchval(
+        "SELECT bootstrap_owed FROM device_sessions WHERE device_id = $1", device_id
+    )
+    return bool(owed)
+
+
+async def bootstrap_settled(conn: asyncpg.Connection, device_id: str) -> None:
+    """The bootstrap's policies ran to their end: later sessions are not bootstraps."""
+    await conn.execute(
+        "UPDATE device_sessions SET bootstrap_owed = false"
+        " WHERE device_id = $1 AND bootstrap_owed",
+        device_id,
     )
 
 

@@ -512,7 +512,8 @@ class CwmpEndpoint:
             campaign_member=in_campaign,
             events=events,
             username=verdict.username,
-            first_contact=tree_unknown,
+            # unknown, or a bootstrap whose policies never ran to their end
+            first_contact=tree_unknown or opened.bootstrap_owed,
         )
         if self.settings.session_log_per_device > 0:
             live.transcript = Transcript(

@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 
@@ -19,8 +20,10 @@ from acs.core import policies as engine
 from acs.cwmp import messages as m
 from acs.services.provisioning import DEFAULT_POLICIES
 from acs.store import policies as policy_store
+from acs.store.ids import device_id
 from acs.web.server import Running
-from tests.e2e.conftest import StartAcs
+from tests.e2e.conftest import StartAcs, cwmp_url
+from tests.e2e.cpe_double import CpeDouble
 from tests.e2e.test_api import Client, token
 from tests.e2e.test_simulator_fleet import dev_id, fleet_of
 from tests.e2e.test_ui_http import Browserless, make_user
@@ -646,3 +649,65 @@ async def test_the_session_survives_a_policy_plan_that_breaks(
         assert cpe.last_session.ok and cpe.sessions_failed == 0
     finally:
         await fleet.stop()
+
+
+async def test_a_bootstrap_cut_before_its_policies_answered_gets_them_next_session(
+    pol_acs: Running, policies: Policies, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    """The CPE applied the credentials policy's SetParameterValues and lost power before
+    its answer reached the ACS. Its 0 BOOTSTRAP was acknowledged (InformResponse), so it
+    never sends it again; the next session, a periodic one, must still get the bootstrap
+    policies, or the ACS never learns the credentials it needs to knock."""
+    prefix = unique_serial("CUT")
+    shipped = next(p for p in DEFAULT_POLICIES if p["name"] == "connection-request-credentials")
+    body = copy.deepcopy(shipped)
+    spec = body.pop("spec")
+    await policies.create(
+        body | spec | {"name": unique_serial("cr-creds-"), "precondition": mine(prefix)}
+    )
+    serial = prefix + "1"
+    cpe = CpeDouble(cwmp_url(pol_acs), serial, digest=("cpe", "cpe-pw"))
+    dev = device_id(cpe.identity.oui, cpe.identity.product_class, serial)
+    ms = "Device.ManagementServer."
+    try:
+        reply = await cpe.post(cpe.inform_message(["0 BOOTSTRAP", "1 BOOT"]))
+        assert isinstance(reply.message, m.InformResponse), reply.body[:300]
+        reply = await cpe.post(None)
+        while not isinstance(reply.message, m.SetParameterValues):  # the discovery
+            assert reply.status == 200 and reply.message is not None, reply.body[:300]
+            reply = await cpe.post(
+                cpe.answer(reply.message),
+                cwmp_id=reply.envelope.cwmp_id if reply.envelope else None,
+            )
+        cpe.answer(reply.message)  # applied on the CPE; then the power went
+        assert cpe.tree.value(ms + "ConnectionRequestUsername") == serial
+        await cpe.http.close()
+        cpe.http = aiohttp.ClientSession(
+            cookie_jar=aiohttp.CookieJar(unsafe=True),
+            middlewares=(aiohttp.DigestAuthMiddleware("cpe", "cpe-pw"),),
+        )
+        async with db_pool.acquire() as conn:
+            kept = await conn.fetchval(
+                "SELECT username FROM connection_request_credentials WHERE device_id = $1", dev
+            )
+        assert kept is None  # the ACS never heard the answer
+
+        # back with a new Inform, a periodic one: the old session is superseded
+        seen = await cpe.session(["2 PERIODIC"])
+        spvs = [r for r in seen if isinstance(r, m.SetParameterValues)]
+        assert len(spvs) == 1, seen
+        assert {v.name for v in spvs[0].parameter_list} >= {ms + "ConnectionRequestUsername"}
+        async with db_pool.acquire() as conn:
+            kept = await conn.fetchval(
+                "SELECT username FROM connection_request_credentials WHERE device_id = $1", dev
+            )
+            owed = await conn.fetchval(
+                "SELECT bootstrap_owed FROM device_sessions WHERE device_id = $1", dev
+            )
+        assert kept == serial and owed is False
+
+        # settled: the session after is an ordinary periodic one, nothing set again
+        seen = await cpe.session(["2 PERIODIC"])
+        assert not any(isinstance(r, m.SetParameterValues) for r in seen), seen
+    finally:
+        await cpe.close()
