@@ -496,7 +496,9 @@ class AcsProcess:
                 except aiohttp.ClientConnectionError:
                     return False
 
-            await wait_until(ready, 30, "acs serve ready")
+            # a bound, not a speed target: on a loaded 2-core machine the interpreter's
+            # start and imports alone have taken over 20 s
+            await wait_until(ready, 90, "acs serve ready")
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -711,10 +713,8 @@ async def test_acs_killed_mid_campaign_resumes_and_flashes_each_device_once(
 
         await wait_until(mid_flight, 60, "a download streaming", poll=0.02)
         acs.kill()
-        killed_at = time.monotonic()
         await asyncio.sleep(2.0)  # CPEs find nobody: sessions and transfers fail, and retry
         await acs.start()
-        restarted_in = time.monotonic() - killed_at
 
         async def completed() -> bool:
             return (await call("GET", f"/campaigns/{cid}"))["status"] == "completed"
@@ -764,7 +764,6 @@ async def test_acs_killed_mid_campaign_resumes_and_flashes_each_device_once(
         assert effects.flashes == Counter(dict.fromkeys(fleet.devices, 1)), effects.flashes
         assert fleet.counters[("transfer", "ok")] == 30, fleet.counters
         assert not [k for k in fleet.counters if k[0] == "session_crashed"], fleet.counters
-        assert restarted_in < 15
     finally:
         await http.close()
         await fleet.stop()
