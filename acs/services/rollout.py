@@ -54,8 +54,7 @@ async def cancel_task_of(conn: asyncpg.Connection, task_id: int | None, reason: 
         return
     if task.status == "pending":
         await task_store.cancel(conn, task_id)
-    elif task.status == "running":
-        await task_store.give_up(conn, task_id, reason)
+    elif task.status == "running" and await task_store.give_up(conn, task_id, reason):
         await notify.job_closed(conn, task, fault_string=reason)
 
 
@@ -394,7 +393,8 @@ async def settle_member(
                 conn, campaign.id, member.device_id, ["downloading", "verifying"], "installing"
             )
     elif task.status == "running" and task.session_id is None and rebooted_since and not on_target:
-        await task_store.give_up(conn, task.id, rules.POWER_LOSS)
+        if not await task_store.give_up(conn, task.id, rules.POWER_LOSS):
+            return  # closed meanwhile: its TransferComplete judges it
         await notify.job_closed(conn, task, fault_string=rules.POWER_LOSS)
         await fail(conn, campaign, member, None, rules.POWER_LOSS, "power_loss")
 
@@ -519,9 +519,17 @@ async def time_out(
     reboot that lost the queue): that is worth another attempt. One that has
     not been heard from since is gone, or bricked.
     """
-    # judge it first as a session's end would: the device may have reported the
-    # target version just now, its session not over yet (a tick racing the session)
-    await settle_member(conn, campaign, member)
+    # The job's row is where this timeout and the CPE's TransferComplete meet: lock
+    # it, then judge the member as it is now, as a session's end would (its
+    # TransferComplete may have just come, the device on the target version, its
+    # session not over yet). Else a TransferComplete committed between the reads
+    # and the writes here would be overwritten by "never came back".
+    if member.task_id is not None:
+        await task_store.lock(conn, member.task_id)
+    current = await store.member(conn, campaign.id, member.device_id)
+    if current is None or current.state not in rules.IN_FLIGHT_STATES:
+        return
+    await settle_member(conn, campaign, current)
     current = await store.member(conn, campaign.id, member.device_id)
     if current is None or current.state not in rules.IN_FLIGHT_STATES:
         return  # settled: succeeded, failed or back to pending for a retry

@@ -394,11 +394,19 @@ async def retry(conn: asyncpg.Connection, task_id: int) -> Task | None:
     return None if row is None else Task.from_row(row)
 
 
-async def give_up(conn: asyncpg.Connection, task_id: int, reason: str) -> None:
-    """Fault a job for a reason that has no CPE fault code (timeouts)."""
-    await conn.execute(
+async def give_up(conn: asyncpg.Connection, task_id: int, reason: str) -> bool:
+    """Fault a job for a reason that has no CPE fault code (timeouts); False if it
+    was no longer open (a TransferComplete closed it meanwhile: that stands)."""
+    done = await conn.fetchval(
         "UPDATE tasks SET status = 'fault', fault_code = NULL, fault_string = $2,"
-        " session_id = NULL, finished_at = now() WHERE id = $1",
+        " session_id = NULL, finished_at = now()"
+        " WHERE id = $1 AND status IN ('pending', 'running') RETURNING 1",
         task_id,
         reason,
     )
+    return done is not None
+
+
+async def lock(conn: asyncpg.Connection, task_id: int) -> None:
+    """Hold the job's row until the transaction ends (its TransferComplete waits)."""
+    await conn.execute("SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE", task_id)

@@ -175,3 +175,28 @@ async def test_the_timeout_counts_from_when_the_judging_host_began_to_listen(
         m.device_id for m in await store.overdue(conn, camp.id, 15.0, now - timedelta(seconds=30))
     ] == [dev_id]
     assert await store.overdue(conn, camp.id, 15.0, now - timedelta(seconds=5)) == []
+
+
+async def test_a_transfer_complete_between_the_ticks_reads_and_writes_stands(
+    conn: asyncpg.Connection, unique_serial: Callable[..., str]
+) -> None:
+    """The tick read the member as downloading; the session's TransferComplete then
+    closed the job and moved it to verifying before the timeout's writes: the
+    timeout must not overwrite the done job with "dropped the Download"."""
+    camp = await running_campaign(conn, unique_serial)
+    dev_id = await device(conn, unique_serial("R"), "1.0.0")
+    task = await download_sent(conn, camp, dev_id, "downloading", ago_s=60)
+    [stale] = await store.overdue(conn, camp.id, 15.0)
+    # the session: the Inform's new version, then TransferComplete closes the job
+    await conn.execute("UPDATE devices SET software_version = '2.0.0' WHERE id = $1", dev_id)
+    await task_store.mark_done(conn, task.id, {"transferComplete": {"faultCode": 0}})
+    await rollout.transfer_complete(conn, dev_id, (await task_store.get_task(conn, task.id)))  # type: ignore[arg-type]
+
+    async with conn.transaction():
+        await rollout.time_out(conn, camp, stale)
+
+    member = await store.member(conn, camp.id, dev_id)
+    assert member is not None and member.state == "succeeded", member
+    job = await task_store.get_task(conn, task.id)
+    assert job is not None and job.status == "done" and job.fault_string is None
+    assert not await task_store.give_up(conn, task.id, "too late")  # a closed job stays closed
