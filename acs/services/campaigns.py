@@ -24,7 +24,7 @@ from acs.core.firmware import DeviceFacts, Image, Verdict
 from acs.core.windows import is_open
 from acs.logs import log
 from acs.services import events as notify
-from acs.services import rollback, rollout, soak
+from acs.services import leases, rollback, rollout, soak
 from acs.services.catalog import (
     CatalogView,
     chunks,
@@ -34,6 +34,7 @@ from acs.services.catalog import (
     windows_of,
 )
 from acs.store import campaigns as store
+from acs.store import leases as lease_store
 from acs.store.device_query import compile_filter
 
 utcnow = rollout.utcnow
@@ -443,8 +444,12 @@ async def tick_campaign(conn: asyncpg.Connection, campaign_id: int) -> None:
         and (campaign.start_at is None or campaign.start_at <= now)
     ):
         await admit_newcomers(conn, campaign)
-    # timeouts and jobs that ended without a session to notice
-    for member in await store.overdue(conn, campaign.id, campaign.verify_timeout_s):
+    # timeouts and jobs that ended without a session to notice. A timeout is counted
+    # from when this host began ticking campaigns, if that is later than the start:
+    # while no ACS was there (killed, restarting on a loaded machine), a CPE could
+    # deliver no TransferComplete, and a transfer it kept going meanwhile is not lost
+    watched_since = await lease_store.held_since(conn, leases.CAMPAIGNS)
+    for member in await store.overdue(conn, campaign.id, campaign.verify_timeout_s, watched_since):
         async with conn.transaction():
             await rollout.time_out(conn, campaign, member)
     for member in await rollout.members_with_finished_jobs(conn, campaign.id):

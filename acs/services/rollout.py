@@ -54,8 +54,7 @@ async def cancel_task_of(conn: asyncpg.Connection, task_id: int | None, reason: 
         return
     if task.status == "pending":
         await task_store.cancel(conn, task_id)
-    elif task.status == "running":
-        await task_store.give_up(conn, task_id, reason)
+    elif task.status == "running" and await task_store.give_up(conn, task_id, reason):
         await notify.job_closed(conn, task, fault_string=reason)
 
 
@@ -264,6 +263,66 @@ async def transfer_complete(
         await store.transition(conn, member.campaign_id, device_id, ["downloading"], "verifying")
 
 
+# failures that are only the ACS's impatience: a TransferComplete may still come
+TIMED_OUT_CODES = ("transfer_lost", "never_came_back")
+
+
+async def late_transfer_complete(
+    conn: asyncpg.Connection, device_id: str, command_key: str, outcome: dict[str, object]
+) -> bool:
+    """A TransferComplete without a fault for a campaign Download the campaign had
+    given up waiting for (its verify timeout: "dropped the Download", "never came
+    back"). The CPE did take the image, so the job is closed as done and, if no
+    other attempt has started since, the device is verified as after any
+    TransferComplete: counted as skipped ("already runs" the target) it would be
+    a success lost, and a retry's Download would flash it twice.
+    True if it was such a Download (settle the device when the session ends)."""
+    found = await conn.fetchrow(
+        "SELECT id FROM tasks WHERE device_id = $1 AND command_key = $2"
+        " AND status = 'fault' AND fault_code IS NULL ORDER BY id DESC LIMIT 1",
+        device_id,
+        command_key,
+    )
+    if found is None:
+        return False
+    member = await store.member_holding_task(conn, device_id, found["id"])
+    if member is None:
+        return False  # not a campaign's: the job stays as the timeout left it
+    task = await task_store.get_task(conn, found["id"])
+    assert task is not None
+    result = dict(task.result or {})
+    result.pop("awaitingTransferComplete", None)
+    result["transferComplete"] = outcome
+    result["lateTransferComplete"] = True
+    closed = await task_store.close_given_up_transfer(conn, device_id, task.id, command_key, result)
+    if closed is None:
+        return False
+    reopened = await conn.fetchval(
+        """
+        UPDATE campaign_devices SET state = 'verifying', next_attempt_at = NULL,
+            finished_at = NULL, code = NULL, updated_at = now(),
+            reason = 'TransferComplete arrived after the timeout; verifying the version'
+        WHERE campaign_id = $1 AND device_id = $2 AND task_id = $3
+          AND (state = 'pending' OR (state = 'failed' AND code = ANY($4::text[])))
+        RETURNING 1
+        """,
+        member.campaign_id,
+        device_id,
+        task.id,
+        list(TIMED_OUT_CODES),
+    )
+    log(
+        logger,
+        logging.INFO,
+        "campaign_late_transfer_complete",
+        campaign=member.campaign_id,
+        device=device_id,
+        job=task.id,
+        verifying=reopened is not None,
+    )
+    return reopened is not None
+
+
 async def settle_device(conn: asyncpg.Connection, device_id: str) -> None:
     """After a session: judge each of the device's campaign downloads in flight."""
     for member, campaign in await store.open_work_of_device(conn, device_id):
@@ -334,7 +393,8 @@ async def settle_member(
                 conn, campaign.id, member.device_id, ["downloading", "verifying"], "installing"
             )
     elif task.status == "running" and task.session_id is None and rebooted_since and not on_target:
-        await task_store.give_up(conn, task.id, rules.POWER_LOSS)
+        if not await task_store.give_up(conn, task.id, rules.POWER_LOSS):
+            return  # closed meanwhile: its TransferComplete judges it
         await notify.job_closed(conn, task, fault_string=rules.POWER_LOSS)
         await fail(conn, campaign, member, None, rules.POWER_LOSS, "power_loss")
 
@@ -459,6 +519,21 @@ async def time_out(
     reboot that lost the queue): that is worth another attempt. One that has
     not been heard from since is gone, or bricked.
     """
+    # The job's row is where this timeout and the CPE's TransferComplete meet: lock
+    # it, then judge the member as it is now, as a session's end would (its
+    # TransferComplete may have just come, the device on the target version, its
+    # session not over yet). Else a TransferComplete committed between the reads
+    # and the writes here would be overwritten by "never came back".
+    if member.task_id is not None:
+        await task_store.lock(conn, member.task_id)
+    current = await store.member(conn, campaign.id, member.device_id)
+    if current is None or current.state not in rules.IN_FLIGHT_STATES:
+        return
+    await settle_member(conn, campaign, current)
+    current = await store.member(conn, campaign.id, member.device_id)
+    if current is None or current.state not in rules.IN_FLIGHT_STATES:
+        return  # settled: succeeded, failed or back to pending for a retry
+    member = current
     limit = int(campaign.verify_timeout_s)
     dev = await devices.get_device(conn, member.device_id)
     seen_since = (

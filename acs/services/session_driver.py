@@ -238,6 +238,10 @@ class SessionDriver:
         async with self.pool.acquire() as conn, conn.transaction():
             task = await task_store.find_awaiting_transfer(conn, live.device_id, tc.command_key)
             if task is None:
+                if not tc.fault.fault_code and await rollout.late_transfer_complete(
+                    conn, live.device_id, tc.command_key, outcome
+                ):
+                    live.campaign_member = True  # verified when the session ends
                 return
             result = dict(task.result or {})
             result.pop("awaitingTransferComplete", None)

@@ -380,16 +380,24 @@ async def load(conn: asyncpg.Connection, campaign_id: int) -> tuple[int, int]:
     return row["in_flight"], row["starts"]
 
 
-async def overdue(conn: asyncpg.Connection, campaign_id: int, timeout_s: float) -> list[Member]:
+async def overdue(
+    conn: asyncpg.Connection,
+    campaign_id: int,
+    timeout_s: float,
+    watched_since: datetime | None = None,
+) -> list[Member]:
+    """Downloads in flight for longer than ``timeout_s``, counted from their start or,
+    if later, from ``watched_since`` (when the judging host began to listen)."""
     rows = await conn.fetch(
         f"""
         SELECT {_MEMBER_COLUMNS} FROM campaign_devices
         WHERE campaign_id = $1 AND state = ANY($2)
-          AND started_at < now() - make_interval(secs => $3)
+          AND greatest(started_at, $4::timestamptz) < now() - make_interval(secs => $3)
         """,
         campaign_id,
         list(IN_FLIGHT_STATES),
         timeout_s,
+        watched_since,
     )
     return [Member.from_row(r) for r in rows]
 
@@ -484,6 +492,19 @@ async def knocked_since(conn: asyncpg.Connection, campaign_id: int, within_s: fl
         within_s,
     )
     return n
+
+
+async def member_holding_task(
+    conn: asyncpg.Connection, device_id: str, task_id: int
+) -> Member | None:
+    """The member whose latest Download is this job, in whatever state."""
+    row = await conn.fetchrow(
+        f"SELECT {_MEMBER_COLUMNS} FROM campaign_devices WHERE device_id = $1 AND task_id = $2"
+        " ORDER BY campaign_id DESC LIMIT 1",
+        device_id,
+        task_id,
+    )
+    return None if row is None else Member.from_row(row)
 
 
 async def member_of_task(conn: asyncpg.Connection, device_id: str, task_id: int) -> Member | None:

@@ -140,6 +140,14 @@ async def all_leases(conn: asyncpg.Connection) -> list[Lease]:
     return [Lease(**dict(r)) for r in rows]
 
 
+async def held_since(conn: asyncpg.Connection, name: str) -> datetime | None:
+    """Since when the present holder of this lease holds it (None: never held, or no row)."""
+    since: datetime | None = await conn.fetchval(
+        "SELECT since FROM cluster_leases WHERE name = $1 AND holder_id IS NOT NULL", name
+    )
+    return since
+
+
 async def held_by(conn: asyncpg.Connection, holder: str) -> list[str]:
     """The unexpired leases a host (by name) holds now."""
     rows = await conn.fetch(

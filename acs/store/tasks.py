@@ -292,6 +292,28 @@ async def await_transfer(
     )
 
 
+async def close_given_up_transfer(
+    conn: asyncpg.Connection, device_id: str, task_id: int, command_key: str, result: dict[str, Any]
+) -> Task | None:
+    """Close as done a Download the ACS gave up waiting for (a timeout: no CPE fault
+    code, still marked as awaiting its TransferComplete) when that TransferComplete
+    arrives after all, without a fault: the CPE did the job, and the record says so.
+    None if the job is not such a one."""
+    row = await conn.fetchrow(
+        f"""
+        UPDATE tasks SET status = 'done', fault_string = NULL, result = $4, finished_at = now()
+        WHERE id = $2 AND device_id = $1 AND command_key = $3 AND status = 'fault'
+          AND fault_code IS NULL AND coalesce(result->>'awaitingTransferComplete', '') = 'true'
+        RETURNING {_COLUMNS}
+        """,
+        device_id,
+        task_id,
+        command_key,
+        result,
+    )
+    return None if row is None else Task.from_row(row)
+
+
 async def find_awaiting_transfer(
     conn: asyncpg.Connection,
     device_id: str,
@@ -372,11 +394,19 @@ async def retry(conn: asyncpg.Connection, task_id: int) -> Task | None:
     return None if row is None else Task.from_row(row)
 
 
-async def give_up(conn: asyncpg.Connection, task_id: int, reason: str) -> None:
-    """Fault a job for a reason that has no CPE fault code (timeouts)."""
-    await conn.execute(
+async def give_up(conn: asyncpg.Connection, task_id: int, reason: str) -> bool:
+    """Fault a job for a reason that has no CPE fault code (timeouts); False if it
+    was no longer open (a TransferComplete closed it meanwhile: that stands)."""
+    done = await conn.fetchval(
         "UPDATE tasks SET status = 'fault', fault_code = NULL, fault_string = $2,"
-        " session_id = NULL, finished_at = now() WHERE id = $1",
+        " session_id = NULL, finished_at = now()"
+        " WHERE id = $1 AND status IN ('pending', 'running') RETURNING 1",
         task_id,
         reason,
     )
+    return done is not None
+
+
+async def lock(conn: asyncpg.Connection, task_id: int) -> None:
+    """Hold the job's row until the transaction ends (its TransferComplete waits)."""
+    await conn.execute("SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE", task_id)

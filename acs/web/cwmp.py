@@ -52,6 +52,7 @@ from acs.cwmp.session import (
     ProtocolError,
     RequestReceived,
     ResponseReceived,
+    State,
     cwmp_version_of,
 )
 from acs.cwmp.soap import CwmpParseError, Envelope, parse_envelope, serialize_envelope
@@ -591,9 +592,10 @@ class CwmpEndpoint:
         else:
             assert isinstance(event, ResponseReceived)
             following = await self.driver.next_request(live, event.response)
-        if live.session_id not in self.by_id:
+        if live.session_id not in self.by_id or live.acs.state in (State.CLOSED, State.ERROR):
             # dropped while we worked (the same CPE started over with a new
-            # Inform): this request belongs to a session that no longer exists
+            # Inform, or the reaper abandoned it and is still closing it: a
+            # loaded machine): this request belongs to a session that no longer exists
             return self._reply(live.acs, None, live)
         if isinstance(event, RequestReceived):  # our answer to the CPE's request
             return self._reply(live.acs, following, live)
