@@ -25,30 +25,12 @@ import asyncpg
 from acs.store import devices
 from acs.store.db import _dumps
 from acs.store.ids import device_id
+from bench import storage
 from cpe_simulator.datamodel import Identity, load_template
 from cpe_simulator.tree import ParameterTree
 
 MODEL = "tr181-gateway"
 DISCOVERED_AT = datetime(2026, 3, 1, tzinfo=UTC)
-
-_DEVICE_COLUMNS = (
-    "id",
-    "oui",
-    "product_class",
-    "serial_number",
-    "manufacturer",
-    "created_at",
-    "last_boot",
-    "last_bootstrap",
-    "last_events",
-    "remote_address",
-    "connection_request_url",
-    "software_version",
-    "hardware_version",
-    "provisioning_code",
-    "cwmp_version",
-    "parameter_count",
-)
 
 
 def serial_of(i: int, prefix: str = "SIM") -> str:
@@ -142,7 +124,7 @@ async def seed_fleet(
                     ahead.append(loop.run_in_executor(pool, _rows, acs_url, prefix, *chunks[nxt]))
                 async with conn.transaction():
                     await conn.copy_records_to_table(
-                        "devices", records=dev_rows, columns=_DEVICE_COLUMNS
+                        "devices", records=dev_rows, columns=storage.DEVICE_COPY_COLUMNS
                     )
                     await conn.copy_records_to_table(
                         "device_parameters",

@@ -268,7 +268,8 @@ class FleetBuilder:
         )
 
 
-_DEVICE_COPY_COLUMNS = (
+#: the devices columns a seeded row fills (bench.seed loads the same)
+DEVICE_COPY_COLUMNS = (
     "id",
     "oui",
     "product_class",
@@ -352,7 +353,7 @@ async def load_fleet(
                     )
                 async with conn.transaction():
                     await conn.copy_records_to_table(
-                        "devices", records=dev_rows, columns=_DEVICE_COPY_COLUMNS
+                        "devices", records=dev_rows, columns=DEVICE_COPY_COLUMNS
                     )
                     await conn.copy_records_to_table(
                         "device_parameters",

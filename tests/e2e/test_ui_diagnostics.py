@@ -3,6 +3,8 @@ test queued from the form, run by the simulated CPE, its numbers and hop table s
 
 from __future__ import annotations
 
+import asyncio
+
 from typing import Any
 
 import asyncpg
@@ -42,8 +44,15 @@ async def test_a_ping_from_the_device_page_and_a_traceroute_shown_with_its_hops(
         await args.fill('{"test": "ping", "host": "127.0.0.1", "count": 3}')
         await form.get_by_label("now (connection request)").check()
         await form.get_by_role("button", name="Run test").click()
-        _, jobs = await api.call("GET", f"/devices/{dev_id(fleet, serial)}/tasks")
-        [job] = [j for j in jobs["items"] if j["name"] == "diagnostics"]
+        # the click returns before the form's POST is answered: wait for the job, bounded
+        queued: list[dict[str, Any]] = []
+        for _ in range(100):
+            _, jobs = await api.call("GET", f"/devices/{dev_id(fleet, serial)}/tasks")
+            queued = [j for j in jobs["items"] if j["name"] == "diagnostics"]
+            if queued:
+                break
+            await asyncio.sleep(0.1)
+        [job] = queued
         assert (await closed(api, job["id"]))["status"] == "done"
         traced = await run(api, fleet, serial, test="traceroute", host="127.0.0.1", count=2)
         assert traced["status"] == "done"
