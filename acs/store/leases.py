@@ -59,7 +59,10 @@ async def take_or_renew(
     """Renew the leases this process holds and take the expired ones; return those held.
 
     A row locked by a tick running right now is skipped, not waited for: its
-    holder keeps it (the tick extended it), and this call must not stall.
+    holder keeps it (the tick extended it), and this call must not stall. So
+    the answer also names the rows this process holds unexpired as last
+    committed: a row of ours our own tick has locked is still ours, and
+    leaving it out would drop the lease (and its ticks) until the next renewal.
     """
     rows = await conn.fetch(
         """
@@ -67,15 +70,21 @@ async def take_or_renew(
             SELECT name FROM cluster_leases
             WHERE name = ANY($1::text[]) AND (holder_id = $3 OR expires_at < now())
             FOR UPDATE SKIP LOCKED
+        ),
+        renewed AS (
+            UPDATE cluster_leases l
+            SET holder = $2,
+                since = CASE WHEN l.holder_id = $3 THEN l.since ELSE now() END,
+                holder_id = $3,
+                expires_at = now() + make_interval(secs => $4)
+            FROM free
+            WHERE l.name = free.name
+            RETURNING l.name
         )
-        UPDATE cluster_leases l
-        SET holder = $2,
-            since = CASE WHEN l.holder_id = $3 THEN l.since ELSE now() END,
-            holder_id = $3,
-            expires_at = now() + make_interval(secs => $4)
-        FROM free
-        WHERE l.name = free.name
-        RETURNING l.name
+        SELECT name FROM renewed
+        UNION
+        SELECT name FROM cluster_leases
+        WHERE name = ANY($1::text[]) AND holder_id = $3 AND expires_at > now()
         """,
         names,
         holder,

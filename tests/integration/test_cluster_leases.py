@@ -150,6 +150,33 @@ async def test_two_hosts_believing_they_lead_never_run_a_tick_at_once_or_twice(
     await a.close()
 
 
+async def test_a_renewal_while_its_own_tick_runs_keeps_the_lease(
+    db_pool: asyncpg.Pool, names: tuple[str, ...]
+) -> None:
+    """The tick holds its lease row locked; the holder's renewal skips the row, and
+    must still count it held, or the host drops the lease and its ticks for a period."""
+    name = names[0]
+    a = LeaseKeeper(db_pool, "host-a", 5, (name,))
+    await a.renew()
+    ticking, release = asyncio.Event(), asyncio.Event()
+
+    async def long_tick() -> None:
+        ticking.set()
+        await release.wait()
+
+    tick = asyncio.create_task(a.run(name, 0.1, long_tick))
+    try:
+        await asyncio.wait_for(ticking.wait(), 10)
+        await a.renew()  # the row is locked by a's own tick
+        assert a.held == frozenset({name})
+    finally:
+        release.set()
+        assert await tick is True
+    await a.renew()
+    assert a.held == frozenset({name})
+    await a.close()
+
+
 async def test_a_handed_over_tick_waits_for_its_interval(
     db_pool: asyncpg.Pool, names: tuple[str, ...]
 ) -> None:
