@@ -84,6 +84,7 @@ async def test_good_values_are_queued_and_sent_by_the_parameters_type(
 ) -> None:
     serial, cpe = next(iter(fleet.devices.items()))
     device = dev_id(fleet, serial)
+    before = cpe.sessions_ok
     status, out = await _job(
         admin,
         device,
@@ -99,6 +100,8 @@ async def test_good_values_are_queued_and_sent_by_the_parameters_type(
     assert status == 200 and out["status"] == "done", out
     assert cpe.tree.value(MS + "PeriodicInformInterval") == "1800"
     assert cpe.tree.value("Device.WiFi.SSID.1.SSID") == "s" * 32
+    # the job is done at the SetParameterValuesResponse; the session goes on after it
+    await fleet.wait_for(lambda: cpe.sessions_ok > before)
     sent = cpe.last_session.requests
     assert "SetParameterValues" in sent
 

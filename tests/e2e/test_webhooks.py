@@ -151,6 +151,18 @@ async def deliveries(admin: Client, hook: dict[str, Any], **query: Any) -> list[
     return body["items"]
 
 
+async def settled(
+    admin: Client, hook: dict[str, Any], done: Any, within_s: float = 10.0, **query: Any
+) -> list[dict[str, Any]]:
+    """The hook's deliveries once ``done(deliveries)`` holds (bounded wait): a
+    receiver has a request before the ACS has the answer and records it."""
+    deadline = time.monotonic() + within_s
+    while not done(found := await deliveries(admin, hook, **query)):
+        assert time.monotonic() < deadline, f"deliveries never settled: {found}"
+        await asyncio.sleep(0.05)
+    return found
+
+
 async def test_device_registered_and_job_finished_arrive_signed(
     start_acs: StartAcs, world: Any, unique_serial
 ) -> None:
@@ -194,8 +206,10 @@ async def test_device_registered_and_job_finished_arrive_signed(
         assert_signed(receiver)
         # a later session (the job's) registers nothing new
         assert len(receiver.about("device.registered", device=device)) == 1
-        sent = await deliveries(admin, hook, state="delivered")
-        assert {d["eventId"] for d in sent} >= {registered["id"], finished["id"]}
+        both = {registered["id"], finished["id"]}
+        sent = await settled(
+            admin, hook, lambda ds: {d["eventId"] for d in ds} >= both, state="delivered"
+        )
         assert all(d["attempts"] == 1 and d["lastStatus"] == 204 for d in sent)
     finally:
         await fleet.stop()
@@ -221,7 +235,9 @@ async def test_a_failed_delivery_is_retried_and_a_hopeless_one_abandoned(
         assert first == again  # the same event, same id, sent again
         assert flaky.requests[0][1] == flaky.requests[1][1]  # byte for byte, so the same HMAC
         assert_signed(flaky)
-        [delivered] = await deliveries(admin, flaky_hook)
+        [delivered] = await settled(
+            admin, flaky_hook, lambda ds: [d["state"] for d in ds] == ["delivered"]
+        )
         assert (delivered["state"], delivered["attempts"], delivered["lastError"]) == (
             "delivered",
             2,
@@ -257,7 +273,9 @@ async def test_a_failed_delivery_is_retried_and_a_hopeless_one_abandoned(
         }
         await eventually(lambda: len(broken.requests) == 4)
         assert broken.requests[3][1] == broken.requests[0][1]  # the same event, same bytes
-        [redone] = await deliveries(admin, broken_hook)
+        [redone] = await settled(
+            admin, broken_hook, lambda ds: [d["state"] for d in ds] == ["delivered"]
+        )
         assert (redone["state"], redone["attempts"], redone["lastStatus"]) == ("delivered", 1, 204)
         # a pending or unknown delivery is refused with the reason; viewers may not
         unknown = f"/webhooks/{broken_hook['id']}/deliveries/999999999/redeliver"
