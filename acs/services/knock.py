@@ -113,6 +113,7 @@ async def knock(
     # is tried, or just before an XMPP IQ times out, still counts
     waits = "udp" in order or "xmpp" in order
     arrival = (arrivals or ArrivalWatcher(pool)).watch(dev_id, since) if waits else None
+    tried: dict[str, tuple[ConnectionRequestResult, datetime]] = {}
 
     async def attempt(channel: str, share: float) -> ConnectionRequestResult:
         if channel == "http":
@@ -144,17 +145,9 @@ async def knock(
             "reason": r.reason,
             "elapsedS": r.elapsed_s,
         }
-        async with pool.acquire() as conn:
-            await nat.record_outcome(
-                conn,
-                dev_id,
-                channel,
-                ok=r.ok,
-                outcome=r.outcome,
-                reason=r.reason,
-                elapsed_s=r.elapsed_s,
-                at=datetime.now(UTC),
-            )
+        # written once the knock is over: under load a pool checkout here took
+        # seconds of the budget the next channel (or the UDP retry) needed
+        tried[channel] = (r, datetime.now(UTC))
         return r
 
     try:
@@ -181,9 +174,32 @@ async def knock(
             # device's private URL refuses): UDP again with what is left, as a new
             # message (ts, id), in case the CPE lost or refused the first one
             last = await attempt("udp", remaining)
+        remaining = budget - (time.monotonic() - start)
+        # a refusal (an error IQ, no XMPP login, a send that failed) is an answer:
+        # only a request that is out and unanswered may still bring the session
+        sent = [ch for ch in ("udp", "xmpp") if ch in tried and tried[ch][0].outcome == "timeout"]
+        if last is not None and not last.ok and sent and arrival is not None and remaining > 0:
+            # a datagram or an IQ that is out may still bring the session after its
+            # channel's share ran out: it counts for as long as the caller waits
+            if await arrival.wait(remaining):
+                last = _arrived_late(sent[-1], time.monotonic() - start)
+                channels[last.channel] |= {
+                    "ok": True,
+                    "outcome": last.outcome,
+                    "reason": last.reason,
+                    "elapsedS": last.elapsed_s,
+                }
+                tried[last.channel] = (last, datetime.now(UTC))
     finally:
         if arrival is not None:
             arrival.close()
+    if tried:
+        async with pool.acquire() as conn:
+            await nat.record_outcomes(
+                conn,
+                dev_id,
+                [(ch, r.ok, r.outcome, r.reason, r.elapsed_s, at) for ch, (r, at) in tried.items()],
+            )
     result = _overall(last, channels, time.monotonic() - start)
     if last is None:
         requester.metrics.connection_request(result.outcome)
@@ -199,6 +215,19 @@ async def knock(
         reason=result.reason,
     )
     return result
+
+
+def _arrived_late(channel: str, elapsed: float) -> ConnectionRequestResult:
+    """The session came after ``channel``'s share of the time, while the knock
+    still waited: that channel brought it."""
+    return ConnectionRequestResult(
+        True,
+        None,
+        f"session opened {elapsed:.1f} s into the knock, after its {channel} request",
+        round(elapsed, 3),
+        "accepted",
+        channel,
+    )
 
 
 def _overall(

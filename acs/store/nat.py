@@ -226,18 +226,13 @@ async def connection_requests_arrived(
     return [(r["device_id"], r["since"], r["arrived"], r["address"], r["port"]) for r in rows]
 
 
-async def record_outcome(
-    conn: asyncpg.Connection,
-    device_id: str,
-    channel: str,
-    *,
-    ok: bool,
-    outcome: str,
-    reason: str,
-    elapsed_s: float,
-    at: datetime,
-) -> None:
-    await conn.execute(
+# one knock's channels: (channel, ok, outcome, reason, elapsed_s, at)
+Outcome = tuple[str, bool, str, str, float, datetime]
+
+
+async def record_outcomes(conn: asyncpg.Connection, device_id: str, rows: list[Outcome]) -> None:
+    """The last outcome of each channel a knock tried, in one round trip."""
+    await conn.executemany(
         """
         INSERT INTO connection_request_channels
             (device_id, channel, ok, outcome, reason, elapsed_s, at)
@@ -246,13 +241,7 @@ async def record_outcome(
             ok = EXCLUDED.ok, outcome = EXCLUDED.outcome, reason = EXCLUDED.reason,
             elapsed_s = EXCLUDED.elapsed_s, at = EXCLUDED.at
         """,
-        device_id,
-        channel,
-        ok,
-        outcome,
-        reason,
-        elapsed_s,
-        at,
+        [(device_id, *row) for row in rows],
     )
 
 

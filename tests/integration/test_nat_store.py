@@ -109,12 +109,8 @@ async def test_each_channel_keeps_its_last_outcome(
 ) -> None:
     dev = await device_with(conn, unique_serial())
     for ok, outcome in ((False, "timeout"), (True, "accepted")):
-        await nat.record_outcome(
-            conn, dev, "udp", ok=ok, outcome=outcome, reason=outcome, elapsed_s=0.2, at=T0
-        )
-    await nat.record_outcome(
-        conn, dev, "http", ok=False, outcome="unreachable", reason="refused", elapsed_s=0, at=T0
-    )
+        await nat.record_outcomes(conn, dev, [("udp", ok, outcome, outcome, 0.2, T0)])
+    await nat.record_outcomes(conn, dev, [("http", False, "unreachable", "refused", 0.0, T0)])
     last = await nat.outcomes(conn, dev)
     assert {ch: (v["ok"], v["outcome"]) for ch, v in last.items()} == {
         "udp": (True, "accepted"),
