@@ -256,20 +256,10 @@ async def copy_devices(
             state[known.config.serial_of(i)] = sets
             for t, cols in columns.items():
                 by_table[t] += [tuple(r[c] for c in cols) for r in rows[t]]
-        async with conn.transaction():
-            # devices first: their insert trigger makes the device_sessions rows
-            await conn.copy_records_to_table(
-                "devices", records=by_table.pop("devices"), columns=columns["devices"]
-            )
-            sessions = by_table.pop("device_sessions")
-            await conn.execute(
-                "UPDATE device_sessions s SET last_inform = v.t, bootstrap_owed = false"
-                " FROM unnest($1::text[], $2::timestamptz[]) v(id, t) WHERE s.device_id = v.id",
-                [r[0] for r in sessions],
-                [r[1] for r in sessions],
-            )
-            for t, records in by_table.items():
-                await conn.copy_records_to_table(t, records=records, columns=columns[t])
+        devs = by_table.pop("devices")
+        heard = by_table.pop("device_sessions")
+        others = {t: (columns[t], records) for t, records in by_table.items()}
+        await storage.copy_known(conn, devs, heard, others, columns["devices"])
     return state
 
 

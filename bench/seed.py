@@ -122,21 +122,11 @@ async def seed_fleet(
                 nxt = k + len(ahead) + 1
                 if nxt < len(chunks):
                     ahead.append(loop.run_in_executor(pool, _rows, acs_url, prefix, *chunks[nxt]))
-                async with conn.transaction():
-                    await conn.copy_records_to_table(
-                        "devices", records=dev_rows, columns=storage.DEVICE_COPY_COLUMNS
-                    )
-                    await conn.copy_records_to_table(
-                        "device_parameters",
-                        records=tree_rows,
-                        columns=("device_id", "tree", "updated_at"),
-                    )
-                    # the rows are the devices insert trigger's
-                    await conn.execute(
-                        "UPDATE device_sessions SET last_inform = $2, bootstrap_owed = false"
-                        " WHERE device_id = ANY($1::text[])",
-                        [r[0] for r in dev_rows],
-                        DISCOVERED_AT,
-                    )
+                await storage.copy_known(
+                    conn,
+                    dev_rows,
+                    [(r[0], DISCOVERED_AT) for r in dev_rows],
+                    {"device_parameters": (("device_id", "tree", "updated_at"), tree_rows)},
+                )
     finally:
         await conn.close()

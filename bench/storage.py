@@ -289,6 +289,30 @@ DEVICE_COPY_COLUMNS = (
 )
 
 
+async def copy_known(
+    conn: asyncpg.Connection,
+    device_rows: list[tuple[Any, ...]],
+    heard: list[tuple[str, datetime]],
+    tables: dict[str, tuple[list[str] | tuple[str, ...], list[tuple[Any, ...]]]],
+    device_columns: list[str] | tuple[str, ...] = DEVICE_COPY_COLUMNS,
+) -> None:
+    """COPY devices known as after their bootstrap, in one transaction: their rows,
+    each one's session row (last heard at ``heard``'s time, no bootstrap owed), then
+    the rows of ``tables`` (table -> columns, records), as bench.seed and
+    bench.known_fleet load them."""
+    async with conn.transaction():
+        # devices first: their insert trigger makes the device_sessions rows
+        await conn.copy_records_to_table("devices", records=device_rows, columns=device_columns)
+        await conn.execute(
+            "UPDATE device_sessions s SET last_inform = v.t, bootstrap_owed = false"
+            " FROM unnest($1::text[], $2::timestamptz[]) v(id, t) WHERE s.device_id = v.id",
+            [dev for dev, _ in heard],
+            [at for _, at in heard],
+        )
+        for table, (columns, records) in tables.items():
+            await conn.copy_records_to_table(table, records=records, columns=columns)
+
+
 def _batches(n: int, size: int) -> Iterator[range]:
     for start in range(0, n, size):
         yield range(start, min(n, start + size))

@@ -130,6 +130,16 @@ class LiveSession:
     # a DU state change was reported: re-read SoftwareModules. in this session
     refresh_software: bool = False
 
+    @property
+    def policy_events(self) -> list[str]:
+        """The events the policies go by: a first contact is a bootstrap too."""
+        return policy_rules.session_events(self.events, self.first_contact)
+
+    @property
+    def bootstrap(self) -> bool:
+        """A bootstrap session for the policies: once they ran, later ones are not."""
+        return policy_rules.BOOTSTRAP in self.policy_events
+
 
 class SessionDriver:
     def __init__(
@@ -355,9 +365,9 @@ class SessionDriver:
                 return work
         if not live.policies_checked:
             live.policies_checked = True
-            events = policy_rules.session_events(live.events, live.first_contact)
+            events = live.policy_events
             if self.policies.surely_nothing_for(events, now()):
-                await self._bootstrap_settled(live, events)
+                await self._bootstrap_settled(live)
                 return await self._campaign_work(live)
             unusable = False
             try:
@@ -381,12 +391,12 @@ class SessionDriver:
                 plan, run = found
                 return Work(plan, label="policies", policy_run=run)
             if not unusable:
-                await self._bootstrap_settled(live, events)
+                await self._bootstrap_settled(live)
         return await self._campaign_work(live)
 
-    async def _bootstrap_settled(self, live: LiveSession, events: list[str]) -> None:
+    async def _bootstrap_settled(self, live: LiveSession) -> None:
         """A bootstrap session's policies had nothing to do: later sessions are not bootstraps."""
-        if policy_rules.BOOTSTRAP in events:
+        if live.bootstrap:
             async with self.pool.acquire() as conn:
                 await sessions.bootstrap_settled(conn, live.device_id)
 
@@ -610,9 +620,7 @@ class SessionDriver:
                 live.may_have_tasks = True  # a policy's file: download it in this session
             # ran to its end, faults and all (they are in the results): a session cut
             # before here leaves the bootstrap owed to the next one
-            if policy_rules.BOOTSTRAP in policy_rules.session_events(
-                live.events, live.first_contact
-            ):
+            if live.bootstrap:
                 await sessions.bootstrap_settled(conn, run.device_id)
         live.policies_applied.extend(p.row.name for p in run.applied)
         log(

@@ -34,13 +34,9 @@ from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 
 from acs.logs import log
+from acs.web.deadline import Deadline, peer_of, time_out
 
 logger = logging.getLogger("acs.http")
-
-_TIMEOUT_408 = (
-    b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\n"
-    b"Content-Length: 36\r\nConnection: close\r\n\r\nrequest headers not received in time"
-)
 
 
 # where an excerpt of the request begins: a colon, or a quote opening a quoted
@@ -77,9 +73,7 @@ class GuardedHandler(RequestHandler):
         self._listener = listener
         self._header_timeout_s = header_timeout_s
         self._body_timeout_s = body_timeout_s
-        self._timer: asyncio.TimerHandle | None = None
-        self._phase = ""  # "headers" or "body" while a deadline runs
-        self._body_deadline = 0.0  # moved on by each piece of the body, checked when due
+        self._deadline = Deadline(self._loop, self._expired)  # "headers" or "body"
         self._body: StreamReader | None = None  # the last request's body
         self._requests_seen = 0
 
@@ -88,17 +82,18 @@ class GuardedHandler(RequestHandler):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         # a client that connects and sends nothing is a slow loris too
-        self._arm("headers", self._header_timeout_s)
+        self._deadline.arm("headers", self._header_timeout_s)
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self._disarm()
+        self._deadline.disarm()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         in_body = self._body is not None and not self._body.is_eof()
         super().data_received(data)
+        deadline = self._deadline
         if self._force_close or self._close or self.transport is None:
-            self._disarm()
+            deadline.disarm()
             return
         headers_done = self._request_count != self._requests_seen
         if headers_done:
@@ -113,64 +108,34 @@ class GuardedHandler(RequestHandler):
                 )
             self._body = body
         if self._body is not None and not self._body.is_eof():
-            # each piece restarts the clock; the timer itself is moved only when it
-            # fires, not for each of a large upload's thousands of pieces
-            self._body_deadline = self._loop.time() + self._body_timeout_s
-            if self._phase != "body":
-                self._arm("body", self._body_timeout_s)
+            deadline.body_piece(self._body_timeout_s)  # each piece restarts the clock
         elif headers_done or in_body or not data:
             # a whole request, a body complete, or aiohttp re-feeding its own buffer;
             # an idle keep-alive connection is aiohttp's keepalive_timeout's business
-            self._disarm()
-        elif self._phase != "headers":
+            deadline.disarm()
+        elif deadline.phase != "headers":
             # the first bytes of a request whose headers are still to come; the
             # deadline is not restarted by later bytes, or a byte a second would do
-            self._arm("headers", self._header_timeout_s)
+            deadline.arm("headers", self._header_timeout_s)
 
-    def _arm(self, phase: str, after_s: float) -> None:
-        self._disarm()
-        self._phase = phase
-        self._timer = self._loop.call_later(after_s, self._expired)
-
-    def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = None
-        self._phase = ""
-
-    def _expired(self) -> None:
-        phase, self._timer, self._phase = self._phase, None, ""
+    def _expired(self, phase: str) -> None:
         transport = self.transport
         if transport is None or transport.is_closing():
             return
         if phase == "body":
-            if self._body is None or self._body.is_eof():
-                return
-            if self._loop.time() < self._body_deadline:  # pieces came meanwhile
-                self._arm("body", self._body_deadline - self._loop.time())
+            if self._body is None or self._body.is_eof() or self._deadline.body_moved_on():
                 return
             if self._reading_paused or self._buffer_paused:
                 # we stopped reading (a busy handler): the client is not late
-                self._arm("body", self._body_timeout_s)
+                self._deadline.arm("body", self._body_timeout_s)
                 return
         elif self._current_request is not None or self._messages:
             # a pipelined request's headers while the previous one is handled:
             # its clock starts when the handler is done
-            self._arm("headers", self._header_timeout_s)
+            self._deadline.arm("headers", self._header_timeout_s)
             return
-        log(
-            logger,
-            logging.WARNING,
-            "http_timeout",
-            listener=self._listener,
-            peer=_peer(transport),
-            phase=phase,
-            after_s=self._body_timeout_s if phase == "body" else self._header_timeout_s,
-        )
-        self._count("header_timeout" if phase == "headers" else "body_timeout")
-        if phase == "headers":
-            transport.write(_TIMEOUT_408)
-        transport.close()
+        after_s = self._body_timeout_s if phase == "body" else self._header_timeout_s
+        time_out(transport, phase, listener=self._listener, after_s=after_s, count=self._count)
 
     # ---------------------------------------------------------------- errors
 
@@ -184,7 +149,7 @@ class GuardedHandler(RequestHandler):
                 logging.INFO,
                 "http_client_error",
                 listener=self._listener,
-                peer=_peer(self.transport),
+                peer=peer_of(self.transport),
                 reason=reason_of(exc),
             )
             return
@@ -211,7 +176,7 @@ class GuardedHandler(RequestHandler):
             logging.WARNING,
             "http_malformed" if isinstance(exc, HttpProcessingError) else "http_client_error",
             listener=self._listener,
-            peer=_peer(self.transport) or request.remote,
+            peer=peer_of(self.transport) or request.remote,
             status=status,
             reason=reason,
         )
@@ -223,15 +188,6 @@ class GuardedHandler(RequestHandler):
 
 
 _CLIENT_SIDE = (HttpProcessingError, RequestPayloadError, ConnectionError)
-
-
-def _peer(transport: asyncio.BaseTransport | None) -> str | None:
-    if transport is None:
-        return None
-    peer = transport.get_extra_info("peername")
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        return f"{peer[0]}:{peer[1]}"
-    return str(peer) if peer else None
 
 
 class _GuardedServer:

@@ -46,8 +46,7 @@ from aiohttp._cookie_helpers import parse_cookie_header
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from acs.logs import log
-from acs.web.guard import _TIMEOUT_408, _peer
+from acs.web.deadline import Deadline, time_out
 from acs.web.proxy import CLIENT, TrustedProxies
 
 logger = logging.getLogger("acs.http")
@@ -271,9 +270,7 @@ class LeanProtocol(asyncio.Protocol):
         self.remote: str | None = None
         # the request whose body is being received: its head's length, its total
         self.pending: tuple[LeanRequest, int, int, bool] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._phase = ""  # "headers", "body" or "idle" while a timer runs
-        self._body_deadline = 0.0
+        self.deadline = Deadline(self.loop, self._expired)  # "headers", "body" or "idle"
 
     # ------------------------------------------------------------ connection
 
@@ -284,11 +281,11 @@ class LeanProtocol(asyncio.Protocol):
         self.remote = peer[0] if isinstance(peer, tuple) and peer else None
         self.l.connections.add(self)
         # a client that connects and sends nothing is a slow loris too
-        self._arm("headers", self.l.header_timeout_s)
+        self.deadline.arm("headers", self.l.header_timeout_s)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.gone = True
-        self._disarm()
+        self.deadline.disarm()
         self.l.connections.discard(self)
         self.transport = None
 
@@ -307,12 +304,9 @@ class LeanProtocol(asyncio.Protocol):
                 self.transport.pause_reading()
                 self.paused = True
             return
-        if self.pending is not None:
-            # a body piece: each restarts its clock; the timer moves only when it fires
-            self._body_deadline = self.loop.time() + self.l.body_timeout_s
-        elif started:
+        if self.pending is None and started:
             # the first bytes of a request: the header clock starts, later bytes do not move it
-            self._arm("headers", self.l.header_timeout_s)
+            self.deadline.arm("headers", self.l.header_timeout_s)
         self._process()
 
     # ------------------------------------------------------------ framing
@@ -325,14 +319,13 @@ class LeanProtocol(asyncio.Protocol):
                 continue
             request, head_len, total, keep_alive = self.pending
             if len(self.buffer) < total:
-                if self._phase != "body":
-                    self._body_deadline = self.loop.time() + self.l.body_timeout_s
-                    self._arm("body", self.l.body_timeout_s)
+                # awaited, or a piece came: each restarts the body's clock
+                self.deadline.body_piece(self.l.body_timeout_s)
                 return
             request._body = bytes(self.buffer[head_len:total])
             del self.buffer[:total]
             self.pending = None
-            self._disarm()
+            self.deadline.disarm()
             self.busy = True
             task = self.loop.create_task(self._serve(request, keep_alive))
             self.l.serving.add(task)
@@ -342,8 +335,8 @@ class LeanProtocol(asyncio.Protocol):
         """Parse the next request's head; False to wait for more bytes (or after a handoff)."""
         buffer = self.buffer
         if not buffer:
-            if self._phase != "idle":
-                self._arm("idle", self.l.keepalive_timeout_s)
+            if self.deadline.phase != "idle":
+                self.deadline.arm("idle", self.l.keepalive_timeout_s)
             return False
         end = buffer.find(b"\r\n\r\n", 0, MAX_HEAD + 4)
         if end < 0:
@@ -351,8 +344,8 @@ class LeanProtocol(asyncio.Protocol):
                 # too long for us, or not HTTP at all (a TLS hello on a plain
                 # port): aiohttp's limits, answer and log line, without waiting
                 self._hand_off()
-            elif self._phase != "headers":
-                self._arm("headers", self.l.header_timeout_s)
+            elif self.deadline.phase != "headers":
+                self.deadline.arm("headers", self.l.header_timeout_s)
             return False
         head_len = end + 4
         head = _Head()
@@ -405,7 +398,7 @@ class LeanProtocol(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         self.gone = True
-        self._disarm()
+        self.deadline.disarm()
         self.l.connections.discard(self)
         self.l.handed_off += 1
         proto = self.l.fallback()
@@ -449,24 +442,12 @@ class LeanProtocol(asyncio.Protocol):
             transport.resume_reading()
         if self.buffer:
             # a pipelined request: its header clock starts now that ours is done
-            self._arm("headers", self.l.header_timeout_s)
+            self.deadline.arm("headers", self.l.header_timeout_s)
         self._process()
 
     # ------------------------------------------------------------ deadlines
 
-    def _arm(self, phase: str, after_s: float) -> None:
-        self._disarm()
-        self._phase = phase
-        self._timer = self.loop.call_later(after_s, self._expired)
-
-    def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = None
-        self._phase = ""
-
-    def _expired(self) -> None:
-        phase, self._timer, self._phase = self._phase, None, ""
+    def _expired(self, phase: str) -> None:
         transport = self.transport
         if self.gone or transport is None or transport.is_closing():
             return
@@ -477,23 +458,10 @@ class LeanProtocol(asyncio.Protocol):
         if phase == "idle":
             transport.close()  # an idle keep-alive connection, as aiohttp closes one
             return
-        if phase == "body" and self.loop.time() < self._body_deadline:
-            self._arm("body", self._body_deadline - self.loop.time())  # pieces came meanwhile
+        if phase == "body" and self.deadline.body_moved_on():
             return
         after_s = self.l.body_timeout_s if phase == "body" else self.l.header_timeout_s
-        log(
-            logger,
-            logging.WARNING,
-            "http_timeout",
-            listener=self.l.listener,
-            peer=_peer(transport),
-            phase=phase,
-            after_s=after_s,
-        )
-        self.l.count("header_timeout" if phase == "headers" else "body_timeout")
-        if phase == "headers":
-            transport.write(_TIMEOUT_408)
-        transport.close()
+        time_out(transport, phase, listener=self.l.listener, after_s=after_s, count=self.l.count)
 
 
 class LeanSite(web.TCPSite):
