@@ -11,6 +11,7 @@ inside the one timeout, and records each channel's outcome for operators.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from datetime import UTC, datetime, timedelta
@@ -150,6 +151,55 @@ async def knock(
         tried[channel] = (r, datetime.now(UTC))
         return r
 
+    def out() -> list[str]:
+        """Channels whose request is out and unanswered: it may still bring the
+        session. A refusal (an error IQ, no XMPP login, a failed send) is an answer."""
+        return [ch for ch in ("udp", "xmpp") if ch in tried and tried[ch][0].outcome == "timeout"]
+
+    def came_after(channel: str) -> ConnectionRequestResult:
+        """The session came after ``channel``'s share of the time: that channel brought it."""
+        elapsed = time.monotonic() - start
+        r = ConnectionRequestResult(
+            True,
+            None,
+            f"session opened {elapsed:.1f} s into the knock, after its {channel} request",
+            round(elapsed, 3),
+            "accepted",
+            channel,
+        )
+        channels[channel] |= {
+            "ok": True,
+            "outcome": r.outcome,
+            "reason": r.reason,
+            "elapsedS": r.elapsed_s,
+        }
+        tried[channel] = (r, datetime.now(UTC))
+        return r
+
+    async def while_out(channel: str, share: float) -> ConnectionRequestResult:
+        """The next channel, tried while an earlier one's request is out: the session
+        that request brings ends the attempt (a NATed device's URL may hang for its
+        whole share)."""
+        assert arrival is not None
+        trying = asyncio.ensure_future(attempt(channel, share))
+        came = asyncio.ensure_future(arrival.wait(share))
+        try:
+            done, _ = await asyncio.wait({trying, came}, return_when=asyncio.FIRST_COMPLETED)
+            if trying not in done and came.result():
+                trying.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await trying
+                brought_by = out()[-1]
+                channels[channel] = {
+                    "tried": False,
+                    "reason": f"not needed: the session came after the {brought_by} request",
+                }
+                return came_after(brought_by)
+            return await trying
+        finally:
+            for t in (trying, came):
+                t.cancel()
+
     try:
         for i, channel in enumerate(order):
             remaining = budget - (time.monotonic() - start)
@@ -159,7 +209,10 @@ async def knock(
             # a channel with another behind it gets half the time, so a hanging one
             # leaves the next its chance inside the caller's timeout
             share = remaining if i == len(order) - 1 else remaining / 2
-            last = await attempt(channel, share)
+            if arrival is not None and out():
+                last = await while_out(channel, share)
+            else:
+                last = await attempt(channel, share)
             if last.ok:
                 break
         remaining = budget - (time.monotonic() - start)
@@ -175,21 +228,12 @@ async def knock(
             # message (ts, id), in case the CPE lost or refused the first one
             last = await attempt("udp", remaining)
         remaining = budget - (time.monotonic() - start)
-        # a refusal (an error IQ, no XMPP login, a send that failed) is an answer:
-        # only a request that is out and unanswered may still bring the session
-        sent = [ch for ch in ("udp", "xmpp") if ch in tried and tried[ch][0].outcome == "timeout"]
-        if last is not None and not last.ok and sent and arrival is not None and remaining > 0:
+        if last is not None and not last.ok and arrival is not None and out():
             # a datagram or an IQ that is out may still bring the session after its
             # channel's share ran out: it counts for as long as the caller waits
-            if await arrival.wait(remaining):
-                last = _arrived_late(sent[-1], time.monotonic() - start)
-                channels[last.channel] |= {
-                    "ok": True,
-                    "outcome": last.outcome,
-                    "reason": last.reason,
-                    "elapsedS": last.elapsed_s,
-                }
-                tried[last.channel] = (last, datetime.now(UTC))
+            # (0 left: what the watcher has seen meanwhile)
+            if await arrival.wait(max(remaining, 0.0)):
+                last = came_after(out()[-1])
     finally:
         if arrival is not None:
             arrival.close()
@@ -215,19 +259,6 @@ async def knock(
         reason=result.reason,
     )
     return result
-
-
-def _arrived_late(channel: str, elapsed: float) -> ConnectionRequestResult:
-    """The session came after ``channel``'s share of the time, while the knock
-    still waited: that channel brought it."""
-    return ConnectionRequestResult(
-        True,
-        None,
-        f"session opened {elapsed:.1f} s into the knock, after its {channel} request",
-        round(elapsed, 3),
-        "accepted",
-        channel,
-    )
 
 
 def _overall(

@@ -25,47 +25,64 @@ TIMEOUT_408 = (
 
 
 class Deadline:
-    """One connection's timer: the phase it runs for ("headers", "body", "idle"), and
-    the body's own deadline, which each piece moves on without moving the timer."""
+    """One connection's timer: the phase it runs for ("headers", "body", "idle") and
+    when that phase is due.
 
-    __slots__ = ("_loop", "_expired", "_timer", "phase", "body_due")
+    A request moves through several phases, and on the lean path most requests
+    arrive whole in one read: a TimerHandle per phase (a heap push and a
+    cancelled entry each) was the lean path's largest cost of its own. So one
+    handle serves the connection: a phase that is due no earlier than the handle
+    only moves ``due``, and the handle, when it fires early, sleeps again until
+    ``due``. Only a phase due sooner replaces the handle; ``cancel`` (the
+    connection is gone) drops it, so a closed connection is not held until then.
+    """
+
+    __slots__ = ("_loop", "_expired", "_timer", "_timer_at", "phase", "due")
+
+    # a handle that fires this close to ``due`` counts as on time: the loop may run
+    # a timer up to its clock resolution early, and sleeping again for less would spin
+    SLACK_S = 0.005
 
     def __init__(self, loop: asyncio.AbstractEventLoop, expired: Callable[[str], None]) -> None:
         self._loop = loop
-        self._expired = expired  # called with the phase whose timer fired
+        self._expired = expired  # called with the phase that is due
         self._timer: asyncio.TimerHandle | None = None
-        self.phase = ""  # while a timer runs
-        self.body_due = 0.0  # loop time by which the body's next piece is due
+        self._timer_at = 0.0  # loop time the handle fires at
+        self.phase = ""  # while a deadline runs
+        self.due = 0.0  # loop time the phase is due
 
     def arm(self, phase: str, after_s: float) -> None:
-        self.disarm()
-        self.phase = phase
-        self._timer = self._loop.call_later(after_s, self._fire)
+        due = self._loop.time() + after_s
+        self.phase, self.due = phase, due
+        if self._timer is not None:
+            if self._timer_at <= due:
+                return  # it fires first and sleeps again until ``due``
+            self._timer.cancel()
+        self._timer, self._timer_at = self._loop.call_at(due, self._fire), due
 
     def disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = None
+        """No deadline runs; the handle, if any, finds nothing to do when it fires."""
         self.phase = ""
 
-    def body_piece(self, after_s: float) -> None:
-        """A piece of a body came (or a body is awaited): the next is due within
-        ``after_s``. The timer itself is moved only when it fires, not for each of a
-        large upload's thousands of pieces."""
-        self.body_due = self._loop.time() + after_s
-        if self.phase != "body":
-            self.arm("body", after_s)
+    def cancel(self) -> None:
+        """The connection is gone: no handle keeps it."""
+        self.phase = ""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
-    def body_moved_on(self) -> bool:
-        """For a body timer that fired: re-armed, True, when pieces came meanwhile."""
-        left = self.body_due - self._loop.time()
-        if left <= 0:
-            return False
-        self.arm("body", left)
-        return True
+    def body_piece(self, after_s: float) -> None:
+        """A piece of a body came (or a body is awaited): the next is due within ``after_s``."""
+        self.arm("body", after_s)
 
     def _fire(self) -> None:
-        phase, self._timer, self.phase = self.phase, None, ""
+        self._timer = None
+        if not self.phase:
+            return
+        if self.due - self._loop.time() > self.SLACK_S:
+            self._timer, self._timer_at = self._loop.call_at(self.due, self._fire), self.due
+            return
+        phase, self.phase = self.phase, ""
         self._expired(phase)
 
 

@@ -85,7 +85,7 @@ class GuardedHandler(RequestHandler):
         self._deadline.arm("headers", self._header_timeout_s)
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self._deadline.disarm()
+        self._deadline.cancel()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -123,7 +123,7 @@ class GuardedHandler(RequestHandler):
         if transport is None or transport.is_closing():
             return
         if phase == "body":
-            if self._body is None or self._body.is_eof() or self._deadline.body_moved_on():
+            if self._body is None or self._body.is_eof():
                 return
             if self._reading_paused or self._buffer_paused:
                 # we stopped reading (a busy handler): the client is not late

@@ -285,7 +285,7 @@ class LeanProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.gone = True
-        self.deadline.disarm()
+        self.deadline.cancel()
         self.l.connections.discard(self)
         self.transport = None
 
@@ -398,7 +398,7 @@ class LeanProtocol(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         self.gone = True
-        self.deadline.disarm()
+        self.deadline.cancel()
         self.l.connections.discard(self)
         self.l.handed_off += 1
         proto = self.l.fallback()
@@ -457,8 +457,6 @@ class LeanProtocol(asyncio.Protocol):
             return
         if phase == "idle":
             transport.close()  # an idle keep-alive connection, as aiohttp closes one
-            return
-        if phase == "body" and self.deadline.body_moved_on():
             return
         after_s = self.l.body_timeout_s if phase == "body" else self.l.header_timeout_s
         time_out(transport, phase, listener=self.l.listener, after_s=after_s, count=self.l.count)

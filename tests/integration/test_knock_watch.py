@@ -390,3 +390,64 @@ async def test_a_busy_pool_takes_none_of_the_knocks_time_and_a_late_session_coun
     last = await nat.outcomes(conn, dev.id)
     assert (last["udp"]["ok"], last["udp"]["outcome"]) == (True, "accepted")
     assert (last["http"]["ok"], last["http"]["outcome"]) == (False, "unreachable")
+
+
+async def test_a_session_the_udp_request_brings_ends_a_hanging_http_attempt(
+    conn: asyncpg.Connection, unique_serial: Callable[..., str], db_pool: asyncpg.Pool, tmp_path
+) -> None:
+    """Behind a NAT that drops inbound TCP, HTTP (tried after UDP) hangs for its whole
+    share. The session UDP's datagram brings in the meantime is the knock's answer."""
+    from acs.config import Settings
+    from acs.connreq.http import ConnectionRequester
+    from acs.cwmp.messages import ParameterValueStruct as PV
+    from acs.services.knock import knock
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # takes the connection, never answers, until the knock drops it
+        writer.close()
+
+    listener = await asyncio.start_server(silent, "127.0.0.1", 0)
+    http_port = listener.sockets[0].getsockname()[1]
+    serial = unique_serial()
+    cpe = LateSessionCpe(conn, serial, delay_s=2.6)  # after UDP's share (2 s), within 4 s
+    transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+        lambda: cpe, local_addr=("127.0.0.1", 0)
+    )
+    port = transport.get_extra_info("sockname")[1]
+    ms = "Device.ManagementServer."
+    dev, _ = await devices.upsert_from_inform(
+        conn,
+        inform(
+            serial,
+            [
+                PV(ms + "ConnectionRequestURL", f"http://127.0.0.1:{http_port}/cr"),
+                PV(ms + "UDPConnectionRequestAddress", f"127.0.0.1:{port}"),
+                PV(ms + "NATDetected", "true"),
+            ],
+        ),
+    )
+    settings = Settings(
+        data_dir=tmp_path,
+        connection_request_username="cr",
+        connection_request_password="cr-secret",
+        connection_request_timeout_s=4.0,
+    )
+    requester, sender = ConnectionRequester(timeout_s=30.0), UdpConnectionRequester()
+    begun = time.monotonic()
+    try:
+        result = await knock(db_pool, requester, settings, dev.id, udp=sender)
+        took = time.monotonic() - begun
+    finally:
+        transport.close()
+        listener.close()
+        await requester.close()
+        await sender.close()
+        if cpe.session is not None:
+            await cpe.session
+    assert result.ok and result.channel == "udp", result
+    assert "after its udp request" in result.reason
+    assert 2.6 <= took < 3.9, took  # not the 4 s budget: the HTTP attempt was dropped
+    assert result.channels["http"]["tried"] is False
+    assert "not needed" in result.channels["http"]["reason"]
+    last = await nat.outcomes(conn, dev.id)
+    assert (last["udp"]["ok"], last["udp"]["outcome"]) == (True, "accepted")
