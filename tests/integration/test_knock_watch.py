@@ -232,6 +232,62 @@ async def test_more_waiting_udp_knocks_than_slots_all_get_their_session() -> Non
     assert cpes.accepted == set(range(count))
 
 
+async def knock_natted(
+    conn: asyncpg.Connection,
+    pool: Any,
+    tmp_path: Any,
+    serial: str,
+    cpe: Any,
+    cr_url: str,
+    *,
+    http_timeout_s: float,
+    arrivals: ArrivalWatcher | None = None,
+) -> tuple[Any, float, str]:
+    """Knock a device behind a NAT (UDP first, 4 s in all) whose UDP connection
+    requests reach ``cpe`` and whose ConnectionRequestURL is ``cr_url``; the
+    knock's result, how long it took, and the device id."""
+    from acs.config import Settings
+    from acs.connreq.http import ConnectionRequester
+    from acs.cwmp.messages import ParameterValueStruct as PV
+    from acs.services.knock import knock
+
+    transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+        lambda: cpe, local_addr=("127.0.0.1", 0)
+    )
+    port = transport.get_extra_info("sockname")[1]
+    ms = "Device.ManagementServer."
+    dev, _ = await devices.upsert_from_inform(
+        conn,
+        inform(
+            serial,
+            [
+                PV(ms + "ConnectionRequestURL", cr_url),
+                PV(ms + "UDPConnectionRequestAddress", f"127.0.0.1:{port}"),
+                PV(ms + "NATDetected", "true"),
+            ],
+        ),
+    )
+    settings = Settings(
+        data_dir=tmp_path,
+        connection_request_username="cr",
+        connection_request_password="cr-secret",
+        connection_request_timeout_s=4.0,
+    )
+    requester = ConnectionRequester(timeout_s=http_timeout_s)
+    sender = UdpConnectionRequester()
+    begun = time.monotonic()
+    try:
+        result = await knock(pool, requester, settings, dev.id, udp=sender, arrivals=arrivals)
+        took = time.monotonic() - begun
+    finally:
+        transport.close()
+        await requester.close()
+        await sender.close()
+        if cpe.session is not None:
+            await cpe.session
+    return result, took, dev.id
+
+
 class FirstRequestLostCpe(asyncio.DatagramProtocol):
     """A NATed CPE whose first connection request (every retransmission of that
     id) is lost on the way; the first other valid one opens its session."""
@@ -256,45 +312,12 @@ class FirstRequestLostCpe(asyncio.DatagramProtocol):
 async def test_a_udp_knock_whose_share_brought_no_session_tries_again_with_the_time_left(
     conn: asyncpg.Connection, unique_serial: Callable[..., str], db_pool: asyncpg.Pool, tmp_path
 ) -> None:
-    from acs.config import Settings
-    from acs.connreq.http import ConnectionRequester
-    from acs.cwmp.messages import ParameterValueStruct as PV
-    from acs.services.knock import knock
-
     serial = unique_serial()
     cpe = FirstRequestLostCpe(conn, serial)
-    transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
-        lambda: cpe, local_addr=("127.0.0.1", 0)
+    # its URL on port 1 refuses at once, as a private one may
+    result, _, _ = await knock_natted(
+        conn, db_pool, tmp_path, serial, cpe, "http://127.0.0.1:1/cr", http_timeout_s=1.0
     )
-    port = transport.get_extra_info("sockname")[1]
-    ms = "Device.ManagementServer."
-    # behind a NAT (UDP first); its URL on port 1 refuses at once, as a private one may
-    dev, _ = await devices.upsert_from_inform(
-        conn,
-        inform(
-            serial,
-            [
-                PV(ms + "ConnectionRequestURL", "http://127.0.0.1:1/cr"),
-                PV(ms + "UDPConnectionRequestAddress", f"127.0.0.1:{port}"),
-                PV(ms + "NATDetected", "true"),
-            ],
-        ),
-    )
-    settings = Settings(
-        data_dir=tmp_path,
-        connection_request_username="cr",
-        connection_request_password="cr-secret",
-        connection_request_timeout_s=4.0,
-    )
-    requester, sender = ConnectionRequester(timeout_s=1.0), UdpConnectionRequester()
-    try:
-        result = await knock(db_pool, requester, settings, dev.id, udp=sender)
-    finally:
-        transport.close()
-        await requester.close()
-        await sender.close()
-        if cpe.session is not None:
-            await cpe.session
     assert result.ok and result.channel == "udp", result
     assert len(cpe.ids) == 2  # the lost request, then the retry as a new message
     assert result.channels["http"]["tried"] and not result.channels["http"]["ok"]
@@ -342,52 +365,23 @@ async def test_a_busy_pool_takes_none_of_the_knocks_time_and_a_late_session_coun
     CPE had taken the datagram and its session came. Writing the UDP outcome waited
     for a pool connection in the middle of the knock and used up the time the UDP
     retry needed. Outcomes are now written once the knock is over."""
-    from acs.config import Settings
-    from acs.connreq.http import ConnectionRequester
-    from acs.cwmp.messages import ParameterValueStruct as PV
-    from acs.services.knock import knock
-
     serial = unique_serial()
     cpe = LateSessionCpe(conn, serial, delay_s=2.6)  # after UDP's share (2 s), within 4 s
-    transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
-        lambda: cpe, local_addr=("127.0.0.1", 0)
-    )
-    port = transport.get_extra_info("sockname")[1]
-    ms = "Device.ManagementServer."
-    dev, _ = await devices.upsert_from_inform(
-        conn,
-        inform(
-            serial,
-            [
-                PV(ms + "ConnectionRequestURL", "http://127.0.0.1:1/cr"),  # refuses at once
-                PV(ms + "UDPConnectionRequestAddress", f"127.0.0.1:{port}"),
-                PV(ms + "NATDetected", "true"),
-            ],
-        ),
-    )
-    settings = Settings(
-        data_dir=tmp_path,
-        connection_request_username="cr",
-        connection_request_password="cr-secret",
-        connection_request_timeout_s=4.0,
-    )
-    requester, sender = ConnectionRequester(timeout_s=1.0), UdpConnectionRequester()
-    watcher = ArrivalWatcher(db_pool)  # the watcher's own checkouts stay quick
     busy: Any = SlowCheckouts(db_pool, wait_s=0.9)
-    begun = time.monotonic()
-    try:
-        result = await knock(busy, requester, settings, dev.id, udp=sender, arrivals=watcher)
-        took = time.monotonic() - begun
-    finally:
-        transport.close()
-        await requester.close()
-        await sender.close()
-        if cpe.session is not None:
-            await cpe.session
+    result, took, dev_id = await knock_natted(
+        conn,
+        busy,
+        tmp_path,
+        serial,
+        cpe,
+        "http://127.0.0.1:1/cr",  # refuses at once
+        http_timeout_s=1.0,
+        arrivals=ArrivalWatcher(db_pool),  # the watcher's own checkouts stay quick
+    )
     assert result.ok and result.channel == "udp", result
     # the session's 2.6 s, the opening read's and the final write's checkouts (0.9 s each)
     assert 2.6 <= took < 4.0 + 2 * 0.9 + 1.0, took
-    last = await nat.outcomes(conn, dev.id)
+    last = await nat.outcomes(conn, dev_id)
     assert (last["udp"]["ok"], last["udp"]["outcome"]) == (True, "accepted")
     assert (last["http"]["ok"], last["http"]["outcome"]) == (False, "unreachable")
 
@@ -397,10 +391,6 @@ async def test_a_session_the_udp_request_brings_ends_a_hanging_http_attempt(
 ) -> None:
     """Behind a NAT that drops inbound TCP, HTTP (tried after UDP) hangs for its whole
     share. The session UDP's datagram brings in the meantime is the knock's answer."""
-    from acs.config import Settings
-    from acs.connreq.http import ConnectionRequester
-    from acs.cwmp.messages import ParameterValueStruct as PV
-    from acs.services.knock import knock
 
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read()  # takes the connection, never answers, until the knock drops it
@@ -410,44 +400,22 @@ async def test_a_session_the_udp_request_brings_ends_a_hanging_http_attempt(
     http_port = listener.sockets[0].getsockname()[1]
     serial = unique_serial()
     cpe = LateSessionCpe(conn, serial, delay_s=2.6)  # after UDP's share (2 s), within 4 s
-    transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
-        lambda: cpe, local_addr=("127.0.0.1", 0)
-    )
-    port = transport.get_extra_info("sockname")[1]
-    ms = "Device.ManagementServer."
-    dev, _ = await devices.upsert_from_inform(
-        conn,
-        inform(
-            serial,
-            [
-                PV(ms + "ConnectionRequestURL", f"http://127.0.0.1:{http_port}/cr"),
-                PV(ms + "UDPConnectionRequestAddress", f"127.0.0.1:{port}"),
-                PV(ms + "NATDetected", "true"),
-            ],
-        ),
-    )
-    settings = Settings(
-        data_dir=tmp_path,
-        connection_request_username="cr",
-        connection_request_password="cr-secret",
-        connection_request_timeout_s=4.0,
-    )
-    requester, sender = ConnectionRequester(timeout_s=30.0), UdpConnectionRequester()
-    begun = time.monotonic()
     try:
-        result = await knock(db_pool, requester, settings, dev.id, udp=sender)
-        took = time.monotonic() - begun
+        result, took, dev_id = await knock_natted(
+            conn,
+            db_pool,
+            tmp_path,
+            serial,
+            cpe,
+            f"http://127.0.0.1:{http_port}/cr",
+            http_timeout_s=30.0,
+        )
     finally:
-        transport.close()
         listener.close()
-        await requester.close()
-        await sender.close()
-        if cpe.session is not None:
-            await cpe.session
     assert result.ok and result.channel == "udp", result
     assert "after its udp request" in result.reason
     assert 2.6 <= took < 3.9, took  # not the 4 s budget: the HTTP attempt was dropped
     assert result.channels["http"]["tried"] is False
     assert "not needed" in result.channels["http"]["reason"]
-    last = await nat.outcomes(conn, dev.id)
+    last = await nat.outcomes(conn, dev_id)
     assert (last["udp"]["ok"], last["udp"]["outcome"]) == (True, "accepted")
