@@ -4,7 +4,6 @@ test queued from the form, run by the simulated CPE, its numbers and hop table s
 from __future__ import annotations
 
 import asyncio
-
 from typing import Any
 
 import asyncpg
