@@ -266,6 +266,15 @@ class Settings(BaseSettings):
         default="eventful",
         description="quiet periodic sessions are logged without their bodies unless 'always'",
     )
+    session_end_batch_ms: float = Field(
+        default=10.0,
+        ge=0,
+        le=1000,
+        description="a quiet session's end waits this long for others to share its write; 0: alone",
+    )
+    session_end_batch_max: int = Field(
+        default=200, ge=1, le=10_000, description="quiet sessions' ends written in one statement"
+    )
     session_log_full_tag: str = Field(
         default="log:full",
         pattern=r"^[A-Za-z0-9_.:-]{1,64}$",

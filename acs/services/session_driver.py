@@ -35,6 +35,7 @@ from acs.services import backups, cpe_requests, diagnostics, provisioning, rollo
 from acs.services import events as notify
 from acs.services import software as software_svc
 from acs.services.sealing_key import sealer
+from acs.services.session_ends import LOG_REFUSED, SessionEnds
 from acs.store import campaigns as campaign_store
 from acs.store import credentials, devices, files, nat, session_logs, sessions
 from acs.store import tasks as task_store
@@ -151,6 +152,17 @@ class SessionDriver:
         self.sealer = sealer(settings)
         self.policies = provisioning.PolicyBook(sealer=self.sealer)
         self.metrics = metrics or Metrics()
+        # quiet sessions' ends written together (None: each alone, ACS_SESSION_END_BATCH_MS=0)
+        self.ends = (
+            SessionEnds(
+                pool,
+                settings.session_log_per_device,
+                settings.session_end_batch_ms / 1000,
+                settings.session_end_batch_max,
+            )
+            if settings.session_end_batch_ms > 0
+            else None
+        )
 
     # ------------------------------------------------------------ CPE requests
 
@@ -740,31 +752,20 @@ class SessionDriver:
         if abandoned:
             live.acs.abandon()
         task = live.work.task if abandoned and live.work is not None else None
+        record = self._log_record(live, abandoned, reason)
         given_up = False
-        async with self.pool.acquire() as conn:
-            if task is None:
-                # the common case: the session log and the lock in one statement
-                written = await self._write_transcript(conn, live, abandoned, reason, True)
-                if not written:
+        if task is None and record is not None and record.elided is not None and self.ends:
+            # a quiet session: its log row and lock go with other sessions' ends
+            if not await self._end_quietly(record):
+                async with self.pool.acquire() as conn:
                     await sessions.release_session(conn, live.device_id, live.session_id)
-            else:
-                async with conn.transaction():
-                    refunded = superseded and await task_store.refund_attempt(
-                        conn, live.device_id, live.session_id, self.settings.max_task_attempts
-                    )
-                    given_up = not refunded and task.attempts + 1 >= self.settings.max_task_attempts
-                    if given_up:
-                        # the CPE went away in the middle of this job every time: give up
-                        why = (
-                            f"timeout: the CPE did not answer in {task.attempts + 1} "
-                            f"sessions ({reason or 'session abandoned'})"
-                        )
-                        await task_store.give_up(conn, task.id, why)
-                        await notify.job_closed(conn, task, fault_string=why)
-                    else:
-                        await task_store.requeue_running(conn, live.device_id)
+        elif task is None:
+            async with self.pool.acquire() as conn:
+                # the session log and the lock in one statement
+                if not await self._insert_log(conn, record, release_lock=True):
                     await sessions.release_session(conn, live.device_id, live.session_id)
-                await self._write_transcript(conn, live, abandoned, reason)
+        else:
+            given_up = await self._give_back(live, task, record, superseded, reason)
         if given_up:
             self.metrics.job_finished("fault")
         if live.campaign_member:
@@ -794,21 +795,45 @@ class SessionDriver:
             cert=live.cert,
         )
 
-    async def _write_transcript(
+    async def _give_back(
         self,
-        conn: asyncpg.Connection,
         live: LiveSession,
-        abandoned: bool,
+        task: task_store.Task,
+        record: session_logs.NewSessionLog | None,
+        superseded: bool,
         reason: str,
-        release_lock: bool = False,
     ) -> bool:
-        """One INSERT per session (with ``release_lock``, the lock's release too);
-        True when it was written. A failure here is logged, never raised: the
-        session's own work is already committed and must not be undone by it."""
-        transcript, live.transcript = live.transcript, None  # written at most once
+        """An abandoned session's job back in the queue (or given up: True), its lock
+        released, then its log."""
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                refunded = superseded and await task_store.refund_attempt(
+                    conn, live.device_id, live.session_id, self.settings.max_task_attempts
+                )
+                given_up = not refunded and task.attempts + 1 >= self.settings.max_task_attempts
+                if given_up:
+                    # the CPE went away in the middle of this job every time: give up
+                    why = (
+                        f"timeout: the CPE did not answer in {task.attempts + 1} "
+                        f"sessions ({reason or 'session abandoned'})"
+                    )
+                    await task_store.give_up(conn, task.id, why)
+                    await notify.job_closed(conn, task, fault_string=why)
+                else:
+                    await task_store.requeue_running(conn, live.device_id)
+                await sessions.release_session(conn, live.device_id, live.session_id)
+            await self._insert_log(conn, record)
+        return given_up
+
+    def _log_record(
+        self, live: LiveSession, abandoned: bool, reason: str
+    ) -> session_logs.NewSessionLog | None:
+        """The session's log row (taken from the session: written at most once); None
+        when logging is off. A quiet periodic session's carries its messages
+        without bodies too (ACS_SESSION_LOG_BODIES)."""
+        transcript, live.transcript = live.transcript, None
         if transcript is None:
-            return False
-        # a quiet periodic session is stored without its bodies (ACS_SESSION_LOG_BODIES)
+            return None
         quiet = (
             not abandoned
             and self.settings.session_log_bodies == "eventful"
@@ -819,7 +844,7 @@ class SessionDriver:
             and not transcript.truncated
             and is_quiet(transcript.events, transcript.messages)
         )
-        record = session_logs.NewSessionLog(
+        return session_logs.NewSessionLog(
             device_id=live.device_id,
             session_key=live.session_id,
             started_at=transcript.started_at,
@@ -835,15 +860,37 @@ class SessionDriver:
             elided=elided(transcript.messages) if quiet else None,
             full_tag=self.settings.session_log_full_tag if quiet else None,
         )
+
+    async def _insert_log(
+        self,
+        conn: asyncpg.Connection,
+        record: session_logs.NewSessionLog | None,
+        release_lock: bool = False,
+    ) -> bool:
+        """One INSERT per session (with ``release_lock``, the lock's release too);
+        True when it was written. A failure here is logged, never raised: the
+        session's own work is already committed and must not be undone by it."""
+        if record is None:
+            return False
         try:
             await session_logs.insert(
                 conn, record, self.settings.session_log_per_device, release_lock=release_lock
             )
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        except LOG_REFUSED as exc:
             # e.g. the device was deleted while its session ran
-            log(logger, logging.WARNING, "session_log_failed", device=live.device_id, error=exc)
+            log(logger, logging.WARNING, "session_log_failed", device=record.device_id, error=exc)
             return False
         return True
+
+    async def _end_quietly(self, record: session_logs.NewSessionLog) -> bool:
+        """A quiet session's log row and lock release, batched with others' (True:
+        both written); a failure is logged as _insert_log's is."""
+        assert self.ends is not None
+        try:
+            return await self.ends.end(record)
+        except LOG_REFUSED as exc:
+            log(logger, logging.WARNING, "session_log_failed", device=record.device_id, error=exc)
+            return False
 
 
 def root_for(inform: m.Inform) -> str:

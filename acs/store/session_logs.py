@@ -122,6 +122,72 @@ async def insert(
     return session_id
 
 
+# Quiet sessions' ends, many in one statement (acs/services/session_ends.py):
+# each one's log row (bodies only for a device carrying its ``full_tag``), its
+# lease given back, and each device's older rows past ``keep`` pruned. A device
+# deleted meanwhile has no row here: its session is simply not logged. The
+# DELETE, on the statement's snapshot, sees none of the new rows: a device that
+# ended two sessions in one batch keeps one more than ``keep`` until its next.
+# It commits without the WAL flush wait, as _INSERT does for one quiet session.
+_INSERT_QUIET_BATCH = """
+WITH given AS (
+    SELECT g.*, EXISTS (SELECT 1 FROM devices d
+                        WHERE d.id = g.device_id AND g.full_tag = ANY (d.tags)) AS full_log
+    FROM jsonb_to_recordset($1::jsonb) AS g(
+        device_id text, session_key text, started_at timestamptz, ended_at timestamptz,
+        outcome text, reason text, events text[], remote_address text, message_count integer,
+        stored_bytes integer, truncated boolean, messages jsonb, elided jsonb, full_tag text)
+    WHERE EXISTS (SELECT 1 FROM devices d WHERE d.id = g.device_id)
+), released AS (
+    UPDATE device_sessions s SET session_id = NULL, session_expires_at = NULL
+    FROM given WHERE s.device_id = given.device_id AND s.session_id = given.session_key
+), added AS (
+    INSERT INTO session_logs (device_id, session_key, started_at, ended_at, outcome, reason,
+                              events, remote_address, message_count, stored_bytes, truncated,
+                              messages)
+    SELECT device_id, session_key, started_at, ended_at, outcome, reason, events,
+           remote_address, message_count, CASE WHEN full_log THEN stored_bytes ELSE 0 END,
+           truncated, CASE WHEN full_log THEN messages ELSE elided END
+    FROM given ORDER BY ended_at
+    RETURNING session_key
+), pruned AS (
+    DELETE FROM session_logs l
+    USING (SELECT DISTINCT device_id FROM given) k
+    WHERE l.device_id = k.device_id AND l.id <= (
+        SELECT id FROM session_logs WHERE device_id = k.device_id
+        ORDER BY id DESC OFFSET $2 - 1 LIMIT 1)
+)
+SELECT session_key, set_config('synchronous_commit', 'off', true) AS commit FROM added
+"""
+
+
+async def insert_quiet(conn: asyncpg.Connection, logs: list[NewSessionLog], keep: int) -> set[str]:
+    """Store quiet sessions that ended (each with its ``elided`` messages) and give
+    their device locks back, in one statement; the session keys that were logged."""
+    given = [
+        {
+            "device_id": log.device_id,
+            "session_key": log.session_key,
+            # text, so that either JSON encoder of acs.store.db takes them
+            "started_at": log.started_at.isoformat(),
+            "ended_at": log.ended_at.isoformat(),
+            "outcome": log.outcome,
+            "reason": log.reason,
+            "events": log.events,
+            "remote_address": log.remote_address,
+            "message_count": log.message_count,
+            "stored_bytes": log.stored_bytes,
+            "truncated": log.truncated,
+            "messages": log.messages,
+            "elided": log.elided,
+            "full_tag": log.full_tag,
+        }
+        for log in logs
+    ]
+    rows = await conn.fetch(_INSERT_QUIET_BATCH, given, keep)
+    return {row["session_key"] for row in rows}
+
+
 async def list_sessions(conn: asyncpg.Connection, device_id: str) -> list[SessionSummary]:
     """A device's stored sessions, newest first (the messages are not read)."""
     rows = await conn.fetch(
