@@ -140,7 +140,11 @@ WITH given AS (
     WHERE EXISTS (SELECT 1 FROM devices d WHERE d.id = g.device_id)
 ), released AS (
     UPDATE device_sessions s SET session_id = NULL, session_expires_at = NULL
-    FROM given WHERE s.device_id = given.device_id AND s.session_id = given.session_key
+    FROM given
+    -- the array makes it a probe of the key per device: joined to the recordset
+    -- alone (which the planner guesses at 100 rows) it read the whole table
+    WHERE s.device_id = ANY (ARRAY(SELECT device_id FROM given))
+      AND s.device_id = given.device_id AND s.session_id = given.session_key
 ), added AS (
     INSERT INTO session_logs (device_id, session_key, started_at, ended_at, outcome, reason,
                               events, remote_address, message_count, stored_bytes, truncated,
