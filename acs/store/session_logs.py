@@ -154,12 +154,15 @@ WITH given AS (
            truncated, CASE WHEN full_log THEN messages ELSE elided END
     FROM given ORDER BY ended_at
     RETURNING session_key
+), cutoffs AS MATERIALIZED (
+    -- each device's newest row to go, found once per device
+    SELECT k.device_id, c.id AS cutoff
+    FROM (SELECT DISTINCT device_id FROM given) k
+    CROSS JOIN LATERAL (SELECT id FROM session_logs WHERE device_id = k.device_id
+                        ORDER BY id DESC OFFSET $2 - 1 LIMIT 1) c
 ), pruned AS (
-    DELETE FROM session_logs l
-    USING (SELECT DISTINCT device_id FROM given) k
-    WHERE l.device_id = k.device_id AND l.id <= (
-        SELECT id FROM session_logs WHERE device_id = k.device_id
-        ORDER BY id DESC OFFSET $2 - 1 LIMIT 1)
+    DELETE FROM session_logs l USING cutoffs k
+    WHERE l.device_id = k.device_id AND l.id <= k.cutoff
 )
 SELECT session_key, set_config('synchronous_commit', 'off', true) AS commit FROM added
 """
