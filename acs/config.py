@@ -275,6 +275,19 @@ class Settings(BaseSettings):
     session_end_batch_max: int = Field(
         default=200, ge=1, le=10_000, description="quiet sessions' ends written in one statement"
     )
+    session_open_batch_ms: float = Field(
+        default=0.0,
+        ge=0,
+        le=1000,
+        description="a periodic Inform that changes nothing waits this long for others to "
+        "share its statement (Informs arriving during a statement share the next one anyway)",
+    )
+    session_open_batch_max: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description="periodic Informs opened in one statement; 1: each alone",
+    )
     session_log_full_tag: str = Field(
         default="log:full",
         pattern=r"^[A-Za-z0-9_.:-]{1,64}$",

@@ -25,7 +25,7 @@ from acs.core import tasks as task_rules
 from acs.core import transfers as transfer_rules
 from acs.core.plans import Plan, PlanFault, discover, root_of
 from acs.core.secrets import mask_document
-from acs.core.session_log import Transcript, elided, is_quiet
+from acs.core.session_log import QUIET_EVENTS, Transcript, elided, is_quiet
 from acs.core.times import rfc3339_or_none
 from acs.cwmp import messages as m
 from acs.cwmp.session import AcsSession
@@ -36,6 +36,7 @@ from acs.services import events as notify
 from acs.services import software as software_svc
 from acs.services.sealing_key import sealer
 from acs.services.session_ends import LOG_REFUSED, SessionEnds
+from acs.services.session_opens import SessionOpens
 from acs.store import campaigns as campaign_store
 from acs.store import credentials, devices, files, nat, session_logs, sessions
 from acs.store import tasks as task_store
@@ -163,6 +164,17 @@ class SessionDriver:
             if settings.session_end_batch_ms > 0
             else None
         )
+        # periodic Informs that change nothing opened together (None: each alone)
+        self.opens = (
+            SessionOpens(
+                pool,
+                settings.session_timeout_s,
+                settings.session_open_batch_ms / 1000,
+                settings.session_open_batch_max,
+            )
+            if settings.session_open_batch_max > 1
+            else None
+        )
 
     # ------------------------------------------------------------ CPE requests
 
@@ -175,6 +187,11 @@ class SessionDriver:
         ``device.registered`` raised in the same transaction."""
         # a secret in an Inform (a value change the CPE was told to report) is sealed
         record.parameters = self.sealer.seal_values(record.device_id, record.parameters)
+        # only a periodic Inform may change nothing: any other event is recorded
+        if self.opens is not None and frozenset(record.events) == QUIET_EVENTS:
+            opened = await self.opens.open(record, session_id)
+            if opened is not None:
+                return opened
         ttl = self.settings.session_timeout_s
         async with self.pool.acquire() as conn:
             opened = await sessions.open_session(conn, record, session_id, ttl)

@@ -363,6 +363,41 @@ def inform_args(rec: InformRecord) -> tuple[Any, ...]:
     )
 
 
+# inform_args() by name, for statements of many Informs (jsonb_to_recordset)
+_INFORM_ARG_NAMES = (
+    "device_id",
+    "patch",
+    "epoch",
+    "at",
+    "oui",
+    "product_class",
+    "serial_number",
+    "manufacturer",
+    "last_boot",
+    "last_bootstrap",
+    "last_events",
+    "remote_address",
+    "connection_request_url",
+    "software_version",
+    "hardware_version",
+    "provisioning_code",
+    "cwmp_version",
+)
+
+
+_TIMES = frozenset({"at", "last_boot", "last_bootstrap"})
+
+
+def inform_fields(rec: InformRecord) -> dict[str, Any]:
+    """inform_args() as a JSON object; times as text, which either JSON encoder of
+    acs.store.db takes."""
+    fields = dict(zip(_INFORM_ARG_NAMES, inform_args(rec), strict=True))
+    for name in _TIMES:
+        if fields[name] is not None:
+            fields[name] = fields[name].isoformat()
+    return fields
+
+
 async def upsert_from_inform(
     conn: asyncpg.Connection, rec: InformRecord
 ) -> tuple[DeviceRecord, bool]:

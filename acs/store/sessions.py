@@ -176,6 +176,68 @@ async def open_session(
     )
 
 
+# Periodic Informs of many devices in one statement, for those the single
+# statement above would only lock and read: the Inform digest matches (the tree
+# holds every value) and no device column differs. For each of them it does
+# what _OPEN_SESSION does then: the lock and last_inform, jobs a dead session
+# left running put back, the same reads. The rest are left alone, for
+# _OPEN_SESSION one by one. Keyed by session: of two Informs of one device in
+# a batch only one can take the lock. $1 the Informs (inform_fields and
+# session_id), $2 lease seconds.
+_GIVEN_INFORMS = """jsonb_to_recordset($1::jsonb) AS g(
+        device_id text, session_id text, patch jsonb, at timestamptz,
+        oui text, product_class text, serial_number text, manufacturer text,
+        last_boot timestamptz, last_bootstrap timestamptz, last_events text[],
+        remote_address text, connection_request_url text, software_version text,
+        hardware_version text, provisioning_code text, cwmp_version text)"""
+_REQUEUE_OPENED = tasks.REQUEUE_RUNNING.replace(
+    "t.device_id = $1", "t.device_id IN (SELECT device_id FROM opened)"
+).format(guard="true")
+_OPEN_REPEATED = f"""
+WITH given AS MATERIALIZED (SELECT * FROM {_GIVEN_INFORMS}),
+opened AS (
+    UPDATE device_sessions s
+    SET last_inform = g.at,
+        session_id = g.session_id,
+        session_expires_at = clock_timestamp() + make_interval(secs => $2)
+    FROM given g, devices d, device_parameters dp
+    -- probed by key: a join on the set's estimated size may read the whole table
+    WHERE s.device_id = ANY (ARRAY(SELECT device_id FROM given))
+      AND g.device_id = s.device_id AND d.id = s.device_id AND dp.device_id = s.device_id
+      AND {_LOCK_FREE.format(session="g.session_id")}
+      AND g.last_bootstrap IS NULL
+      AND s.inform_seen = md5(g.patch::text) || ' ' || dp.xmin::text || ' ' || dp.ctid::text
+      AND NOT {devices.INFORM_CHANGED.format(src="g").replace("(SELECT n FROM cnt)", "NULL::int")}
+    RETURNING s.device_id, s.session_id, s.bootstrap_owed
+),
+requeued AS ({_REQUEUE_OPENED})
+SELECT o.session_id, o.bootstrap_owed,
+       EXISTS (SELECT 1 FROM requeued r WHERE r.device_id = o.device_id AND r.status = 'pending')
+           OR {tasks.PENDING_DUE.replace("$1", "o.device_id")} AS may_have_tasks,
+       {campaigns.OPEN_WORK.replace("$1", "o.device_id")} AS in_campaign
+FROM opened o
+"""
+
+
+async def open_repeated(
+    conn: asyncpg.Connection, informs: list[tuple[devices.InformRecord, str]], ttl_s: float
+) -> dict[str, Opened]:
+    """Periodic Informs of known devices, in one round trip: the sessions (by id)
+    that _OPEN_SESSION would only have locked and read, now opened. The others
+    were not touched: open each with open_session."""
+    given = [devices.inform_fields(rec) | {"session_id": sid} for rec, sid in informs]
+    rows = await conn.fetch(_OPEN_REPEATED, given, ttl_s)
+    return {
+        row["session_id"]: Opened(
+            may_have_tasks=row["may_have_tasks"],
+            in_campaign=row["in_campaign"],
+            tree_unknown=False,  # the digest matched: it is discovered
+            bootstrap_owed=row["bootstrap_owed"],
+        )
+        for row in rows
+    }
+
+
 async def owe_bootstrap(conn: asyncpg.Connection, device_id: str) -> bool:
     """Mark the device's bootstrap owed (a 0 BOOTSTRAP taken the long way); True if it is."""
     owed = await conn.fetchval(
@@ -197,8 +259,7 @@ async def bootstrap_owed(conn: asyncpg.Connection, device_id: str) -> bool:
 async def bootstrap_settled(conn: asyncpg.Connection, device_id: str) -> None:
     """The bootstrap's policies ran to their end: later sessions are not bootstraps."""
     await conn.execute(
-        "UPDATE device_sessions SET bootstrap_owed = false"
-        " WHERE device_id = $1 AND bootstrap_owed",
+        "UPDATE device_sessions SET bootstrap_owed = false WHERE device_id = $1 AND bootstrap_owed",
         device_id,
     )
 

@@ -212,7 +212,7 @@ REQUEUE_RUNNING = """
         started_at = NULL
     WHERE t.device_id = $1 AND t.status = 'running' AND t.session_id IS NOT NULL
       AND {guard}
-    RETURNING t.status"""
+    RETURNING t.device_id, t.status"""
 
 
 async def requeue_running(conn: asyncpg.Connection, device_id: str) -> int:

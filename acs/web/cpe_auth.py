@@ -81,7 +81,9 @@ class AuthResult:
     retry_after: int | None = None
 
 
-_PARAM = re.compile(r'\s*([A-Za-z0-9_-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,]*)\s*(?:,|$)')
+# a quoted value as "unrolled loop" (runs of plain characters between escapes):
+# an alternation tried per character took 11 us of a 14 us header parse here
+_PARAM = re.compile(r'\s*([A-Za-z0-9_-]+)\s*=\s*("[^"\\]*(?:\\.[^"\\]*)*"|[^,]*)\s*(?:,|$)')
 _QUOTED_PAIR = re.compile(r"\\(.)")
 
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from email.utils import formatdate
@@ -110,9 +111,12 @@ class LeanRequest:
     @property
     def cookies(self) -> dict[str, str]:
         if self._cookies is None:
-            # aiohttp's own parser, so a cookie reads the same on both paths
             header = self.headers.get("Cookie", "")
-            self._cookies = {name: morsel.value for name, morsel in parse_cookie_header(header)}
+            single = _ONE_COOKIE.fullmatch(header)
+            if single is not None:  # what a CPE sends back: our one cookie, as we set it
+                self._cookies = {single[1]: single[2]}
+            else:  # aiohttp's own parser, so a cookie reads the same on both paths
+                self._cookies = {n: morsel.value for n, morsel in parse_cookie_header(header)}
         return self._cookies
 
     def get(self, key: Any, default: Any = None) -> Any:
@@ -123,6 +127,13 @@ class LeanRequest:
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self._state[key] = value
+
+
+# one name=value of RFC 6265's token and cookie-octets: no quotes, spaces or
+# separators, which parse_cookie_header reads as itself (4.7 us a header here)
+_ONE_COOKIE = re.compile(
+    r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+)=([\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*)"
+)
 
 
 class _Date:

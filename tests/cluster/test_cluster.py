@@ -22,6 +22,7 @@ import pytest_asyncio
 from acs.store import tokens
 from acs.store.db import connect
 from acs.store.ids import device_id
+from acs.web.host_relay import host_id_of
 from cpe_simulator.firmware import make_image
 from cpe_simulator.fleet import Fleet, FleetConfig
 from tests.cluster.rig import (
@@ -186,29 +187,41 @@ async def test_acs_host_killed_mid_storm_its_cpes_finish_on_the_other(rig: Rig) 
         # acs2's count first: a CPE not done at the kill may finish on acs2 while
         # the count is fetched, and must still fall after it
         acs2_before = (await completed_by_host(rig, ("acs2",)))["acs2"]
+        failed_at_kill = {s: c.sessions_failed for s, c in fleet.devices.items()}
         done_at_kill = sum(1 for c in fleet.devices.values() if c.sessions_ok)
         rig.kill_host("acs1")
         # the CPEs acs1 held retry (TR-069's back-off) and the LB sends them to acs2
         await fleet.wait_for(lambda: all(c.sessions_ok for c in fleet.devices.values()), 120)
         assert done_at_kill < len(fleet.devices)  # the kill did fall mid-storm
+        # a CPE whose session failed after the kill can only have ended it on acs2
+        # (a 204 that left acs1 just before the kill may still reach its CPE after
+        # it, through the LB: such a CPE ends on acs1 and is not counted here)
+        cut = sorted(s for s, c in fleet.devices.items() if c.sessions_failed > failed_at_kill[s])
+        assert cut, "no CPE saw its session cut: the kill missed the storm"
 
-        async def acs2_served_the_rest() -> bool:
+        async def acs2_served_the_cut() -> bool:
             # a host counts a session as it closes, just after its CPE saw the end
             after = (await completed_by_host(rig, ("acs2",)))["acs2"]
-            return after - acs2_before >= len(fleet.devices) - done_at_kill
+            return after - acs2_before >= len(cut)
 
-        await wait_until(acs2_served_the_rest, 10, "acs2 counted every CPE acs1 left")
-        retried = [c for c in fleet.devices.values() if c.sessions_failed]
-        assert retried, "no CPE saw its session cut: the kill missed the storm"
+        await wait_until(acs2_served_the_cut, 10, "acs2 counted every CPE whose session acs1 cut")
         conn = await connect(rig.dsn())
         try:
             stuck = await conn.fetchval(
                 "SELECT count(*) FROM device_sessions WHERE session_expires_at < now()"
                 " AND session_id IS NOT NULL"
             )
+            # each cut CPE's session log shows its completed session on acs2
+            served_on_acs2 = await conn.fetch(
+                "SELECT DISTINCT device_id FROM session_logs WHERE device_id = ANY($1::text[])"
+                " AND outcome = 'completed' AND session_key LIKE $2",
+                [dev(fleet, s) for s in cut],
+                host_id_of("acs2") + "%",
+            )
         finally:
             await conn.close()
         assert stuck == 0
+        assert sorted(r["device_id"] for r in served_on_acs2) == sorted(dev(fleet, s) for s in cut)
     finally:
         await fleet.stop()
         # back to two hosts for the tests that follow
