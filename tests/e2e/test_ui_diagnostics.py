@@ -4,6 +4,7 @@ test queued from the form, run by the simulated CPE, its numbers and hop table s
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import asyncpg
@@ -43,6 +44,10 @@ async def test_a_ping_from_the_device_page_and_a_traceroute_shown_with_its_hops(
         await args.fill('{"test": "ping", "host": "127.0.0.1", "count": 3}')
         await form.get_by_label("now (connection request)").check()
         await form.get_by_role("button", name="Run test").click()
+        # the form's answer reloads the page with the job's outcome: seen, no later
+        # navigation of the test can race that reload (it would interrupt it)
+        outcome = page.locator(".msg").filter(has_text=re.compile(r"Job \d+ \(diagnostics\)"))
+        await expect(outcome).to_be_visible(timeout=30_000)
         # the click returns before the form's POST is answered: wait for the job, bounded
         queued: list[dict[str, Any]] = []
         for _ in range(100):
