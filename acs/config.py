@@ -267,7 +267,7 @@ class Settings(BaseSettings):
         description="quiet periodic sessions are logged without their bodies unless 'always'",
     )
     session_end_batch_ms: float = Field(
-        default=10.0,
+        default=2.0,
         ge=0,
         le=1000,
         description="a quiet session's end waits this long for others to share its write; 0: alone",
