@@ -716,6 +716,10 @@ async def test_a_campaign_knocks_by_default_and_again_when_the_device_is_busy(
         for _ in range(3):  # the CPE's whole allowance of the window
             body = await ok(admin, "POST", f"/devices/{dev_id(fleet, serial)}/connection-request")
             assert body["ok"] is True, body
+        # the sessions those knocks brought are over: a campaign started while one runs
+        # would be taken up by it, with no knock to refuse
+        cpe = fleet.devices[serial]
+        await fleet.wait_for(lambda: not cpe.in_session and not cpe.events)
         await ok(admin, "POST", f"/campaigns/{created['id']}/start")
         done = await wait_campaign(admin, created["id"], lambda b: b["status"] == "completed")
         assert done["totals"] == {"succeeded": 1}
