@@ -22,9 +22,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
+import asyncpg
+
 from acs.logs import log
 
 logger = logging.getLogger("acs.cwmp")
+
+# a batch's statement the database refused or could not run
+STATEMENT_FAILED = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -51,7 +56,6 @@ class GroupCommit(Generic[Item, Result]):
         self._first_at = 0.0  # when the oldest waiting item arrived (monotonic)
         self._writer: asyncio.Task[None] | None = None
         self.batches = 0  # statements that succeeded, for tests and benchmarks
-        self.items = 0
 
     async def submit(self, item: Item) -> Result:
         """Write ``item`` with whatever else is waiting; its own result."""
@@ -110,7 +114,6 @@ class GroupCommit(Generic[Item, Result]):
                 _settle(future, exc)
             return
         self.batches += 1
-        self.items += len(batch)
         for (_, future), result in zip(batch, results, strict=True):
             _settle(future, result)
 

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import asyncpg
 
-from acs.services.group_commit import GroupCommit
+from acs.services.group_commit import STATEMENT_FAILED, GroupCommit
 from acs.store import session_logs
 
 # a session log that could not be written (the device deleted meanwhile, the
 # database gone): the session's own work stands
-LOG_REFUSED = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+LOG_REFUSED = STATEMENT_FAILED
 
 
 class SessionEnds:

@@ -19,14 +19,10 @@ import logging
 import asyncpg
 
 from acs.logs import log
-from acs.services.group_commit import GroupCommit
+from acs.services.group_commit import STATEMENT_FAILED, GroupCommit
 from acs.store import devices, sessions
 
 logger = logging.getLogger("acs.cwmp")
-
-# a batch that failed as a whole: each Inform takes its own statement instead,
-# which meets the same error alone if the database is really gone
-_BATCH_FAILED = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 Inform = tuple[devices.InformRecord, str]  # the Inform and its new session id
 
@@ -80,7 +76,9 @@ class SessionOpens:
         try:
             async with self.pool.acquire() as conn:
                 opened = await sessions.open_repeated(conn, informs, self.ttl_s)
-        except _BATCH_FAILED as exc:
+        except STATEMENT_FAILED as exc:
+            # each Inform takes its own statement instead, which meets the same
+            # error alone if the database is really gone
             log(logger, logging.INFO, "session_opens_failed", informs=len(informs), error=exc)
             self.failed += 1
             return [None] * len(informs)

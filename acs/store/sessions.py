@@ -259,7 +259,8 @@ async def bootstrap_owed(conn: asyncpg.Connection, device_id: str) -> bool:
 async def bootstrap_settled(conn: asyncpg.Connection, device_id: str) -> None:
     """The bootstrap's policies ran to their end: later sessions are not bootstraps."""
     await conn.execute(
-        "UPDATE device_sessions SET bootstrap_owed = false WHERE device_id = $1 AND bootstrap_owed",
+        "UPDATE device_sessions SET bootstrap_owed = false"
+        " WHERE device_id = $1 AND bootstrap_owed",
         device_id,
     )
 
