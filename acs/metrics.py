@@ -265,6 +265,17 @@ class DatabaseCollector:
         yield gates
 
 
+def _child(cache: dict[tuple[Any, ...], Any], metric: Any, *labels: str) -> Any:
+    """``metric.labels(*labels)``, looked up once: labels() takes a lock and
+    builds its key on every call (3 us), and these run several times a session.
+    Only for label values from bounded sets (outcomes, event labels, RPC names)."""
+    key = (id(metric), *labels)
+    child = cache.get(key)
+    if child is None:
+        child = cache[key] = metric.labels(*labels)
+    return child
+
+
 class Metrics:
     def __init__(
         self,
@@ -321,7 +332,8 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
-        self._stun_children: dict[str, Any] = {}
+        # label children looked up once (_child): keyed by (metric id, labels)
+        self._children: dict[tuple[Any, ...], Any] = {}
         self.stun_requests = Counter(
             "acs_stun_requests",
             "Datagrams the STUN server received, by what became of them (answered, "
@@ -369,9 +381,9 @@ class Metrics:
     # ------------------------------------------------------------ what the code reports
 
     def session(self, outcome: str, duration_s: float | None = None) -> None:
-        self.sessions.labels(outcome).inc()
+        _child(self._children, self.sessions, outcome).inc()
         if duration_s is not None:
-            self.session_duration.labels(outcome).observe(duration_s)
+            _child(self._children, self.session_duration, outcome).observe(duration_s)
 
     def track_in_flight(self, count: Callable[[], int]) -> None:
         """The in-flight gauge reads ``count()`` at scrape time: it can never drift."""
@@ -379,10 +391,10 @@ class Metrics:
 
     def informed(self, events: Iterable[str]) -> None:
         for label in {event_label(code) for code in events}:
-            self.inform_events.labels(label).inc()
+            _child(self._children, self.inform_events, label).inc()
 
     def rpc_sent(self, method: str) -> None:
-        self.rpcs.labels(method).inc()
+        _child(self._children, self.rpcs, method).inc()
 
     def cpe_fault(self, method: str, code: int) -> None:
         self.cpe_faults.labels(method, fault_label(code)).inc()
@@ -395,10 +407,7 @@ class Metrics:
 
     def stun(self, outcome: str) -> None:
         # once per datagram on the STUN server: each outcome's child is looked up once
-        child = self._stun_children.get(outcome)
-        if child is None:
-            child = self._stun_children[outcome] = self.stun_requests.labels(outcome)
-        child.inc()
+        _child(self._children, self.stun_requests, outcome).inc()
 
     def relay(self, reason: str) -> None:
         self.relayed.labels(reason).inc()

@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS: dict[str, tuple[list[str], list[str]]] = {
     "codec": ([], ["--quick"]),
     "fleet": (["--devices", "10000"], ["--quick"]),
+    # the periodic session's instructions under callgrind: the figure noise does not move
+    "instructions": ([], ["--quick"]),
     # 10,000 known CPEs back from a power cut with 1 BOOT at once (500 quick), and
     # the memory an in-flight session holds
     "reboot": (["--devices", "10000"], ["--quick"]),

@@ -93,8 +93,12 @@ def mask_body(body: bytes, message: m.Message | None = None) -> str:
     shows there is nothing to mask, the body is not parsed a second time (a
     discovery's GetParameterValuesResponse lists every password parameter,
     each read back empty, and re-parsing its 150 KB cost more than the codec)."""
-    if not _may_hold_secret(body) or _nothing_to_mask(body, message):
-        return as_text(body)
+    if b"@" not in body or _USERINFO_BYTES.search(body) is None:
+        # no URL with a user:password@: the parsed message may prove there is
+        # nothing to mask (cheaper than the word search on an Inform), else the
+        # words a secret's name ends with, searched in the bytes
+        if _nothing_to_mask(body, message) or not _may_name_secret(body):
+            return as_text(body)
     try:
         root = parse_xml(body)
     except CwmpParseError:
@@ -116,9 +120,7 @@ def pretty(body: str) -> str:
     return etree.tostring(root, encoding="unicode")
 
 
-def _may_hold_secret(body: bytes) -> bool:
-    if b"@" in body and _USERINFO_BYTES.search(body):
-        return True
+def _may_name_secret(body: bytes) -> bool:
     lowered = body.lower()
     words, _ = _rules(secrets.endings())
     if not any(word in lowered for word in words):
@@ -146,7 +148,7 @@ def _nothing_to_mask(body: bytes, message: m.Message | None) -> bool:
     tags: one the codec did not take, or a comment naming one, sends us the
     long way), none with a
     secret's name has a value, and there is no Password element. URLs with a
-    user:password@ never get here (_may_hold_secret sends them to the parser)."""
+    user:password@ never get here (mask_body sends them to the parser)."""
     params = getattr(message, "parameter_list", None)
     if not isinstance(params, list) or _has_password_element(body):
         return False

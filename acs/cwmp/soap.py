@@ -347,6 +347,7 @@ class ColumnArray(Array):
         fields: tuple[str, str],
         needs_text: tuple[bool, bool],
         build: Callable[[etree._Element], list[Any]],
+        small: Callable[[etree._Element], list[Any] | None] | None = None,
     ) -> None:
         super().__init__(item_name, item, array_type)
         # counts rather than a predicate per struct (three times cheaper): 2n
@@ -362,8 +363,13 @@ class ColumnArray(Array):
                 conditions += [f"count(*/{name}/text()) = count(*)", f"not(*/{name}/text()[2])"]
         self._plain = etree.XPath(" and ".join(conditions))
         self._build = build
+        self._small = small
 
     def decode(self, el: etree._Element) -> list[Any]:
+        if self._small is not None and 0 < len(el) <= SMALL_ARRAY:
+            found = self._small(el)
+            if found is not None:
+                return found
         if len(el) and self._plain(el):
             return self._build(el)
         return super().decode(el)
@@ -402,6 +408,28 @@ def _parameter_values(el: etree._Element) -> list[m.ParameterValueStruct]:
     return list(map(m.ParameterValueStruct, _strings(_PV_NAMES, el), values, types))
 
 
+# An Inform's few values: five XPath evaluations (each sets up a context in lxml)
+# cost more than walking 8-16 structs; the walk takes only the plain shape the
+# XPaths prove, strictly (Name then Value, nothing in either, a typed Value), and
+# leaves anything else to them (None)
+SMALL_ARRAY = 32
+
+
+def _few_parameter_values(el: etree._Element) -> list[m.ParameterValueStruct] | None:
+    out = []
+    for struct in el:
+        if struct.tag.__class__ is not str or len(struct) != 2:
+            return None
+        name, value = struct
+        if name.tag != "Name" or value.tag != "Value" or len(name) or len(value):
+            return None
+        text, declared = name.text, value.get(_XSI_TYPE)
+        if text is None or declared is None:
+            return None
+        out.append(m.ParameterValueStruct(text, value.text or "", _xsd_type(declared)))
+    return out
+
+
 _PI_NAMES = etree.XPath("*/Name/text()", smart_strings=False)
 _PI_WRITABLE = etree.XPath("*/Writable/text()", smart_strings=False)
 
@@ -432,6 +460,7 @@ PVS_ARRAY = ColumnArray(
     ("Name", "Value"),
     (True, False),
     _parameter_values,
+    _few_parameter_values,
 )
 PI_ARRAY = ColumnArray(
     "ParameterInfoStruct",

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import math
@@ -38,8 +39,9 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from urllib.parse import urlsplit
 
 from acs.core.auth_throttle import address_key, user_key
@@ -87,7 +89,12 @@ _PARAM = re.compile(r'\s*([A-Za-z0-9_-]+)\s*=\s*("[^"\\]*(?:\\.[^"\\]*)*"|[^,]*)
 _QUOTED_PAIR = re.compile(r"\\(.)")
 
 
-def parse_auth_params(text: str) -> dict[str, str]:
+@functools.lru_cache(maxsize=64)  # 64 heads of at most 8 KB: bounded
+def parse_auth_params(text: str) -> Mapping[str, str]:
+    """The parameters of an Authorization header's credentials, names lowercased.
+    Memoized (read-only): an Inform's header is parsed for the admission's
+    claimed username, then for the Digest check, and a header never repeats
+    beyond that (its nc and response change with every request)."""
     params: dict[str, str] = {}
     for key, raw in _PARAM.findall(text):
         value = raw.strip()
@@ -96,7 +103,7 @@ def parse_auth_params(text: str) -> dict[str, str]:
             if "\\" in value:  # a quoted-pair; CPEs seldom send one: no regex per value
                 value = _QUOTED_PAIR.sub(r"\1", value)
         params[key.lower()] = value
-    return params
+    return MappingProxyType(params)
 
 
 def uri_matches(digest_uri: str, target: str) -> bool:
@@ -129,14 +136,17 @@ class CpeAuthenticator:
         self.realm = realm
         self.allow_no_qop = allow_no_qop
         self._lookup = lookup
-        self._secret = secret or os.urandom(32)
+        # the nonces' signing key, keyed once (each signature copies it)
+        self._keyed = hmac.new(secret or os.urandom(32), digestmod=hashlib.sha256)
         self._clock = clock
         self.state: AuthState = state if state is not None else MemoryAuthState(clock=clock)
 
     # ------------------------------------------------------------------ nonces
 
     def _sign(self, body: str) -> str:
-        return hmac.new(self._secret, body.encode(), hashlib.sha256).hexdigest()[:32]
+        mac = self._keyed.copy()  # keyed once (see acs.web.session_cookie)
+        mac.update(body.encode())
+        return mac.hexdigest()[:32]
 
     def make_nonce(self) -> str:
         # random per challenge: two CPEs challenged in the same second must not

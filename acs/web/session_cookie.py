@@ -20,10 +20,15 @@ _SEP = "~"
 class SessionCookies:
     def __init__(self, secret: bytes) -> None:
         # a key of its own: a cookie must be no help in forging nonces or relay tokens
-        self._key = hmac.new(secret, b"acs cwmp session cookie", hashlib.sha256).digest()
+        key = hmac.new(secret, b"acs cwmp session cookie", hashlib.sha256).digest()
+        # keyed once and copied per cookie: hmac.digest looks the hash up in
+        # OpenSSL on every call, the copy (same MAC) costs about half as much
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
 
     def _mac(self, session_id: str) -> str:
-        digest = hmac.new(self._key, session_id.encode(), hashlib.sha256).digest()[:16]
+        mac = self._keyed.copy()
+        mac.update(session_id.encode())
+        digest = mac.digest()[:16]
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
     def value_for(self, session_id: str) -> str:

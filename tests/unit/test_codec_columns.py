@@ -189,3 +189,19 @@ def test_any_mix_of_fields_reads_as_the_general_decoder(
     assert env is not None
     assert isinstance(env.body, m.GetParameterValuesResponse)
     assert env.body.parameter_list == expected
+
+
+def test_a_few_values_are_walked_and_read_as_the_columns_and_the_general_decoder() -> None:
+    """Up to SMALL_ARRAY structs (an Inform's) are walked in Python instead of the
+    XPaths; the walk takes the plain shape only, and the tests above (at most six
+    structs) hold it to the general decoder's reading for every other shape."""
+    structs = "".join(pv(f"Device.P{i}", f"v{i}") for i in range(soap.SMALL_ARRAY))
+    root = etree.fromstring(gpv(structs), soap._PARSER)
+    plist = next(el for el in root.iter() if soap._local(el.tag) == "ParameterList")
+    walked = soap._few_parameter_values(plist)
+    assert walked is not None and len(walked) == soap.SMALL_ARRAY
+    assert walked == soap._parameter_values(plist) == general(gpv(structs))
+    # a shape the columns would refuse is refused by the walk as well
+    odd = etree.fromstring(gpv(pv("A", "1", "")), soap._PARSER)
+    odd_list = next(el for el in odd.iter() if soap._local(el.tag) == "ParameterList")
+    assert soap._few_parameter_values(odd_list) is None

@@ -59,3 +59,43 @@ def test_an_empty_event_list_is_within_bounds() -> None:
     empty = inform()
     empty.events = []
     check_inform(empty)
+
+
+def test_the_one_pass_check_refuses_exactly_what_the_field_checks_refuse() -> None:
+    """check_inform looks field by field only when the one-pass check says no; the two
+    must agree on every Inform, or a bad one would pass (or a good one be refused)."""
+    import random
+
+    from acs.cwmp.bounds import _check_each, _within_bounds
+
+    rng = random.Random(19)
+    pieces = ["a", "Ж", "𝟘", " ", "\t", "\x00", "\x0b", "\ud800", "\ufffe", "x" * 40]
+
+    def text(most: int) -> str:
+        return "".join(rng.choice(pieces) for _ in range(rng.randrange(most)))
+
+    for _ in range(3000):
+        message = m.Inform(
+            device_id=m.DeviceIdStruct(
+                manufacturer=text(4),
+                oui=rng.choice(["ACDE48", "acde4", "ACDE4G"]),
+                product_class=text(4),
+                serial_number=text(4),
+            ),
+            events=[m.EventStruct(text(3), text(2)) for _ in range(rng.randrange(3))],
+            max_envelopes=1,
+            current_time=None,
+            retry_count=0,
+            parameter_list=[
+                m.ParameterValueStruct(
+                    rng.choice(["Device.DeviceInfo.SoftwareVersion", text(9)]), text(4), text(3)
+                )
+                for _ in range(rng.randrange(4))
+            ],
+        )
+        try:
+            _check_each(message)
+            refused = False
+        except InformOutOfBounds:
+            refused = True
+        assert _within_bounds(message) is not refused, message
