@@ -59,8 +59,6 @@ MAX_HEAD = 8190
 # buffered bytes past which reading pauses while a request is handled
 HIGH_WATER = 256 * 1024
 _EMPTY_STATUS = (204, 304)
-# response headers the lean path writes itself
-_OURS = frozenset(("content-length", "transfer-encoding", "connection", "date"))
 # request headers whose presence means aiohttp's full parser is needed
 _NOT_LEAN = (b"transfer-encoding", b"content-encoding", b"expect", b"upgrade")
 
@@ -139,17 +137,17 @@ _ONE_COOKIE = re.compile(
 
 
 class _Date:
-    """The Date header line, formatted once a second rather than once a response."""
+    """The Date header, formatted once a second rather than once a response."""
 
     def __init__(self) -> None:
         self._second = 0
-        self._value = ""
+        self._value = b""
 
-    def __call__(self) -> str:
+    def __call__(self) -> bytes:
         second = int(time.time())
         if second != self._second:
             self._second = second
-            self._value = "Date: " + formatdate(second, usegmt=True)
+            self._value = formatdate(second, usegmt=True).encode("ascii")
         return self._value
 
 
@@ -168,26 +166,26 @@ def response_bytes(resp: web.StreamResponse, keep_alive: bool) -> bytes:
         data = bytes(body)
     else:  # a Payload: not what a CWMP answer is made of
         raise TypeError(f"the lean path writes bytes bodies, not {type(body).__name__}")
-    # the head as text, encoded once (a bytes line per header cost twice as much)
-    lines = [f"HTTP/1.1 {status} {resp.reason}"]
+    lines = [b"HTTP/1.1 %d %s" % (status, resp.reason.encode("latin-1"))]
     headers = resp.headers
     for name, value in headers.items():
-        if name.lower() not in _OURS:
-            lines.append(f"{name}: {value}")
+        if name.lower() in ("content-length", "transfer-encoding", "connection", "date"):
+            continue  # ours to write
+        lines.append(f"{name}: {value}".encode("latin-1"))
     if resp.cookies:
         for cookie in resp.cookies.values():
-            lines.append("Set-Cookie: " + cookie.output(header="")[1:])
+            lines.append(b"Set-Cookie: " + cookie.output(header="")[1:].encode("latin-1"))
     if status in _EMPTY_STATUS:
         data = b""
     else:
         if data and "Content-Type" not in headers:
-            lines.append("Content-Type: application/octet-stream")
-        lines.append(f"Content-Length: {len(data)}")
-    lines.append(_date())
+            lines.append(b"Content-Type: application/octet-stream")
+        lines.append(b"Content-Length: %d" % len(data))
+    lines.append(b"Date: " + _date())
     if not keep_alive:
-        lines.append("Connection: close")
-    lines.append("\r\n")
-    return "\r\n".join(lines).encode("latin-1") + data
+        lines.append(b"Connection: close")
+    lines.append(b"\r\n")
+    return b"\r\n".join(lines) + data
 
 
 class LeanListener:
