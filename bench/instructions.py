@@ -9,8 +9,8 @@ apart), whatever else the machine is doing. Instructions are not time (a cache
 miss costs more than an add), but for Python code on the same interpreter they
 move with it, which makes this the figure to compare two commits by.
 
-The ACS runs under `valgrind --tool=callgrind --instr-atstart=no` (about thirty
-times slower: the load is a few connections); the devices are seeded by COPY
+The ACS runs under `valgrind --tool=callgrind --instr-atstart=no` (30-45 sessions
+a second here, hence the small load); the devices are seeded by COPY
 (bench/seed.py) and each sends one Inform that rewrites its tree; after a
 warm-up, instrumentation is switched on (`callgrind_control -i on`) for a counted
 phase of periodic sessions (bench/loadgen.py: Inform with Digest, empty POST,
