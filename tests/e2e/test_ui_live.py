@@ -88,3 +88,44 @@ async def test_no_page_polls_any_more(person: Any, db_pool: asyncpg.Pool, unique
     # a quiet fleet, a page left open: nothing is fetched (the stream is an EventSource)
     await page.wait_for_timeout(3000)
     assert fetched == []
+
+
+async def test_a_live_update_keeps_the_message_the_open_form_and_what_was_typed(
+    person: Any, ui_acs: Running, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    fleet = await fleet_of(ui_acs, unique_serial("LK"), 1)
+    try:
+        await fleet.wait_for(lambda: all(c.sessions_ok for c in fleet.devices.values()))
+        device = dev_id(fleet, next(iter(fleet.devices)))
+        op = await person()
+        await op.sign_in(await make_user(db_pool, unique_serial, "operator"))
+        page = op.page
+        await op.goto(f"/ui/devices/{device}")
+        await page.wait_for_selector(LIVE_READY, state="attached")
+        await page.evaluate("window.__sameDocument = true")
+        # the operator opens the job form, sends a broken document and is told so
+        await page.get_by_text("Queue another job", exact=True).click()
+        form = page.locator('form[data-action="task"]').filter(has=page.locator("textarea"))
+        await form.locator('select[name="name"]').select_option("getParameterValues")
+        await form.locator("textarea").fill('{"parameterNames": ["Device.')
+        await form.get_by_role("button", name="Queue").click()
+        error = page.locator("#jobs .notice .msg-error")
+        await expect(error).to_contain_text("The arguments: not valid JSON")
+        # meanwhile a script queues a job on the same device: the jobs part is redrawn live
+        script = Client(ui_acs, await token(db_pool, "operator", unique_serial))
+        try:
+            status, job = await script.call(
+                "POST", f"/devices/{device}/tasks", json={"name": "reboot", "commandKey": "lk"}
+            )
+            assert status == 201, job
+        finally:
+            await script.close()
+        await expect(page.locator(f'#jobs tr[data-job="{job["id"]}"]')).to_be_visible()
+        assert await page.evaluate("window.__sameDocument") is True
+        # what the operator had in hand is still there
+        await expect(error).to_contain_text("The arguments: not valid JSON")
+        await expect(page.locator("#jobs details")).to_have_attribute("open", "")
+        await expect(form.locator("textarea")).to_have_value('{"parameterNames": ["Device.')
+        await expect(form.locator('select[name="name"]')).to_have_value("getParameterValues")
+    finally:
+        await fleet.stop()

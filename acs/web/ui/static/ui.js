@@ -98,8 +98,11 @@
   }
 
   function noticeArea(from) {
-    const scope = from && from.closest("[data-notice-scope]");
-    return (scope && scope.querySelector(".notice")) || document.getElementById("notice");
+    let scope = from && from.closest("[data-notice-scope]");
+    // a live update may have swapped the part while the request was out: the
+    // answer goes to the part now on the page, not to the detached copy
+    if (scope && !scope.isConnected && scope.id) scope = document.getElementById(scope.id);
+    return (scope && scope.isConnected && scope.querySelector(".notice")) || document.getElementById("notice");
   }
 
   function say(from, kind, text) {
@@ -609,7 +612,36 @@
       for (const box of fresh.querySelectorAll("input[type=checkbox]")) {
         if (ticked.has(`${box.name}\u0000${box.value}`)) box.checked = true;
       }
+      keepWhatIsInHand(part, fresh);
       part.replaceWith(fresh);
+    }
+
+    // The server's copy knows nothing of what the operator has in hand: a
+    // message they were just given, a form they opened, what they typed and
+    // left. Those move over to the fresh part (matched by position, as the
+    // template renders them in the same order), so a change elsewhere in the
+    // fleet never erases an error before it is read.
+    function keepWhatIsInHand(part, fresh) {
+      const pairs = (selector) => {
+        const fresher = fresh.querySelectorAll(selector);
+        return [...part.querySelectorAll(selector)].map((old, i) => [old, fresher[i]]).filter(([, f]) => f);
+      };
+      for (const [old, f] of pairs(".notice")) if (old.childNodes.length) f.replaceChildren(...old.childNodes);
+      for (const [old, f] of pairs("details")) f.open = old.open;
+      for (const [old, f] of pairs("form[data-action]")) {
+        const twins = [...f.elements];
+        [...old.elements].forEach((field, i) => {
+          const twin = twins[i];
+          if (!twin || twin.name !== field.name || twin.type !== field.type || !field.name) return;
+          if (field.type === "checkbox" || field.type === "radio") {
+            if (field.checked !== field.defaultChecked) twin.checked = field.checked;
+          } else if (field.tagName === "SELECT") {
+            if ([...field.options].some((o) => o.selected !== o.defaultSelected)) twin.value = field.value;
+          } else if (field.type !== "hidden" && field.type !== "file" && field.value !== field.defaultValue) {
+            twin.value = field.value;
+          }
+        });
+      }
     }
 
     async function fetchHtml(url) {
