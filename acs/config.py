@@ -189,6 +189,21 @@ class Settings(BaseSettings):
         description="CWMP sessions in flight in one process under one CPE username; "
         "unset: four fifths of max_sessions_per_worker",
     )
+    # a storm's discovery answers (~170 KB each) queue for the database pool at
+    # the end of their handling; more in progress than the pool serves finishes
+    # none sooner and holds each one's decoded answer meanwhile (acs/web/large.py)
+    large_request_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="a CWMP request body at least this large is handled only while fewer "
+        "than ACS_LARGE_REQUESTS_AT_ONCE are; the next ones wait, compressed",
+    )
+    large_requests_at_once: int | None = Field(
+        default=None,
+        ge=1,
+        description="large CWMP requests handled at once in one process; "
+        "unset: the database pool size",
+    )
     session_timeout_s: float = Field(
         default=30.0, gt=0, description="a session idle longer than this is abandoned"
     )
@@ -475,6 +490,8 @@ class Settings(BaseSettings):
             self.max_sessions_per_address = max(1, self.max_sessions_per_worker // 2)
         if self.max_sessions_per_credential is None:
             self.max_sessions_per_credential = max(1, self.max_sessions_per_worker * 4 // 5)
+        if self.large_requests_at_once is None:
+            self.large_requests_at_once = self.database_pool_size
         return self
 
     @model_validator(mode="after")

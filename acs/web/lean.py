@@ -34,6 +34,7 @@ aiohttp's keepalive_timeout.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -48,6 +49,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from acs.web.deadline import Deadline, time_out
+from acs.web.large import LargeRequests
 from acs.web.proxy import CLIENT, TrustedProxies
 
 logger = logging.getLogger("acs.http")
@@ -205,6 +207,7 @@ class LeanListener:
         keepalive_timeout_s: float,
         count: Callable[[str], None],
         tls: bool,
+        large: LargeRequests | None = None,
     ) -> None:
         self.handler = handler
         self.fallback = fallback  # aiohttp's protocol for this listener (a GuardedHandler)
@@ -219,6 +222,7 @@ class LeanListener:
         self.scheme = "https" if tls else "http"
         self.connections: set[LeanProtocol] = set()
         self.serving: set[asyncio.Task[None]] = set()  # requests being handled
+        self.large = large  # how many large requests are handled at once (None: no limit)
         self.closing = False
         self.handed_off = 0  # connections given to aiohttp, for tests and benchmarks
 
@@ -232,8 +236,10 @@ class LeanListener:
         for conn in list(self.connections):
             if not conn.busy:
                 conn.close()
-        if self.serving:
-            await asyncio.wait(list(self.serving), timeout=timeout_s)
+        # large requests waiting their turn start as the ones ahead finish: wait for them too
+        deadline = time.monotonic() + timeout_s
+        while self.serving and (left := deadline - time.monotonic()) > 0:
+            await asyncio.wait(list(self.serving), timeout=left)
         for conn in list(self.connections):
             conn.close()
 
@@ -333,14 +339,32 @@ class LeanProtocol(asyncio.Protocol):
                 # awaited, or a piece came: each restarts the body's clock
                 self.deadline.body_piece(self.l.body_timeout_s)
                 return
-            request._body = bytes(self.buffer[head_len:total])
+            body = bytes(self.buffer[head_len:total])
             del self.buffer[:total]
             self.pending = None
             self.deadline.disarm()
             self.busy = True
-            task = self.loop.create_task(self._serve(request, keep_alive))
-            self.l.serving.add(task)
-            task.add_done_callback(self.l.serving.discard)
+            large = self.l.large
+            if large is not None and large.is_large(body):
+                # may wait its turn (acs/web/large.py); this connection stays busy meanwhile
+                large.admit(body, functools.partial(self._start, request, keep_alive=keep_alive))
+            else:
+                self._start(request, body, keep_alive=keep_alive, large=False)
+
+    def _start(
+        self, request: LeanRequest, body: bytes, *, keep_alive: bool, large: bool = True
+    ) -> bool:
+        """Handle ``request`` now; False if its client went away while it waited."""
+        if self.gone:
+            return False
+        request._body = body
+        task = self.loop.create_task(self._serve(request, keep_alive))
+        self.l.serving.add(task)
+        task.add_done_callback(self.l.serving.discard)
+        if large:
+            assert self.l.large is not None
+            task.add_done_callback(self.l.large.finished)
+        return True
 
     def _head(self) -> bool:
         """Parse the next request's head; False to wait for more bytes (or after a handoff)."""

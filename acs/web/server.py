@@ -64,6 +64,7 @@ from acs.web.cwmp import CwmpEndpoint
 from acs.web.files import files_app
 from acs.web.guard import GuardedRunner
 from acs.web.host_relay import HostRelay
+from acs.web.large import LargeRequests
 from acs.web.lean import Handler, LeanListener, LeanSite, routed_to
 from acs.web.proxy import TrustedProxies, parse_networks
 from acs.web.relay import Relay, Workers
@@ -300,6 +301,10 @@ async def _listen(
             keepalive_timeout_s=runner.server._kwargs.get("keepalive_timeout", 3630.0),
             count=lambda reason: metrics.http_refused.labels(listener, reason).inc(),
             tls=tls is not None,
+            large=LargeRequests(
+                min_bytes=settings.large_request_bytes,
+                at_once=settings.large_requests_at_once or settings.database_pool_size,
+            ),
         )
         site = LeanSite(
             runner,

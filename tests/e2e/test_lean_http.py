@@ -10,11 +10,14 @@ import logging
 import re
 import time
 
+import asyncpg
 import pytest
 
+from acs.store import devices
 from acs.web.lean import LeanListener, lean_listener
 from acs.web.server import Running
 from tests.e2e.conftest import StartAcs
+from tests.e2e.test_simulator_fleet import dev_id, fleet_of
 from tests.e2e.test_survival import inform_envelope
 
 pytestmark = pytest.mark.db
@@ -177,3 +180,35 @@ async def test_aiohttp_alone_when_the_lean_path_is_off(start_acs: StartAcs) -> N
         assert second == 200 and b"GetParameterNames" in then
     finally:
         writer.close()
+
+
+async def test_large_answers_wait_their_turn_and_every_discovery_completes(
+    start_acs: StartAcs, db_pool: asyncpg.Pool, unique_serial
+) -> None:
+    # one large request at a time: eight CPEs discovering at once must queue their answers
+    running = await start_acs(
+        cwmp_http="lean",
+        cpe_auth="digest",
+        cpe_username="cpe",
+        cpe_password="cpe-pw",
+        large_request_bytes=16 * 1024,
+        large_requests_at_once=1,
+    )
+    large = lean_of(running).large
+    assert large is not None and large.at_once == 1
+    fleet = await fleet_of(running, unique_serial("LG"), 8)
+    try:
+        await fleet.wait_for(lambda: all(c.sessions_ok >= 1 for c in fleet.devices.values()), 60)
+        assert large.waited > 0  # answers did wait
+        assert large.running == 0 and not large.waiting  # and every one was handled
+        assert all(c.sessions_failed == 0 for c in fleet.devices.values())
+        async with db_pool.acquire() as conn:
+            for serial, cpe in fleet.devices.items():
+                # the whole tree, names and values, as the CPE has it
+                stored = await devices.get_parameters(conn, dev_id(fleet, serial))
+                params = {p: r for p, r in stored.items() if not p.endswith(".")}
+                names = cpe.tree.get_parameter_names("", False)
+                assert set(params) == {n.name for n in names if not n.name.endswith(".")}
+                assert params["Device.DeviceInfo.SerialNumber"].value == serial
+    finally:
+        await fleet.stop()

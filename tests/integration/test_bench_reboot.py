@@ -35,7 +35,12 @@ def test_the_reboot_scenario_serves_every_known_device_and_measures_what_a_sessi
     assert "GetParameterNames" not in raw["storm"]["acs_rpcs"]
     assert set(raw["storm"]["http"]) <= set(reboot.OK_STATUSES)
     assert raw["storm"]["acs_cpu_s"] > 0 and raw["storm"]["pg_cpu_s"] > 0
-    assert raw["memory"]["parked"] >= 1
+    # two storms on one ACS: the second, twice the first's size, is the one measured
+    first, second = raw["memory"]["first"], raw["memory"]
+    assert first["parked"] >= 1 and second["parked_goal"] == 2 * first["parked_goal"] == 16
+    assert second["base_rss_mb"] >= first["base_rss_mb"] > 0
+    assert second["extra"] == second["parked"] - first["parked"]
+    assert "a storm twice its size" in memory["notes"], memory
     assert memory["met"] is (memory["value"] <= reboot.HELD_GOAL_KB)
     # the setup: two real bootstraps, the rest seeded and checked against them
     assert "2 real bootstraps, 10 devices seeded" in storm["notes"], storm
