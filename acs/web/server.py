@@ -289,6 +289,9 @@ async def _listen(
     if lean is not None:
         handler, proxies = lean
         assert runner.server is not None
+        # the pool size when unset: Settings' validator fills it in
+        large_at_once = settings.large_requests_at_once
+        assert large_at_once is not None
         lean_listener = LeanListener(
             handler=handler,
             fallback=runner.server,  # aiohttp's protocol (a GuardedHandler) for a handoff
@@ -303,7 +306,7 @@ async def _listen(
             tls=tls is not None,
             large=LargeRequests(
                 min_bytes=settings.large_request_bytes,
-                at_once=settings.large_requests_at_once or settings.database_pool_size,
+                at_once=large_at_once,
             ),
         )
         site = LeanSite(
